@@ -1,0 +1,3 @@
+from aiaas.cli import main
+
+main()

@@ -1,0 +1,120 @@
+"""The ASGI application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from aiaas.core.auth import Credentials
+from aiaas.core.config import Config, load_config
+from aiaas.core.errors import AiaasError, AuthenticationError
+from aiaas.core.platform import Platform
+from aiaas.graphql.view import GraphQLView
+from aiaas.requests import RequestIdMiddleware
+
+logger = logging.getLogger(__name__)
+
+GRAPHQL_PATH = "/graphql"
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    platform: Platform = request.app.state.platform
+    checks = await platform.readiness()
+    ready = all(result == "ok" for result in checks.values())
+    return JSONResponse(
+        {"status": "ready" if ready else "unavailable", "checks": checks},
+        status_code=200 if ready else 503,
+    )
+
+
+class RequirePrincipal:
+    """Authenticated by default: every HTTP route but the public paths needs valid credentials.
+
+    GraphQL is the one exception handled elsewhere: it authorizes each root field, because its
+    `health` field is public while every other field is not.
+    """
+
+    def __init__(self, app: ASGIApp, platform: Platform) -> None:
+        self.app = app
+        self.platform = platform
+        self.public_paths = {*platform.config.public_paths, GRAPHQL_PATH}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.public_paths:
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        credentials = Credentials(
+            authorization=request.headers.get("authorization"),
+            client_address=request.client.host if request.client else None,
+        )
+        try:
+            principal = await self.platform.authenticate(credentials)
+            if principal is None:
+                raise AuthenticationError("authentication required: send `Bearer <API token>`")
+        except AuthenticationError as exc:
+            response = JSONResponse(
+                {"error": {"code": exc.code, "message": exc.message}},
+                status_code=401,
+                headers={"WWW-Authenticate": 'Bearer realm="aiaas"'},
+            )
+            await response(scope, receive, send)
+            return
+        scope.setdefault("state", {})["principal"] = principal
+        await self.app(scope, receive, send)
+
+
+def create_app(config: Config | None = None, *, platform: Platform | None = None) -> Starlette:
+    """Build the API. The platform connects in the app's lifespan, not here."""
+    if platform is None:
+        platform = Platform(config or load_config())
+    config = platform.config
+    graphql = GraphQLView(platform)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            await platform.start()
+        except AiaasError as exc:
+            logger.error("aiaas cannot start: %s", exc.message)
+            raise
+        try:
+            yield
+        finally:
+            await platform.stop()
+
+    app = Starlette(
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            Route(GRAPHQL_PATH, graphql),
+            WebSocketRoute(GRAPHQL_PATH, graphql),
+        ],
+        middleware=[
+            Middleware(RequestIdMiddleware),
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(config.cors_origins),
+                allow_methods=["GET", "POST"],
+                allow_headers=["authorization", "content-type", "x-request-id"],
+                expose_headers=["x-request-id"],
+            ),
+            Middleware(RequirePrincipal, platform=platform),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.platform = platform
+    return app

@@ -1,0 +1,320 @@
+"""The `aiaas` command."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import socket
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from aiaas import __version__, migrations
+from aiaas.core.config import Config, load_config
+from aiaas.core.errors import AiaasError, ConfigError, DatabaseUnavailableError
+from aiaas.core.plugins import create_plugin_manager
+from aiaas.core.registry import load_registries
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+
+
+def fail(message: str, code: int = EXIT_FAILURE) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def reports_errors(command: F) -> F:
+    """Turn expected failures into one clear line on stderr and a non-zero exit, no traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except ConfigError as exc:
+            fail(exc.message, EXIT_CONFIG)
+        except AiaasError as exc:
+            fail(exc.message)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def configure_logging(config: Config) -> None:
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+    # Casbin logs its whole model at INFO each time an enforcer is built.
+    logging.getLogger("casbin").setLevel(max(logging.WARNING, logging.root.level))
+
+
+def current_config(**overrides: Any) -> Config:
+    context = click.get_current_context()
+    config_file: Path | None = context.find_root().params.get("config_file")
+    return load_config(config_file=config_file, overrides=overrides)
+
+
+def require_services(config: Config, *names: str) -> None:
+    missing = [name for name in names if getattr(config, name) is None]
+    if missing:
+        variables = ", ".join(f"AIAAS_{name.upper()}" for name in missing)
+        raise ConfigError(
+            f"{variables} must be set for this command; `aiaas dev` runs the platform on "
+            "embedded services instead"
+        )
+
+
+async def preflight(config: Config) -> None:
+    """Connect to every service and check the schema, so that a misconfiguration fails here
+    with one clear message instead of inside the server."""
+    from aiaas.core.platform import Platform
+
+    platform = Platform(config)
+    await platform.start()
+    await platform.stop()
+
+
+class AiaasGroup(click.Group):
+    """The built-in commands, plus those plugins add through `aiaas_cli_commands`."""
+
+    def _plugin_commands(self, context: click.Context) -> dict[str, click.Command]:
+        cached: dict[str, click.Command] | None = context.meta.get("aiaas.plugin_commands")
+        if cached is not None:
+            return cached
+        commands: dict[str, click.Command] = {}
+        try:
+            config = load_config(config_file=context.params.get("config_file"))
+        except ConfigError:
+            config = None  # the command that runs will report it
+        if config is not None:
+            manager = create_plugin_manager(config)
+            for plugin_name, result in manager.call_each("aiaas_cli_commands"):
+                for command in result or ():
+                    if command.name in self.commands or command.name in commands:
+                        manager.record_failure(
+                            plugin_name,
+                            "hook aiaas_cli_commands",
+                            f"command {command.name!r} already exists",
+                        )
+                        continue
+                    commands[str(command.name)] = command
+        context.meta["aiaas.plugin_commands"] = commands
+        return commands
+
+    def list_commands(self, context: click.Context) -> list[str]:
+        return [*super().list_commands(context), *sorted(self._plugin_commands(context))]
+
+    def get_command(self, context: click.Context, name: str) -> click.Command | None:
+        return super().get_command(context, name) or self._plugin_commands(context).get(name)
+
+
+@click.group(cls=AiaasGroup)
+@click.version_option(__version__, prog_name="aiaas")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="TOML config file (also AIAAS_CONFIG_FILE).",
+)
+def cli(config_file: Path | None) -> None:
+    """aiaas: datasets, training jobs, a model registry and serving behind one GraphQL API."""
+
+
+@cli.command()
+@click.option("--host", help="Address to listen on [default: 127.0.0.1].")
+@click.option("--port", type=int, help="Port to listen on [default: 8000; 0 picks a free one].")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the embedded services keep their data [default: ~/.local/share/aiaas].",
+)
+@reports_errors
+def dev(host: str | None, port: int | None, data_dir: Path | None) -> None:
+    """Run the whole platform in the foreground, on embedded PostgreSQL and Redis unless
+    AIAAS_DATABASE_URL / AIAAS_REDIS_URL are set."""
+    from aiaas.embedded.dev import DevError, DevSupervisor
+
+    config = current_config(
+        mode="dev", host=host, port=port, data_dir=data_dir.absolute() if data_dir else None
+    )
+    configure_logging(config)
+    try:
+        sys.exit(DevSupervisor(config).run())
+    except DevError as exc:
+        fail(str(exc))
+
+
+@cli.command()
+@click.option("--host", help="Address to listen on [default: 127.0.0.1].")
+@click.option("--port", type=int, help="Port to listen on [default: 8000].")
+@click.option("--fd", type=int, help="Serve on this already-bound socket instead.")
+@reports_errors
+def serve(host: str | None, port: int | None, fd: int | None) -> None:
+    """Run the API server (uvicorn) against the configured PostgreSQL and Redis."""
+    import uvicorn
+
+    from aiaas.app import create_app
+    from aiaas.embedded.dev import DevError, bind_api_socket
+
+    config = current_config(host=host, port=port)
+    require_services(config, "database_url", "redis_url")
+    configure_logging(config)
+    if fd is not None:
+        sock = socket.socket(fileno=fd)
+    else:
+        try:
+            sock = bind_api_socket(config.host, config.port)
+        except DevError as exc:
+            fail(str(exc))
+    asyncio.run(preflight(config))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(config),
+            log_level=config.log_level,
+            lifespan="on",
+            timeout_graceful_shutdown=5,
+        )
+    )
+    server.run(sockets=[sock])
+    if not server.started:
+        sys.exit(EXIT_FAILURE)
+
+
+@cli.command()
+@reports_errors
+def worker() -> None:
+    """Run an arq worker against the configured PostgreSQL and Redis."""
+    from arq.worker import Worker
+
+    from aiaas.workers.settings import worker_settings
+
+    config = current_config()
+    require_services(config, "database_url", "redis_url")
+    configure_logging(config)
+    asyncio.run(preflight(config))
+
+    async def run() -> None:
+        await Worker(**worker_settings(config)).async_run()
+
+    asyncio.run(run())
+
+
+@cli.group()
+def db() -> None:
+    """Manage the database schema."""
+
+
+async def _database_revision(config: Config) -> str | None:
+    from aiaas.plugins.postgres_metadata import PostgresMetadataStore
+
+    store = PostgresMetadataStore(config)
+    await store.connect()
+    try:
+        async with store.acquire() as connection:
+            return await migrations.current_revision(connection)
+    finally:
+        await store.close()
+
+
+@db.command()
+@reports_errors
+def upgrade() -> None:
+    """Apply every pending migration."""
+    config = current_config()
+    require_services(config, "database_url")
+    assert config.database_url is not None
+    before = asyncio.run(_database_revision(config))
+    try:
+        asyncio.run(migrations.upgrade(config.database_url))
+    except OSError as exc:
+        raise DatabaseUnavailableError(f"cannot reach PostgreSQL: {exc}") from exc
+    after = asyncio.run(_database_revision(config))
+    if before == after:
+        click.echo(f"already at the latest revision {after}")
+    else:
+        click.echo(f"upgraded from {before or 'an empty database'} to {after}")
+
+
+@db.command()
+@reports_errors
+def current() -> None:
+    """Show the database's schema revision and whether it is the latest."""
+    config = current_config()
+    require_services(config, "database_url")
+    revision = asyncio.run(_database_revision(config))
+    head = migrations.head_revision()
+    state = (
+        "up to date" if revision == head else f"outdated, latest is {head}: run `aiaas db upgrade`"
+    )
+    click.echo(f"{revision or 'none'} ({state})")
+
+
+@cli.command("export-schema")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the SDL to this file instead of standard output.",
+)
+def export_schema(output: Path | None) -> None:
+    """Print the GraphQL schema (SDL) of the built-in plugins, as schema.graphql holds it."""
+    sdl = builtin_schema_sdl()
+    if output is None:
+        click.echo(sdl, nl=False)
+    else:
+        output.write_text(sdl, encoding="utf-8")
+
+
+def builtin_schema_sdl() -> str:
+    from aiaas.core.config import build_config
+    from aiaas.core.platform import Platform
+    from aiaas.graphql.schema import build_schema
+
+    platform = Platform(build_config({"disable_plugin_autoload": True}))
+    return build_schema(platform).as_str() + "\n"
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@reports_errors
+def plugins(as_json: bool) -> None:
+    """List the plugins, their versions and hooks, and any that failed to load."""
+    manager = create_plugin_manager(current_config())
+    load_registries(manager)  # a hook that raises is reported by this, not hidden
+    report = manager.report()
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "name": status.name,
+                        "version": status.version,
+                        "source": status.source,
+                        "state": status.status,
+                        "hooks": list(status.hooks),
+                        "failures": [
+                            {"stage": f.stage, "reason": f.reason} for f in status.failures
+                        ],
+                    }
+                    for status in report
+                ],
+                indent=2,
+            )
+        )
+        return
+    for status in report:
+        click.echo(f"{status.name} {status.version} [{status.source}, {status.status}]")
+        if status.hooks:
+            click.echo(f"    hooks: {', '.join(status.hooks)}")
+        for failure in status.failures:
+            click.echo(f"    FAILED at {failure.stage}: {failure.reason}")
+
+
+def main() -> None:
+    cli(prog_name="aiaas")

@@ -1,0 +1,188 @@
+"""The append-only audit trail, and `AuditedChange`: one mutation, audited in its own transaction.
+
+Every mutation runs inside an `AuditedChange`. Its effect and its audit event commit together or
+not at all; a mutation refused with an expected error leaves a `failed` event instead, and the
+enforcement point writes `denied` events. Observers (`aiaas_audit_event`) hear about an event
+only after it is durable.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, Self
+from uuid import UUID
+
+from aiaas.core.auth import Principal
+from aiaas.core.errors import AiaasError
+
+if TYPE_CHECKING:
+    from aiaas.core.platform import Platform
+
+logger = logging.getLogger(__name__)
+
+Outcome = Literal["success", "denied", "failed"]
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    id: int
+    occurred_at: datetime
+    actor_id: UUID | None
+    actor_name: str | None
+    action: str
+    outcome: Outcome
+    object_type: str | None
+    object_id: str | None
+    project_id: UUID | None
+    request_id: str | None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+_INSERT = """
+INSERT INTO audit_events
+    (actor_id, actor_name, action, outcome, object_type, object_id, project_id, request_id, details)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+RETURNING id, occurred_at, actor_id, actor_name, action, outcome, object_type, object_id,
+          project_id, request_id, details
+"""
+
+
+async def insert_audit_event(
+    connection: Any,
+    *,
+    actor: Principal | None,
+    action: str,
+    outcome: Outcome,
+    object_type: str | None = None,
+    object_id: str | None = None,
+    project_id: UUID | None = None,
+    request_id: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> AuditEvent:
+    row = await connection.fetchrow(
+        _INSERT,
+        actor.user_id if actor else None,
+        actor.username if actor else None,
+        action,
+        outcome,
+        object_type,
+        object_id,
+        project_id,
+        request_id,
+        details or {},
+    )
+    return AuditEvent(**dict(row))
+
+
+class AuditedChange:
+    """Run one mutation and its audit event in a single transaction.
+
+    async with AuditedChange(platform, principal, "project.create", request_id) as change:
+        row = await change.connection.fetchrow("INSERT ...")
+        await change.record(object_type="project", object_id=str(row["id"]))
+    """
+
+    def __init__(
+        self,
+        platform: Platform,
+        actor: Principal | None,
+        action: str,
+        request_id: str | None = None,
+    ) -> None:
+        self._platform = platform
+        self.actor = actor
+        self.action = action
+        self.request_id = request_id
+        self.events: list[AuditEvent] = []
+        self._unchanged = False
+        self._context: Any = None
+        self.connection: Any = None
+
+    async def __aenter__(self) -> Self:
+        self._context = self._platform.metadata.transaction()
+        self.connection = await self._context.__aenter__()
+        return self
+
+    async def record(
+        self,
+        *,
+        object_type: str,
+        object_id: str | None,
+        project_id: UUID | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> AuditEvent:
+        event = await insert_audit_event(
+            self.connection,
+            actor=self.actor,
+            action=self.action,
+            outcome="success",
+            object_type=object_type,
+            object_id=object_id,
+            project_id=project_id,
+            request_id=self.request_id,
+            details=details,
+        )
+        self.events.append(event)
+        return event
+
+    def unchanged(self) -> None:
+        """Declare that this mutation turned out to change nothing, so it has nothing to audit
+        (for example, an idempotent bootstrap that found its work already done)."""
+        self._unchanged = True
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool:
+        if exc is None and not self.events and not self._unchanged:
+            exc = RuntimeError(f"mutation {self.action} changed state without an audit event")
+            await self._context.__aexit__(RuntimeError, exc, None)
+            raise exc
+        await self._context.__aexit__(exc_type, exc, traceback)
+        if exc is None:
+            for event in self.events:
+                self._platform.notify_audit_event(event)
+        elif isinstance(exc, AiaasError):
+            await record_outside_change(
+                self._platform,
+                actor=self.actor,
+                action=self.action,
+                outcome="failed",
+                request_id=self.request_id,
+                details={"code": exc.code, "message": exc.message},
+            )
+        return False
+
+
+async def record_outside_change(
+    platform: Platform,
+    *,
+    actor: Principal | None,
+    action: str,
+    outcome: Outcome,
+    request_id: str | None,
+    object_type: str | None = None,
+    object_id: str | None = None,
+    project_id: UUID | None = None,
+    details: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Write an event that has no effect to go with it: a denied or failed attempt."""
+    async with platform.metadata.transaction() as connection:
+        event = await insert_audit_event(
+            connection,
+            actor=actor,
+            action=action,
+            outcome=outcome,
+            object_type=object_type,
+            object_id=object_id,
+            project_id=project_id,
+            request_id=request_id,
+            details=details,
+        )
+    platform.notify_audit_event(event)
+    return event

@@ -1,0 +1,62 @@
+"""Who is calling (authenticators) and what they may do (the policy enforcer)."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from uuid import UUID
+
+from aiaas.core.storage import MetadataStore
+
+GLOBAL_DOMAIN = "*"
+"""The Casbin domain of platform-wide grants, such as the `admin` role."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller."""
+
+    user_id: UUID
+    username: str
+    is_admin: bool
+    authenticated_by: str
+    """Name of the authenticator that vouched for the caller."""
+    token_id: UUID | None = None
+    """The API token used, so that revoking it can end the caller's open subscriptions."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What a request presents: the `Authorization` header (or the graphql-ws `connection_init`
+    token, put into the same form) and the client's address."""
+
+    authorization: str | None
+    client_address: str | None = None
+
+
+class Authenticator(abc.ABC):
+    """Turns credentials into a `Principal`. Authenticators are asked in registration order."""
+
+    @abc.abstractmethod
+    async def authenticate(
+        self, credentials: Credentials, metadata: MetadataStore
+    ) -> Principal | None:
+        """Return the principal, or None when the credentials are not of this authenticator's
+        kind (the next one is asked). Raise `AuthenticationError` when they are of its kind but
+        invalid: malformed, unknown, expired or revoked."""
+
+
+class PolicyEnforcer(abc.ABC):
+    """Decides whether a principal may perform an action on a resource within a domain.
+
+    The domain is a project slug, or `GLOBAL_DOMAIN` for platform-wide resources. Anything the
+    policy does not grant is denied.
+    """
+
+    @abc.abstractmethod
+    async def enforce(
+        self, principal: Principal, domain: str, resource: str, action: str
+    ) -> bool: ...
+
+    async def close(self) -> None:  # noqa: B027 - an in-memory policy holds nothing to release
+        """Release what the enforcer holds."""

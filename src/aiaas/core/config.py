@@ -1,0 +1,244 @@
+"""Configuration: defaults, then an optional TOML file, then `AIAAS_*` environment variables.
+
+Every key is a field of `Config`. An unknown key, in the file or in the environment, is refused
+with a suggestion, because a misspelt `AIAAS_DATABSE_URL` silently falling back to a default is
+exactly the kind of mistake that reaches production. Each field is documented in
+docs/configuration.md, and a test keeps that page and this model in step.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from collections.abc import Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import SplitResult, parse_qs, urlsplit, urlunsplit
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from aiaas.core.errors import ConfigError
+
+ENV_PREFIX = "AIAAS_"
+CONFIG_FILE_ENV = "AIAAS_CONFIG_FILE"
+"""Names the TOML file to read. It is the one `AIAAS_*` variable that is not a `Config` field."""
+
+
+class Mode(StrEnum):
+    DEV = "dev"
+    PRODUCTION = "production"
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _port_of(parts: SplitResult, url: str) -> int | None:
+    try:
+        return parts.port
+    except ValueError:
+        raise ValueError(f"malformed port in {redact_url(url)!r}") from None
+
+
+def _check_postgres_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in {"postgresql", "postgres"}:
+        raise ValueError(
+            f"expected a postgresql:// URL, got scheme {parts.scheme!r} in {redact_url(url)!r}"
+        )
+    _port_of(parts, url)
+    socket_dir = parse_qs(parts.query).get("host")
+    if not parts.hostname and not socket_dir:
+        raise ValueError(f"no host in {redact_url(url)!r}")
+    if not parts.path.strip("/"):
+        raise ValueError(f"no database name in {redact_url(url)!r}")
+    return url
+
+
+def _check_redis_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in {"redis", "rediss", "unix"}:
+        raise ValueError(
+            f"expected a redis://, rediss:// or unix:// URL, got scheme {parts.scheme!r} "
+            f"in {redact_url(url)!r}"
+        )
+    _port_of(parts, url)
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise ValueError(f"no socket path in {redact_url(url)!r}")
+        return url
+    if not parts.hostname:
+        raise ValueError(f"no host in {redact_url(url)!r}")
+    database = parts.path.strip("/")
+    if database and not database.isdigit():
+        raise ValueError(f"the database in {redact_url(url)!r} must be a number")
+    return url
+
+
+PostgresUrl = Annotated[str, AfterValidator(_check_postgres_url)]
+RedisUrl = Annotated[str, AfterValidator(_check_redis_url)]
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "aiaas"
+
+
+class Config(BaseModel):
+    """Every setting of the platform. Field docs are the reference text of docs/configuration.md."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    mode: Mode = Field(
+        Mode.PRODUCTION,
+        description="`production` masks errors and turns GraphiQL off; `aiaas dev` sets `dev`.",
+    )
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="Where `aiaas dev` keeps the embedded PostgreSQL, Redis and artifacts.",
+    )
+    database_url: PostgresUrl | None = Field(
+        None,
+        description="PostgreSQL URL. Required by `serve`, `worker` and `db`; "
+        "`aiaas dev` starts an embedded server when it is unset.",
+    )
+    redis_url: RedisUrl | None = Field(
+        None,
+        description="Redis URL. Required by `serve` and `worker`; "
+        "`aiaas dev` starts an embedded server when it is unset.",
+    )
+    host: str = Field("127.0.0.1", description="Address the API listens on.")
+    port: int = Field(8000, ge=0, le=65535, description="Port the API listens on (0: any).")
+    database_connect_timeout_s: float = Field(
+        5.0, gt=0, le=60, description="Give up connecting to PostgreSQL after this many seconds."
+    )
+    database_pool_min_size: int = Field(1, ge=0, description="Connections kept open per process.")
+    database_pool_max_size: int = Field(10, ge=1, description="Most connections per process.")
+    redis_connect_timeout_s: float = Field(
+        5.0, gt=0, le=60, description="Give up connecting to Redis after this many seconds."
+    )
+    metadata_store: str = Field(
+        "postgresql", description="Name of the metadata store backend (`aiaas_metadata_stores`)."
+    )
+    artifact_store: str = Field(
+        "filesystem", description="Name of the artifact store backend (`aiaas_artifact_stores`)."
+    )
+    artifact_dir: Path | None = Field(
+        None,
+        description="Root of the filesystem artifact store; defaults to `<data_dir>/artifacts`.",
+    )
+    plugins: tuple[str, ...] | None = Field(
+        None,
+        description="Allowlist of `aiaas` entry points that may load, comma separated; "
+        "unset loads every installed one.",
+    )
+    disable_plugin_autoload: bool = Field(
+        False, description="`1` loads no entry-point plugin at all, only the built-ins."
+    )
+    public_paths: tuple[str, ...] = Field(
+        ("/healthz", "/readyz", "/metrics"),
+        description="HTTP paths answered without credentials, comma separated.",
+    )
+    cors_origins: tuple[str, ...] = Field(
+        (), description="Origins allowed to call the API from a browser, comma separated."
+    )
+    log_level: str = Field("info", pattern="^(debug|info|warning|error)$", description="Log level.")
+    queue_name: str = Field(
+        "aiaas:queue", min_length=1, description="Name of the arq queue in Redis."
+    )
+    worker_poll_delay_s: float = Field(
+        0.05, gt=0, le=1.0, description="How often an idle worker polls the queue."
+    )
+    worker_max_jobs: int = Field(4, ge=1, description="Jobs one worker process runs at once.")
+
+    @property
+    def resolved_artifact_dir(self) -> Path:
+        return self.artifact_dir or self.data_dir / "artifacts"
+
+    @property
+    def is_dev(self) -> bool:
+        return self.mode is Mode.DEV
+
+
+# Fields that take a list: in the environment they are written comma separated.
+_LIST_FIELDS = frozenset({"plugins", "public_paths", "cors_origins"})
+
+
+def env_name(field: str) -> str:
+    return ENV_PREFIX + field.upper()
+
+
+def _unknown_key_error(key: str, known: list[str], where: str) -> ConfigError:
+    suggestion = difflib.get_close_matches(key, known, n=1)
+    hint = f"; did you mean {suggestion[0]}?" if suggestion else ""
+    return ConfigError(f"unknown configuration key {key} in {where}{hint}")
+
+
+def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    known = {env_name(field): field for field in Config.model_fields}
+    values: dict[str, Any] = {}
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX) or key == CONFIG_FILE_ENV:
+            continue
+        if key not in known:
+            raise _unknown_key_error(key, [*known, CONFIG_FILE_ENV], "the environment")
+        field = known[key]
+        values[field] = _split_list(raw) if field in _LIST_FIELDS else raw
+    return values
+
+
+def _split_list(raw: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _from_file(path: Path) -> dict[str, Any]:
+    try:
+        values = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc}") from None
+    for key in values:
+        if key not in Config.model_fields:
+            raise _unknown_key_error(key, list(Config.model_fields), str(path))
+    return values
+
+
+def load_config(
+    environ: Mapping[str, str] | None = None,
+    *,
+    config_file: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Build the `Config`: defaults < TOML file < environment < explicit overrides (CLI flags)."""
+    environ = os.environ if environ is None else environ
+    if config_file is None and environ.get(CONFIG_FILE_ENV):
+        config_file = Path(environ[CONFIG_FILE_ENV])
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        values.update(_from_file(config_file))
+    values.update(_from_environment(environ))
+    values.update({key: value for key, value in (overrides or {}).items() if value is not None})
+    return build_config(values)
+
+
+def build_config(values: Mapping[str, Any]) -> Config:
+    """Validate `values` into a `Config`, turning pydantic's report into one `ConfigError`."""
+    try:
+        return Config.model_validate(dict(values))
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"]) or "config"
+            message = error["msg"].removeprefix("Value error, ")
+            if error["type"] == "extra_forbidden":
+                message = "unknown configuration key"
+            problems.append(f"{field} ({env_name(field)}): {message}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None

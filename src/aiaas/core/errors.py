@@ -1,0 +1,127 @@
+"""The exceptions aiaas raises on purpose, and what each one means to a caller.
+
+Every expected failure is an `AiaasError`. Each subclass carries a stable machine-readable `code`
+(sent to GraphQL clients in `extensions.code`) and the HTTP status that a REST route answers with.
+Anything that is not an `AiaasError` is a bug: production masks it and logs it with the request id.
+
+    AiaasError
+    ├── ConfigError                  invalid configuration: unknown key, bad URL, missing value
+    ├── PluginError                  the plugin set cannot form a platform
+    │   ├── DuplicateSpecError       two plugins registered a backend under one name
+    │   └── UnknownBackendError      the config names a backend no plugin provides
+    ├── ServiceUnavailableError      a service the platform needs is not usable (503)
+    │   ├── DatabaseUnavailableError PostgreSQL cannot be reached in time
+    │   ├── RedisUnavailableError    Redis cannot be reached in time
+    │   └── SchemaOutdatedError      the database schema is not at this release's revision
+    ├── AuthenticationError          no valid credentials (401, UNAUTHENTICATED)
+    ├── PermissionDeniedError        authenticated, but the policy denies it (403, FORBIDDEN)
+    ├── InputError                   the request itself is invalid (400, BAD_USER_INPUT)
+    ├── NotFoundError                no such object, or not visible to the caller (404, NOT_FOUND)
+    ├── ConflictError                valid input that the current state refuses (409, CONFLICT)
+    └── ArtifactError                an artifact store failure
+        ├── ArtifactNotFoundError    no artifact under that key (404)
+        └── ArtifactIntegrityError   stored bytes no longer match their key (never served)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+
+class AiaasError(Exception):
+    """Base class of every expected aiaas failure."""
+
+    code: ClassVar[str] = "INTERNAL"
+    http_status: ClassVar[int] = 500
+
+    def __init__(self, message: str, *, details: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, Any] = dict(details or {})
+
+    @property
+    def extensions(self) -> dict[str, Any]:
+        """The GraphQL error `extensions`: graphql-core copies them from the original error."""
+        return {"code": self.code, "status": self.http_status, **self.details}
+
+
+class ConfigError(AiaasError):
+    code = "CONFIG_INVALID"
+
+
+class PluginError(AiaasError):
+    code = "PLUGIN_ERROR"
+
+
+class DuplicateSpecError(PluginError):
+    code = "PLUGIN_DUPLICATE"
+
+
+class UnknownBackendError(PluginError):
+    code = "PLUGIN_UNKNOWN_BACKEND"
+
+
+class ServiceUnavailableError(AiaasError):
+    code = "SERVICE_UNAVAILABLE"
+    http_status = 503
+
+
+class DatabaseUnavailableError(ServiceUnavailableError):
+    code = "DATABASE_UNAVAILABLE"
+
+
+class RedisUnavailableError(ServiceUnavailableError):
+    code = "REDIS_UNAVAILABLE"
+
+
+class SchemaOutdatedError(ServiceUnavailableError):
+    code = "SCHEMA_OUTDATED"
+
+
+class AuthenticationError(AiaasError):
+    code = "UNAUTHENTICATED"
+    http_status = 401
+
+
+class PermissionDeniedError(AiaasError):
+    code = "FORBIDDEN"
+    http_status = 403
+
+
+class InputError(AiaasError):
+    """Invalid input. `field_errors` maps each offending input field to what is wrong with it."""
+
+    code = "BAD_USER_INPUT"
+    http_status = 400
+
+    def __init__(self, message: str, *, field_errors: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.field_errors: dict[str, str] = dict(field_errors or {})
+
+    @property
+    def extensions(self) -> dict[str, Any]:
+        return {**super().extensions, "fieldErrors": self.field_errors}
+
+
+class NotFoundError(AiaasError):
+    code = "NOT_FOUND"
+    http_status = 404
+
+
+class ConflictError(AiaasError):
+    code = "CONFLICT"
+    http_status = 409
+
+
+class ArtifactError(AiaasError):
+    code = "ARTIFACT_ERROR"
+
+
+class ArtifactNotFoundError(ArtifactError):
+    code = "ARTIFACT_NOT_FOUND"
+    http_status = 404
+
+
+class ArtifactIntegrityError(ArtifactError):
+    code = "ARTIFACT_INTEGRITY"

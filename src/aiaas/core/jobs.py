@@ -1,0 +1,245 @@
+"""Background jobs: their persisted lifecycle in PostgreSQL and their delivery through arq.
+
+PostgreSQL is the source of truth; Redis only delivers. A job row moves
+
+    QUEUED ──claim──▶ RUNNING ──▶ SUCCEEDED | FAILED | CANCELLED
+       └──────────────cancel─────────────────────────▲
+
+A worker must claim a job before running it. The claim is one conditional UPDATE, so a job
+delivered twice runs once. While it runs, the worker renews a heartbeat; a RUNNING job whose
+heartbeat has gone stale belonged to a worker that died, and may be claimed again. The reconciler
+re-enqueues every QUEUED job and every stale RUNNING job that Redis no longer holds, so losing
+Redis's data loses no job.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from arq.constants import (
+    in_progress_key_prefix,
+    job_key_prefix,
+    result_key_prefix,
+    retry_key_prefix,
+)
+
+if TYPE_CHECKING:
+    from aiaas.core.platform import Platform
+
+logger = logging.getLogger(__name__)
+
+RUN_JOB_FUNCTION = "run_job"
+"""The one arq function that every job is delivered to; it dispatches on the job's kind."""
+
+
+class JobState(StrEnum):
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+
+
+@dataclass(frozen=True)
+class Job:
+    id: UUID
+    project_id: UUID
+    kind: str
+    state: JobState
+    payload: dict[str, Any]
+    attempt: int
+    created_by: UUID | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    reason: str | None
+    claimed_by: str | None
+    heartbeat_at: datetime | None
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    """A committed state change, as `aiaas_job_event` observers receive it."""
+
+    job_id: UUID
+    project_id: UUID
+    kind: str
+    state: JobState
+    attempt: int
+    occurred_at: datetime
+    reason: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+_COLUMNS = (
+    "id, project_id, kind, state, payload, attempt, created_by, created_at, updated_at, "
+    "started_at, finished_at, reason, claimed_by, heartbeat_at"
+)
+
+
+def _to_job(row: Any) -> Job:
+    values = dict(row)
+    values["state"] = JobState(values["state"])
+    return Job(**values)
+
+
+def _event(job: Job) -> JobEvent:
+    return JobEvent(
+        job_id=job.id,
+        project_id=job.project_id,
+        kind=job.kind,
+        state=job.state,
+        attempt=job.attempt,
+        occurred_at=job.updated_at,
+        reason=job.reason,
+    )
+
+
+async def insert_job(
+    connection: Any,
+    *,
+    project_id: UUID,
+    kind: str,
+    payload: dict[str, Any],
+    created_by: UUID | None,
+) -> Job:
+    """Insert a QUEUED job inside the caller's transaction. Enqueue it after that commits."""
+    row = await connection.fetchrow(
+        f"INSERT INTO jobs (project_id, kind, payload, created_by) VALUES ($1, $2, $3, $4) "
+        f"RETURNING {_COLUMNS}",
+        project_id,
+        kind,
+        payload,
+        created_by,
+    )
+    return _to_job(row)
+
+
+async def enqueue_job(platform: Platform, job_id: UUID) -> bool:
+    """Hand the job to arq. The arq job id is the job's id, so enqueueing a job that arq still
+    holds is a no-op; False then."""
+    enqueued = await platform.redis.enqueue_job(
+        RUN_JOB_FUNCTION, str(job_id), _job_id=str(job_id), _queue_name=platform.config.queue_name
+    )
+    return enqueued is not None
+
+
+async def get_job(connection: Any, job_id: UUID) -> Job | None:
+    row = await connection.fetchrow(f"SELECT {_COLUMNS} FROM jobs WHERE id = $1", job_id)
+    return _to_job(row) if row is not None else None
+
+
+async def _change(platform: Platform, sql: str, *arguments: Any) -> Job | None:
+    async with platform.metadata.transaction() as connection:
+        row = await connection.fetchrow(sql, *arguments)
+    if row is None:
+        return None
+    job = _to_job(row)
+    platform.notify_job_event(_event(job))
+    return job
+
+
+async def claim_job(
+    platform: Platform, job_id: UUID, worker_id: str, stale_after_s: float
+) -> Job | None:
+    """Make `worker_id` the job's runner. None if the job is finished, or running elsewhere
+    with a live heartbeat: a duplicate delivery then does nothing."""
+    return await _change(
+        platform,
+        f"""
+        UPDATE jobs
+        SET state = 'RUNNING', attempt = attempt + 1, claimed_by = $2,
+            heartbeat_at = clock_timestamp(), updated_at = clock_timestamp(),
+            started_at = coalesce(started_at, clock_timestamp())
+        WHERE id = $1
+          AND (state = 'QUEUED'
+               OR (state = 'RUNNING'
+                   AND heartbeat_at < clock_timestamp() - make_interval(secs => $3)))
+        RETURNING {_COLUMNS}
+        """,
+        job_id,
+        worker_id,
+        stale_after_s,
+    )
+
+
+async def renew_heartbeat(platform: Platform, job_id: UUID, worker_id: str) -> bool:
+    """Keep the claim alive. False if the claim was lost (reclaimed or cancelled)."""
+    async with platform.metadata.acquire() as connection:
+        renewed = await connection.fetchval(
+            "UPDATE jobs SET heartbeat_at = clock_timestamp() "
+            "WHERE id = $1 AND claimed_by = $2 AND state = 'RUNNING' RETURNING true",
+            job_id,
+            worker_id,
+        )
+    return bool(renewed)
+
+
+async def finish_job(
+    platform: Platform, job_id: UUID, worker_id: str, state: JobState, reason: str | None
+) -> Job | None:
+    """Record the outcome of a run. None if the claim was lost meanwhile, in which case the
+    outcome belongs to whoever holds the job now."""
+    if state not in TERMINAL_STATES:
+        raise ValueError(f"{state} is not a final state")
+    return await _change(
+        platform,
+        f"""
+        UPDATE jobs
+        SET state = $3, reason = $4, finished_at = clock_timestamp(),
+            updated_at = clock_timestamp()
+        WHERE id = $1 AND claimed_by = $2 AND state = 'RUNNING'
+        RETURNING {_COLUMNS}
+        """,
+        job_id,
+        worker_id,
+        state.value,
+        reason,
+    )
+
+
+async def reconcile_jobs(platform: Platform, stale_after_s: float) -> list[UUID]:
+    """Re-deliver the jobs PostgreSQL says should run but that nothing is running. Returns them.
+
+    A QUEUED job is re-enqueued when Redis holds no arq job for it (Redis lost its data, or the
+    enqueue after commit never happened). A RUNNING job with a stale heartbeat lost its worker:
+    arq's own bookkeeping for it is dropped, since it would hold the job back until arq's timeout,
+    and the job is enqueued afresh for another worker to claim.
+    """
+    async with platform.metadata.acquire() as connection:
+        rows = await connection.fetch(
+            """
+            SELECT id, state = 'RUNNING' AS stale FROM jobs
+            WHERE state = 'QUEUED'
+               OR (state = 'RUNNING'
+                   AND heartbeat_at < clock_timestamp() - make_interval(secs => $1))
+            ORDER BY created_at
+            """,
+            stale_after_s,
+        )
+    redis = platform.redis
+    requeued = []
+    for row in rows:
+        arq_id = str(row["id"])
+        held_keys = (job_key_prefix + arq_id, in_progress_key_prefix + arq_id)
+        if row["stale"]:
+            await redis.zrem(platform.config.queue_name, arq_id)
+            await redis.delete(*held_keys, retry_key_prefix + arq_id)
+        elif await redis.exists(*held_keys):
+            continue
+        # A result left by an earlier delivery would make arq refuse the same job id again.
+        await redis.delete(result_key_prefix + arq_id)
+        if await enqueue_job(platform, row["id"]):
+            requeued.append(row["id"])
+    if requeued:
+        logger.warning("re-enqueued %d job(s) that nothing was running", len(requeued))
+    return requeued

@@ -1,0 +1,95 @@
+"""Keyset pagination over `(created_at, id)`, with opaque cursors.
+
+Offsets drift when rows are inserted while a client pages; a keyset cursor always resumes right
+after the last row the client saw, and costs one index range scan however deep the page is.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+from uuid import UUID
+
+from aiaas.core.errors import InputError
+
+MAX_PAGE_SIZE = 100
+DEFAULT_PAGE_SIZE = 20
+
+ItemT = TypeVar("ItemT")
+
+
+@dataclass(frozen=True)
+class Cursor:
+    created_at: datetime
+    id: UUID
+
+    def encode(self) -> str:
+        raw = json.dumps([self.created_at.isoformat(), str(self.id)]).encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, value: str) -> Cursor:
+        try:
+            padded = value + "=" * (-len(value) % 4)
+            created_at, row_id = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+            return cls(created_at=datetime.fromisoformat(created_at), id=UUID(row_id))
+        except (ValueError, TypeError, UnicodeError, binascii.Error):
+            raise InputError("malformed cursor", field_errors={"after": "malformed"}) from None
+
+
+@dataclass(frozen=True)
+class Page(Generic[ItemT]):
+    items: list[ItemT]
+    cursors: list[str]
+    has_next_page: bool
+    has_previous_page: bool
+
+
+def check_page_size(first: int | None) -> int:
+    if first is None:
+        return DEFAULT_PAGE_SIZE
+    if not 0 <= first <= MAX_PAGE_SIZE:
+        raise InputError(
+            f"first must be between 0 and {MAX_PAGE_SIZE}",
+            field_errors={"first": f"must be between 0 and {MAX_PAGE_SIZE}"},
+        )
+    return first
+
+
+async def fetch_page(
+    connection: Any,
+    *,
+    query: str,
+    conditions: Sequence[str],
+    arguments: Sequence[Any],
+    first: int | None,
+    after: str | None,
+    to_item: Callable[[Any], ItemT],
+) -> Page[ItemT]:
+    """Run `query` (a SELECT with no WHERE clause, whose rows have `created_at` and `id`) for one
+    page. `conditions` are ANDed SQL predicates over `arguments` ($1, $2, ...)."""
+    limit = check_page_size(first)
+    where = list(conditions)
+    values = list(arguments)
+    if after is not None:
+        cursor = Cursor.decode(after)
+        values += [cursor.created_at, cursor.id]
+        where.append(f"(created_at, id) > (${len(values) - 1}, ${len(values)})")
+    sql = query
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    values.append(limit + 1)
+    sql += f" ORDER BY created_at, id LIMIT ${len(values)}"
+    rows = await connection.fetch(sql, *values)
+    visible = rows[:limit]
+    return Page(
+        items=[to_item(row) for row in visible],
+        cursors=[Cursor(row["created_at"], row["id"]).encode() for row in visible],
+        has_next_page=len(rows) > limit,
+        has_previous_page=after is not None,
+    )

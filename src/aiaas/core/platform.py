@@ -1,0 +1,198 @@
+"""`Platform`: everything one process (API or worker) needs, built from the config and plugins.
+
+Building a `Platform` does no I/O. `start()` connects to PostgreSQL and Redis within their
+timeouts, checks the schema revision, and runs the `aiaas_startup` hooks; `stop()` undoes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from typing import TYPE_CHECKING
+
+from arq.connections import ArqRedis, RedisSettings, create_pool
+
+from aiaas import migrations
+from aiaas.core.auth import Authenticator, Credentials, PolicyEnforcer, Principal
+from aiaas.core.config import Config, redact_url
+from aiaas.core.errors import (
+    AiaasError,
+    AuthenticationError,
+    ConfigError,
+    PermissionDeniedError,
+    PluginError,
+    RedisUnavailableError,
+    SchemaOutdatedError,
+)
+from aiaas.core.plugins import AiaasPluginManager, create_plugin_manager
+from aiaas.core.registry import Registries, load_registries
+from aiaas.core.serialization import pack, unpack
+from aiaas.core.storage import ArtifactStore, MetadataStore
+
+if TYPE_CHECKING:
+    from aiaas.core.audit import AuditEvent
+    from aiaas.core.jobs import JobEvent
+
+logger = logging.getLogger(__name__)
+
+
+async def connect_redis(config: Config) -> ArqRedis:
+    """An arq Redis pool speaking msgpack, or `RedisUnavailableError` within the timeout."""
+    if config.redis_url is None:
+        raise ConfigError("redis_url (AIAAS_REDIS_URL) is not set")
+    settings = RedisSettings.from_dsn(config.redis_url)
+    settings.conn_timeout = max(1, round(config.redis_connect_timeout_s))
+    settings.conn_retries = 0
+    try:
+        pool = await asyncio.wait_for(
+            create_pool(
+                settings,
+                job_serializer=pack,
+                job_deserializer=unpack,
+                default_queue_name=config.queue_name,
+            ),
+            timeout=config.redis_connect_timeout_s,
+        )
+        await asyncio.wait_for(pool.ping(), timeout=config.redis_connect_timeout_s)
+    except (OSError, TimeoutError, AiaasError, Exception) as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
+        raise RedisUnavailableError(
+            f"cannot connect to Redis at {redact_url(config.redis_url)}: {reason} "
+            f"(waited at most {config.redis_connect_timeout_s:g} s)"
+        ) from exc
+    return pool
+
+
+async def check_schema_revision(metadata: MetadataStore) -> str:
+    """The database's revision if it is this release's head; `SchemaOutdatedError` otherwise."""
+    async with metadata.acquire() as connection:
+        current = await migrations.current_revision(connection)
+    head = migrations.head_revision()
+    if current == head:
+        return head
+    if current is None:
+        message = "the database has no aiaas schema yet: run `aiaas db upgrade`"
+    elif current in migrations.known_revisions():
+        message = (
+            f"the database schema is at revision {current}, this release needs {head}: "
+            "run `aiaas db upgrade`"
+        )
+    else:
+        message = (
+            f"the database schema is at revision {current}, which this release does not know; "
+            "it was upgraded by a newer aiaas"
+        )
+    raise SchemaOutdatedError(message, details={"current": current, "head": head})
+
+
+class Platform:
+    def __init__(self, config: Config, plugin_manager: AiaasPluginManager | None = None) -> None:
+        self.config = config
+        self.plugins = plugin_manager or create_plugin_manager(config)
+        self.registries: Registries = load_registries(self.plugins)
+        self.metadata: MetadataStore = self.registries.metadata_stores.get(
+            config.metadata_store
+        ).factory(config)
+        self.artifacts: ArtifactStore = self.registries.artifact_stores.get(
+            config.artifact_store
+        ).factory(config)
+        self.authenticators: list[tuple[str, Authenticator]] = [
+            (spec.name, spec.factory(config)) for spec in self.registries.authenticators
+        ]
+        enforcer = self.plugins.call_first("aiaas_policy_enforcer", config=config)
+        if not isinstance(enforcer, PolicyEnforcer):
+            raise PluginError("no plugin provides a policy enforcer")
+        self.enforcer: PolicyEnforcer = enforcer
+        self._redis: ArqRedis | None = None
+        self._started = False
+
+    @property
+    def redis(self) -> ArqRedis:
+        if self._redis is None:
+            raise RedisUnavailableError("the platform has not connected to Redis")
+        return self._redis
+
+    async def start(self, *, check_schema: bool = True) -> None:
+        await self.metadata.connect()
+        try:
+            if check_schema:
+                await check_schema_revision(self.metadata)
+            self._redis = await connect_redis(self.config)
+        except BaseException:
+            await self.metadata.close()
+            raise
+        self._started = True
+        await self._run_lifecycle_hook("aiaas_startup")
+
+    async def stop(self) -> None:
+        if self._started:
+            await self._run_lifecycle_hook("aiaas_shutdown")
+            self._started = False
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+        await self.enforcer.close()
+        await self.artifacts.close()
+        await self.metadata.close()
+
+    async def _run_lifecycle_hook(self, hook_name: str) -> None:
+        for plugin_name, result in self.plugins.call_each(hook_name, platform=self):
+            if inspect.isawaitable(result):
+                try:
+                    await result
+                except Exception as exc:
+                    self.plugins.record_failure(plugin_name, f"hook {hook_name}", repr(exc))
+
+    async def readiness(self) -> dict[str, str]:
+        """One entry per dependency: `ok`, or what is wrong with it."""
+        checks: dict[str, str] = {}
+        try:
+            await asyncio.wait_for(self.metadata.ping(), self.config.database_connect_timeout_s)
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"unavailable: {exc or type(exc).__name__}"
+        if checks["database"] == "ok":
+            try:
+                await check_schema_revision(self.metadata)
+                checks["schema"] = "ok"
+            except SchemaOutdatedError as exc:
+                checks["schema"] = exc.message
+        else:
+            checks["schema"] = "unknown: the database is unavailable"
+        try:
+            await asyncio.wait_for(self.redis.ping(), self.config.redis_connect_timeout_s)
+            checks["redis"] = "ok"
+        except Exception as exc:
+            checks["redis"] = f"unavailable: {exc or type(exc).__name__}"
+        return checks
+
+    async def authenticate(self, credentials: Credentials) -> Principal | None:
+        """The caller's principal; None for a request without credentials.
+
+        Credentials that no authenticator recognises are an error, never anonymous access."""
+        if not credentials.authorization:
+            return None
+        for _, authenticator in self.authenticators:
+            principal = await authenticator.authenticate(credentials, self.metadata)
+            if principal is not None:
+                return principal
+        raise AuthenticationError("unrecognised credentials: expected `Bearer <API token>`")
+
+    async def authorize(
+        self, principal: Principal | None, domain: str, resource: str, action: str
+    ) -> Principal:
+        """The one enforcement point: return the principal if allowed, raise otherwise."""
+        if principal is None:
+            raise AuthenticationError("authentication required: send `Bearer <API token>`")
+        if not await self.enforcer.enforce(principal, domain, resource, action):
+            raise PermissionDeniedError(f"not allowed to {action} {resource}")
+        return principal
+
+    def notify_audit_event(self, event: AuditEvent) -> None:
+        for _ in self.plugins.call_each("aiaas_audit_event", event=event):
+            pass
+
+    def notify_job_event(self, event: JobEvent) -> None:
+        for _ in self.plugins.call_each("aiaas_job_event", event=event):
+            pass

@@ -1,0 +1,204 @@
+"""The plugin manager: built-in plugins, entry-point plugins, and what failed to load.
+
+Nothing here runs at import time. `create_plugin_manager(config)` builds a manager, registers the
+built-ins in `DEFAULT_PLUGINS` exactly as a third-party plugin is registered, then the entry
+points of the `aiaas` group (filtered by the `plugins` allowlist, or none at all with
+`disable_plugin_autoload`). A third-party plugin that fails to import, to register, or that
+implements a hook that does not exist is recorded in `failures` and left out.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pluggy
+
+from aiaas import __version__
+from aiaas.core import hookspecs
+from aiaas.core.config import Config
+
+logger = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "aiaas"
+
+DEFAULT_PLUGINS: tuple[str, ...] = (
+    "aiaas.plugins.postgres_metadata",
+    "aiaas.plugins.filesystem_artifacts",
+    "aiaas.plugins.token_auth",
+    "aiaas.plugins.casbin_policy",
+)
+"""The built-in plugins, as module names. Each is registered under its module name."""
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """One loaded plugin, as `aiaas plugins` and the GraphQL `plugins` field show it."""
+
+    name: str
+    version: str
+    source: str
+    """`builtin`, `entry-point`, or `registered` for a plugin object given in code."""
+    hooks: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PluginFailure:
+    """A plugin, or one of its hook implementations, that was left out, and why."""
+
+    name: str
+    stage: str
+    """`import`, `register`, `allowlist`, or `hook <hook name>`."""
+    reason: str
+
+
+@dataclass(frozen=True)
+class PluginStatus:
+    """A plugin and its health: `loaded`, `degraded` (loaded, but a hook of it failed), or
+    `failed` (left out whole)."""
+
+    name: str
+    version: str
+    source: str
+    hooks: tuple[str, ...]
+    status: str
+    failures: tuple[PluginFailure, ...]
+
+
+class AiaasPluginManager(pluggy.PluginManager):
+    """A pluggy manager that also remembers where each plugin came from and what failed."""
+
+    def __init__(self) -> None:
+        super().__init__(hookspecs.PROJECT_NAME)
+        self.add_hookspecs(hookspecs)
+        self.failures: list[PluginFailure] = []
+        self._sources: dict[str, tuple[str, str]] = {}
+
+    def register_plugin(
+        self, plugin: object, name: str, *, source: str = "registered", version: str = ""
+    ) -> None:
+        """Register `plugin`, refusing it whole if it implements a hook that does not exist."""
+        self.register(plugin, name=name)
+        unknown = sorted(
+            caller.name for caller in self.get_hookcallers(plugin) or () if not caller.has_spec()
+        )
+        if unknown:
+            self.unregister(plugin)
+            raise pluggy.PluginValidationError(
+                plugin, f"implements hooks that do not exist: {', '.join(unknown)}"
+            )
+        self._sources[name] = (source, version or __version__)
+
+    def record_failure(self, name: str, stage: str, reason: str) -> None:
+        logger.error("plugin %s left out (%s): %s", name, stage, reason)
+        self.failures.append(PluginFailure(name=name, stage=stage, reason=reason))
+
+    def plugin_infos(self) -> list[PluginInfo]:
+        infos = []
+        for name, plugin in self.list_name_plugin():
+            source, version = self._sources.get(name, ("registered", ""))
+            hooks = tuple(sorted(caller.name for caller in self.get_hookcallers(plugin) or ()))
+            infos.append(PluginInfo(name=name, version=version, source=source, hooks=hooks))
+        return infos
+
+    def report(self) -> list[PluginStatus]:
+        """Every plugin, loaded or not, with its failures; for `aiaas plugins` and GraphQL."""
+        failures: dict[str, list[PluginFailure]] = {}
+        for failure in self.failures:
+            failures.setdefault(failure.name, []).append(failure)
+        report = [
+            PluginStatus(
+                name=info.name,
+                version=info.version,
+                source=info.source,
+                hooks=info.hooks,
+                status="degraded" if info.name in failures else "loaded",
+                failures=tuple(failures.pop(info.name, ())),
+            )
+            for info in self.plugin_infos()
+        ]
+        report += [
+            PluginStatus(
+                name=name,
+                version="",
+                source="entry-point",
+                hooks=(),
+                status="failed",
+                failures=tuple(plugin_failures),
+            )
+            for name, plugin_failures in failures.items()
+        ]
+        return report
+
+    def call_each(self, hook_name: str, **kwargs: Any) -> Iterator[tuple[str, Any]]:
+        """Call every implementation of a hook on its own, in pluggy's order (last registered
+        first), yielding `(plugin name, result)`. An implementation that raises is recorded as
+        a failure and skipped, so one broken plugin cannot take the others down with it."""
+        caller = getattr(self.hook, hook_name)
+        for implementation in reversed(caller.get_hookimpls()):
+            arguments = [kwargs[argument] for argument in implementation.argnames]
+            try:
+                result = implementation.function(*arguments)
+            except Exception as exc:
+                self.record_failure(implementation.plugin_name, f"hook {hook_name}", repr(exc))
+                continue
+            yield implementation.plugin_name, result
+
+    def call_first(self, hook_name: str, **kwargs: Any) -> Any:
+        """The first non-None result of a `firstresult` hook, with the isolation of
+        `call_each`."""
+        for _, result in self.call_each(hook_name, **kwargs):
+            if result is not None:
+                return result
+        return None
+
+
+def _register_builtins(manager: AiaasPluginManager) -> None:
+    for module_name in DEFAULT_PLUGINS:
+        # A built-in that fails to import is a bug in aiaas itself: let it raise.
+        module = importlib.import_module(module_name)
+        manager.register_plugin(module, module_name, source="builtin")
+
+
+def _entry_points() -> list[importlib.metadata.EntryPoint]:
+    return sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
+
+
+def _register_entry_points(manager: AiaasPluginManager, allowlist: tuple[str, ...] | None) -> None:
+    installed = _entry_points()
+    if allowlist is not None:
+        for missing in sorted(set(allowlist) - {entry.name for entry in installed}):
+            manager.record_failure(
+                missing, "allowlist", "listed in AIAAS_PLUGINS but not installed"
+            )
+    for entry in installed:
+        if allowlist is not None and entry.name not in allowlist:
+            logger.info("plugin %s is installed but not in AIAAS_PLUGINS; not loaded", entry.name)
+            continue
+        if manager.has_plugin(entry.name):
+            manager.record_failure(entry.name, "register", "the name is already taken")
+            continue
+        try:
+            plugin = entry.load()
+        except Exception as exc:
+            manager.record_failure(entry.name, "import", repr(exc))
+            continue
+        version = entry.dist.version if entry.dist is not None else "unknown"
+        try:
+            manager.register_plugin(plugin, entry.name, source="entry-point", version=version)
+        except Exception as exc:
+            manager.record_failure(entry.name, "register", str(exc))
+
+
+def create_plugin_manager(config: Config) -> AiaasPluginManager:
+    """Build the plugin manager for one process."""
+    manager = AiaasPluginManager()
+    _register_builtins(manager)
+    if not config.disable_plugin_autoload:
+        _register_entry_points(manager, config.plugins)
+    manager.check_pending()
+    return manager

@@ -1,0 +1,145 @@
+"""Projects: the unit of ownership. Every dataset, job, model and deployment belongs to one."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+import asyncpg
+
+from aiaas.core.audit import AuditedChange
+from aiaas.core.auth import Principal
+from aiaas.core.errors import ConflictError, InputError, NotFoundError
+from aiaas.core.pagination import Page, fetch_page
+
+if TYPE_CHECKING:
+    from aiaas.core.platform import Platform
+
+SLUG = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+MAX_NAME_LENGTH = 200
+MAX_DESCRIPTION_LENGTH = 10_000
+
+
+@dataclass(frozen=True)
+class Project:
+    id: UUID
+    slug: str
+    name: str
+    description: str
+    created_by: UUID | None
+    created_at: datetime
+    archived_at: datetime | None
+
+    @property
+    def is_archived(self) -> bool:
+        return self.archived_at is not None
+
+
+_COLUMNS = "id, slug, name, description, created_by, created_at, archived_at"
+_SELECT = f"SELECT {_COLUMNS} FROM projects"
+
+
+def _to_project(row: Any) -> Project:
+    return Project(**dict(row))
+
+
+def check_project_input(slug: str, name: str, description: str) -> None:
+    problems: dict[str, str] = {}
+    if not SLUG.fullmatch(slug):
+        problems["slug"] = (
+            "1 to 63 lowercase letters, digits and hyphens, starting and ending with a letter "
+            "or digit"
+        )
+    if not name.strip() or len(name) > MAX_NAME_LENGTH:
+        problems["name"] = f"must be 1 to {MAX_NAME_LENGTH} characters and not blank"
+    if len(description) > MAX_DESCRIPTION_LENGTH:
+        problems["description"] = f"must be at most {MAX_DESCRIPTION_LENGTH} characters"
+    if problems:
+        raise InputError("invalid project", field_errors=problems)
+
+
+async def create_project(
+    platform: Platform,
+    actor: Principal,
+    *,
+    slug: str,
+    name: str,
+    description: str = "",
+    request_id: str | None = None,
+) -> Project:
+    check_project_input(slug, name, description)
+    async with AuditedChange(platform, actor, "project.create", request_id) as change:
+        try:
+            row = await change.connection.fetchrow(
+                "INSERT INTO projects (slug, name, description, created_by) "
+                f"VALUES ($1, $2, $3, $4) RETURNING {_COLUMNS}",
+                slug,
+                name.strip(),
+                description,
+                actor.user_id,
+            )
+        except asyncpg.UniqueViolationError:
+            raise ConflictError(
+                f"a project with slug {slug!r} already exists",
+                details={"field": "slug"},
+            ) from None
+        project = _to_project(row)
+        await change.record(
+            object_type="project",
+            object_id=str(project.id),
+            project_id=project.id,
+            details={"slug": slug},
+        )
+    return project
+
+
+async def archive_project(
+    platform: Platform, actor: Principal, project_id: UUID, *, request_id: str | None = None
+) -> Project:
+    """Archive a project. Archived projects stay readable and take no new work."""
+    async with AuditedChange(platform, actor, "project.archive", request_id) as change:
+        row = await change.connection.fetchrow(f"{_SELECT} WHERE id = $1 FOR UPDATE", project_id)
+        if row is None:
+            raise NotFoundError("no such project")
+        if row["archived_at"] is not None:
+            raise ConflictError(f"project {row['slug']!r} is already archived")
+        row = await change.connection.fetchrow(
+            f"UPDATE projects SET archived_at = clock_timestamp() WHERE id = $1 "
+            f"RETURNING {_COLUMNS}",
+            project_id,
+        )
+        project = _to_project(row)
+        await change.record(
+            object_type="project",
+            object_id=str(project.id),
+            project_id=project.id,
+            details={"slug": project.slug},
+        )
+    return project
+
+
+async def project_by_slug(connection: Any, slug: str) -> Project | None:
+    row = await connection.fetchrow(f"{_SELECT} WHERE slug = $1", slug)
+    return _to_project(row) if row is not None else None
+
+
+async def projects_by_ids(connection: Any, ids: list[UUID]) -> dict[UUID, Project]:
+    rows = await connection.fetch(f"{_SELECT} WHERE id = ANY($1::uuid[])", ids)
+    return {row["id"]: _to_project(row) for row in rows}
+
+
+async def list_projects(
+    connection: Any, *, first: int | None, after: str | None, include_archived: bool
+) -> Page[Project]:
+    return await fetch_page(
+        connection,
+        query=_SELECT,
+        conditions=[] if include_archived else ["archived_at IS NULL"],
+        arguments=[],
+        first=first,
+        after=after,
+        to_item=_to_project,
+    )

@@ -1,0 +1,258 @@
+"""`aiaas dev`: the whole platform in one foreground command.
+
+The supervisor takes the data dir's lock, binds the API port, starts whatever services have no
+URL configured (embedded PostgreSQL and Redis), applies the migrations, creates the first admin,
+then runs the API and a worker as child processes. SIGINT or SIGTERM stops them all, API and
+worker first, within seconds. If any child dies, the supervisor stops the rest and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from aiaas import migrations
+from aiaas.core.config import CONFIG_FILE_ENV, Config, Mode, env_name
+from aiaas.core.identity import bootstrap_admin
+from aiaas.core.platform import Platform
+from aiaas.embedded.postgres import EmbeddedPostgres, read_or_create_secret
+from aiaas.embedded.processes import Child, spawn
+from aiaas.embedded.redis import EmbeddedRedis
+
+logger = logging.getLogger(__name__)
+
+READY_TIMEOUT_S = 60.0
+CHILD_STOP_TIMEOUT_S = 4.0
+ADMIN_TOKEN_FILE = "admin-token"
+LOCK_FILE = "aiaas-dev.lock"
+
+
+class DevError(Exception):
+    """`aiaas dev` cannot start; the message says why and what to do."""
+
+
+@contextlib.contextmanager
+def data_dir_lock(data_dir: Path) -> Iterator[None]:
+    """Hold the data dir for this run. A second `aiaas dev` on it is refused before it touches
+    anything, so the first run is not disturbed."""
+    path = data_dir / LOCK_FILE
+    handle: IO[str] = path.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise DevError(
+            f"aiaas dev is already running on {data_dir} (pid {holder}); stop it first, "
+            "or pass another --data-dir"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    try:
+        yield
+    finally:
+        handle.close()
+
+
+def bind_api_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise DevError(
+                f"port {port} on {host} is already in use; choose another with --port"
+            ) from None
+        raise DevError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def loopback_for(host: str) -> str:
+    """Where to reach a server bound to `host` from this machine."""
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 - a comparison
+
+
+def write_admin_token(data_dir: Path, token: str) -> Path:
+    path = data_dir / ADMIN_TOKEN_FILE
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(token + "\n")
+    return path
+
+
+async def http_ready(host: str, port: int) -> bool:
+    """True when GET /readyz answers 200."""
+    try:
+        reader, writer = await asyncio.open_connection(host, port)
+    except OSError:
+        return False
+    try:
+        writer.write(f"GET /readyz HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
+        await writer.drain()
+        status_line = await reader.readline()
+    except OSError:
+        return False
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+    return status_line.split(b" ")[1:2] == [b"200"]
+
+
+@dataclass
+class DevSupervisor:
+    config: Config
+    children: list[Child] = field(default_factory=list)
+    stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.config.data_dir
+
+    def run(self) -> int:
+        sock = None
+        if not self.data_dir.exists():
+            # Nothing to lock yet: check the port before creating anything on disk.
+            sock = bind_api_socket(self.config.host, self.config.port)
+        try:
+            self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            with data_dir_lock(self.data_dir):
+                sock = sock or bind_api_socket(self.config.host, self.config.port)
+                return asyncio.run(self._supervise(sock))
+        finally:
+            if sock is not None:
+                sock.close()
+
+    async def _supervise(self, sock: socket.socket) -> int:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, self.stop_requested.set)
+        try:
+            startup = asyncio.create_task(self._start(sock))
+            stop = asyncio.create_task(self.stop_requested.wait())
+            done, _ = await asyncio.wait({startup, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if startup not in done:
+                startup.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await startup
+                return 0
+            stop.cancel()
+            startup.result()
+            return await self._watch()
+        finally:
+            await self._stop_children()
+
+    async def _start(self, sock: socket.socket) -> None:
+        environment = dict(os.environ)
+        environment[env_name("mode")] = Mode.DEV.value
+        environment[env_name("data_dir")] = str(self.data_dir)
+        database_url = self.config.database_url
+        redis_url = self.config.redis_url
+        if database_url is None:
+            postgres = EmbeddedPostgres(self.data_dir)
+            password = read_or_create_secret(self.data_dir / "postgres.password")
+            await asyncio.to_thread(postgres.initialize, password)
+            child, database_url = await postgres.start(password)
+            self.children.append(child)
+        if redis_url is None:
+            redis = EmbeddedRedis(self.data_dir)
+            password = read_or_create_secret(self.data_dir / "redis.password")
+            child, redis_url = await redis.start(password)
+            self.children.append(child)
+        environment[env_name("database_url")] = database_url
+        environment[env_name("redis_url")] = redis_url
+        if self.config.plugins is not None:
+            environment[env_name("plugins")] = ",".join(self.config.plugins)
+        environment.pop(CONFIG_FILE_ENV, None)
+
+        await migrations.upgrade(database_url)
+        token_note = await self._bootstrap(
+            self.config.model_copy(update={"database_url": database_url, "redis_url": redis_url})
+        )
+
+        fd = sock.fileno()
+        command = [sys.executable, "-m", "aiaas"]
+        self.children.append(
+            await spawn("api", [*command, "serve", "--fd", str(fd)], env=environment, pass_fds=[fd])
+        )
+        self.children.append(await spawn("worker", [*command, "worker"], env=environment))
+        host = loopback_for(self.config.host)
+        port = sock.getsockname()[1]
+        await self._wait_ready(host, port)
+        print(
+            f"aiaas is ready: http://{host}:{port}/graphql (GraphiQL in the browser)\n"
+            f"{token_note}\nPress Ctrl-C to stop.",
+            flush=True,
+        )
+
+    async def _bootstrap(self, config: Config) -> str:
+        platform = Platform(config)
+        await platform.start()
+        try:
+            issued = await bootstrap_admin(platform)
+        finally:
+            await platform.stop()
+        token_path = self.data_dir / ADMIN_TOKEN_FILE
+        if issued is None:
+            return f"admin token: in {token_path}"
+        write_admin_token(self.data_dir, issued.secret)
+        return f"admin token: {issued.secret}\n  (saved to {token_path}, mode 0600)"
+
+    async def _wait_ready(self, host: str, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + READY_TIMEOUT_S
+        while not await http_ready(host, port):
+            self._raise_if_a_child_died()
+            if loop.time() > deadline:
+                raise DevError(f"the API was not ready within {READY_TIMEOUT_S:.0f} s")
+            await asyncio.sleep(0.05)
+
+    def _raise_if_a_child_died(self) -> None:
+        for child in self.children:
+            if child.process.returncode is not None:
+                raise DevError(f"{child.name} exited with status {child.process.returncode}")
+
+    async def _watch(self) -> int:
+        """Wait for a stop request or a child's death; 0 for the first, 1 for the second."""
+        stop = asyncio.create_task(self.stop_requested.wait())
+        deaths = {asyncio.create_task(child.process.wait()): child for child in self.children}
+        done, _ = await asyncio.wait({stop, *deaths}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (stop, *deaths):
+            task.cancel()
+        if stop in done:
+            print("stopping aiaas ...", flush=True)
+            return 0
+        died = next(deaths[task] for task in done if task in deaths)
+        print(
+            f"{died.name} exited unexpectedly (status {died.process.returncode}); stopping aiaas",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 1
+
+    async def _stop_children(self) -> None:
+        # The API and the worker first, together; then the services they were using.
+        services = [c for c in self.children if c.name in ("postgres", "redis")]
+        processes = [c for c in self.children if c not in services]
+        await asyncio.gather(*(child.stop(CHILD_STOP_TIMEOUT_S) for child in processes))
+        await asyncio.gather(*(child.stop(CHILD_STOP_TIMEOUT_S) for child in services))
+        self.children.clear()

@@ -1,0 +1,68 @@
+"""Expected failures as GraphQL types: members of each mutation's result union.
+
+Authentication and authorization failures are not here: they are GraphQL errors with
+`extensions.code` (`UNAUTHENTICATED`, `FORBIDDEN`), because they concern the request, not the
+mutation's input.
+"""
+
+from __future__ import annotations
+
+import strawberry
+
+from aiaas.core import errors
+
+
+@strawberry.interface(description="A failure the caller can act on.")
+class Error:
+    message: str
+    code: str
+
+
+@strawberry.type(description="One input field and what is wrong with it.")
+class FieldError:
+    field: str
+    message: str
+
+
+@strawberry.type(description="The input is invalid; nothing was changed.")
+class InvalidInputError(Error):
+    field_errors: list[FieldError]
+
+    @classmethod
+    def from_exception(cls, exc: errors.InputError) -> InvalidInputError:
+        return cls(
+            message=exc.message,
+            code=exc.code,
+            field_errors=[
+                FieldError(field=name, message=problem)
+                for name, problem in sorted(exc.field_errors.items())
+            ],
+        )
+
+
+@strawberry.type(description="No such object, or not one the caller may see.")
+class NotFoundError(Error):
+    @classmethod
+    def from_exception(cls, exc: errors.NotFoundError) -> NotFoundError:
+        return cls(message=exc.message, code=exc.code)
+
+
+@strawberry.type(description="The current state of the object refuses this change.")
+class ConflictError(Error):
+    @classmethod
+    def from_exception(cls, exc: errors.ConflictError) -> ConflictError:
+        return cls(message=exc.message, code=exc.code)
+
+
+ExpectedError = InvalidInputError | NotFoundError | ConflictError
+
+
+def as_expected_error(exc: errors.AiaasError) -> ExpectedError:
+    """The union member for an expected failure; anything else is re-raised."""
+    if isinstance(exc, errors.InputError):
+        return InvalidInputError.from_exception(exc)
+    if isinstance(exc, errors.NotFoundError):
+        return NotFoundError.from_exception(exc)
+    if isinstance(exc, errors.ConflictError):
+        return ConflictError.from_exception(exc)
+    raise exc

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import strawberry
+from strawberry.types import Info
+
+from aiaas.core import projects
+from aiaas.core.pagination import DEFAULT_PAGE_SIZE
+from aiaas.graphql.context import RequestContext
+from aiaas.graphql.permissions import requires
+from aiaas.graphql.projects.types import Project
+from aiaas.graphql.relay import Connection, connection_from_page
+
+
+@strawberry.type
+class ProjectQuery:
+    @strawberry.field(
+        extensions=requires("project", "list"),
+        description="Projects, oldest first. `first` is at most 100.",
+    )
+    async def projects(
+        self,
+        info: Info,
+        first: int = DEFAULT_PAGE_SIZE,
+        after: str | None = None,
+        include_archived: bool = False,
+    ) -> Connection[Project]:
+        context: RequestContext = info.context
+        async with context.platform.metadata.acquire() as connection:
+            page = await projects.list_projects(
+                connection, first=first, after=after, include_archived=include_archived
+            )
+        return connection_from_page(page, Project.from_domain)
+
+    @strawberry.field(extensions=requires("project", "read"), description="A project by slug.")
+    async def project(self, info: Info, slug: str) -> Project | None:
+        context: RequestContext = info.context
+        async with context.platform.metadata.acquire() as connection:
+            found = await projects.project_by_slug(connection, slug)
+        return Project.from_domain(found) if found is not None else None

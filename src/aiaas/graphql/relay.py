@@ -1,0 +1,79 @@
+"""Relay-style building blocks: global ids, the `Node` interface, and cursor connections."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable
+from typing import Generic, TypeVar
+from uuid import UUID
+
+import strawberry
+
+from aiaas.core.errors import InputError
+from aiaas.core.pagination import Page
+
+NodeT = TypeVar("NodeT")
+ItemT = TypeVar("ItemT")
+
+
+def to_global_id(type_name: str, object_id: UUID) -> strawberry.ID:
+    raw = f"{type_name}:{object_id}".encode()
+    return strawberry.ID(base64.urlsafe_b64encode(raw).decode().rstrip("="))
+
+
+def from_global_id(global_id: str) -> tuple[str, UUID]:
+    """`(type name, uuid)`; `InputError` for anything that is not one of our ids."""
+    try:
+        padded = global_id + "=" * (-len(global_id) % 4)
+        type_name, _, object_id = (
+            base64.urlsafe_b64decode(padded.encode("ascii")).decode("utf-8").partition(":")
+        )
+        return type_name, UUID(object_id)
+    except (ValueError, UnicodeError, binascii.Error):
+        raise InputError("malformed id", field_errors={"id": "malformed"}) from None
+
+
+@strawberry.interface(description="An object with a globally unique, opaque id.")
+class Node:
+    id: strawberry.ID
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    has_previous_page: bool
+    start_cursor: str | None
+    end_cursor: str | None
+
+
+@strawberry.type
+class Edge(Generic[NodeT]):
+    cursor: str
+    node: NodeT
+
+
+@strawberry.type
+class Connection(Generic[NodeT]):
+    edges: list[Edge[NodeT]]
+    page_info: PageInfo
+
+    @strawberry.field(description="The nodes of `edges`, for clients that need no cursors.")
+    def nodes(self) -> list[NodeT]:
+        return [edge.node for edge in self.edges]
+
+
+def connection_from_page(page: Page[ItemT], convert: Callable[[ItemT], NodeT]) -> Connection[NodeT]:
+    edges = [
+        Edge(cursor=cursor, node=convert(item))
+        for item, cursor in zip(page.items, page.cursors, strict=True)
+    ]
+    return Connection(
+        edges=edges,
+        page_info=PageInfo(
+            has_next_page=page.has_next_page,
+            has_previous_page=page.has_previous_page,
+            start_cursor=page.cursors[0] if page.cursors else None,
+            end_cursor=page.cursors[-1] if page.cursors else None,
+        ),
+    )

@@ -1,0 +1,106 @@
+"""The schema: every domain's root fields, plus the fields plugins contribute."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import strawberry
+from strawberry.extensions import MaskErrors
+from strawberry.tools import merge_types
+from strawberry.types import ExecutionContext
+from strawberry.types.base import get_object_definition
+
+from aiaas.core.errors import AiaasError, PluginError
+from aiaas.core.platform import Platform
+from aiaas.graphql.errors import ConflictError, InvalidInputError, NotFoundError
+from aiaas.graphql.identity.queries import IdentityQuery
+from aiaas.graphql.identity.types import User
+from aiaas.graphql.node import NodeQuery
+from aiaas.graphql.permissions import root_field_policies
+from aiaas.graphql.projects.mutations import ProjectMutation
+from aiaas.graphql.projects.queries import ProjectQuery
+from aiaas.graphql.projects.types import Project
+from aiaas.graphql.system.queries import SystemQuery
+from graphql import GraphQLError
+
+logger = logging.getLogger(__name__)
+
+BUILTIN_QUERIES: tuple[type, ...] = (SystemQuery, IdentityQuery, ProjectQuery, NodeQuery)
+BUILTIN_MUTATIONS: tuple[type, ...] = (ProjectMutation,)
+BUILTIN_SUBSCRIPTIONS: tuple[type, ...] = ()
+
+
+def is_expected(error: GraphQLError) -> bool:
+    """Errors the caller should see as they are: our own, and GraphQL validation errors."""
+    return error.original_error is None or isinstance(error.original_error, AiaasError)
+
+
+class ProductionErrors(MaskErrors):
+    """Mask unexpected errors to a message and a code, keeping the request id to find the log."""
+
+    def __init__(self) -> None:
+        super().__init__(should_mask_error=lambda error: not is_expected(error))
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        masked = super().anonymise_error(error)
+        context = self.execution_context.context
+        masked.extensions = {"code": "INTERNAL", "requestId": getattr(context, "request_id", None)}
+        return masked
+
+
+class AiaasSchema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        # Expected failures are answers, not incidents: log only the unexpected ones, with the
+        # request id that the masked error carries.
+        request_id = (
+            getattr(execution_context.context, "request_id", None) if execution_context else None
+        )
+        for error in errors:
+            if not is_expected(error):
+                logger.error(
+                    "unexpected error in GraphQL request %s",
+                    request_id,
+                    exc_info=error.original_error,
+                )
+
+
+def _merge(name: str, types: Iterable[type]) -> Any:
+    types = tuple(types)
+    if not types:
+        return None
+    seen: dict[str, str] = {}
+    for root in types:
+        for field in get_object_definition(root, strict=True).fields:
+            if field.python_name in seen:
+                raise PluginError(
+                    f"{name}.{field.python_name} is defined by both {seen[field.python_name]} "
+                    f"and {root.__name__}"
+                )
+            seen[field.python_name] = root.__name__
+    return merge_types(name, types)
+
+
+def build_schema(platform: Platform) -> strawberry.Schema:
+    contributions = list(platform.registries.graphql)
+    schema = AiaasSchema(
+        query=_merge("Query", [*BUILTIN_QUERIES, *(c.query for c in contributions if c.query)]),
+        mutation=_merge(
+            "Mutation", [*BUILTIN_MUTATIONS, *(c.mutation for c in contributions if c.mutation)]
+        ),
+        subscription=_merge(
+            "Subscription",
+            [*BUILTIN_SUBSCRIPTIONS, *(c.subscription for c in contributions if c.subscription)],
+        ),
+        types=[Project, User, InvalidInputError, NotFoundError, ConflictError],
+        extensions=[] if platform.config.is_dev else [ProductionErrors],
+    )
+    unguarded = sorted(
+        name for name, policy in root_field_policies(schema).items() if policy is None
+    )
+    if unguarded:
+        raise PluginError(f"root fields without a permission: {', '.join(unguarded)}")
+    return schema

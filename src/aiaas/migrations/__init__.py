@@ -1,0 +1,81 @@
+"""Alembic migrations, shipped inside the package, and the small API the platform uses on them.
+
+Migrations run through SQLAlchemy's asyncpg dialect on one connection, inside one transaction that
+first takes an advisory lock, so that several processes upgrading at once apply each revision
+exactly once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+MIGRATIONS_DIR = Path(__file__).parent
+VERSION_TABLE = "alembic_version"
+# An arbitrary constant shared by every aiaas process: the key of the upgrade advisory lock.
+_UPGRADE_LOCK_KEY = 0x6169_6161_73
+
+
+def alembic_config() -> AlembicConfig:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None, "the package ships at least one revision"
+    return head
+
+
+def known_revisions() -> set[str]:
+    return {
+        script.revision for script in ScriptDirectory.from_config(alembic_config()).walk_revisions()
+    }
+
+
+def sqlalchemy_url(database_url: str) -> str:
+    """The same database as a SQLAlchemy URL on the asyncpg driver."""
+    parts = urlsplit(database_url)
+    return urlunsplit(parts._replace(scheme="postgresql+asyncpg"))
+
+
+async def current_revision(connection: Any) -> str | None:
+    """The revision the database is at (an asyncpg connection), or None if never migrated."""
+    exists = await connection.fetchval("SELECT to_regclass($1) IS NOT NULL", VERSION_TABLE)
+    if not exists:
+        return None
+    revision: str | None = await connection.fetchval(f"SELECT version_num FROM {VERSION_TABLE}")
+    return revision
+
+
+def _run(sync_connection: Any, action: str, revision: str) -> None:
+    config = alembic_config()
+    config.attributes["connection"] = sync_connection
+    getattr(command, action)(config, revision)
+
+
+async def _migrate(database_url: str, action: str, revision: str) -> None:
+    engine = create_async_engine(sqlalchemy_url(database_url), poolclass=NullPool)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text(f"SELECT pg_advisory_xact_lock({_UPGRADE_LOCK_KEY})"))
+            await connection.run_sync(_run, action, revision)
+    finally:
+        await engine.dispose()
+
+
+async def upgrade(database_url: str, revision: str = "head") -> None:
+    await _migrate(database_url, "upgrade", revision)
+
+
+async def downgrade(database_url: str, revision: str) -> None:
+    await _migrate(database_url, "downgrade", revision)

@@ -1,0 +1,82 @@
+"""The PostgreSQL metadata store: an asyncpg pool."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+import asyncpg
+
+from aiaas.core.config import Config, redact_url
+from aiaas.core.errors import ConfigError, DatabaseUnavailableError
+from aiaas.core.hookspecs import hookimpl
+from aiaas.core.specs import MetadataStoreSpec
+from aiaas.core.storage import MetadataStore
+
+
+async def _init_connection(connection: asyncpg.Connection) -> None:
+    # jsonb columns arrive as Python objects, never as strings to parse by hand.
+    for type_name in ("json", "jsonb"):
+        await connection.set_type_codec(
+            type_name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+        )
+
+
+def describe_connect_error(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return str(exc) or type(exc).__name__
+
+
+class PostgresMetadataStore(MetadataStore):
+    def __init__(self, config: Config) -> None:
+        self._url = config.database_url
+        self._timeout = config.database_connect_timeout_s
+        self._min_size = min(config.database_pool_min_size, config.database_pool_max_size)
+        self._max_size = config.database_pool_max_size
+        self._pool: asyncpg.Pool | None = None
+
+    async def connect(self) -> None:
+        if self._url is None:
+            raise ConfigError("database_url (AIAAS_DATABASE_URL) is not set")
+        try:
+            self._pool = await asyncio.wait_for(
+                asyncpg.create_pool(
+                    self._url,
+                    min_size=self._min_size,
+                    max_size=self._max_size,
+                    timeout=self._timeout,
+                    init=_init_connection,
+                ),
+                timeout=self._timeout,
+            )
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise DatabaseUnavailableError(
+                f"cannot connect to PostgreSQL at {redact_url(self._url)}: "
+                f"{describe_connect_error(exc)} (waited at most {self._timeout:g} s)"
+            ) from exc
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    def acquire(self) -> AbstractAsyncContextManager[Any]:
+        if self._pool is None:
+            raise DatabaseUnavailableError("the metadata store is not connected")
+        pool_acquire: AbstractAsyncContextManager[Any] = self._pool.acquire()
+        return pool_acquire
+
+
+@hookimpl
+def aiaas_metadata_stores() -> Iterable[MetadataStoreSpec]:
+    return [
+        MetadataStoreSpec(
+            name="postgresql",
+            factory=PostgresMetadataStore,
+            description="PostgreSQL through an asyncpg connection pool.",
+        )
+    ]

@@ -1,0 +1,1 @@
+"""The arq worker: settings and thin job coroutines that call core services."""

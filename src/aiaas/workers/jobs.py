@@ -1,0 +1,72 @@
+"""arq job coroutines. They are thin: claim, dispatch to the handler for the job's kind, record
+the outcome. The work itself lives in core services."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+from uuid import UUID
+
+from aiaas.core.jobs import (
+    Job,
+    JobState,
+    claim_job,
+    finish_job,
+    reconcile_jobs,
+    renew_heartbeat,
+)
+from aiaas.core.platform import Platform
+
+logger = logging.getLogger(__name__)
+
+JobHandler = Callable[[Platform, Job], Awaitable[str | None]]
+"""Runs one job of a kind; returns an optional note stored as the job's reason."""
+
+HEARTBEAT_INTERVAL_S = 10.0
+STALE_AFTER_S = 30.0
+"""A RUNNING job whose heartbeat is older than this belonged to a dead worker."""
+
+
+async def _keep_claim(platform: Platform, job_id: UUID, worker_id: str, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        if not await renew_heartbeat(platform, job_id, worker_id):
+            logger.warning("job %s: claim lost; its outcome will not be recorded here", job_id)
+            return
+
+
+async def run_job(ctx: dict[str, Any], job_id: str) -> dict[str, Any]:
+    platform: Platform = ctx["platform"]
+    handlers: Mapping[str, JobHandler] = ctx["job_handlers"]
+    worker_id: str = ctx["worker_id"]
+    job = await claim_job(platform, UUID(job_id), worker_id, ctx["stale_after_s"])
+    if job is None:
+        return {"job_id": job_id, "ran": False}
+    handler = handlers.get(job.kind)
+    if handler is None:
+        await finish_job(
+            platform, job.id, worker_id, JobState.FAILED, f"no handler for job kind {job.kind!r}"
+        )
+        return {"job_id": job_id, "ran": False}
+    heartbeat = asyncio.create_task(
+        _keep_claim(platform, job.id, worker_id, ctx["heartbeat_interval_s"])
+    )
+    try:
+        note = await handler(platform, job)
+    except Exception as exc:
+        logger.exception("job %s (%s) failed", job.id, job.kind)
+        await finish_job(platform, job.id, worker_id, JobState.FAILED, str(exc) or repr(exc))
+        return {"job_id": job_id, "ran": True, "state": JobState.FAILED.value}
+    finally:
+        heartbeat.cancel()
+    # A cancelled run (the worker is stopping) leaves the job RUNNING: its heartbeat goes stale
+    # and another worker reclaims it.
+    await finish_job(platform, job.id, worker_id, JobState.SUCCEEDED, note)
+    return {"job_id": job_id, "ran": True, "state": JobState.SUCCEEDED.value}
+
+
+async def reconcile(ctx: dict[str, Any]) -> dict[str, Any]:
+    requeued = await reconcile_jobs(ctx["platform"], ctx["stale_after_s"])
+    return {"requeued": [str(job_id) for job_id in requeued]}

@@ -1,0 +1,80 @@
+"""arq worker settings, built from the config."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from arq.connections import RedisSettings
+from arq.cron import cron
+from arq.worker import func
+
+from aiaas.core.config import Config
+from aiaas.core.jobs import RUN_JOB_FUNCTION
+from aiaas.core.platform import Platform
+from aiaas.core.serialization import pack, unpack
+from aiaas.workers.jobs import (
+    HEARTBEAT_INTERVAL_S,
+    STALE_AFTER_S,
+    JobHandler,
+    reconcile,
+    run_job,
+)
+
+RECONCILE_EVERY_S = 15
+JOB_TIMEOUT_S = 24 * 3600
+
+
+def worker_settings(
+    config: Config,
+    *,
+    job_handlers: Mapping[str, JobHandler] | None = None,
+    heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S,
+    stale_after_s: float = STALE_AFTER_S,
+) -> dict[str, Any]:
+    """Keyword arguments for `arq.worker.Worker`."""
+    if config.redis_url is None:
+        from aiaas.core.errors import ConfigError
+
+        raise ConfigError("redis_url (AIAAS_REDIS_URL) is not set")
+
+    async def on_startup(ctx: dict[str, Any]) -> None:
+        platform = Platform(config)
+        await platform.start()
+        ctx.update(
+            platform=platform,
+            job_handlers=dict(job_handlers or {}),
+            worker_id=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
+            heartbeat_interval_s=heartbeat_interval_s,
+            stale_after_s=stale_after_s,
+        )
+
+    async def on_shutdown(ctx: dict[str, Any]) -> None:
+        platform: Platform | None = ctx.get("platform")
+        if platform is not None:
+            await platform.stop()
+
+    return {
+        "functions": [func(run_job, name=RUN_JOB_FUNCTION, timeout=JOB_TIMEOUT_S, max_tries=1)],
+        "cron_jobs": [
+            cron(
+                reconcile,
+                name="reconcile",
+                second=set(range(0, 60, RECONCILE_EVERY_S)),
+                run_at_startup=True,
+            )
+        ],
+        "redis_settings": RedisSettings.from_dsn(config.redis_url),
+        "queue_name": config.queue_name,
+        "on_startup": on_startup,
+        "on_shutdown": on_shutdown,
+        "poll_delay": config.worker_poll_delay_s,
+        "max_jobs": config.worker_max_jobs,
+        "job_serializer": pack,
+        "job_deserializer": unpack,
+        "keep_result": 3600,
+        "health_check_interval": 10,
+    }

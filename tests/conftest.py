@@ -1,0 +1,188 @@
+"""Real services for the tests.
+
+PostgreSQL and Redis come from `AIAAS_DATABASE_URL` and `AIAAS_REDIS_URL` when they are set (CI
+sets them to the machine's servers); without them, the session starts the embedded ones that
+`aiaas dev` uses. The schema is migrated once into a template database, and each test module gets
+its own database copied from it (`CREATE DATABASE ... TEMPLATE ...`) and its own arq queue.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from aiaas import migrations
+from aiaas.app import create_app
+from aiaas.core.config import Config, build_config
+from aiaas.core.identity import bootstrap_admin
+from aiaas.core.platform import Platform
+from aiaas.embedded.postgres import EmbeddedPostgres, read_or_create_secret
+from aiaas.embedded.processes import Child
+from aiaas.embedded.redis import EmbeddedRedis
+from support import clean_environment
+
+TEST_REDIS_DATABASE = 15
+"""A Redis database number the tests may flush without touching anything else."""
+
+
+@dataclass(frozen=True)
+class Services:
+    server_url: str
+    """A PostgreSQL URL whose user may create databases (its database part is replaced)."""
+    redis_url: str
+
+
+def with_database(url: str, database: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path=f"/{database}"))
+
+
+def redis_with_database(url: str, database: int) -> str:
+    return urlunsplit(urlsplit(url)._replace(path=f"/{database}"))
+
+
+@pytest.fixture(scope="session")
+async def services(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Services]:
+    database_url = os.environ.get("AIAAS_DATABASE_URL")
+    redis_url = os.environ.get("AIAAS_REDIS_URL")
+    children: list[Child] = []
+    data_dir = tmp_path_factory.mktemp("embedded-services")
+    if database_url is None:
+        postgres = EmbeddedPostgres(data_dir)
+        password = read_or_create_secret(data_dir / "postgres.password")
+        postgres.initialize(password)
+        child, database_url = await postgres.start(password)
+        children.append(child)
+    if redis_url is None:
+        password = read_or_create_secret(data_dir / "redis.password")
+        child, redis_url = await EmbeddedRedis(data_dir).start(password)
+        children.append(child)
+    yield Services(server_url=database_url, redis_url=redis_url)
+    for child in reversed(children):
+        await child.stop(10)
+
+
+async def _admin_connection(services: Services) -> asyncpg.Connection:
+    return await asyncpg.connect(with_database(services.server_url, "postgres"))
+
+
+@pytest.fixture(scope="session")
+async def template_database(services: Services) -> AsyncIterator[str]:
+    name = f"aiaas_template_{uuid.uuid4().hex[:8]}"
+    admin = await _admin_connection(services)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        await migrations.upgrade(with_database(services.server_url, name))
+        yield name
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+def _module_slug(request: pytest.FixtureRequest) -> str:
+    name = request.node.name.removesuffix(".py")
+    return re.sub(r"[^a-z0-9]+", "_", name.lower())[:30]
+
+
+async def create_database_from_template(services: Services, template: str, prefix: str) -> str:
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = await _admin_connection(services)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    finally:
+        await admin.close()
+    return name
+
+
+async def drop_database(services: Services, name: str) -> None:
+    admin = await _admin_connection(services)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(scope="module")
+async def database_url(
+    services: Services, template_database: str, request: pytest.FixtureRequest
+) -> AsyncIterator[str]:
+    """A freshly migrated database of this test module's own."""
+    name = await create_database_from_template(
+        services, template_database, f"test_{_module_slug(request)}"
+    )
+    yield with_database(services.server_url, name)
+    await drop_database(services, name)
+
+
+@pytest.fixture(scope="module")
+async def redis_url(services: Services) -> str:
+    url = redis_with_database(services.redis_url, TEST_REDIS_DATABASE)
+    client = Redis.from_url(url)
+    await client.flushdb()
+    await client.aclose()
+    return url
+
+
+@pytest.fixture(scope="module")
+def config(
+    database_url: str,
+    redis_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
+) -> Config:
+    data_dir = tmp_path_factory.mktemp("data")
+    return build_config(
+        {
+            "mode": "dev",
+            "database_url": database_url,
+            "redis_url": redis_url,
+            "data_dir": data_dir,
+            "disable_plugin_autoload": True,
+            "queue_name": f"aiaas:test:{_module_slug(request)}:{uuid.uuid4().hex[:6]}",
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+async def platform(config: Config) -> AsyncIterator[Platform]:
+    platform = Platform(config)
+    await platform.start()
+    yield platform
+    await platform.stop()
+
+
+@pytest.fixture(scope="module")
+async def admin_token(platform: Platform) -> str:
+    issued = await bootstrap_admin(platform)
+    assert issued is not None, "each module starts from an empty database"
+    return issued.secret
+
+
+@pytest.fixture(scope="module")
+def app(platform: Platform) -> object:
+    return create_app(platform=platform)
+
+
+@pytest.fixture
+async def client(app: object) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="http://aiaas.test") as client:
+        yield client
+
+
+@pytest.fixture
+def cli_environment(config: Config) -> dict[str, str]:
+    """The environment for an `aiaas` subprocess pointed at this module's services."""
+    return clean_environment(
+        AIAAS_DATABASE_URL=str(config.database_url),
+        AIAAS_REDIS_URL=str(config.redis_url),
+        AIAAS_DISABLE_PLUGIN_AUTOLOAD="1",
+    )
