@@ -12,10 +12,7 @@ import os
 import re
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import httpx
 import pytest
 from redis.asyncio import Redis
@@ -28,25 +25,18 @@ from aiaas.core.platform import Platform
 from aiaas.embedded.postgres import EmbeddedPostgres, read_or_create_secret
 from aiaas.embedded.processes import Child
 from aiaas.embedded.redis import EmbeddedRedis
-from support import clean_environment
+from support import (
+    Services,
+    admin_connection,
+    clean_environment,
+    create_database_from_template,
+    drop_database,
+    redis_with_database,
+    with_database,
+)
 
 TEST_REDIS_DATABASE = 15
 """A Redis database number the tests may flush without touching anything else."""
-
-
-@dataclass(frozen=True)
-class Services:
-    server_url: str
-    """A PostgreSQL URL whose user may create databases (its database part is replaced)."""
-    redis_url: str
-
-
-def with_database(url: str, database: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=f"/{database}"))
-
-
-def redis_with_database(url: str, database: int) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=f"/{database}"))
 
 
 @pytest.fixture(scope="session")
@@ -70,14 +60,10 @@ async def services(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Se
         await child.stop(10)
 
 
-async def _admin_connection(services: Services) -> asyncpg.Connection:
-    return await asyncpg.connect(with_database(services.server_url, "postgres"))
-
-
 @pytest.fixture(scope="session")
 async def template_database(services: Services) -> AsyncIterator[str]:
     name = f"aiaas_template_{uuid.uuid4().hex[:8]}"
-    admin = await _admin_connection(services)
+    admin = await admin_connection(services)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
         await migrations.upgrade(with_database(services.server_url, name))
@@ -90,24 +76,6 @@ async def template_database(services: Services) -> AsyncIterator[str]:
 def _module_slug(request: pytest.FixtureRequest) -> str:
     name = request.node.name.removesuffix(".py")
     return re.sub(r"[^a-z0-9]+", "_", name.lower())[:30]
-
-
-async def create_database_from_template(services: Services, template: str, prefix: str) -> str:
-    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    admin = await _admin_connection(services)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-    finally:
-        await admin.close()
-    return name
-
-
-async def drop_database(services: Services, name: str) -> None:
-    admin = await _admin_connection(services)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
 
 
 @pytest.fixture(scope="module")

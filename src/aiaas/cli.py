@@ -77,7 +77,7 @@ async def preflight(config: Config) -> None:
     from aiaas.core.platform import Platform
 
     platform = Platform(config)
-    await platform.start()
+    await platform.start(run_startup_hooks=False)
     await platform.stop()
 
 
@@ -201,7 +201,14 @@ def worker() -> None:
     asyncio.run(preflight(config))
 
     async def run() -> None:
-        await Worker(**worker_settings(config)).async_run()
+        worker = Worker(**worker_settings(config))
+        try:
+            await worker.async_run()
+        except asyncio.CancelledError:
+            # arq stops on SIGINT/SIGTERM by cancelling its main task: a normal stop.
+            pass
+        finally:
+            await worker.close()
 
     asyncio.run(run())
 

@@ -27,15 +27,15 @@ class Principal:
 
 @dataclass(frozen=True)
 class Credentials:
-    """What a request presents: the `Authorization` header (or the graphql-ws `connection_init`
-    token, put into the same form) and the client's address."""
+    """What a request presents: the `Authorization` header value and the client's address."""
 
     authorization: str | None
     client_address: str | None = None
 
 
 class Authenticator(abc.ABC):
-    """Turns credentials into a `Principal`. Authenticators are asked in registration order."""
+    """Turns credentials into a `Principal`. Authenticators are asked in pluggy's order (last
+    registered first), so a plugin's authenticator is asked before the built-in API tokens."""
 
     @abc.abstractmethod
     async def authenticate(

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import SplitResult, parse_qs, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qs, urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
@@ -31,13 +32,25 @@ class Mode(StrEnum):
     PRODUCTION = "production"
 
 
+_PASSWORD_PARAMETER = re.compile(r"(?i)([?&]password=)[^&]*")
+
+
 def redact_url(url: str) -> str:
-    """The URL with any password replaced, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    """The URL with any password replaced, for messages and logs.
+
+    Works on the raw text, not on what `urlsplit` makes of it: the URLs that reach an error
+    message are the malformed ones, and a password holding an unencoded `/`, `?` or `#` is
+    exactly what `urlsplit` misreads (it ends the host part early and never finds the password).
+    """
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        return "<not a URL>"
+    if "@" in rest:
+        userinfo, _, after = rest.rpartition("@")
+        user, has_password, _ = userinfo.partition(":")
+        rest = f"{user}:***@{after}" if has_password else f"{userinfo}@{after}"
+    rest = _PASSWORD_PARAMETER.sub(r"\1***", rest)
+    return f"{scheme}://{rest}"
 
 
 def _port_of(parts: SplitResult, url: str) -> int | None:
@@ -149,6 +162,15 @@ class Config(BaseModel):
     cors_origins: tuple[str, ...] = Field(
         (), description="Origins allowed to call the API from a browser, comma separated."
     )
+    graphql_max_depth: int = Field(
+        12, ge=2, le=100, description="Deepest GraphQL selection accepted."
+    )
+    graphql_max_aliases: int = Field(
+        30, ge=1, le=1000, description="Most aliases in one GraphQL document, fragments included."
+    )
+    graphql_max_tokens: int = Field(
+        4000, ge=100, le=100_000, description="Most lexical tokens in one GraphQL document."
+    )
     log_level: str = Field("info", pattern="^(debug|info|warning|error)$", description="Log level.")
     queue_name: str = Field(
         "aiaas:queue", min_length=1, description="Name of the arq queue in Redis."
@@ -158,6 +180,11 @@ class Config(BaseModel):
     )
     worker_max_jobs: int = Field(4, ge=1, description="Jobs one worker process runs at once.")
 
+    def __repr_args__(self) -> Any:
+        # Keep passwords out of logs and tracebacks that print the config.
+        for name, value in super().__repr_args__():
+            yield name, redact_url(value) if name in _URL_FIELDS and value else value
+
     @property
     def resolved_artifact_dir(self) -> Path:
         return self.artifact_dir or self.data_dir / "artifacts"
@@ -166,6 +193,8 @@ class Config(BaseModel):
     def is_dev(self) -> bool:
         return self.mode is Mode.DEV
 
+
+_URL_FIELDS = frozenset({"database_url", "redis_url"})
 
 # Fields that take a list: in the environment they are written comma separated.
 _LIST_FIELDS = frozenset({"plugins", "public_paths", "cors_origins"})
@@ -227,6 +256,25 @@ def load_config(
     values.update(_from_environment(environ))
     values.update({key: value for key, value in (overrides or {}).items() if value is not None})
     return build_config(values)
+
+
+def config_environment(config: Config) -> dict[str, str]:
+    """The `AIAAS_*` variables that make `load_config` rebuild `config` in another process.
+
+    `aiaas dev` hands its children their whole resolved configuration this way, so settings
+    from a TOML file and from CLI flags reach the API and the worker just as they reached it.
+    """
+    environment: dict[str, str] = {}
+    for name, value in config.model_dump(mode="json").items():
+        if value is None:
+            continue
+        if name in _LIST_FIELDS:
+            environment[env_name(name)] = ",".join(value)
+        elif isinstance(value, bool):
+            environment[env_name(name)] = "1" if value else "0"
+        else:
+            environment[env_name(name)] = str(value)
+    return environment
 
 
 def build_config(values: Mapping[str, Any]) -> Config:

@@ -17,7 +17,6 @@ from aiaas import migrations
 from aiaas.core.auth import Authenticator, Credentials, PolicyEnforcer, Principal
 from aiaas.core.config import Config, redact_url
 from aiaas.core.errors import (
-    AiaasError,
     AuthenticationError,
     ConfigError,
     PermissionDeniedError,
@@ -55,7 +54,7 @@ async def connect_redis(config: Config) -> ArqRedis:
             timeout=config.redis_connect_timeout_s,
         )
         await asyncio.wait_for(pool.ping(), timeout=config.redis_connect_timeout_s)
-    except (OSError, TimeoutError, AiaasError, Exception) as exc:
+    except Exception as exc:  # redis-py raises its own ConnectionError family, or OSError
         reason = "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
         raise RedisUnavailableError(
             f"cannot connect to Redis at {redact_url(config.redis_url)}: {reason} "
@@ -100,7 +99,14 @@ class Platform:
         self.authenticators: list[tuple[str, Authenticator]] = [
             (spec.name, spec.factory(config)) for spec in self.registries.authenticators
         ]
-        enforcer = self.plugins.call_first("aiaas_policy_enforcer", config=config)
+        try:
+            # Not isolated: skipping a broken enforcer would fall back to the next, possibly
+            # more permissive one. A policy plugin that fails must stop the platform instead.
+            enforcer = self.plugins.call_first(
+                "aiaas_policy_enforcer", isolate=False, config=config
+            )
+        except Exception as exc:
+            raise PluginError(f"the policy enforcer failed to load: {exc!r}") from exc
         if not isinstance(enforcer, PolicyEnforcer):
             raise PluginError("no plugin provides a policy enforcer")
         self.enforcer: PolicyEnforcer = enforcer
@@ -113,7 +119,9 @@ class Platform:
             raise RedisUnavailableError("the platform has not connected to Redis")
         return self._redis
 
-    async def start(self, *, check_schema: bool = True) -> None:
+    async def start(self, *, check_schema: bool = True, run_startup_hooks: bool = True) -> None:
+        """Connect and check. `run_startup_hooks=False` is for a preflight check that stops right
+        away: plugins' start-up work belongs to the process that goes on to serve."""
         await self.metadata.connect()
         try:
             if check_schema:
@@ -122,8 +130,9 @@ class Platform:
         except BaseException:
             await self.metadata.close()
             raise
-        self._started = True
-        await self._run_lifecycle_hook("aiaas_startup")
+        self._started = run_startup_hooks
+        if run_startup_hooks:
+            await self._run_lifecycle_hook("aiaas_startup")
 
     async def stop(self) -> None:
         if self._started:

@@ -81,21 +81,36 @@ class AiaasPluginManager(pluggy.PluginManager):
     def register_plugin(
         self, plugin: object, name: str, *, source: str = "registered", version: str = ""
     ) -> None:
-        """Register `plugin`, refusing it whole if it implements a hook that does not exist."""
+        """Register `plugin`, refusing it whole if it implements a hook that does not exist, or
+        implements one as a wrapper: `call_each` calls every implementation on its own, so a
+        wrapper would never wrap anything."""
         self.register(plugin, name=name)
-        unknown = sorted(
-            caller.name for caller in self.get_hookcallers(plugin) or () if not caller.has_spec()
+        callers = self.get_hookcallers(plugin) or []
+        unknown = sorted(caller.name for caller in callers if not caller.has_spec())
+        wrappers = sorted(
+            caller.name
+            for caller in callers
+            for implementation in caller.get_hookimpls()
+            if implementation.plugin is plugin
+            and (implementation.wrapper or implementation.hookwrapper)
         )
-        if unknown:
+        if unknown or wrappers:
             self.unregister(plugin)
-            raise pluggy.PluginValidationError(
-                plugin, f"implements hooks that do not exist: {', '.join(unknown)}"
-            )
+            problems = []
+            if unknown:
+                problems.append(f"implements hooks that do not exist: {', '.join(unknown)}")
+            if wrappers:
+                problems.append(f"wraps hooks, which aiaas does not support: {', '.join(wrappers)}")
+            raise pluggy.PluginValidationError(plugin, "; ".join(problems))
         self._sources[name] = (source, version or __version__)
 
     def record_failure(self, name: str, stage: str, reason: str) -> None:
+        failure = PluginFailure(name=name, stage=stage, reason=reason)
+        # An observer that fails on every event would otherwise grow this list without end.
+        if failure in self.failures:
+            return
         logger.error("plugin %s left out (%s): %s", name, stage, reason)
-        self.failures.append(PluginFailure(name=name, stage=stage, reason=reason))
+        self.failures.append(failure)
 
     def plugin_infos(self) -> list[PluginInfo]:
         infos = []
@@ -134,24 +149,28 @@ class AiaasPluginManager(pluggy.PluginManager):
         ]
         return report
 
-    def call_each(self, hook_name: str, **kwargs: Any) -> Iterator[tuple[str, Any]]:
+    def call_each(
+        self, hook_name: str, *, isolate: bool = True, **kwargs: Any
+    ) -> Iterator[tuple[str, Any]]:
         """Call every implementation of a hook on its own, in pluggy's order (last registered
         first), yielding `(plugin name, result)`. An implementation that raises is recorded as
-        a failure and skipped, so one broken plugin cannot take the others down with it."""
+        a failure and skipped, so one broken plugin cannot take the others down with it;
+        `isolate=False` lets the exception through instead."""
         caller = getattr(self.hook, hook_name)
         for implementation in reversed(caller.get_hookimpls()):
             arguments = [kwargs[argument] for argument in implementation.argnames]
             try:
                 result = implementation.function(*arguments)
             except Exception as exc:
+                if not isolate:
+                    raise
                 self.record_failure(implementation.plugin_name, f"hook {hook_name}", repr(exc))
                 continue
             yield implementation.plugin_name, result
 
-    def call_first(self, hook_name: str, **kwargs: Any) -> Any:
-        """The first non-None result of a `firstresult` hook, with the isolation of
-        `call_each`."""
-        for _, result in self.call_each(hook_name, **kwargs):
+    def call_first(self, hook_name: str, *, isolate: bool = True, **kwargs: Any) -> Any:
+        """The first non-None result of a `firstresult` hook, in the order of `call_each`."""
+        for _, result in self.call_each(hook_name, isolate=isolate, **kwargs):
             if result is not None:
                 return result
         return None

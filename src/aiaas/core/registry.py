@@ -32,7 +32,7 @@ SpecT = TypeVar("SpecT", bound=NamedSpec)
 
 
 class Registry(Generic[SpecT]):
-    """Specs of one kind, in registration order, looked up by name."""
+    """Specs of one kind, in pluggy's call order (last registered first), looked up by name."""
 
     def __init__(self, kind: str, specs: dict[str, SpecT]) -> None:
         self.kind = kind

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO
 
 from aiaas import migrations
-from aiaas.core.config import CONFIG_FILE_ENV, Config, Mode, env_name
+from aiaas.core.config import ENV_PREFIX, Config, config_environment
 from aiaas.core.identity import bootstrap_admin
 from aiaas.core.platform import Platform
 from aiaas.embedded.postgres import EmbeddedPostgres, read_or_create_secret
@@ -162,9 +162,6 @@ class DevSupervisor:
             await self._stop_children()
 
     async def _start(self, sock: socket.socket) -> None:
-        environment = dict(os.environ)
-        environment[env_name("mode")] = Mode.DEV.value
-        environment[env_name("data_dir")] = str(self.data_dir)
         database_url = self.config.database_url
         redis_url = self.config.redis_url
         if database_url is None:
@@ -178,16 +175,16 @@ class DevSupervisor:
             password = read_or_create_secret(self.data_dir / "redis.password")
             child, redis_url = await redis.start(password)
             self.children.append(child)
-        environment[env_name("database_url")] = database_url
-        environment[env_name("redis_url")] = redis_url
-        if self.config.plugins is not None:
-            environment[env_name("plugins")] = ",".join(self.config.plugins)
-        environment.pop(CONFIG_FILE_ENV, None)
+        config = self.config.model_copy(
+            update={"database_url": database_url, "redis_url": redis_url}
+        )
+        # The children get the whole resolved config, file and flags included, and nothing
+        # else of ours: a stray AIAAS_* variable would be refused by their config loader.
+        environment = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+        environment.update(config_environment(config))
 
         await migrations.upgrade(database_url)
-        token_note = await self._bootstrap(
-            self.config.model_copy(update={"database_url": database_url, "redis_url": redis_url})
-        )
+        token_note = await self._bootstrap(config)
 
         fd = sock.fileno()
         command = [sys.executable, "-m", "aiaas"]

@@ -7,11 +7,18 @@ from collections.abc import Iterable
 from typing import Any
 
 import strawberry
-from strawberry.extensions import MaskErrors
+from strawberry.extensions import (
+    DisableIntrospection,
+    MaskErrors,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    QueryDepthLimiter,
+)
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 from strawberry.types.base import get_object_definition
 
+from aiaas.core.config import Config
 from aiaas.core.errors import AiaasError, PluginError
 from aiaas.core.platform import Platform
 from aiaas.graphql.errors import ConflictError, InvalidInputError, NotFoundError
@@ -68,6 +75,19 @@ class AiaasSchema(strawberry.Schema):
                 )
 
 
+def schema_extensions(config: Config) -> list[Any]:
+    """Limits that reject an abusive document before any resolver runs, and, in production,
+    no introspection and masked unexpected errors (DESIGN.md section 7)."""
+    extensions: list[Any] = [
+        lambda: QueryDepthLimiter(max_depth=config.graphql_max_depth),
+        lambda: MaxAliasesLimiter(max_alias_count=config.graphql_max_aliases),
+        lambda: MaxTokensLimiter(max_token_count=config.graphql_max_tokens),
+    ]
+    if not config.is_dev:
+        extensions += [DisableIntrospection, ProductionErrors]
+    return extensions
+
+
 def _merge(name: str, types: Iterable[type]) -> Any:
     types = tuple(types)
     if not types:
@@ -96,7 +116,7 @@ def build_schema(platform: Platform) -> strawberry.Schema:
             [*BUILTIN_SUBSCRIPTIONS, *(c.subscription for c in contributions if c.subscription)],
         ),
         types=[Project, User, InvalidInputError, NotFoundError, ConflictError],
-        extensions=[] if platform.config.is_dev else [ProductionErrors],
+        extensions=schema_extensions(platform.config),
     )
     unguarded = sorted(
         name for name, policy in root_field_policies(schema).items() if policy is None

@@ -32,6 +32,14 @@ def _fsync_directory(path: Path) -> None:
         os.close(descriptor)
 
 
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(READ_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def _staging_file(directory: Path) -> IO[bytes]:
     return tempfile.NamedTemporaryFile(dir=directory, delete=False)
 
@@ -76,10 +84,11 @@ class FilesystemArtifactStore(ArtifactStore):
     @staticmethod
     def _install(staged: Path, final: Path) -> None:
         final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if final.exists():
+        if final.exists() and _sha256_of(final) == final.name:
             # Same key, same content: keep the object that is already there.
             staged.unlink()
             return
+        # New, or a stored copy that went corrupt: the fresh upload repairs it.
         os.replace(staged, final)
         _fsync_directory(final.parent)
 
