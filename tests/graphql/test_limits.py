@@ -152,3 +152,18 @@ async def test_production_keeps_expected_errors_as_they_are(
 
     assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
     assert body["errors"][0]["message"] == "malformed id"
+
+
+async def test_graphiql_is_served_in_dev_only(
+    limited: tuple[httpx.AsyncClient, str], production: tuple[httpx.AsyncClient, str]
+) -> None:
+    dev_client, _ = limited
+    production_client, _ = production
+
+    in_dev = await dev_client.get("/graphql", headers={"accept": "text/html"})
+    in_production = await production_client.get("/graphql", headers={"accept": "text/html"})
+
+    assert in_dev.status_code == 200
+    assert "graphiql" in in_dev.text.lower()
+    assert "graphiql" not in in_production.text.lower()
+    assert in_production.status_code == 404

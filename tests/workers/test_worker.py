@@ -55,10 +55,18 @@ async def submit(platform: Platform, project_id: uuid.UUID, kind: str, **payload
     return job
 
 
-async def run_worker_until_idle(config: Config, handlers: dict[str, Handler]) -> Worker:
-    """A real arq worker in burst mode: it runs what is queued, then returns."""
-    settings = worker_settings(config, job_handlers=handlers)
-    settings["cron_jobs"] = []  # keep the burst to the jobs under test
+async def run_worker_until_idle(
+    config: Config,
+    handlers: dict[str, Handler],
+    *,
+    reconcile_at_start: bool = False,
+    stale_after_s: float = 30,
+) -> Worker:
+    """A real arq worker in burst mode: it runs what is queued, then returns. With
+    `reconcile_at_start` it keeps its real cron job, which reconciles as the worker starts."""
+    settings = worker_settings(config, job_handlers=handlers, stale_after_s=stale_after_s)
+    if not reconcile_at_start:
+        settings["cron_jobs"] = []  # keep the burst to the jobs under test
     worker = Worker(**settings, burst=True, handle_signals=False)
     try:
         await asyncio.wait_for(worker.async_run(), timeout=30)
@@ -174,13 +182,8 @@ async def test_reconcile_re_enqueues_queued_jobs_after_redis_loses_its_data(
     await platform.redis.flushdb()
     assert not await platform.redis.exists(job_key_prefix + str(job.id))
 
-    settings = worker_settings(config, job_handlers={"survivor": handler})
     # The real cron job, run at start-up, is what brings the job back.
-    worker = Worker(**settings, burst=True, handle_signals=False)
-    try:
-        await asyncio.wait_for(worker.async_run(), timeout=30)
-    finally:
-        await worker.close()
+    await run_worker_until_idle(config, {"survivor": handler}, reconcile_at_start=True)
     # The re-enqueued job lands in the queue during the burst; drain it.
     await run_worker_until_idle(config, {"survivor": handler})
 
@@ -199,12 +202,9 @@ async def test_reconcile_hands_a_job_whose_worker_died_to_another_worker(
     job = await submit(platform, project_id, "orphaned")
     # A worker claimed it and died: RUNNING, arq still holding it, heartbeat going stale.
     assert await claim_job(platform, job.id, "dead-worker", stale_after_s=30) is not None
-    settings = worker_settings(config, job_handlers={"orphaned": handler}, stale_after_s=0)
-    worker = Worker(**settings, burst=True, handle_signals=False)
-    try:
-        await asyncio.wait_for(worker.async_run(), timeout=30)
-    finally:
-        await worker.close()
+    await run_worker_until_idle(
+        config, {"orphaned": handler}, reconcile_at_start=True, stale_after_s=0
+    )
     await run_worker_until_idle(config, {"orphaned": handler})
 
     finished = await job_state(platform, job.id)

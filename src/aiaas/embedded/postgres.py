@@ -81,6 +81,7 @@ class EmbeddedPostgres:
         if running_as_root():
             credentials = service_user_credentials()
             grant_traversal(self.cluster_dir)
+            grant_traversal(binaries_dir() / "postgres")
             os.chown(self.cluster_dir, credentials["user"], credentials["group"])
         with tempfile.NamedTemporaryFile("w", dir=self.data_dir, delete=False) as password_file:
             password_file.write(password)
@@ -117,6 +118,9 @@ class EmbeddedPostgres:
         """Start the server and make sure the aiaas database exists. Returns the child and the
         database URL."""
         self.log_path.parent.mkdir(exist_ok=True)
+        if running_as_root():
+            # The binaries may sit in a private directory (tox keeps its envs in a 0700 .tox).
+            grant_traversal(binaries_dir() / "postgres")
         port = free_port(HOST)
         child = await spawn(
             "postgres",
