@@ -94,6 +94,7 @@ def create_app(config: Config | None = None, *, platform: Platform | None = None
         try:
             yield
         finally:
+            await graphql.sessions.close()
             await platform.stop()
 
     app = Starlette(

@@ -8,17 +8,22 @@ import json
 import logging
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from aiaas import __version__, migrations
 from aiaas.core.config import Config, load_config
-from aiaas.core.errors import AiaasError, ConfigError, DatabaseUnavailableError
+from aiaas.core.errors import AiaasError, ConfigError, DatabaseUnavailableError, NotFoundError
 from aiaas.core.plugins import create_plugin_manager
 from aiaas.core.registry import load_registries
+
+if TYPE_CHECKING:
+    from aiaas.core.platform import Platform
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -263,6 +268,151 @@ def current() -> None:
     click.echo(f"{revision or 'none'} ({state})")
 
 
+@asynccontextmanager
+async def operator_platform() -> AsyncIterator[Platform]:
+    """A platform on the database alone, for operator commands. Changes they make are audited
+    with no actor: they were made by whoever could reach the database, not through the API."""
+    from aiaas.core.platform import Platform
+
+    config = current_config()
+    require_services(config, "database_url")
+    platform = Platform(config)
+    await platform.start(run_startup_hooks=False, with_redis=False)
+    try:
+        yield platform
+    finally:
+        await platform.stop()
+
+
+@cli.group()
+def users() -> None:
+    """Manage users, straight in the database (for the first admin, or scripts)."""
+
+
+@users.command("create")
+@click.argument("username")
+@click.option("--display-name", default="", help="How the user is shown.")
+@click.option("--admin", "is_admin", is_flag=True, help="Make the user a platform admin.")
+@click.option(
+    "--password-stdin", is_flag=True, help="Read a password from the first line of stdin."
+)
+@reports_errors
+def create_user_command(
+    username: str, display_name: str, is_admin: bool, password_stdin: bool
+) -> None:
+    """Create a user. Without --password-stdin the user signs in with API tokens only."""
+    from aiaas.core.identity import create_user
+
+    password = sys.stdin.readline().rstrip("\r\n") if password_stdin else None
+
+    async def create() -> None:
+        async with operator_platform() as platform:
+            user = await create_user(
+                platform,
+                None,
+                username=username,
+                display_name=display_name,
+                password=password,
+                is_admin=is_admin,
+            )
+        role = "admin" if user.is_admin else "user"
+        click.echo(f"created {role} {user.username} ({user.id})")
+
+    asyncio.run(create())
+
+
+@cli.group()
+def tokens() -> None:
+    """Manage API tokens, straight in the database."""
+
+
+def _parse_expiry(days: int | None) -> datetime | None:
+    return datetime.now(UTC) + timedelta(days=days) if days is not None else None
+
+
+@tokens.command("create")
+@click.argument("username")
+@click.option("--name", required=True, help="What the token is for.")
+@click.option("--expires-in-days", type=click.IntRange(min=1), help="Never expires if unset.")
+@reports_errors
+def create_token_command(username: str, name: str, expires_in_days: int | None) -> None:
+    """Create an API token for USERNAME and print it. It is shown this once only."""
+    from aiaas.core.identity import create_api_token, user_by_username
+
+    async def create() -> None:
+        async with operator_platform() as platform:
+            async with platform.metadata.acquire() as connection:
+                user = await user_by_username(connection, username)
+            if user is None:
+                raise NotFoundError(f"no user named {username!r}")
+            issued = await create_api_token(
+                platform,
+                None,
+                user_id=user.id,
+                name=name,
+                expires_at=_parse_expiry(expires_in_days),
+            )
+        click.echo(issued.secret)
+
+    asyncio.run(create())
+
+
+@tokens.command("list")
+@click.argument("username")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@reports_errors
+def list_tokens_command(username: str, as_json: bool) -> None:
+    """List USERNAME's tokens: prefixes and dates, never secrets."""
+    from aiaas.core.identity import list_api_tokens, user_by_username
+
+    async def listing() -> list[dict[str, Any]]:
+        async with operator_platform() as platform, platform.metadata.acquire() as connection:
+            user = await user_by_username(connection, username)
+            if user is None:
+                raise NotFoundError(f"no user named {username!r}")
+            found = await list_api_tokens(connection, user.id)
+        return [
+            {
+                "prefix": token.prefix,
+                "name": token.name,
+                "kind": token.kind,
+                "created_at": token.created_at.isoformat(),
+                "expires_at": token.expires_at.isoformat() if token.expires_at else None,
+                "revoked_at": token.revoked_at.isoformat() if token.revoked_at else None,
+            }
+            for token in found
+        ]
+
+    rows = asyncio.run(listing())
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        state = "revoked" if row["revoked_at"] else f"expires {row['expires_at'] or 'never'}"
+        click.echo(f"{row['prefix']}  {row['name']}  [{row['kind']}, {state}]")
+
+
+@tokens.command("revoke")
+@click.argument("prefix")
+@reports_errors
+def revoke_token_command(prefix: str) -> None:
+    """Revoke the token whose visible prefix is PREFIX (as `aiaas tokens list` shows it)."""
+    from aiaas.core.identity import find_token_by_prefix, revoke_token
+
+    async def revoke() -> bool:
+        async with operator_platform() as platform:
+            async with platform.metadata.acquire() as connection:
+                token = await find_token_by_prefix(connection, prefix)
+            if token is None:
+                raise NotFoundError(f"no token with prefix {prefix!r}")
+            return await revoke_token(platform, None, token.id)
+
+    if asyncio.run(revoke()):
+        click.echo(f"revoked {prefix}")
+    else:
+        fail(f"{prefix} was already revoked")
+
+
 @cli.command("export-schema")
 @click.option(
     "--output",
@@ -278,13 +428,33 @@ def export_schema(output: Path | None) -> None:
         output.write_text(sdl, encoding="utf-8")
 
 
-def builtin_schema_sdl() -> str:
+@cli.command("export-access-control")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the page to this file instead of standard output.",
+)
+def export_access_control(output: Path | None) -> None:
+    """Print docs/access-control.md: the grants of each role and the grant of each field."""
+    from aiaas.access_matrix import render_access_control
+
+    page = render_access_control(builtin_schema())
+    if output is None:
+        click.echo(page, nl=False)
+    else:
+        output.write_text(page, encoding="utf-8")
+
+
+def builtin_schema() -> Any:
     from aiaas.core.config import build_config
     from aiaas.core.platform import Platform
     from aiaas.graphql.schema import build_schema
 
-    platform = Platform(build_config({"disable_plugin_autoload": True}))
-    return build_schema(platform).as_str() + "\n"
+    return build_schema(Platform(build_config({"disable_plugin_autoload": True})))
+
+
+def builtin_schema_sdl() -> str:
+    return str(builtin_schema().as_str()) + "\n"
 
 
 @cli.command()

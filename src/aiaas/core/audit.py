@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 from uuid import UUID
 
 from aiaas.core.auth import Principal
-from aiaas.core.errors import AiaasError
+from aiaas.core.errors import AiaasError, AuthenticationError, PermissionDeniedError
+from aiaas.core.pagination import Order, Page, fetch_page
 
 if TYPE_CHECKING:
     from aiaas.core.platform import Platform
@@ -138,7 +139,7 @@ class AuditedChange:
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         traceback: TracebackType | None,
-    ) -> bool:
+    ) -> None:
         if exc is None and not self.events and not self._unchanged:
             exc = RuntimeError(f"mutation {self.action} changed state without an audit event")
             await self._context.__aexit__(RuntimeError, exc, None)
@@ -146,17 +147,17 @@ class AuditedChange:
         await self._context.__aexit__(exc_type, exc, traceback)
         if exc is None:
             for event in self.events:
-                self._platform.notify_audit_event(event)
+                await self._platform.announce_audit_event(event)
         elif isinstance(exc, AiaasError):
+            denied = isinstance(exc, PermissionDeniedError | AuthenticationError)
             await record_outside_change(
                 self._platform,
                 actor=self.actor,
                 action=self.action,
-                outcome="failed",
+                outcome="denied" if denied else "failed",
                 request_id=self.request_id,
                 details={"code": exc.code, "message": exc.message},
             )
-        return False
 
 
 async def record_outside_change(
@@ -184,5 +185,49 @@ async def record_outside_change(
             request_id=request_id,
             details=details,
         )
-    platform.notify_audit_event(event)
+    await platform.announce_audit_event(event)
     return event
+
+
+AUDIT_ORDER = Order(at="occurred_at", id="id", id_type=int, newest_first=True)
+_SELECT_EVENTS = """
+SELECT id, occurred_at, actor_id, actor_name, action, outcome, object_type, object_id,
+       project_id, request_id, details
+FROM audit_events
+"""
+
+
+async def list_audit_events(
+    connection: Any,
+    *,
+    project_id: UUID,
+    first: int | None,
+    after: str | None,
+    actor: str | None = None,
+    action: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Page[AuditEvent]:
+    """A project's audit trail, newest first, optionally narrowed to one actor (by username),
+    one action, and a time range (`since` inclusive, `until` exclusive)."""
+    conditions = ["project_id = $1"]
+    arguments: list[Any] = [project_id]
+    for column, operator, value in (
+        ("actor_name", "=", actor),
+        ("action", "=", action),
+        ("occurred_at", ">=", since),
+        ("occurred_at", "<", until),
+    ):
+        if value is not None:
+            arguments.append(value)
+            conditions.append(f"{column} {operator} ${len(arguments)}")
+    return await fetch_page(
+        connection,
+        query=_SELECT_EVENTS,
+        conditions=conditions,
+        arguments=arguments,
+        first=first,
+        after=after,
+        to_item=lambda row: AuditEvent(**dict(row)),
+        order=AUDIT_ORDER,
+    )

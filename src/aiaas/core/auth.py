@@ -49,7 +49,7 @@ class Authenticator(abc.ABC):
 class PolicyEnforcer(abc.ABC):
     """Decides whether a principal may perform an action on a resource within a domain.
 
-    The domain is a project slug, or `GLOBAL_DOMAIN` for platform-wide resources. Anything the
+    The domain is a project's id, or `GLOBAL_DOMAIN` for platform-wide resources. Anything the
     policy does not grant is denied.
     """
 
@@ -57,6 +57,9 @@ class PolicyEnforcer(abc.ABC):
     async def enforce(
         self, principal: Principal, domain: str, resource: str, action: str
     ) -> bool: ...
+
+    async def start(self, metadata: MetadataStore) -> None:  # noqa: B027 - optional
+        """Load what the policy keeps in the database; called once the database is reachable."""
 
     async def close(self) -> None:  # noqa: B027 - an in-memory policy holds nothing to release
         """Release what the enforcer holds."""

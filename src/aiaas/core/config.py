@@ -171,6 +171,22 @@ class Config(BaseModel):
     graphql_max_tokens: int = Field(
         4000, ge=100, le=100_000, description="Most lexical tokens in one GraphQL document."
     )
+    policy_reload_interval_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="Full reload of the access policy, a backstop to change notifications.",
+    )
+    login_attempts_per_user: int = Field(
+        5, ge=1, description="Failed logins allowed per user per login_window_s."
+    )
+    login_attempts_per_client: int = Field(
+        20, ge=1, description="Failed logins allowed per client address per login_window_s."
+    )
+    login_window_s: int = Field(300, ge=1, description="Window of the login rate limits.")
+    session_ttl_s: int = Field(
+        12 * 3600, ge=60, description="Lifetime of a session token from `login`."
+    )
     log_level: str = Field("info", pattern="^(debug|info|warning|error)$", description="Log level.")
     queue_name: str = Field(
         "aiaas:queue", min_length=1, description="Name of the arq queue in Redis."

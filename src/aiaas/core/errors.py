@@ -18,6 +18,7 @@ Anything that is not an `AiaasError` is a bug: production masks it and logs it w
     ├── InputError                   the request itself is invalid (400, BAD_USER_INPUT)
     ├── NotFoundError                no such object, or not visible to the caller (404, NOT_FOUND)
     ├── ConflictError                valid input that the current state refuses (409, CONFLICT)
+    ├── RateLimitedError             too many attempts; retry after a while (429, RATE_LIMITED)
     └── ArtifactError                an artifact store failure
         ├── ArtifactNotFoundError    no artifact under that key (404)
         └── ArtifactIntegrityError   stored bytes no longer match their key (never served)
@@ -112,6 +113,15 @@ class NotFoundError(AiaasError):
 class ConflictError(AiaasError):
     code = "CONFLICT"
     http_status = 409
+
+
+class RateLimitedError(AiaasError):
+    code = "RATE_LIMITED"
+    http_status = 429
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message, details={"retryAfter": retry_after_s})
+        self.retry_after_s = retry_after_s
 
 
 class ArtifactError(AiaasError):

@@ -1,4 +1,6 @@
-"""Users and API tokens.
+"""Users and their tokens.
+
+Passwords are hashed with argon2id (`PasswordHasher`'s default), which is slow on purpose.
 
 A token reads `aiaas_<12 hex>_<43 urlsafe>`. The `aiaas_<12 hex>` part is its visible prefix: it is
 stored in clear and shown in listings so that a leaked token can be identified and revoked. Only
@@ -13,13 +15,17 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+import asyncpg
+from argon2 import PasswordHasher
+
 from aiaas.core.audit import AuditedChange
 from aiaas.core.auth import Principal
-from aiaas.core.errors import AuthenticationError
+from aiaas.core.errors import AuthenticationError, ConflictError, InputError, NotFoundError
+from aiaas.core.pagination import Page, fetch_page
 
 if TYPE_CHECKING:
     from aiaas.core.platform import Platform
@@ -72,6 +78,82 @@ def looks_like_token(token: str) -> bool:
 
 
 _USER_COLUMNS = "id, username, display_name, is_admin, created_at"
+USERNAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
+MIN_PASSWORD_LENGTH = 10
+MAX_PASSWORD_LENGTH = 1024
+PASSWORDS = PasswordHasher()
+
+
+def check_new_user(username: str, display_name: str, password: str | None) -> None:
+    problems = {}
+    if not USERNAME.fullmatch(username):
+        problems["username"] = (
+            "1 to 63 lowercase letters, digits, dots, hyphens and underscores, starting with a "
+            "letter or digit"
+        )
+    if len(display_name) > 200:
+        problems["displayName"] = "must be at most 200 characters"
+    if password is not None and not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
+        problems["password"] = (
+            f"must be {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters long"
+        )
+    if problems:
+        raise InputError("invalid user", field_errors=problems)
+
+
+async def create_user(
+    platform: Platform,
+    actor: Principal | None,
+    *,
+    username: str,
+    display_name: str = "",
+    password: str | None = None,
+    is_admin: bool = False,
+    request_id: str | None = None,
+) -> User:
+    """Create a user. Without a password the user can only authenticate with API tokens.
+
+    `actor` is None when an operator runs `aiaas users create` against the database."""
+    check_new_user(username, display_name, password)
+    password_hash = PASSWORDS.hash(password) if password is not None else None
+    async with AuditedChange(platform, actor, "user.create", request_id) as change:
+        try:
+            row = await change.connection.fetchrow(
+                "INSERT INTO users (username, display_name, is_admin, password_hash) "
+                f"VALUES ($1, $2, $3, $4) RETURNING {_USER_COLUMNS}",
+                username,
+                display_name,
+                is_admin,
+                password_hash,
+            )
+        except asyncpg.UniqueViolationError:
+            raise ConflictError(f"a user named {username!r} already exists") from None
+        user = User(**dict(row))
+        await change.record(
+            object_type="user",
+            object_id=str(user.id),
+            details={"username": username, "is_admin": is_admin},
+        )
+    return user
+
+
+async def list_users(connection: Any, *, first: int | None, after: str | None) -> Page[User]:
+    return await fetch_page(
+        connection,
+        query=f"SELECT {_USER_COLUMNS} FROM users",
+        conditions=[],
+        arguments=[],
+        first=first,
+        after=after,
+        to_item=lambda row: User(**dict(row)),
+    )
+
+
+async def user_by_username(connection: Any, username: str) -> User | None:
+    row = await connection.fetchrow(
+        f"SELECT {_USER_COLUMNS} FROM users WHERE username = $1", username
+    )
+    return User(**dict(row)) if row is not None else None
 
 
 async def users_by_ids(connection: Any, ids: list[UUID]) -> dict[UUID, User]:
@@ -82,17 +164,23 @@ async def users_by_ids(connection: Any, ids: list[UUID]) -> dict[UUID, User]:
 
 
 async def insert_token(
-    connection: Any, user_id: UUID, name: str, expires_at: datetime | None = None
+    connection: Any,
+    user_id: UUID,
+    name: str,
+    expires_at: datetime | None = None,
+    *,
+    kind: str = "api",
 ) -> IssuedToken:
     secret, prefix = new_token()
     token_id = await connection.fetchval(
-        "INSERT INTO api_tokens (user_id, name, prefix, token_hash, expires_at) "
-        "VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        "INSERT INTO api_tokens (user_id, name, prefix, token_hash, expires_at, kind) "
+        "VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
         user_id,
         name,
         prefix,
         token_hash(secret),
         expires_at,
+        kind,
     )
     return IssuedToken(id=token_id, name=name, prefix=prefix, secret=secret, expires_at=expires_at)
 
@@ -127,9 +215,23 @@ async def verify_token(connection: Any, token: str, authenticator: str) -> Princ
     )
 
 
-async def revoke_token(platform: Platform, actor: Principal, token_id: UUID) -> bool:
-    """Revoke a token; False if it was already revoked or does not exist."""
-    async with AuditedChange(platform, actor, "api_token.revoke") as change:
+async def revoke_token(
+    platform: Platform,
+    actor: Principal | None,
+    token_id: UUID,
+    *,
+    request_id: str | None = None,
+) -> bool:
+    """Revoke one of the actor's tokens (an admin may revoke anyone's, and so may an operator,
+    `actor` None). False if it was revoked already; `NotFoundError` if it does not exist or is
+    someone else's."""
+    async with AuditedChange(platform, actor, "api_token.revoke", request_id) as change:
+        owner = await change.connection.fetchval(
+            "SELECT user_id FROM api_tokens WHERE id = $1 FOR UPDATE", token_id
+        )
+        may_revoke = actor is None or actor.is_admin or owner == actor.user_id
+        if owner is None or not may_revoke:
+            raise NotFoundError("no such API token")
         revoked = await change.connection.fetchval(
             "UPDATE api_tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL "
             "RETURNING true",
@@ -139,6 +241,69 @@ async def revoke_token(platform: Platform, actor: Principal, token_id: UUID) -> 
             object_type="api_token", object_id=str(token_id), details={"revoked": bool(revoked)}
         )
     return bool(revoked)
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    """A token as listings show it: never its secret."""
+
+    id: UUID
+    user_id: UUID
+    name: str
+    prefix: str
+    kind: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+
+_TOKEN_COLUMNS = "id, user_id, name, prefix, kind, created_at, expires_at, revoked_at, last_used_at"
+MAX_TOKEN_NAME_LENGTH = 100
+
+
+async def create_api_token(
+    platform: Platform,
+    actor: Principal | None,
+    *,
+    name: str,
+    expires_at: datetime | None = None,
+    user_id: UUID | None = None,
+    request_id: str | None = None,
+) -> IssuedToken:
+    """A new API token for the actor, or for `user_id` when an operator (`actor` None, from
+    `aiaas tokens create`) makes it. Its secret is in the result and nowhere else."""
+    owner = user_id if user_id is not None else actor.user_id if actor is not None else None
+    if owner is None:
+        raise ValueError("a token needs an owner: an actor or a user_id")
+    problems = {}
+    if not name.strip() or len(name) > MAX_TOKEN_NAME_LENGTH:
+        problems["name"] = f"must be 1 to {MAX_TOKEN_NAME_LENGTH} characters and not blank"
+    if expires_at is not None and expires_at <= datetime.now(UTC):
+        problems["expiresAt"] = "must be in the future"
+    if problems:
+        raise InputError("invalid API token", field_errors=problems)
+    async with AuditedChange(platform, actor, "api_token.create", request_id) as change:
+        issued = await insert_token(change.connection, owner, name.strip(), expires_at)
+        await change.record(
+            object_type="api_token", object_id=str(issued.id), details={"prefix": issued.prefix}
+        )
+    return issued
+
+
+async def list_api_tokens(connection: Any, user_id: UUID) -> list[ApiToken]:
+    rows = await connection.fetch(
+        f"SELECT {_TOKEN_COLUMNS} FROM api_tokens WHERE user_id = $1 ORDER BY created_at, id",
+        user_id,
+    )
+    return [ApiToken(**dict(row)) for row in rows]
+
+
+async def find_token_by_prefix(connection: Any, prefix: str) -> ApiToken | None:
+    row = await connection.fetchrow(
+        f"SELECT {_TOKEN_COLUMNS} FROM api_tokens WHERE prefix = $1", prefix
+    )
+    return ApiToken(**dict(row)) if row is not None else None
 
 
 async def bootstrap_admin(platform: Platform) -> IssuedToken | None:

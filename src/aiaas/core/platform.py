@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+from dataclasses import asdict
 from typing import TYPE_CHECKING
+from uuid import UUID
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
 
@@ -24,6 +26,7 @@ from aiaas.core.errors import (
     RedisUnavailableError,
     SchemaOutdatedError,
 )
+from aiaas.core.events import EventHub
 from aiaas.core.plugins import AiaasPluginManager, create_plugin_manager
 from aiaas.core.registry import Registries, load_registries
 from aiaas.core.serialization import pack, unpack
@@ -44,16 +47,14 @@ async def connect_redis(config: Config) -> ArqRedis:
     settings.conn_timeout = max(1, round(config.redis_connect_timeout_s))
     settings.conn_retries = 0
     try:
-        pool = await asyncio.wait_for(
-            create_pool(
+        async with asyncio.timeout(config.redis_connect_timeout_s):
+            pool = await create_pool(
                 settings,
                 job_serializer=pack,
                 job_deserializer=unpack,
                 default_queue_name=config.queue_name,
-            ),
-            timeout=config.redis_connect_timeout_s,
-        )
-        await asyncio.wait_for(pool.ping(), timeout=config.redis_connect_timeout_s)
+            )
+            await pool.ping()
     except Exception as exc:  # redis-py raises its own ConnectionError family, or OSError
         reason = "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
         raise RedisUnavailableError(
@@ -61,6 +62,11 @@ async def connect_redis(config: Config) -> ArqRedis:
             f"(waited at most {config.redis_connect_timeout_s:g} s)"
         ) from exc
     return pool
+
+
+def audit_channel(project_id: UUID) -> str:
+    """The pub/sub channel of a project's live audit events."""
+    return f"aiaas:audit:{project_id}"
 
 
 async def check_schema_revision(metadata: MetadataStore) -> str:
@@ -111,6 +117,7 @@ class Platform:
             raise PluginError("no plugin provides a policy enforcer")
         self.enforcer: PolicyEnforcer = enforcer
         self._redis: ArqRedis | None = None
+        self._events: EventHub | None = None
         self._started = False
 
     @property
@@ -119,15 +126,29 @@ class Platform:
             raise RedisUnavailableError("the platform has not connected to Redis")
         return self._redis
 
-    async def start(self, *, check_schema: bool = True, run_startup_hooks: bool = True) -> None:
+    async def start(
+        self,
+        *,
+        check_schema: bool = True,
+        run_startup_hooks: bool = True,
+        with_redis: bool = True,
+    ) -> None:
         """Connect and check. `run_startup_hooks=False` is for a preflight check that stops right
-        away: plugins' start-up work belongs to the process that goes on to serve."""
+        away: plugins' start-up work belongs to the process that goes on to serve.
+        `with_redis=False` is for operator commands that only touch the database."""
         await self.metadata.connect()
         try:
             if check_schema:
                 await check_schema_revision(self.metadata)
-            self._redis = await connect_redis(self.config)
+            if with_redis:
+                self._redis = await connect_redis(self.config)
+                self._events = EventHub(self._redis)
+            await self.enforcer.start(self.metadata)
         except BaseException:
+            self._events = None
+            if self._redis is not None:
+                await self._redis.aclose()
+                self._redis = None
             await self.metadata.close()
             raise
         self._started = run_startup_hooks
@@ -138,6 +159,9 @@ class Platform:
         if self._started:
             await self._run_lifecycle_hook("aiaas_shutdown")
             self._started = False
+        if self._events is not None:
+            await self._events.close()
+            self._events = None
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None
@@ -157,7 +181,8 @@ class Platform:
         """One entry per dependency: `ok`, or what is wrong with it."""
         checks: dict[str, str] = {}
         try:
-            await asyncio.wait_for(self.metadata.ping(), self.config.database_connect_timeout_s)
+            async with asyncio.timeout(self.config.database_connect_timeout_s):
+                await self.metadata.ping()
             checks["database"] = "ok"
         except Exception as exc:
             checks["database"] = f"unavailable: {exc or type(exc).__name__}"
@@ -170,7 +195,8 @@ class Platform:
         else:
             checks["schema"] = "unknown: the database is unavailable"
         try:
-            await asyncio.wait_for(self.redis.ping(), self.config.redis_connect_timeout_s)
+            async with asyncio.timeout(self.config.redis_connect_timeout_s):
+                await self.redis.ping()
             checks["redis"] = "ok"
         except Exception as exc:
             checks["redis"] = f"unavailable: {exc or type(exc).__name__}"
@@ -198,9 +224,23 @@ class Platform:
             raise PermissionDeniedError(f"not allowed to {action} {resource}")
         return principal
 
-    def notify_audit_event(self, event: AuditEvent) -> None:
+    async def announce_audit_event(self, event: AuditEvent) -> None:
+        """Tell the observers, and the live subscribers of the event's project, about an event
+        that has been committed."""
         for _ in self.plugins.call_each("aiaas_audit_event", event=event):
             pass
+        if self._events is not None and event.project_id is not None:
+            try:
+                await self._events.publish(audit_channel(event.project_id), asdict(event))
+            except Exception:
+                # The event is durable already; a live feed that misses it is no reason to fail.
+                logger.warning("could not publish audit event %s live", event.id, exc_info=True)
+
+    @property
+    def events(self) -> EventHub:
+        if self._events is None:
+            raise RedisUnavailableError("the platform has not connected to Redis")
+        return self._events
 
     def notify_job_event(self, event: JobEvent) -> None:
         for _ in self.plugins.call_each("aiaas_job_event", event=event):

@@ -87,6 +87,13 @@ async def create_project(
                 details={"field": "slug"},
             ) from None
         project = _to_project(row)
+        # Whoever creates a project owns it.
+        await change.connection.execute(
+            "INSERT INTO project_members (project_id, user_id, role, added_by) "
+            "VALUES ($1, $2, 'owner', $2)",
+            project.id,
+            actor.user_id,
+        )
         await change.record(
             object_type="project",
             object_id=str(project.id),
@@ -126,19 +133,35 @@ async def project_by_slug(connection: Any, slug: str) -> Project | None:
     return _to_project(row) if row is not None else None
 
 
+async def projects_by_slugs(connection: Any, slugs: list[str]) -> dict[str, Project]:
+    rows = await connection.fetch(f"{_SELECT} WHERE slug = ANY($1::text[])", slugs)
+    return {row["slug"]: _to_project(row) for row in rows}
+
+
 async def projects_by_ids(connection: Any, ids: list[UUID]) -> dict[UUID, Project]:
     rows = await connection.fetch(f"{_SELECT} WHERE id = ANY($1::uuid[])", ids)
     return {row["id"]: _to_project(row) for row in rows}
 
 
 async def list_projects(
-    connection: Any, *, first: int | None, after: str | None, include_archived: bool
+    connection: Any,
+    *,
+    first: int | None,
+    after: str | None,
+    include_archived: bool,
+    member: UUID | None,
 ) -> Page[Project]:
+    """Projects, oldest first; only those `member` belongs to, unless it is None (admins)."""
+    conditions = [] if include_archived else ["archived_at IS NULL"]
+    arguments: list[Any] = []
+    if member is not None:
+        arguments.append(member)
+        conditions.append("id IN (SELECT project_id FROM project_members WHERE user_id = $1)")
     return await fetch_page(
         connection,
         query=_SELECT,
-        conditions=[] if include_archived else ["archived_at IS NULL"],
-        arguments=[],
+        conditions=conditions,
+        arguments=arguments,
         first=first,
         after=after,
         to_item=_to_project,

@@ -56,7 +56,8 @@ class Child:
         with contextlib.suppress(ProcessLookupError):
             self.process.send_signal(self.stop_signal)
         try:
-            await asyncio.wait_for(self.process.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self.process.wait()
         except TimeoutError:
             logger.warning("%s did not stop within %.0f s; killing it", self.name, timeout)
             with contextlib.suppress(ProcessLookupError):

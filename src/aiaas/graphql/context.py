@@ -25,6 +25,8 @@ class RequestContext:
     principal: Principal | None = None
     authentication_error: AuthenticationError | None = None
     loaders: dict[str, DataLoader[Any, Any]] = field(default_factory=dict)
+    connection_params: Any = None
+    """The graphql-ws `connection_init` payload, for a WebSocket."""
 
     def loader(self, name: str) -> DataLoader[Any, Any]:
         """The request's DataLoader of that name (see `aiaas.graphql.loaders`)."""

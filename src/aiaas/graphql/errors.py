@@ -54,6 +54,22 @@ class ConflictError(Error):
         return cls(message=exc.message, code=exc.code)
 
 
+@strawberry.type(description="Wrong username or password; the same answer whatever was wrong.")
+class LoginFailedError(Error):
+    @classmethod
+    def from_exception(cls, exc: errors.AuthenticationError) -> LoginFailedError:
+        return cls(message=exc.message, code=exc.code)
+
+
+@strawberry.type(description="Too many attempts; nothing was tried. Wait before trying again.")
+class RateLimitedError(Error):
+    retry_after_seconds: int
+
+    @classmethod
+    def from_exception(cls, exc: errors.RateLimitedError) -> RateLimitedError:
+        return cls(message=exc.message, code=exc.code, retry_after_seconds=exc.retry_after_s)
+
+
 ExpectedError = InvalidInputError | NotFoundError | ConflictError
 
 

@@ -8,30 +8,35 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
-from uuid import UUID
 
 from strawberry.dataloader import DataLoader
 
 from aiaas.core.identity import users_by_ids
 from aiaas.core.platform import Platform
-from aiaas.core.projects import projects_by_ids
+from aiaas.core.projects import projects_by_ids, projects_by_slugs
 
+KeyT = TypeVar("KeyT")
 ValueT = TypeVar("ValueT")
 
-FetchByIds = Callable[[Any, list[UUID]], Awaitable[dict[UUID, ValueT]]]
+FetchByKeys = Callable[[Any, list[KeyT]], Awaitable[dict[KeyT, ValueT]]]
 
 
-def loader_by_id(platform: Platform, fetch: FetchByIds[ValueT]) -> DataLoader[UUID, ValueT | None]:
-    async def load(ids: Sequence[UUID]) -> list[ValueT | None]:
+def loader_by_key(
+    platform: Platform, fetch: FetchByKeys[KeyT, ValueT]
+) -> DataLoader[KeyT, ValueT | None]:
+    """Batch every `load(key)` of one tick into one `fetch` of all the keys."""
+
+    async def load(keys: Sequence[KeyT]) -> list[ValueT | None]:
         async with platform.metadata.acquire() as connection:
-            found = await fetch(connection, list(ids))
-        return [found.get(object_id) for object_id in ids]
+            found = await fetch(connection, list(keys))
+        return [found.get(key) for key in keys]
 
     return DataLoader(load_fn=load)
 
 
 def make_loaders(platform: Platform) -> dict[str, DataLoader[Any, Any]]:
     return {
-        "user": loader_by_id(platform, users_by_ids),
-        "project": loader_by_id(platform, projects_by_ids),
+        "user": loader_by_key(platform, users_by_ids),
+        "project": loader_by_key(platform, projects_by_ids),
+        "project_by_slug": loader_by_key(platform, projects_by_slugs),
     }

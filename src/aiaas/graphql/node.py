@@ -1,20 +1,51 @@
-"""`node(id)`: any object by its global id."""
+"""`node(id)`: any object by its global id, each type checked by its own grant."""
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from uuid import UUID
 
 import strawberry
 from strawberry.types import Info
 
+from aiaas.core import identity
+from aiaas.core.errors import NotFoundError, PermissionDeniedError
 from aiaas.graphql.context import RequestContext
-from aiaas.graphql.identity.types import User
-from aiaas.graphql.permissions import requires
+from aiaas.graphql.identity.types import ApiToken, User
+from aiaas.graphql.permissions import authorize_in_project, requires
 from aiaas.graphql.projects.types import Project
 from aiaas.graphql.relay import Node, from_global_id
 
-# Each node type: the loader that fetches it and how to present it.
-_NODE_TYPES = {
-    "Project": ("project", Project.from_domain),
-    "User": ("user", User.from_domain),
+
+async def _project(context: RequestContext, project_id: UUID) -> Node | None:
+    found = await context.loader("project").load(project_id)
+    if found is None:
+        return None
+    await authorize_in_project(context, found.id, "project", "read")
+    return Project.from_domain(found)
+
+
+async def _user(context: RequestContext, user_id: UUID) -> Node | None:
+    principal = context.require_principal()
+    if user_id != principal.user_id:
+        await context.platform.authorize(principal, "*", "user", "read")
+    found = await context.loader("user").load(user_id)
+    return User.from_domain(found) if found is not None else None
+
+
+async def _api_token(context: RequestContext, token_id: UUID) -> Node | None:
+    principal = context.require_principal()
+    async with context.platform.metadata.acquire() as connection:
+        tokens = await identity.list_api_tokens(connection, principal.user_id)
+    mine = {token.id: token for token in tokens}
+    return ApiToken.from_domain(mine[token_id]) if token_id in mine else None
+
+
+# How each node type is fetched, and checked: not being allowed to see it reads as null.
+_NODE_TYPES: dict[str, Callable[[RequestContext, UUID], Awaitable[Node | None]]] = {
+    "Project": _project,
+    "User": _user,
+    "ApiToken": _api_token,
 }
 
 
@@ -27,8 +58,10 @@ class NodeQuery:
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:
         context: RequestContext = info.context
         type_name, object_id = from_global_id(id)
-        if type_name not in _NODE_TYPES:
+        fetch = _NODE_TYPES.get(type_name)
+        if fetch is None:
             return None
-        loader_name, present = _NODE_TYPES[type_name]
-        found = await context.loader(loader_name).load(object_id)
-        return present(found) if found is not None else None  # type: ignore[operator]
+        try:
+            return await fetch(context, object_id)
+        except (NotFoundError, PermissionDeniedError):
+            return None

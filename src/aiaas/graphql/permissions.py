@@ -1,109 +1,239 @@
-"""Field permissions: thin wrappers over the platform's one enforcement point.
+"""The gate every guarded field passes: one field extension over the platform's one enforcement
+point (`Platform.authorize`).
 
-Every root field of the schema declares exactly one policy: `requires(resource, action)` or
-`public()`. `build_schema` refuses a root field without one, and the authorization tests walk the
-schema with `root_field_policies`, so a new field cannot slip through unguarded.
+Each root field declares exactly one policy, with `public()`, `requires(resource, action)` for
+platform-wide fields, or `requires_in_project(resource, action, locate)` for fields that act in
+one project. `build_schema` refuses a root field without one, and the authorization tests walk
+the schema with `root_field_policies`, so no field can slip through unguarded.
+
+In a project, a caller who has no part in it (neither member nor admin) is told "not found",
+whatever they asked for, so that nothing reveals which projects exist. A member whose role lacks
+the grant is told FORBIDDEN. Refused mutations are written to the audit trail.
 """
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
+from uuid import UUID
 
 import strawberry
 from strawberry.extensions import FieldExtension
-from strawberry.permission import BasePermission, PermissionExtension
+from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types import Info
-from strawberry.types.base import get_object_definition
+from strawberry.types.base import StrawberryOptional, get_object_definition
+from strawberry.types.field import StrawberryField
+from strawberry.types.union import StrawberryUnion
 
-from aiaas.core.audit import record_outside_change
+from aiaas.core.audit import Outcome, record_outside_change
 from aiaas.core.auth import GLOBAL_DOMAIN
-from aiaas.core.errors import AuthenticationError, PermissionDeniedError
+from aiaas.core.errors import AuthenticationError, NotFoundError, PermissionDeniedError
+from aiaas.core.members import member_role
 from aiaas.graphql.context import RequestContext
-from graphql import OperationType
+from aiaas.graphql.errors import NotFoundError as NotFoundResult
+from aiaas.graphql.relay import from_global_id
+from graphql import GraphQLObjectType, OperationType
+
+Scope = Literal["public", "platform", "project"]
+ProjectLocator = Callable[[RequestContext, Any, dict[str, Any]], Awaitable[UUID | None]]
 
 
 @dataclass(frozen=True)
 class FieldPolicy:
-    """What a root field requires. `resource` is None for a public field."""
+    """What a field requires: nothing (`public`), or a grant in the platform or in a project."""
 
-    resource: str | None
-    action: str | None
+    scope: Scope
+    resource: str | None = None
+    action: str | None = None
 
     @property
     def is_public(self) -> bool:
-        return self.resource is None
+        return self.scope == "public"
 
 
-class Requires(BasePermission):
-    """Allow the field only if the enforcer grants `action` on `resource`."""
+class ConcealedDenialError(NotFoundError):
+    """A refusal told to the caller as "not found", so that it reveals nothing; the audit trail
+    still records it as a denial."""
 
-    def __init__(self, resource: str, action: str) -> None:
-        self.policy = FieldPolicy(resource, action)
 
-    async def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
-        context: RequestContext = info.context
+class _RefusalError(Exception):
+    def __init__(self, error: Exception, outcome: Outcome) -> None:
+        self.error = error
+        self.outcome = outcome
+
+
+async def authorize_in_project(
+    context: RequestContext, project_id: UUID | None, resource: str, action: str
+) -> None:
+    """Authorize `action` on `resource` in a project; `NotFoundError` for a caller with no part
+    in the project (or no project), so that a refusal reveals nothing."""
+    principal = context.require_principal()
+    if project_id is None:
+        raise NotFoundError("no such project")
+    try:
+        await context.platform.authorize(principal, str(project_id), resource, action)
+    except PermissionDeniedError:
+        if principal.is_admin:
+            raise
+        async with context.platform.metadata.acquire() as connection:
+            role = await member_role(connection, project_id, principal.user_id)
+        if role is None:
+            raise ConcealedDenialError("no such project") from None
+        raise
+
+
+class Authorize(FieldExtension):
+    """Apply a `FieldPolicy` before the resolver runs."""
+
+    def __init__(self, policy: FieldPolicy, locate: ProjectLocator | None = None) -> None:
+        if policy.scope == "project" and locate is None:
+            raise ValueError("a project-scoped field needs a way to find its project")
+        self.policy = policy
+        self.locate = locate
+        self._not_found_answer: Callable[[NotFoundError], Any] | None = None
+
+    def apply(self, field: StrawberryField) -> None:
+        # What a caller is told when the object is not theirs to see: the field's NotFoundError
+        # union member, else null where the field allows it, else the GraphQL error itself.
+        field_type = field.type
+        if isinstance(field_type, StrawberryUnion) and NotFoundResult in field_type.types:
+            self._not_found_answer = NotFoundResult.from_exception
+        elif isinstance(field_type, StrawberryOptional):
+            self._not_found_answer = lambda _: None
+
+    async def resolve_async(
+        self, next_: Callable[..., Any], source: Any, info: Info, **kwargs: Any
+    ) -> Any:
+        if not self.policy.is_public:
+            try:
+                await self._check(info.context, source, kwargs)
+            except _RefusalError as refusal:
+                return await self._refuse(info, refusal)
+        result = next_(source, info, **kwargs)
+        return await result if inspect.isawaitable(result) else result
+
+    async def _check(self, context: RequestContext, source: Any, kwargs: dict[str, Any]) -> None:
         resource, action = self.policy.resource, self.policy.action
         assert resource is not None
         assert action is not None
         try:
-            principal = context.require_principal()
-            await context.platform.authorize(principal, GLOBAL_DOMAIN, resource, action)
-        except AuthenticationError:
+            if self.policy.scope == "platform":
+                principal = context.require_principal()
+                await context.platform.authorize(principal, GLOBAL_DOMAIN, resource, action)
+            else:
+                assert self.locate is not None
+                context.require_principal()
+                project_id = await self.locate(context, source, kwargs)
+                await authorize_in_project(context, project_id, resource, action)
+        except (AuthenticationError, PermissionDeniedError, ConcealedDenialError) as exc:
+            raise _RefusalError(exc, "denied") from exc
+        except NotFoundError as exc:
+            raise _RefusalError(exc, "failed") from exc
+
+    async def _refuse(self, info: Info, refusal: _RefusalError) -> Any:
+        context: RequestContext = info.context
+        error = refusal.error
+        if isinstance(error, AuthenticationError):
             context.mark_unauthenticated()
-            await _audit_refused_mutation(info, self.policy)
-            raise
-        except PermissionDeniedError:
-            await _audit_refused_mutation(info, self.policy)
-            raise
-        return True
-
-
-class Public(BasePermission):
-    """Allow the field to anyone, credentials or not."""
-
-    policy = FieldPolicy(None, None)
-
-    def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
-        return True
-
-
-async def _audit_refused_mutation(info: Info, policy: FieldPolicy) -> None:
-    if info.operation.operation is not OperationType.MUTATION:
-        return
-    context: RequestContext = info.context
-    await record_outside_change(
-        context.platform,
-        actor=context.principal,
-        action=f"graphql.{info.field_name}",
-        outcome="denied",
-        request_id=context.request_id,
-        details={
-            "resource": policy.resource,
-            "action": policy.action,
-            "client": context.credentials.client_address,
-        },
-    )
-
-
-def requires(resource: str, action: str) -> list[FieldExtension]:
-    """Field extensions for a field guarded by the enforcer."""
-    return [PermissionExtension(permissions=[Requires(resource, action)], use_directives=False)]
+        if info.operation.operation is OperationType.MUTATION:
+            await record_outside_change(
+                context.platform,
+                actor=context.principal,
+                action=f"graphql.{info.field_name}",
+                outcome=refusal.outcome,
+                request_id=context.request_id,
+                details={
+                    "resource": self.policy.resource,
+                    "action": self.policy.action,
+                    "code": getattr(error, "code", None),
+                    "client": context.credentials.client_address,
+                },
+            )
+        if isinstance(error, NotFoundError) and self._not_found_answer is not None:
+            return self._not_found_answer(error)
+        raise error
 
 
 def public() -> list[FieldExtension]:
-    """Field extensions for a field anyone may call."""
-    return [PermissionExtension(permissions=[Public()], use_directives=False)]
+    """A field anyone may call, with credentials or without."""
+    return [Authorize(FieldPolicy("public"))]
+
+
+def requires(resource: str, action: str) -> list[FieldExtension]:
+    """A field that needs `action` on `resource` in the platform as a whole."""
+    return [Authorize(FieldPolicy("platform", resource, action))]
+
+
+def requires_in_project(resource: str, action: str, locate: ProjectLocator) -> list[FieldExtension]:
+    """A field that needs `action` on `resource` in the project that `locate` finds."""
+    return [Authorize(FieldPolicy("project", resource, action), locate)]
+
+
+# Ways to find the project a field acts in ---------------------------------------------------
+
+
+def project_by_slug(argument: str = "slug") -> ProjectLocator:
+    async def locate(context: RequestContext, source: Any, kwargs: dict[str, Any]) -> UUID | None:
+        project = await context.loader("project_by_slug").load(kwargs[argument])
+        return project.id if project is not None else None
+
+    return locate
+
+
+def project_by_global_id(argument: str = "id", *, within: str | None = None) -> ProjectLocator:
+    """The project of a `Project` global id, given directly or as a field of an input object
+    (`within` names the input argument)."""
+
+    async def locate(context: RequestContext, source: Any, kwargs: dict[str, Any]) -> UUID | None:
+        value = getattr(kwargs[within], argument) if within else kwargs[argument]
+        type_name, project_id = from_global_id(value)
+        if type_name != "Project":
+            return None
+        project = await context.loader("project").load(project_id)
+        return project.id if project is not None else None
+
+    return locate
+
+
+async def project_of_source(context: RequestContext, source: Any, kwargs: dict[str, Any]) -> UUID:
+    """For fields of a type that belongs to a project: the `project_uuid` of the object."""
+    project_id: UUID = source.project_uuid
+    return project_id
+
+
+# Reading the policies back ------------------------------------------------------------------
 
 
 def field_policy(field: Any) -> FieldPolicy | None:
     """The policy a strawberry field declares, or None if it declares none."""
     for extension in field.extensions:
-        if isinstance(extension, PermissionExtension):
-            for permission in extension.permissions:
-                if isinstance(permission, Requires | Public):
-                    return permission.policy
+        if isinstance(extension, Authorize):
+            return extension.policy
     return None
+
+
+def nested_field_policies(schema: strawberry.Schema) -> dict[str, FieldPolicy]:
+    """`{"Project.auditEvents": policy, ...}`: the fields of object types (not the root types)
+    that guard themselves with a policy of their own."""
+    roots = {
+        root.name for root in (schema._schema.query_type, schema._schema.mutation_type) if root
+    }
+    if schema._schema.subscription_type is not None:
+        roots.add(schema._schema.subscription_type.name)
+    policies: dict[str, FieldPolicy] = {}
+    for type_name, graphql_type in schema._schema.type_map.items():
+        if type_name in roots or not isinstance(graphql_type, GraphQLObjectType):
+            continue
+        for field_name, graphql_field in graphql_type.fields.items():
+            definition = (graphql_field.extensions or {}).get(
+                GraphQLCoreConverter.DEFINITION_BACKREF
+            )
+            policy = field_policy(definition) if definition is not None else None
+            if policy is not None:
+                policies[f"{type_name}.{field_name}"] = policy
+    return policies
 
 
 def root_field_policies(schema: strawberry.Schema) -> dict[str, FieldPolicy | None]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -21,9 +22,11 @@ from strawberry.types.base import get_object_definition
 from aiaas.core.config import Config
 from aiaas.core.errors import AiaasError, PluginError
 from aiaas.core.platform import Platform
+from aiaas.graphql.audit.subscriptions import AuditSubscription
 from aiaas.graphql.errors import ConflictError, InvalidInputError, NotFoundError
+from aiaas.graphql.identity.mutations import IdentityMutation
 from aiaas.graphql.identity.queries import IdentityQuery
-from aiaas.graphql.identity.types import User
+from aiaas.graphql.identity.types import ApiToken, User, Viewer
 from aiaas.graphql.node import NodeQuery
 from aiaas.graphql.permissions import root_field_policies
 from aiaas.graphql.projects.mutations import ProjectMutation
@@ -35,8 +38,8 @@ from graphql import GraphQLError
 logger = logging.getLogger(__name__)
 
 BUILTIN_QUERIES: tuple[type, ...] = (SystemQuery, IdentityQuery, ProjectQuery, NodeQuery)
-BUILTIN_MUTATIONS: tuple[type, ...] = (ProjectMutation,)
-BUILTIN_SUBSCRIPTIONS: tuple[type, ...] = ()
+BUILTIN_MUTATIONS: tuple[type, ...] = (IdentityMutation, ProjectMutation)
+BUILTIN_SUBSCRIPTIONS: tuple[type, ...] = (AuditSubscription,)
 
 
 def is_expected(error: GraphQLError) -> bool:
@@ -44,13 +47,22 @@ def is_expected(error: GraphQLError) -> bool:
     return error.original_error is None or isinstance(error.original_error, AiaasError)
 
 
+# graphql-core suggests field and type names in validation errors, which lets anyone map the
+# schema with introspection turned off.
+_SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
+
+
 class ProductionErrors(MaskErrors):
-    """Mask unexpected errors to a message and a code, keeping the request id to find the log."""
+    """Mask unexpected errors to a message and a code, keeping the request id to find the log,
+    and drop the "Did you mean ...?" suggestions from validation errors."""
 
     def __init__(self) -> None:
-        super().__init__(should_mask_error=lambda error: not is_expected(error))
+        super().__init__(should_mask_error=lambda error: True)
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        if is_expected(error):
+            error.message = _SUGGESTION.sub("", error.message)
+            return error
         masked = super().anonymise_error(error)
         context = self.execution_context.context
         masked.extensions = {"code": "INTERNAL", "requestId": getattr(context, "request_id", None)}
@@ -115,7 +127,7 @@ def build_schema(platform: Platform) -> strawberry.Schema:
             "Subscription",
             [*BUILTIN_SUBSCRIPTIONS, *(c.subscription for c in contributions if c.subscription)],
         ),
-        types=[Project, User, InvalidInputError, NotFoundError, ConflictError],
+        types=[Project, User, Viewer, ApiToken, InvalidInputError, NotFoundError, ConflictError],
         extensions=schema_extensions(platform.config),
     )
     unguarded = sorted(

@@ -1,40 +1,182 @@
-"""The built-in policy enforcer: Casbin RBAC with domains, where a domain is a project.
+"""The built-in policy enforcer: Casbin RBAC with domains, where a domain is a project's id.
 
-Subjects are `role:admin` for platform admins and `user:<uuid>` for everyone else. The policy
-grants the admin role everything in every domain and grants nothing else, so every other request
-is denied until a policy line allows it.
+The policy has two parts. The grants and the role hierarchy come from `aiaas.core.access`, in
+code. The memberships (which user holds which role in which project) live in PostgreSQL, in
+`project_members`. Each process keeps the whole policy in memory and reloads it when PostgreSQL
+announces a change (LISTEN/NOTIFY, sent by a trigger on every membership change however it is
+made), with a periodic full reload as a backstop should a notification be missed.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from pathlib import Path
+from typing import Any
 
 import casbin
+from casbin.persist.adapters.asyncio import AsyncAdapter
+from casbin.util import key_match
 
-from aiaas.core.auth import GLOBAL_DOMAIN, PolicyEnforcer, Principal
+from aiaas.core.access import (
+    ADMIN_SUBJECT,
+    ProjectRole,
+    membership_rule,
+    policy_rules,
+    user_subject,
+)
+from aiaas.core.auth import PolicyEnforcer, Principal
 from aiaas.core.config import Config
 from aiaas.core.hookspecs import hookimpl
+from aiaas.core.storage import MetadataStore
+
+logger = logging.getLogger(__name__)
 
 MODEL_PATH = Path(__file__).with_name("casbin_model.conf")
-ADMIN_ROLE = "role:admin"
-BUILTIN_POLICY: tuple[tuple[str, str, str, str], ...] = ((ADMIN_ROLE, GLOBAL_DOMAIN, "*", "*"),)
+NOTIFY_CHANNEL = "aiaas_policy"
+
+_MEMBERSHIPS = """
+SELECT m.user_id, m.project_id, m.role
+FROM project_members m JOIN users u ON u.id = m.user_id
+WHERE u.disabled_at IS NULL
+"""
 
 
 def subject_of(principal: Principal) -> str:
-    return ADMIN_ROLE if principal.is_admin else f"user:{principal.user_id}"
+    return ADMIN_SUBJECT if principal.is_admin else user_subject(principal.user_id)
+
+
+class MembershipAdapter(AsyncAdapter):  # type: ignore[misc]
+    """Loads the built-in rules, plus one `g` rule per membership in PostgreSQL. It never writes:
+    memberships change through aiaas's services, which the trigger announces."""
+
+    def __init__(self, extra_rules: list[tuple[str, ...]] | None = None) -> None:
+        self.metadata: MetadataStore | None = None
+        self.extra_rules = list(extra_rules or [])
+
+    async def load_policy(self, model: Any) -> None:
+        rules = [*policy_rules(), *self.extra_rules]
+        if self.metadata is not None:
+            async with self.metadata.acquire() as connection:
+                rows = await connection.fetch(_MEMBERSHIPS)
+            rules += [
+                membership_rule(
+                    user_subject(row["user_id"]), ProjectRole(row["role"]), str(row["project_id"])
+                )
+                for row in rows
+            ]
+        for rule in rules:
+            model.add_policy(rule[0], rule[0], list(rule[1:]))
+
+    async def save_policy(self, model: Any) -> bool:
+        raise NotImplementedError("the policy is changed through aiaas's services")
+
+    async def add_policy(self, sec: str, ptype: str, rule: list[str]) -> bool:
+        raise NotImplementedError("the policy is changed through aiaas's services")
+
+    async def remove_policy(self, sec: str, ptype: str, rule: list[str]) -> bool:
+        raise NotImplementedError("the policy is changed through aiaas's services")
+
+    async def remove_filtered_policy(
+        self, sec: str, ptype: str, field_index: int, *field_values: str
+    ) -> bool:
+        raise NotImplementedError("the policy is changed through aiaas's services")
 
 
 class CasbinPolicyEnforcer(PolicyEnforcer):
-    def __init__(self) -> None:
-        self._enforcer = casbin.Enforcer(str(MODEL_PATH))
-        for rule in BUILTIN_POLICY:
-            self._enforcer.add_policy(*rule)
+    def __init__(
+        self,
+        reload_interval_s: float = 30.0,
+        *,
+        extra_rules: list[tuple[str, ...]] | None = None,
+    ) -> None:
+        """`extra_rules` are added to what is loaded, for a policy worked out without a
+        database (the generated access-control page)."""
+        self._adapter = MembershipAdapter(extra_rules)
+        self._enforcer = casbin.AsyncEnforcer(str(MODEL_PATH), self._adapter)
+        # Links made in domain "*" (the role hierarchy) hold in every project's domain.
+        self._enforcer.add_named_domain_matching_func("g", key_match)
+        self._reload_interval_s = reload_interval_s
+        self._reload_requested = asyncio.Event()
+        self._watcher: asyncio.Task[None] | None = None
+        self._listener: contextlib.AsyncExitStack | None = None
+        self._loaded = False
+        self.reloads = 0
+
+    async def start(self, metadata: MetadataStore) -> None:
+        self._adapter.metadata = metadata
+        try:
+            # Listen first, so that no change made while loading goes unnoticed. Both happen
+            # here rather than in the watcher, so that a stop right after start interrupts no
+            # query half way.
+            await self._listen(metadata)
+            await self.reload()
+        except Exception:
+            # Say so, and keep trying: until the memberships load, every enforce() tries again
+            # and a request that needs them fails rather than being let through.
+            logger.exception("loading the access policy failed; retrying in the background")
+            await self._drop_listener()
+        self._watcher = asyncio.create_task(self._watch(metadata), name="policy-watcher")
+
+    async def reload(self) -> None:
+        await self._enforcer.load_policy()
+        self._loaded = True
+        self.reloads += 1
+
+    def _on_notification(self, *_: Any) -> None:
+        self._reload_requested.set()
+
+    async def _listen(self, metadata: MetadataStore) -> None:
+        # Kept before anything is acquired: a cancellation at any await below must still find
+        # the connection to give back, or closing the pool would wait for it forever.
+        self._listener = stack = contextlib.AsyncExitStack()
+        connection = await stack.enter_async_context(metadata.acquire())
+        stack.push_async_callback(connection.remove_listener, NOTIFY_CHANNEL, self._on_notification)
+        await connection.add_listener(NOTIFY_CHANNEL, self._on_notification)
+
+    async def _watch(self, metadata: MetadataStore) -> None:
+        while True:
+            try:
+                if self._listener is None or not self._loaded:
+                    await self._drop_listener()
+                    await self._listen(metadata)
+                    # A change made while no one was listening: catch up now.
+                    self._reload_requested.set()
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+                # cancellation that arrives as the event is set, and close() would wait forever.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._reload_interval_s):
+                        await self._reload_requested.wait()
+                self._reload_requested.clear()
+                await self.reload()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("reloading the access policy failed; retrying")
+                await self._drop_listener()
+                await asyncio.sleep(1)
+
+    async def _drop_listener(self) -> None:
+        if self._listener is not None:
+            listener, self._listener = self._listener, None
+            with contextlib.suppress(Exception):
+                await listener.aclose()
 
     async def enforce(self, principal: Principal, domain: str, resource: str, action: str) -> bool:
+        if not self._loaded:
+            await self.reload()
         return bool(self._enforcer.enforce(subject_of(principal), domain, resource, action))
+
+    async def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+            self._watcher = None
+        await self._drop_listener()
 
 
 @hookimpl(trylast=True)
 def aiaas_policy_enforcer(config: Config) -> PolicyEnforcer | None:
-    del config
-    return CasbinPolicyEnforcer()
+    return CasbinPolicyEnforcer(reload_interval_s=config.policy_reload_interval_s)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Iterable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -15,6 +16,9 @@ from aiaas.core.errors import ConfigError, DatabaseUnavailableError
 from aiaas.core.hookspecs import hookimpl
 from aiaas.core.specs import MetadataStoreSpec
 from aiaas.core.storage import MetadataStore
+
+CLOSE_TIMEOUT_S = 10.0
+logger = logging.getLogger(__name__)
 
 
 async def _init_connection(connection: asyncpg.Connection) -> None:
@@ -43,16 +47,14 @@ class PostgresMetadataStore(MetadataStore):
         if self._url is None:
             raise ConfigError("database_url (AIAAS_DATABASE_URL) is not set")
         try:
-            self._pool = await asyncio.wait_for(
-                asyncpg.create_pool(
+            async with asyncio.timeout(self._timeout):
+                self._pool = await asyncpg.create_pool(
                     self._url,
                     min_size=self._min_size,
                     max_size=self._max_size,
                     timeout=self._timeout,
                     init=_init_connection,
-                ),
-                timeout=self._timeout,
-            )
+                )
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise DatabaseUnavailableError(
                 f"cannot connect to PostgreSQL at {redact_url(self._url)}: "
@@ -60,9 +62,17 @@ class PostgresMetadataStore(MetadataStore):
             ) from exc
 
     async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+        if self._pool is None:
+            return
+        pool, self._pool = self._pool, None
+        try:
+            # Graceful: waits for connections in use to come back...
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await pool.close()
+        except TimeoutError:
+            # ...but a connection that never comes back must not hang the shutdown.
+            logger.warning("closing the PostgreSQL pool timed out; terminating it")
+            pool.terminate()
 
     def acquire(self) -> AbstractAsyncContextManager[Any]:
         if self._pool is None:

@@ -1,13 +1,21 @@
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
 import strawberry
 from strawberry.types import Info
 
-from aiaas.core import errors, projects
-from aiaas.core.errors import AiaasError, NotFoundError
+from aiaas.core import errors, members, projects
+from aiaas.core.access import ProjectRole as CoreProjectRole
 from aiaas.graphql.context import RequestContext
-from aiaas.graphql.errors import ConflictError, InvalidInputError, as_expected_error
-from aiaas.graphql.permissions import requires
+from aiaas.graphql.errors import (
+    ConflictError,
+    ExpectedError,
+    InvalidInputError,
+    as_expected_error,
+)
+from aiaas.graphql.permissions import project_by_global_id, requires, requires_in_project
 from aiaas.graphql.projects.types import (
     ArchiveProjectResult,
     ArchiveProjectSuccess,
@@ -15,13 +23,34 @@ from aiaas.graphql.projects.types import (
     CreateProjectResult,
     CreateProjectSuccess,
     Project,
+    ProjectMember,
+    ProjectMemberInput,
+    ProjectMemberResult,
+    ProjectMemberSuccess,
+    RemoveProjectMemberInput,
+    RemoveProjectMemberResult,
+    RemoveProjectMemberSuccess,
 )
 from aiaas.graphql.relay import from_global_id
+
+SuccessT = TypeVar("SuccessT")
+MEMBER_OF_INPUT = project_by_global_id("project", within="input")
+
+
+async def expected(call: Callable[[], Awaitable[SuccessT]]) -> SuccessT | ExpectedError:
+    """Run a service call; an expected failure becomes its union member."""
+    try:
+        return await call()
+    except (errors.InputError, errors.NotFoundError, errors.ConflictError) as exc:
+        return as_expected_error(exc)
 
 
 @strawberry.type
 class ProjectMutation:
-    @strawberry.mutation(extensions=requires("project", "create"))
+    @strawberry.mutation(
+        extensions=requires("project", "create"),
+        description="Create a project; the caller becomes its owner.",
+    )
     async def create_project(self, info: Info, input: CreateProjectInput) -> CreateProjectResult:
         context: RequestContext = info.context
         try:
@@ -40,21 +69,81 @@ class ProjectMutation:
         return CreateProjectSuccess(project=Project.from_domain(project))
 
     @strawberry.mutation(
-        extensions=requires("project", "archive"),
+        extensions=requires_in_project("project", "archive", project_by_global_id("id")),
         description="Archive a project: it stays readable and takes no new work.",
     )
     async def archive_project(self, info: Info, id: strawberry.ID) -> ArchiveProjectResult:
         context: RequestContext = info.context
-        try:
-            type_name, project_id = from_global_id(id)
-            if type_name != "Project":
-                raise NotFoundError("no such project")
+        _, project_id = from_global_id(id)
+
+        async def archive() -> ArchiveProjectSuccess:
             project = await projects.archive_project(
                 context.platform,
                 context.require_principal(),
                 project_id,
                 request_id=context.request_id,
             )
-        except AiaasError as exc:
-            return as_expected_error(exc)
-        return ArchiveProjectSuccess(project=Project.from_domain(project))
+            return ArchiveProjectSuccess(project=Project.from_domain(project))
+
+        return await expected(archive)
+
+    @strawberry.mutation(
+        extensions=requires_in_project("member", "manage", MEMBER_OF_INPUT),
+        description="Add a user to a project. Maintainers add up to maintainer; owners any role.",
+    )
+    async def add_project_member(
+        self, info: Info, input: ProjectMemberInput
+    ) -> ProjectMemberResult:
+        return await _member_change(info, input, members.add_member)
+
+    @strawberry.mutation(
+        extensions=requires_in_project("member", "manage", MEMBER_OF_INPUT),
+        description="Change a member's role. Only owners make, demote or remove owners; a "
+        "project keeps at least one owner.",
+    )
+    async def change_project_member_role(
+        self, info: Info, input: ProjectMemberInput
+    ) -> ProjectMemberResult:
+        return await _member_change(info, input, members.change_member_role)
+
+    @strawberry.mutation(extensions=requires_in_project("member", "manage", MEMBER_OF_INPUT))
+    async def remove_project_member(
+        self, info: Info, input: RemoveProjectMemberInput
+    ) -> RemoveProjectMemberResult:
+        context: RequestContext = info.context
+        _, project_id = from_global_id(input.project)
+
+        async def remove() -> RemoveProjectMemberSuccess:
+            await members.remove_member(
+                context.platform,
+                context.require_principal(),
+                project_id,
+                username=input.username,
+                request_id=context.request_id,
+            )
+            return RemoveProjectMemberSuccess(removed_username=input.username)
+
+        return await expected(remove)
+
+
+MemberChange = Callable[..., Awaitable[members.ProjectMember]]
+
+
+async def _member_change(
+    info: Info, input: ProjectMemberInput, change: MemberChange
+) -> ProjectMemberResult:
+    context: RequestContext = info.context
+    _, project_id = from_global_id(input.project)
+
+    async def apply() -> ProjectMemberSuccess:
+        member = await change(
+            context.platform,
+            context.require_principal(),
+            project_id,
+            username=input.username,
+            role=CoreProjectRole(input.role),
+            request_id=context.request_id,
+        )
+        return ProjectMemberSuccess(member=ProjectMember.from_domain(member))
+
+    return await expected(apply)

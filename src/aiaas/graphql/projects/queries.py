@@ -6,7 +6,7 @@ from strawberry.types import Info
 from aiaas.core import projects
 from aiaas.core.pagination import DEFAULT_PAGE_SIZE
 from aiaas.graphql.context import RequestContext
-from aiaas.graphql.permissions import requires
+from aiaas.graphql.permissions import project_by_slug, requires, requires_in_project
 from aiaas.graphql.projects.types import Project
 from aiaas.graphql.relay import Connection, connection_from_page
 
@@ -15,7 +15,8 @@ from aiaas.graphql.relay import Connection, connection_from_page
 class ProjectQuery:
     @strawberry.field(
         extensions=requires("project", "list"),
-        description="Projects, oldest first. `first` is at most 100.",
+        description="The projects the caller is a member of (admins: all), oldest first. "
+        "`first` is at most 100.",
     )
     async def projects(
         self,
@@ -25,15 +26,21 @@ class ProjectQuery:
         include_archived: bool = False,
     ) -> Connection[Project]:
         context: RequestContext = info.context
+        principal = context.require_principal()
         async with context.platform.metadata.acquire() as connection:
             page = await projects.list_projects(
-                connection, first=first, after=after, include_archived=include_archived
+                connection,
+                first=first,
+                after=after,
+                include_archived=include_archived,
+                member=None if principal.is_admin else principal.user_id,
             )
         return connection_from_page(page, Project.from_domain)
 
-    @strawberry.field(extensions=requires("project", "read"), description="A project by slug.")
+    @strawberry.field(
+        extensions=requires_in_project("project", "read", project_by_slug("slug")),
+        description="A project by slug; null if there is none the caller may see.",
+    )
     async def project(self, info: Info, slug: str) -> Project | None:
-        context: RequestContext = info.context
-        async with context.platform.metadata.acquire() as connection:
-            found = await projects.project_by_slug(connection, slug)
+        found = await info.context.loader("project_by_slug").load(slug)
         return Project.from_domain(found) if found is not None else None

@@ -1,16 +1,70 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, cast
 from uuid import UUID
 
 import strawberry
+from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from aiaas.core import projects
+from aiaas.core import audit, members, projects
+from aiaas.core.access import ProjectRole as CoreProjectRole
+from aiaas.core.pagination import DEFAULT_PAGE_SIZE
+from aiaas.graphql.context import RequestContext
 from aiaas.graphql.errors import ConflictError, InvalidInputError, NotFoundError
 from aiaas.graphql.identity.types import User
-from aiaas.graphql.relay import Node, to_global_id
+from aiaas.graphql.permissions import project_of_source, requires_in_project
+from aiaas.graphql.relay import Connection, Node, connection_from_page, to_global_id
+
+ProjectRole = strawberry.enum(
+    CoreProjectRole,
+    name="ProjectRole",
+    description="Each role holds every grant of the roles below it (docs/access-control.md).",
+)
+
+
+@strawberry.type(description="A member of a project and their role in it.")
+class ProjectMember:
+    role: ProjectRole  # type: ignore[valid-type]
+    added_at: datetime
+    user_uuid: strawberry.Private[UUID]
+
+    @strawberry.field
+    async def user(self, info: Info) -> User:
+        found = await info.context.loader("user").load(self.user_uuid)
+        return User.from_domain(found)
+
+    @classmethod
+    def from_domain(cls, member: members.ProjectMember) -> ProjectMember:
+        return cls(role=member.role, added_at=member.added_at, user_uuid=member.user_id)
+
+
+@strawberry.type(description="One entry of the append-only audit trail.")
+class AuditEvent:
+    id: strawberry.ID
+    occurred_at: datetime
+    actor: str | None = strawberry.field(description="The username, as it was then.")
+    action: str
+    outcome: str = strawberry.field(description="`success`, `denied` or `failed`.")
+    object_type: str | None
+    object_id: str | None
+    request_id: str | None
+    details: JSON
+
+    @classmethod
+    def from_domain(cls, event: audit.AuditEvent) -> AuditEvent:
+        return cls(
+            id=strawberry.ID(str(event.id)),
+            occurred_at=event.occurred_at,
+            actor=event.actor_name,
+            action=event.action,
+            outcome=event.outcome,
+            object_type=event.object_type,
+            object_id=event.object_id,
+            request_id=event.request_id,
+            details=cast(JSON, event.details),
+        )
 
 
 @strawberry.type(description="A project: the unit of ownership and of access control.")
@@ -21,6 +75,7 @@ class Project(Node):
     created_at: datetime
     archived_at: datetime | None
     created_by_id: strawberry.Private[UUID | None]
+    project_uuid: strawberry.Private[UUID]
 
     @strawberry.field
     def is_archived(self) -> bool:
@@ -33,6 +88,50 @@ class Project(Node):
         user = await info.context.loader("user").load(self.created_by_id)
         return User.from_domain(user) if user is not None else None
 
+    @strawberry.field(description="The caller's role here; null for an admin who is no member.")
+    async def viewer_role(self, info: Info) -> ProjectRole | None:  # type: ignore[valid-type]
+        context: RequestContext = info.context
+        principal = context.require_principal()
+        async with context.platform.metadata.acquire() as connection:
+            return await members.member_role(connection, self.project_uuid, principal.user_id)
+
+    @strawberry.field(extensions=requires_in_project("member", "list", project_of_source))
+    async def members(
+        self, info: Info, first: int = DEFAULT_PAGE_SIZE, after: str | None = None
+    ) -> Connection[ProjectMember]:
+        async with info.context.platform.metadata.acquire() as connection:
+            page = await members.list_members(
+                connection, self.project_uuid, first=first, after=after
+            )
+        return connection_from_page(page, ProjectMember.from_domain)
+
+    @strawberry.field(
+        extensions=requires_in_project("audit", "read", project_of_source),
+        description="The project's audit trail, newest first (owners and admins).",
+    )
+    async def audit_events(
+        self,
+        info: Info,
+        first: int = DEFAULT_PAGE_SIZE,
+        after: str | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Connection[AuditEvent]:
+        async with info.context.platform.metadata.acquire() as connection:
+            page = await audit.list_audit_events(
+                connection,
+                project_id=self.project_uuid,
+                first=first,
+                after=after,
+                actor=actor,
+                action=action,
+                since=since,
+                until=until,
+            )
+        return connection_from_page(page, AuditEvent.from_domain)
+
     @classmethod
     def from_domain(cls, project: projects.Project) -> Project:
         return cls(
@@ -43,6 +142,7 @@ class Project(Node):
             created_at=project.created_at,
             archived_at=project.archived_at,
             created_by_id=project.created_by,
+            project_uuid=project.id,
         )
 
 
@@ -55,6 +155,19 @@ class CreateProjectInput:
     description: str = ""
 
 
+@strawberry.input
+class ProjectMemberInput:
+    project: strawberry.ID
+    username: str
+    role: ProjectRole  # type: ignore[valid-type]
+
+
+@strawberry.input
+class RemoveProjectMemberInput:
+    project: strawberry.ID
+    username: str
+
+
 @strawberry.type
 class CreateProjectSuccess:
     project: Project
@@ -65,6 +178,16 @@ class ArchiveProjectSuccess:
     project: Project
 
 
+@strawberry.type
+class ProjectMemberSuccess:
+    member: ProjectMember
+
+
+@strawberry.type
+class RemoveProjectMemberSuccess:
+    removed_username: str
+
+
 CreateProjectResult = Annotated[
     CreateProjectSuccess | InvalidInputError | ConflictError,
     strawberry.union("CreateProjectResult"),
@@ -72,4 +195,12 @@ CreateProjectResult = Annotated[
 ArchiveProjectResult = Annotated[
     ArchiveProjectSuccess | InvalidInputError | NotFoundError | ConflictError,
     strawberry.union("ArchiveProjectResult"),
+]
+ProjectMemberResult = Annotated[
+    ProjectMemberSuccess | InvalidInputError | NotFoundError | ConflictError,
+    strawberry.union("ProjectMemberResult"),
+]
+RemoveProjectMemberResult = Annotated[
+    RemoveProjectMemberSuccess | InvalidInputError | NotFoundError | ConflictError,
+    strawberry.union("RemoveProjectMemberResult"),
 ]

@@ -1,0 +1,128 @@
+"""Who may do what: project roles, and the grants of each.
+
+This module is the policy as data. The built-in Casbin enforcer loads it (with the memberships
+stored in PostgreSQL), and docs/access-control.md is generated from what that enforcer decides,
+so the documented matrix and the enforced one cannot drift apart.
+
+- Every signed-in user holds `role:user` everywhere: `USER_GRANTS`.
+- In a project, a member holds one `ProjectRole`; each role inherits every grant of the roles
+  below it: `PROJECT_GRANTS` lists only what each role adds.
+- A platform admin holds `role:admin`, which is granted everything in every project.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from itertools import pairwise
+
+from aiaas.core.auth import GLOBAL_DOMAIN
+
+
+class ProjectRole(StrEnum):
+    VIEWER = "viewer"
+    DEVELOPER = "developer"
+    MAINTAINER = "maintainer"
+    OWNER = "owner"
+
+    @property
+    def subject(self) -> str:
+        return f"role:{self.value}"
+
+    @property
+    def rank(self) -> int:
+        return ROLE_HIERARCHY.index(self)
+
+
+ROLE_HIERARCHY: tuple[ProjectRole, ...] = (
+    ProjectRole.VIEWER,
+    ProjectRole.DEVELOPER,
+    ProjectRole.MAINTAINER,
+    ProjectRole.OWNER,
+)
+"""Lowest first: each role inherits every grant of the ones before it."""
+
+ADMIN_SUBJECT = "role:admin"
+USER_SUBJECT = "role:user"
+
+
+@dataclass(frozen=True)
+class Grant:
+    resource: str
+    action: str
+    description: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.resource}:{self.action}"
+
+
+USER_GRANTS: tuple[Grant, ...] = (
+    Grant("viewer", "read", "See their own account"),
+    Grant("token", "manage", "Create, list and revoke their own API tokens"),
+    Grant("project", "create", "Create a project, and become its owner"),
+    Grant("project", "list", "List the projects they are a member of"),
+    Grant("plugins", "read", "List the plugins of the platform"),
+    Grant("node", "read", "Look an object up by id; each is then checked by its own grant"),
+)
+
+PROJECT_GRANTS: dict[ProjectRole, tuple[Grant, ...]] = {
+    ProjectRole.VIEWER: (
+        Grant("project", "read", "Read the project"),
+        Grant("member", "list", "List the project's members and their roles"),
+    ),
+    ProjectRole.DEVELOPER: (),
+    ProjectRole.MAINTAINER: (
+        Grant("member", "manage", "Add members, change and remove them, up to maintainer"),
+        Grant("project", "archive", "Archive the project"),
+    ),
+    ProjectRole.OWNER: (
+        Grant("member", "manage-owners", "Make members owners, and demote or remove owners"),
+        Grant("audit", "read", "Read the project's audit trail"),
+    ),
+}
+
+ADMIN_GRANTS: tuple[Grant, ...] = (
+    Grant("user", "create", "Create users"),
+    Grant("user", "read", "Read any user"),
+)
+"""What only admins may do. Admins are granted everything; these are listed for the matrix."""
+
+
+def policy_rules() -> list[tuple[str, ...]]:
+    """The built-in Casbin lines: `p` grants and the `g` links that chain the roles."""
+    rules: list[tuple[str, ...]] = [("p", ADMIN_SUBJECT, "*", "*", "*")]
+    rules += [("p", USER_SUBJECT, "*", g.resource, g.action) for g in USER_GRANTS]
+    rules += [
+        ("p", role.subject, "*", grant.resource, grant.action)
+        for role, grants in PROJECT_GRANTS.items()
+        for grant in grants
+    ]
+    rules += [
+        ("g", higher.subject, lower.subject, GLOBAL_DOMAIN)
+        for lower, higher in pairwise(ROLE_HIERARCHY)
+    ]
+    return rules
+
+
+def membership_rule(user_subject: str, role: ProjectRole, project_domain: str) -> tuple[str, ...]:
+    return ("g", user_subject, role.subject, project_domain)
+
+
+def user_subject(user_id: object) -> str:
+    return f"user:{user_id}"
+
+
+def all_grants() -> list[tuple[str, Grant]]:
+    """Every grant with the scope it applies in: `platform` or `project`."""
+    listed = [("platform", grant) for grant in USER_GRANTS]
+    listed += [("project", grant) for role in ROLE_HIERARCHY for grant in PROJECT_GRANTS[role]]
+    listed += [("platform", grant) for grant in ADMIN_GRANTS]
+    return listed
+
+
+def required_grant_to_manage(*roles: ProjectRole) -> Grant:
+    """The grant needed to give, change or take away these roles: owners are managed only by
+    owners (and admins), every other role by maintainers too."""
+    wanted = "manage-owners" if ProjectRole.OWNER in roles else "manage"
+    return next(g for _, g in all_grants() if g.resource == "member" and g.action == wanted)

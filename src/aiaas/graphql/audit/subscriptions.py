@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from datetime import datetime
+
+import strawberry
+from strawberry.types import Info
+
+from aiaas.core import audit
+from aiaas.core.platform import audit_channel
+from aiaas.graphql.context import RequestContext
+from aiaas.graphql.permissions import project_by_global_id, requires_in_project
+from aiaas.graphql.projects.types import AuditEvent
+from aiaas.graphql.relay import from_global_id
+
+
+@strawberry.type
+class AuditSubscription:
+    @strawberry.subscription(
+        extensions=requires_in_project("audit", "read", project_by_global_id("project")),
+        description="A project's audit events as they are committed (owners and admins). "
+        "For what happened before, page through `Project.auditEvents`.",
+    )
+    async def project_audit_events(
+        self, info: Info, project: strawberry.ID
+    ) -> AsyncGenerator[AuditEvent, None]:
+        context: RequestContext = info.context
+        _, project_id = from_global_id(project)
+        async for event in context.platform.events.subscribe(audit_channel(project_id)):
+            event["occurred_at"] = datetime.fromisoformat(event["occurred_at"])
+            yield AuditEvent.from_domain(audit.AuditEvent(**event))
