@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import socket
+import subprocess
+import sys
+import time
 import uuid
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +18,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
+
+from aiaas.core import identity
+from aiaas.core.access import PROJECT_GRANTS, ProjectRole
+from aiaas.core.auth import Principal
+from aiaas.core.identity import IssuedToken
+from aiaas.core.platform import Platform
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 
@@ -87,3 +100,178 @@ async def drop_database(services: Services, name: str) -> None:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+# Real `aiaas serve` processes -----------------------------------------------------------------
+
+AIAAS_COMMAND = [sys.executable, "-m", "aiaas"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass
+class RunningServer:
+    """An `aiaas serve` subprocess on a loopback port, its log in a file."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def websocket_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/graphql"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@contextlib.contextmanager
+def running_server(environment: dict[str, str], log_path: Path) -> Iterator[RunningServer]:
+    """Start `aiaas serve` and kill it on the way out, whatever happened. The log goes to a file
+    rather than a pipe: a pipe nobody reads fills up and stalls the server mid-test."""
+    port = free_port()
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [*AIAAS_COMMAND, "serve", "--port", str(port)],
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield RunningServer(process=process, port=port, log_path=log_path)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+
+
+async def wait_until_ready(server: RunningServer, timeout_s: float = 20) -> None:
+    """Return once `/readyz` answers 200; fail the test, with the server's log, otherwise."""
+    deadline = time.monotonic() + timeout_s
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=2) as client:
+        while time.monotonic() < deadline:
+            assert server.process.poll() is None, f"the server exited:\n{server.log()}"
+            try:
+                if (await client.get("/readyz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"the server was not ready within {timeout_s:g} s:\n{server.log()}")
+
+
+def server_environment(database_url: str, redis_url: str, **variables: str) -> dict[str, str]:
+    """The environment of an `aiaas serve` pointed at a test module's database and Redis."""
+    return clean_environment(
+        AIAAS_DATABASE_URL=database_url,
+        AIAAS_REDIS_URL=redis_url,
+        AIAAS_DISABLE_PLUGIN_AUTOLOAD="1",
+        **variables,
+    )
+
+
+async def poll_until(
+    check: Callable[[], Awaitable[bool]], timeout_s: float, interval_s: float = 0.05
+) -> float | None:
+    """Seconds until `check()` first holds, or None if it did not within `timeout_s`."""
+    started = time.monotonic()
+    while True:
+        if await check():
+            return time.monotonic() - started
+        if time.monotonic() - started >= timeout_s:
+            return None
+        await asyncio.sleep(interval_s)
+
+
+@dataclass(frozen=True)
+class UserWithToken:
+    principal: Principal
+    token: IssuedToken
+
+    @property
+    def authorization(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.token.secret}"}
+
+
+async def user_with_token(platform: Platform, username: str) -> UserWithToken:
+    """A new non-admin user and an API token of theirs, made the way an operator would."""
+    user = await identity.create_user(platform, None, username=username)
+    token = await identity.create_api_token(platform, None, name="test", user_id=user.id)
+    async with platform.metadata.acquire() as connection:
+        principal = await identity.verify_token(connection, token.secret, "test")
+    return UserWithToken(principal=principal, token=token)
+
+
+async def sees_project(server: RunningServer, token: str, slug: str) -> bool:
+    """Whether the server shows the holder of `token` the project `slug`."""
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=5) as client:
+        response = await client.post(
+            "/graphql",
+            json={
+                "query": "query($slug: String!) { project(slug: $slug) { slug } }",
+                "variables": {"slug": slug},
+            },
+            headers={"authorization": f"Bearer {token}"},
+        )
+    body = response.json()
+    # A member the server's policy does not know yet is told FORBIDDEN rather than "not found":
+    # the database says they belong, the server's copy of the policy does not (yet).
+    if error_codes(body) == ["FORBIDDEN"]:
+        return False
+    project = data_of((response.status_code, body))["project"]
+    assert project in (None, {"slug": slug}), project
+    return project is not None
+
+
+@dataclass(frozen=True)
+class Account:
+    """A user who is no admin, and a token of theirs."""
+
+    principal: Principal
+    token: str
+
+    @property
+    def username(self) -> str:
+        return self.principal.username
+
+
+async def new_account(platform: Platform, label: str) -> Account:
+    user = await identity.create_user(platform, None, username=f"{label}-{uuid.uuid4().hex[:8]}")
+    issued = await identity.create_api_token(platform, None, user_id=user.id, name="setup")
+    principal = Principal(
+        user_id=user.id, username=user.username, is_admin=False, authenticated_by="test"
+    )
+    return Account(principal=principal, token=issued.secret)
+
+
+async def until_policy_holds(
+    platform: Platform, principal: Principal, project_id: uuid.UUID, role: ProjectRole | None
+) -> None:
+    """Wait until the enforcer grants `principal` exactly what `role` holds in the project.
+
+    The enforcer keeps the policy in memory and reloads it when PostgreSQL announces a change:
+    without this wait a test could be refused because the policy is stale, and pass for the
+    wrong reason."""
+    expected = {
+        (grant.resource, grant.action): role is not None and granted_to.rank <= role.rank
+        for granted_to, grants in PROJECT_GRANTS.items()
+        for grant in grants
+    }
+    async with asyncio.timeout(10):
+        while True:
+            actual = {
+                key: await platform.enforcer.enforce(principal, str(project_id), *key)
+                for key in expected
+            }
+            if actual == expected:
+                return
+            await asyncio.sleep(0.02)

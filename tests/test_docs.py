@@ -22,6 +22,8 @@ import pytest
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from aiaas.access_matrix import render_access_control
+from aiaas.cli import builtin_schema
 from aiaas.core import hookspecs
 from aiaas.core.config import Config, build_config, env_name
 from aiaas.core.platform import Platform
@@ -33,6 +35,7 @@ DOCS = REPOSITORY / "docs"
 SOURCE = REPOSITORY / "src" / "aiaas"
 PLUGIN_HOOKS = DOCS / "plugin_hooks.md"
 CONFIGURATION = DOCS / "configuration.md"
+ACCESS_CONTROL = DOCS / "access-control.md"
 
 FACTORY_DEFAULTS = {"data_dir": "`$XDG_DATA_HOME/aiaas`, else `~/.local/share/aiaas`"}
 """How the page states defaults that are computed (`default_factory`) rather than fixed."""
@@ -192,6 +195,18 @@ def test_no_row_documents_a_setting_that_does_not_exist() -> None:
     stale = sorted(set(settings_rows()) - set(Config.model_fields))
 
     assert not stale, f"{CONFIGURATION.name} documents settings that do not exist: {stale}"
+
+
+# Access control -----------------------------------------------------------------------------
+
+
+def test_the_access_control_page_is_the_generated_one() -> None:
+    # The page is what the enforcer decides and what each field declares; the authorization
+    # tests read their expectations from it, so a stale page would test the wrong thing.
+    assert ACCESS_CONTROL.read_text(encoding="utf-8") == render_access_control(builtin_schema()), (
+        f"{ACCESS_CONTROL.name} is stale: run "
+        "`aiaas export-access-control --output docs/access-control.md`"
+    )
 
 
 # Names the pages mention --------------------------------------------------------------------

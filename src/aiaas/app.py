@@ -18,7 +18,7 @@ from aiaas.core.auth import Credentials
 from aiaas.core.config import Config, load_config
 from aiaas.core.errors import AiaasError, AuthenticationError
 from aiaas.core.platform import Platform
-from aiaas.graphql.view import GraphQLView
+from aiaas.graphql.view import CSRF_HEADER, GraphQLView
 from aiaas.requests import RequestIdMiddleware
 
 logger = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ def create_app(config: Config | None = None, *, platform: Platform | None = None
                 CORSMiddleware,
                 allow_origins=list(config.cors_origins),
                 allow_methods=["GET", "POST"],
-                allow_headers=["authorization", "content-type", "x-request-id"],
+                allow_headers=["authorization", "content-type", "x-request-id", CSRF_HEADER],
                 expose_headers=["x-request-id"],
             ),
             Middleware(RequirePrincipal, platform=platform),

@@ -18,7 +18,13 @@ import click
 
 from aiaas import __version__, migrations
 from aiaas.core.config import Config, load_config
-from aiaas.core.errors import AiaasError, ConfigError, DatabaseUnavailableError, NotFoundError
+from aiaas.core.errors import (
+    AiaasError,
+    ConfigError,
+    DatabaseUnavailableError,
+    InputError,
+    NotFoundError,
+)
 from aiaas.core.plugins import create_plugin_manager
 from aiaas.core.registry import load_registries
 
@@ -45,6 +51,11 @@ def reports_errors(command: F) -> F:
             return command(*args, **kwargs)
         except ConfigError as exc:
             fail(exc.message, EXIT_CONFIG)
+        except InputError as exc:
+            problems = "; ".join(
+                f"{field}: {problem}" for field, problem in exc.field_errors.items()
+            )
+            fail(f"{exc.message}: {problems}" if problems else exc.message)
         except AiaasError as exc:
             fail(exc.message)
 

@@ -10,7 +10,7 @@ import pytest
 import strawberry
 
 from aiaas.app import create_app
-from aiaas.core.config import Config
+from aiaas.core.config import Config, Mode
 from aiaas.core.hookspecs import hookimpl
 from aiaas.core.platform import Platform
 from aiaas.core.plugins import create_plugin_manager
@@ -67,7 +67,9 @@ async def limited(config: Config, admin_token: str) -> AsyncIterator[tuple[httpx
 async def production(
     config: Config, admin_token: str
 ) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
-    async for pair in started_client(config.model_copy(update={"mode": "production"}), admin_token):
+    async for pair in started_client(
+        config.model_copy(update={"mode": Mode.PRODUCTION}), admin_token
+    ):
         yield pair
 
 

@@ -92,11 +92,16 @@ class AuditedChange:
         actor: Principal | None,
         action: str,
         request_id: str | None = None,
+        *,
+        project_id: UUID | None = None,
     ) -> None:
+        """`project_id` files a failed or denied attempt under the project it concerned, so
+        that the project's owners see it in its trail."""
         self._platform = platform
         self.actor = actor
         self.action = action
         self.request_id = request_id
+        self.project_id = project_id
         self.events: list[AuditEvent] = []
         self._unchanged = False
         self._context: Any = None
@@ -155,6 +160,7 @@ class AuditedChange:
                 actor=self.actor,
                 action=self.action,
                 outcome="denied" if denied else "failed",
+                project_id=self.project_id,
                 request_id=self.request_id,
                 details={"code": exc.code, "message": exc.message},
             )

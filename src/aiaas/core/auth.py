@@ -61,5 +61,8 @@ class PolicyEnforcer(abc.ABC):
     async def start(self, metadata: MetadataStore) -> None:  # noqa: B027 - optional
         """Load what the policy keeps in the database; called once the database is reachable."""
 
+    async def refresh(self) -> None:  # noqa: B027 - a policy held nowhere else is always fresh
+        """Take in a change of policy this process has just committed, before answering again."""
+
     async def close(self) -> None:  # noqa: B027 - an in-memory policy holds nothing to release
         """Release what the enforcer holds."""

@@ -10,6 +10,7 @@ secret part carries 256 random bits, so there is nothing to brute-force.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import re
@@ -115,7 +116,8 @@ async def create_user(
 
     `actor` is None when an operator runs `aiaas users create` against the database."""
     check_new_user(username, display_name, password)
-    password_hash = PASSWORDS.hash(password) if password is not None else None
+    # argon2 is slow on purpose: hash in a thread so the event loop keeps serving.
+    password_hash = await asyncio.to_thread(PASSWORDS.hash, password) if password else None
     async with AuditedChange(platform, actor, "user.create", request_id) as change:
         try:
             row = await change.connection.fetchrow(
@@ -279,6 +281,8 @@ async def create_api_token(
     problems = {}
     if not name.strip() or len(name) > MAX_TOKEN_NAME_LENGTH:
         problems["name"] = f"must be 1 to {MAX_TOKEN_NAME_LENGTH} characters and not blank"
+    if expires_at is not None and expires_at.tzinfo is None:
+        expires_at = expires_at.replace(tzinfo=UTC)  # a time without an offset is read as UTC
     if expires_at is not None and expires_at <= datetime.now(UTC):
         problems["expiresAt"] = "must be in the future"
     if problems:

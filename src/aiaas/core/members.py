@@ -80,9 +80,12 @@ async def _lock_project(connection: Any, project_id: UUID) -> None:
         raise NotFoundError("no such project")
 
 
-async def _user_id(connection: Any, username: str) -> UUID:
+async def _user_id(connection: Any, username: str, *, active_only: bool = False) -> UUID:
+    """The user's id. A disabled user can still be demoted or removed, but not added."""
     user_id: UUID | None = await connection.fetchval(
-        "SELECT id FROM users WHERE username = $1 AND disabled_at IS NULL", username
+        "SELECT id FROM users WHERE username = $1 AND (disabled_at IS NULL OR NOT $2)",
+        username,
+        active_only,
     )
     if user_id is None:
         raise InputError(f"no user named {username!r}", field_errors={"username": "no such user"})
@@ -120,11 +123,13 @@ async def add_member(
     role: ProjectRole,
     request_id: str | None = None,
 ) -> ProjectMember:
-    async with AuditedChange(platform, actor, "member.add", request_id) as change:
+    async with AuditedChange(
+        platform, actor, "member.add", request_id, project_id=project_id
+    ) as change:
         connection = change.connection
         await _authorize_roles(platform, actor, project_id, role)
         await _lock_project(connection, project_id)
-        user_id = await _user_id(connection, username)
+        user_id = await _user_id(connection, username, active_only=True)
         if await member_role(connection, project_id, user_id) is not None:
             raise ConflictError(f"{username} is already a member; change their role instead")
         await connection.execute(
@@ -141,7 +146,9 @@ async def add_member(
             project_id=project_id,
             details={"username": username, "role": role.value},
         )
-        return await _fetch_member(connection, project_id, user_id)
+        member = await _fetch_member(connection, project_id, user_id)
+    await platform.enforcer.refresh()
+    return member
 
 
 async def change_member_role(
@@ -153,14 +160,13 @@ async def change_member_role(
     role: ProjectRole,
     request_id: str | None = None,
 ) -> ProjectMember:
-    async with AuditedChange(platform, actor, "member.change_role", request_id) as change:
+    async with AuditedChange(
+        platform, actor, "member.change_role", request_id, project_id=project_id
+    ) as change:
         connection = change.connection
-        await _lock_project(connection, project_id)
-        user_id = await _user_id(connection, username)
-        current = await member_role(connection, project_id, user_id)
-        if current is None:
-            raise NotFoundError(f"{username} is not a member of this project")
-        await _authorize_roles(platform, actor, project_id, current, role)
+        user_id, current = await _existing_member(
+            platform, actor, connection, project_id, username, role
+        )
         if current is ProjectRole.OWNER and role is not ProjectRole.OWNER:
             await _keep_an_owner(connection, project_id)
         await connection.execute(
@@ -175,7 +181,9 @@ async def change_member_role(
             project_id=project_id,
             details={"username": username, "from": current.value, "to": role.value},
         )
-        return await _fetch_member(connection, project_id, user_id)
+        member = await _fetch_member(connection, project_id, user_id)
+    await platform.enforcer.refresh()
+    return member
 
 
 async def remove_member(
@@ -186,14 +194,11 @@ async def remove_member(
     username: str,
     request_id: str | None = None,
 ) -> None:
-    async with AuditedChange(platform, actor, "member.remove", request_id) as change:
+    async with AuditedChange(
+        platform, actor, "member.remove", request_id, project_id=project_id
+    ) as change:
         connection = change.connection
-        await _lock_project(connection, project_id)
-        user_id = await _user_id(connection, username)
-        current = await member_role(connection, project_id, user_id)
-        if current is None:
-            raise NotFoundError(f"{username} is not a member of this project")
-        await _authorize_roles(platform, actor, project_id, current)
+        user_id, current = await _existing_member(platform, actor, connection, project_id, username)
         if current is ProjectRole.OWNER:
             await _keep_an_owner(connection, project_id)
         await connection.execute(
@@ -207,6 +212,26 @@ async def remove_member(
             project_id=project_id,
             details={"username": username, "role": current.value},
         )
+    await platform.enforcer.refresh()
+
+
+async def _existing_member(
+    platform: Platform,
+    actor: Principal,
+    connection: Any,
+    project_id: UUID,
+    username: str,
+    *new_roles: ProjectRole,
+) -> tuple[UUID, ProjectRole]:
+    """Lock the project, find the member, and check the actor may manage both the member's role
+    and the roles it is to take."""
+    await _lock_project(connection, project_id)
+    user_id = await _user_id(connection, username)
+    current = await member_role(connection, project_id, user_id)
+    if current is None:
+        raise NotFoundError(f"{username} is not a member of this project")
+    await _authorize_roles(platform, actor, project_id, current, *new_roles)
+    return user_id, current
 
 
 async def _keep_an_owner(connection: Any, project_id: UUID) -> None:

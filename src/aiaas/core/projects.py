@@ -100,6 +100,9 @@ async def create_project(
             project_id=project.id,
             details={"slug": slug},
         )
+    # The creator's ownership must hold for their very next request, here at least; other
+    # processes hear of it through the policy's change notification.
+    await platform.enforcer.refresh()
     return project
 
 

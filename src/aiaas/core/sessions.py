@@ -1,14 +1,16 @@
 """Signing in with a password, and out again.
 
 A login is rate limited twice over: per username, against guessing one account's password, and
-per client address, against spraying one password across many accounts. Failures are counted in
-Redis so that every API replica sees the same counts. The password check takes the same time
-whether or not the user exists, has a password, or is disabled: a dummy hash is verified instead,
-so timing reveals nothing about which accounts exist.
+per client address, against spraying one password across many accounts. Each attempt is counted
+in Redis before its password is checked (so that every API replica sees the same counts, and
+guesses made in parallel are bounded too); a successful one is then taken back off the counts.
+The password check takes the same time whether or not the user exists, has a password, or is
+disabled: a dummy hash is verified instead, so timing reveals nothing about which accounts exist.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -39,31 +41,32 @@ class Session:
 
 
 def _counter_keys(username: str, client_address: str | None) -> list[str]:
-    keys = [f"aiaas:login-failures:user:{username}"]
+    keys = [f"aiaas:login-attempts:user:{username}"]
     if client_address:
-        keys.append(f"aiaas:login-failures:client:{client_address}")
+        keys.append(f"aiaas:login-attempts:client:{client_address}")
     return keys
 
 
-async def _refuse_if_limited(platform: Platform, username: str, client_address: str | None) -> None:
+async def _take_attempt(platform: Platform, username: str, client_address: str | None) -> None:
+    """Count this attempt before the password is even looked at, and refuse it if it is over a
+    limit. Counting first, atomically, is what bounds guesses made in parallel: checking a count
+    and raising it afterwards would let every concurrent guess through the check."""
     config = platform.config
+    keys = _counter_keys(username, client_address)
+    async with platform.redis.pipeline(transaction=True) as pipe:
+        for key in keys:
+            pipe.incr(key)
+            # The window starts at the first attempt and is not extended by later ones.
+            pipe.expire(key, config.login_window_s, nx=True)
+        results = await pipe.execute()
+    counts = results[0::2]
     limits = [config.login_attempts_per_user, config.login_attempts_per_client]
-    for key, limit in zip(_counter_keys(username, client_address), limits, strict=False):
-        failures = int(await platform.redis.get(key) or 0)
-        if failures >= limit:
+    for key, count, limit in zip(keys, counts, limits, strict=False):
+        if count > limit:
             retry_after = max(1, int(await platform.redis.ttl(key)))
             raise RateLimitedError(
-                f"too many failed logins; try again in {retry_after} s", retry_after_s=retry_after
+                f"too many login attempts; try again in {retry_after} s", retry_after_s=retry_after
             )
-
-
-async def _count_failure(platform: Platform, username: str, client_address: str | None) -> None:
-    async with platform.redis.pipeline(transaction=True) as pipe:
-        for key in _counter_keys(username, client_address):
-            pipe.incr(key)
-            # The window starts at the first failure and is not extended by later ones.
-            pipe.expire(key, platform.config.login_window_s, nx=True)
-        await pipe.execute()
 
 
 def _password_matches(password_hash: str | None, password: str) -> bool:
@@ -83,12 +86,14 @@ async def login(
 ) -> Session:
     """A session token for the user, or `AuthenticationError` (the same for every reason, so
     the answer does not tell whether the account exists) or `RateLimitedError`."""
-    await _refuse_if_limited(platform, username, client_address)
+    await _take_attempt(platform, username, client_address)
     async with platform.metadata.acquire() as connection:
         row = await connection.fetchrow(_LOGIN_ROW, username)
-    valid = _password_matches(row["password_hash"] if row else None, password)
+    # argon2 is slow on purpose: verify in a thread so the event loop keeps serving.
+    valid = await asyncio.to_thread(
+        _password_matches, row["password_hash"] if row else None, password
+    )
     if row is None or not valid or row["disabled_at"] is not None:
-        await _count_failure(platform, username, client_address)
         await record_outside_change(
             platform,
             actor=None,
@@ -118,5 +123,12 @@ async def login(
             object_id=str(token.id),
             details={"prefix": token.prefix, "client": client_address},
         )
-    await platform.redis.delete(_counter_keys(username, None)[0])
+    # Only failures count against the limits: a success clears the user's count and gives the
+    # client back the attempt it took.
+    user_key, *client_key = _counter_keys(username, client_address)
+    async with platform.redis.pipeline(transaction=True) as pipe:
+        pipe.delete(user_key)
+        for key in client_key:
+            pipe.decr(key)
+        await pipe.execute()
     return Session(user=user, token=token)

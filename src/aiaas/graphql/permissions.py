@@ -59,9 +59,10 @@ class ConcealedDenialError(NotFoundError):
 
 
 class _RefusalError(Exception):
-    def __init__(self, error: Exception, outcome: Outcome) -> None:
+    def __init__(self, error: Exception, outcome: Outcome, project_id: UUID | None) -> None:
         self.error = error
         self.outcome = outcome
+        self.project_id = project_id
 
 
 async def authorize_in_project(
@@ -118,6 +119,7 @@ class Authorize(FieldExtension):
         resource, action = self.policy.resource, self.policy.action
         assert resource is not None
         assert action is not None
+        project_id: UUID | None = None
         try:
             if self.policy.scope == "platform":
                 principal = context.require_principal()
@@ -128,9 +130,9 @@ class Authorize(FieldExtension):
                 project_id = await self.locate(context, source, kwargs)
                 await authorize_in_project(context, project_id, resource, action)
         except (AuthenticationError, PermissionDeniedError, ConcealedDenialError) as exc:
-            raise _RefusalError(exc, "denied") from exc
+            raise _RefusalError(exc, "denied", project_id) from exc
         except NotFoundError as exc:
-            raise _RefusalError(exc, "failed") from exc
+            raise _RefusalError(exc, "failed", project_id) from exc
 
     async def _refuse(self, info: Info, refusal: _RefusalError) -> Any:
         context: RequestContext = info.context
@@ -144,6 +146,8 @@ class Authorize(FieldExtension):
                 action=f"graphql.{info.field_name}",
                 outcome=refusal.outcome,
                 request_id=context.request_id,
+                # Filed under the project, so that its owners see attempts on it.
+                project_id=refusal.project_id,
                 details={
                     "resource": self.policy.resource,
                     "action": self.policy.action,

@@ -43,8 +43,12 @@ BUILTIN_SUBSCRIPTIONS: tuple[type, ...] = (AuditSubscription,)
 
 
 def is_expected(error: GraphQLError) -> bool:
-    """Errors the caller should see as they are: our own, and GraphQL validation errors."""
-    return error.original_error is None or isinstance(error.original_error, AiaasError)
+    """Errors the caller should see as they are: our own, and GraphQL's (validation, variable
+    coercion), which graphql-core may wrap in one another."""
+    cause: BaseException | None = error.original_error
+    while isinstance(cause, GraphQLError):
+        cause = cause.original_error
+    return cause is None or isinstance(cause, AiaasError)
 
 
 # graphql-core suggests field and type names in validation errors, which lets anyone map the

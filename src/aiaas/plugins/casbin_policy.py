@@ -101,6 +101,7 @@ class CasbinPolicyEnforcer(PolicyEnforcer):
         self._reload_requested = asyncio.Event()
         self._watcher: asyncio.Task[None] | None = None
         self._listener: contextlib.AsyncExitStack | None = None
+        self._listening_on: Any = None
         self._loaded = False
         self.reloads = 0
 
@@ -124,6 +125,9 @@ class CasbinPolicyEnforcer(PolicyEnforcer):
         self._loaded = True
         self.reloads += 1
 
+    async def refresh(self) -> None:
+        await self.reload()
+
     def _on_notification(self, *_: Any) -> None:
         self._reload_requested.set()
 
@@ -134,11 +138,18 @@ class CasbinPolicyEnforcer(PolicyEnforcer):
         connection = await stack.enter_async_context(metadata.acquire())
         stack.push_async_callback(connection.remove_listener, NOTIFY_CHANNEL, self._on_notification)
         await connection.add_listener(NOTIFY_CHANNEL, self._on_notification)
+        # If the connection dies, wake the watcher: it listens again on a new one and reloads,
+        # since changes made meanwhile were announced to no one.
+        connection.add_termination_listener(self._on_notification)
+        self._listening_on = connection
+
+    def _listening(self) -> bool:
+        return self._listener is not None and not self._listening_on.is_closed()
 
     async def _watch(self, metadata: MetadataStore) -> None:
         while True:
             try:
-                if self._listener is None or not self._loaded:
+                if not self._listening() or not self._loaded:
                     await self._drop_listener()
                     await self._listen(metadata)
                     # A change made while no one was listening: catch up now.
@@ -160,6 +171,7 @@ class CasbinPolicyEnforcer(PolicyEnforcer):
     async def _drop_listener(self) -> None:
         if self._listener is not None:
             listener, self._listener = self._listener, None
+            self._listening_on = None
             with contextlib.suppress(Exception):
                 await listener.aclose()
 

@@ -9,7 +9,11 @@ from strawberry.types import Info
 from aiaas.core import audit
 from aiaas.core.platform import audit_channel
 from aiaas.graphql.context import RequestContext
-from aiaas.graphql.permissions import project_by_global_id, requires_in_project
+from aiaas.graphql.permissions import (
+    authorize_in_project,
+    project_by_global_id,
+    requires_in_project,
+)
 from aiaas.graphql.projects.types import AuditEvent
 from aiaas.graphql.relay import from_global_id
 
@@ -27,5 +31,9 @@ class AuditSubscription:
         context: RequestContext = info.context
         _, project_id = from_global_id(project)
         async for event in context.platform.events.subscribe(audit_channel(project_id)):
+            # Checked again for every event, not only at the start: an owner who is removed
+            # or demoted must stop hearing the project at once. The enforcer answers from
+            # memory, so this costs no query unless access is gone.
+            await authorize_in_project(context, project_id, "audit", "read")
             event["occurred_at"] = datetime.fromisoformat(event["occurred_at"])
             yield AuditEvent.from_domain(audit.AuditEvent(**event))

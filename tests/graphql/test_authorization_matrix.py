@@ -1,0 +1,568 @@
+"""The authorization truth table: every root field of the schema, called by every kind of caller,
+answers what docs/access-control.md says it should.
+
+The expected outcome of each case is read from the page's two tables (which grant each field
+needs, and which callers hold each grant), never written here, so the test checks the API against
+the documented matrix, and the page is checked against the enforcer in tests/test_docs.py. A root
+field with no row on the page, or with no operation in `OPERATIONS` below, fails the test: a new
+field cannot go untested.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import httpx
+import pytest
+
+from aiaas.cli import builtin_schema
+from aiaas.core import members, projects
+from aiaas.core.access import ROLE_HIERARCHY, ProjectRole
+from aiaas.core.auth import Credentials, Principal
+from aiaas.core.identity import User, create_user, insert_token, verify_token
+from aiaas.core.platform import Platform, audit_channel
+from aiaas.graphql.context import RequestContext
+from aiaas.graphql.loaders import make_loaders
+from aiaas.graphql.permissions import root_field_policies
+from aiaas.graphql.relay import from_global_id, to_global_id
+from aiaas.graphql.schema import build_schema
+from aiaas.plugins.casbin_policy import CasbinPolicyEnforcer
+from support import REPOSITORY, graphql
+
+ACCESS_CONTROL = REPOSITORY / "docs" / "access-control.md"
+
+MEMBER_PERSONAS = tuple(role.value for role in ROLE_HIERARCHY)
+PERSONAS = ("anonymous", "outsider", *MEMBER_PERSONAS, "admin")
+COLUMN_OF_PERSONA = {
+    "anonymous": "signed out",
+    "outsider": "signed in",
+    **{role: role for role in MEMBER_PERSONAS},
+    "admin": "admin",
+}
+"""Which column of the page's grant table describes each persona."""
+COLUMNS = tuple(COLUMN_OF_PERSONA.values())
+
+LOGIN_PASSWORD = "correct horse battery staple"
+SUBSCRIPTION_WAIT_S = 5.0
+
+
+class Outcome(StrEnum):
+    ALLOWED = "ALLOWED"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    FORBIDDEN = "FORBIDDEN"
+    NOT_FOUND = "NOT_FOUND"
+
+
+# The documented matrix ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DocumentedMatrix:
+    grants: dict[str, dict[str, bool]]
+    """`{grant: {column: allowed}}` from the "Grants" table."""
+    fields: dict[str, tuple[str, str | None]]
+    """`{"Query.viewer": (scope, grant or None)}` from the "GraphQL root fields" table."""
+
+
+def markdown_table(page: str, heading: str) -> list[dict[str, str]]:
+    """The rows of the first table under `## heading`, each as `{column header: cell}`."""
+    section = page.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    lines = [line for line in section.splitlines() if line.startswith("|")]
+    split = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in lines]
+    header, _separator, *rows = split
+    return [dict(zip(header, row, strict=True)) for row in rows]
+
+
+def unquote(cell: str) -> str:
+    return cell.strip("`")
+
+
+def documented_matrix() -> DocumentedMatrix:
+    page = ACCESS_CONTROL.read_text(encoding="utf-8")
+    grants = {
+        unquote(row["grant"]): {column: row[column] == "yes" for column in COLUMNS}
+        for row in markdown_table(page, "Grants")
+    }
+    fields = {
+        unquote(row["field"]): (row["scope"], unquote(row["grant"]) or None)
+        for row in markdown_table(page, "GraphQL root fields")
+    }
+    return DocumentedMatrix(grants=grants, fields=fields)
+
+
+def expected_outcome(matrix: DocumentedMatrix, field_name: str, persona: str) -> Outcome:
+    scope, grant = matrix.fields[field_name]
+    if scope == "public":
+        return Outcome.ALLOWED
+    if persona == "anonymous":
+        return Outcome.UNAUTHENTICATED
+    assert grant is not None, f"{field_name} is {scope}-scoped but names no grant"
+    if matrix.grants[grant][COLUMN_OF_PERSONA[persona]]:
+        return Outcome.ALLOWED
+    # In a project, whoever has no part in it is told the object does not exist.
+    if scope == "project" and persona == "outsider":
+        return Outcome.NOT_FOUND
+    return Outcome.FORBIDDEN
+
+
+# The callers and what they act on -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Persona:
+    name: str
+    user: User | None
+    principal: Principal | None
+    token: str | None
+
+
+@dataclass
+class World:
+    platform: Platform
+    personas: dict[str, Persona]
+    project: projects.Project
+    """A project where each member persona holds the role it is named after."""
+    login_username: str
+
+    @property
+    def owner(self) -> Persona:
+        return self.personas["owner"]
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+async def sync_policy(platform: Platform) -> None:
+    # The enforcer hears of membership changes through LISTEN/NOTIFY, a moment later; reloading
+    # here makes the memberships just made count for the next request, without a race.
+    enforcer = platform.enforcer
+    assert isinstance(enforcer, CasbinPolicyEnforcer)
+    await enforcer.reload()
+
+
+async def new_user(platform: Platform, prefix: str = "user") -> User:
+    return await create_user(platform, None, username=unique(prefix))
+
+
+async def new_token_of(platform: Platform, user_id: uuid.UUID) -> tuple[str, Principal, uuid.UUID]:
+    async with platform.metadata.transaction() as connection:
+        issued = await insert_token(connection, user_id, unique("matrix"))
+        principal = await verify_token(connection, issued.secret, "test")
+    return issued.secret, principal, issued.id
+
+
+async def project_with_personas(
+    platform: Platform, personas: dict[str, Persona]
+) -> projects.Project:
+    """A new project owned by the owner persona, where each other member persona holds the role
+    it is named after; added through the members service, as the API would."""
+    owner = personas["owner"].principal
+    assert owner is not None
+    project = await projects.create_project(platform, owner, slug=unique("matrix"), name="Matrix")
+    await sync_policy(platform)
+    for role in ROLE_HIERARCHY:
+        if role is ProjectRole.OWNER:
+            continue
+        user = personas[role.value].user
+        assert user is not None
+        await members.add_member(platform, owner, project.id, username=user.username, role=role)
+    await sync_policy(platform)
+    return project
+
+
+async def new_member(world: World, role: ProjectRole = ProjectRole.VIEWER) -> User:
+    """A fresh user who holds `role` in the world's project: a target to change or remove."""
+    user = await new_user(world.platform, "target")
+    owner = world.owner.principal
+    assert owner is not None
+    await members.add_member(
+        world.platform, owner, world.project.id, username=user.username, role=role
+    )
+    return user
+
+
+@pytest.fixture(scope="module")
+async def world(platform: Platform, admin_token: str) -> World:
+    personas: dict[str, Persona] = {"anonymous": Persona("anonymous", None, None, None)}
+    for name in ("outsider", *MEMBER_PERSONAS):
+        user = await create_user(platform, None, username=unique(name))
+        secret, principal, _ = await new_token_of(platform, user.id)
+        personas[name] = Persona(name, user, principal, secret)
+    async with platform.metadata.acquire() as connection:
+        admin = await verify_token(connection, admin_token, "test")
+    assert admin.is_admin
+    personas["admin"] = Persona("admin", None, admin, admin_token)
+    login_user = await create_user(
+        platform, None, username=unique("login"), password=LOGIN_PASSWORD
+    )
+    project = await project_with_personas(platform, personas)
+    return World(
+        platform=platform,
+        personas=personas,
+        project=project,
+        login_username=login_user.username,
+    )
+
+
+# One minimal valid operation per root field -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Call:
+    variables: dict[str, Any]
+    token: str | None
+
+
+Prepare = Callable[[World, Persona], Awaitable[Call]]
+
+
+async def no_variables(world: World, persona: Persona) -> Call:
+    return Call({}, persona.token)
+
+
+def with_variables(make: Callable[[World, Persona], Awaitable[dict[str, Any]]]) -> Prepare:
+    async def prepare(world: World, persona: Persona) -> Call:
+        return Call(await make(world, persona), persona.token)
+
+    return prepare
+
+
+@dataclass(frozen=True)
+class Operation:
+    document: str
+    prepare: Prepare = no_variables
+
+
+def acting_user_id(world: World, persona: Persona) -> uuid.UUID:
+    """The persona's own user id; the owner's for anonymous, who has none."""
+    principal = persona.principal or world.owner.principal
+    assert principal is not None
+    return principal.user_id
+
+
+async def own_user_id(world: World, persona: Persona) -> dict[str, Any]:
+    # Anyone signed in may look themselves up, so every signed-in persona gets an object back.
+    return {"id": to_global_id("User", acting_user_id(world, persona))}
+
+
+async def project_slug(world: World, persona: Persona) -> dict[str, Any]:
+    return {"slug": world.project.slug}
+
+
+async def project_global_id(world: World, persona: Persona) -> dict[str, Any]:
+    return {"project": to_global_id("Project", world.project.id)}
+
+
+async def fresh_project_id(world: World, persona: Persona) -> dict[str, Any]:
+    # Archiving is for good: each case archives a project of its own.
+    project = await project_with_personas(world.platform, world.personas)
+    return {"id": to_global_id("Project", project.id)}
+
+
+async def login_credentials(world: World, persona: Persona) -> dict[str, Any]:
+    return {"username": world.login_username, "password": LOGIN_PASSWORD}
+
+
+async def fresh_token_to_sign_out_with(world: World, persona: Persona) -> Call:
+    # logout revokes the token it is called with: never the persona's own, which later cases use.
+    if persona.principal is None:
+        return Call({}, None)
+    secret, _, _ = await new_token_of(world.platform, persona.principal.user_id)
+    return Call({}, secret)
+
+
+async def fresh_own_token_id(world: World, persona: Persona) -> dict[str, Any]:
+    _, _, token_id = await new_token_of(world.platform, acting_user_id(world, persona))
+    return {"id": to_global_id("ApiToken", token_id)}
+
+
+async def new_project_input(world: World, persona: Persona) -> dict[str, Any]:
+    return {"input": {"slug": unique("created"), "name": "Created"}}
+
+
+async def new_user_input(world: World, persona: Persona) -> dict[str, Any]:
+    return {"input": {"username": unique("created")}}
+
+
+async def token_input(world: World, persona: Persona) -> dict[str, Any]:
+    return {"input": {"name": "matrix"}}
+
+
+async def add_member_input(world: World, persona: Persona) -> dict[str, Any]:
+    user = await new_user(world.platform, "joiner")
+    project = to_global_id("Project", world.project.id)
+    return {"input": {"project": project, "username": user.username, "role": "VIEWER"}}
+
+
+async def change_role_input(world: World, persona: Persona) -> dict[str, Any]:
+    user = await new_member(world)
+    project = to_global_id("Project", world.project.id)
+    return {"input": {"project": project, "username": user.username, "role": "DEVELOPER"}}
+
+
+async def remove_member_input(world: World, persona: Persona) -> dict[str, Any]:
+    user = await new_member(world)
+    project = to_global_id("Project", world.project.id)
+    return {"input": {"project": project, "username": user.username}}
+
+
+OPERATIONS: dict[str, Operation] = {
+    "Query.health": Operation("{ health { status } }"),
+    "Query.viewer": Operation("{ viewer { username } }"),
+    "Query.plugins": Operation("{ plugins { name state } }"),
+    "Query.projects": Operation("{ projects(first: 5) { nodes { slug } } }"),
+    "Query.project": Operation(
+        "query($slug: String!) { project(slug: $slug) { id slug } }",
+        with_variables(project_slug),
+    ),
+    "Query.users": Operation("{ users(first: 5) { nodes { username } } }"),
+    "Query.node": Operation(
+        "query($id: ID!) { node(id: $id) { __typename id } }", with_variables(own_user_id)
+    ),
+    "Mutation.login": Operation(
+        """mutation($username: String!, $password: String!) {
+          login(username: $username, password: $password) { __typename }
+        }""",
+        with_variables(login_credentials),
+    ),
+    "Mutation.logout": Operation("mutation { logout }", fresh_token_to_sign_out_with),
+    "Mutation.createApiToken": Operation(
+        """mutation($input: CreateApiTokenInput!) {
+          createApiToken(input: $input) { __typename }
+        }""",
+        with_variables(token_input),
+    ),
+    "Mutation.revokeApiToken": Operation(
+        "mutation($id: ID!) { revokeApiToken(id: $id) { __typename } }",
+        with_variables(fresh_own_token_id),
+    ),
+    "Mutation.createUser": Operation(
+        "mutation($input: CreateUserInput!) { createUser(input: $input) { __typename } }",
+        with_variables(new_user_input),
+    ),
+    "Mutation.createProject": Operation(
+        "mutation($input: CreateProjectInput!) { createProject(input: $input) { __typename } }",
+        with_variables(new_project_input),
+    ),
+    "Mutation.archiveProject": Operation(
+        "mutation($id: ID!) { archiveProject(id: $id) { __typename } }",
+        with_variables(fresh_project_id),
+    ),
+    "Mutation.addProjectMember": Operation(
+        """mutation($input: ProjectMemberInput!) {
+          addProjectMember(input: $input) { __typename }
+        }""",
+        with_variables(add_member_input),
+    ),
+    "Mutation.changeProjectMemberRole": Operation(
+        """mutation($input: ProjectMemberInput!) {
+          changeProjectMemberRole(input: $input) { __typename }
+        }""",
+        with_variables(change_role_input),
+    ),
+    "Mutation.removeProjectMember": Operation(
+        """mutation($input: RemoveProjectMemberInput!) {
+          removeProjectMember(input: $input) { __typename }
+        }""",
+        with_variables(remove_member_input),
+    ),
+    "Subscription.projectAuditEvents": Operation(
+        "subscription($project: ID!) { projectAuditEvents(project: $project) { action } }",
+        with_variables(project_global_id),
+    ),
+}
+"""How to call each root field so that it succeeds for a caller who holds its grant."""
+
+
+# Running an operation and telling what came of it -------------------------------------------
+
+
+def classify(body: dict[str, Any], response_key: str) -> str:
+    """What a GraphQL response says about authorization: an `Outcome`, or a description of
+    anything else (which then fails the comparison, and shows what went wrong)."""
+    codes = [(error.get("extensions") or {}).get("code") for error in body.get("errors") or []]
+    for outcome in (Outcome.UNAUTHENTICATED, Outcome.FORBIDDEN, Outcome.NOT_FOUND):
+        if outcome.value in codes:
+            return outcome
+    if codes:
+        return f"errors {codes}: {body['errors']}"
+    value = (body.get("data") or {}).get(response_key)
+    if value is None:
+        return Outcome.NOT_FOUND
+    typename = value.get("__typename") if isinstance(value, dict) else None
+    if typename == "NotFoundError":
+        return Outcome.NOT_FOUND
+    # ConflictError is an answer about the object's state, reached only past authorization; any
+    # other error member means the operation in OPERATIONS is not a valid one.
+    if typename is not None and typename.endswith("Error") and typename != "ConflictError":
+        return f"union member {typename}"
+    return Outcome.ALLOWED
+
+
+async def run_subscription(platform: Platform, document: str, call: Call) -> dict[str, Any]:
+    """Subscribe as a graphql-transport-ws connection would once `connection_init` passed, and
+    wait for the first result; an event is published on the project's channel until one comes."""
+    credentials = Credentials(authorization=f"Bearer {call.token}" if call.token else None)
+    context = RequestContext(
+        platform=platform,
+        request=None,  # type: ignore[arg-type]  # nothing below reads the request
+        response=None,
+        request_id=unique("subscription"),
+        credentials=credentials,
+        principal=await platform.authenticate(credentials),
+        loaders=make_loaders(platform),
+    )
+    schema = build_schema(platform)
+    results = await schema.subscribe(document, call.variables, context)
+    first = asyncio.ensure_future(anext(results))
+    project = call.variables["project"]
+    event = {
+        "id": 0,
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "actor_id": None,
+        "actor_name": "matrix",
+        "action": "matrix.probe",
+        "outcome": "success",
+        "object_type": None,
+        "object_id": None,
+        "project_id": None,
+        "request_id": None,
+        "details": {},
+    }
+    try:
+        async with asyncio.timeout(SUBSCRIPTION_WAIT_S):
+            while not first.done():
+                # Pub/sub keeps nothing for late subscribers: publish until one is listening.
+                await platform.events.publish(audit_channel(project_uuid(project)), event)
+                await asyncio.wait({first}, timeout=0.05)
+        result = first.result()
+    except TimeoutError:
+        message = f"no result within {SUBSCRIPTION_WAIT_S} s"
+        return {"data": None, "errors": [{"message": message, "extensions": {"code": "TIMEOUT"}}]}
+    finally:
+        first.cancel()
+        with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+            await first
+        await results.aclose()
+    errors = [error.formatted for error in result.errors or []]
+    return {"data": result.data, **({"errors": errors} if errors else {})}
+
+
+def project_uuid(global_id: str) -> uuid.UUID:
+    _, object_id = from_global_id(global_id)
+    return object_id
+
+
+async def run_case(
+    world: World, client: httpx.AsyncClient, field_name: str, persona: Persona
+) -> tuple[str, dict[str, Any]]:
+    operation = OPERATIONS[field_name]
+    call = await operation.prepare(world, persona)
+    if field_name.startswith("Subscription."):
+        body = await run_subscription(world.platform, operation.document, call)
+    else:
+        _, body = await graphql(client, operation.document, call.variables, token=call.token)
+    return classify(body, field_name.split(".", 1)[1]), body
+
+
+# The tests ----------------------------------------------------------------------------------
+
+
+def builtin_root_fields() -> list[str]:
+    return sorted(root_field_policies(builtin_schema()))
+
+
+ROOT_FIELDS = builtin_root_fields()
+
+
+def test_every_root_field_of_the_schema_has_a_documented_policy(platform: Platform) -> None:
+    matrix = documented_matrix()
+    policies = root_field_policies(build_schema(platform))
+
+    undocumented = sorted(set(policies) - set(matrix.fields))
+    assert not undocumented, (
+        f"root fields without a row in {ACCESS_CONTROL.name}: {undocumented}; run "
+        "`aiaas export-access-control --output docs/access-control.md`"
+    )
+    for name, policy in policies.items():
+        assert policy is not None, f"{name} declares no policy"
+        grant = None if policy.is_public else f"{policy.resource}:{policy.action}"
+        assert matrix.fields[name] == (policy.scope, grant), name
+
+
+def test_every_documented_grant_has_a_row_with_a_column_for_every_persona() -> None:
+    page = ACCESS_CONTROL.read_text(encoding="utf-8")
+    matrix = documented_matrix()
+
+    header = set(markdown_table(page, "Grants")[0])
+    assert set(COLUMNS) <= header, f"the Grants table lacks columns: {set(COLUMNS) - header}"
+    for name, (_, grant) in matrix.fields.items():
+        if grant is not None:
+            assert grant in matrix.grants, f"{name} needs {grant}, which the Grants table lacks"
+
+
+def test_every_root_field_has_an_operation_in_this_test(platform: Platform) -> None:
+    fields = set(root_field_policies(build_schema(platform)))
+
+    missing = sorted(fields - set(OPERATIONS))
+    stale = sorted(set(OPERATIONS) - fields)
+
+    assert not missing, f"add a minimal valid operation to OPERATIONS for: {missing}"
+    assert not stale, f"OPERATIONS names fields the schema does not have: {stale}"
+    # The cases below are generated from the built-in schema at collection: it must be the one
+    # the app serves, or a field could escape them.
+    assert sorted(fields) == ROOT_FIELDS
+
+
+@pytest.mark.parametrize(
+    ("field_name", "persona_name"),
+    [
+        pytest.param(field_name, persona, id=f"{field_name}-{persona}")
+        for field_name in ROOT_FIELDS
+        for persona in PERSONAS
+    ],
+)
+async def test_field_answers_each_persona_as_documented(
+    world: World, client: httpx.AsyncClient, field_name: str, persona_name: str
+) -> None:
+    matrix = documented_matrix()
+    if field_name not in matrix.fields:
+        pytest.fail(f"{field_name} has no row in {ACCESS_CONTROL.name}")
+    if field_name not in OPERATIONS:
+        pytest.fail(f"{field_name} has no operation in OPERATIONS: add a minimal valid one")
+    expected = expected_outcome(matrix, field_name, persona_name)
+
+    outcome, body = await run_case(world, client, field_name, world.personas[persona_name])
+
+    assert outcome == expected, f"{field_name} as {persona_name}: {body}"
+
+
+def test_the_matrix_parser_reads_the_page_as_written() -> None:
+    # A parser that read every cell as "-" would make every case expect a refusal; pin a few
+    # cells of each kind so that it cannot.
+    matrix = documented_matrix()
+
+    assert matrix.fields["Query.health"] == ("public", None)
+    assert matrix.fields["Mutation.archiveProject"] == ("project", "project:archive")
+    assert matrix.grants["project:archive"] == {
+        "signed out": False,
+        "signed in": False,
+        "viewer": False,
+        "developer": False,
+        "maintainer": True,
+        "owner": True,
+        "admin": True,
+    }
+    assert matrix.grants["viewer:read"]["signed in"] is True
+    assert expected_outcome(matrix, "Mutation.archiveProject", "outsider") is Outcome.NOT_FOUND
+    assert expected_outcome(matrix, "Mutation.archiveProject", "viewer") is Outcome.FORBIDDEN
+    assert expected_outcome(matrix, "Query.users", "owner") is Outcome.FORBIDDEN
+    assert expected_outcome(matrix, "Query.users", "anonymous") is Outcome.UNAUTHENTICATED
