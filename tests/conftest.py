@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from hypothesis import settings
 from redis.asyncio import Redis
 
 from aiaas import migrations
@@ -34,6 +35,12 @@ from support import (
     redis_with_database,
     with_database,
 )
+
+# In CI the examples are fixed, so that a run is reproducible; elsewhere they are random, so
+# that each run explores new ones.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 TEST_REDIS_DATABASE = 15
 """A Redis database number the tests may flush without touching anything else."""
