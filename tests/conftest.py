@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from aiaas import migrations
 from aiaas.app import create_app
 from aiaas.core.config import Config, build_config
+from aiaas.core.crypto import MasterKey
 from aiaas.core.identity import bootstrap_admin
 from aiaas.core.platform import Platform
 from aiaas.embedded.postgres import EmbeddedPostgres, read_or_create_secret
@@ -122,6 +123,7 @@ def config(
             "data_dir": data_dir,
             "disable_plugin_autoload": True,
             "queue_name": f"aiaas:test:{_module_slug(request)}:{uuid.uuid4().hex[:6]}",
+            "master_key": MasterKey.generate().encoded(),
         }
     )
 
@@ -160,4 +162,5 @@ def cli_environment(config: Config) -> dict[str, str]:
         AIAAS_DATABASE_URL=str(config.database_url),
         AIAAS_REDIS_URL=str(config.redis_url),
         AIAAS_DISABLE_PLUGIN_AUTOLOAD="1",
+        AIAAS_MASTER_KEY=str(config.master_key),
     )

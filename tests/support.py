@@ -22,6 +22,7 @@ import httpx
 from aiaas.core import identity
 from aiaas.core.access import PROJECT_GRANTS, ProjectRole
 from aiaas.core.auth import Principal
+from aiaas.core.config import Config
 from aiaas.core.identity import IssuedToken
 from aiaas.core.platform import Platform
 
@@ -169,11 +170,13 @@ async def wait_until_ready(server: RunningServer, timeout_s: float = 20) -> None
     raise AssertionError(f"the server was not ready within {timeout_s:g} s:\n{server.log()}")
 
 
-def server_environment(database_url: str, redis_url: str, **variables: str) -> dict[str, str]:
-    """The environment of an `aiaas serve` pointed at a test module's database and Redis."""
+def server_environment(config: Config, **variables: str) -> dict[str, str]:
+    """The environment of an `aiaas serve` pointed at a test module's database and Redis,
+    with its master key."""
     return clean_environment(
-        AIAAS_DATABASE_URL=database_url,
-        AIAAS_REDIS_URL=redis_url,
+        AIAAS_DATABASE_URL=str(config.database_url),
+        AIAAS_REDIS_URL=str(config.redis_url),
+        AIAAS_MASTER_KEY=str(config.master_key),
         AIAAS_DISABLE_PLUGIN_AUTOLOAD="1",
         **variables,
     )

@@ -18,6 +18,7 @@ from arq.constants import result_key_prefix
 
 from aiaas import migrations
 from aiaas.core.config import Config
+from aiaas.core.crypto import MasterKey
 from aiaas.core.jobs import TERMINAL_STATES, JobState, enqueue_job, get_job, insert_job
 from aiaas.core.platform import Platform
 from support import (
@@ -31,6 +32,8 @@ from support import (
 pytestmark = pytest.mark.slow
 
 AIAAS = [sys.executable, "-m", "aiaas"]
+# Production refuses to start without a master key; these tests are about other refusals.
+MASTER_KEY = MasterKey.generate().encoded()
 
 
 def run_cli(
@@ -66,7 +69,7 @@ def silent_listener() -> Iterator[int]:
 
 
 def test_db_upgrade_and_current_on_an_empty_database(empty_database: str) -> None:
-    env = clean_environment(AIAAS_DATABASE_URL=empty_database)
+    env = clean_environment(AIAAS_MASTER_KEY=MASTER_KEY, AIAAS_DATABASE_URL=empty_database)
 
     before = run_cli("db", "current", env=env)
     upgraded = run_cli("db", "upgrade", env=env)
@@ -90,7 +93,11 @@ def test_serve_refuses_an_outdated_schema_naming_the_fix(
         "serve",
         "--port",
         str(free_port()),
-        env=clean_environment(AIAAS_DATABASE_URL=empty_database, AIAAS_REDIS_URL=redis_url),
+        env=clean_environment(
+            AIAAS_MASTER_KEY=MASTER_KEY,
+            AIAAS_DATABASE_URL=empty_database,
+            AIAAS_REDIS_URL=redis_url,
+        ),
     )
 
     assert result.returncode == 1
@@ -112,6 +119,7 @@ def test_serve_with_an_unreachable_database_fails_within_ten_seconds(
 ) -> None:
     port = silent_listener if hung else free_port()
     env = clean_environment(
+        AIAAS_MASTER_KEY=MASTER_KEY,
         AIAAS_DATABASE_URL=f"postgresql://aiaas:secret-password@127.0.0.1:{port}/aiaas",
         AIAAS_REDIS_URL=redis_url,
     )
@@ -133,7 +141,9 @@ def test_worker_with_an_unreachable_redis_fails_within_ten_seconds(
 ) -> None:
     port = silent_listener if hung else free_port()
     env = clean_environment(
-        AIAAS_DATABASE_URL=database_url, AIAAS_REDIS_URL=f"redis://127.0.0.1:{port}/0"
+        AIAAS_MASTER_KEY=MASTER_KEY,
+        AIAAS_DATABASE_URL=database_url,
+        AIAAS_REDIS_URL=f"redis://127.0.0.1:{port}/0",
     )
 
     started = time.monotonic()

@@ -20,6 +20,7 @@ from aiaas.core.errors import AiaasError, AuthenticationError
 from aiaas.core.platform import Platform
 from aiaas.graphql.view import CSRF_HEADER, GraphQLView
 from aiaas.requests import RequestIdMiddleware
+from aiaas.rest import datasets as dataset_rest
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +104,7 @@ def create_app(config: Config | None = None, *, platform: Platform | None = None
             Route("/readyz", readyz, methods=["GET"]),
             Route(GRAPHQL_PATH, graphql),
             WebSocketRoute(GRAPHQL_PATH, graphql),
+            *dataset_rest.ROUTES,
         ],
         middleware=[
             Middleware(RequestIdMiddleware),

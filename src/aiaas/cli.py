@@ -280,7 +280,7 @@ def current() -> None:
 
 
 @asynccontextmanager
-async def operator_platform() -> AsyncIterator[Platform]:
+async def operator_platform(*, check_schema: bool = True) -> AsyncIterator[Platform]:
     """A platform on the database alone, for operator commands. Changes they make are audited
     with no actor: they were made by whoever could reach the database, not through the API."""
     from aiaas.core.platform import Platform
@@ -288,7 +288,7 @@ async def operator_platform() -> AsyncIterator[Platform]:
     config = current_config()
     require_services(config, "database_url")
     platform = Platform(config)
-    await platform.start(run_startup_hooks=False, with_redis=False)
+    await platform.start(run_startup_hooks=False, with_redis=False, check_schema=check_schema)
     try:
         yield platform
     finally:
@@ -422,6 +422,110 @@ def revoke_token_command(prefix: str) -> None:
         click.echo(f"revoked {prefix}")
     else:
         fail(f"{prefix} was already revoked")
+
+
+@cli.group()
+def keys() -> None:
+    """Master keys: make one, or re-wrap every data key with the current one."""
+
+
+@keys.command("generate")
+def generate_key() -> None:
+    """Print a new random master key for AIAAS_MASTER_KEY. Keep it safe: without it, no
+    artifact can be opened."""
+    from aiaas.core.crypto import MasterKey
+
+    click.echo(MasterKey.generate().encoded())
+
+
+@keys.command("rotate")
+@reports_errors
+def rotate_keys() -> None:
+    """Re-wrap every project's data key with AIAAS_MASTER_KEY. Put the old key in
+    AIAAS_PREVIOUS_MASTER_KEYS for this run; no artifact is rewritten."""
+
+    async def rotate() -> int:
+        async with operator_platform() as platform:
+            return await platform.vault.rotate(platform)
+
+    click.echo(f"re-wrapped {asyncio.run(rotate())} data key(s)")
+
+
+@cli.command()
+@click.option("--grace-seconds", type=click.IntRange(min=0), help="Default: gc_grace_s.")
+@reports_errors
+def gc(grace_seconds: int | None) -> None:
+    """Remove artifacts that nothing live refers to (deleted versions' data)."""
+    from aiaas.core.garbage import collect_garbage
+
+    async def collect() -> Any:
+        async with operator_platform() as platform:
+            return await collect_garbage(platform, grace_s=grace_seconds)
+
+    result = asyncio.run(collect())
+    click.echo(
+        f"deleted {result.deleted} artifact(s); kept {result.kept_referenced} in use and "
+        f"{result.kept_young} too young; discarded {result.discarded_incomplete} incomplete"
+    )
+
+
+@cli.group()
+def backup() -> None:
+    """Back up and restore the whole instance: database and artifacts."""
+
+
+@backup.command("create")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@reports_errors
+def create_backup_command(file: Path) -> None:
+    """Write one archive: every table from one snapshot, every artifact, and a manifest."""
+    from aiaas.core.backup import create_backup
+
+    async def create() -> Any:
+        async with operator_platform() as platform:
+            return await create_backup(platform, file)
+
+    manifest = asyncio.run(create())
+    click.echo(f"wrote {file}: {len(manifest.tables)} tables, {len(manifest.artifacts)} artifacts")
+
+
+@backup.command("verify")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@reports_errors
+def verify_backup_command(file: Path) -> None:
+    """Check every member of the archive against its manifest."""
+    from aiaas.core.backup import verify_archive
+
+    manifest = verify_archive(file)
+    rows = sum(table["rows"] for table in manifest.tables)
+    click.echo(
+        f"{file} is sound: schema {manifest.schema_revision}, {rows} rows in "
+        f"{len(manifest.tables)} tables, {len(manifest.artifacts)} artifacts, made "
+        f"{manifest.created_at}"
+    )
+
+
+@backup.command("restore")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@reports_errors
+def restore_backup_command(file: Path) -> None:
+    """Restore an archive into an empty instance; all or nothing."""
+    from aiaas.core.backup import restore_backup, verify_archive
+
+    config = current_config()
+    require_services(config, "database_url")
+    assert config.database_url is not None
+    manifest = verify_archive(file)
+    if asyncio.run(_database_revision(config)) is None:
+        asyncio.run(migrations.upgrade(config.database_url, manifest.schema_revision))
+
+    async def restore() -> None:
+        async with operator_platform(check_schema=False) as platform:
+            await restore_backup(platform, file)
+
+    asyncio.run(restore())
+    asyncio.run(migrations.upgrade(config.database_url))
+    click.echo(f"restored {file} (made {manifest.created_at})")
 
 
 @cli.command("export-schema")

@@ -9,12 +9,13 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import click
 import httpx
+import pyarrow as pa
 import pytest
 import strawberry
 from click.testing import CliRunner
@@ -28,17 +29,19 @@ from aiaas.core.errors import (
     ArtifactNotFoundError,
     AuthenticationError,
     DuplicateSpecError,
+    InputError,
     PermissionDeniedError,
     PluginError,
     UnknownBackendError,
 )
-from aiaas.core.extensions import ServingRuntime, Trainer, Validator
+from aiaas.core.extensions import ServingRuntime, Trainer
 from aiaas.core.hookspecs import hookimpl
 from aiaas.core.identity import verify_token
 from aiaas.core.jobs import JobEvent, JobState, claim_job, finish_job, insert_job
 from aiaas.core.platform import Platform
 from aiaas.core.plugins import AiaasPluginManager, create_plugin_manager
 from aiaas.core.projects import create_project
+from aiaas.core.quality import check_table, vet_expectations
 from aiaas.core.registry import load_registries
 from aiaas.core.specs import (
     ArtifactStoreSpec,
@@ -50,6 +53,7 @@ from aiaas.core.specs import (
     ValidatorSpec,
 )
 from aiaas.core.storage import ArtifactStore, MetadataStore, StoredArtifact
+from aiaas.core.validation import CheckResult, Expectation, Validator
 from aiaas.graphql.permissions import requires
 from aiaas.graphql.schema import build_schema
 from aiaas.plugins.casbin_policy import CasbinPolicyEnforcer
@@ -200,12 +204,36 @@ class TinyServingRuntime(ServingRuntime):
         return frozenset({"tiny"})
 
 
-class RowCountValidator(Validator):
+class NoPaddingValidator(Validator):
+    """A third-party check: text values carry no leading or trailing spaces."""
+
     def __init__(self, config: Config) -> None:
         del config
 
-    def subjects(self) -> frozenset[str]:
-        return frozenset({"dataset-version"})
+    def expectation_kinds(self) -> frozenset[str]:
+        return frozenset({"no_padding"})
+
+    def problems(self, expectation: Expectation, columns: Mapping[str, str]) -> list[str]:
+        return [] if expectation.get("column") in columns else ["no such column"]
+
+    def validate(self, table: pa.Table, expectations: Sequence[Expectation]) -> list[CheckResult]:
+        results = []
+        for expectation in expectations:
+            values = table[expectation["column"]].to_pylist()
+            padded = [v for v in values if isinstance(v, str) and v != v.strip()]
+            results.append(
+                CheckResult(
+                    name=f"no_padding({expectation['column']})",
+                    kind="no_padding",
+                    dimension="accuracy",
+                    passed=not padded,
+                    failing_rows=len(padded),
+                    blocking=bool(expectation.get("blocking", True)),
+                    message=f"{len(padded)} padded values",
+                    examples=padded[:5],
+                )
+            )
+        return results
 
 
 class ComputePlugin:
@@ -219,7 +247,7 @@ class ComputePlugin:
 
     @hookimpl
     def aiaas_validators(self) -> Iterable[ValidatorSpec]:
-        return [ValidatorSpec(name="row-count", factory=RowCountValidator)]
+        return [ValidatorSpec(name="no-padding", factory=NoPaddingValidator)]
 
 
 def test_aiaas_trainers(offline_config: Config) -> None:
@@ -239,11 +267,20 @@ def test_aiaas_serving_runtimes(offline_config: Config) -> None:
 
 
 def test_aiaas_validators(offline_config: Config) -> None:
-    registries = load_registries(manager_with(offline_config, ComputePlugin()))
+    platform = Platform(offline_config, manager_with(offline_config, ComputePlugin()))
+    table = pa.table({"name": ["ada", " bob", "cy "], "age": [1, 2, 3]})
+    expectations = [{"kind": "no_padding", "column": "name"}, {"kind": "not_null", "column": "age"}]
 
-    spec = registries.validators.get("row-count")
-    assert spec.plugin == "ComputePlugin"
-    assert spec.factory(offline_config).subjects() == {"dataset-version"}
+    vet_expectations(platform, expectations, {"name": "string", "age": "integer"})
+    results = {result.name: result for result in check_table(platform, table, expectations)}
+
+    assert platform.registries.validators.get("no-padding").plugin == "ComputePlugin"
+    # The plugin's kind is checked by the plugin, beside the built-in kinds and checks.
+    assert results["no_padding(name)"].failing_rows == 2
+    assert results["no_padding(name)"].examples == [" bob", "cy "]
+    assert results["not_null(age)"].passed
+    with pytest.raises(InputError, match="invalid expectations"):
+        vet_expectations(platform, [{"kind": "no_padding", "column": "nope"}], {"name": "string"})
 
 
 class BrokenTrainersPlugin:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ import httpx
 import pytest
 
 from aiaas.cli import builtin_schema
-from aiaas.core import members, projects
+from aiaas.core import datasets, members, projects
 from aiaas.core.access import ROLE_HIERARCHY, ProjectRole
 from aiaas.core.auth import Credentials, Principal
 from aiaas.core.identity import User, create_user, insert_token, verify_token
@@ -130,6 +131,8 @@ class World:
     project: projects.Project
     """A project where each member persona holds the role it is named after."""
     login_username: str
+    dataset_version: datasets.DatasetVersion
+    """A version of a dataset in `project`."""
 
     @property
     def owner(self) -> Persona:
@@ -204,12 +207,28 @@ async def world(platform: Platform, admin_token: str) -> World:
         platform, None, username=unique("login"), password=LOGIN_PASSWORD
     )
     project = await project_with_personas(platform, personas)
-    return World(
+    world = World(
         platform=platform,
         personas=personas,
         project=project,
         login_username=login_user.username,
+        dataset_version=None,  # type: ignore[arg-type]
     )
+    world.dataset_version = await new_dataset_version(world)
+    return world
+
+
+async def new_dataset_version(world: World) -> datasets.DatasetVersion:
+    """A fresh version (fresh content) of the world's dataset, uploaded by its owner."""
+    owner = world.owner.principal
+    assert owner is not None
+    with datasets.scratch(world.platform) as work:
+        source = work / "upload.csv"
+        source.write_text(f"id,label\n1,{uuid.uuid4().hex}\n2,b\n")
+        added = await datasets.upload_version(
+            world.platform, owner, world.project.id, dataset_name="matrix", source=source
+        )
+    return added.version
 
 
 # One minimal valid operation per root field -------------------------------------------------
@@ -239,6 +258,8 @@ def with_variables(make: Callable[[World, Persona], Awaitable[dict[str, Any]]]) 
 class Operation:
     document: str
     prepare: Prepare = no_variables
+    upload: bool = False
+    """Sent as a multipart upload (the file goes in `variables.input.file`)."""
 
 
 def acting_user_id(world: World, persona: Persona) -> uuid.UUID:
@@ -294,6 +315,32 @@ async def new_user_input(world: World, persona: Persona) -> dict[str, Any]:
 
 async def token_input(world: World, persona: Persona) -> dict[str, Any]:
     return {"input": {"name": "matrix"}}
+
+
+async def dataset_global_id(world: World, persona: Persona) -> dict[str, Any]:
+    return {
+        "dataset": to_global_id("Dataset", world.dataset_version.dataset_id),
+        "expectations": [{"kind": "not_null", "column": "id"}],
+    }
+
+
+async def version_global_id(world: World, persona: Persona) -> dict[str, Any]:
+    return {"id": to_global_id("DatasetVersion", world.dataset_version.id)}
+
+
+async def fresh_version_id(world: World, persona: Persona) -> dict[str, Any]:
+    # Deleting is for good: each case deletes a version of its own.
+    version = await new_dataset_version(world)
+    return {"id": to_global_id("DatasetVersion", version.id)}
+
+
+async def transform_input(world: World, persona: Persona) -> dict[str, Any]:
+    version = to_global_id("DatasetVersion", world.dataset_version.id)
+    return {"input": {"version": version, "steps": [{"kind": "DROP_DUPLICATES"}]}}
+
+
+async def upload_input(world: World, persona: Persona) -> dict[str, Any]:
+    return {"input": {"project": to_global_id("Project", world.project.id), "name": "matrix"}}
 
 
 async def add_member_input(world: World, persona: Persona) -> dict[str, Any]:
@@ -373,6 +420,33 @@ OPERATIONS: dict[str, Operation] = {
           removeProjectMember(input: $input) { __typename }
         }""",
         with_variables(remove_member_input),
+    ),
+    "Mutation.uploadDataset": Operation(
+        """mutation($input: UploadDatasetInput!) {
+          uploadDataset(input: $input) { __typename }
+        }""",
+        with_variables(upload_input),
+        upload=True,
+    ),
+    "Mutation.setDatasetExpectations": Operation(
+        """mutation($dataset: ID!, $expectations: JSON!) {
+          setDatasetExpectations(dataset: $dataset, expectations: $expectations) { __typename }
+        }""",
+        with_variables(dataset_global_id),
+    ),
+    "Mutation.validateDatasetVersion": Operation(
+        "mutation($id: ID!) { validateDatasetVersion(id: $id) { __typename } }",
+        with_variables(version_global_id),
+    ),
+    "Mutation.transformDatasetVersion": Operation(
+        """mutation($input: TransformDatasetVersionInput!) {
+          transformDatasetVersion(input: $input) { __typename }
+        }""",
+        with_variables(transform_input),
+    ),
+    "Mutation.deleteDatasetVersion": Operation(
+        "mutation($id: ID!) { deleteDatasetVersion(id: $id) { __typename } }",
+        with_variables(fresh_version_id),
     ),
     "Subscription.projectAuditEvents": Operation(
         "subscription($project: ID!) { projectAuditEvents(project: $project) { action } }",
@@ -456,6 +530,25 @@ async def run_subscription(platform: Platform, document: str, call: Call) -> dic
     return {"data": result.data, **({"errors": errors} if errors else {})}
 
 
+async def upload(client: httpx.AsyncClient, document: str, call: Call) -> dict[str, Any]:
+    """A GraphQL multipart request (the spec's `operations` and `map` fields) with a small CSV."""
+    variables = {**call.variables, "input": {**call.variables["input"], "file": None}}
+    headers = {"x-aiaas-csrf": "1"}
+    if call.token is not None:
+        headers["authorization"] = f"Bearer {call.token}"
+    response = await client.post(
+        "/graphql",
+        data={
+            "operations": json.dumps({"query": document, "variables": variables}),
+            "map": json.dumps({"0": ["variables.input.file"]}),
+        },
+        files={"0": ("data.csv", f"id,label\n1,{uuid.uuid4().hex}\n".encode(), "text/csv")},
+        headers=headers,
+    )
+    body: dict[str, Any] = response.json()
+    return body
+
+
 def project_uuid(global_id: str) -> uuid.UUID:
     _, object_id = from_global_id(global_id)
     return object_id
@@ -468,6 +561,8 @@ async def run_case(
     call = await operation.prepare(world, persona)
     if field_name.startswith("Subscription."):
         body = await run_subscription(world.platform, operation.document, call)
+    elif operation.upload:
+        body = await upload(client, operation.document, call)
     else:
         _, body = await graphql(client, operation.document, call.variables, token=call.token)
     return classify(body, field_name.split(".", 1)[1]), body

@@ -49,11 +49,7 @@ def unique(prefix: str) -> str:
 def serve(
     config: Config, log_path: Path, reload_interval_s: float
 ) -> AbstractContextManager[RunningServer]:
-    environment = server_environment(
-        str(config.database_url),
-        str(config.redis_url),
-        AIAAS_POLICY_RELOAD_INTERVAL_S=str(reload_interval_s),
-    )
+    environment = server_environment(config, AIAAS_POLICY_RELOAD_INTERVAL_S=str(reload_interval_s))
     return running_server(environment, log_path)
 
 

@@ -70,9 +70,7 @@ async def server(
 ) -> AsyncIterator[RunningServer]:
     """One real server for the module; the portal's origin is on its allowlist so that the
     origin tests can show both sides of the rule against the same process."""
-    environment = server_environment(
-        str(config.database_url), str(config.redis_url), AIAAS_CORS_ORIGINS=PORTAL_ORIGIN
-    )
+    environment = server_environment(config, AIAAS_CORS_ORIGINS=PORTAL_ORIGIN)
     with running_server(environment, tmp_path_factory.mktemp("server") / "serve.log") as running:
         await wait_until_ready(running)
         yield running

@@ -70,11 +70,19 @@ PROJECT_GRANTS: dict[ProjectRole, tuple[Grant, ...]] = {
     ProjectRole.VIEWER: (
         Grant("project", "read", "Read the project"),
         Grant("member", "list", "List the project's members and their roles"),
+        Grant("dataset", "read", "Read datasets, their versions, profiles and quality reports"),
+        Grant("job", "read", "Read the project's jobs"),
     ),
-    ProjectRole.DEVELOPER: (),
+    ProjectRole.DEVELOPER: (
+        Grant("dataset", "upload", "Upload data as a new dataset or a new version of one"),
+        Grant("dataset", "transform", "Clean a version into a new version"),
+        Grant("dataset", "validate", "Check a version against its dataset's expectations"),
+        Grant("dataset", "configure", "Set a dataset's expectations"),
+    ),
     ProjectRole.MAINTAINER: (
         Grant("member", "manage", "Add members, change and remove them, up to maintainer"),
         Grant("project", "archive", "Archive the project"),
+        Grant("dataset", "delete", "Delete a dataset version that nothing uses"),
     ),
     ProjectRole.OWNER: (
         Grant("member", "manage-owners", "Make members owners, and demote or remove owners"),

@@ -94,9 +94,12 @@ class AuditedChange:
         request_id: str | None = None,
         *,
         project_id: UUID | None = None,
+        deferred: bool = False,
     ) -> None:
         """`project_id` files a failed or denied attempt under the project it concerned, so
-        that the project's owners see it in its trail."""
+        that the project's owners see it in its trail. `deferred` opens the transaction only at
+        `begin()`: a mutation with slow work to do first (reading an upload) keeps no database
+        connection idle meanwhile, and its failures are still audited."""
         self._platform = platform
         self.actor = actor
         self.action = action
@@ -106,11 +109,19 @@ class AuditedChange:
         self._unchanged = False
         self._context: Any = None
         self.connection: Any = None
+        self._deferred = deferred
 
     async def __aenter__(self) -> Self:
-        self._context = self._platform.metadata.transaction()
-        self.connection = await self._context.__aenter__()
+        if not self._deferred:
+            await self.begin()
         return self
+
+    async def begin(self) -> Any:
+        """Open the transaction; returns its connection."""
+        if self._context is None:
+            self._context = self._platform.metadata.transaction()
+            self.connection = await self._context.__aenter__()
+        return self.connection
 
     async def record(
         self,
@@ -147,9 +158,11 @@ class AuditedChange:
     ) -> None:
         if exc is None and not self.events and not self._unchanged:
             exc = RuntimeError(f"mutation {self.action} changed state without an audit event")
-            await self._context.__aexit__(RuntimeError, exc, None)
+            if self._context is not None:
+                await self._context.__aexit__(RuntimeError, exc, None)
             raise exc
-        await self._context.__aexit__(exc_type, exc, traceback)
+        if self._context is not None:
+            await self._context.__aexit__(exc_type, exc, traceback)
         if exc is None:
             for event in self.events:
                 await self._platform.announce_audit_event(event)

@@ -8,6 +8,8 @@ docs/configuration.md, and a test keeps that page and this model in step.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import difflib
 import os
 import re
@@ -95,7 +97,19 @@ def _check_redis_url(url: str) -> str:
     return url
 
 
+def _check_master_key(encoded: str) -> str:
+    try:
+        secret = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        secret = b""
+    if len(secret) != 32:
+        # Never echo the value: it is a secret even when it is malformed.
+        raise ValueError("must be 32 random bytes, base64 encoded (`aiaas keys generate`)")
+    return encoded
+
+
 PostgresUrl = Annotated[str, AfterValidator(_check_postgres_url)]
+MasterKeyText = Annotated[str, AfterValidator(_check_master_key)]
 RedisUrl = Annotated[str, AfterValidator(_check_redis_url)]
 
 
@@ -142,6 +156,25 @@ class Config(BaseModel):
     )
     artifact_store: str = Field(
         "filesystem", description="Name of the artifact store backend (`aiaas_artifact_stores`)."
+    )
+    master_key: MasterKeyText | None = Field(
+        None,
+        description="Base64 of 32 random bytes: wraps every project's data key. Required in "
+        "production; `aiaas dev` makes one in the data dir; `aiaas keys generate` prints one.",
+    )
+    previous_master_keys: tuple[MasterKeyText, ...] = Field(
+        (),
+        description="Master keys being rotated out, comma separated: they still unwrap data keys "
+        "until `aiaas keys rotate` has re-wrapped them with master_key.",
+    )
+    upload_max_bytes: int = Field(
+        2 * 1024**3, ge=1, description="Largest dataset file accepted by an upload."
+    )
+    gc_grace_s: int = Field(
+        3600,
+        ge=0,
+        description="Garbage collection keeps an unreferenced artifact younger than this, since "
+        "an upload in flight stores its artifact before the row that refers to it.",
     )
     artifact_dir: Path | None = Field(
         None,
@@ -199,7 +232,15 @@ class Config(BaseModel):
     def __repr_args__(self) -> Any:
         # Keep passwords out of logs and tracebacks that print the config.
         for name, value in super().__repr_args__():
-            yield name, redact_url(value) if name in _URL_FIELDS and value else value
+            if name in _SECRET_FIELDS and value:
+                yield name, "***"
+            else:
+                yield name, redact_url(value) if name in _URL_FIELDS and value else value
+
+    @property
+    def scratch_dir(self) -> Path:
+        """Where uploads and intermediate files wait while they are processed."""
+        return self.data_dir / "scratch"
 
     @property
     def resolved_artifact_dir(self) -> Path:
@@ -211,9 +252,10 @@ class Config(BaseModel):
 
 
 _URL_FIELDS = frozenset({"database_url", "redis_url"})
+_SECRET_FIELDS = frozenset({"master_key", "previous_master_keys"})
 
 # Fields that take a list: in the environment they are written comma separated.
-_LIST_FIELDS = frozenset({"plugins", "public_paths", "cors_origins"})
+_LIST_FIELDS = frozenset({"plugins", "public_paths", "cors_origins", "previous_master_keys"})
 
 
 def env_name(field: str) -> str:

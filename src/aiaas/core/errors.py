@@ -17,8 +17,10 @@ Anything that is not an `AiaasError` is a bug: production masks it and logs it w
     ├── PermissionDeniedError        authenticated, but the policy denies it (403, FORBIDDEN)
     ├── InputError                   the request itself is invalid (400, BAD_USER_INPUT)
     ├── NotFoundError                no such object, or not visible to the caller (404, NOT_FOUND)
+    │   └── ConcealedDenialError     a refusal told as "not found", so that it reveals nothing
     ├── ConflictError                valid input that the current state refuses (409, CONFLICT)
     ├── RateLimitedError             too many attempts; retry after a while (429, RATE_LIMITED)
+    ├── BackupError                  a backup archive is corrupt, truncated or not one (400)
     └── ArtifactError                an artifact store failure
         ├── ArtifactNotFoundError    no artifact under that key (404)
         └── ArtifactIntegrityError   stored bytes no longer match their key (never served)
@@ -110,6 +112,11 @@ class NotFoundError(AiaasError):
     http_status = 404
 
 
+class ConcealedDenialError(NotFoundError):
+    """A refusal told to the caller as "not found", so that it reveals nothing; the audit trail
+    still records it as a denial."""
+
+
 class ConflictError(AiaasError):
     code = "CONFLICT"
     http_status = 409
@@ -122,6 +129,11 @@ class RateLimitedError(AiaasError):
     def __init__(self, message: str, *, retry_after_s: int) -> None:
         super().__init__(message, details={"retryAfter": retry_after_s})
         self.retry_after_s = retry_after_s
+
+
+class BackupError(AiaasError):
+    code = "BACKUP_INVALID"
+    http_status = 400
 
 
 class ArtifactError(AiaasError):

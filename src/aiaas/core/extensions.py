@@ -1,8 +1,9 @@
-"""Protocols of the compute plugins: trainers, serving runtimes and validators.
+"""Protocols of the compute plugins still to come to life: trainers and serving runtimes.
 
 Their hooks and registries exist from the start so that plugin packages can target them; each
-protocol gains its full contract with the service that drives it (training jobs, deployments,
-dataset quality checks). Until then a registered backend is listed and validated, never run.
+protocol gains its full contract with the service that drives it (training jobs, deployments).
+Until then a registered backend is listed and validated, never run. Validators have theirs in
+`aiaas.core.validation`.
 """
 
 from __future__ import annotations
@@ -26,11 +27,3 @@ class ServingRuntime(abc.ABC):
     @abc.abstractmethod
     def supported_model_formats(self) -> frozenset[str]:
         """The model formats (for example `flax-nnx`) this runtime can load."""
-
-
-class Validator(abc.ABC):
-    """Checks a dataset version or a model version against declared expectations or gates."""
-
-    @abc.abstractmethod
-    def subjects(self) -> frozenset[str]:
-        """What it validates: `dataset-version`, `model-version`, or both."""

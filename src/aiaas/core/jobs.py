@@ -133,6 +133,11 @@ async def enqueue_job(platform: Platform, job_id: UUID) -> bool:
     return enqueued is not None
 
 
+async def jobs_by_ids(connection: Any, ids: list[UUID]) -> dict[UUID, Job]:
+    rows = await connection.fetch(f"SELECT {_COLUMNS} FROM jobs WHERE id = ANY($1::uuid[])", ids)
+    return {row["id"]: _to_job(row) for row in rows}
+
+
 async def get_job(connection: Any, job_id: UUID) -> Job | None:
     row = await connection.fetchrow(f"SELECT {_COLUMNS} FROM jobs WHERE id = $1", job_id)
     return _to_job(row) if row is not None else None

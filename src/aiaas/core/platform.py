@@ -20,7 +20,9 @@ from aiaas.core.auth import Authenticator, Credentials, PolicyEnforcer, Principa
 from aiaas.core.config import Config, redact_url
 from aiaas.core.errors import (
     AuthenticationError,
+    ConcealedDenialError,
     ConfigError,
+    NotFoundError,
     PermissionDeniedError,
     PluginError,
     RedisUnavailableError,
@@ -31,6 +33,8 @@ from aiaas.core.plugins import AiaasPluginManager, create_plugin_manager
 from aiaas.core.registry import Registries, load_registries
 from aiaas.core.serialization import pack, unpack
 from aiaas.core.storage import ArtifactStore, MetadataStore
+from aiaas.core.validation import Validator
+from aiaas.core.vault import Vault
 
 if TYPE_CHECKING:
     from aiaas.core.audit import AuditEvent
@@ -116,9 +120,17 @@ class Platform:
         if not isinstance(enforcer, PolicyEnforcer):
             raise PluginError("no plugin provides a policy enforcer")
         self.enforcer: PolicyEnforcer = enforcer
+        self.vault = Vault(config, self.metadata, self.artifacts)
+        self._validators: dict[str, Validator] = {}
         self._redis: ArqRedis | None = None
         self._events: EventHub | None = None
         self._started = False
+
+    def validator(self, name: str) -> Validator:
+        """The validator registered under `name`, built on first use."""
+        if name not in self._validators:
+            self._validators[name] = self.registries.validators.get(name).factory(self.config)
+        return self._validators[name]
 
     @property
     def redis(self) -> ArqRedis:
@@ -136,6 +148,11 @@ class Platform:
         """Connect and check. `run_startup_hooks=False` is for a preflight check that stops right
         away: plugins' start-up work belongs to the process that goes on to serve.
         `with_redis=False` is for operator commands that only touch the database."""
+        if self.config.master_key is None and not self.config.is_dev:
+            raise ConfigError(
+                "AIAAS_MASTER_KEY is required in production: it protects every project's data "
+                "key. Make one with `aiaas keys generate` and keep it safe."
+            )
         await self.metadata.connect()
         try:
             if check_schema:
@@ -223,6 +240,31 @@ class Platform:
         if not await self.enforcer.enforce(principal, domain, resource, action):
             raise PermissionDeniedError(f"not allowed to {action} {resource}")
         return principal
+
+    async def authorize_in_project(
+        self, principal: Principal | None, project_id: UUID | None, resource: str, action: str
+    ) -> Principal:
+        """`authorize` in a project's domain. A caller with no part in the project (neither
+        member nor admin), or no project at all, gets `ConcealedDenialError`/`NotFoundError`:
+        a refusal must not reveal which projects exist."""
+        if principal is None:
+            raise AuthenticationError("authentication required: send `Bearer <API token>`")
+        if project_id is None:
+            raise NotFoundError("no such project")
+        try:
+            return await self.authorize(principal, str(project_id), resource, action)
+        except PermissionDeniedError:
+            if principal.is_admin:
+                raise
+            async with self.metadata.acquire() as connection:
+                is_member = await connection.fetchval(
+                    "SELECT true FROM project_members WHERE project_id = $1 AND user_id = $2",
+                    project_id,
+                    principal.user_id,
+                )
+            if not is_member:
+                raise ConcealedDenialError("no such project") from None
+            raise
 
     async def announce_audit_event(self, event: AuditEvent) -> None:
         """Tell the observers, and the live subscribers of the event's project, about an event

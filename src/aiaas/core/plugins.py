@@ -31,6 +31,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "aiaas.plugins.filesystem_artifacts",
     "aiaas.plugins.token_auth",
     "aiaas.plugins.casbin_policy",
+    "aiaas.plugins.quality_validators",
 )
 """The built-in plugins, as module names. Each is registered under its module name."""
 

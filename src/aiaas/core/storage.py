@@ -61,6 +61,15 @@ class ArtifactStore(abc.ABC):
     def keys(self) -> AsyncIterator[str]:
         """Every stored key, for garbage collection and backups."""
 
+    async def age_seconds(self, key: str) -> float | None:
+        """How long ago the artifact was written, if the store knows; garbage collection spares
+        young artifacts, which an upload in flight may be about to refer to."""
+        return None
+
+    async def discard_incomplete(self, older_than_s: float) -> int:
+        """Remove what interrupted writes left behind, older than that; how many were."""
+        return 0
+
     async def put_bytes(self, data: bytes) -> StoredArtifact:
         return await self.put_stream(_single_chunk(data))
 

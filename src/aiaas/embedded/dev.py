@@ -24,6 +24,7 @@ from typing import IO
 
 from aiaas import migrations
 from aiaas.core.config import ENV_PREFIX, Config, config_environment
+from aiaas.core.crypto import MasterKey
 from aiaas.core.identity import bootstrap_admin
 from aiaas.core.platform import Platform
 from aiaas.embedded.postgres import EmbeddedPostgres, read_or_create_secret
@@ -175,8 +176,13 @@ class DevSupervisor:
             password = read_or_create_secret(self.data_dir / "redis.password")
             child, redis_url = await redis.start(password)
             self.children.append(child)
+        # The data dir's own master key, unless one is configured: everything `aiaas dev`
+        # stores is encrypted as in production.
+        master_key = self.config.master_key or read_or_create_secret(
+            self.data_dir / "master.key", lambda: MasterKey.generate().encoded()
+        )
         config = self.config.model_copy(
-            update={"database_url": database_url, "redis_url": redis_url}
+            update={"database_url": database_url, "redis_url": redis_url, "master_key": master_key}
         )
         # The children get the whole resolved config, file and flags included, and nothing
         # else of ours: a stray AIAAS_* variable would be refused by their config loader.

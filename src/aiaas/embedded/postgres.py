@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,11 +46,11 @@ def binaries_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
 
-def read_or_create_secret(path: Path) -> str:
-    """A random secret kept in `path` (mode 0600), made on first use."""
+def read_or_create_secret(path: Path, make: Callable[[], str] | None = None) -> str:
+    """A secret kept in `path` (mode 0600), made on first use (random, unless `make` says)."""
     if path.exists():
         return path.read_text().strip()
-    secret = secrets.token_urlsafe(24)
+    secret = make() if make is not None else secrets.token_urlsafe(24)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w") as handle:
         handle.write(secret)

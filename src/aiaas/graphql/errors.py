@@ -7,6 +7,9 @@ mutation's input.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
 import strawberry
 
 from aiaas.core import errors
@@ -71,6 +74,17 @@ class RateLimitedError(Error):
 
 
 ExpectedError = InvalidInputError | NotFoundError | ConflictError
+
+
+SuccessT = TypeVar("SuccessT")
+
+
+async def expected(call: Callable[[], Awaitable[SuccessT]]) -> SuccessT | ExpectedError:
+    """Run a service call; an expected failure becomes its union member."""
+    try:
+        return await call()
+    except (errors.InputError, errors.NotFoundError, errors.ConflictError) as exc:
+        return as_expected_error(exc)
 
 
 def as_expected_error(exc: errors.AiaasError) -> ExpectedError:

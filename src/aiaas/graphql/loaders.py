@@ -11,9 +11,12 @@ from typing import Any, TypeVar
 
 from strawberry.dataloader import DataLoader
 
+from aiaas.core.datasets import datasets_by_ids, versions_by_ids
 from aiaas.core.identity import users_by_ids
+from aiaas.core.jobs import jobs_by_ids
 from aiaas.core.platform import Platform
 from aiaas.core.projects import projects_by_ids, projects_by_slugs
+from aiaas.core.quality import latest_reports
 
 KeyT = TypeVar("KeyT")
 ValueT = TypeVar("ValueT")
@@ -39,4 +42,8 @@ def make_loaders(platform: Platform) -> dict[str, DataLoader[Any, Any]]:
         "user": loader_by_key(platform, users_by_ids),
         "project": loader_by_key(platform, projects_by_ids),
         "project_by_slug": loader_by_key(platform, projects_by_slugs),
+        "dataset": loader_by_key(platform, datasets_by_ids),
+        "dataset_version": loader_by_key(platform, versions_by_ids),
+        "job": loader_by_key(platform, jobs_by_ids),
+        "latest_quality_report": loader_by_key(platform, latest_reports),
     }

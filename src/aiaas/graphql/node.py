@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 from uuid import UUID
 
 import strawberry
@@ -11,7 +12,9 @@ from strawberry.types import Info
 from aiaas.core import identity
 from aiaas.core.errors import NotFoundError, PermissionDeniedError
 from aiaas.graphql.context import RequestContext
+from aiaas.graphql.datasets.types import Dataset, DatasetVersion
 from aiaas.graphql.identity.types import ApiToken, User
+from aiaas.graphql.jobs.types import Job
 from aiaas.graphql.permissions import authorize_in_project, requires
 from aiaas.graphql.projects.types import Project
 from aiaas.graphql.relay import Node, from_global_id
@@ -41,11 +44,29 @@ async def _api_token(context: RequestContext, token_id: UUID) -> Node | None:
     return ApiToken.from_domain(mine[token_id]) if token_id in mine else None
 
 
+def _owned(loader: str, resource: str, present: Callable[[Any], Node]) -> NodeFetcher:
+    """A node type that belongs to a project: readable with `resource:read` there."""
+
+    async def fetch(context: RequestContext, object_id: UUID) -> Node | None:
+        found = await context.loader(loader).load(object_id)
+        if found is None:
+            return None
+        await authorize_in_project(context, found.project_id, resource, "read")
+        return present(found)
+
+    return fetch
+
+
+NodeFetcher = Callable[[RequestContext, UUID], Awaitable[Node | None]]
+
 # How each node type is fetched, and checked: not being allowed to see it reads as null.
-_NODE_TYPES: dict[str, Callable[[RequestContext, UUID], Awaitable[Node | None]]] = {
+_NODE_TYPES: dict[str, NodeFetcher] = {
     "Project": _project,
     "User": _user,
     "ApiToken": _api_token,
+    "Dataset": _owned("dataset", "dataset", Dataset.from_domain),
+    "DatasetVersion": _owned("dataset_version", "dataset", DatasetVersion.from_domain),
+    "Job": _owned("job", "job", Job.from_domain),
 }
 
 

@@ -29,8 +29,12 @@ from strawberry.types.union import StrawberryUnion
 
 from aiaas.core.audit import Outcome, record_outside_change
 from aiaas.core.auth import GLOBAL_DOMAIN
-from aiaas.core.errors import AuthenticationError, NotFoundError, PermissionDeniedError
-from aiaas.core.members import member_role
+from aiaas.core.errors import (
+    AuthenticationError,
+    ConcealedDenialError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 from aiaas.graphql.context import RequestContext
 from aiaas.graphql.errors import NotFoundError as NotFoundResult
 from aiaas.graphql.relay import from_global_id
@@ -53,11 +57,6 @@ class FieldPolicy:
         return self.scope == "public"
 
 
-class ConcealedDenialError(NotFoundError):
-    """A refusal told to the caller as "not found", so that it reveals nothing; the audit trail
-    still records it as a denial."""
-
-
 class _RefusalError(Exception):
     def __init__(self, error: Exception, outcome: Outcome, project_id: UUID | None) -> None:
         self.error = error
@@ -68,21 +67,10 @@ class _RefusalError(Exception):
 async def authorize_in_project(
     context: RequestContext, project_id: UUID | None, resource: str, action: str
 ) -> None:
-    """Authorize `action` on `resource` in a project; `NotFoundError` for a caller with no part
-    in the project (or no project), so that a refusal reveals nothing."""
-    principal = context.require_principal()
-    if project_id is None:
-        raise NotFoundError("no such project")
-    try:
-        await context.platform.authorize(principal, str(project_id), resource, action)
-    except PermissionDeniedError:
-        if principal.is_admin:
-            raise
-        async with context.platform.metadata.acquire() as connection:
-            role = await member_role(connection, project_id, principal.user_id)
-        if role is None:
-            raise ConcealedDenialError("no such project") from None
-        raise
+    """`Platform.authorize_in_project` for the caller of this request."""
+    await context.platform.authorize_in_project(
+        context.require_principal(), project_id, resource, action
+    )
 
 
 class Authorize(FieldExtension):
@@ -186,17 +174,31 @@ def project_by_slug(argument: str = "slug") -> ProjectLocator:
     return locate
 
 
-def project_by_global_id(argument: str = "id", *, within: str | None = None) -> ProjectLocator:
-    """The project of a `Project` global id, given directly or as a field of an input object
-    (`within` names the input argument)."""
+# The loader that fetches each kind of object a global id can name, to find its project.
+OWNED_TYPES = {
+    "Project": "project",
+    "Dataset": "dataset",
+    "DatasetVersion": "dataset_version",
+    "Job": "job",
+}
+
+
+def project_by_global_id(
+    argument: str = "id", *, within: str | None = None, of: str = "Project"
+) -> ProjectLocator:
+    """The project of the object of type `of` that a global id names, given directly or as a
+    field of an input object (`within` names the input argument)."""
 
     async def locate(context: RequestContext, source: Any, kwargs: dict[str, Any]) -> UUID | None:
         value = getattr(kwargs[within], argument) if within else kwargs[argument]
-        type_name, project_id = from_global_id(value)
-        if type_name != "Project":
+        type_name, object_id = from_global_id(value)
+        if type_name != of:
             return None
-        project = await context.loader("project").load(project_id)
-        return project.id if project is not None else None
+        found = await context.loader(OWNED_TYPES[of]).load(object_id)
+        if found is None:
+            return None
+        project_id: UUID = found.id if of == "Project" else found.project_id
+        return project_id
 
     return locate
 

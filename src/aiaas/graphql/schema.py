@@ -23,10 +23,13 @@ from aiaas.core.config import Config
 from aiaas.core.errors import AiaasError, PluginError
 from aiaas.core.platform import Platform
 from aiaas.graphql.audit.subscriptions import AuditSubscription
+from aiaas.graphql.datasets.mutations import DatasetMutation
+from aiaas.graphql.datasets.types import Dataset, DatasetVersion
 from aiaas.graphql.errors import ConflictError, InvalidInputError, NotFoundError
 from aiaas.graphql.identity.mutations import IdentityMutation
 from aiaas.graphql.identity.queries import IdentityQuery
 from aiaas.graphql.identity.types import ApiToken, User, Viewer
+from aiaas.graphql.jobs.types import Job
 from aiaas.graphql.node import NodeQuery
 from aiaas.graphql.permissions import root_field_policies
 from aiaas.graphql.projects.mutations import ProjectMutation
@@ -38,7 +41,7 @@ from graphql import GraphQLError
 logger = logging.getLogger(__name__)
 
 BUILTIN_QUERIES: tuple[type, ...] = (SystemQuery, IdentityQuery, ProjectQuery, NodeQuery)
-BUILTIN_MUTATIONS: tuple[type, ...] = (IdentityMutation, ProjectMutation)
+BUILTIN_MUTATIONS: tuple[type, ...] = (IdentityMutation, ProjectMutation, DatasetMutation)
 BUILTIN_SUBSCRIPTIONS: tuple[type, ...] = (AuditSubscription,)
 
 
@@ -131,7 +134,18 @@ def build_schema(platform: Platform) -> strawberry.Schema:
             "Subscription",
             [*BUILTIN_SUBSCRIPTIONS, *(c.subscription for c in contributions if c.subscription)],
         ),
-        types=[Project, User, Viewer, ApiToken, InvalidInputError, NotFoundError, ConflictError],
+        types=[
+            Project,
+            User,
+            Viewer,
+            ApiToken,
+            Dataset,
+            DatasetVersion,
+            Job,
+            InvalidInputError,
+            NotFoundError,
+            ConflictError,
+        ],
         extensions=schema_extensions(platform.config),
     )
     unguarded = sorted(

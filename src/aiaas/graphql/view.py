@@ -110,6 +110,8 @@ class GraphQLView(GraphQL[RequestContext, None]):
             graphql_ide="graphiql" if config.is_dev else None,
             allowed_origins=config.cors_origins,
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+            # Allowed for uploadDataset; a multipart POST needs the CSRF header (see run()).
+            multipart_uploads_enabled=True,
         )
         self.platform = platform
         self.sessions = SessionGuard(platform)
@@ -122,7 +124,12 @@ class GraphQLView(GraphQL[RequestContext, None]):
                     400, f"a POST that is not JSON must carry the {CSRF_HEADER} header"
                 )
         if not isinstance(request, WebSocket):
-            return await super().run(request)
+            try:
+                return await super().run(request)
+            finally:
+                # Uploaded files spool to temporary files; release them whatever the outcome,
+                # also when a refused field never read them.
+                await request.close()
         try:
             return await super().run(request)
         finally:

@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import os
 import tempfile
+import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from pathlib import Path
 from typing import IO
@@ -120,6 +121,25 @@ class FilesystemArtifactStore(ArtifactStore):
         except FileNotFoundError:
             return False
         return True
+
+    async def age_seconds(self, key: str) -> float | None:
+        try:
+            modified = (await asyncio.to_thread(self.path_of(key).stat)).st_mtime
+        except FileNotFoundError:
+            return None
+        return max(0.0, time.time() - modified)
+
+    async def discard_incomplete(self, older_than_s: float) -> int:
+        def sweep() -> int:
+            if not self._staging.exists():
+                return 0
+            cutoff = time.time() - older_than_s
+            stale = [path for path in self._staging.iterdir() if path.stat().st_mtime < cutoff]
+            for path in stale:
+                path.unlink(missing_ok=True)
+            return len(stale)
+
+        return await asyncio.to_thread(sweep)
 
     async def keys(self) -> AsyncIterator[str]:
         paths = await asyncio.to_thread(sorted, self._objects.glob("*/*"))

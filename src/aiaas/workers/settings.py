@@ -16,6 +16,7 @@ from aiaas.core.config import Config
 from aiaas.core.jobs import RUN_JOB_FUNCTION
 from aiaas.core.platform import Platform
 from aiaas.core.serialization import pack, unpack
+from aiaas.workers.handlers import JOB_HANDLERS
 from aiaas.workers.jobs import (
     HEARTBEAT_INTERVAL_S,
     STALE_AFTER_S,
@@ -46,7 +47,7 @@ def worker_settings(
         await platform.start()
         ctx.update(
             platform=platform,
-            job_handlers=dict(job_handlers or {}),
+            job_handlers=dict(JOB_HANDLERS if job_handlers is None else job_handlers),
             worker_id=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
             heartbeat_interval_s=heartbeat_interval_s,
             stale_after_s=stale_after_s,

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
 
 import strawberry
 from strawberry.types import Info
@@ -9,12 +8,7 @@ from strawberry.types import Info
 from aiaas.core import errors, members, projects
 from aiaas.core.access import ProjectRole as CoreProjectRole
 from aiaas.graphql.context import RequestContext
-from aiaas.graphql.errors import (
-    ConflictError,
-    ExpectedError,
-    InvalidInputError,
-    as_expected_error,
-)
+from aiaas.graphql.errors import ConflictError, InvalidInputError, expected
 from aiaas.graphql.permissions import project_by_global_id, requires, requires_in_project
 from aiaas.graphql.projects.types import (
     ArchiveProjectResult,
@@ -33,16 +27,7 @@ from aiaas.graphql.projects.types import (
 )
 from aiaas.graphql.relay import from_global_id
 
-SuccessT = TypeVar("SuccessT")
 MEMBER_OF_INPUT = project_by_global_id("project", within="input")
-
-
-async def expected(call: Callable[[], Awaitable[SuccessT]]) -> SuccessT | ExpectedError:
-    """Run a service call; an expected failure becomes its union member."""
-    try:
-        return await call()
-    except (errors.InputError, errors.NotFoundError, errors.ConflictError) as exc:
-        return as_expected_error(exc)
 
 
 @strawberry.type

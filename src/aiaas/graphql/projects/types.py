@@ -9,9 +9,11 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from aiaas.core import audit, members, projects
+from aiaas.core import datasets as core_datasets
 from aiaas.core.access import ProjectRole as CoreProjectRole
 from aiaas.core.pagination import DEFAULT_PAGE_SIZE
 from aiaas.graphql.context import RequestContext
+from aiaas.graphql.datasets.types import Dataset
 from aiaas.graphql.errors import ConflictError, InvalidInputError, NotFoundError
 from aiaas.graphql.identity.types import User
 from aiaas.graphql.permissions import project_of_source, requires_in_project
@@ -131,6 +133,25 @@ class Project(Node):
                 until=until,
             )
         return connection_from_page(page, AuditEvent.from_domain)
+
+    @strawberry.field(extensions=requires_in_project("dataset", "read", project_of_source))
+    async def datasets(
+        self, info: Info, first: int = DEFAULT_PAGE_SIZE, after: str | None = None
+    ) -> Connection[Dataset]:
+        async with info.context.platform.metadata.acquire() as connection:
+            page = await core_datasets.list_datasets(
+                connection, self.project_uuid, first=first, after=after
+            )
+        return connection_from_page(page, Dataset.from_domain)
+
+    @strawberry.field(
+        extensions=requires_in_project("dataset", "read", project_of_source),
+        description="A dataset by name.",
+    )
+    async def dataset(self, info: Info, name: str) -> Dataset | None:
+        async with info.context.platform.metadata.acquire() as connection:
+            found = await core_datasets.dataset_by_name(connection, self.project_uuid, name)
+        return Dataset.from_domain(found) if found is not None else None
 
     @classmethod
     def from_domain(cls, project: projects.Project) -> Project:

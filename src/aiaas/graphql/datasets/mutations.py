@@ -1,0 +1,171 @@
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from strawberry.scalars import JSON
+from strawberry.types import Info
+
+from aiaas.core import datasets, quality
+from aiaas.core.tabular.ingest import ReadOptions
+from aiaas.core.uploads import copy_upload
+from aiaas.graphql.context import RequestContext
+from aiaas.graphql.datasets.types import (
+    Dataset,
+    DatasetVersion,
+    DatasetVersionResult,
+    DatasetVersionSuccess,
+    DeleteDatasetVersionResult,
+    DeleteDatasetVersionSuccess,
+    SetDatasetExpectationsResult,
+    SetDatasetExpectationsSuccess,
+    TransformDatasetVersionInput,
+    UploadDatasetInput,
+    ValidateDatasetVersionResult,
+    ValidationQueued,
+)
+from aiaas.graphql.errors import expected
+from aiaas.graphql.jobs.types import Job
+from aiaas.graphql.permissions import project_by_global_id, requires_in_project
+from aiaas.graphql.relay import from_global_id
+
+
+def version_of(id: strawberry.ID) -> Any:
+    _, version_id = from_global_id(id)
+    return version_id
+
+
+@strawberry.type
+class DatasetMutation:
+    @strawberry.mutation(
+        extensions=requires_in_project(
+            "dataset", "upload", project_by_global_id("project", within="input")
+        ),
+        description="Upload a CSV or Parquet file (multipart, with the X-Aiaas-CSRF header) as "
+        "a new version of a dataset. The same content again answers the existing version.",
+    )
+    async def upload_dataset(self, info: Info, input: UploadDatasetInput) -> DatasetVersionResult:
+        context: RequestContext = info.context
+        _, project_id = from_global_id(input.project)
+        options = ReadOptions(
+            format=input.format.value if input.format else None,
+            encoding=input.encoding,
+            delimiter=input.delimiter,
+            header=input.header,
+        )
+
+        async def upload() -> DatasetVersionSuccess:
+            with datasets.scratch(context.platform) as work:
+                source = await copy_upload(
+                    input.file, work / "upload", context.platform.config.upload_max_bytes
+                )
+                added = await datasets.upload_version(
+                    context.platform,
+                    context.require_principal(),
+                    project_id,
+                    dataset_name=input.name,
+                    source=source,
+                    options=options,
+                    description=input.description,
+                    request_id=context.request_id,
+                )
+            return DatasetVersionSuccess(
+                version=DatasetVersion.from_domain(added.version), created=added.created
+            )
+
+        return await expected(upload)
+
+    @strawberry.mutation(
+        extensions=requires_in_project(
+            "dataset", "configure", project_by_global_id("dataset", of="Dataset")
+        ),
+        description="Declare what the dataset's versions must satisfy (a list of expectations).",
+    )
+    async def set_dataset_expectations(
+        self, info: Info, dataset: strawberry.ID, expectations: JSON
+    ) -> SetDatasetExpectationsResult:
+        context: RequestContext = info.context
+        _, dataset_id = from_global_id(dataset)
+
+        async def configure() -> SetDatasetExpectationsSuccess:
+            updated = await datasets.set_expectations(
+                context.platform,
+                context.require_principal(),
+                dataset_id,
+                expectations,  # type: ignore[arg-type]
+                request_id=context.request_id,
+            )
+            return SetDatasetExpectationsSuccess(dataset=Dataset.from_domain(updated))
+
+        return await expected(configure)
+
+    @strawberry.mutation(
+        extensions=requires_in_project(
+            "dataset", "validate", project_by_global_id("id", of="DatasetVersion")
+        ),
+        description="Check a version against its dataset's expectations, in a background job.",
+    )
+    async def validate_dataset_version(
+        self, info: Info, id: strawberry.ID
+    ) -> ValidateDatasetVersionResult:
+        context: RequestContext = info.context
+
+        async def validate() -> ValidationQueued:
+            job = await quality.submit_validation(
+                context.platform,
+                context.require_principal(),
+                version_of(id),
+                request_id=context.request_id,
+            )
+            return ValidationQueued(job=Job.from_domain(job))
+
+        return await expected(validate)
+
+    @strawberry.mutation(
+        extensions=requires_in_project(
+            "dataset",
+            "transform",
+            project_by_global_id("version", within="input", of="DatasetVersion"),
+        ),
+        description="Clean a version into a new version of the same dataset, with lineage.",
+    )
+    async def transform_dataset_version(
+        self, info: Info, input: TransformDatasetVersionInput
+    ) -> DatasetVersionResult:
+        context: RequestContext = info.context
+
+        async def transform() -> DatasetVersionSuccess:
+            added = await datasets.transform_version(
+                context.platform,
+                context.require_principal(),
+                version_of(input.version),
+                [step.as_step() for step in input.steps],
+                request_id=context.request_id,
+            )
+            return DatasetVersionSuccess(
+                version=DatasetVersion.from_domain(added.version), created=added.created
+            )
+
+        return await expected(transform)
+
+    @strawberry.mutation(
+        extensions=requires_in_project(
+            "dataset", "delete", project_by_global_id("id", of="DatasetVersion")
+        ),
+        description="Delete a version nothing uses; its data goes at the next garbage collection.",
+    )
+    async def delete_dataset_version(
+        self, info: Info, id: strawberry.ID
+    ) -> DeleteDatasetVersionResult:
+        context: RequestContext = info.context
+
+        async def delete() -> DeleteDatasetVersionSuccess:
+            version = await datasets.delete_version(
+                context.platform,
+                context.require_principal(),
+                version_of(id),
+                request_id=context.request_id,
+            )
+            return DeleteDatasetVersionSuccess(version=DatasetVersion.from_domain(version))
+
+        return await expected(delete)

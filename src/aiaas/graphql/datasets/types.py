@@ -1,0 +1,295 @@
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import Annotated, Any, cast
+from uuid import UUID
+
+import strawberry
+from strawberry.file_uploads import Upload
+from strawberry.scalars import JSON
+from strawberry.types import Info
+
+from aiaas.core import datasets, quality
+from aiaas.core.pagination import DEFAULT_PAGE_SIZE
+from aiaas.graphql.context import RequestContext
+from aiaas.graphql.errors import ConflictError, InvalidInputError, NotFoundError
+from aiaas.graphql.jobs.types import Job
+from aiaas.graphql.relay import Connection, Node, connection_from_page, to_global_id
+
+
+def as_json(value: Any) -> JSON:
+    return cast(JSON, value)
+
+
+@strawberry.type(description="A column of a dataset version and its type.")
+class DatasetColumn:
+    name: str
+    type: str = strawberry.field(description="integer, float, boolean, string, timestamp or date.")
+
+
+@strawberry.type(description="The outcome of one quality check.")
+class QualityCheck:
+    name: str
+    kind: str
+    dimension: str = strawberry.field(description="consistency, completeness or accuracy.")
+    passed: bool
+    blocking: bool
+    failing_rows: int
+    message: str
+    examples: JSON
+
+
+@strawberry.type(description="A dataset version checked against its dataset's expectations.")
+class QualityReport:
+    id: strawberry.ID
+    created_at: datetime
+    passed: bool = strawberry.field(description="No blocking check failed.")
+    q_consistency: float
+    q_completeness: float
+    q_accuracy: float
+    q: float = strawberry.field(description="Q = Qconsistency + Qcompleteness + Qaccuracy.")
+    checks: list[QualityCheck]
+    blocking_failures: list[str]
+    expectations: JSON = strawberry.field(description="The expectations it was checked against.")
+
+    @classmethod
+    def from_domain(cls, report: quality.QualityReport) -> QualityReport:
+        return cls(
+            id=to_global_id("QualityReport", report.id),
+            created_at=report.created_at,
+            passed=report.passed,
+            q_consistency=report.q_consistency,
+            q_completeness=report.q_completeness,
+            q_accuracy=report.q_accuracy,
+            q=report.q,
+            checks=[
+                QualityCheck(
+                    name=check["name"],
+                    kind=check["kind"],
+                    dimension=check["dimension"],
+                    passed=check["passed"],
+                    blocking=check["blocking"],
+                    failing_rows=check["failing_rows"],
+                    message=check["message"],
+                    examples=as_json(check["examples"]),
+                )
+                for check in report.checks
+            ],
+            blocking_failures=report.blocking_failures,
+            expectations=as_json(report.expectations),
+        )
+
+
+@strawberry.type(description="An immutable version of a dataset, normalized to Parquet.")
+class DatasetVersion(Node):
+    number: int
+    content_sha256: str = strawberry.field(
+        description="Identifies the content: re-uploading it answers this version."
+    )
+    source_format: str = strawberry.field(description="csv, parquet, or derived (a transform).")
+    row_count: int
+    size_bytes: int
+    columns: list[DatasetColumn]
+    column_stats: JSON = strawberry.field(
+        description="Per column: null fraction, distinct count, min/max/mean/std or top values."
+    )
+    preview: JSON = strawberry.field(description="The first rows, as records.")
+    transformation: JSON | None = strawberry.field(
+        description="The steps that made it from its parent."
+    )
+    created_at: datetime
+    deleted_at: datetime | None
+    parent_uuid: strawberry.Private[UUID | None]
+    dataset_uuid: strawberry.Private[UUID]
+    version_uuid: strawberry.Private[UUID]
+    project_uuid: strawberry.Private[UUID]
+
+    @strawberry.field(description="The version it was made from, if a transformation made it.")
+    async def parent(self, info: Info) -> DatasetVersion | None:
+        if self.parent_uuid is None:
+            return None
+        found = await info.context.loader("dataset_version").load(self.parent_uuid)
+        return DatasetVersion.from_domain(found) if found is not None else None
+
+    @strawberry.field
+    async def dataset(self, info: Info) -> Dataset:
+        found = await info.context.loader("dataset").load(self.dataset_uuid)
+        return Dataset.from_domain(found)
+
+    @strawberry.field(description="Its latest quality report, if it was validated.")
+    async def quality_report(self, info: Info) -> QualityReport | None:
+        found = await info.context.loader("latest_quality_report").load(self.version_uuid)
+        return QualityReport.from_domain(found) if found is not None else None
+
+    @classmethod
+    def from_domain(cls, version: datasets.DatasetVersion) -> DatasetVersion:
+        return cls(
+            id=to_global_id("DatasetVersion", version.id),
+            number=version.number,
+            content_sha256=version.content_sha256,
+            source_format=version.source_format,
+            row_count=version.row_count,
+            size_bytes=version.size_bytes,
+            columns=[DatasetColumn(name=c["name"], type=c["type"]) for c in version.columns],
+            column_stats=as_json(version.column_stats),
+            preview=as_json(version.preview),
+            transformation=as_json(version.transformation) if version.transformation else None,
+            created_at=version.created_at,
+            deleted_at=version.deleted_at,
+            parent_uuid=version.parent_version_id,
+            dataset_uuid=version.dataset_id,
+            version_uuid=version.id,
+            project_uuid=version.project_id,
+        )
+
+
+@strawberry.type(description="A named dataset of a project: a sequence of versions.")
+class Dataset(Node):
+    name: str
+    description: str
+    created_at: datetime
+    expectations: JSON = strawberry.field(description="What its versions are checked against.")
+    dataset_uuid: strawberry.Private[UUID]
+    project_uuid: strawberry.Private[UUID]
+
+    @strawberry.field(description="Its versions, oldest first; deleted ones only if asked.")
+    async def versions(
+        self,
+        info: Info,
+        first: int = DEFAULT_PAGE_SIZE,
+        after: str | None = None,
+        include_deleted: bool = False,
+    ) -> Connection[DatasetVersion]:
+        context: RequestContext = info.context
+        async with context.platform.metadata.acquire() as connection:
+            page = await datasets.list_versions(
+                connection,
+                self.dataset_uuid,
+                first=first,
+                after=after,
+                include_deleted=include_deleted,
+            )
+        return connection_from_page(page, DatasetVersion.from_domain)
+
+    @strawberry.field(description="Its newest version that is not deleted.")
+    async def latest_version(self, info: Info) -> DatasetVersion | None:
+        async with info.context.platform.metadata.acquire() as connection:
+            found = await datasets.latest_version(connection, self.dataset_uuid)
+        return DatasetVersion.from_domain(found) if found is not None else None
+
+    @classmethod
+    def from_domain(cls, dataset: datasets.Dataset) -> Dataset:
+        return cls(
+            id=to_global_id("Dataset", dataset.id),
+            name=dataset.name,
+            description=dataset.description,
+            created_at=dataset.created_at,
+            expectations=as_json(dataset.expectations),
+            dataset_uuid=dataset.id,
+            project_uuid=dataset.project_id,
+        )
+
+
+@strawberry.enum(description="How a file's content is read; detected from its bytes if unset.")
+class DatasetFormat(Enum):
+    CSV = "csv"
+    PARQUET = "parquet"
+
+
+@strawberry.input
+class UploadDatasetInput:
+    project: strawberry.ID
+    name: str = strawberry.field(description="The dataset; made on its first upload.")
+    file: Upload
+    description: str = ""
+    format: DatasetFormat | None = None
+    encoding: str | None = strawberry.field(default=None, description="Default UTF-8.")
+    delimiter: str | None = strawberry.field(default=None, description="Detected if unset.")
+    header: bool | None = strawberry.field(default=None, description="Detected if unset.")
+
+
+@strawberry.enum
+class TransformKind(Enum):
+    DROP_DUPLICATES = "drop_duplicates"
+    DROP_NULLS = "drop_nulls"
+    IMPUTE_NULLS = "impute_nulls"
+    FILTER_ROWS = "filter_rows"
+    CAST = "cast"
+
+
+@strawberry.enum
+class ImputeStrategy(Enum):
+    MEAN = "mean"
+    MEDIAN = "median"
+    CONSTANT = "constant"
+
+
+@strawberry.input(description="One cleaning step; which fields it takes depends on its kind.")
+class TransformStepInput:
+    kind: TransformKind
+    columns: list[str] | None = None
+    column: str | None = None
+    strategy: ImputeStrategy | None = None
+    value: JSON | None = None
+    expression: str | None = strawberry.field(
+        default=None, description="For filter_rows: the rows to keep, e.g. `age >= 18`."
+    )
+    dtype: str | None = None
+
+    def as_step(self) -> dict[str, Any]:
+        step: dict[str, Any] = {"kind": self.kind.value}
+        for key in ("columns", "column", "expression", "dtype"):
+            value = getattr(self, key)
+            if value is not None:
+                step[key] = value
+        if self.strategy is not None:
+            step["strategy"] = self.strategy.value
+        if self.value is not None:
+            step["value"] = self.value
+        return step
+
+
+@strawberry.input
+class TransformDatasetVersionInput:
+    version: strawberry.ID
+    steps: list[TransformStepInput]
+
+
+@strawberry.type
+class DatasetVersionSuccess:
+    version: DatasetVersion
+    created: bool = strawberry.field(description="False if the same content was there already.")
+
+
+@strawberry.type
+class SetDatasetExpectationsSuccess:
+    dataset: Dataset
+
+
+@strawberry.type
+class ValidationQueued:
+    job: Job
+
+
+@strawberry.type
+class DeleteDatasetVersionSuccess:
+    version: DatasetVersion
+
+
+DatasetVersionResult = Annotated[
+    DatasetVersionSuccess | InvalidInputError | NotFoundError | ConflictError,
+    strawberry.union("DatasetVersionResult"),
+]
+SetDatasetExpectationsResult = Annotated[
+    SetDatasetExpectationsSuccess | InvalidInputError | NotFoundError | ConflictError,
+    strawberry.union("SetDatasetExpectationsResult"),
+]
+ValidateDatasetVersionResult = Annotated[
+    ValidationQueued | NotFoundError | ConflictError | InvalidInputError,
+    strawberry.union("ValidateDatasetVersionResult"),
+]
+DeleteDatasetVersionResult = Annotated[
+    DeleteDatasetVersionSuccess | NotFoundError | ConflictError | InvalidInputError,
+    strawberry.union("DeleteDatasetVersionResult"),
+]

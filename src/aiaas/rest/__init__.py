@@ -1,0 +1,1 @@
+"""REST routes, for what GraphQL does poorly: streaming large files."""

@@ -1,0 +1,12 @@
+"""The job kinds a worker runs, each handled by a core service."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from aiaas.core.quality import VALIDATE_JOB, run_validation
+from aiaas.workers.jobs import JobHandler
+
+JOB_HANDLERS: Mapping[str, JobHandler] = {
+    VALIDATE_JOB: run_validation,
+}
