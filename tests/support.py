@@ -278,3 +278,49 @@ async def until_policy_holds(
             if actual == expected:
                 return
             await asyncio.sleep(0.02)
+
+
+# Audit trail and leftovers of the dataset tests ----------------------------------------------
+
+
+async def audit_mark(platform: Platform) -> int:
+    """The id of the latest audit event: what `events_since` counts from."""
+    async with platform.metadata.acquire() as connection:
+        return int(await connection.fetchval("SELECT coalesce(max(id), 0) FROM audit_events"))
+
+
+async def events_since(platform: Platform, mark: int) -> list[tuple[str, str]]:
+    async with platform.metadata.acquire() as connection:
+        rows = await connection.fetch(
+            "SELECT action, outcome FROM audit_events WHERE id > $1 ORDER BY id", mark
+        )
+    return [(row["action"], row["outcome"]) for row in rows]
+
+
+def count_files(directory: Path) -> int:
+    return sum(1 for path in directory.rglob("*") if path.is_file()) if directory.exists() else 0
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """What an upload may leave: rows, and files in the artifact store and the scratch dir."""
+
+    versions: int
+    datasets: int
+    artifact_objects: int
+    artifact_staging: int
+    scratch_files: int
+
+
+async def footprint(platform: Platform) -> Footprint:
+    config = platform.config
+    async with platform.metadata.acquire() as connection:
+        versions = await connection.fetchval("SELECT count(*) FROM dataset_versions")
+        datasets = await connection.fetchval("SELECT count(*) FROM datasets")
+    return Footprint(
+        versions=versions,
+        datasets=datasets,
+        artifact_objects=count_files(config.resolved_artifact_dir / "objects"),
+        artifact_staging=count_files(config.resolved_artifact_dir / "tmp"),
+        scratch_files=count_files(config.scratch_dir),
+    )

@@ -26,6 +26,7 @@ import asyncio
 import hashlib
 import json
 import os
+import re
 import tarfile
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -46,6 +47,10 @@ FORMAT = "aiaas-backup-1"
 MANIFEST = "manifest.json"
 CHUNK_BYTES = 1 << 20
 _SKIPPED_TABLES = {migrations.VERSION_TABLE}
+# The only member names an archive holds: extraction writes nowhere else.
+_MEMBER_NAME = re.compile(
+    r"manifest\.json|tables/[a-z_][a-z0-9_]{0,62}\.copy|artifacts/[0-9a-f]{64}"
+)
 
 
 @dataclass
@@ -67,11 +72,43 @@ class Manifest:
     def from_json(cls, raw: bytes) -> Manifest:
         try:
             data = json.loads(raw)
-            if data.get("format") != FORMAT:
-                raise BackupError(f"not an {FORMAT} archive")
-            return cls(**data)
-        except (ValueError, TypeError) as exc:
+        except ValueError as exc:
             raise BackupError(f"the manifest is unreadable: {exc}") from None
+        if not isinstance(data, dict):
+            raise BackupError("the manifest is unreadable: not a JSON object")
+        if data.get("format") != FORMAT:
+            raise BackupError(f"not an {FORMAT} archive")
+        try:
+            manifest = cls(**data)
+        except TypeError as exc:
+            raise BackupError(f"the manifest is unreadable: {exc}") from None
+        manifest._check_entries()
+        return manifest
+
+    def _check_entries(self) -> None:
+        """Every entry names a member of the form the archive is written with: nothing read
+        from an archive chooses a path or a table of its own."""
+        if not isinstance(self.tables, list) or not isinstance(self.artifacts, list):
+            raise BackupError("the manifest is unreadable: tables and artifacts must be lists")
+        for entry in [*self.tables, *self.artifacts]:
+            if not (
+                isinstance(entry, dict)
+                and isinstance(entry.get("member"), str)
+                and isinstance(entry.get("bytes"), int)
+                and isinstance(entry.get("sha256"), str)
+            ):
+                raise BackupError(f"the manifest is unreadable: bad entry {entry!r:.200}")
+        for table in self.tables:
+            name = table.get("name")
+            if not isinstance(name, str) or table["member"] != f"tables/{name}.copy":
+                raise BackupError(f"the manifest is unreadable: bad table entry {table!r:.200}")
+        for artifact in self.artifacts:
+            key = artifact.get("key")
+            if not isinstance(key, str) or artifact["member"] != f"artifacts/{key}":
+                raise BackupError(f"the manifest is unreadable: bad artifact {artifact!r:.200}")
+        for member in self.members():
+            if not _MEMBER_NAME.fullmatch(member):
+                raise BackupError(f"unexpected member name {member!r:.200}")
 
 
 # Tables, in an order that loads --------------------------------------------------------------
@@ -181,30 +218,46 @@ async def _snapshot(platform: Platform, archive: tarfile.TarFile, work: Path) ->
 # Verifying -----------------------------------------------------------------------------------
 
 
-def _members(path: Path) -> Iterator[tuple[tarfile.TarInfo, IO[bytes]]]:
+_UNREADABLE = (tarfile.TarError, EOFError, OSError)
+
+
+def _members(path: Path) -> Iterator[tuple[tarfile.TarInfo, Iterator[bytes]]]:
+    """Each member of the archive with its content, chunk by chunk. Any failure to read (a
+    member cut short included, which shows only as its content is read) is a `BackupError`."""
     try:
         with tarfile.open(path, "r:") as archive:
             for info in archive:
-                if not info.isfile():
-                    raise BackupError(f"unexpected member {info.name!r}")
+                if not info.isfile() or not _MEMBER_NAME.fullmatch(info.name):
+                    raise BackupError(f"unexpected member {info.name!r:.200}")
                 handle = archive.extractfile(info)
                 assert handle is not None
-                yield info, handle
-    except (tarfile.TarError, EOFError, OSError) as exc:
+                yield info, _chunks(handle)
+    except _UNREADABLE as exc:
         raise BackupError(f"the archive is unreadable or truncated: {exc}") from None
+
+
+def _chunks(handle: IO[bytes]) -> Iterator[bytes]:
+    while True:
+        try:
+            chunk = handle.read(CHUNK_BYTES)
+        except _UNREADABLE as exc:
+            raise BackupError(f"the archive is unreadable or truncated: {exc}") from None
+        if not chunk:
+            return
+        yield chunk
 
 
 def verify_archive(path: Path) -> Manifest:
     """Check every member against the manifest; `BackupError` saying what is wrong."""
     seen: dict[str, tuple[int, str]] = {}
     manifest_bytes: bytes | None = None
-    for info, handle in _members(path):
+    for info, chunks in _members(path):
         if info.name == MANIFEST:
-            manifest_bytes = handle.read()
+            manifest_bytes = b"".join(chunks)
             continue
         digest = hashlib.sha256()
         size = 0
-        while chunk := handle.read(CHUNK_BYTES):
+        for chunk in chunks:
             digest.update(chunk)
             size += len(chunk)
         seen[info.name] = (size, digest.hexdigest())
@@ -248,6 +301,14 @@ async def restore_backup(platform: Platform, path: Path) -> Manifest:
                 f"{current}: migrate it to the archive's revision first"
             )
         await _ensure_empty(platform, connection)
+        schema_tables = set(await tables_in_load_order(connection))
+    archived = {entry["name"] for entry in manifest.tables}
+    if archived != schema_tables:
+        raise BackupError(
+            "the archive's tables are not this schema's: "
+            f"missing {sorted(schema_tables - archived)}, "
+            f"unknown {sorted(archived - schema_tables)}"
+        )
     written: list[str] = []
     try:
         with tempfile.TemporaryDirectory() as work_dir:
@@ -273,13 +334,14 @@ async def restore_backup(platform: Platform, path: Path) -> Manifest:
 
 def _extract(path: Path, work: Path) -> dict[str, Path]:
     paths: dict[str, Path] = {}
-    for info, handle in _members(path):
+    for info, chunks in _members(path):
         if info.name == MANIFEST:
             continue
+        # The name passed _MEMBER_NAME: one directory and a file name, without "..".
         target = work / info.name
         target.parent.mkdir(parents=True, exist_ok=True)
         with target.open("wb") as out:
-            while chunk := handle.read(CHUNK_BYTES):
+            for chunk in chunks:
                 out.write(chunk)
         paths[info.name] = target
     return paths

@@ -322,14 +322,17 @@ async def upload_version(
     source: Path,
     options: ReadOptions = DETECT_EVERYTHING,
     description: str = "",
+    content_sha256: str | None = None,
     request_id: str | None = None,
 ) -> NewVersion:
-    """Read an uploaded file into a new version of the named dataset (made if need be)."""
+    """Read an uploaded file into a new version of the named dataset (made if need be).
+    `content_sha256` is the file's hash when its receiver took it already."""
     check_dataset_name(dataset_name)
     async with AuditedChange(
         platform, actor, "dataset.upload", request_id, project_id=project_id, deferred=True
     ) as change:
-        content_sha256 = await asyncio.to_thread(sha256_of, source)
+        if content_sha256 is None:
+            content_sha256 = await asyncio.to_thread(sha256_of, source)
         async with platform.metadata.acquire() as connection:
             existing = await _version_by_content(
                 connection, project_id, dataset_name, content_sha256
@@ -395,8 +398,6 @@ async def transform_version(
     """Clean a version into a new version of the same dataset, with its lineage."""
     async with platform.metadata.acquire() as connection:
         parent = await get_version(connection, version_id)
-    if parent.deleted_at is not None:
-        raise ConflictError("the version is deleted")
     async with AuditedChange(
         platform,
         actor,
@@ -405,6 +406,8 @@ async def transform_version(
         project_id=parent.project_id,
         deferred=True,
     ) as change:
+        if parent.deleted_at is not None:
+            raise ConflictError("the version is deleted")
         table = await read_version_table(platform, parent)
         with scratch(platform) as work:
             normalized, content_sha256 = await asyncio.to_thread(
@@ -416,6 +419,7 @@ async def transform_version(
                 )
             stored = await platform.vault.store_file(parent.project_id, normalized.path)
         connection = await change.begin()
+        await lock_live_version(connection, version_id)
         dataset_row = await connection.fetchrow(
             f"SELECT {_DATASET_COLUMNS} FROM datasets WHERE id = $1 FOR UPDATE",
             parent.dataset_id,
@@ -430,6 +434,16 @@ async def transform_version(
             parent=parent,
             transformation=steps,
         )
+
+
+async def lock_live_version(connection: Any, version_id: UUID) -> None:
+    """Hold the version against deletion until the transaction ends; `ConflictError` if it
+    is already deleted. A deletion that started meanwhile is waited for, then seen."""
+    deleted = await connection.fetchval(
+        "SELECT deleted_at IS NOT NULL FROM dataset_versions WHERE id = $1 FOR SHARE", version_id
+    )
+    if deleted:
+        raise ConflictError("the version is deleted")
 
 
 async def delete_version(
@@ -498,10 +512,10 @@ async def set_expectations(
         if dataset is None:
             raise NotFoundError("no such dataset")
         latest = await latest_version(connection, dataset_id)
-    vet_expectations(platform, expectations, latest.column_types if latest else {})
     async with AuditedChange(
         platform, actor, "dataset.set_expectations", request_id, project_id=dataset.project_id
     ) as change:
+        vet_expectations(platform, expectations, latest.column_types if latest else {})
         row = await change.connection.fetchrow(
             f"UPDATE datasets SET expectations = $2 WHERE id = $1 RETURNING {_DATASET_COLUMNS}",
             dataset_id,

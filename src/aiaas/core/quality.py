@@ -23,9 +23,10 @@ from aiaas.core.auth import Principal
 from aiaas.core.datasets import (
     datasets_by_ids,
     get_version,
+    lock_live_version,
     read_version_table,
 )
-from aiaas.core.errors import ConflictError, InputError
+from aiaas.core.errors import InputError
 from aiaas.core.jobs import Job, enqueue_job, insert_job
 from aiaas.core.validation import CheckResult, Validator, quality_scores
 
@@ -97,7 +98,7 @@ def vet_expectations(platform: Platform, expectations: Any, columns: Mapping[str
             problems[f"expectations.{index}"] = "must be an object"
             continue
         kind = expectation.get("kind")
-        if kind not in kinds:
+        if not isinstance(kind, str) or kind not in kinds:
             problems[f"expectations.{index}"] = (
                 f"unknown kind {kind!r}; known: {', '.join(sorted(kinds))}"
             )
@@ -124,6 +125,23 @@ def check_table(
         mine = [e for e in expectations if kinds.get(str(e.get("kind")), ("",))[0] == name]
         if mine:
             results += validator.validate(table, mine)
+    # A kind nobody here can check (its plugin is missing on this worker) fails rather than
+    # passing unseen: the dataset's owners declared it, so it must hold.
+    for expectation in expectations:
+        kind = str(expectation.get("kind"))
+        if kind not in kinds:
+            results.append(
+                CheckResult(
+                    name=kind,
+                    kind=kind,
+                    dimension="consistency",
+                    passed=False,
+                    failing_rows=max(table.num_rows, 1),
+                    blocking=bool(expectation.get("blocking", True)),
+                    message=f"no validator here checks expectations of kind {kind!r}",
+                    examples=[],
+                )
+            )
     return results
 
 
@@ -132,11 +150,12 @@ async def submit_validation(
 ) -> Job:
     async with platform.metadata.acquire() as connection:
         version = await get_version(connection, version_id)
-    if version.deleted_at is not None:
-        raise ConflictError("the version is deleted")
     async with AuditedChange(
         platform, actor, "dataset.validate", request_id, project_id=version.project_id
     ) as change:
+        # Locked until the job is recorded, so that a deletion either sees the job as a user
+        # of the version or happens first and is seen here.
+        await lock_live_version(change.connection, version_id)
         job = await insert_job(
             change.connection,
             project_id=version.project_id,
@@ -215,8 +234,12 @@ async def require_usable_for_training(connection: Any, version_id: UUID) -> None
             "the dataset version is deleted", field_errors={"datasetVersion": "deleted"}
         )
     report = (await latest_reports(connection, [version_id])).get(version_id)
+    dataset = (await datasets_by_ids(connection, [version.dataset_id]))[version.dataset_id]
+    if report is not None and report.expectations != dataset.expectations:
+        # Checked against expectations that have since changed: it says nothing of the
+        # current ones.
+        report = None
     if report is None:
-        dataset = (await datasets_by_ids(connection, [version.dataset_id]))[version.dataset_id]
         if any(e.get("blocking", True) for e in dataset.expectations):
             raise InputError(
                 "the dataset version has not been validated against its blocking expectations",

@@ -40,6 +40,13 @@ def master_keys(config: Config) -> tuple[MasterKey | None, dict[str, MasterKey]]
     return current, {key.id: key for key in known}
 
 
+async def close_stream(stream: AsyncIterator[bytes]) -> None:
+    """Close an async generator (a store's stream, typed as the iterator it is used as)."""
+    close = getattr(stream, "aclose", None)
+    if close is not None:
+        await close()
+
+
 async def file_chunks(path: Path, size: int = CHUNK_BYTES) -> AsyncIterator[bytes]:
     handle = await asyncio.to_thread(path.open, "rb")
     try:
@@ -115,8 +122,16 @@ class Vault:
 
     async def open(self, project_id: UUID, artifact_key: str) -> AsyncIterator[bytes]:
         key = await self.data_key(project_id)
-        async for chunk in unseal(key, project_id, self._artifacts.open(artifact_key)):
-            yield chunk
+        sealed = self._artifacts.open(artifact_key)
+        plaintext = unseal(key, project_id, sealed)
+        try:
+            async for chunk in plaintext:
+                yield chunk
+        finally:
+            # A refused or abandoned read closes the store's stream now, not whenever the
+            # garbage collector gets to it: the object's file stays open until then.
+            await close_stream(plaintext)
+            await close_stream(sealed)
 
     async def read_to_file(self, project_id: UUID, artifact_key: str, path: Path) -> None:
         handle = await asyncio.to_thread(path.open, "wb")

@@ -72,13 +72,14 @@ async def upload_version(request: Request) -> Response:
         )
         assert project is not None
         with datasets.scratch(platform) as work:
-            source = await save_stream(request.stream(), work / "upload", limit)
+            received = await save_stream(request.stream(), work / "upload", limit)
             added = await datasets.upload_version(
                 platform,
                 principal,
                 project.id,
                 dataset_name=request.path_params["dataset"],
-                source=source,
+                source=received.path,
+                content_sha256=received.sha256,
                 options=options,
                 description=request.query_params.get("description", ""),
                 request_id=request_id_of(request.scope),

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from uuid import UUID
 
+from aiaas.core.garbage import collect_garbage
 from aiaas.core.jobs import (
     Job,
     JobState,
@@ -70,3 +71,8 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> dict[str, Any]:
 async def reconcile(ctx: dict[str, Any]) -> dict[str, Any]:
     requeued = await reconcile_jobs(ctx["platform"], ctx["stale_after_s"])
     return {"requeued": [str(job_id) for job_id in requeued]}
+
+
+async def collect_garbage_job(ctx: dict[str, Any]) -> dict[str, Any]:
+    result = await collect_garbage(ctx["platform"])
+    return {"deleted": result.deleted, "kept_young": result.kept_young}

@@ -15,12 +15,14 @@ from arq.worker import func
 from aiaas.core.config import Config
 from aiaas.core.jobs import RUN_JOB_FUNCTION
 from aiaas.core.platform import Platform
+from aiaas.core.plugins import AiaasPluginManager
 from aiaas.core.serialization import pack, unpack
 from aiaas.workers.handlers import JOB_HANDLERS
 from aiaas.workers.jobs import (
     HEARTBEAT_INTERVAL_S,
     STALE_AFTER_S,
     JobHandler,
+    collect_garbage_job,
     reconcile,
     run_job,
 )
@@ -35,15 +37,17 @@ def worker_settings(
     job_handlers: Mapping[str, JobHandler] | None = None,
     heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S,
     stale_after_s: float = STALE_AFTER_S,
+    plugin_manager: AiaasPluginManager | None = None,
 ) -> dict[str, Any]:
-    """Keyword arguments for `arq.worker.Worker`."""
+    """Keyword arguments for `arq.worker.Worker`. Without `plugin_manager` the worker loads
+    the plugins its config names, as every process does."""
     if config.redis_url is None:
         from aiaas.core.errors import ConfigError
 
         raise ConfigError("redis_url (AIAAS_REDIS_URL) is not set")
 
     async def on_startup(ctx: dict[str, Any]) -> None:
-        platform = Platform(config)
+        platform = Platform(config, plugin_manager)
         await platform.start()
         ctx.update(
             platform=platform,
@@ -66,7 +70,9 @@ def worker_settings(
                 name="reconcile",
                 second=set(range(0, 60, RECONCILE_EVERY_S)),
                 run_at_startup=True,
-            )
+            ),
+            # Hourly; any one worker runs each tick (arq's cron jobs are unique).
+            cron(collect_garbage_job, name="collect_garbage", minute=17, second=0),
         ],
         "redis_settings": RedisSettings.from_dsn(config.redis_url),
         "queue_name": config.queue_name,

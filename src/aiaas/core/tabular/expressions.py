@@ -32,6 +32,7 @@ from aiaas.core.errors import InputError
 
 MAX_LENGTH = 2000
 MAX_DEPTH = 40
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 _TOKEN = re.compile(
     r"""
@@ -200,7 +201,13 @@ class _Parser:
         token = self.advance()
         if token.kind == "number":
             value = float(token.text) if any(c in token.text for c in ".eE") else int(token.text)
-            return -value if negative else value
+            value = -value if negative else value
+            if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+                raise syntax_error(
+                    f"the number {token.text} is too large for a 64-bit integer",
+                    token.position,
+                )
+            return value
         if negative:
             raise syntax_error("expected a number after '-'", token.position)
         if token.kind == "string":

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 
 from aiaas.core.errors import InputError
 from aiaas.core.tabular.expressions import compile_expression, evaluate_mask
-from aiaas.core.tabular.types import arrow_type, is_numeric
+from aiaas.core.tabular.types import arrow_type, is_numeric, logical_type
 
 MAX_STEPS = 50
 _ROW = "__aiaas_row__"
@@ -71,6 +71,18 @@ def _all_valid(table: pa.Table, names: list[str]) -> Any:
     return mask
 
 
+# The JSON values a constant fill may give for each column type: timestamps and dates as ISO
+# text, parsed by Arrow's cast.
+_JSON_TYPES_OF: dict[str, tuple[type, ...]] = {
+    "integer": (int,),
+    "float": (int, float),
+    "boolean": (bool,),
+    "string": (str,),
+    "timestamp": (str,),
+    "date": (str,),
+}
+
+
 def impute_nulls(table: pa.Table, step: int, spec: dict[str, Any]) -> pa.Table:
     name = _column(table, step, spec.get("column"))
     column = table[name]
@@ -89,10 +101,15 @@ def impute_nulls(table: pa.Table, step: int, spec: dict[str, Any]) -> pa.Table:
     elif strategy == "constant":
         if "value" not in spec:
             raise _problem(step, "a constant fill needs a value")
+        value = spec["value"]
         try:
-            fill = pa.scalar(spec["value"]).cast(column.type)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-            raise _problem(step, f"{spec['value']!r} does not fit column {name}") from None
+            if not isinstance(value, _JSON_TYPES_OF[logical_type(column.type)]) or (
+                isinstance(value, bool) and not pa.types.is_boolean(column.type)
+            ):
+                raise TypeError  # Arrow would turn true into 1, or "7" into 7
+            fill = pa.scalar(value).cast(column.type)
+        except (TypeError, OverflowError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            raise _problem(step, f"{value!r} does not fit column {name}") from None
     else:
         raise _problem(step, "strategy must be mean, median or constant")
     index = table.column_names.index(name)

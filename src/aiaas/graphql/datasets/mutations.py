@@ -56,7 +56,7 @@ class DatasetMutation:
 
         async def upload() -> DatasetVersionSuccess:
             with datasets.scratch(context.platform) as work:
-                source = await copy_upload(
+                received = await copy_upload(
                     input.file, work / "upload", context.platform.config.upload_max_bytes
                 )
                 added = await datasets.upload_version(
@@ -64,7 +64,8 @@ class DatasetMutation:
                     context.require_principal(),
                     project_id,
                     dataset_name=input.name,
-                    source=source,
+                    source=received.path,
+                    content_sha256=received.sha256,
                     options=options,
                     description=input.description,
                     request_id=context.request_id,
