@@ -113,9 +113,11 @@ class PeakMemory:
         self._thread.join()
 
 
-def start_platform(data_dir: Path) -> tuple[subprocess.Popen[str], str, str]:
+def start_platform(data_dir: Path, **settings: str) -> tuple[subprocess.Popen[str], str, str]:
+    """`aiaas dev` on embedded services; `settings` are extra AIAAS_* variables."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("AIAAS_")}
     environment["AIAAS_UPLOAD_MAX_BYTES"] = str(8 * 1024**3)
+    environment.update(settings)
     process = subprocess.Popen(
         [sys.executable, "-m", "aiaas", "dev", "--data-dir", str(data_dir), "--port", "0"],
         env=environment,

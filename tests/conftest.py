@@ -43,8 +43,17 @@ settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
 
-TEST_REDIS_DATABASE = 15
-"""A Redis database number the tests may flush without touching anything else."""
+TEST_REDIS_DATABASE = int(os.environ.get("AIAAS_TEST_REDIS_DATABASE", "15"))
+"""A Redis database number the tests may flush without touching anything else. Two test runs
+side by side each need their own."""
+
+# XLA compiles are the slow part of the training tests on a small machine: keep them across test
+# processes and runs. Set before anything imports JAX; worker subprocesses inherit it.
+os.environ.setdefault(
+    "JAX_COMPILATION_CACHE_DIR", os.path.expanduser("~/.cache/aiaas-tests/jax-compilation")
+)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 
 @pytest.fixture(scope="session")

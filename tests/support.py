@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -18,6 +19,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+from websockets.typing import Origin, Subprotocol
 
 from aiaas.core import identity
 from aiaas.core.access import PROJECT_GRANTS, ProjectRole
@@ -324,3 +328,58 @@ async def footprint(platform: Platform) -> Footprint:
         artifact_staging=count_files(config.resolved_artifact_dir / "tmp"),
         scratch_files=count_files(config.scratch_dir),
     )
+
+
+# A hand-written graphql-transport-ws client ---------------------------------------------------
+
+GRAPHQL_TRANSPORT_WS = Subprotocol("graphql-transport-ws")
+
+
+async def open_socket(
+    server: RunningServer, *, origin: str | None = None, open_timeout_s: float = 5
+) -> ClientConnection:
+    return await connect(
+        server.websocket_url,
+        subprotocols=[GRAPHQL_TRANSPORT_WS],
+        origin=Origin(origin) if origin is not None else None,
+        open_timeout=open_timeout_s,
+        close_timeout=2,
+        proxy=None,
+    )
+
+
+async def send(websocket: ClientConnection, message: dict[str, Any]) -> None:
+    await websocket.send(json.dumps(message))
+
+
+async def receive(websocket: ClientConnection, timeout_s: float = 5) -> dict[str, Any]:
+    async with asyncio.timeout(timeout_s):
+        message: dict[str, Any] = json.loads(await websocket.recv())
+    return message
+
+
+async def messages_until_closed(
+    websocket: ClientConnection, timeout_s: float = 5
+) -> tuple[list[dict[str, Any]], int | None]:
+    """Every message the server sends until it closes the socket, and the close code it gave;
+    None for the code if the socket was still open after `timeout_s`."""
+    messages: list[dict[str, Any]] = []
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for raw in websocket:
+                messages.append(json.loads(raw))
+    except ConnectionClosed:
+        pass
+    except TimeoutError:
+        return messages, None
+    return messages, websocket.close_code
+
+
+async def acknowledged_socket(server: RunningServer, token: str) -> ClientConnection:
+    websocket = await open_socket(server)
+    await send(
+        websocket, {"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}
+    )
+    ack = await receive(websocket)
+    assert ack["type"] == "connection_ack", ack
+    return websocket

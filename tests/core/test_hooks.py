@@ -16,6 +16,7 @@ from typing import Any
 import click
 import httpx
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 import strawberry
 from click.testing import CliRunner
@@ -34,7 +35,7 @@ from aiaas.core.errors import (
     PluginError,
     UnknownBackendError,
 )
-from aiaas.core.extensions import ServingRuntime, Trainer
+from aiaas.core.extensions import ServingRuntime
 from aiaas.core.hookspecs import hookimpl
 from aiaas.core.identity import verify_token
 from aiaas.core.jobs import JobEvent, JobState, claim_job, finish_job, insert_job
@@ -53,6 +54,17 @@ from aiaas.core.specs import (
     ValidatorSpec,
 )
 from aiaas.core.storage import ArtifactStore, MetadataStore, StoredArtifact
+from aiaas.core.training import (
+    HyperParameter,
+    ModelSignature,
+    Progress,
+    TensorSpec,
+    TrainedModel,
+    Trainer,
+    TrainingReporter,
+    TrainingRun,
+    vet_hyperparameters,
+)
 from aiaas.core.validation import CheckResult, Expectation, Validator
 from aiaas.graphql.permissions import requires
 from aiaas.graphql.schema import build_schema
@@ -189,11 +201,40 @@ def test_two_plugins_registering_one_name_is_a_startup_error(offline_config: Con
 
 
 class TinyTrainer(Trainer):
+    """A third-party trainer: the mean of the target, whatever the features."""
+
+    task = "regression"
+
     def __init__(self, config: Config) -> None:
         del config
 
-    def hyperparameter_schema(self) -> Mapping[str, Any]:
-        return {"type": "object", "properties": {"learning_rate": {"type": "number"}}}
+    def hyperparameters(self) -> Sequence[HyperParameter]:
+        return [HyperParameter(name="learning_rate", type="float", default=0.1, minimum=0.0)]
+
+    def target_problem(self, column_type: str) -> str | None:
+        return None if column_type in ("int64", "float64") else "the target must be a number"
+
+    def feature_problems(
+        self, columns: Mapping[str, str], hyperparameters: Mapping[str, Any]
+    ) -> dict[str, str]:
+        return {}
+
+    def fit(self, run: TrainingRun, reporter: TrainingReporter) -> TrainedModel:
+        mean = pc.mean(run.table.column(run.target)).as_py()
+        reporter.progress(
+            Progress(
+                step=1, total_steps=1, epoch=1, metrics={"loss": 0.0}, examples_per_s=1.0, eta_s=0.0
+            )
+        )
+        return TrainedModel(
+            format="constant",
+            bundle=str(mean).encode(),
+            signature=ModelSignature(
+                inputs=(), outputs=(TensorSpec(name="value", dtype="float32", shape=(-1,)),)
+            ),
+            metrics={"mean": mean},
+            steps=1,
+        )
 
 
 class TinyServingRuntime(ServingRuntime):
@@ -255,7 +296,12 @@ def test_aiaas_trainers(offline_config: Config) -> None:
 
     spec = registries.trainers.get("tiny-mlp")
     assert (spec.plugin, spec.description) == ("ComputePlugin", "A tiny MLP.")
-    assert "learning_rate" in spec.factory(offline_config).hyperparameter_schema()["properties"]
+    trainer = spec.factory(offline_config)
+    assert "learning_rate" in trainer.hyperparameter_schema()["properties"]
+    # The built-in trainers are registered beside it, by the built-in plugin.
+    assert registries.trainers.get("tabular-classifier").plugin == "aiaas.plugins.flax_trainers"
+    _, problems = vet_hyperparameters(trainer.hyperparameters(), {"learning_rate": -1})
+    assert problems == {"learning_rate": "must be at least 0"}
 
 
 def test_aiaas_serving_runtimes(offline_config: Config) -> None:
@@ -295,7 +341,7 @@ def test_a_hook_that_raises_is_recorded_and_left_out(offline_config: Config) -> 
     registries = load_registries(manager)
 
     # One broken plugin must not take the others, or the platform, down with it.
-    assert registries.trainers.names() == ["tiny-mlp"]
+    assert "tiny-mlp" in registries.trainers.names()
     status = {status.name: status for status in manager.report()}["BrokenTrainersPlugin"]
     assert status.status == "degraded"
     assert [failure.stage for failure in status.failures] == ["hook aiaas_trainers"]

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import json
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -24,11 +24,13 @@ import httpx
 import pytest
 
 from aiaas.cli import builtin_schema
-from aiaas.core import datasets, members, projects
+from aiaas.core import datasets, members, models, projects
 from aiaas.core.access import ROLE_HIERARCHY, ProjectRole
+from aiaas.core.audit import AuditedChange
 from aiaas.core.auth import Credentials, Principal
 from aiaas.core.identity import User, create_user, insert_token, verify_token
 from aiaas.core.platform import Platform, audit_channel
+from aiaas.core.training_jobs import TrainingRequest, submit_training_job
 from aiaas.graphql.context import RequestContext
 from aiaas.graphql.loaders import make_loaders
 from aiaas.graphql.permissions import root_field_policies
@@ -133,6 +135,8 @@ class World:
     login_username: str
     dataset_version: datasets.DatasetVersion
     """A version of a dataset in `project`."""
+    training_version: datasets.DatasetVersion | None = None
+    """A version of another dataset, which no case gives expectations: trainable throughout."""
 
     @property
     def owner(self) -> Persona:
@@ -215,10 +219,11 @@ async def world(platform: Platform, admin_token: str) -> World:
         dataset_version=None,  # type: ignore[arg-type]
     )
     world.dataset_version = await new_dataset_version(world)
+    world.training_version = await new_dataset_version(world, "matrix-training")
     return world
 
 
-async def new_dataset_version(world: World) -> datasets.DatasetVersion:
+async def new_dataset_version(world: World, dataset: str = "matrix") -> datasets.DatasetVersion:
     """A fresh version (fresh content) of the world's dataset, uploaded by its owner."""
     owner = world.owner.principal
     assert owner is not None
@@ -226,7 +231,7 @@ async def new_dataset_version(world: World) -> datasets.DatasetVersion:
         source = work / "upload.csv"
         source.write_text(f"id,label\n1,{uuid.uuid4().hex}\n2,b\n")
         added = await datasets.upload_version(
-            world.platform, owner, world.project.id, dataset_name="matrix", source=source
+            world.platform, owner, world.project.id, dataset_name=dataset, source=source
         )
     return added.version
 
@@ -361,7 +366,120 @@ async def remove_member_input(world: World, persona: Persona) -> dict[str, Any]:
     return {"input": {"project": project, "username": user.username}}
 
 
+def training_version(world: World) -> datasets.DatasetVersion:
+    assert world.training_version is not None
+    return world.training_version
+
+
+async def training_request(world: World) -> TrainingRequest:
+    return TrainingRequest(
+        dataset_version_id=training_version(world).id,
+        trainer="tabular-classifier",
+        target="label",
+        features=["id"],
+        hyperparameters={"epochs": 1},
+    )
+
+
+async def queued_training_job(world: World) -> uuid.UUID:
+    """A training job of the world's project; no worker runs here, so it stays QUEUED."""
+    owner = world.owner.principal
+    assert owner is not None
+    job = await submit_training_job(world.platform, owner, await training_request(world))
+    return job.id
+
+
+async def submit_input(world: World, persona: Persona) -> dict[str, Any]:
+    version = to_global_id("DatasetVersion", training_version(world).id)
+    return {
+        "input": {
+            "datasetVersion": version,
+            "trainer": "tabular-classifier",
+            "target": "label",
+            "features": ["id"],
+        }
+    }
+
+
+async def fresh_training_job_id(world: World, persona: Persona) -> dict[str, Any]:
+    # Cancelling is for good: each case cancels a job of its own.
+    return {"id": to_global_id("TrainingJob", await queued_training_job(world))}
+
+
+async def job_events_of(world: World, persona: Persona) -> dict[str, Any]:
+    # Its QUEUED event is in its stream already: the subscription's first result is a replay.
+    return {"job": to_global_id("TrainingJob", await queued_training_job(world))}
+
+
+async def registered_model_version(world: World) -> models.ModelVersion:
+    """A model version registered as a finished job registers one (without the training, which
+    these authorization cases do not need)."""
+    owner = world.owner.principal
+    assert owner is not None
+    job_id = await queued_training_job(world)
+
+    async def bundle() -> AsyncIterator[bytes]:
+        yield b"matrix"
+
+    stored = await world.platform.vault.store(world.project.id, bundle())
+    async with AuditedChange(
+        world.platform, owner, "model.register", project_id=world.project.id
+    ) as change:
+        return await models.register_model_version(
+            change,
+            models.NewModelVersion(
+                project_id=world.project.id,
+                model_name="matrix",
+                job_id=job_id,
+                dataset_version_id=training_version(world).id,
+                trainer="tabular-classifier",
+                format="flax-nnx",
+                artifact_key=stored.key,
+                size_bytes=stored.size_bytes,
+                signature={"inputs": [], "outputs": []},
+                metrics={"f1": 1.0},
+                hyperparameters={},
+                created_by=owner.user_id,
+            ),
+        )
+
+
+async def model_alias_input(world: World, persona: Persona) -> dict[str, Any]:
+    version = await registered_model_version(world)
+    return {"input": {"version": to_global_id("ModelVersion", version.id), "alias": "staging"}}
+
+
+async def model_gates_input(world: World, persona: Persona) -> dict[str, Any]:
+    version = await registered_model_version(world)
+    return {"model": to_global_id("Model", version.model_id), "gates": []}
+
+
 OPERATIONS: dict[str, Operation] = {
+    "Query.trainers": Operation("{ trainers { name } }"),
+    "Mutation.submitTrainingJob": Operation(
+        """mutation($input: SubmitTrainingJobInput!) {
+          submitTrainingJob(input: $input) { __typename }
+        }""",
+        with_variables(submit_input),
+    ),
+    "Mutation.cancelTrainingJob": Operation(
+        "mutation($id: ID!) { cancelTrainingJob(id: $id) { __typename } }",
+        with_variables(fresh_training_job_id),
+    ),
+    "Mutation.setModelAlias": Operation(
+        "mutation($input: SetModelAliasInput!) { setModelAlias(input: $input) { __typename } }",
+        with_variables(model_alias_input),
+    ),
+    "Mutation.setModelPromotionGates": Operation(
+        """mutation($model: ID!, $gates: JSON!) {
+          setModelPromotionGates(model: $model, gates: $gates) { __typename }
+        }""",
+        with_variables(model_gates_input),
+    ),
+    "Subscription.jobEvents": Operation(
+        "subscription($job: ID!) { jobEvents(jobId: $job) { type state } }",
+        with_variables(job_events_of),
+    ),
     "Query.health": Operation("{ health { status } }"),
     "Query.viewer": Operation("{ viewer { username } }"),
     "Query.plugins": Operation("{ plugins { name state } }"),
@@ -497,7 +615,9 @@ async def run_subscription(platform: Platform, document: str, call: Call) -> dic
     schema = build_schema(platform)
     results = await schema.subscribe(document, call.variables, context)
     first = asyncio.ensure_future(anext(results))
-    project = call.variables["project"]
+    # A job's events start with a replay of its history; a project's audit events need one
+    # published.
+    project = call.variables.get("project")
     event = {
         "id": 0,
         "occurred_at": datetime.now(UTC).isoformat(),
@@ -515,7 +635,8 @@ async def run_subscription(platform: Platform, document: str, call: Call) -> dic
         async with asyncio.timeout(SUBSCRIPTION_WAIT_S):
             while not first.done():
                 # Pub/sub keeps nothing for late subscribers: publish until one is listening.
-                await platform.events.publish(audit_channel(project_uuid(project)), event)
+                if project is not None:
+                    await platform.events.publish(audit_channel(project_uuid(project)), event)
                 await asyncio.wait({first}, timeout=0.05)
         result = first.result()
     except TimeoutError:

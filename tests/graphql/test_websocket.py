@@ -4,7 +4,6 @@ allowlist of the handshake."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import uuid
@@ -13,9 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
-from websockets.typing import Origin, Subprotocol
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import InvalidStatus
 
 from aiaas.core import identity, members, projects
 from aiaas.core.access import ProjectRole
@@ -26,10 +24,15 @@ from aiaas.graphql.relay import to_global_id
 from support import (
     RunningServer,
     UserWithToken,
+    acknowledged_socket,
     data_of,
+    messages_until_closed,
+    open_socket,
     poll_until,
+    receive,
     running_server,
     sees_project,
+    send,
     server_environment,
     user_with_token,
     wait_until_ready,
@@ -37,7 +40,6 @@ from support import (
 
 pytestmark = pytest.mark.slow
 
-GRAPHQL_TRANSPORT_WS = Subprotocol("graphql-transport-ws")
 PORTAL_ORIGIN = "https://portal.example"
 FORBIDDEN = 4403
 UNAUTHORIZED = 4401
@@ -89,59 +91,6 @@ async def owner(platform: Platform) -> UserWithToken:
 async def owned_project(platform: Platform, owner: UserWithToken) -> Project:
     slug = unique("live")
     return await projects.create_project(platform, owner.principal, slug=slug, name="Live")
-
-
-# A hand-written graphql-transport-ws client -------------------------------------------------
-
-
-async def open_socket(
-    server: RunningServer, *, origin: str | None = None, open_timeout_s: float = 5
-) -> ClientConnection:
-    return await connect(
-        server.websocket_url,
-        subprotocols=[GRAPHQL_TRANSPORT_WS],
-        origin=Origin(origin) if origin is not None else None,
-        open_timeout=open_timeout_s,
-        close_timeout=2,
-        proxy=None,
-    )
-
-
-async def send(websocket: ClientConnection, message: dict[str, Any]) -> None:
-    await websocket.send(json.dumps(message))
-
-
-async def receive(websocket: ClientConnection, timeout_s: float = 5) -> dict[str, Any]:
-    async with asyncio.timeout(timeout_s):
-        message: dict[str, Any] = json.loads(await websocket.recv())
-    return message
-
-
-async def messages_until_closed(
-    websocket: ClientConnection, timeout_s: float = 5
-) -> tuple[list[dict[str, Any]], int | None]:
-    """Every message the server sends until it closes the socket, and the close code it gave;
-    None for the code if the socket was still open after `timeout_s`."""
-    messages: list[dict[str, Any]] = []
-    try:
-        async with asyncio.timeout(timeout_s):
-            async for raw in websocket:
-                messages.append(json.loads(raw))
-    except ConnectionClosed:
-        pass
-    except TimeoutError:
-        return messages, None
-    return messages, websocket.close_code
-
-
-async def acknowledged_socket(server: RunningServer, token: str) -> ClientConnection:
-    websocket = await open_socket(server)
-    await send(
-        websocket, {"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}
-    )
-    ack = await receive(websocket)
-    assert ack["type"] == "connection_ack", ack
-    return websocket
 
 
 async def subscribe_to_audit(websocket: ClientConnection, project: Project, op_id: str) -> None:

@@ -170,6 +170,34 @@ async def test_a_claim_is_refused_while_another_worker_holds_the_job(
     assert takeover.attempt == 2
 
 
+async def test_a_job_cancelled_while_its_worker_was_dead_ends_cancelled_and_never_runs_again(
+    platform: Platform, config: Config, project_id: uuid.UUID
+) -> None:
+    ran: list[str] = []
+
+    async def handler(_: Platform, job: Job) -> None:
+        ran.append("again")
+
+    job = await submit(platform, project_id, "abandoned")
+    assert await claim_job(platform, job.id, "dead-worker", stale_after_s=30) is not None
+    async with platform.metadata.acquire() as connection:
+        await connection.execute(
+            "UPDATE jobs SET cancel_requested_at = clock_timestamp(), reason = 'cancelled by ada' "
+            "WHERE id = $1",
+            job.id,
+        )
+    # Stale now, but cancelled: no worker may take it over.
+    assert await claim_job(platform, job.id, "heir", stale_after_s=0) is None
+    await run_worker_until_idle(
+        config, {"abandoned": handler}, reconcile_at_start=True, stale_after_s=0
+    )
+
+    finished = await job_state(platform, job.id)
+    assert ran == []
+    assert finished.state is JobState.CANCELLED
+    assert finished.reason is not None and finished.reason.startswith("cancelled by ada")
+
+
 async def test_reconcile_re_enqueues_queued_jobs_after_redis_loses_its_data(
     platform: Platform, config: Config, project_id: uuid.UUID
 ) -> None:

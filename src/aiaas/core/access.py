@@ -63,6 +63,7 @@ USER_GRANTS: tuple[Grant, ...] = (
     Grant("project", "create", "Create a project, and become its owner"),
     Grant("project", "list", "List the projects they are a member of"),
     Grant("plugins", "read", "List the plugins of the platform"),
+    Grant("trainer", "list", "List the trainers and their hyperparameters"),
     Grant("node", "read", "Look an object up by id; each is then checked by its own grant"),
 )
 
@@ -71,18 +72,24 @@ PROJECT_GRANTS: dict[ProjectRole, tuple[Grant, ...]] = {
         Grant("project", "read", "Read the project"),
         Grant("member", "list", "List the project's members and their roles"),
         Grant("dataset", "read", "Read datasets, their versions, profiles and quality reports"),
-        Grant("job", "read", "Read the project's jobs"),
+        Grant("job", "read", "Read the project's jobs, their progress and metric history"),
+        Grant("model", "read", "Read registered models, their versions, metrics and aliases"),
     ),
     ProjectRole.DEVELOPER: (
         Grant("dataset", "upload", "Upload data as a new dataset or a new version of one"),
         Grant("dataset", "transform", "Clean a version into a new version"),
         Grant("dataset", "validate", "Check a version against its dataset's expectations"),
         Grant("dataset", "configure", "Set a dataset's expectations"),
+        Grant("training", "submit", "Submit training jobs"),
+        Grant("training", "cancel", "Cancel training jobs"),
+        Grant("model", "alias", "Move a model's aliases, except production"),
     ),
     ProjectRole.MAINTAINER: (
         Grant("member", "manage", "Add members, change and remove them, up to maintainer"),
         Grant("project", "archive", "Archive the project"),
         Grant("dataset", "delete", "Delete a dataset version that nothing uses"),
+        Grant("model", "promote", "Move a model's production alias"),
+        Grant("model", "configure", "Set a model's promotion gates"),
     ),
     ProjectRole.OWNER: (
         Grant("member", "manage-owners", "Make members owners, and demote or remove owners"),

@@ -228,6 +228,33 @@ class Config(BaseModel):
         0.05, gt=0, le=1.0, description="How often an idle worker polls the queue."
     )
     worker_max_jobs: int = Field(4, ge=1, description="Jobs one worker process runs at once.")
+    job_heartbeat_interval_s: float = Field(
+        10.0, gt=0, le=300, description="How often a worker renews its claim on a running job."
+    )
+    job_stale_after_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="A running job whose claim is older than this lost its worker; the "
+        "reconciler (every 15 s) hands it to another, which resumes it from its checkpoint.",
+    )
+    checkpoint_dir: Path | None = Field(
+        None,
+        description="Where training jobs keep their checkpoints; defaults to "
+        "`<data_dir>/checkpoints`. Workers that may resume each other's jobs must share it.",
+    )
+    checkpoint_every_steps: int = Field(
+        1000,
+        ge=1,
+        description="Training steps between two checkpoints of a job. A checkpoint is written "
+        "synchronously; every 1000 steps keeps its cost small even for models whose steps "
+        "take well under a millisecond.",
+    )
+    compilation_cache_dir: Path | None = Field(
+        None,
+        description="JAX's persistent compilation cache, shared by training and serving; "
+        "defaults to `<data_dir>/jax-cache`.",
+    )
 
     def __repr_args__(self) -> Any:
         # Keep passwords out of logs and tracebacks that print the config.
@@ -245,6 +272,14 @@ class Config(BaseModel):
     @property
     def resolved_artifact_dir(self) -> Path:
         return self.artifact_dir or self.data_dir / "artifacts"
+
+    @property
+    def resolved_checkpoint_dir(self) -> Path:
+        return self.checkpoint_dir or self.data_dir / "checkpoints"
+
+    @property
+    def resolved_compilation_cache_dir(self) -> Path:
+        return self.compilation_cache_dir or self.data_dir / "jax-cache"
 
     @property
     def is_dev(self) -> bool:

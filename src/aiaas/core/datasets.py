@@ -485,14 +485,20 @@ async def delete_version(
 
 
 async def version_users(connection: Any, version_id: UUID) -> list[str]:
-    """What still uses a version: jobs that have not finished, and derived versions' lineage
-    does not count (a parent may go; the child keeps its own data)."""
+    """What still uses a version: jobs that have not finished and models trained on it.
+    Derived versions' lineage does not count (a parent may go; the child keeps its own data)."""
     rows = await connection.fetch(
         "SELECT id, kind FROM jobs WHERE state IN ('QUEUED', 'RUNNING') "
         "AND payload ->> 'dataset_version_id' = $1",
         str(version_id),
     )
-    return [f"job {row['id']} ({row['kind']})" for row in rows]
+    users = [f"job {row['id']} ({row['kind']})" for row in rows]
+    models = await connection.fetch(
+        "SELECT m.name, v.number FROM model_versions v JOIN models m ON m.id = v.model_id "
+        "WHERE v.dataset_version_id = $1 ORDER BY m.name, v.number",
+        version_id,
+    )
+    return users + [f"model {row['name']} version {row['number']}" for row in models]
 
 
 async def set_expectations(

@@ -1,24 +1,14 @@
-"""Protocols of the compute plugins still to come to life: trainers and serving runtimes.
+"""Protocol of the compute plugin still to come to life: serving runtimes.
 
-Their hooks and registries exist from the start so that plugin packages can target them; each
-protocol gains its full contract with the service that drives it (training jobs, deployments).
-Until then a registered backend is listed and validated, never run. Validators have theirs in
-`aiaas.core.validation`.
+Its hook and registry exist from the start so that plugin packages can target it; the protocol
+gains its full contract with the service that drives it (deployments). Until then a registered
+runtime is listed and validated, never run. Trainers have theirs in `aiaas.core.training`,
+validators in `aiaas.core.validation`.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
-from typing import Any
-
-
-class Trainer(abc.ABC):
-    """Trains one family of models (for example a Flax NNX tabular classifier)."""
-
-    @abc.abstractmethod
-    def hyperparameter_schema(self) -> Mapping[str, Any]:
-        """JSON Schema of the hyperparameters: their types, defaults and ranges."""
 
 
 class ServingRuntime(abc.ABC):

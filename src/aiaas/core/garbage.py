@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 # Every column that refers to an artifact: (table, column, what makes the reference live).
 ARTIFACT_REFERENCES: tuple[tuple[str, str, str], ...] = (
     ("dataset_versions", "artifact_key", "deleted_at IS NULL"),
+    # Registered model versions are never deleted yet: their bundles are always live.
+    ("model_versions", "artifact_key", "true"),
 )
 
 

@@ -27,6 +27,10 @@ from arq.constants import (
     result_key_prefix,
     retry_key_prefix,
 )
+from redis.exceptions import RedisError
+
+from aiaas.core.job_events import publish_job_event
+from aiaas.core.pagination import Order, Page, fetch_page
 
 if TYPE_CHECKING:
     from aiaas.core.platform import Platform
@@ -64,6 +68,12 @@ class Job:
     reason: str | None
     claimed_by: str | None
     heartbeat_at: datetime | None
+    cancel_requested_at: datetime | None = None
+
+
+class JobCancelledError(Exception):
+    """Raised by a job handler that stopped because its job was cancelled; the job ends
+    CANCELLED with this message as its reason."""
 
 
 @dataclass(frozen=True)
@@ -82,7 +92,7 @@ class JobEvent:
 
 _COLUMNS = (
     "id, project_id, kind, state, payload, attempt, created_by, created_at, updated_at, "
-    "started_at, finished_at, reason, claimed_by, heartbeat_at"
+    "started_at, finished_at, reason, claimed_by, heartbeat_at, cancel_requested_at"
 )
 
 
@@ -138,9 +148,46 @@ async def jobs_by_ids(connection: Any, ids: list[UUID]) -> dict[UUID, Job]:
     return {row["id"]: _to_job(row) for row in rows}
 
 
+async def list_jobs(
+    connection: Any, project_id: UUID, kind: str, *, first: int | None, after: str | None
+) -> Page[Job]:
+    """A project's jobs of one kind, newest first."""
+    return await fetch_page(
+        connection,
+        query=f"SELECT {_COLUMNS} FROM jobs",
+        conditions=["project_id = $1", "kind = $2"],
+        arguments=[project_id, kind],
+        first=first,
+        after=after,
+        to_item=_to_job,
+        order=Order(newest_first=True),
+    )
+
+
 async def get_job(connection: Any, job_id: UUID) -> Job | None:
     row = await connection.fetchrow(f"SELECT {_COLUMNS} FROM jobs WHERE id = $1", job_id)
     return _to_job(row) if row is not None else None
+
+
+def state_event(job: Job) -> dict[str, Any]:
+    """A state change as the job's event stream carries it."""
+    return {
+        "type": "state",
+        "state": job.state.value,
+        "reason": job.reason,
+        "attempt": job.attempt,
+        "at": job.updated_at.isoformat(),
+    }
+
+
+async def publish_state(platform: Platform, job: Job) -> None:
+    """Tell observers and the job's live stream about a committed state change. The stream
+    is a convenience: PostgreSQL holds the state, so a Redis failure here is only logged."""
+    platform.notify_job_event(_event(job))
+    try:
+        await publish_job_event(platform.redis, job.id, state_event(job))
+    except RedisError:
+        logger.warning("job %s: could not publish its %s state", job.id, job.state.value)
 
 
 async def _change(platform: Platform, sql: str, *arguments: Any) -> Job | None:
@@ -149,8 +196,25 @@ async def _change(platform: Platform, sql: str, *arguments: Any) -> Job | None:
     if row is None:
         return None
     job = _to_job(row)
-    platform.notify_job_event(_event(job))
+    await publish_state(platform, job)
     return job
+
+
+async def cancel_queued_job(connection: Any, job_id: UUID, reason: str) -> Job | None:
+    """Cancel a job no worker has claimed, inside the caller's transaction; None if it was
+    claimed meanwhile. Publish its state after the commit."""
+    row = await connection.fetchrow(
+        f"""
+        UPDATE jobs
+        SET state = 'CANCELLED', reason = $2, cancel_requested_at = clock_timestamp(),
+            finished_at = clock_timestamp(), updated_at = clock_timestamp()
+        WHERE id = $1 AND state = 'QUEUED'
+        RETURNING {_COLUMNS}
+        """,
+        job_id,
+        reason,
+    )
+    return _to_job(row) if row is not None else None
 
 
 async def claim_job(
@@ -167,7 +231,7 @@ async def claim_job(
             started_at = coalesce(started_at, clock_timestamp())
         WHERE id = $1
           AND (state = 'QUEUED'
-               OR (state = 'RUNNING'
+               OR (state = 'RUNNING' AND cancel_requested_at IS NULL
                    AND heartbeat_at < clock_timestamp() - make_interval(secs => $3)))
         RETURNING {_COLUMNS}
         """,
@@ -200,7 +264,10 @@ async def finish_job(
         platform,
         f"""
         UPDATE jobs
-        SET state = $3, reason = $4, finished_at = clock_timestamp(),
+        SET state = $3, finished_at = clock_timestamp(),
+            -- A cancellation keeps who asked for it, and adds where the job stopped.
+            reason = CASE WHEN $3 = 'CANCELLED' AND reason IS NOT NULL
+                          THEN reason || coalesce('; ' || $4, '') ELSE $4 END,
             updated_at = clock_timestamp()
         WHERE id = $1 AND claimed_by = $2 AND state = 'RUNNING'
         RETURNING {_COLUMNS}
@@ -220,6 +287,22 @@ async def reconcile_jobs(platform: Platform, stale_after_s: float) -> list[UUID]
     arq's own bookkeeping for it is dropped, since it would hold the job back until arq's timeout,
     and the job is enqueued afresh for another worker to claim.
     """
+    # A job cancelled while its worker was dead is not run again: it ends as asked.
+    async with platform.metadata.transaction() as connection:
+        abandoned = await connection.fetch(
+            f"""
+            UPDATE jobs
+            SET state = 'CANCELLED', finished_at = clock_timestamp(),
+                updated_at = clock_timestamp(),
+                reason = coalesce(reason, 'cancelled') || '; its worker stopped before it did'
+            WHERE state = 'RUNNING' AND cancel_requested_at IS NOT NULL
+              AND heartbeat_at < clock_timestamp() - make_interval(secs => $1)
+            RETURNING {_COLUMNS}
+            """,
+            stale_after_s,
+        )
+    for row in abandoned:
+        await publish_state(platform, _to_job(row))
     async with platform.metadata.acquire() as connection:
         rows = await connection.fetch(
             """

@@ -29,10 +29,12 @@ from aiaas.core.errors import (
     SchemaOutdatedError,
 )
 from aiaas.core.events import EventHub
+from aiaas.core.job_events import JobEventRelay
 from aiaas.core.plugins import AiaasPluginManager, create_plugin_manager
 from aiaas.core.registry import Registries, load_registries
 from aiaas.core.serialization import pack, unpack
 from aiaas.core.storage import ArtifactStore, MetadataStore
+from aiaas.core.training import Trainer
 from aiaas.core.validation import Validator
 from aiaas.core.vault import Vault
 
@@ -122,8 +124,10 @@ class Platform:
         self.enforcer: PolicyEnforcer = enforcer
         self.vault = Vault(config, self.metadata, self.artifacts)
         self._validators: dict[str, Validator] = {}
+        self._trainers: dict[str, Trainer] = {}
         self._redis: ArqRedis | None = None
         self._events: EventHub | None = None
+        self._job_events: JobEventRelay | None = None
         self._started = False
 
     def validator(self, name: str) -> Validator:
@@ -131,6 +135,12 @@ class Platform:
         if name not in self._validators:
             self._validators[name] = self.registries.validators.get(name).factory(self.config)
         return self._validators[name]
+
+    def trainer(self, name: str) -> Trainer:
+        """The trainer registered under `name`, built on first use."""
+        if name not in self._trainers:
+            self._trainers[name] = self.registries.trainers.get(name).factory(self.config)
+        return self._trainers[name]
 
     @property
     def redis(self) -> ArqRedis:
@@ -160,9 +170,11 @@ class Platform:
             if with_redis:
                 self._redis = await connect_redis(self.config)
                 self._events = EventHub(self._redis)
+                self._job_events = JobEventRelay(self._redis)
             await self.enforcer.start(self.metadata)
         except BaseException:
             self._events = None
+            self._job_events = None
             if self._redis is not None:
                 await self._redis.aclose()
                 self._redis = None
@@ -179,6 +191,9 @@ class Platform:
         if self._events is not None:
             await self._events.close()
             self._events = None
+        if self._job_events is not None:
+            await self._job_events.close()
+            self._job_events = None
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None
@@ -283,6 +298,13 @@ class Platform:
         if self._events is None:
             raise RedisUnavailableError("the platform has not connected to Redis")
         return self._events
+
+    @property
+    def job_events(self) -> JobEventRelay:
+        """This process's relay of jobs' live event streams to their subscribers."""
+        if self._job_events is None:
+            raise RedisUnavailableError("the platform has not connected to Redis")
+        return self._job_events
 
     def notify_job_event(self, event: JobEvent) -> None:
         for _ in self.plugins.call_each("aiaas_job_event", event=event):

@@ -32,6 +32,8 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "aiaas.plugins.token_auth",
     "aiaas.plugins.casbin_policy",
     "aiaas.plugins.quality_validators",
+    "aiaas.plugins.promotion_gates",
+    "aiaas.plugins.flax_trainers",
 )
 """The built-in plugins, as module names. Each is registered under its module name."""
 

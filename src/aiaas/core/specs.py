@@ -13,8 +13,9 @@ from typing import Generic, TypeVar
 
 from aiaas.core.auth import Authenticator
 from aiaas.core.config import Config
-from aiaas.core.extensions import ServingRuntime, Trainer
+from aiaas.core.extensions import ServingRuntime
 from aiaas.core.storage import ArtifactStore, MetadataStore
+from aiaas.core.training import Trainer
 from aiaas.core.validation import Validator
 
 BackendT = TypeVar("BackendT")

@@ -14,6 +14,13 @@ from strawberry.dataloader import DataLoader
 from aiaas.core.datasets import datasets_by_ids, versions_by_ids
 from aiaas.core.identity import users_by_ids
 from aiaas.core.jobs import jobs_by_ids
+from aiaas.core.metric_history import latest_metrics, metric_keys
+from aiaas.core.models import (
+    aliases_by_models,
+    model_versions_by_ids,
+    model_versions_by_jobs,
+    models_by_ids,
+)
 from aiaas.core.platform import Platform
 from aiaas.core.projects import projects_by_ids, projects_by_slugs
 from aiaas.core.quality import latest_reports
@@ -46,4 +53,10 @@ def make_loaders(platform: Platform) -> dict[str, DataLoader[Any, Any]]:
         "dataset_version": loader_by_key(platform, versions_by_ids),
         "job": loader_by_key(platform, jobs_by_ids),
         "latest_quality_report": loader_by_key(platform, latest_reports),
+        "model": loader_by_key(platform, models_by_ids),
+        "model_version": loader_by_key(platform, model_versions_by_ids),
+        "model_version_by_job": loader_by_key(platform, model_versions_by_jobs),
+        "model_aliases": loader_by_key(platform, aliases_by_models),
+        "metric_keys": loader_by_key(platform, metric_keys),
+        "latest_metrics": loader_by_key(platform, latest_metrics),
     }

@@ -11,13 +11,16 @@ from strawberry.types import Info
 
 from aiaas.core import identity
 from aiaas.core.errors import NotFoundError, PermissionDeniedError
+from aiaas.core.training_jobs import TRAINING_JOB
 from aiaas.graphql.context import RequestContext
 from aiaas.graphql.datasets.types import Dataset, DatasetVersion
 from aiaas.graphql.identity.types import ApiToken, User
 from aiaas.graphql.jobs.types import Job
+from aiaas.graphql.models.types import Model, ModelVersion
 from aiaas.graphql.permissions import authorize_in_project, requires
 from aiaas.graphql.projects.types import Project
 from aiaas.graphql.relay import Node, from_global_id
+from aiaas.graphql.training.types import TrainingJob
 
 
 async def _project(context: RequestContext, project_id: UUID) -> Node | None:
@@ -59,6 +62,15 @@ def _owned(loader: str, resource: str, present: Callable[[Any], Node]) -> NodeFe
 
 NodeFetcher = Callable[[RequestContext, UUID], Awaitable[Node | None]]
 
+
+async def _training_job(context: RequestContext, job_id: UUID) -> Node | None:
+    found = await context.loader("job").load(job_id)
+    if found is None or found.kind != TRAINING_JOB:
+        return None
+    await authorize_in_project(context, found.project_id, "job", "read")
+    return TrainingJob.from_domain(found)
+
+
 # How each node type is fetched, and checked: not being allowed to see it reads as null.
 _NODE_TYPES: dict[str, NodeFetcher] = {
     "Project": _project,
@@ -67,6 +79,9 @@ _NODE_TYPES: dict[str, NodeFetcher] = {
     "Dataset": _owned("dataset", "dataset", Dataset.from_domain),
     "DatasetVersion": _owned("dataset_version", "dataset", DatasetVersion.from_domain),
     "Job": _owned("job", "job", Job.from_domain),
+    "TrainingJob": _training_job,
+    "Model": _owned("model", "model", Model.from_domain),
+    "ModelVersion": _owned("model_version", "model", ModelVersion.from_domain),
 }
 
 

@@ -180,24 +180,28 @@ OWNED_TYPES = {
     "Dataset": "dataset",
     "DatasetVersion": "dataset_version",
     "Job": "job",
+    "TrainingJob": "job",
+    "Model": "model",
+    "ModelVersion": "model_version",
 }
 
 
 def project_by_global_id(
-    argument: str = "id", *, within: str | None = None, of: str = "Project"
+    argument: str = "id", *, within: str | None = None, of: str | tuple[str, ...] = "Project"
 ) -> ProjectLocator:
-    """The project of the object of type `of` that a global id names, given directly or as a
-    field of an input object (`within` names the input argument)."""
+    """The project of the object of type `of` (or one of the types) that a global id names,
+    given directly or as a field of an input object (`within` names the input argument)."""
+    accepted = (of,) if isinstance(of, str) else of
 
     async def locate(context: RequestContext, source: Any, kwargs: dict[str, Any]) -> UUID | None:
         value = getattr(kwargs[within], argument) if within else kwargs[argument]
         type_name, object_id = from_global_id(value)
-        if type_name != of:
+        if type_name not in accepted:
             return None
-        found = await context.loader(OWNED_TYPES[of]).load(object_id)
+        found = await context.loader(OWNED_TYPES[type_name]).load(object_id)
         if found is None:
             return None
-        project_id: UUID = found.id if of == "Project" else found.project_id
+        project_id: UUID = found.id if type_name == "Project" else found.project_id
         return project_id
 
     return locate

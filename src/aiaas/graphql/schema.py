@@ -30,19 +30,37 @@ from aiaas.graphql.identity.mutations import IdentityMutation
 from aiaas.graphql.identity.queries import IdentityQuery
 from aiaas.graphql.identity.types import ApiToken, User, Viewer
 from aiaas.graphql.jobs.types import Job
+from aiaas.graphql.models.mutations import ModelMutation
+from aiaas.graphql.models.types import Model, ModelVersion
 from aiaas.graphql.node import NodeQuery
 from aiaas.graphql.permissions import root_field_policies
 from aiaas.graphql.projects.mutations import ProjectMutation
 from aiaas.graphql.projects.queries import ProjectQuery
 from aiaas.graphql.projects.types import Project
 from aiaas.graphql.system.queries import SystemQuery
+from aiaas.graphql.training.mutations import TrainingMutation
+from aiaas.graphql.training.queries import TrainingQuery
+from aiaas.graphql.training.subscriptions import TrainingSubscription
+from aiaas.graphql.training.types import TrainingJob
 from graphql import GraphQLError
 
 logger = logging.getLogger(__name__)
 
-BUILTIN_QUERIES: tuple[type, ...] = (SystemQuery, IdentityQuery, ProjectQuery, NodeQuery)
-BUILTIN_MUTATIONS: tuple[type, ...] = (IdentityMutation, ProjectMutation, DatasetMutation)
-BUILTIN_SUBSCRIPTIONS: tuple[type, ...] = (AuditSubscription,)
+BUILTIN_QUERIES: tuple[type, ...] = (
+    SystemQuery,
+    IdentityQuery,
+    ProjectQuery,
+    NodeQuery,
+    TrainingQuery,
+)
+BUILTIN_MUTATIONS: tuple[type, ...] = (
+    IdentityMutation,
+    ProjectMutation,
+    DatasetMutation,
+    TrainingMutation,
+    ModelMutation,
+)
+BUILTIN_SUBSCRIPTIONS: tuple[type, ...] = (AuditSubscription, TrainingSubscription)
 
 
 def is_expected(error: GraphQLError) -> bool:
@@ -142,6 +160,9 @@ def build_schema(platform: Platform) -> strawberry.Schema:
             Dataset,
             DatasetVersion,
             Job,
+            TrainingJob,
+            Model,
+            ModelVersion,
             InvalidInputError,
             NotFoundError,
             ConflictError,

@@ -12,6 +12,7 @@ from uuid import UUID
 from aiaas.core.garbage import collect_garbage
 from aiaas.core.jobs import (
     Job,
+    JobCancelledError,
     JobState,
     claim_job,
     finish_job,
@@ -25,15 +26,16 @@ logger = logging.getLogger(__name__)
 JobHandler = Callable[[Platform, Job], Awaitable[str | None]]
 """Runs one job of a kind; returns an optional note stored as the job's reason."""
 
-HEARTBEAT_INTERVAL_S = 10.0
-STALE_AFTER_S = 30.0
-"""A RUNNING job whose heartbeat is older than this belonged to a dead worker."""
-
 
 async def _keep_claim(platform: Platform, job_id: UUID, worker_id: str, interval: float) -> None:
     while True:
         await asyncio.sleep(interval)
-        if not await renew_heartbeat(platform, job_id, worker_id):
+        try:
+            renewed = await renew_heartbeat(platform, job_id, worker_id)
+        except Exception:  # a passing database failure: the next beat may get through
+            logger.warning("job %s: could not renew its heartbeat", job_id, exc_info=True)
+            continue
+        if not renewed:
             logger.warning("job %s: claim lost; its outcome will not be recorded here", job_id)
             return
 
@@ -56,6 +58,9 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> dict[str, Any]:
     )
     try:
         note = await handler(platform, job)
+    except JobCancelledError as exc:
+        await finish_job(platform, job.id, worker_id, JobState.CANCELLED, str(exc) or None)
+        return {"job_id": job_id, "ran": True, "state": JobState.CANCELLED.value}
     except Exception as exc:
         logger.exception("job %s (%s) failed", job.id, job.kind)
         await finish_job(platform, job.id, worker_id, JobState.FAILED, str(exc) or repr(exc))

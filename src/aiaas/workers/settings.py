@@ -19,8 +19,6 @@ from aiaas.core.plugins import AiaasPluginManager
 from aiaas.core.serialization import pack, unpack
 from aiaas.workers.handlers import JOB_HANDLERS
 from aiaas.workers.jobs import (
-    HEARTBEAT_INTERVAL_S,
-    STALE_AFTER_S,
     JobHandler,
     collect_garbage_job,
     reconcile,
@@ -31,12 +29,24 @@ RECONCILE_EVERY_S = 15
 JOB_TIMEOUT_S = 24 * 3600
 
 
+def use_compilation_cache(config: Config) -> None:
+    """Keep XLA compilations across runs and workers: a resumed or repeated job skips the
+    compile. An operator's own JAX_COMPILATION_CACHE_DIR wins."""
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return
+    import jax
+
+    cache_dir = str(config.resolved_compilation_cache_dir)
+    jax.config.update("jax_compilation_cache_dir", cache_dir)  # type: ignore[no-untyped-call]
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)  # type: ignore[no-untyped-call]
+
+
 def worker_settings(
     config: Config,
     *,
     job_handlers: Mapping[str, JobHandler] | None = None,
-    heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S,
-    stale_after_s: float = STALE_AFTER_S,
+    heartbeat_interval_s: float | None = None,
+    stale_after_s: float | None = None,
     plugin_manager: AiaasPluginManager | None = None,
 ) -> dict[str, Any]:
     """Keyword arguments for `arq.worker.Worker`. Without `plugin_manager` the worker loads
@@ -47,14 +57,19 @@ def worker_settings(
         raise ConfigError("redis_url (AIAAS_REDIS_URL) is not set")
 
     async def on_startup(ctx: dict[str, Any]) -> None:
+        use_compilation_cache(config)
         platform = Platform(config, plugin_manager)
         await platform.start()
         ctx.update(
             platform=platform,
             job_handlers=dict(JOB_HANDLERS if job_handlers is None else job_handlers),
             worker_id=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
-            heartbeat_interval_s=heartbeat_interval_s,
-            stale_after_s=stale_after_s,
+            heartbeat_interval_s=(
+                config.job_heartbeat_interval_s
+                if heartbeat_interval_s is None
+                else heartbeat_interval_s
+            ),
+            stale_after_s=config.job_stale_after_s if stale_after_s is None else stale_after_s,
         )
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:

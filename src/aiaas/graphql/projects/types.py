@@ -10,14 +10,25 @@ from strawberry.types import Info
 
 from aiaas.core import audit, members, projects
 from aiaas.core import datasets as core_datasets
+from aiaas.core import jobs as core_jobs
+from aiaas.core import models as core_models
 from aiaas.core.access import ProjectRole as CoreProjectRole
 from aiaas.core.pagination import DEFAULT_PAGE_SIZE
+from aiaas.core.training_jobs import TRAINING_JOB, compare_jobs
 from aiaas.graphql.context import RequestContext
 from aiaas.graphql.datasets.types import Dataset
 from aiaas.graphql.errors import ConflictError, InvalidInputError, NotFoundError
 from aiaas.graphql.identity.types import User
+from aiaas.graphql.models.types import Model
 from aiaas.graphql.permissions import project_of_source, requires_in_project
-from aiaas.graphql.relay import Connection, Node, connection_from_page, to_global_id
+from aiaas.graphql.relay import (
+    Connection,
+    Node,
+    connection_from_page,
+    from_global_id,
+    to_global_id,
+)
+from aiaas.graphql.training.types import TrainingJob, TrainingJobComparison
 
 ProjectRole = strawberry.enum(
     CoreProjectRole,
@@ -152,6 +163,56 @@ class Project(Node):
         async with info.context.platform.metadata.acquire() as connection:
             found = await core_datasets.dataset_by_name(connection, self.project_uuid, name)
         return Dataset.from_domain(found) if found is not None else None
+
+    @strawberry.field(
+        extensions=requires_in_project("job", "read", project_of_source),
+        description="The project's training jobs, newest first.",
+    )
+    async def training_jobs(
+        self, info: Info, first: int = DEFAULT_PAGE_SIZE, after: str | None = None
+    ) -> Connection[TrainingJob]:
+        async with info.context.platform.metadata.acquire() as connection:
+            page = await core_jobs.list_jobs(
+                connection, self.project_uuid, TRAINING_JOB, first=first, after=after
+            )
+        return connection_from_page(page, TrainingJob.from_domain)
+
+    @strawberry.field(
+        extensions=requires_in_project("job", "read", project_of_source),
+        description="Training jobs of this project side by side (at most 20): their "
+        "hyperparameters and final metrics.",
+    )
+    async def compare_training_jobs(
+        self, info: Info, ids: list[strawberry.ID]
+    ) -> TrainingJobComparison:
+        job_ids = [from_global_id(job_id)[1] for job_id in ids]
+        async with info.context.platform.metadata.acquire() as connection:
+            rows = await compare_jobs(connection, self.project_uuid, job_ids)
+        return TrainingJobComparison(
+            jobs=[TrainingJob.from_domain(row.job) for row in rows],
+            hyperparameter_names=sorted({k for row in rows for k in row.hyperparameters}),
+            metric_names=sorted({k for row in rows for k in row.final_metrics}),
+            rows=cast(JSON, [row.as_json() for row in rows]),
+        )
+
+    @strawberry.field(extensions=requires_in_project("model", "read", project_of_source))
+    async def models(
+        self, info: Info, first: int = DEFAULT_PAGE_SIZE, after: str | None = None
+    ) -> Connection[Model]:
+        async with info.context.platform.metadata.acquire() as connection:
+            page = await core_models.list_models(
+                connection, self.project_uuid, first=first, after=after
+            )
+        return connection_from_page(page, Model.from_domain)
+
+    @strawberry.field(
+        extensions=requires_in_project("model", "read", project_of_source),
+        description="A registered model by name.",
+    )
+    async def model(self, info: Info, name: str) -> Model | None:
+        async with info.context.platform.metadata.acquire() as connection:
+            found = await core_models.model_by_name(connection, self.project_uuid, name)
+        return Model.from_domain(found) if found is not None else None
 
     @classmethod
     def from_domain(cls, project: projects.Project) -> Project:

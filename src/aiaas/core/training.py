@@ -1,0 +1,254 @@
+"""The trainer protocol: what a trainer plugin implements, and what the platform hands it.
+
+A trainer is a family of models (`tabular-classifier`, ...). The platform vets a submission
+against the trainer's typed hyperparameters and its idea of a usable target, then, in a worker
+thread, calls `Trainer.fit` with the dataset version's table. `fit` reports progress through a
+`TrainingReporter`, writes checkpoints into the directory it is given, resumes from the latest
+complete one when there is one, and returns a `TrainedModel`: a self-contained bundle of weights
+and preprocessing (msgpack, never pickle), its input/output signature and its evaluation metrics
+on the held-out split.
+
+Nothing here imports JAX: the API process vets submissions without loading a compute stack.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import pyarrow as pa
+
+Task = Literal["classification", "regression"]
+ParameterType = Literal["int", "float", "bool", "str"]
+
+
+class TrainingCancelled(Exception):  # noqa: N818 - a signal, not a failure
+    """Raised by `fit` when the reporter says to stop; the job ends CANCELLED."""
+
+
+class TrainingDiverged(Exception):  # noqa: N818 - named after what happened
+    """Raised by `fit` when the loss stops being finite; the job ends FAILED with this message
+    and the last complete checkpoint is kept."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class HyperParameter:
+    """One typed hyperparameter. `minimum`/`maximum` bound numbers (inclusive); `choices`
+    restricts strings."""
+
+    name: str
+    type: ParameterType
+    default: Any
+    description: str = ""
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] = ()
+
+    def problem(self, value: Any) -> str | None:
+        """Why `value` is not acceptable, or None."""
+        if self.type == "bool":
+            return None if isinstance(value, bool) else "must be true or false"
+        if self.type == "str":
+            if not isinstance(value, str):
+                return "must be a string"
+            if self.choices and value not in self.choices:
+                return f"must be one of {', '.join(self.choices)}"
+            return None
+        return self._number_problem(value)
+
+    def _number_problem(self, value: Any) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return f"must be {'an integer' if self.type == 'int' else 'a number'}"
+        if not math.isfinite(value):
+            return "must be finite"
+        if self.type == "int" and not float(value).is_integer():
+            return "must be an integer"
+        if self.minimum is not None and value < self.minimum:
+            return f"must be at least {self.minimum:g}"
+        if self.maximum is not None and value > self.maximum:
+            return f"must be at most {self.maximum:g}"
+        return None
+
+    def coerce(self, value: Any) -> Any:
+        if self.type == "int":
+            return int(value)
+        if self.type == "float":
+            return float(value)
+        return value
+
+    def json_schema(self) -> dict[str, Any]:
+        schema: dict[str, Any] = {
+            "type": {"int": "integer", "float": "number", "bool": "boolean", "str": "string"}[
+                self.type
+            ],
+            "default": self.default,
+        }
+        if self.description:
+            schema["description"] = self.description
+        if self.minimum is not None:
+            schema["minimum"] = self.minimum
+        if self.maximum is not None:
+            schema["maximum"] = self.maximum
+        if self.choices:
+            schema["enum"] = list(self.choices)
+        return schema
+
+
+def vet_hyperparameters(
+    parameters: Sequence[HyperParameter], given: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The full set of values (defaults filled in, types coerced) and the problems, by name."""
+    known = {parameter.name: parameter for parameter in parameters}
+    problems = {
+        name: f"unknown hyperparameter; known: {', '.join(sorted(known))}"
+        for name in given
+        if name not in known
+    }
+    values: dict[str, Any] = {}
+    for name, parameter in known.items():
+        value = given.get(name, parameter.default)
+        problem = parameter.problem(value)
+        if problem is not None:
+            problems[name] = problem
+        else:
+            values[name] = parameter.coerce(value)
+    return values, problems
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingRun:
+    """Everything `fit` needs. The table holds only the feature columns and the target."""
+
+    table: pa.Table
+    target: str
+    features: tuple[str, ...]
+    hyperparameters: Mapping[str, Any]
+    validation_fraction: float
+    seed: int
+    checkpoint_dir: Path
+    """Owned by this job. `fit` writes checkpoints there and resumes from the latest complete
+    one it finds."""
+    checkpoint_every_steps: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Progress:
+    step: int
+    total_steps: int
+    epoch: int
+    metrics: Mapping[str, float]
+    """Training metrics of this step, `loss` at least."""
+    examples_per_s: float
+    eta_s: float
+
+
+class TrainingReporter(abc.ABC):
+    """How `fit` talks to the platform. Called from the training thread."""
+
+    @abc.abstractmethod
+    def resumed(self, step: int) -> None:
+        """`fit` restored a checkpoint of `step` (0 when it starts afresh); progress after that
+        step will be reported again."""
+
+    @abc.abstractmethod
+    def progress(self, progress: Progress) -> None:
+        """One step's progress. Must be cheap: it runs on the training thread."""
+
+    @abc.abstractmethod
+    def checkpointed(self, step: int) -> None:
+        """A checkpoint of `step` is complete."""
+
+    @abc.abstractmethod
+    def should_stop(self) -> bool:
+        """True once the job is cancelled; `fit` then raises `TrainingCancelled` at the next
+        step boundary."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class TensorSpec:
+    name: str
+    dtype: str
+    """numpy dtype name: `float32`, `int32`, `str`..."""
+    shape: tuple[int, ...]
+    """-1 for the batch dimension and any other free one."""
+
+    def as_json(self) -> dict[str, Any]:
+        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelSignature:
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "inputs": [spec.as_json() for spec in self.inputs],
+            "outputs": [spec.as_json() for spec in self.outputs],
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainedModel:
+    format: str
+    """What a serving runtime must understand to load `bundle`, e.g. `flax-nnx`."""
+    bundle: bytes
+    """Weights and everything needed to predict (preprocessing, labels), self-contained."""
+    signature: ModelSignature
+    metrics: Mapping[str, Any]
+    """Evaluation on the held-out split: numbers, and lists for a confusion matrix."""
+    steps: int
+
+
+class Trainer(abc.ABC):
+    """Trains one family of models (for example a Flax NNX tabular classifier)."""
+
+    task: Task
+
+    @abc.abstractmethod
+    def hyperparameters(self) -> Sequence[HyperParameter]:
+        """The typed hyperparameters, with their defaults and ranges."""
+
+    def hyperparameter_schema(self) -> Mapping[str, Any]:
+        """JSON Schema of the hyperparameters."""
+        return {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {p.name: p.json_schema() for p in self.hyperparameters()},
+        }
+
+    @abc.abstractmethod
+    def target_problem(self, column_type: str) -> str | None:
+        """Why a target column of this type (`int64`, `float64`, `string`, `bool`...) cannot be
+        trained on, or None."""
+
+    @abc.abstractmethod
+    def feature_problems(
+        self, columns: Mapping[str, str], hyperparameters: Mapping[str, Any]
+    ) -> dict[str, str]:
+        """Problems with the feature columns (name → type), by column; empty when usable."""
+
+    @abc.abstractmethod
+    def fit(self, run: TrainingRun, reporter: TrainingReporter) -> TrainedModel:
+        """Train, evaluate on the held-out split, and return the model. Runs in a worker thread,
+        never on the event loop. Raises `TrainingCancelled`, `TrainingDiverged`, or `ValueError`
+        with a message for the user (an empty training split, say)."""
+
+
+@dataclass(frozen=True)
+class SplitSizes:
+    train: int
+    validation: int = field(default=0)
+
+
+def split_sizes(row_count: int, validation_fraction: float) -> SplitSizes:
+    """Rows in each split. Every trainer splits the same way, so the API can refuse an empty
+    training split before a job exists."""
+    validation = round(row_count * validation_fraction)
+    if validation_fraction > 0 and row_count >= 2:
+        validation = max(1, validation)
+    return SplitSizes(train=row_count - validation, validation=validation)

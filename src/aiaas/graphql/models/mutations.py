@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+from uuid import UUID
+
+import strawberry
+from strawberry.scalars import JSON
+from strawberry.types import Info
+
+from aiaas.core import models
+from aiaas.core.audit import record_outside_change
+from aiaas.core.errors import PermissionDeniedError
+from aiaas.graphql.context import RequestContext
+from aiaas.graphql.errors import expected
+from aiaas.graphql.models.types import (
+    Model,
+    ModelAlias,
+    ModelVersion,
+    SetModelAliasInput,
+    SetModelAliasResult,
+    SetModelAliasSuccess,
+    SetPromotionGatesResult,
+    SetPromotionGatesSuccess,
+)
+from aiaas.graphql.permissions import (
+    authorize_in_project,
+    project_by_global_id,
+    requires_in_project,
+)
+from aiaas.graphql.relay import from_global_id
+
+
+async def _require_promote(context: RequestContext, version_id: UUID) -> None:
+    """Production needs more than the field's own grant; a refusal is audited as the field's
+    own refusals are."""
+    version = await context.loader("model_version").load(version_id)
+    if version is None:
+        return  # the service answers "not found"
+    try:
+        await authorize_in_project(context, version.project_id, "model", "promote")
+    except PermissionDeniedError as exc:
+        await record_outside_change(
+            context.platform,
+            actor=context.principal,
+            action="graphql.setModelAlias",
+            outcome="denied",
+            request_id=context.request_id,
+            project_id=version.project_id,
+            details={"resource": "model", "action": "promote", "code": exc.code},
+        )
+        raise
+
+
+@strawberry.type
+class ModelMutation:
+    @strawberry.mutation(
+        extensions=requires_in_project(
+            "model", "alias", project_by_global_id("version", within="input", of="ModelVersion")
+        ),
+        description="Point an alias of a model at one of its versions, once the model's "
+        "promotion gates for that alias pass. Moving `production` needs maintainer.",
+    )
+    async def set_model_alias(self, info: Info, input: SetModelAliasInput) -> SetModelAliasResult:
+        context: RequestContext = info.context
+        _, version_id = from_global_id(input.version)
+
+        async def move() -> SetModelAliasSuccess:
+            if input.alias == models.PROTECTED_ALIAS:
+                await _require_promote(context, version_id)
+            alias, version = await models.set_model_alias(
+                context.platform,
+                context.require_principal(),
+                version_id,
+                input.alias,
+                request_id=context.request_id,
+            )
+            return SetModelAliasSuccess(
+                alias=ModelAlias.from_domain(alias), version=ModelVersion.from_domain(version)
+            )
+
+        return await expected(move)
+
+    @strawberry.mutation(
+        extensions=requires_in_project(
+            "model", "configure", project_by_global_id("model", of="Model")
+        ),
+        description="Set the checks a version must pass before an alias moves to it, e.g. "
+        '[{"kind": "metric_threshold", "metric": "f1", "min": 0.8}].',
+    )
+    async def set_model_promotion_gates(
+        self, info: Info, model: strawberry.ID, gates: JSON
+    ) -> SetPromotionGatesResult:
+        context: RequestContext = info.context
+        _, model_id = from_global_id(model)
+
+        async def configure() -> SetPromotionGatesSuccess:
+            updated = await models.set_promotion_gates(
+                context.platform,
+                context.require_principal(),
+                model_id,
+                gates,
+                request_id=context.request_id,
+            )
+            return SetPromotionGatesSuccess(model=Model.from_domain(updated))
+
+        return await expected(configure)

@@ -1,0 +1,166 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
+from uuid import UUID
+
+import strawberry
+from strawberry.scalars import JSON
+from strawberry.types import Info
+
+from aiaas.core import models
+from aiaas.core.pagination import DEFAULT_PAGE_SIZE
+from aiaas.graphql.datasets.types import DatasetVersion, as_json
+from aiaas.graphql.errors import ConflictError, InvalidInputError, NotFoundError
+from aiaas.graphql.relay import Connection, Node, connection_from_page, to_global_id
+
+if TYPE_CHECKING:
+    from aiaas.graphql.training.types import TrainingJob
+
+
+@strawberry.type(description="A movable name (`staging`, `production`...) for a model version.")
+class ModelAlias:
+    alias: str
+    updated_at: datetime
+    version_uuid: strawberry.Private[UUID]
+
+    @strawberry.field
+    async def version(self, info: Info) -> ModelVersion:
+        found = await info.context.loader("model_version").load(self.version_uuid)
+        return ModelVersion.from_domain(found)
+
+    @classmethod
+    def from_domain(cls, alias: models.ModelAlias) -> ModelAlias:
+        return cls(alias=alias.alias, updated_at=alias.updated_at, version_uuid=alias.version_id)
+
+
+@strawberry.type(description="An immutable trained model: weights, signature, metrics, lineage.")
+class ModelVersion(Node):
+    number: int
+    trainer: str
+    format: str = strawberry.field(description="What a serving runtime must load, e.g. flax-nnx.")
+    size_bytes: int
+    signature: JSON = strawberry.field(description="Inputs and outputs: names, dtypes, shapes.")
+    metrics: JSON = strawberry.field(description="Evaluation on the held-out split.")
+    hyperparameters: JSON
+    created_at: datetime
+    model_uuid: strawberry.Private[UUID]
+    job_uuid: strawberry.Private[UUID]
+    dataset_version_uuid: strawberry.Private[UUID]
+    version_uuid: strawberry.Private[UUID]
+    project_uuid: strawberry.Private[UUID]
+
+    @strawberry.field
+    async def model(self, info: Info) -> Model:
+        found = await info.context.loader("model").load(self.model_uuid)
+        return Model.from_domain(found)
+
+    @strawberry.field(description="The training job that produced it.")
+    async def job(
+        self, info: Info
+    ) -> Annotated[TrainingJob, strawberry.lazy("aiaas.graphql.training.types")]:
+        from aiaas.graphql.training.types import TrainingJob
+
+        found = await info.context.loader("job").load(self.job_uuid)
+        return TrainingJob.from_domain(found)
+
+    @strawberry.field(description="The dataset version it was trained on.")
+    async def dataset_version(self, info: Info) -> DatasetVersion:
+        found = await info.context.loader("dataset_version").load(self.dataset_version_uuid)
+        return DatasetVersion.from_domain(found)
+
+    @strawberry.field(description="The aliases pointing at it.")
+    async def aliases(self, info: Info) -> list[str]:
+        found = await info.context.loader("model_aliases").load(self.model_uuid)
+        return [alias.alias for alias in found or [] if alias.version_id == self.version_uuid]
+
+    @classmethod
+    def from_domain(cls, version: models.ModelVersion) -> ModelVersion:
+        return cls(
+            id=to_global_id("ModelVersion", version.id),
+            number=version.number,
+            trainer=version.trainer,
+            format=version.format,
+            size_bytes=version.size_bytes,
+            signature=as_json(version.signature),
+            metrics=as_json(version.metrics),
+            hyperparameters=as_json(version.hyperparameters),
+            created_at=version.created_at,
+            model_uuid=version.model_id,
+            job_uuid=version.job_id,
+            dataset_version_uuid=version.dataset_version_id,
+            version_uuid=version.id,
+            project_uuid=version.project_id,
+        )
+
+
+@strawberry.type(description="A registered model: its versions, and the aliases that pick one.")
+class Model(Node):
+    name: str
+    description: str
+    promotion_gates: JSON = strawberry.field(
+        description="Checks a version must pass before an alias moves to it."
+    )
+    created_at: datetime
+    model_uuid: strawberry.Private[UUID]
+    project_uuid: strawberry.Private[UUID]
+
+    @strawberry.field
+    async def versions(
+        self, info: Info, first: int = DEFAULT_PAGE_SIZE, after: str | None = None
+    ) -> Connection[ModelVersion]:
+        async with info.context.platform.metadata.acquire() as connection:
+            page = await models.list_model_versions(
+                connection, self.model_uuid, first=first, after=after
+            )
+        return connection_from_page(page, ModelVersion.from_domain)
+
+    @strawberry.field
+    async def aliases(self, info: Info) -> list[ModelAlias]:
+        found = await info.context.loader("model_aliases").load(self.model_uuid)
+        return [ModelAlias.from_domain(alias) for alias in found or []]
+
+    @strawberry.field(description="The version an alias points at.")
+    async def version_by_alias(self, info: Info, alias: str) -> ModelVersion | None:
+        async with info.context.platform.metadata.acquire() as connection:
+            found = await models.resolve_alias(connection, self.model_uuid, alias)
+        return ModelVersion.from_domain(found) if found is not None else None
+
+    @classmethod
+    def from_domain(cls, model: models.Model) -> Model:
+        return cls(
+            id=to_global_id("Model", model.id),
+            name=model.name,
+            description=model.description,
+            promotion_gates=as_json(model.promotion_gates),
+            created_at=model.created_at,
+            model_uuid=model.id,
+            project_uuid=model.project_id,
+        )
+
+
+@strawberry.input
+class SetModelAliasInput:
+    version: strawberry.ID = strawberry.field(description="The ModelVersion the alias moves to.")
+    alias: str = strawberry.field(description="e.g. staging or production (maintainers).")
+
+
+@strawberry.type
+class SetModelAliasSuccess:
+    alias: ModelAlias
+    version: ModelVersion
+
+
+@strawberry.type
+class SetPromotionGatesSuccess:
+    model: Model
+
+
+SetModelAliasResult = Annotated[
+    SetModelAliasSuccess | InvalidInputError | NotFoundError | ConflictError,
+    strawberry.union("SetModelAliasResult"),
+]
+SetPromotionGatesResult = Annotated[
+    SetPromotionGatesSuccess | InvalidInputError | NotFoundError | ConflictError,
+    strawberry.union("SetPromotionGatesResult"),
+]

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator
+
+import strawberry
+from strawberry.types import Info
+
+from aiaas.core.job_events import is_terminal_event, parse_cursor
+from aiaas.core.jobs import TERMINAL_STATES, state_event
+from aiaas.graphql.context import RequestContext
+from aiaas.graphql.permissions import (
+    authorize_in_project,
+    project_by_global_id,
+    requires_in_project,
+)
+from aiaas.graphql.relay import from_global_id
+from aiaas.graphql.training.types import JobEvent
+
+REAUTHORIZE_EVERY_S = 1.0
+
+
+@strawberry.type
+class TrainingSubscription:
+    @strawberry.subscription(
+        extensions=requires_in_project(
+            "job", "read", project_by_global_id("job_id", of=("TrainingJob", "Job"))
+        ),
+        description="A job's events: first every one after the cursor `after` (all of them "
+        "without it), then live ones as they happen, until the job ends. Pass the last "
+        "cursor seen to resume without a gap after a reconnection.",
+    )
+    async def job_events(
+        self, info: Info, job_id: strawberry.ID, after: str | None = None
+    ) -> AsyncGenerator[JobEvent, None]:
+        context: RequestContext = info.context
+        _, job_uuid = from_global_id(job_id)
+        cursor = parse_cursor(after)
+        job = await context.loader("job").load(job_uuid)
+        if job.state in TERMINAL_STATES:
+            # Its stream may have expired, or Redis lost it: what is left of it, then the end
+            # as PostgreSQL knows it.
+            ended = False
+            async for stream_cursor, event in context.platform.job_events.history(job_uuid, cursor):
+                ended = ended or is_terminal_event(event)
+                yield JobEvent.from_stream(stream_cursor, event)
+            if not ended:
+                yield JobEvent.from_stream(cursor, state_event(job))
+            return
+        checked_at = time.monotonic()
+        async for stream_cursor, event in context.platform.job_events.subscribe(job_uuid, cursor):
+            # Checked again while the subscription lasts: a member removed from the project
+            # stops hearing its jobs within a second. Not for every event: a hundred people
+            # watching a job would make it most of the work.
+            if time.monotonic() - checked_at >= REAUTHORIZE_EVERY_S:
+                await authorize_in_project(context, job.project_id, "job", "read")
+                checked_at = time.monotonic()
+            yield JobEvent.from_stream(stream_cursor, event)

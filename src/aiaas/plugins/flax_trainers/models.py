@@ -1,0 +1,145 @@
+"""The Flax NNX models of the built-in trainers.
+
+Each model is built from an `architecture` mapping of plain values (stored in the bundle), so a
+serving process can rebuild the same module graph and pour the saved parameters into it. Every
+model takes one array, `inputs`, and returns unnormalized outputs: logits for a classifier, a
+standardized value for a regressor.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+
+class MultilayerPerceptron(nnx.Module):
+    """Dense ReLU layers over encoded tabular features, [batch, features] → [batch, outputs]."""
+
+    def __init__(
+        self, inputs: int, hidden_size: int, hidden_layers: int, outputs: int, *, rngs: nnx.Rngs
+    ) -> None:
+        sizes = [inputs] + [hidden_size] * hidden_layers
+        self.hidden = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in itertools.pairwise(sizes)])
+        self.head = nnx.Linear(sizes[-1], outputs, rngs=rngs)
+
+    def __call__(self, inputs: jax.Array) -> jax.Array:
+        hidden = inputs
+        for layer in self.hidden:
+            hidden = jax.nn.relu(layer(hidden))
+        return self.head(hidden)
+
+
+class HashedEmbeddingBag(nnx.Module):
+    """fastText-style text model: the mean embedding of a text's hashed n-grams, then a ReLU
+    layer and the output layer. [batch, length] int32 bucket ids (0 = padding) → [batch,
+    outputs]."""
+
+    def __init__(
+        self, buckets: int, embedding_dim: int, hidden_size: int, outputs: int, *, rngs: nnx.Rngs
+    ) -> None:
+        # Small initial embeddings (fastText draws them from ±1/dim), not Embed's unit scale:
+        # the mean of a text's random unit-scale vectors would start it far from the origin in
+        # a random direction, and the first steps would be spent undoing that.
+        self.embedding = nnx.Embed(
+            buckets + 1,
+            embedding_dim,
+            embedding_init=nnx.initializers.normal(stddev=1.0 / embedding_dim),
+            rngs=rngs,
+        )
+        self.hidden = nnx.Linear(embedding_dim, hidden_size, rngs=rngs)
+        self.head = nnx.Linear(hidden_size, outputs, rngs=rngs)
+
+    def __call__(self, inputs: jax.Array) -> jax.Array:
+        present = (inputs > 0).astype(jnp.float32)[..., None]
+        summed = jnp.sum(self.embedding(inputs) * present, axis=1)
+        mean = summed / jnp.maximum(jnp.sum(present, axis=1), 1.0)
+        return self.head(jax.nn.relu(self.hidden(mean)))
+
+
+class SmallConvNet(nnx.Module):
+    """Blocks of 3x3 convolution, ReLU and 2x2 max pooling (while the image is at least 2 pixels
+    high and wide), then a dense ReLU layer and the output layer. [batch, height, width,
+    channels] → [batch, outputs]."""
+
+    def __init__(
+        self,
+        height: int,
+        width: int,
+        channels: int,
+        conv_channels: int,
+        conv_layers: int,
+        hidden_size: int,
+        outputs: int,
+        *,
+        rngs: nnx.Rngs,
+    ) -> None:
+        convolutions = []
+        self.pool_after: tuple[bool, ...] = ()
+        features = channels
+        for layer in range(conv_layers):
+            # Twice the channels per block, as the pooled image shrinks.
+            out_features = conv_channels * 2**layer
+            convolutions.append(nnx.Conv(features, out_features, (3, 3), rngs=rngs))
+            features = out_features
+            pool = height >= 2 and width >= 2
+            self.pool_after += (pool,)
+            if pool:
+                height, width = height // 2, width // 2
+        self.convolutions = nnx.List(convolutions)
+        self.hidden = nnx.Linear(height * width * features, hidden_size, rngs=rngs)
+        self.head = nnx.Linear(hidden_size, outputs, rngs=rngs)
+
+    def __call__(self, inputs: jax.Array) -> jax.Array:
+        hidden = inputs
+        for convolution, pool in zip(self.convolutions, self.pool_after, strict=True):
+            hidden = jax.nn.relu(convolution(hidden))
+            if pool:
+                hidden = max_pool_2x2(hidden)
+        hidden = hidden.reshape(hidden.shape[0], -1)
+        return self.head(jax.nn.relu(self.hidden(hidden)))
+
+
+def max_pool_2x2(images: jax.Array) -> jax.Array:
+    """2x2 max pooling with stride 2; an odd last row or column is dropped, as VALID
+    padding does."""
+    batch, height, width, channels = images.shape
+    cropped = images[:, : height // 2 * 2, : width // 2 * 2]
+    blocks = cropped.reshape(batch, height // 2, 2, width // 2, 2, channels)
+    return blocks.max(axis=(2, 4))
+
+
+def build_model(architecture: Mapping[str, Any], rngs: nnx.Rngs) -> nnx.Module:
+    kind = architecture["kind"]
+    if kind == "mlp":
+        return MultilayerPerceptron(
+            architecture["inputs"],
+            architecture["hidden_size"],
+            architecture["hidden_layers"],
+            architecture["outputs"],
+            rngs=rngs,
+        )
+    if kind == "embedding_bag":
+        return HashedEmbeddingBag(
+            architecture["buckets"],
+            architecture["embedding_dim"],
+            architecture["hidden_size"],
+            architecture["outputs"],
+            rngs=rngs,
+        )
+    if kind == "cnn":
+        return SmallConvNet(
+            architecture["height"],
+            architecture["width"],
+            architecture["channels"],
+            architecture["conv_channels"],
+            architecture["conv_layers"],
+            architecture["hidden_size"],
+            architecture["outputs"],
+            rngs=rngs,
+        )
+    raise ValueError(f"unknown architecture {kind!r}")
