@@ -35,7 +35,6 @@ from aiaas.core.errors import (
     PluginError,
     UnknownBackendError,
 )
-from aiaas.core.extensions import ServingRuntime
 from aiaas.core.hookspecs import hookimpl
 from aiaas.core.identity import verify_token
 from aiaas.core.jobs import JobEvent, JobState, claim_job, finish_job, insert_job
@@ -44,6 +43,7 @@ from aiaas.core.plugins import AiaasPluginManager, create_plugin_manager
 from aiaas.core.projects import create_project
 from aiaas.core.quality import check_table, vet_expectations
 from aiaas.core.registry import load_registries
+from aiaas.core.serving import LoadedModel, ServingRuntime
 from aiaas.core.specs import (
     ArtifactStoreSpec,
     AuthenticatorSpec,
@@ -243,6 +243,9 @@ class TinyServingRuntime(ServingRuntime):
 
     def supported_model_formats(self) -> frozenset[str]:
         return frozenset({"tiny"})
+
+    def load(self, bundle: bytes, *, max_batch_size: int) -> LoadedModel:
+        raise NotImplementedError("listed only: these tests never serve")
 
 
 class NoPaddingValidator(Validator):

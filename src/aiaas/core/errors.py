@@ -1,6 +1,7 @@
 """The exceptions aiaas raises on purpose, and what each one means to a caller.
 
-Every expected failure is an `AiaasError`. Each subclass carries a stable machine-readable `code`
+Every expected failure is an `AiaasError`. The serving errors live beside the batcher
+(`aiaas.core.batching`), the rest here. Each subclass carries a stable machine-readable `code`
 (sent to GraphQL clients in `extensions.code`) and the HTTP status that a REST route answers with.
 Anything that is not an `AiaasError` is a bug: production masks it and logs it with the request id.
 
@@ -12,7 +13,10 @@ Anything that is not an `AiaasError` is a bug: production masks it and logs it w
     ├── ServiceUnavailableError      a service the platform needs is not usable (503)
     │   ├── DatabaseUnavailableError PostgreSQL cannot be reached in time
     │   ├── RedisUnavailableError    Redis cannot be reached in time
-    │   └── SchemaOutdatedError      the database schema is not at this release's revision
+    │   ├── SchemaOutdatedError      the database schema is not at this release's revision
+    │   ├── QueueFullError           a model's batching queue is full; retry after a while
+    │   └── BatcherClosedError       the model is being stopped; nothing new is taken
+    ├── BatchFailedError             the model failed on a batch (500, PREDICTION_FAILED)
     ├── AuthenticationError          no valid credentials (401, UNAUTHENTICATED)
     ├── PermissionDeniedError        authenticated, but the policy denies it (403, FORBIDDEN)
     ├── InputError                   the request itself is invalid (400, BAD_USER_INPUT)

@@ -34,6 +34,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "aiaas.plugins.quality_validators",
     "aiaas.plugins.promotion_gates",
     "aiaas.plugins.flax_trainers",
+    "aiaas.plugins.jax_serving",
 )
 """The built-in plugins, as module names. Each is registered under its module name."""
 

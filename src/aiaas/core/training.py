@@ -168,6 +168,23 @@ class TrainingReporter(abc.ABC):
         step boundary."""
 
 
+class SilentReporter(TrainingReporter):
+    """Hears nothing and never stops: for running a trainer outside a job (a script, a
+    notebook, a benchmark)."""
+
+    def resumed(self, step: int) -> None:
+        pass
+
+    def progress(self, progress: Progress) -> None:
+        pass
+
+    def checkpointed(self, step: int) -> None:
+        pass
+
+    def should_stop(self) -> bool:
+        return False
+
+
 @dataclass(frozen=True, kw_only=True)
 class TensorSpec:
     name: str

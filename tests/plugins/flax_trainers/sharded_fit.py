@@ -15,23 +15,9 @@ import jax
 import pyarrow as pa
 from sklearn.datasets import load_wine
 
-from aiaas.core.training import Progress, TrainingReporter, TrainingRun
+from aiaas.core.training import SilentReporter, TrainingRun
 from aiaas.plugins.flax_trainers import TabularClassifier
 from aiaas.plugins.flax_trainers.train import data_mesh
-
-
-class QuietReporter(TrainingReporter):
-    def resumed(self, step: int) -> None:
-        pass
-
-    def progress(self, progress: Progress) -> None:
-        pass
-
-    def checkpointed(self, step: int) -> None:
-        pass
-
-    def should_stop(self) -> bool:
-        return False
 
 
 def main() -> None:
@@ -50,7 +36,7 @@ def main() -> None:
             checkpoint_dir=Path(directory),
             checkpoint_every_steps=1_000_000,
         )
-        model = TabularClassifier().fit(run, QuietReporter())
+        model = TabularClassifier().fit(run, SilentReporter())
     print(
         json.dumps(
             {
