@@ -47,6 +47,7 @@ query($id: ID!) { node(id: $id) { ... on TrainingJob { state startedAt reason } 
 VERSION = """
 { project(slug: "bench") { dataset(name: "latency") { versions(first: 1) { nodes { id } } } } }
 """
+SETTLING_S = 2.0
 EVENTS = "subscription($job: ID!) { jobEvents(jobId: $job) { cursor type state } }"
 
 
@@ -142,7 +143,11 @@ def start_latencies(scratch: Path, poll_delay_s: float, jobs: int) -> list[float
 
 
 async def subscriber(
-    websocket_url: str, token: str, job_id: str, ready: asyncio.Event, latencies: list[float]
+    websocket_url: str,
+    token: str,
+    job_id: str,
+    ready: asyncio.Event,
+    latencies: list[tuple[int, float]],
 ) -> None:
     async with connect(
         websocket_url, subprotocols=[Subprotocol("graphql-transport-ws")], proxy=None
@@ -165,20 +170,27 @@ async def subscriber(
             if event["type"] == "state" and event["state"] == "RUNNING":
                 ready.set()
             if ready.is_set() and event["type"] == "progress":
-                latencies.append(arrived_ms - int(event["cursor"].split("-")[0]))
+                emitted_ms = int(event["cursor"].split("-")[0])
+                latencies.append((emitted_ms, arrived_ms - emitted_ms))
 
 
-async def event_latencies(api: Api, version: str, subscribers: int) -> list[float]:
-    job_id, _ = api.submit(version, 400)
+async def event_latencies(
+    api: Api, version: str, subscribers: int, epochs: int
+) -> tuple[list[float], list[float]]:
+    """Every event's latency at every subscriber, and those of the events emitted once the
+    subscribers have all settled in (`SETTLING_S` after the first one)."""
+    job_id, _ = api.submit(version, epochs)
     websocket_url = api.base_url.replace("http", "ws", 1) + "/graphql"
     ready = asyncio.Event()
-    latencies: list[float] = []
+    latencies: list[tuple[int, float]] = []
     tasks = [
         asyncio.create_task(subscriber(websocket_url, api.token, job_id, ready, latencies))
         for _ in range(subscribers)
     ]
     await asyncio.wait_for(asyncio.gather(*tasks), timeout=600)
-    return latencies
+    first_ms = min(emitted for emitted, _ in latencies)
+    settled = [late for emitted, late in latencies if emitted >= first_ms + SETTLING_S * 1000]
+    return [late for _, late in latencies], settled
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -193,6 +205,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=20)
     parser.add_argument("--subscribers", type=int, default=100)
+    parser.add_argument(
+        "--event-epochs", type=int, default=2000, help="length of the job whose events stream"
+    )
     parser.add_argument(
         "--trainer-threads",
         type=int,
@@ -216,12 +231,14 @@ def main() -> None:
             # Compiled once, so that both runs below stream a job that starts at once.
             warm, _ = api.submit(version, 1)
             api.wait(warm, {"SUCCEEDED"})
-            many = asyncio.run(event_latencies(api, version, arguments.subscribers))
-            one = asyncio.run(event_latencies(api, version, 1))
+            many, many_settled = asyncio.run(
+                event_latencies(api, version, arguments.subscribers, arguments.event_epochs)
+            )
+            one, _ = asyncio.run(event_latencies(api, version, 1, arguments.event_epochs))
         finally:
             stop(supervisor)
     start, baseline = summary(tuned), summary(default)
-    fanned, single = summary(many), summary(one)
+    fanned, single, settled = summary(many), summary(one), summary(many_settled)
     result = {
         "jobs": arguments.jobs,
         "submit_to_running_p50_ms": start["p50_ms"],
@@ -234,6 +251,8 @@ def main() -> None:
         "events_per_subscriber": len(many) // max(arguments.subscribers, 1),
         "event_to_subscribers_p50_ms": fanned["p50_ms"],
         "event_to_subscribers_p99_ms": fanned["p99_ms"],
+        "settled_event_to_subscribers_p50_ms": settled["p50_ms"],
+        "settled_event_to_subscribers_p99_ms": settled["p99_ms"],
         "event_to_one_subscriber_p50_ms": single["p50_ms"],
         "event_to_one_subscriber_p99_ms": single["p99_ms"],
         "many_vs_one_subscriber_p99_ratio": round(fanned["p99_ms"] / single["p99_ms"], 3),
