@@ -260,6 +260,37 @@ async def new_account(platform: Platform, label: str) -> Account:
     return Account(principal=principal, token=issued.secret)
 
 
+@dataclass(frozen=True)
+class Team:
+    """A project and a member of it per role, each with a token."""
+
+    project_id: uuid.UUID
+    slug: str
+    members: dict[ProjectRole, Account]
+
+    def token(self, role: ProjectRole) -> str:
+        return self.members[role].token
+
+
+async def new_team(platform: Platform, slug: str, roles: tuple[ProjectRole, ...]) -> Team:
+    """A project owned by a new account, with a new member in each of `roles`, once the
+    policy grants each what their role holds."""
+    from aiaas.core.members import add_member
+    from aiaas.core.projects import create_project
+
+    owner = await new_account(platform, "owner")
+    project = await create_project(platform, owner.principal, slug=slug, name=slug.title())
+    await until_policy_holds(platform, owner.principal, project.id, ProjectRole.OWNER)
+    members = {ProjectRole.OWNER: owner}
+    for role in roles:
+        members[role] = await new_account(platform, role.value)
+        await add_member(
+            platform, owner.principal, project.id, username=members[role].username, role=role
+        )
+        await until_policy_holds(platform, members[role].principal, project.id, role)
+    return Team(project_id=project.id, slug=project.slug, members=members)
+
+
 async def until_policy_holds(
     platform: Platform, principal: Principal, project_id: uuid.UUID, role: ProjectRole | None
 ) -> None:
@@ -383,3 +414,22 @@ async def acknowledged_socket(server: RunningServer, token: str) -> ClientConnec
     ack = await receive(websocket)
     assert ack["type"] == "connection_ack", ack
     return websocket
+
+
+async def subscription_context(platform: Platform, token: str | None, request_id: str) -> Any:
+    """The context a graphql-transport-ws connection gives a subscription once its
+    `connection_init` carried `token`: to run a subscription in process."""
+    from aiaas.core.auth import Credentials
+    from aiaas.graphql.context import RequestContext
+    from aiaas.graphql.loaders import make_loaders
+
+    credentials = Credentials(authorization=f"Bearer {token}" if token else None)
+    return RequestContext(
+        platform=platform,
+        request=None,  # type: ignore[arg-type]  # nothing a subscription reads
+        response=None,
+        request_id=request_id,
+        credentials=credentials,
+        principal=await platform.authenticate(credentials),
+        loaders=make_loaders(platform),
+    )

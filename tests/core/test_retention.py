@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,54 +26,33 @@ from aiaas.core.config import Config, config_environment
 from aiaas.core.errors import ConflictError
 from aiaas.core.garbage import collect_garbage
 from aiaas.core.jobs import JobState, claim_job, finish_job, insert_job
-from aiaas.core.members import add_member
 from aiaas.core.platform import Platform
-from aiaas.core.projects import create_project
 from aiaas.core.quality import submit_validation
 from aiaas.graphql.relay import to_global_id
 from aiaas.plugins.filesystem_artifacts import FilesystemArtifactStore
 from support import (
-    Account,
+    Team,
     audit_mark,
     clean_environment,
     data_of,
     error_codes,
     events_since,
     graphql,
-    new_account,
+    new_team,
     poll_until,
-    until_policy_holds,
 )
 
 TEST_WORKER = "test-retention-worker"
 HOUR_S = 3600
 
 
-@dataclass(frozen=True)
-class Team:
-    project_id: uuid.UUID
-    slug: str
-    members: dict[ProjectRole, Account]
-
-    def token(self, role: ProjectRole) -> str:
-        return self.members[role].token
-
-
 @pytest.fixture(scope="module")
 async def team(platform: Platform, admin_token: str) -> Team:
-    owner = await new_account(platform, "owner")
-    project = await create_project(
-        platform, owner.principal, slug=f"retention-{uuid.uuid4().hex[:8]}", name="Retention"
+    return await new_team(
+        platform,
+        f"retention-{uuid.uuid4().hex[:8]}",
+        (ProjectRole.MAINTAINER, ProjectRole.DEVELOPER),
     )
-    await until_policy_holds(platform, owner.principal, project.id, ProjectRole.OWNER)
-    members = {ProjectRole.OWNER: owner}
-    for role in (ProjectRole.MAINTAINER, ProjectRole.DEVELOPER):
-        members[role] = await new_account(platform, role.value)
-        await add_member(
-            platform, owner.principal, project.id, username=members[role].username, role=role
-        )
-        await until_policy_holds(platform, members[role].principal, project.id, role)
-    return Team(project_id=project.id, slug=project.slug, members=members)
 
 
 @pytest.fixture

@@ -27,17 +27,15 @@ from aiaas.cli import builtin_schema
 from aiaas.core import datasets, members, models, projects
 from aiaas.core.access import ROLE_HIERARCHY, ProjectRole
 from aiaas.core.audit import AuditedChange
-from aiaas.core.auth import Credentials, Principal
+from aiaas.core.auth import Principal
 from aiaas.core.identity import User, create_user, insert_token, verify_token
 from aiaas.core.platform import Platform, audit_channel
 from aiaas.core.training_jobs import TrainingRequest, submit_training_job
-from aiaas.graphql.context import RequestContext
-from aiaas.graphql.loaders import make_loaders
 from aiaas.graphql.permissions import root_field_policies
 from aiaas.graphql.relay import from_global_id, to_global_id
 from aiaas.graphql.schema import build_schema
 from aiaas.plugins.casbin_policy import CasbinPolicyEnforcer
-from support import REPOSITORY, graphql
+from support import REPOSITORY, graphql, subscription_context
 
 ACCESS_CONTROL = REPOSITORY / "docs" / "access-control.md"
 
@@ -602,16 +600,7 @@ def classify(body: dict[str, Any], response_key: str) -> str:
 async def run_subscription(platform: Platform, document: str, call: Call) -> dict[str, Any]:
     """Subscribe as a graphql-transport-ws connection would once `connection_init` passed, and
     wait for the first result; an event is published on the project's channel until one comes."""
-    credentials = Credentials(authorization=f"Bearer {call.token}" if call.token else None)
-    context = RequestContext(
-        platform=platform,
-        request=None,  # type: ignore[arg-type]  # nothing below reads the request
-        response=None,
-        request_id=unique("subscription"),
-        credentials=credentials,
-        principal=await platform.authenticate(credentials),
-        loaders=make_loaders(platform),
-    )
+    context = await subscription_context(platform, call.token, unique("subscription"))
     schema = build_schema(platform)
     results = await schema.subscribe(document, call.variables, context)
     first = asyncio.ensure_future(anext(results))

@@ -24,15 +24,13 @@ import pytest
 
 from aiaas.core import members, projects
 from aiaas.core.access import ROLE_HIERARCHY, ProjectRole
-from aiaas.core.auth import Credentials, Principal
+from aiaas.core.auth import Principal
 from aiaas.core.identity import User, create_user, insert_token, verify_token
 from aiaas.core.platform import Platform, audit_channel
-from aiaas.graphql.context import RequestContext
-from aiaas.graphql.loaders import make_loaders
 from aiaas.graphql.relay import to_global_id
 from aiaas.graphql.schema import build_schema
 from aiaas.plugins.casbin_policy import CasbinPolicyEnforcer
-from support import graphql
+from support import graphql, subscription_context
 
 SUBSCRIPTION_WAIT_S = 1.0
 """How long a subscription may stay silent before it counts as opened: a refusal is at once."""
@@ -332,20 +330,6 @@ PROBES: dict[str, Probe] = {
 }
 
 
-async def subscription_context(platform: Platform, token: str) -> RequestContext:
-    """The context of a graphql-transport-ws connection whose `connection_init` passed."""
-    credentials = Credentials(authorization=f"Bearer {token}")
-    return RequestContext(
-        platform=platform,
-        request=None,  # type: ignore[arg-type]  # nothing on this path reads the request
-        response=None,
-        request_id=unique("isolation"),
-        credentials=credentials,
-        principal=await platform.authenticate(credentials),
-        loaders=make_loaders(platform),
-    )
-
-
 def as_body(result: Any) -> dict[str, Any]:
     errors = [error.formatted for error in result.errors or []]
     return {"data": result.data, **({"errors": errors} if errors else {})}
@@ -354,7 +338,7 @@ def as_body(result: Any) -> dict[str, Any]:
 async def subscribe(platform: Platform, probe: Probe, variables: dict[str, Any], token: str) -> Any:
     """The subscription's first result; `"opened"` when none comes at once, as for an allowed
     one (a refusal is the first result)."""
-    context = await subscription_context(platform, token)
+    context = await subscription_context(platform, token, unique("isolation"))
     results = await build_schema(platform).subscribe(probe.document, variables, context)
     try:
         async with asyncio.timeout(SUBSCRIPTION_WAIT_S):
@@ -499,7 +483,7 @@ async def test_a_removed_owner_stops_hearing_the_projects_audit_events(world: Wo
         role=ProjectRole.OWNER,
     )
     await sync_policy(platform)
-    context = await subscription_context(platform, former.token)
+    context = await subscription_context(platform, former.token, unique("isolation"))
     document = PROBES["projectAuditEvents"].document
     variables = {"project": to_global_id("Project", victim.project.id)}
     results = await build_schema(platform).subscribe(document, variables, context)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,23 +25,20 @@ from aiaas.core import datasets
 from aiaas.core.access import ProjectRole
 from aiaas.core.config import Config
 from aiaas.core.hookspecs import hookimpl
-from aiaas.core.members import add_member
 from aiaas.core.platform import Platform
 from aiaas.core.plugins import AiaasPluginManager, create_plugin_manager
-from aiaas.core.projects import create_project
 from aiaas.core.specs import ValidatorSpec
 from aiaas.core.validation import MAX_EXAMPLES, CheckResult, Expectation, Validator
 from aiaas.graphql.relay import to_global_id
 from aiaas.workers.settings import worker_settings
 from support import (
-    Account,
+    Team,
     audit_mark,
     data_of,
     error_codes,
     events_since,
     graphql,
-    new_account,
-    until_policy_holds,
+    new_team,
 )
 
 # The third-party plugin -----------------------------------------------------------------------
@@ -126,30 +122,11 @@ async def run_worker_until_idle(config: Config, *, with_plugin: bool = True) -> 
 # The project, its people and its data ---------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Team:
-    project_id: uuid.UUID
-    members: dict[ProjectRole, Account]
-
-    def token(self, role: ProjectRole) -> str:
-        return self.members[role].token
-
-
 @pytest.fixture(scope="module")
 async def team(platform: Platform, admin_token: str) -> Team:
-    owner = await new_account(platform, "owner")
-    project = await create_project(
-        platform, owner.principal, slug=f"quality-{uuid.uuid4().hex[:8]}", name="Quality"
+    return await new_team(
+        platform, f"quality-{uuid.uuid4().hex[:8]}", (ProjectRole.DEVELOPER, ProjectRole.VIEWER)
     )
-    await until_policy_holds(platform, owner.principal, project.id, ProjectRole.OWNER)
-    members = {ProjectRole.OWNER: owner}
-    for role in (ProjectRole.DEVELOPER, ProjectRole.VIEWER):
-        members[role] = await new_account(platform, role.value)
-        await add_member(
-            platform, owner.principal, project.id, username=members[role].username, role=role
-        )
-        await until_policy_holds(platform, members[role].principal, project.id, role)
-    return Team(project_id=project.id, members=members)
 
 
 # Four rows: 3 of 12 cells empty, id 2 twice, one age out of range, one country name too long.

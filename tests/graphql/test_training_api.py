@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,37 +22,27 @@ from sklearn.datasets import load_wine
 
 from aiaas.core import datasets, quality
 from aiaas.core.access import ProjectRole
-from aiaas.core.auth import Credentials
 from aiaas.core.config import Config, build_config
 from aiaas.core.job_events import job_stream_key
 from aiaas.core.jobs import JobState, get_job
-from aiaas.core.members import add_member
 from aiaas.core.platform import Platform
-from aiaas.core.projects import create_project
-from aiaas.graphql.context import RequestContext
-from aiaas.graphql.loaders import make_loaders
 from aiaas.graphql.relay import to_global_id
 from aiaas.graphql.schema import build_schema
 from aiaas.workers.settings import worker_settings
 from support import (
     Account,
+    Team,
     audit_mark,
     data_of,
     error_codes,
     events_since,
     graphql,
-    new_account,
+    new_team,
     poll_until,
-    until_policy_holds,
+    subscription_context,
 )
 
 FAST = {"epochs": 3, "batch_size": 32}
-
-
-@dataclass(frozen=True)
-class Team:
-    project_id: uuid.UUID
-    members: dict[ProjectRole, Account]
 
 
 @pytest.fixture(scope="module")
@@ -64,18 +53,9 @@ def config(config: Config) -> Config:
 
 @pytest.fixture(scope="module")
 async def team(platform: Platform) -> Team:
-    owner = await new_account(platform, "owner")
-    project = await create_project(platform, owner.principal, slug="training", name="Training")
-    members = {ProjectRole.OWNER: owner}
-    for role in (ProjectRole.VIEWER, ProjectRole.DEVELOPER, ProjectRole.MAINTAINER):
-        account = await new_account(platform, role.value)
-        await add_member(
-            platform, owner.principal, project.id, username=account.username, role=role
-        )
-        members[role] = account
-    for role, account in members.items():
-        await until_policy_holds(platform, account.principal, project.id, role)
-    return Team(project.id, members)
+    return await new_team(
+        platform, "training", (ProjectRole.VIEWER, ProjectRole.DEVELOPER, ProjectRole.MAINTAINER)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -615,16 +595,7 @@ async def subscription_results(
     platform: Platform, account: Account, document: str, variables: dict[str, Any]
 ) -> list[dict[str, Any]]:
     """Every result of a subscription, run as a graphql-ws connection runs it."""
-    credentials = Credentials(authorization=f"Bearer {account.token}")
-    context = RequestContext(
-        platform=platform,
-        request=None,  # type: ignore[arg-type]  # nothing below reads the request
-        response=None,
-        request_id="subscription",
-        credentials=credentials,
-        principal=await platform.authenticate(credentials),
-        loaders=make_loaders(platform),
-    )
+    context = await subscription_context(platform, account.token, "subscription")
     results = await build_schema(platform).subscribe(document, variables, context)
     collected = []
     async with asyncio.timeout(30):

@@ -39,6 +39,8 @@ from typing import IO, TYPE_CHECKING, Any
 from aiaas import __version__, migrations
 from aiaas.core.audit import AuditedChange
 from aiaas.core.errors import BackupError, ConflictError
+from aiaas.core.tabular.ingest import sha256_of
+from aiaas.core.vault import file_chunks
 
 if TYPE_CHECKING:
     from aiaas.core.platform import Platform
@@ -138,21 +140,13 @@ async def tables_in_load_order(connection: Any) -> list[str]:
 # Writing -------------------------------------------------------------------------------------
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _add(archive: tarfile.TarFile, path: Path, member: str) -> dict[str, Any]:
     info = tarfile.TarInfo(member)
     info.size = path.stat().st_size
     info.mtime = int(datetime.now(UTC).timestamp())
     with path.open("rb") as handle:
         archive.addfile(info, handle)
-    return {"member": member, "bytes": info.size, "sha256": _sha256_file(path)}
+    return {"member": member, "bytes": info.size, "sha256": sha256_of(path)}
 
 
 async def _write_file(chunks: AsyncIterator[bytes], path: Path) -> None:
@@ -200,8 +194,9 @@ async def _snapshot(platform: Platform, archive: tarfile.TarFile, work: Path) ->
         manifest = Manifest(schema_revision=revision or "")
         for table in await tables_in_load_order(connection):
             path = work / f"{table}.copy"
-            await connection.copy_from_table(table, output=str(path), format="binary")
-            rows = await connection.fetchval(f'SELECT count(*) FROM "{table}"')
+            # COPY's status ("COPY <rows>") counts the rows of the same snapshot.
+            status = await connection.copy_from_table(table, output=str(path), format="binary")
+            rows = int(status.rsplit(" ", 1)[1])
             entry = await asyncio.to_thread(_add, archive, path, f"tables/{table}.copy")
             manifest.tables.append({**entry, "name": table, "rows": rows})
             path.unlink()
@@ -315,7 +310,7 @@ async def restore_backup(platform: Platform, path: Path) -> Manifest:
             tables = await asyncio.to_thread(_extract, path, Path(work_dir))
             for artifact in manifest.artifacts:
                 stored = await platform.artifacts.put_stream(
-                    _file_chunks(Path(work_dir) / "artifacts" / artifact["key"])
+                    file_chunks(Path(work_dir) / "artifacts" / artifact["key"])
                 )
                 written.append(stored.key)
             await _load_tables(platform, manifest, tables)
@@ -345,15 +340,6 @@ def _extract(path: Path, work: Path) -> dict[str, Path]:
                 out.write(chunk)
         paths[info.name] = target
     return paths
-
-
-async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
-    handle = await asyncio.to_thread(path.open, "rb")
-    try:
-        while chunk := await asyncio.to_thread(handle.read, CHUNK_BYTES):
-            yield chunk
-    finally:
-        handle.close()
 
 
 async def _load_tables(platform: Platform, manifest: Manifest, files: dict[str, Path]) -> None:

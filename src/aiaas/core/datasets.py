@@ -161,13 +161,19 @@ async def list_versions(
     )
 
 
-async def latest_version(connection: Any, dataset_id: UUID) -> DatasetVersion | None:
-    row = await connection.fetchrow(
-        f"SELECT {_VERSION_COLUMNS} FROM dataset_versions "
-        "WHERE dataset_id = $1 AND deleted_at IS NULL ORDER BY number DESC LIMIT 1",
-        dataset_id,
+async def latest_versions(connection: Any, dataset_ids: list[UUID]) -> dict[UUID, DatasetVersion]:
+    """Each dataset's newest version that is not deleted, in one query."""
+    rows = await connection.fetch(
+        f"SELECT DISTINCT ON (dataset_id) {_VERSION_COLUMNS} FROM dataset_versions "
+        "WHERE dataset_id = ANY($1::uuid[]) AND deleted_at IS NULL "
+        "ORDER BY dataset_id, number DESC",
+        dataset_ids,
     )
-    return _version(row) if row is not None else None
+    return {row["dataset_id"]: _version(row) for row in rows}
+
+
+async def latest_version(connection: Any, dataset_id: UUID) -> DatasetVersion | None:
+    return (await latest_versions(connection, [dataset_id])).get(dataset_id)
 
 
 async def get_version(connection: Any, version_id: UUID) -> DatasetVersion:

@@ -31,6 +31,7 @@ from uuid import UUID
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from aiaas.core.errors import InputError, RedisUnavailableError, ServiceUnavailableError
@@ -47,8 +48,8 @@ FINISHED_STREAM_TTL_S = 7 * 24 * 3600
 """How long a finished job's stream stays for replay after its terminal state event."""
 
 TERMINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
-# The same as `aiaas.core.jobs.TERMINAL_STATES`, which cannot be imported: that module publishes
-# through this one.
+# Named here, not in `aiaas.core.jobs`, which publishes through this module; it builds its
+# `TERMINAL_STATES` from these.
 
 REPLAY_PAGE_SIZE = 500
 LIVE_READ_COUNT = 500
@@ -70,6 +71,18 @@ _Entry = tuple[_Order, str, dict[str, Any]]
 
 def job_stream_key(job_id: UUID) -> str:
     return f"aiaas:job-events:{job_id}"
+
+
+async def publish_job_events_quietly(
+    redis: Redis, job_id: UUID, events: Sequence[Mapping[str, Any]]
+) -> None:
+    """Publish, logging rather than raising a Redis failure: the stream is for people
+    watching, and PostgreSQL holds every state and the metric history, so a Redis failure
+    costs live events, never the job."""
+    try:
+        await publish_job_events(redis, job_id, events)
+    except RedisError:
+        logger.warning("job %s: %d live event(s) could not be published", job_id, len(events))
 
 
 def is_terminal_event(event: Mapping[str, Any]) -> bool:

@@ -27,9 +27,9 @@ from arq.constants import (
     result_key_prefix,
     retry_key_prefix,
 )
-from redis.exceptions import RedisError
 
-from aiaas.core.job_events import publish_job_event
+from aiaas.core.job_events import TERMINAL_STATES as TERMINAL_STATE_NAMES
+from aiaas.core.job_events import publish_job_events_quietly
 from aiaas.core.pagination import Order, Page, fetch_page
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ class JobState(StrEnum):
     CANCELLED = "CANCELLED"
 
 
-TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+TERMINAL_STATES = frozenset(JobState(name) for name in TERMINAL_STATE_NAMES)
 
 
 @dataclass(frozen=True)
@@ -184,10 +184,7 @@ async def publish_state(platform: Platform, job: Job) -> None:
     """Tell observers and the job's live stream about a committed state change. The stream
     is a convenience: PostgreSQL holds the state, so a Redis failure here is only logged."""
     platform.notify_job_event(_event(job))
-    try:
-        await publish_job_event(platform.redis, job.id, state_event(job))
-    except RedisError:
-        logger.warning("job %s: could not publish its %s state", job.id, job.state.value)
+    await publish_job_events_quietly(platform.redis, job.id, [state_event(job)])
 
 
 async def _change(platform: Platform, sql: str, *arguments: Any) -> Job | None:
@@ -198,6 +195,22 @@ async def _change(platform: Platform, sql: str, *arguments: Any) -> Job | None:
     job = _to_job(row)
     await publish_state(platform, job)
     return job
+
+
+async def request_cancel(connection: Any, job_id: UUID, reason: str) -> Job:
+    """Ask a running job to stop at its next step boundary, inside the caller's transaction;
+    the job as it now stands."""
+    row = await connection.fetchrow(
+        f"""
+        UPDATE jobs
+        SET cancel_requested_at = coalesce(cancel_requested_at, clock_timestamp()), reason = $2
+        WHERE id = $1
+        RETURNING {_COLUMNS}
+        """,
+        job_id,
+        reason,
+    )
+    return _to_job(row)
 
 
 async def cancel_queued_job(connection: Any, job_id: UUID, reason: str) -> Job | None:

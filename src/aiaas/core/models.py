@@ -24,6 +24,7 @@ from aiaas.core.audit import AuditedChange
 from aiaas.core.auth import Principal
 from aiaas.core.errors import ConflictError, InputError, NotFoundError
 from aiaas.core.pagination import Page, fetch_page
+from aiaas.core.quality import validators_by_kind
 from aiaas.core.validation import CheckResult, Validator
 
 if TYPE_CHECKING:
@@ -275,13 +276,10 @@ async def register_model_version(change: AuditedChange, new: NewModelVersion) ->
 
 def gate_validators(platform: Platform) -> dict[str, Validator]:
     """Every gate kind, with the validator of model versions that checks it."""
-    kinds: dict[str, Validator] = {}
-    for spec in platform.registries.validators:
-        validator = platform.validator(spec.name)
-        if "model-version" in validator.subjects():
-            for kind in validator.expectation_kinds():
-                kinds.setdefault(kind, validator)
-    return kinds
+    return {
+        kind: validator
+        for kind, (_, validator) in validators_by_kind(platform, "model-version").items()
+    }
 
 
 def metrics_table(metrics: Mapping[str, Any]) -> pa.Table:

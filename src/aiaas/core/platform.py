@@ -10,7 +10,7 @@ import asyncio
 import inspect
 import logging
 from dataclasses import asdict
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
@@ -31,7 +31,7 @@ from aiaas.core.errors import (
 from aiaas.core.events import EventHub
 from aiaas.core.job_events import JobEventRelay
 from aiaas.core.plugins import AiaasPluginManager, create_plugin_manager
-from aiaas.core.registry import Registries, load_registries
+from aiaas.core.registry import Registries, Registry, load_registries
 from aiaas.core.serialization import pack, unpack
 from aiaas.core.storage import ArtifactStore, MetadataStore
 from aiaas.core.training import Trainer
@@ -97,6 +97,9 @@ async def check_schema_revision(metadata: MetadataStore) -> str:
     raise SchemaOutdatedError(message, details={"current": current, "head": head})
 
 
+BackendT = TypeVar("BackendT")
+
+
 class Platform:
     def __init__(self, config: Config, plugin_manager: AiaasPluginManager | None = None) -> None:
         self.config = config
@@ -132,15 +135,16 @@ class Platform:
 
     def validator(self, name: str) -> Validator:
         """The validator registered under `name`, built on first use."""
-        if name not in self._validators:
-            self._validators[name] = self.registries.validators.get(name).factory(self.config)
-        return self._validators[name]
+        return self._built(self._validators, self.registries.validators, name)
 
     def trainer(self, name: str) -> Trainer:
         """The trainer registered under `name`, built on first use."""
-        if name not in self._trainers:
-            self._trainers[name] = self.registries.trainers.get(name).factory(self.config)
-        return self._trainers[name]
+        return self._built(self._trainers, self.registries.trainers, name)
+
+    def _built(self, built: dict[str, BackendT], registry: Registry[Any], name: str) -> BackendT:
+        if name not in built:
+            built[name] = registry.get(name).factory(self.config)
+        return built[name]
 
     @property
     def redis(self) -> ArqRedis:

@@ -63,22 +63,24 @@ _REPORT_COLUMNS = (
 )
 
 
-def dataset_validators(platform: Platform) -> dict[str, Validator]:
-    """Every registered validator of dataset versions, by name."""
+def dataset_validators(
+    platform: Platform, subject: str = "dataset-version"
+) -> dict[str, Validator]:
+    """Every registered validator of `subject` (dataset versions by default), by name."""
     validators = {
         spec.name: platform.validator(spec.name) for spec in platform.registries.validators
     }
     return {
-        name: validator
-        for name, validator in validators.items()
-        if "dataset-version" in validator.subjects()
+        name: validator for name, validator in validators.items() if subject in validator.subjects()
     }
 
 
-def validators_by_kind(platform: Platform) -> dict[str, tuple[str, Validator]]:
+def validators_by_kind(
+    platform: Platform, subject: str = "dataset-version"
+) -> dict[str, tuple[str, Validator]]:
     """Every expectation kind, with the (name of the) validator that checks it."""
     kinds: dict[str, tuple[str, Validator]] = {}
-    for name, validator in dataset_validators(platform).items():
+    for name, validator in dataset_validators(platform, subject).items():
         for kind in validator.expectation_kinds():
             kinds.setdefault(kind, (name, validator))
     return kinds

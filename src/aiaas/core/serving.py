@@ -16,6 +16,7 @@ Nothing here imports JAX: the API process validates requests without loading a c
 from __future__ import annotations
 
 import abc
+import bisect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -50,13 +51,14 @@ def bucket_sizes_for(max_batch_size: int) -> tuple[int, ...]:
 
 
 def pad_to_bucket(rows: int, buckets: Sequence[int]) -> int:
-    """The smallest bucket that holds `rows`."""
+    """The smallest bucket that holds `rows`. `buckets` ascend, as `bucket_sizes_for` gives
+    them: this runs for every batch, so it searches rather than sorts."""
     if rows < 1:
         raise ValueError(f"a batch has at least 1 row, not {rows}")
-    for bucket in sorted(buckets):
-        if bucket >= rows:
-            return bucket
-    raise ValueError(f"{rows} rows exceed the largest bucket, {max(buckets, default=0)}")
+    index = bisect.bisect_left(buckets, rows)
+    if index == len(buckets):
+        raise ValueError(f"{rows} rows exceed the largest bucket, {max(buckets, default=0)}")
+    return buckets[index]
 
 
 class LoadedModel(abc.ABC):

@@ -158,6 +158,12 @@ class TrainingReporter(abc.ABC):
     def progress(self, progress: Progress) -> None:
         """One step's progress. Must be cheap: it runs on the training thread."""
 
+    def checkpointing(self, step: int) -> None:
+        """A checkpoint of `step` is about to be written: what was reported up to it must be
+        durable first, since a run resumed from the checkpoint reports only what came after.
+        Nothing to do by default."""
+        del step  # a reporter that keeps nothing has nothing to make durable
+
     @abc.abstractmethod
     def checkpointed(self, step: int) -> None:
         """A checkpoint of `step` is complete."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import shutil
 import threading
 import time
@@ -23,13 +22,12 @@ from uuid import UUID
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from redis.exceptions import RedisError
 
 from aiaas.core.audit import AuditedChange
 from aiaas.core.auth import Principal
 from aiaas.core.datasets import datasets_by_ids, get_version, lock_live_version, read_version_table
 from aiaas.core.errors import ConflictError, InputError, NotFoundError
-from aiaas.core.job_events import publish_job_events
+from aiaas.core.job_events import publish_job_events_quietly
 from aiaas.core.jobs import (
     Job,
     JobCancelledError,
@@ -40,6 +38,7 @@ from aiaas.core.jobs import (
     insert_job,
     jobs_by_ids,
     publish_state,
+    request_cancel,
 )
 from aiaas.core.metric_history import MetricWriter, drop_points_after, latest_metrics
 from aiaas.core.models import (
@@ -50,6 +49,7 @@ from aiaas.core.models import (
     register_model_version,
 )
 from aiaas.core.quality import require_usable_for_training
+from aiaas.core.serialization import finite_or_none, json_safe
 from aiaas.core.training import (
     Progress,
     TrainedModel,
@@ -259,11 +259,8 @@ async def cancel_training_job(
                 change.connection, job_id, f"cancelled by {actor.username} before it started"
             )
         else:
-            await change.connection.execute(
-                "UPDATE jobs SET cancel_requested_at = coalesce(cancel_requested_at, "
-                "clock_timestamp()), reason = $2 WHERE id = $1",
-                job_id,
-                f"cancelled by {actor.username}",
+            asked = await request_cancel(
+                change.connection, job_id, f"cancelled by {actor.username}"
             )
             cancelled = None
         await change.record(
@@ -275,22 +272,10 @@ async def cancel_training_job(
     if cancelled is not None:
         await publish_state(platform, cancelled)
         return cancelled
-    async with platform.metadata.acquire() as connection:
-        current = await get_job(connection, job_id)
-    assert current is not None
-    return current
+    return asked
 
 
 # Running ------------------------------------------------------------------------------------
-
-
-def finite_or_none(value: Any) -> Any:
-    """JSON (the stream, jsonb, GraphQL) has no NaN or infinity: such values read as null."""
-    return None if isinstance(value, float) and not math.isfinite(value) else value
-
-
-def json_safe(values: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: finite_or_none(value) for key, value in values.items()}
 
 
 _END_OF_EVENTS = None
@@ -351,10 +336,13 @@ class WorkerReporter(TrainingReporter):
                 }
             )
 
-    def checkpointed(self, step: int) -> None:
-        # Every point up to the checkpoint is committed before it counts: a resume from it
-        # drops only what came after, so the history can have no gap.
+    def checkpointing(self, step: int) -> None:
+        # Every point up to the checkpoint is committed before the checkpoint exists: a resume
+        # from it drops only what came after, so the history can have no gap, even if the
+        # worker dies the moment the checkpoint is written.
         self._wait_for(self._writer.flush())
+
+    def checkpointed(self, step: int) -> None:
         self.last_checkpoint = step
         self._send({"type": "checkpoint", "step": step})
 
@@ -367,15 +355,6 @@ async def _drop_points_after(platform: Platform, job_id: UUID, step: int) -> int
         return await drop_points_after(connection, job_id, step)
 
 
-async def _publish(platform: Platform, job_id: UUID, events: list[dict[str, Any]]) -> None:
-    """The stream is for people watching; PostgreSQL holds the outcome and the history, so
-    Redis failing here costs live progress, never the job."""
-    try:
-        await publish_job_events(platform.redis, job_id, events)
-    except RedisError:
-        logger.warning("job %s: %d live event(s) could not be published", job_id, len(events))
-
-
 async def _relay_events(
     platform: Platform, job_id: UUID, outbox: asyncio.Queue[dict[str, Any] | None]
 ) -> None:
@@ -385,7 +364,9 @@ async def _relay_events(
         while not outbox.empty():
             events.append(outbox.get_nowait())
         ended = _END_OF_EVENTS in events
-        await _publish(platform, job_id, [event for event in events if event is not None])
+        await publish_job_events_quietly(
+            platform.redis, job_id, [event for event in events if event is not None]
+        )
         if ended:
             return
 
@@ -507,8 +488,8 @@ async def run_training(platform: Platform, job: Job) -> str:
         )
         trained = await _train(platform, job, run)
         registered = await _register(platform, job, version.id, trained)
-        await _publish(
-            platform,
+        await publish_job_events_quietly(
+            platform.redis,
             job.id,
             [
                 {

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from strawberry.dataloader import DataLoader
 
-from aiaas.core.datasets import datasets_by_ids, versions_by_ids
+from aiaas.core.datasets import datasets_by_ids, latest_versions, versions_by_ids
 from aiaas.core.identity import users_by_ids
 from aiaas.core.jobs import jobs_by_ids
 from aiaas.core.metric_history import latest_metrics, metric_keys
@@ -51,6 +51,7 @@ def make_loaders(platform: Platform) -> dict[str, DataLoader[Any, Any]]:
         "project_by_slug": loader_by_key(platform, projects_by_slugs),
         "dataset": loader_by_key(platform, datasets_by_ids),
         "dataset_version": loader_by_key(platform, versions_by_ids),
+        "latest_dataset_version": loader_by_key(platform, latest_versions),
         "job": loader_by_key(platform, jobs_by_ids),
         "latest_quality_report": loader_by_key(platform, latest_reports),
         "model": loader_by_key(platform, models_by_ids),

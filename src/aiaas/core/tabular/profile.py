@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from aiaas.core.serialization import finite_or_none
 from aiaas.core.tabular.types import is_numeric, logical_type
 
 COUNTED_CAP = 10_000
@@ -29,8 +30,7 @@ TOP_VALUES = 5
 
 def json_value(value: Any) -> Any:
     """A Python value from Arrow, as JSON can hold it."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
+    value = finite_or_none(value)
     if hasattr(value, "isoformat"):
         return value.isoformat()
     if isinstance(value, bytes):

@@ -174,8 +174,8 @@ class Dataset(Node):
 
     @strawberry.field(description="Its newest version that is not deleted.")
     async def latest_version(self, info: Info) -> DatasetVersion | None:
-        async with info.context.platform.metadata.acquire() as connection:
-            found = await datasets.latest_version(connection, self.dataset_uuid)
+        # Through a loader: a page of datasets costs one query, not one per dataset.
+        found = await info.context.loader("latest_dataset_version").load(self.dataset_uuid)
         return DatasetVersion.from_domain(found) if found is not None else None
 
     @classmethod

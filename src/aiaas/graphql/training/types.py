@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import math
 from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
@@ -10,6 +9,7 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from aiaas.core import jobs, metric_history, training
+from aiaas.core.serialization import finite_or_none, json_safe
 from aiaas.graphql.datasets.types import DatasetVersion, as_json
 from aiaas.graphql.errors import ConflictError, InvalidInputError, NotFoundError
 from aiaas.graphql.jobs.types import JobState
@@ -48,11 +48,6 @@ class Trainer:
     task: str = strawberry.field(description="classification or regression.")
     hyperparameters: list[HyperParameter]
     hyperparameter_schema: JSON = strawberry.field(description="The same, as JSON Schema.")
-
-
-def finite_or_none(value: float) -> float | None:
-    """GraphQL floats and JSON have no NaN or infinity: a diverged run's values read as null."""
-    return value if math.isfinite(value) else None
 
 
 @strawberry.type(
@@ -113,7 +108,7 @@ class TrainingJob(Node):
     @strawberry.field(description="Each metric's value at its latest step.")
     async def latest_metrics(self, info: Info) -> JSON:
         found = await info.context.loader("latest_metrics").load(self.job_uuid)
-        return as_json({key: finite_or_none(value) for key, value in (found or {}).items()})
+        return as_json(json_safe(found or {}))
 
     @strawberry.field(
         description="A metric's history, downsampled to at most maxPoints buckets (1 to 10000) "

@@ -31,6 +31,10 @@ from aiaas.plugins.flax_trainers.evaluation import classification_metrics, regre
 BUNDLE_FORMAT = "flax-nnx"
 
 
+def joined(problems: Mapping[str, str]) -> str:
+    return "; ".join(f"{name}: {problem}" for name, problem in sorted(problems.items()))
+
+
 @dataclass(frozen=True, kw_only=True)
 class _Prepared:
     """The table with a target in every row, its split, and the encoded features."""
@@ -67,7 +71,7 @@ class FlaxTrainer(Trainer):
     def vetted(self, given: Mapping[str, Any]) -> dict[str, Any]:
         values, problems = vet_hyperparameters(self.hyperparameters(), given)
         if problems:
-            details = "; ".join(f"{name}: {problem}" for name, problem in sorted(problems.items()))
+            details = joined(problems)
             raise ValueError(f"invalid hyperparameters: {details}")
         return values
 
@@ -118,7 +122,7 @@ class FlaxTrainer(Trainer):
         if target_problem is not None:
             problems[run.target] = target_problem
         if problems:
-            details = "; ".join(f"{name}: {problem}" for name, problem in sorted(problems.items()))
+            details = joined(problems)
             raise ValueError(f"unusable columns: {details}")
 
     def _fit_classifier(

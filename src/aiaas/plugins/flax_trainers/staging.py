@@ -88,6 +88,8 @@ class BatchStager:
         self.inputs, self.targets = inputs, targets
         self.schedule, self.seed = schedule, seed
         self.sharding = NamedSharding(mesh, partition(None, "data"))
+        # An epoch's order depends on (seed, epoch) alone: drawn once, then cut into chunks.
+        self._epoch_order: tuple[int, np.ndarray] | None = None
 
     def key(self, step: int) -> tuple[int, int]:
         """(epoch, chunk) of the step."""
@@ -97,9 +99,16 @@ class BatchStager:
     def stage(self, key: tuple[int, int]) -> tuple[jax.Array, jax.Array]:
         epoch, chunk_index = key
         schedule = self.schedule
-        batches = epoch_batches(
-            self.inputs.shape[0], schedule.batch_size, schedule.steps_per_epoch, self.seed, epoch
-        )
+        if self._epoch_order is None or self._epoch_order[0] != epoch:
+            order = epoch_batches(
+                self.inputs.shape[0],
+                schedule.batch_size,
+                schedule.steps_per_epoch,
+                self.seed,
+                epoch,
+            )
+            self._epoch_order = (epoch, order)
+        batches = self._epoch_order[1]
         first = chunk_index * schedule.chunk_steps
         rows = batches[first : first + schedule.chunk_steps]
         # The last chunk of an epoch is padded to the same shape (its extra steps never run),

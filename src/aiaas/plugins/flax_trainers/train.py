@@ -350,6 +350,7 @@ class _Loop:
             "steps_per_epoch": self.schedule.steps_per_epoch,
             "total_steps": self.schedule.total_steps,
         }
+        self.reporter.checkpointing(step)
         self.store.save(step, leaves, layout)
         self.reporter.checkpointed(step)
 
