@@ -11,16 +11,18 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aiaas.core.auth import Credentials
-from aiaas.core.config import Config, load_config
+from aiaas.core.config import Config, ServerRole, load_config
 from aiaas.core.errors import AiaasError, AuthenticationError
 from aiaas.core.platform import Platform
 from aiaas.graphql.view import CSRF_HEADER, GraphQLView
 from aiaas.requests import RequestIdMiddleware
 from aiaas.rest import datasets as dataset_rest
+from aiaas.rest import inference as inference_rest
+from aiaas.rest import metrics as metrics_rest
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +53,11 @@ class RequirePrincipal:
     def __init__(self, app: ASGIApp, platform: Platform) -> None:
         self.app = app
         self.platform = platform
-        self.public_paths = {*platform.config.public_paths, GRAPHQL_PATH}
+        self.public_paths = {
+            *platform.config.public_paths,
+            *inference_rest.PUBLIC_PATHS,
+            GRAPHQL_PATH,
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self.public_paths:
@@ -92,20 +98,27 @@ def create_app(config: Config | None = None, *, platform: Platform | None = None
         except AiaasError as exc:
             logger.error("aiaas cannot start: %s", exc.message)
             raise
+        # A serving process rolls out waiting deployments from the start, not only once a
+        # request reaches it.
+        platform.wake_rollouts()
         try:
             yield
         finally:
             await graphql.sessions.close()
             await platform.stop()
 
+    routes: list[BaseRoute] = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        *metrics_rest.ROUTES,
+    ]
+    if config.role is not ServerRole.INFERENCE:
+        routes += [Route(GRAPHQL_PATH, graphql), WebSocketRoute(GRAPHQL_PATH, graphql)]
+        routes += dataset_rest.ROUTES
+    if config.role is not ServerRole.API:
+        routes += inference_rest.ROUTES
     app = Starlette(
-        routes=[
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/readyz", readyz, methods=["GET"]),
-            Route(GRAPHQL_PATH, graphql),
-            WebSocketRoute(GRAPHQL_PATH, graphql),
-            *dataset_rest.ROUTES,
-        ],
+        routes=routes,
         middleware=[
             Middleware(RequestIdMiddleware),
             Middleware(

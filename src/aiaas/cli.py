@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from aiaas import __version__, migrations
-from aiaas.core.config import Config, load_config
+from aiaas.core.config import Config, ServerRole, load_config
 from aiaas.core.errors import (
     AiaasError,
     ConfigError,
@@ -171,15 +171,21 @@ def dev(host: str | None, port: int | None, data_dir: Path | None) -> None:
 @click.option("--host", help="Address to listen on [default: 127.0.0.1].")
 @click.option("--port", type=int, help="Port to listen on [default: 8000].")
 @click.option("--fd", type=int, help="Serve on this already-bound socket instead.")
+@click.option(
+    "--role",
+    type=click.Choice([role.value for role in ServerRole]),
+    help="all: everything [default]; api: GraphQL and uploads; inference: the V2 inference "
+    "REST API, /metrics and health only (also AIAAS_ROLE).",
+)
 @reports_errors
-def serve(host: str | None, port: int | None, fd: int | None) -> None:
+def serve(host: str | None, port: int | None, fd: int | None, role: str | None) -> None:
     """Run the API server (uvicorn) against the configured PostgreSQL and Redis."""
     import uvicorn
 
     from aiaas.app import create_app
     from aiaas.embedded.dev import DevError, bind_api_socket
 
-    config = current_config(host=host, port=port)
+    config = current_config(host=host, port=port, role=role)
     require_services(config, "database_url", "redis_url")
     configure_logging(config)
     if fd is not None:

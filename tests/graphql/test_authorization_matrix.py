@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from aiaas.cli import builtin_schema
-from aiaas.core import datasets, members, models, projects
+from aiaas.core import datasets, deployments, members, models, projects
 from aiaas.core.access import ROLE_HIERARCHY, ProjectRole
 from aiaas.core.audit import AuditedChange
 from aiaas.core.auth import Principal
@@ -452,7 +452,77 @@ async def model_gates_input(world: World, persona: Persona) -> dict[str, Any]:
     return {"model": to_global_id("Model", version.model_id), "gates": []}
 
 
+async def fresh_deployment(world: World) -> uuid.UUID:
+    """A deployment of its own per case (some cases stop theirs). Its version's bundle is no
+    model, so its rollout fails: every state it can be in refuses what needs READY with a
+    ConflictError, which counts as allowed."""
+    owner = world.owner.principal
+    assert owner is not None
+    version = await registered_model_version(world)
+    created = await deployments.create_deployment(
+        world.platform,
+        owner,
+        deployments.NewDeployment(name=unique("d")[:60].lower(), version_id=version.id),
+    )
+    return created.id
+
+
+async def create_deployment_input(world: World, persona: Persona) -> dict[str, Any]:
+    version = await registered_model_version(world)
+    name = unique("d")[:60].lower()
+    return {"input": {"name": name, "modelVersion": to_global_id("ModelVersion", version.id)}}
+
+
+async def fresh_deployment_id(world: World, persona: Persona) -> dict[str, Any]:
+    return {"id": to_global_id("Deployment", await fresh_deployment(world))}
+
+
+async def traffic_input(world: World, persona: Persona) -> dict[str, Any]:
+    deployment_id = to_global_id("Deployment", await fresh_deployment(world))
+    return {"input": {"deployment": deployment_id, "stablePercent": 100}}
+
+
+async def predict_input(world: World, persona: Persona) -> dict[str, Any]:
+    return {
+        "id": to_global_id("Deployment", await fresh_deployment(world)),
+        "inputs": [{"x": 1.0}],
+    }
+
+
 OPERATIONS: dict[str, Operation] = {
+    "Mutation.createDeployment": Operation(
+        """mutation($input: CreateDeploymentInput!) {
+          createDeployment(input: $input) { __typename }
+        }""",
+        with_variables(create_deployment_input),
+    ),
+    "Mutation.updateDeploymentTraffic": Operation(
+        """mutation($input: UpdateDeploymentTrafficInput!) {
+          updateDeploymentTraffic(input: $input) { __typename }
+        }""",
+        with_variables(traffic_input),
+    ),
+    "Mutation.promoteDeployment": Operation(
+        "mutation($id: ID!) { promoteDeployment(deployment: $id) { __typename } }",
+        with_variables(fresh_deployment_id),
+    ),
+    "Mutation.rollbackDeployment": Operation(
+        "mutation($id: ID!) { rollbackDeployment(deployment: $id) { __typename } }",
+        with_variables(fresh_deployment_id),
+    ),
+    "Mutation.deleteDeployment": Operation(
+        "mutation($id: ID!) { deleteDeployment(deployment: $id) { __typename } }",
+        with_variables(fresh_deployment_id),
+    ),
+    "Mutation.predict": Operation(
+        "mutation($id: ID!, $inputs: [JSON!]!) { predict(deployment: $id, inputs: $inputs) "
+        "{ __typename } }",
+        with_variables(predict_input),
+    ),
+    "Subscription.deploymentEvents": Operation(
+        "subscription($id: ID!) { deploymentEvents(deploymentId: $id) { type state } }",
+        with_variables(fresh_deployment_id),
+    ),
     "Query.trainers": Operation("{ trainers { name } }"),
     "Mutation.submitTrainingJob": Operation(
         """mutation($input: SubmitTrainingJobInput!) {

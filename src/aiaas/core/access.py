@@ -74,6 +74,8 @@ PROJECT_GRANTS: dict[ProjectRole, tuple[Grant, ...]] = {
         Grant("dataset", "read", "Read datasets, their versions, profiles and quality reports"),
         Grant("job", "read", "Read the project's jobs, their progress and metric history"),
         Grant("model", "read", "Read registered models, their versions, metrics and aliases"),
+        Grant("deployment", "read", "Read deployments, their traffic, events and drift"),
+        Grant("deployment", "predict", "Call a deployment's predictions (GraphQL and V2 REST)"),
     ),
     ProjectRole.DEVELOPER: (
         Grant("dataset", "upload", "Upload data as a new dataset or a new version of one"),
@@ -83,6 +85,8 @@ PROJECT_GRANTS: dict[ProjectRole, tuple[Grant, ...]] = {
         Grant("training", "submit", "Submit training jobs"),
         Grant("training", "cancel", "Cancel training jobs"),
         Grant("model", "alias", "Move a model's aliases, except production"),
+        Grant("deployment", "create", "Deploy a model version"),
+        Grant("deployment", "update", "Change a deployment's canary and shadow, or roll it back"),
     ),
     ProjectRole.MAINTAINER: (
         Grant("member", "manage", "Add members, change and remove them, up to maintainer"),
@@ -90,6 +94,8 @@ PROJECT_GRANTS: dict[ProjectRole, tuple[Grant, ...]] = {
         Grant("dataset", "delete", "Delete a dataset version that nothing uses"),
         Grant("model", "promote", "Move a model's production alias"),
         Grant("model", "configure", "Set a model's promotion gates"),
+        Grant("deployment", "promote", "Make a deployment's canary its stable version"),
+        Grant("deployment", "delete", "Stop a deployment"),
     ),
     ProjectRole.OWNER: (
         Grant("member", "manage-owners", "Make members owners, and demote or remove owners"),

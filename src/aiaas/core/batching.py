@@ -199,9 +199,20 @@ class AdaptiveBatcher:
         `BatcherClosedError` once closing, and `BatchFailedError` when the model fails."""
         if self._closing or self._task is None:
             raise BatcherClosedError("the model is not being served")
+        return await self.submit_checked(self.check(columns))
+
+    def check(self, columns: Mapping[str, Sequence[Any] | np.ndarray]) -> dict[str, np.ndarray]:
+        """The request's inputs as `check_inputs` vets them for this model, or `InputError`.
+        For a caller that wants the vetted arrays too (to sample them): then `submit_checked`."""
         checked = self._checker.check(columns, max_batch=self.max_batch_size)
         if not checked:
             raise InputError("the model takes no inputs to predict from")
+        return checked
+
+    async def submit_checked(self, checked: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """`submit` for inputs that `check` returned."""
+        if self._closing or self._task is None:
+            raise BatcherClosedError("the model is not being served")
         rows = len(next(iter(checked.values())))
         if self._queued_rows + rows > self.max_queue_size:
             self._rejected_requests += 1

@@ -34,6 +34,15 @@ class Mode(StrEnum):
     PRODUCTION = "production"
 
 
+class ServerRole(StrEnum):
+    """What an `aiaas serve` process answers: everything, the API without the V2 inference
+    routes and rollouts, or inference only (V2 REST, metrics and health)."""
+
+    ALL = "all"
+    API = "api"
+    INFERENCE = "inference"
+
+
 _PASSWORD_PARAMETER = re.compile(r"(?i)([?&]password=)[^&]*")
 
 
@@ -254,6 +263,64 @@ class Config(BaseModel):
         None,
         description="JAX's persistent compilation cache, shared by training and serving; "
         "defaults to `<data_dir>/jax-cache`.",
+    )
+
+    role: ServerRole = Field(
+        ServerRole.ALL,
+        description="What `aiaas serve` answers: `all`; `api` (GraphQL and uploads, no V2 "
+        "inference routes, no rollouts); `inference` (V2 inference REST, /metrics, health; "
+        "rolls out deployments). `aiaas serve --role` sets it.",
+    )
+    model_cache_bytes: int = Field(
+        4 * 1024**3,
+        ge=1024**2,
+        description="Memory budget of one serving process's loaded models (their bundle "
+        "sizes); the least recently used model is unloaded past it.",
+    )
+    inference_max_request_bytes: int = Field(
+        64 * 1024**2, ge=1024, description="Largest V2 inference request body accepted."
+    )
+    deployment_poll_interval_s: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="How often a serving process looks for deployments waiting for a rollout.",
+    )
+    deployment_stale_after_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="A rollout whose process stopped renewing its claim for this long is taken "
+        "over by another serving process.",
+    )
+    prediction_sample_rate: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="Share of prediction requests of which one row (inputs and outputs) is "
+        "kept for drift monitoring.",
+    )
+    prediction_sample_retention_s: int = Field(
+        7 * 24 * 3600, ge=3600, description="How long sampled predictions are kept."
+    )
+    drift_check_every_minutes: int = Field(
+        10,
+        ge=1,
+        le=60,
+        description="Minutes between two drift checks of every serving deployment (a divisor "
+        "of 60 keeps them evenly spaced).",
+    )
+    drift_window_s: int = Field(
+        24 * 3600, ge=60, description="Age of the newest samples a drift check compares."
+    )
+    drift_min_samples: int = Field(
+        100, ge=1, description="Fewest samples a drift check needs to compute a PSI."
+    )
+    drift_psi_threshold: float = Field(
+        0.25,
+        gt=0,
+        description="PSI above which a feature's drift raises the alert, unless the "
+        "deployment sets its own.",
     )
 
     def __repr_args__(self) -> Any:

@@ -30,6 +30,9 @@ class SubscriberTooSlowError(Exception):
 _CUT_OFF = object()
 
 
+UNSUBSCRIBE_TIMEOUT_S = 1.0
+
+
 class EventHub:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
@@ -72,7 +75,12 @@ class EventHub:
             if not subscribers and channel in self._queues:
                 del self._queues[channel]
                 if self._pubsub is not None:
-                    await self._pubsub.unsubscribe(channel)
+                    # A courtesy to Redis, not a duty: when Redis is gone (a process stopping
+                    # with it) the connection is dead anyway, and waiting on it would only
+                    # hold up the shutdown.
+                    with contextlib.suppress(Exception):
+                        async with asyncio.timeout(UNSUBSCRIBE_TIMEOUT_S):
+                            await self._pubsub.unsubscribe(channel)
 
     async def _read(self) -> None:
         assert self._pubsub is not None

@@ -69,24 +69,46 @@ _Order = tuple[int, int]
 _Entry = tuple[_Order, str, dict[str, Any]]
 
 
+@dataclass(frozen=True)
+class EventStream:
+    """A family of per-object streams: jobs', or deployments' (which follow the same replay-then-
+    follow contract). An object's stream ends with a state event in `terminal_states`."""
+
+    prefix: str
+    terminal_states: frozenset[str]
+
+    def key(self, object_id: UUID) -> str:
+        return f"{self.prefix}:{object_id}"
+
+    def is_terminal(self, event: Mapping[str, Any]) -> bool:
+        return event.get("type") == "state" and event.get("state") in self.terminal_states
+
+
+JOB_STREAM = EventStream("aiaas:job-events", TERMINAL_STATES)
+
+
 def job_stream_key(job_id: UUID) -> str:
-    return f"aiaas:job-events:{job_id}"
+    return JOB_STREAM.key(job_id)
 
 
 async def publish_job_events_quietly(
-    redis: Redis, job_id: UUID, events: Sequence[Mapping[str, Any]]
+    redis: Redis,
+    job_id: UUID,
+    events: Sequence[Mapping[str, Any]],
+    *,
+    stream: EventStream = JOB_STREAM,
 ) -> None:
     """Publish, logging rather than raising a Redis failure: the stream is for people
     watching, and PostgreSQL holds every state and the metric history, so a Redis failure
     costs live events, never the job."""
     try:
-        await publish_job_events(redis, job_id, events)
+        await publish_job_events(redis, job_id, events, stream=stream)
     except RedisError:
         logger.warning("job %s: %d live event(s) could not be published", job_id, len(events))
 
 
 def is_terminal_event(event: Mapping[str, Any]) -> bool:
-    return event.get("type") == "state" and event.get("state") in TERMINAL_STATES
+    return JOB_STREAM.is_terminal(event)
 
 
 def parse_cursor(text: str | None) -> str:
@@ -110,18 +132,22 @@ async def publish_job_event(redis: Redis, job_id: UUID, event: Mapping[str, Any]
 
 
 async def publish_job_events(
-    redis: Redis, job_id: UUID, events: Sequence[Mapping[str, Any]]
+    redis: Redis,
+    job_id: UUID,
+    events: Sequence[Mapping[str, Any]],
+    *,
+    stream: EventStream = JOB_STREAM,
 ) -> list[str]:
     """Append `events` in one round trip, as one MULTI so that they sit together in the stream."""
     if not events:
         return []
-    key = job_stream_key(job_id)
+    key = stream.key(job_id)
     async with redis.pipeline(transaction=True) as pipeline:
         for event in events:
             # One JSON field rather than a field per key: nested values and types survive.
             encoded = json.dumps(event, default=str)
             pipeline.xadd(key, {_EVENT_FIELD: encoded}, maxlen=STREAM_MAX_LENGTH, approximate=True)
-        if any(is_terminal_event(event) for event in events):
+        if any(stream.is_terminal(event) for event in events):
             pipeline.expire(key, FINISHED_STREAM_TTL_S)
         replies = await pipeline.execute()
     return [_text(reply) for reply in replies[: len(events)]]
@@ -166,11 +192,13 @@ class JobEventRelay:
         self,
         redis: Redis,
         *,
+        stream: EventStream = JOB_STREAM,
         queue_size: int = DEFAULT_QUEUE_SIZE,
         block_ms: int = DEFAULT_BLOCK_MS,
         retry_delays_s: Sequence[float] = RETRY_DELAYS_S,
     ) -> None:
         self._redis = redis
+        self._stream = stream
         self._queue_size = queue_size
         self._block_ms = block_ms
         # A read never brings more than a queue holds: one burst alone can't cut off a subscriber
@@ -204,7 +232,7 @@ class JobEventRelay:
                 for entry_id, event in page:
                     delivered = _order(entry_id)
                     yield entry_id, event
-                    if is_terminal_event(event):
+                    if self._stream.is_terminal(event):
                         return
                 if len(page) < REPLAY_PAGE_SIZE:
                     break
@@ -218,7 +246,7 @@ class JobEventRelay:
                 order, entry_id, event = entry
                 delivered = order
                 yield entry_id, event
-                if is_terminal_event(event):
+                if self._stream.is_terminal(event):
                     return
         finally:
             await self._leave(source, subscriber)
@@ -261,7 +289,7 @@ class JobEventRelay:
 
     async def _follow(self, source: _Source) -> None:
         """The source task: XREAD from the last id seen, fanned out to every subscriber."""
-        key = job_stream_key(source.job_id)
+        key = self._stream.key(source.job_id)
         failures = 0
         while True:
             try:
@@ -312,7 +340,7 @@ class JobEventRelay:
             return []
         try:
             reply = await self._redis.xrange(
-                job_stream_key(job_id), min=start, count=REPLAY_PAGE_SIZE
+                self._stream.key(job_id), min=start, count=REPLAY_PAGE_SIZE
             )
         except _CONNECTION_ERRORS as error:
             raise _unavailable(error)() from error

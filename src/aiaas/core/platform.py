@@ -17,7 +17,8 @@ from arq.connections import ArqRedis, RedisSettings, create_pool
 
 from aiaas import migrations
 from aiaas.core.auth import Authenticator, Credentials, PolicyEnforcer, Principal
-from aiaas.core.config import Config, redact_url
+from aiaas.core.config import Config, ServerRole, redact_url
+from aiaas.core.deployments import DEPLOYMENT_STREAM
 from aiaas.core.errors import (
     AuthenticationError,
     ConcealedDenialError,
@@ -33,6 +34,7 @@ from aiaas.core.job_events import JobEventRelay
 from aiaas.core.plugins import AiaasPluginManager, create_plugin_manager
 from aiaas.core.registry import Registries, Registry, load_registries
 from aiaas.core.serialization import pack, unpack
+from aiaas.core.serving import ServingRuntime
 from aiaas.core.storage import ArtifactStore, MetadataStore
 from aiaas.core.training import Trainer
 from aiaas.core.validation import Validator
@@ -40,7 +42,9 @@ from aiaas.core.vault import Vault
 
 if TYPE_CHECKING:
     from aiaas.core.audit import AuditEvent
+    from aiaas.core.inference import InferenceServer
     from aiaas.core.jobs import JobEvent
+    from aiaas.core.rollout import RolloutSupervisor
 
 logger = logging.getLogger(__name__)
 
@@ -128,9 +132,13 @@ class Platform:
         self.vault = Vault(config, self.metadata, self.artifacts)
         self._validators: dict[str, Validator] = {}
         self._trainers: dict[str, Trainer] = {}
+        self._serving_runtimes: dict[str, ServingRuntime] = {}
         self._redis: ArqRedis | None = None
         self._events: EventHub | None = None
         self._job_events: JobEventRelay | None = None
+        self._deployment_events: JobEventRelay | None = None
+        self._inference: InferenceServer | None = None
+        self._rollouts: RolloutSupervisor | None = None
         self._started = False
 
     def validator(self, name: str) -> Validator:
@@ -140,6 +148,10 @@ class Platform:
     def trainer(self, name: str) -> Trainer:
         """The trainer registered under `name`, built on first use."""
         return self._built(self._trainers, self.registries.trainers, name)
+
+    def serving_runtime(self, name: str) -> ServingRuntime:
+        """The serving runtime registered under `name`, built on first use."""
+        return self._built(self._serving_runtimes, self.registries.serving_runtimes, name)
 
     def _built(self, built: dict[str, BackendT], registry: Registry[Any], name: str) -> BackendT:
         if name not in built:
@@ -175,10 +187,12 @@ class Platform:
                 self._redis = await connect_redis(self.config)
                 self._events = EventHub(self._redis)
                 self._job_events = JobEventRelay(self._redis)
+                self._deployment_events = JobEventRelay(self._redis, stream=DEPLOYMENT_STREAM)
             await self.enforcer.start(self.metadata)
         except BaseException:
             self._events = None
             self._job_events = None
+            self._deployment_events = None
             if self._redis is not None:
                 await self._redis.aclose()
                 self._redis = None
@@ -189,9 +203,18 @@ class Platform:
             await self._run_lifecycle_hook("aiaas_startup")
 
     async def stop(self) -> None:
+        if self._rollouts is not None:
+            await self._rollouts.close()
+            self._rollouts = None
+        if self._inference is not None:
+            await self._inference.close()
+            self._inference = None
         if self._started:
             await self._run_lifecycle_hook("aiaas_shutdown")
             self._started = False
+        if self._deployment_events is not None:
+            await self._deployment_events.close()
+            self._deployment_events = None
         if self._events is not None:
             await self._events.close()
             self._events = None
@@ -309,6 +332,44 @@ class Platform:
         if self._job_events is None:
             raise RedisUnavailableError("the platform has not connected to Redis")
         return self._job_events
+
+    @property
+    def deployment_events(self) -> JobEventRelay:
+        """This process's relay of deployments' event streams to their subscribers."""
+        if self._deployment_events is None:
+            raise RedisUnavailableError("the platform has not connected to Redis")
+        return self._deployment_events
+
+    @property
+    def serves_inference(self) -> bool:
+        """Whether this process rolls out deployments (its role is `all` or `inference`)."""
+        return self.config.role is not ServerRole.API
+
+    @property
+    def inference(self) -> InferenceServer:
+        """This process's deployments, model cache and batchers, made on first use."""
+        if self._inference is None:
+            from aiaas.core.inference import InferenceServer
+
+            self._inference = InferenceServer(self)
+        return self._inference
+
+    def wake_rollouts(self) -> None:
+        """Start this process's rollout supervisor if its role serves inference, and have it
+        look for waiting deployments now. Needs a running event loop."""
+        if not self.serves_inference:
+            return
+        if self._rollouts is None:
+            from aiaas.core.rollout import RolloutSupervisor
+
+            self.inference.start()
+            self._rollouts = RolloutSupervisor(
+                self,
+                self.inference,
+                poll_interval_s=self.config.deployment_poll_interval_s,
+                stale_after_s=self.config.deployment_stale_after_s,
+            )
+        self._rollouts.wake()
 
     def notify_job_event(self, event: JobEvent) -> None:
         for _ in self.plugins.call_each("aiaas_job_event", event=event):

@@ -55,11 +55,13 @@ async def _take_attempt(platform: Platform, username: str, client_address: str |
     keys = _counter_keys(username, client_address)
     async with platform.redis.pipeline(transaction=True) as pipe:
         for key in keys:
+            # The window starts at the first attempt and is not extended by later ones. SET NX
+            # with EX rather than EXPIRE NX, which Redis gained only in 7.0: the embedded Redis
+            # of `aiaas dev` is 6.2.
+            pipe.set(key, 0, ex=config.login_window_s, nx=True)
             pipe.incr(key)
-            # The window starts at the first attempt and is not extended by later ones.
-            pipe.expire(key, config.login_window_s, nx=True)
         results = await pipe.execute()
-    counts = results[0::2]
+    counts = results[1::2]
     limits = [config.login_attempts_per_user, config.login_attempts_per_client]
     for key, count, limit in zip(keys, counts, limits, strict=False):
         if count > limit:

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from strawberry.dataloader import DataLoader
 
 from aiaas.core.datasets import datasets_by_ids, latest_versions, versions_by_ids
+from aiaas.core.deployments import deployments_by_ids
 from aiaas.core.identity import users_by_ids
 from aiaas.core.jobs import jobs_by_ids
 from aiaas.core.metric_history import latest_metrics, metric_keys
@@ -58,6 +59,7 @@ def make_loaders(platform: Platform) -> dict[str, DataLoader[Any, Any]]:
         "model_version": loader_by_key(platform, model_versions_by_ids),
         "model_version_by_job": loader_by_key(platform, model_versions_by_jobs),
         "model_aliases": loader_by_key(platform, aliases_by_models),
+        "deployment": loader_by_key(platform, deployments_by_ids),
         "metric_keys": loader_by_key(platform, metric_keys),
         "latest_metrics": loader_by_key(platform, latest_metrics),
     }

@@ -14,6 +14,7 @@ from aiaas.core.errors import NotFoundError, PermissionDeniedError
 from aiaas.core.training_jobs import TRAINING_JOB
 from aiaas.graphql.context import RequestContext
 from aiaas.graphql.datasets.types import Dataset, DatasetVersion
+from aiaas.graphql.deployments.types import Deployment
 from aiaas.graphql.identity.types import ApiToken, User
 from aiaas.graphql.jobs.types import Job
 from aiaas.graphql.models.types import Model, ModelVersion
@@ -71,6 +72,15 @@ async def _training_job(context: RequestContext, job_id: UUID) -> Node | None:
     return TrainingJob.from_domain(found)
 
 
+async def _deployment(context: RequestContext, deployment_id: UUID) -> Node | None:
+    found = await context.loader("deployment").load(deployment_id)
+    if found is None:
+        return None
+    await authorize_in_project(context, found.project_id, "deployment", "read")
+    project = await context.loader("project").load(found.project_id)
+    return Deployment.from_domain(found, project.slug)
+
+
 # How each node type is fetched, and checked: not being allowed to see it reads as null.
 _NODE_TYPES: dict[str, NodeFetcher] = {
     "Project": _project,
@@ -82,6 +92,7 @@ _NODE_TYPES: dict[str, NodeFetcher] = {
     "TrainingJob": _training_job,
     "Model": _owned("model", "model", Model.from_domain),
     "ModelVersion": _owned("model_version", "model", ModelVersion.from_domain),
+    "Deployment": _deployment,
 }
 
 

@@ -183,6 +183,7 @@ OWNED_TYPES = {
     "TrainingJob": "job",
     "Model": "model",
     "ModelVersion": "model_version",
+    "Deployment": "deployment",
 }
 
 

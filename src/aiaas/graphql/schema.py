@@ -25,6 +25,9 @@ from aiaas.core.platform import Platform
 from aiaas.graphql.audit.subscriptions import AuditSubscription
 from aiaas.graphql.datasets.mutations import DatasetMutation
 from aiaas.graphql.datasets.types import Dataset, DatasetVersion
+from aiaas.graphql.deployments.mutations import DeploymentMutation
+from aiaas.graphql.deployments.subscriptions import DeploymentSubscription
+from aiaas.graphql.deployments.types import Deployment
 from aiaas.graphql.errors import ConflictError, InvalidInputError, NotFoundError
 from aiaas.graphql.identity.mutations import IdentityMutation
 from aiaas.graphql.identity.queries import IdentityQuery
@@ -59,8 +62,13 @@ BUILTIN_MUTATIONS: tuple[type, ...] = (
     DatasetMutation,
     TrainingMutation,
     ModelMutation,
+    DeploymentMutation,
 )
-BUILTIN_SUBSCRIPTIONS: tuple[type, ...] = (AuditSubscription, TrainingSubscription)
+BUILTIN_SUBSCRIPTIONS: tuple[type, ...] = (
+    AuditSubscription,
+    TrainingSubscription,
+    DeploymentSubscription,
+)
 
 
 def is_expected(error: GraphQLError) -> bool:
@@ -163,6 +171,7 @@ def build_schema(platform: Platform) -> strawberry.Schema:
             TrainingJob,
             Model,
             ModelVersion,
+            Deployment,
             InvalidInputError,
             NotFoundError,
             ConflictError,

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from uuid import UUID
 
+from aiaas.core.drift_monitoring import check_drift
 from aiaas.core.garbage import collect_garbage
 from aiaas.core.jobs import (
     Job,
@@ -81,3 +82,11 @@ async def reconcile(ctx: dict[str, Any]) -> dict[str, Any]:
 async def collect_garbage_job(ctx: dict[str, Any]) -> dict[str, Any]:
     result = await collect_garbage(ctx["platform"])
     return {"deleted": result.deleted, "kept_young": result.kept_young}
+
+
+async def check_drift_job(ctx: dict[str, Any]) -> dict[str, Any]:
+    reports = await check_drift(ctx["platform"])
+    return {
+        "reports": len(reports),
+        "alerts": [str(report.deployment_id) for report in reports if report.alert],
+    }

@@ -12,6 +12,7 @@ from arq.connections import RedisSettings
 from arq.cron import cron
 from arq.worker import func
 
+from aiaas.core.compilation_cache import use_compilation_cache
 from aiaas.core.config import Config
 from aiaas.core.jobs import RUN_JOB_FUNCTION
 from aiaas.core.platform import Platform
@@ -20,6 +21,7 @@ from aiaas.core.serialization import pack, unpack
 from aiaas.workers.handlers import JOB_HANDLERS
 from aiaas.workers.jobs import (
     JobHandler,
+    check_drift_job,
     collect_garbage_job,
     reconcile,
     run_job,
@@ -27,18 +29,6 @@ from aiaas.workers.jobs import (
 
 RECONCILE_EVERY_S = 15
 JOB_TIMEOUT_S = 24 * 3600
-
-
-def use_compilation_cache(config: Config) -> None:
-    """Keep XLA compilations across runs and workers: a resumed or repeated job skips the
-    compile. An operator's own JAX_COMPILATION_CACHE_DIR wins."""
-    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
-        return
-    import jax
-
-    cache_dir = str(config.resolved_compilation_cache_dir)
-    jax.config.update("jax_compilation_cache_dir", cache_dir)  # type: ignore[no-untyped-call]
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)  # type: ignore[no-untyped-call]
 
 
 def worker_settings(
@@ -88,6 +78,12 @@ def worker_settings(
             ),
             # Hourly; any one worker runs each tick (arq's cron jobs are unique).
             cron(collect_garbage_job, name="collect_garbage", minute=17, second=0),
+            cron(
+                check_drift_job,
+                name="check_drift",
+                minute=set(range(0, 60, config.drift_check_every_minutes)),
+                second=30,
+            ),
         ],
         "redis_settings": RedisSettings.from_dsn(config.redis_url),
         "queue_name": config.queue_name,

@@ -10,6 +10,7 @@ from strawberry.types import Info
 
 from aiaas.core import audit, members, projects
 from aiaas.core import datasets as core_datasets
+from aiaas.core import deployments as core_deployments
 from aiaas.core import jobs as core_jobs
 from aiaas.core import models as core_models
 from aiaas.core.access import ProjectRole as CoreProjectRole
@@ -17,6 +18,7 @@ from aiaas.core.pagination import DEFAULT_PAGE_SIZE
 from aiaas.core.training_jobs import TRAINING_JOB, compare_jobs
 from aiaas.graphql.context import RequestContext
 from aiaas.graphql.datasets.types import Dataset
+from aiaas.graphql.deployments.types import Deployment
 from aiaas.graphql.errors import ConflictError, InvalidInputError, NotFoundError
 from aiaas.graphql.identity.types import User
 from aiaas.graphql.models.types import Model
@@ -213,6 +215,38 @@ class Project(Node):
         async with info.context.platform.metadata.acquire() as connection:
             found = await core_models.model_by_name(connection, self.project_uuid, name)
         return Model.from_domain(found) if found is not None else None
+
+    @strawberry.field(
+        extensions=requires_in_project("deployment", "read", project_of_source),
+        description="The project's deployments, newest first; stopped ones on request.",
+    )
+    async def deployments(
+        self,
+        info: Info,
+        first: int = DEFAULT_PAGE_SIZE,
+        after: str | None = None,
+        include_stopped: bool = False,
+    ) -> Connection[Deployment]:
+        async with info.context.platform.metadata.acquire() as connection:
+            page = await core_deployments.list_deployments(
+                connection,
+                self.project_uuid,
+                first=first,
+                after=after,
+                include_stopped=include_stopped,
+            )
+        return connection_from_page(page, lambda found: Deployment.from_domain(found, self.slug))
+
+    @strawberry.field(
+        extensions=requires_in_project("deployment", "read", project_of_source),
+        description="The live (not stopped) deployment of that name.",
+    )
+    async def deployment(self, info: Info, name: str) -> Deployment | None:
+        async with info.context.platform.metadata.acquire() as connection:
+            found = await core_deployments.live_deployment_by_name(
+                connection, self.project_uuid, name
+            )
+        return Deployment.from_domain(found, self.slug) if found is not None else None
 
     @classmethod
     def from_domain(cls, project: projects.Project) -> Project:

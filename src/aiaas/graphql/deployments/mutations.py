@@ -1,0 +1,208 @@
+from __future__ import annotations
+
+from typing import Any, cast
+from uuid import UUID
+
+import strawberry
+from strawberry.scalars import JSON
+from strawberry.types import Info
+
+from aiaas.core import deployments
+from aiaas.core.errors import ConflictError, InputError, NotFoundError, ServiceUnavailableError
+from aiaas.core.inference import output_records, records_to_columns
+from aiaas.graphql.context import RequestContext
+from aiaas.graphql.deployments.types import (
+    CreateDeploymentInput,
+    DeploymentResult,
+    DeploymentSuccess,
+    PredictResult,
+    PredictSuccess,
+    UnavailableError,
+    UpdateDeploymentTrafficInput,
+    deployment_from_domain,
+)
+from aiaas.graphql.errors import as_expected_error, expected
+from aiaas.graphql.models.types import ModelVersion
+from aiaas.graphql.permissions import project_by_global_id, requires_in_project
+from aiaas.graphql.relay import from_global_id
+
+
+def _uuid_of(global_id: strawberry.ID | None, type_name: str, field: str) -> UUID | None:
+    if global_id is None:
+        return None
+    found_type, object_id = from_global_id(global_id)
+    if found_type != type_name:
+        raise InputError(f"{field} must name a {type_name}", field_errors={field: "wrong type"})
+    return object_id
+
+
+async def _project_of_new_deployment(
+    context: RequestContext, source: Any, kwargs: dict[str, Any]
+) -> UUID | None:
+    given: CreateDeploymentInput = kwargs["input"]
+    try:
+        new = deployments.NewDeployment(
+            name=given.name,
+            version_id=_uuid_of(given.model_version, "ModelVersion", "modelVersion"),
+            model_id=_uuid_of(given.model, "Model", "model"),
+        )
+    except InputError:
+        return None
+    async with context.platform.metadata.acquire() as connection:
+        return await deployments.project_of_new_deployment(connection, new)
+
+
+_DEPLOYMENT = project_by_global_id("deployment", of="Deployment")
+_DEPLOYMENT_IN_INPUT = project_by_global_id("deployment", within="input", of="Deployment")
+
+
+@strawberry.type
+class DeploymentMutation:
+    @strawberry.mutation(
+        extensions=requires_in_project("deployment", "create", _project_of_new_deployment),
+        description="Serve a model version (or the version an alias names) under a name. It "
+        "is CREATING at first; `deploymentEvents` tells when it is READY.",
+    )
+    async def create_deployment(self, info: Info, input: CreateDeploymentInput) -> DeploymentResult:
+        context: RequestContext = info.context
+
+        async def create() -> DeploymentSuccess:
+            new = deployments.NewDeployment(
+                name=input.name,
+                version_id=_uuid_of(input.model_version, "ModelVersion", "modelVersion"),
+                model_id=_uuid_of(input.model, "Model", "model"),
+                alias=input.alias,
+                runtime=input.runtime,
+                batching=deployments.Batching(
+                    input.max_batch_size, input.max_wait_ms, input.max_queue_rows
+                ),
+                drift_threshold=input.drift_threshold,
+            )
+            created = await deployments.create_deployment(
+                context.platform, context.require_principal(), new, request_id=context.request_id
+            )
+            context.platform.wake_rollouts()
+            return DeploymentSuccess(deployment=await deployment_from_domain(info, created))
+
+        return await expected(create)
+
+    @strawberry.mutation(
+        extensions=requires_in_project("deployment", "update", _DEPLOYMENT_IN_INPUT),
+        description="Send a share of the requests to a canary version, and mirror them to a "
+        "shadow. stablePercent + canaryPercent must be 100. A version not served yet is warmed "
+        "first (UPDATING), while the current split goes on serving.",
+    )
+    async def update_deployment_traffic(
+        self, info: Info, input: UpdateDeploymentTrafficInput
+    ) -> DeploymentResult:
+        context: RequestContext = info.context
+
+        async def update() -> DeploymentSuccess:
+            _, deployment_id = from_global_id(input.deployment)
+            updated = await deployments.update_traffic(
+                context.platform,
+                context.require_principal(),
+                deployment_id,
+                stable_percent=input.stable_percent,
+                canary_version_id=_uuid_of(input.canary, "ModelVersion", "canary"),
+                canary_percent=input.canary_percent,
+                shadow_version_id=_uuid_of(input.shadow, "ModelVersion", "shadow"),
+                request_id=context.request_id,
+            )
+            context.platform.wake_rollouts()
+            return DeploymentSuccess(deployment=await deployment_from_domain(info, updated))
+
+        return await expected(update)
+
+    @strawberry.mutation(
+        extensions=requires_in_project("deployment", "promote", _DEPLOYMENT),
+        description="Make the canary the stable version, taking every request.",
+    )
+    async def promote_deployment(self, info: Info, deployment: strawberry.ID) -> DeploymentResult:
+        context: RequestContext = info.context
+        _, deployment_id = from_global_id(deployment)
+
+        async def promote() -> DeploymentSuccess:
+            promoted = await deployments.promote_canary(
+                context.platform,
+                context.require_principal(),
+                deployment_id,
+                request_id=context.request_id,
+            )
+            return DeploymentSuccess(deployment=await deployment_from_domain(info, promoted))
+
+        return await expected(promote)
+
+    @strawberry.mutation(
+        extensions=requires_in_project("deployment", "update", _DEPLOYMENT),
+        description="Undo the last traffic change: a pending update, else the canary, else the "
+        "last promotion.",
+    )
+    async def rollback_deployment(self, info: Info, deployment: strawberry.ID) -> DeploymentResult:
+        context: RequestContext = info.context
+        _, deployment_id = from_global_id(deployment)
+
+        async def roll_back() -> DeploymentSuccess:
+            rolled_back = await deployments.rollback(
+                context.platform,
+                context.require_principal(),
+                deployment_id,
+                request_id=context.request_id,
+            )
+            return DeploymentSuccess(deployment=await deployment_from_domain(info, rolled_back))
+
+        return await expected(roll_back)
+
+    @strawberry.mutation(
+        extensions=requires_in_project("deployment", "delete", _DEPLOYMENT),
+        description="Stop the deployment. It answers what it has queued, then nothing more.",
+    )
+    async def delete_deployment(self, info: Info, deployment: strawberry.ID) -> DeploymentResult:
+        context: RequestContext = info.context
+        _, deployment_id = from_global_id(deployment)
+
+        async def delete() -> DeploymentSuccess:
+            stopped = await deployments.stop_deployment(
+                context.platform,
+                context.require_principal(),
+                deployment_id,
+                request_id=context.request_id,
+            )
+            # This process drains now; the others as soon as they hear of the change.
+            await context.platform.inference.drain(deployment_id)
+            return DeploymentSuccess(deployment=await deployment_from_domain(info, stopped))
+
+        return await expected(delete)
+
+    @strawberry.mutation(
+        extensions=requires_in_project("deployment", "predict", _DEPLOYMENT),
+        description="Predict from JSON records, one object of input values per row. Changes "
+        "nothing, so it is not audited; refusals are.",
+    )
+    async def predict(
+        self,
+        info: Info,
+        deployment: strawberry.ID,
+        inputs: list[JSON],
+        version: int | None = None,
+    ) -> PredictResult:
+        context: RequestContext = info.context
+        _, deployment_id = from_global_id(deployment)
+        try:
+            columns = records_to_columns(inputs)
+            prediction = await context.platform.inference.predict(
+                deployment_id, columns, protocol="graphql", version_number=version
+            )
+        except ServiceUnavailableError as exc:
+            retry_after = exc.details.get("retryAfter") if exc.details else None
+            return UnavailableError(
+                message=exc.message, code=exc.code, retry_after_seconds=retry_after
+            )
+        except (InputError, NotFoundError, ConflictError) as exc:
+            return as_expected_error(exc)
+        return PredictSuccess(
+            deployment=await deployment_from_domain(info, prediction.deployment),
+            model_version=ModelVersion.from_domain(prediction.version),
+            role=prediction.role.value,
+            outputs=cast(list[JSON], output_records(prediction.outputs)),
+        )

@@ -1,0 +1,230 @@
+"""The Open Inference Protocol (KServe V2) over REST, so that standard V2 clients work unchanged.
+
+A V2 model is a deployment, named `<project slug>.<deployment name>` (neither holds a dot); its
+versions are the model version numbers the deployment answers with. Routes:
+
+- `GET /v2/health/live`, `GET /v2/health/ready`: public, for load balancers and probes;
+- `GET /v2`: server metadata;
+- `GET /v2/models/{name}[/versions/{version}]`: model metadata (`deployment:read`);
+- `GET /v2/models/{name}[/versions/{version}]/ready`: 200 when serving, 400 when not (the
+  protocol's 4xx for "false");
+- `POST /v2/models/{name}[/versions/{version}]/infer`: a prediction (`deployment:predict`).
+
+Errors are `{"error": message}` as the protocol has them, with our `code` (and `fieldErrors`
+for bad input) beside it: 400 bad input, 404 unknown model or one the caller may not see, 409
+not ready, 413 too large, 503 with Retry-After when the queue is full.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import version as package_version
+from typing import Any
+from uuid import UUID
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from aiaas.core.audit import record_outside_change
+from aiaas.core.auth import Principal
+from aiaas.core.errors import (
+    AiaasError,
+    AuthenticationError,
+    InputError,
+    NotFoundError,
+    PermissionDeniedError,
+)
+from aiaas.core.inference import CachedDeployment, InferenceServer
+from aiaas.core.platform import Platform
+from aiaas.core.training import ModelSignature, TensorSpec
+from aiaas.requests import request_id_of
+from aiaas.rest.inference_protocol import (
+    INFERENCE_HEADER_CONTENT_LENGTH,
+    check_requested_outputs,
+    encode_infer_response,
+    model_metadata,
+    parse_infer_request,
+    server_metadata,
+)
+
+PUBLIC_PATHS = ("/v2/health/live", "/v2/health/ready")
+
+
+def _error(exc: AiaasError) -> JSONResponse:
+    body: dict[str, Any] = {"error": exc.message, "code": exc.code}
+    if isinstance(exc, InputError) and exc.field_errors:
+        body["fieldErrors"] = exc.field_errors
+    headers = {}
+    retry_after = exc.details.get("retryAfter")
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    return JSONResponse(body, status_code=exc.http_status, headers=headers)
+
+
+def _signature(raw: dict[str, Any]) -> ModelSignature:
+    def specs(entries: list[dict[str, Any]]) -> tuple[TensorSpec, ...]:
+        return tuple(
+            TensorSpec(name=spec["name"], dtype=spec["dtype"], shape=tuple(spec["shape"]))
+            for spec in entries
+        )
+
+    return ModelSignature(inputs=specs(raw["inputs"]), outputs=specs(raw["outputs"]))
+
+
+def _version_number(request: Request) -> int | None:
+    text = request.path_params.get("version")
+    if text is None:
+        return None
+    if not text.isdigit() or len(text) > 9:
+        raise NotFoundError(f"no version {text!r} of this model")
+    return int(text)
+
+
+async def _served_deployment(
+    request: Request, action: str
+) -> tuple[Platform, InferenceServer, CachedDeployment]:
+    """The deployment the path names, once the caller may `action` it. A caller who may not
+    see the project is told the model does not exist, as anyone asking for a missing one is."""
+    platform: Platform = request.app.state.platform
+    server = platform.inference
+    principal: Principal | None = request.scope.get("state", {}).get("principal")
+    name = request.path_params["name"]
+    slug, dot, deployment_name = name.partition(".")
+    cached = await server.deployment_by_v2_name(slug, deployment_name) if dot else None
+    project_id: UUID | None = cached.deployment.project_id if cached else None
+    try:
+        await platform.authorize_in_project(principal, project_id, "deployment", action)
+    except (AuthenticationError, PermissionDeniedError, NotFoundError) as exc:
+        if action == "predict":
+            await record_outside_change(
+                platform,
+                actor=principal,
+                action="v2.infer",
+                outcome="failed" if cached is None else "denied",
+                request_id=request_id_of(request.scope),
+                project_id=project_id if not isinstance(exc, NotFoundError) else None,
+                details={"model": name[:200], "code": exc.code},
+            )
+        if isinstance(exc, NotFoundError):
+            raise NotFoundError(f"no model named {name!r}") from None
+        raise
+    assert cached is not None
+    return platform, server, cached
+
+
+async def infer(request: Request) -> Response:
+    try:
+        platform, server, cached = await _served_deployment(request, "predict")
+        version_number = _version_number(request)
+        limit = platform.config.inference_max_request_bytes
+        if int(request.headers.get("content-length") or 0) > limit:
+            return _too_large(limit)
+        if request.headers.get("content-encoding", "identity") != "identity":
+            raise InputError(
+                "compressed request bodies are not accepted; send them uncompressed",
+                field_errors={"Content-Encoding": "unsupported"},
+            )
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                return _too_large(limit)
+        parsed = parse_infer_request(
+            bytes(body),
+            inference_header_content_length=request.headers.get(INFERENCE_HEADER_CONTENT_LENGTH),
+        )
+        stable = await server.version(cached.deployment.stable_version_id)
+        signature = _signature(stable.signature)
+        check_requested_outputs(parsed, signature)
+        prediction = await server.predict(
+            cached.deployment.id, parsed.columns, protocol="v2", version_number=version_number
+        )
+    except AiaasError as exc:
+        return _error(exc)
+    content, headers = encode_infer_response(
+        model_name=request.path_params["name"],
+        model_version=str(prediction.version.number),
+        request=parsed,
+        outputs=prediction.outputs,
+        signature=_signature(prediction.version.signature),
+    )
+    return Response(content, headers=headers)
+
+
+def _too_large(limit: int) -> JSONResponse:
+    return JSONResponse(
+        {"error": f"the request body exceeds {limit} bytes", "code": "TOO_LARGE"},
+        status_code=413,
+    )
+
+
+async def model_ready(request: Request) -> Response:
+    try:
+        _, server, cached = await _served_deployment(request, "read")
+        ready = cached.deployment.is_serving
+        number = _version_number(request)
+        if number is not None:
+            numbers = {
+                (await server.version(v)).number for v in cached.deployment.traffic.versions()
+            }
+            ready = ready and number in numbers
+    except AiaasError as exc:
+        return _error(exc)
+    return JSONResponse(
+        {"name": request.path_params["name"], "ready": ready}, status_code=200 if ready else 400
+    )
+
+
+async def metadata(request: Request) -> Response:
+    try:
+        _, server, cached = await _served_deployment(request, "read")
+        versions = [
+            await server.version(version_id)
+            for version_id, role in cached.deployment.traffic.versions().items()
+            if role.value != "shadow"
+        ]
+        number = _version_number(request)
+        if number is not None and number not in {version.number for version in versions}:
+            raise NotFoundError(f"the model does not serve version {number}")
+    except AiaasError as exc:
+        return _error(exc)
+    stable = await server.version(cached.deployment.stable_version_id)
+    return JSONResponse(
+        model_metadata(
+            request.path_params["name"],
+            [str(version.number) for version in versions],
+            f"aiaas-{cached.deployment.runtime}",
+            _signature(stable.signature),
+        )
+    )
+
+
+async def server_info(request: Request) -> Response:
+    return JSONResponse(server_metadata(package_version("aiaas")))
+
+
+async def live(request: Request) -> Response:
+    return JSONResponse({"live": True})
+
+
+async def ready(request: Request) -> Response:
+    platform: Platform = request.app.state.platform
+    checks = await platform.readiness()
+    is_ready = all(result == "ok" for result in checks.values())
+    return JSONResponse({"ready": is_ready}, status_code=200 if is_ready else 503)
+
+
+_MODEL = "/v2/models/{name}"
+_VERSION = "/v2/models/{name}/versions/{version}"
+
+ROUTES = [
+    Route("/v2/health/live", live, methods=["GET"]),
+    Route("/v2/health/ready", ready, methods=["GET"]),
+    Route("/v2", server_info, methods=["GET"]),
+    Route(_MODEL, metadata, methods=["GET"]),
+    Route(_VERSION, metadata, methods=["GET"]),
+    Route(f"{_MODEL}/ready", model_ready, methods=["GET"]),
+    Route(f"{_VERSION}/ready", model_ready, methods=["GET"]),
+    Route(f"{_MODEL}/infer", infer, methods=["POST"]),
+    Route(f"{_VERSION}/infer", infer, methods=["POST"]),
+]
