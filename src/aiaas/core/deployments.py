@@ -264,6 +264,13 @@ async def announce(platform: Platform, deployment: Deployment) -> None:
         )
     except Exception:  # redis-py's errors, or no Redis at all: the TTL covers it
         logger.warning("could not announce deployment %s changed", deployment.id, exc_info=True)
+    # This process's own copy at once: the announcement reaches its listener only a moment
+    # later, and a request it takes meanwhile must not be routed by (or refused for) the state
+    # before a change this very process made.
+    try:
+        await platform.inference.refresh(deployment.id)
+    except Exception:
+        logger.warning("could not refresh deployment %s here", deployment.id, exc_info=True)
 
 
 # Vetting --------------------------------------------------------------------------------------

@@ -193,7 +193,11 @@ class InferenceServer:
                     # NotFoundError: a deployment of another database. Redis pub/sub ignores
                     # database numbers, so platforms sharing a Redis server hear each other.
                     with contextlib.suppress(KeyError, ValueError, NotFoundError):
-                        await self.refresh(UUID(change["deployment_id"]))
+                        deployment_id = UUID(change["deployment_id"])
+                        # Only what this process has cached can be stale here; a deployment
+                        # it has not used yet is read when first asked for.
+                        if deployment_id in self._deployments:
+                            await self.refresh(deployment_id)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -215,6 +219,10 @@ class InferenceServer:
             slug = await connection.fetchval(
                 "SELECT slug FROM projects WHERE id = $1", deployment.project_id
             )
+        current = self._deployments.get(deployment_id)
+        if current is not None and current.deployment.generation > deployment.generation:
+            # A slower read that another, newer one overtook: keep the newer.
+            return current
         cached = CachedDeployment(deployment, slug, time.monotonic())
         self._deployments[deployment_id] = cached
         served = set(deployment.traffic.versions()) if deployment.is_serving else set()

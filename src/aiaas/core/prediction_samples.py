@@ -124,6 +124,9 @@ class PredictionSampler:
                     [sample.inputs for sample in batch],
                     [sample.outputs for sample in batch],
                 )
+        except asyncio.CancelledError:
+            self.dropped += len(batch)  # stopping mid-write: the batch is lost, but counted
+            raise
         except Exception:
             self.dropped += len(batch)
             logger.warning("could not write %d prediction samples", len(batch), exc_info=True)

@@ -27,6 +27,7 @@ from starlette.routing import Route
 
 from aiaas.core.audit import record_outside_change
 from aiaas.core.auth import Principal
+from aiaas.core.deployments import DeploymentState
 from aiaas.core.errors import (
     AiaasError,
     AuthenticationError,
@@ -91,6 +92,10 @@ async def _served_deployment(
     name = request.path_params["name"]
     slug, dot, deployment_name = name.partition(".")
     cached = await server.deployment_by_v2_name(slug, deployment_name) if dot else None
+    if cached is not None and cached.deployment.state is DeploymentState.STOPPED:
+        # Stopped since its name was looked up (names are cached for a moment): it is gone,
+        # for metadata and readiness as much as for predictions.
+        cached = None
     project_id: UUID | None = cached.deployment.project_id if cached else None
     try:
         await platform.authorize_in_project(principal, project_id, "deployment", action)
