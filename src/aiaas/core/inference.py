@@ -54,6 +54,8 @@ DEPLOYMENT_TTL_S = 2.0
 """How long a process trusts its copy of a deployment without an announcement. Changes are
 announced on Redis pub/sub, which can lose a message; this bounds how stale a copy can get."""
 
+_NOT_READY_YET = frozenset({DeploymentState.CREATING, DeploymentState.WARMING})
+
 MAX_SHADOWS_IN_FLIGHT = 256
 """Shadow copies are extra work nobody waits for: past this many at once they are skipped."""
 
@@ -208,7 +210,13 @@ class InferenceServer:
 
     async def deployment(self, deployment_id: UUID) -> CachedDeployment:
         cached = self._deployments.get(deployment_id)
-        if cached is not None and time.monotonic() - cached.fetched_at < DEPLOYMENT_TTL_S:
+        if (
+            cached is not None
+            and time.monotonic() - cached.fetched_at < DEPLOYMENT_TTL_S
+            # One that is still being rolled out may have become READY a moment ago, the word
+            # not heard here yet: "not ready" must not rest on a stale copy.
+            and cached.deployment.state not in _NOT_READY_YET
+        ):
             return cached
         return await self.refresh(deployment_id)
 
