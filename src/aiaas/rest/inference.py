@@ -107,7 +107,9 @@ async def _served_deployment(
                 action="v2.infer",
                 outcome="failed" if cached is None else "denied",
                 request_id=request_id_of(request.scope),
-                project_id=project_id if not isinstance(exc, NotFoundError) else None,
+                # Filed under the project, as GraphQL files refusals: its owners see
+                # attempts on it (a caller told "not found" learns nothing from that).
+                project_id=project_id,
                 details={"model": name[:200], "code": exc.code},
             )
         if isinstance(exc, NotFoundError):
