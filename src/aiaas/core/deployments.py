@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -512,6 +513,47 @@ async def _apply(
     return to_deployment(row)
 
 
+@dataclass
+class _DeploymentChange:
+    """What `_changing` hands a mutation: the locked deployment and its transaction; the
+    mutation sets `changed` and the audit `details`."""
+
+    change: AuditedChange
+    deployment: Deployment
+    changed: Deployment | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def connection(self) -> Any:
+        return self.change.connection
+
+
+@asynccontextmanager
+async def _changing(
+    platform: Platform,
+    actor: Principal,
+    deployment_id: UUID,
+    action: str,
+    request_id: str | None,
+) -> AsyncIterator[_DeploymentChange]:
+    """One audited change of a deployment, locked for its transaction, announced once
+    committed."""
+    async with platform.metadata.acquire() as connection:
+        project_id = (await get_deployment(connection, deployment_id)).project_id
+    async with AuditedChange(platform, actor, action, request_id, project_id=project_id) as change:
+        step = _DeploymentChange(change, await _locked(change.connection, deployment_id))
+        yield step
+        assert step.changed is not None, "a deployment change must say what it changed"
+        await change.record(
+            object_type="deployment",
+            object_id=str(deployment_id),
+            project_id=project_id,
+            details=step.details,
+        )
+    assert step.changed is not None
+    await announce(platform, step.changed)
+
+
 def _require_state(deployment: Deployment, allowed: frozenset[DeploymentState], doing: str) -> None:
     if deployment.state not in allowed:
         raise ConflictError(
@@ -533,83 +575,95 @@ async def update_traffic(
 ) -> Deployment:
     """Send `canary_percent` of the requests to a canary and mirror them all to a shadow. The
     shares must add up to 100. A version not served yet is warmed first (UPDATING)."""
-    async with platform.metadata.acquire() as connection:
-        project_id = (await get_deployment(connection, deployment_id)).project_id
-    async with AuditedChange(
-        platform, actor, "deployment.update_traffic", request_id, project_id=project_id
-    ) as change:
-        connection = change.connection
-        problems: dict[str, str] = {}
-        if not 0 <= stable_percent <= 100:
-            problems["stablePercent"] = "must be within 0..100"
-        if not 0 <= canary_percent <= 100:
-            problems["canaryPercent"] = "must be within 0..100"
-        if stable_percent + canary_percent != 100:
-            problems["canaryPercent"] = (
-                f"the shares add up to {stable_percent + canary_percent}, not 100"
-            )
-        if canary_percent > 0 and canary_version_id is None:
-            problems["canary"] = "a canary share needs a canary version"
-        if canary_version_id is not None and canary_percent == 0:
-            problems["canaryPercent"] = "a canary needs a share above 0"
-        if problems:
-            raise InputError("invalid traffic split", field_errors=problems)
-        deployment = await _locked(connection, deployment_id)
+    async with _changing(
+        platform, actor, deployment_id, "deployment.update_traffic", request_id
+    ) as step:
+        _vet_shares(stable_percent, canary_version_id, canary_percent)
+        deployment = step.deployment
         _require_state(deployment, frozenset({DeploymentState.READY}), "change the traffic of")
-        stable = await _version_of_project(
-            connection, deployment.project_id, deployment.stable_version_id, "stable"
+        split = await _vetted_split(
+            platform,
+            step.connection,
+            deployment,
+            canary_version_id,
+            canary_percent,
+            shadow_version_id,
         )
-        assert stable is not None
-        canary = await _version_of_project(
-            connection, deployment.project_id, canary_version_id, "canary"
-        )
-        shadow = await _version_of_project(
-            connection, deployment.project_id, shadow_version_id, "shadow"
-        )
-        served = [stable]
-        if canary is not None:
-            if canary.id == stable.id:
-                raise InputError(
-                    "the canary is the stable version", field_errors={"canary": "same as stable"}
-                )
-            check_signatures(stable, canary, Role.CANARY, "canary")
-            served.append(canary)
-        if shadow is not None:
-            if shadow.id in {stable.id, canary_version_id}:
-                raise InputError(
-                    "the shadow must be a version that answers no request itself",
-                    field_errors={"shadow": "already in the split"},
-                )
-            check_signatures(stable, shadow, Role.SHADOW, "shadow")
-            served.append(shadow)
-        check_runtime(platform, deployment.runtime, served)
-        split = TrafficSplit(stable.id, canary_version_id, canary_percent, shadow_version_id)
-        already_served = set(deployment.traffic.versions())
-        if set(split.versions()) <= already_served:
-            updated = await _apply(
-                connection,
+        previous_stable = deployment.previous_stable_version_id
+        if set(split.versions()) <= set(deployment.traffic.versions()):
+            step.changed = await _apply(
+                step.connection,
                 deployment,
                 split,
                 state=DeploymentState.READY,
-                previous_stable=deployment.previous_stable_version_id,
+                previous_stable=previous_stable,
             )
         else:
-            updated = await _apply(
-                connection,
+            step.changed = await _apply(
+                step.connection,
                 deployment,
                 deployment.traffic,
                 state=DeploymentState.UPDATING,
                 pending=split,
-                previous_stable=deployment.previous_stable_version_id,
+                previous_stable=previous_stable,
             )
-        await change.record(
-            object_type="deployment",
-            object_id=str(deployment.id),
-            project_id=deployment.project_id,
-            details={"from": deployment.traffic.as_json(), "to": split.as_json()},
+        step.details = {"from": deployment.traffic.as_json(), "to": split.as_json()}
+    return step.changed
+
+
+def _vet_shares(stable_percent: int, canary_version_id: UUID | None, canary_percent: int) -> None:
+    problems: dict[str, str] = {}
+    if not 0 <= stable_percent <= 100:
+        problems["stablePercent"] = "must be within 0..100"
+    if not 0 <= canary_percent <= 100:
+        problems["canaryPercent"] = "must be within 0..100"
+    if stable_percent + canary_percent != 100:
+        problems["canaryPercent"] = (
+            f"the shares add up to {stable_percent + canary_percent}, not 100"
         )
-    await announce(platform, updated)
-    return updated
+    if canary_percent > 0 and canary_version_id is None:
+        problems["canary"] = "a canary share needs a canary version"
+    if canary_version_id is not None and canary_percent == 0:
+        problems["canaryPercent"] = "a canary needs a share above 0"
+    if problems:
+        raise InputError("invalid traffic split", field_errors=problems)
+
+
+async def _vetted_split(
+    platform: Platform,
+    connection: Any,
+    deployment: Deployment,
+    canary_version_id: UUID | None,
+    canary_percent: int,
+    shadow_version_id: UUID | None,
+) -> TrafficSplit:
+    """The new split, once every version in it is of the project, fits its role, and loads
+    with the deployment's runtime."""
+    project_id = deployment.project_id
+    stable = await _version_of_project(
+        connection, project_id, deployment.stable_version_id, "stable"
+    )
+    assert stable is not None
+    canary = await _version_of_project(connection, project_id, canary_version_id, "canary")
+    shadow = await _version_of_project(connection, project_id, shadow_version_id, "shadow")
+    served = [stable]
+    if canary is not None:
+        if canary.id == stable.id:
+            raise InputError(
+                "the canary is the stable version", field_errors={"canary": "same as stable"}
+            )
+        check_signatures(stable, canary, Role.CANARY, "canary")
+        served.append(canary)
+    if shadow is not None:
+        if shadow.id in {stable.id, canary_version_id}:
+            raise InputError(
+                "the shadow must be a version that answers no request itself",
+                field_errors={"shadow": "already in the split"},
+            )
+        check_signatures(stable, shadow, Role.SHADOW, "shadow")
+        served.append(shadow)
+    check_runtime(platform, deployment.runtime, served)
+    return TrafficSplit(stable.id, canary_version_id, canary_percent, shadow_version_id)
 
 
 async def promote_canary(
@@ -617,32 +671,21 @@ async def promote_canary(
 ) -> Deployment:
     """The canary becomes the stable version and takes every request; the old stable version is
     remembered, for `rollback`."""
-    async with platform.metadata.acquire() as connection:
-        project_id = (await get_deployment(connection, deployment_id)).project_id
-    async with AuditedChange(
-        platform, actor, "deployment.promote", request_id, project_id=project_id
-    ) as change:
-        deployment = await _locked(change.connection, deployment_id)
+    async with _changing(platform, actor, deployment_id, "deployment.promote", request_id) as step:
+        deployment = step.deployment
         _require_state(deployment, frozenset({DeploymentState.READY}), "promote the canary of")
         if deployment.canary_version_id is None:
             raise ConflictError("the deployment has no canary to promote")
-        shadow = deployment.shadow_version_id
-        split = TrafficSplit(deployment.canary_version_id, None, 0, shadow)
-        updated = await _apply(
-            change.connection,
+        split = TrafficSplit(deployment.canary_version_id, None, 0, deployment.shadow_version_id)
+        step.changed = await _apply(
+            step.connection,
             deployment,
             split,
             state=DeploymentState.READY,
             previous_stable=deployment.stable_version_id,
         )
-        await change.record(
-            object_type="deployment",
-            object_id=str(deployment.id),
-            project_id=deployment.project_id,
-            details={"from": deployment.traffic.as_json(), "to": split.as_json()},
-        )
-    await announce(platform, updated)
-    return updated
+        step.details = {"from": deployment.traffic.as_json(), "to": split.as_json()}
+    return step.changed
 
 
 async def rollback(
@@ -650,12 +693,8 @@ async def rollback(
 ) -> Deployment:
     """Undo the last traffic change: drop a pending update, else the canary, else go back to
     the stable version that the last promotion replaced."""
-    async with platform.metadata.acquire() as connection:
-        project_id = (await get_deployment(connection, deployment_id)).project_id
-    async with AuditedChange(
-        platform, actor, "deployment.rollback", request_id, project_id=project_id
-    ) as change:
-        deployment = await _locked(change.connection, deployment_id)
+    async with _changing(platform, actor, deployment_id, "deployment.rollback", request_id) as step:
+        deployment = step.deployment
         _require_state(
             deployment,
             frozenset({DeploymentState.READY, DeploymentState.UPDATING}),
@@ -672,21 +711,15 @@ async def rollback(
             split, undone, previous = TrafficSplit(previous, None, 0, shadow), "promotion", None
         else:
             raise ConflictError("nothing to roll back: no pending update, canary or promotion")
-        updated = await _apply(
-            change.connection,
+        step.changed = await _apply(
+            step.connection,
             deployment,
             split,
             state=DeploymentState.READY,
             previous_stable=previous,
         )
-        await change.record(
-            object_type="deployment",
-            object_id=str(deployment.id),
-            project_id=deployment.project_id,
-            details={"undone": undone, "from": current.as_json(), "to": split.as_json()},
-        )
-    await announce(platform, updated)
-    return updated
+        step.details = {"undone": undone, "from": current.as_json(), "to": split.as_json()}
+    return step.changed
 
 
 async def stop_deployment(
@@ -694,16 +727,12 @@ async def stop_deployment(
 ) -> Deployment:
     """Mark the deployment STOPPED: from then on no process takes a new request for it; each
     drains what it has queued (`InferenceServer.drain`)."""
-    async with platform.metadata.acquire() as connection:
-        project_id = (await get_deployment(connection, deployment_id)).project_id
-    async with AuditedChange(
-        platform, actor, "deployment.delete", request_id, project_id=project_id
-    ) as change:
-        deployment = await _locked(change.connection, deployment_id)
+    async with _changing(platform, actor, deployment_id, "deployment.delete", request_id) as step:
+        deployment = step.deployment
         _require_state(
             deployment, frozenset(set(DeploymentState) - {DeploymentState.STOPPED}), "delete"
         )
-        row = await change.connection.fetchrow(
+        row = await step.connection.fetchrow(
             f"""
             UPDATE deployments SET state = 'STOPPED', pending_traffic = NULL,
                 generation = generation + 1, rollout_claimed_by = NULL,
@@ -712,15 +741,9 @@ async def stop_deployment(
             """,
             deployment_id,
         )
-        stopped = to_deployment(row)
-        await change.record(
-            object_type="deployment",
-            object_id=str(deployment.id),
-            project_id=deployment.project_id,
-            details={"name": deployment.name, "was": deployment.state.value},
-        )
-    await announce(platform, stopped)
-    return stopped
+        step.changed = to_deployment(row)
+        step.details = {"name": deployment.name, "was": deployment.state.value}
+    return step.changed
 
 
 async def find_live_deployment(connection: Any, project_slug: str, name: str) -> Deployment | None:

@@ -29,6 +29,15 @@ async def _init_connection(connection: asyncpg.Connection) -> None:
         )
 
 
+async def _leave_session_as_is(connection: asyncpg.Connection) -> None:
+    """The pool's reset on release. asyncpg's default sends `RESET ALL; UNLISTEN *; CLOSE ALL`
+    and unlocks session advisory locks on every release: one more round trip for every
+    `acquire`, about a fifth of a small request's time. aiaas leaves no session state behind
+    (no SET, no session-level advisory lock, no cursor outside a transaction, and the policy
+    listener removes its LISTEN itself), so there is nothing to reset. asyncpg still rolls back
+    a transaction left open and drops listener callbacks before calling this."""
+
+
 def describe_connect_error(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "timed out"
@@ -54,6 +63,7 @@ class PostgresMetadataStore(MetadataStore):
                     max_size=self._max_size,
                     timeout=self._timeout,
                     init=_init_connection,
+                    reset=_leave_session_as_is,
                 )
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise DatabaseUnavailableError(

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 from uuid import UUID
 
@@ -53,6 +54,29 @@ async def _project_of_new_deployment(
 
 
 _DEPLOYMENT = project_by_global_id("deployment", of="Deployment")
+
+DeploymentChange = Callable[..., Awaitable[deployments.Deployment]]
+
+
+async def _changed(
+    info: Info, deployment: strawberry.ID, change: DeploymentChange
+) -> DeploymentResult:
+    """Run one of the deployment changes that take nothing but the deployment."""
+    context: RequestContext = info.context
+    _, deployment_id = from_global_id(deployment)
+
+    async def run() -> DeploymentSuccess:
+        changed = await change(
+            context.platform,
+            context.require_principal(),
+            deployment_id,
+            request_id=context.request_id,
+        )
+        return DeploymentSuccess(deployment=await deployment_from_domain(info, changed))
+
+    return await expected(run)
+
+
 _DEPLOYMENT_IN_INPUT = project_by_global_id("deployment", within="input", of="Deployment")
 
 
@@ -119,19 +143,7 @@ class DeploymentMutation:
         description="Make the canary the stable version, taking every request.",
     )
     async def promote_deployment(self, info: Info, deployment: strawberry.ID) -> DeploymentResult:
-        context: RequestContext = info.context
-        _, deployment_id = from_global_id(deployment)
-
-        async def promote() -> DeploymentSuccess:
-            promoted = await deployments.promote_canary(
-                context.platform,
-                context.require_principal(),
-                deployment_id,
-                request_id=context.request_id,
-            )
-            return DeploymentSuccess(deployment=await deployment_from_domain(info, promoted))
-
-        return await expected(promote)
+        return await _changed(info, deployment, deployments.promote_canary)
 
     @strawberry.mutation(
         extensions=requires_in_project("deployment", "update", _DEPLOYMENT),
@@ -139,40 +151,18 @@ class DeploymentMutation:
         "last promotion.",
     )
     async def rollback_deployment(self, info: Info, deployment: strawberry.ID) -> DeploymentResult:
-        context: RequestContext = info.context
-        _, deployment_id = from_global_id(deployment)
-
-        async def roll_back() -> DeploymentSuccess:
-            rolled_back = await deployments.rollback(
-                context.platform,
-                context.require_principal(),
-                deployment_id,
-                request_id=context.request_id,
-            )
-            return DeploymentSuccess(deployment=await deployment_from_domain(info, rolled_back))
-
-        return await expected(roll_back)
+        return await _changed(info, deployment, deployments.rollback)
 
     @strawberry.mutation(
         extensions=requires_in_project("deployment", "delete", _DEPLOYMENT),
         description="Stop the deployment. It answers what it has queued, then nothing more.",
     )
     async def delete_deployment(self, info: Info, deployment: strawberry.ID) -> DeploymentResult:
-        context: RequestContext = info.context
-        _, deployment_id = from_global_id(deployment)
-
-        async def delete() -> DeploymentSuccess:
-            stopped = await deployments.stop_deployment(
-                context.platform,
-                context.require_principal(),
-                deployment_id,
-                request_id=context.request_id,
-            )
+        stopped = await _changed(info, deployment, deployments.stop_deployment)
+        if isinstance(stopped, DeploymentSuccess):
             # This process drains now; the others as soon as they hear of the change.
-            await context.platform.inference.drain(deployment_id)
-            return DeploymentSuccess(deployment=await deployment_from_domain(info, stopped))
-
-        return await expected(delete)
+            await info.context.platform.inference.drain(stopped.deployment.deployment_uuid)
+        return stopped
 
     @strawberry.mutation(
         extensions=requires_in_project("deployment", "predict", _DEPLOYMENT),
