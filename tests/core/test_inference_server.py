@@ -30,6 +30,7 @@ from aiaas.core.hookspecs import hookimpl
 from aiaas.core.inference import (
     MAX_RECORDS,
     InferenceServer,
+    ModelLoadError,
     Prediction,
     output_records,
     records_to_columns,
@@ -78,12 +79,15 @@ class CountingRuntime(JaxServingRuntime):
     def __init__(self, config: Config | None = None) -> None:
         super().__init__(config)
         self.loads = 0
+        self.failing = False
         self.batch_gate = threading.Event()
         self.batch_gate.set()
         self.batch_held = threading.Event()
 
     def load(self, bundle: bytes, *, max_batch_size: int) -> LoadedModel:
         self.loads += 1
+        if self.failing:
+            raise RuntimeError("cannot read /srv/secret/weights")
         return HeldModel(super().load(bundle, max_batch_size=max_batch_size), self)
 
 
@@ -288,19 +292,26 @@ async def test_predictions_in_flight_on_an_evicted_model_complete_on_it(
         assert await poll_until(holds(lambda: queue_depth(server, a) == 1), timeout_s=30)
 
         loading = asyncio.create_task(predict(server, b))
-        # Once b is loaded, a leaves the cache, and its queue drains before b takes its place.
-        assert await poll_until(holds(lambda: server.loaded_bytes == 0), timeout_s=60)
+        # Once b is loaded, a leaves the cache at once, while its queue answers what it holds
+        # in the background: nothing waits behind a slow model.
+        # a and b serve the one version with different batch limits: two models.
+        assert await poll_until(
+            holds(lambda: [key.max_batch_size for key in server._models] == [b.max_batch_size]),
+            timeout_s=60,
+        )
+        assert server.loaded_bytes == model_bytes
         assert runtime.loads == 2
         assert not running.done() and not queued.done()
-        assert not loading.done(), "b was served before a's queue drained"
         runtime.batch_gate.set()
 
         for answered in await asyncio.gather(running, queued):
             assert answered.deployment.id == a.id
-        await loading
+        assert (await loading).deployment.id == b.id
         assert runtime.loads == 2, "both were answered by the evicted model, not a reload"
         assert server.loaded_bytes == model_bytes
-        assert tracked_deployments(server) == {b.name}, "a's queue is closed"
+        assert await poll_until(
+            holds(lambda: tracked_deployments(server) == {b.name}), timeout_s=30
+        ), "a's queue is closed"
 
 
 async def test_a_model_larger_than_the_whole_budget_still_loads_alone(
@@ -328,6 +339,26 @@ async def test_concurrent_first_requests_load_the_model_once(
         answers = await asyncio.gather(*(predict(server, c, rows=2) for _ in range(8)))
         assert len(answers) == 8
         assert runtime.loads == 1
+
+
+async def test_a_failed_load_is_remembered_for_a_moment_and_its_detail_kept_from_callers(
+    config: Config, cached_models: dict[str, Deployment]
+) -> None:
+    c = cached_models["c"]
+    async with serving_process(config) as own:
+        server, runtime = own.inference, counting(own)
+        runtime.failing = True
+        for _ in range(3):
+            with pytest.raises(ModelLoadError) as refused:
+                await predict(server, c)
+            assert "secret" not in refused.value.message
+            assert "RuntimeError" in refused.value.message
+        assert runtime.loads == 1, "a broken model is not loaded again at every request"
+
+        runtime.failing = False
+        server._load_failures.clear()  # as once LOAD_RETRY_AFTER_S has passed
+        await predict(server, c)
+        assert runtime.loads == 2
 
 
 # Deployments as a process sees them ------------------------------------------------------------

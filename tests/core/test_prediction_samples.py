@@ -202,6 +202,27 @@ async def test_the_buffer_is_bounded_and_drops_what_does_not_fit(
     assert (sampler.written, sampler.dropped) == (MAX_BUFFERED_SAMPLES + 1, 7)
 
 
+async def test_wide_fields_are_left_out_and_the_buffer_is_bounded_in_bytes(
+    platform: Platform, deployment: Deployment, sampler: PredictionSampler
+) -> None:
+    pixels = np.zeros((2, 32, 32), dtype=np.float32)  # a field far wider than drift can bin
+    scores = np.array([[0.25, 0.75], [0.5, 0.5]], dtype=np.float32)
+    inputs = {"age": np.array([31.0, 47.0], dtype=np.float32), "image": pixels}
+    sampler.record(
+        deployment.id, deployment.stable_version_id, "stable", inputs, {"scores": scores}
+    )
+    assert await sampler.flush() == 1
+    (sample,) = await stored_samples(platform)
+    assert set(sample["inputs"]) == {"age"}, "the image was not sampled"
+    assert len(sample["outputs"]["scores"]) == 2, "a probability per class is narrow enough"
+
+    wide_text = {"note": np.array(["x" * 1024**2], dtype=object)}  # 1 MiB per sample
+    for _ in range(prediction_samples.MAX_BUFFERED_BYTES // 1024**2 + 3):
+        sampler.record(deployment.id, deployment.stable_version_id, "stable", wide_text, None)
+    assert sampler.dropped >= 3, "past the byte bound, samples are dropped"
+    assert await sampler.flush() <= prediction_samples.MAX_BUFFERED_BYTES // 1024**2
+
+
 async def test_a_failed_flush_drops_its_batch_without_raising(
     platform: Platform, deployment: Deployment, sampler: PredictionSampler
 ) -> None:

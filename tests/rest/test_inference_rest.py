@@ -31,6 +31,7 @@ from aiaas.core.plugins import create_plugin_manager
 from aiaas.core.serving import LoadedModel, ServingRuntime
 from aiaas.core.specs import ServingRuntimeSpec
 from aiaas.plugins.jax_serving import JaxServingRuntime
+from aiaas.rest import inference as inference_rest
 from serving_support import train_version, upload, wine_table
 from support import Account, Team, new_account, new_team, poll_until
 
@@ -437,7 +438,8 @@ async def test_a_version_the_deployment_does_not_serve_is_not_found(
 ) -> None:
     body = {"inputs": json_tensors(wine_rows(1))}
     # Version 2 exists (it is the wine model's), but this deployment does not serve it.
-    for version in ("2", "99", "one"):
+    # "²" is a digit to str.isdigit, not to int(): still a version that does not exist.
+    for version in ("2", "99", "one", "%C2%B2"):
         response = await infer(
             client, team, model_path(team, "wine", f"/versions/{version}/infer"), body
         )
@@ -447,6 +449,25 @@ async def test_a_version_the_deployment_does_not_serve_is_not_found(
             headers=bearer(team.token(ProjectRole.VIEWER)),
         )
         error_of(metadata, 404)
+
+
+async def test_a_large_body_is_parsed_off_the_event_loop_and_still_checked(
+    client: httpx.AsyncClient,
+    team: Team,
+    wine: deployments.Deployment,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past PARSE_ON_LOOP_BYTES the body is parsed in a thread: the same checks apply. (The
+    threshold is lowered here, under this module's small body limit.)"""
+    monkeypatch.setattr(inference_rest, "PARSE_ON_LOOP_BYTES", 1024)
+    rows = wine_rows(1) * 40  # more rows than the deployment's batch limit
+    body = {"inputs": json_tensors(rows)}
+    assert 1024 < len(json.dumps(body)) < 8192
+
+    response = await infer(client, team, model_path(team, "wine", "/infer"), body)
+
+    error = error_of(response, 400)
+    assert "exceed the limit" in json.dumps(error["fieldErrors"])
 
 
 # Metadata and readiness -----------------------------------------------------------------------
@@ -496,7 +517,9 @@ async def test_ready_is_200_while_serving_and_400_when_the_rollout_failed(
 
     broken = await client.get(model_path(team, "failed", "/ready"), headers=viewer)
     assert (broken.status_code, broken.json()) == (400, {"name": "vrest.failed", "ready": False})
-    assert "loads nothing" in (failed.reason or "")
+    # Why, without the runtime's own words (they may name paths or keys: for the log only).
+    assert "could not be loaded (RuntimeError)" in (failed.reason or "")
+    assert "loads nothing" not in (failed.reason or "")
 
     async def refused_with_the_reason() -> bool:
         refused = await infer(
@@ -508,7 +531,7 @@ async def test_ready_is_200_while_serving_and_400_when_the_rollout_failed(
         body = error_of(refused, 409)
         assert body["code"] == "DEPLOYMENT_NOT_READY"
         # Until the process hears that the rollout ended, it may still say WARMING.
-        return "FAILED" in body["error"] and "loads nothing" in body["error"]
+        return "FAILED" in body["error"] and "could not be loaded" in body["error"]
 
     assert await poll_until(refused_with_the_reason, timeout_s=10) is not None
 

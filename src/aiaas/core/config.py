@@ -278,7 +278,10 @@ class Config(BaseModel):
         "sizes); the least recently used model is unloaded past it.",
     )
     inference_max_request_bytes: int = Field(
-        64 * 1024**2, ge=1024, description="Largest V2 inference request body accepted."
+        16 * 1024**2,
+        ge=1024,
+        description="Largest V2 inference request body accepted. A JSON body costs about ten "
+        "times its size in memory while it is parsed.",
     )
     deployment_poll_interval_s: float = Field(
         1.0,

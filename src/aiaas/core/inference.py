@@ -59,6 +59,16 @@ _NOT_READY_YET = frozenset({DeploymentState.CREATING, DeploymentState.WARMING})
 MAX_SHADOWS_IN_FLIGHT = 256
 """Shadow copies are extra work nobody waits for: past this many at once they are skipped."""
 
+LOAD_RETRY_AFTER_S = 5.0
+"""How long a model version that failed to load answers with that failure before it is tried
+again."""
+
+MAX_LOAD_ATTEMPTS = 3
+"""Loads a request may wait for when other loads keep evicting its model (a cache too small
+for the models in use) before it is answered 503."""
+
+LARGE_REQUESTS_AT_ONCE = 2
+
 MAX_RECORDS = 4096
 """Most records one GraphQL `predict` takes (each deployment also has its own batch limit)."""
 
@@ -93,8 +103,8 @@ class _LoadedEntry:
     key: _ModelKey
     model: LoadedModel
     size_bytes: int
-    batchers: dict[UUID, AdaptiveBatcher] = field(default_factory=dict)
-    """The queues on this model, by deployment."""
+    batchers: dict[UUID, tuple[AdaptiveBatcher, ServedVersion]] = field(default_factory=dict)
+    """The queues on this model, by deployment, with the labels of their metrics."""
 
 
 @dataclass
@@ -158,6 +168,10 @@ class InferenceServer:
         self._models: OrderedDict[_ModelKey, _LoadedEntry] = OrderedDict()
         self._loading: dict[_ModelKey, asyncio.Task[_LoadedEntry]] = {}
         self._shadows: set[asyncio.Task[None]] = set()
+        self._retiring: dict[UUID, set[asyncio.Task[None]]] = {}
+        self._load_failures: dict[_ModelKey, tuple[float, str]] = {}
+        self.large_request_slots = asyncio.Semaphore(LARGE_REQUESTS_AT_ONCE)
+        """Large request bodies parsed at once (in threads), which bounds their memory."""
         self._loader = ThreadPoolExecutor(1, thread_name_prefix="aiaas-model-loader")
         self._listener: asyncio.Task[None] | None = None
         # Routing needs a fair coin, not a secret.
@@ -180,9 +194,11 @@ class InferenceServer:
             await asyncio.wait({self._listener})
         for task in list(self._loading.values()):
             task.cancel()
-        entries = list(self._models.values())
-        self._models.clear()
-        await asyncio.gather(*(self._unload(entry) for entry in entries))
+        for entry in list(self._models.values()):
+            self._evict(entry)
+        retiring = [task for tasks in self._retiring.values() for task in tasks]
+        if retiring:
+            await asyncio.wait(retiring)
         if self._shadows:
             await asyncio.wait(self._shadows)
         await self.samples.close()
@@ -237,10 +253,8 @@ class InferenceServer:
         if deployment.state is DeploymentState.UPDATING and deployment.pending is not None:
             served |= set(deployment.pending.versions())
         for entry in list(self._models.values()):
-            batcher = entry.batchers.get(deployment_id)
-            if batcher is not None and entry.key.version_id not in served:
-                del entry.batchers[deployment_id]
-                await self._close_batcher(cached, entry, batcher)
+            if deployment_id in entry.batchers and entry.key.version_id not in served:
+                self._retire(deployment_id, *entry.batchers.pop(deployment_id))
         if deployment.state is DeploymentState.STOPPED:
             self.metrics.forget(slug, deployment.name)
         return cached
@@ -263,6 +277,29 @@ class InferenceServer:
         """Answer every request this process has queued for the deployment, then drop its
         queues (after the deployment was stopped)."""
         await self.refresh(deployment_id)
+        retiring = self._retiring.get(deployment_id)
+        if retiring:
+            await asyncio.wait(set(retiring))
+
+    def _retire(self, deployment_id: UUID, batcher: AdaptiveBatcher, served: ServedVersion) -> None:
+        """Close a queue once it has answered what it holds. In the background: nothing (a
+        change announcement, a model load) waits behind a slow model's queue; `drain` waits
+        for it where that is the point."""
+
+        async def close() -> None:
+            await batcher.close(drain=True)
+            self.metrics.untrack_model(served)
+
+        task = asyncio.get_running_loop().create_task(close())
+        tasks = self._retiring.setdefault(deployment_id, set())
+        tasks.add(task)
+
+        def forget(done: asyncio.Task[None]) -> None:
+            tasks.discard(done)
+            if not tasks and self._retiring.get(deployment_id) is tasks:
+                del self._retiring[deployment_id]
+
+        task.add_done_callback(forget)
 
     async def version(self, version_id: UUID) -> ModelVersion:
         """A model version; they never change, so each is read once."""
@@ -281,9 +318,10 @@ class InferenceServer:
         """The version loaded for this deployment's runtime and batch size, every bucket
         compiled and run: what READY promises."""
         version = await self.version(version_id)
-        entry = await self._entry(
-            _ModelKey(version.id, deployment.runtime, deployment.max_batch_size), version
-        )
+        key = _ModelKey(version.id, deployment.runtime, deployment.max_batch_size)
+        # A rollout is a deliberate attempt: it loads afresh even if a request failed to.
+        self._load_failures.pop(key, None)
+        entry = await self._entry(key, version)
         return entry.model
 
     async def _entry(self, key: _ModelKey, version: ModelVersion) -> _LoadedEntry:
@@ -291,6 +329,9 @@ class InferenceServer:
         if entry is not None:
             self._models.move_to_end(key)
             return entry
+        failure = self._load_failures.get(key)
+        if failure is not None and time.monotonic() < failure[0]:
+            raise ModelLoadError(failure[1])
         task = self._loading.get(key)
         if task is None:
             # One load per model however many requests wait for it.
@@ -318,9 +359,19 @@ class InferenceServer:
             await loop.run_in_executor(self._loader, model.warm_up)
         except Exception as error:
             logger.exception("could not load model version %s", version.id)
-            raise ModelLoadError(f"the model version could not be loaded: {error}") from error
+            # The detail (paths, keys, a runtime's internals) is for the log, not for callers.
+            message = (
+                f"the model version could not be loaded ({type(error).__name__}); the server "
+                "log has the details"
+            )
+            # Remembered for a moment: every request retrying a broken model at once would
+            # fetch, decrypt and load it again and again.
+            self._load_failures[key] = (time.monotonic() + LOAD_RETRY_AFTER_S, message)
+            raise ModelLoadError(message) from error
+        self._load_failures.pop(key, None)
         entry = _LoadedEntry(key, model, size_bytes=len(bundle))
-        await self._make_room(entry.size_bytes)
+        # No await from making room to inserting: the budget holds against concurrent loads.
+        self._make_room(entry.size_bytes)
         self._models[key] = entry
         logger.info(
             "loaded model version %s (%d bytes) in %.2f s",
@@ -337,28 +388,19 @@ class InferenceServer:
     def loaded_versions(self) -> list[UUID]:
         return [key.version_id for key in self._models]
 
-    async def _make_room(self, size_bytes: int) -> None:
+    def _make_room(self, size_bytes: int) -> None:
         """Evict least recently used models until `size_bytes` more fit the budget. A model
         larger than the whole budget still loads, alone: refusing it would make it unservable."""
         while self._models and self.loaded_bytes + size_bytes > self.budget_bytes:
-            _, evicted = self._models.popitem(last=False)
-            logger.info("evicting model version %s from the cache", evicted.key.version_id)
-            await self._unload(evicted)
+            self._evict(next(iter(self._models.values())))
 
-    async def _unload(self, entry: _LoadedEntry) -> None:
+    def _evict(self, entry: _LoadedEntry) -> None:
+        """Forget the model now; its queues answer what they hold, then close."""
+        logger.info("unloading model version %s", entry.key.version_id)
+        self._models.pop(entry.key, None)
         batchers, entry.batchers = entry.batchers, {}
-        for deployment_id, batcher in batchers.items():
-            cached = self._deployments.get(deployment_id)
-            if cached is not None:
-                await self._close_batcher(cached, entry, batcher)
-            else:
-                await batcher.close(drain=True)
-
-    async def _close_batcher(
-        self, cached: CachedDeployment, entry: _LoadedEntry, batcher: AdaptiveBatcher
-    ) -> None:
-        await batcher.close(drain=True)
-        self.metrics.untrack_model(await self._served(cached, entry.key.version_id, None))
+        for deployment_id, (batcher, served) in batchers.items():
+            self._retire(deployment_id, batcher, served)
 
     async def _served(
         self, cached: CachedDeployment, version_id: UUID, role: Role | None
@@ -379,32 +421,45 @@ class InferenceServer:
         deployment = cached.deployment
         version = await self.version(version_id)
         key = _ModelKey(version_id, deployment.runtime, deployment.max_batch_size)
-        entry = await self._entry(key, version)
-        served = await self._served(cached, version_id, role)
-        batcher = entry.batchers.get(deployment.id)
-        if batcher is None:
-            metrics = self.metrics
+        for _ in range(MAX_LOAD_ATTEMPTS):
+            entry = await self._entry(key, version)
+            served = await self._served(cached, version_id, role)
+            # Another load may have evicted it between its load and now: a queue attached to
+            # a model no longer in the cache would never be closed.
+            if self._models.get(key) is entry:
+                break
+        else:
+            raise ModelLoadError("the model cache is too small for the models in use; retry")
+        found = entry.batchers.get(deployment.id)
+        if found is not None:
+            return found
+        current = self._deployments.get(deployment.id, cached).deployment
+        if not current.is_serving or version_id not in current.traffic.versions():
+            # Stopped, or the split moved on, while the model loaded: a queue made now would
+            # serve what is no longer deployed.
+            raise BatcherClosedError("the deployment changed while its model loaded")
+        metrics = self.metrics
 
-            def on_batch(record: Any) -> None:
-                metrics.observe_batch(
-                    served, rows=record.rows, execution_s=record.execution_s, failed=record.failed
-                )
+        def on_batch(record: Any) -> None:
+            metrics.observe_batch(
+                served, rows=record.rows, execution_s=record.execution_s, failed=record.failed
+            )
 
-            batcher = AdaptiveBatcher(
-                entry.model,
-                max_batch_size=deployment.max_batch_size,
-                max_wait_ms=deployment.max_wait_ms,
-                max_queue_size=deployment.max_queue_rows,
-                on_batch=on_batch,
-            )
-            batcher.start()
-            entry.batchers[deployment.id] = batcher
-            model = entry.model
-            metrics.track_model(
-                served,
-                queue_depth=lambda: batcher.queued_rows,
-                compilations=lambda: model.compilations,
-            )
+        batcher = AdaptiveBatcher(
+            entry.model,
+            max_batch_size=deployment.max_batch_size,
+            max_wait_ms=deployment.max_wait_ms,
+            max_queue_size=deployment.max_queue_rows,
+            on_batch=on_batch,
+        )
+        batcher.start()
+        entry.batchers[deployment.id] = (batcher, served)
+        model = entry.model
+        metrics.track_model(
+            served,
+            queue_depth=lambda: batcher.queued_rows,
+            compilations=lambda: model.compilations,
+        )
         return batcher, served
 
     # Predictions -------------------------------------------------------------------------------
@@ -435,19 +490,20 @@ class InferenceServer:
         served: ServedVersion | None = None
         try:
             for attempt in (1, 2):
-                batcher, served = await self._batcher(cached, version_id, role)
                 try:
+                    batcher, served = await self._batcher(cached, version_id, role)
                     checked = batcher.check(columns)
                     outputs = await batcher.submit_checked(checked)
                     break
                 except BatcherClosedError:
                     # The model was evicted, or the split changed, between finding the queue
-                    # and joining it: once more with what is current.
+                    # and joining it: once more, routed by what is current.
                     if attempt == 2:
                         raise
                     cached = await self.refresh(deployment_id)
                     if not cached.deployment.is_serving:
                         raise NotFoundError("no such deployment") from None
+                    role, version_id = await self._route(cached.deployment, version_number)
             outcome = "ok"
         except InputError:
             outcome = "invalid_input"
@@ -473,7 +529,7 @@ class InferenceServer:
             )
             self._shadows.add(task)
             task.add_done_callback(self._shadows.discard)
-        return Prediction(deployment, version, role, outputs)
+        return Prediction(cached.deployment, version, role, outputs)
 
     async def _route(self, deployment: Deployment, version_number: int | None) -> tuple[Role, UUID]:
         split = deployment.traffic

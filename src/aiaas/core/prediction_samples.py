@@ -30,6 +30,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MAX_BUFFERED_SAMPLES = 10_000
+MAX_BUFFERED_BYTES = 32 * 1024**2
+"""With the count, bounds the buffer whatever the width of the models' inputs."""
+MAX_VALUES_PER_SAMPLED_FIELD = 64
+"""Wider fields are not sampled (see `row_as_json`); a probability per class fits."""
 FLUSH_EVERY_S = 1.0
 
 _INSERT = """
@@ -50,9 +54,14 @@ class Sample:
 
 
 def row_as_json(columns: Mapping[str, np.ndarray], row: int) -> str:
-    """One row of a batch as a JSON object; NaN and infinity become null (JSON has neither)."""
+    """One row of a batch as a JSON object; NaN and infinity become null (JSON has neither).
+    Values wider than `MAX_VALUES_PER_SAMPLED_FIELD` (an image's pixels, an embedding) are left
+    out: drift bins one value per feature, and converting a wide row on the event loop would
+    cost more than the request it samples."""
     values: dict[str, Any] = {}
     for name, array in columns.items():
+        if array.ndim > 1 and array[row].size > MAX_VALUES_PER_SAMPLED_FIELD:
+            continue
         value = array[row]
         values[name] = finite_or_none(
             value.tolist()
@@ -69,6 +78,7 @@ class PredictionSampler:
         self._platform = platform
         self.rate = rate
         self._buffer: deque[Sample] = deque()
+        self._buffered_bytes = 0
         self.dropped = 0
         self.written = 0
         self._task: asyncio.Task[None] | None = None
@@ -94,15 +104,19 @@ class PredictionSampler:
         if rows == 0:
             return
         row = self._random.randrange(rows)
-        self._buffer.append(
-            Sample(
-                deployment_id,
-                version_id,
-                role,
-                row_as_json(inputs, row),
-                None if outputs is None else row_as_json(outputs, row),
-            )
+        sample = Sample(
+            deployment_id,
+            version_id,
+            role,
+            row_as_json(inputs, row),
+            None if outputs is None else row_as_json(outputs, row),
         )
+        size = len(sample.inputs) + len(sample.outputs or "")
+        if self._buffered_bytes + size > MAX_BUFFERED_BYTES:
+            self.dropped += 1
+            return
+        self._buffer.append(sample)
+        self._buffered_bytes += size
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(
                 self._flush_regularly(), name="prediction-samples"
@@ -114,6 +128,7 @@ class PredictionSampler:
             return 0
         batch = list(self._buffer)
         self._buffer.clear()
+        self._buffered_bytes = 0
         try:
             async with self._platform.metadata.acquire() as connection:
                 await connection.execute(

@@ -17,6 +17,7 @@ not ready, 413 too large, 503 with Retry-After when the queue is full.
 
 from __future__ import annotations
 
+import asyncio
 from importlib.metadata import version as package_version
 from typing import Any
 from uuid import UUID
@@ -50,6 +51,10 @@ from aiaas.rest.inference_protocol import (
 
 PUBLIC_PATHS = ("/v2/health/live", "/v2/health/ready")
 
+PARSE_ON_LOOP_BYTES = 256 * 1024
+"""Bodies up to this size are parsed on the event loop (well under a millisecond for typical
+requests, less than a hand-off to a thread); larger ones in a thread."""
+
 
 def _error(exc: AiaasError) -> JSONResponse:
     body: dict[str, Any] = {"error": exc.message, "code": exc.code}
@@ -76,7 +81,7 @@ def _version_number(request: Request) -> int | None:
     text = request.path_params.get("version")
     if text is None:
         return None
-    if not text.isdigit() or len(text) > 9:
+    if not (text.isascii() and text.isdigit()) or len(text) > 9:
         raise NotFoundError(f"no version {text!r} of this model")
     return int(text)
 
@@ -124,7 +129,8 @@ async def infer(request: Request) -> Response:
         platform, server, cached = await _served_deployment(request, "predict")
         version_number = _version_number(request)
         limit = platform.config.inference_max_request_bytes
-        if int(request.headers.get("content-length") or 0) > limit:
+        declared = request.headers.get("content-length") or "0"
+        if not declared.isdigit() or int(declared) > limit:
             return _too_large(limit)
         if request.headers.get("content-encoding", "identity") != "identity":
             raise InputError(
@@ -136,10 +142,17 @@ async def infer(request: Request) -> Response:
             body += chunk
             if len(body) > limit:
                 return _too_large(limit)
-        parsed = parse_infer_request(
-            bytes(body),
-            inference_header_content_length=request.headers.get(INFERENCE_HEADER_CONTENT_LENGTH),
-        )
+        header_length = request.headers.get(INFERENCE_HEADER_CONTENT_LENGTH)
+        if len(body) <= PARSE_ON_LOOP_BYTES:
+            parsed = parse_infer_request(bytes(body), inference_header_content_length=header_length)
+        else:
+            # Seconds of work for a body of many megabytes: in a thread, so that the event loop
+            # (every other request, every batcher) does not wait, and a few at a time, so that
+            # their memory (JSON numbers as Python objects) stays bounded.
+            async with server.large_request_slots:
+                parsed = await asyncio.to_thread(
+                    parse_infer_request, bytes(body), inference_header_content_length=header_length
+                )
         stable = await server.version(cached.deployment.stable_version_id)
         signature = _signature(stable.signature)
         check_requested_outputs(parsed, signature)

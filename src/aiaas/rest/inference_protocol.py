@@ -40,6 +40,8 @@ INFERENCE_HEADER_CONTENT_LENGTH = "Inference-Header-Content-Length"
 """Set on a request or response whose body is a JSON header followed by binary tensor data."""
 
 MAX_RANK = 8
+MAX_DIMENSION = 2**31 - 1
+"""numpy cannot shape even an empty array with a dimension far beyond this."""
 """More dimensions than any model here takes; the bound keeps shape checks cheap."""
 
 NUMPY_DTYPES: dict[str, np.dtype[Any]] = {
@@ -268,8 +270,12 @@ def _parse_input(
         raise _invalid(f"inputs[{index}]", "must be an object with a non-empty string name")
     name: str = raw["name"]
     shape = raw.get("shape")
-    if not isinstance(shape, list) or any(type(size) is not int or size < 0 for size in shape):
-        raise _invalid(name, "shape must be a list of non-negative integers")
+    if not isinstance(shape, list) or any(
+        type(size) is not int or not 0 <= size <= MAX_DIMENSION for size in shape
+    ):
+        raise _invalid(
+            name, f"shape must be a list of non-negative integers, each at most {MAX_DIMENSION}"
+        )
     if len(shape) > MAX_RANK:
         raise _invalid(name, f"shape has {len(shape)} dimensions, more than {MAX_RANK}")
     datatype = raw.get("datatype")
