@@ -217,6 +217,42 @@ async def test_serve_answers_graphql_over_real_http_and_stops_on_sigterm(
     assert time.monotonic() - started < 10
 
 
+def test_serve_refuses_an_unknown_role(cli_environment: dict[str, str]) -> None:
+    result = run_cli("serve", "--role", "everything", env=cli_environment)
+
+    assert result.returncode == 2
+    assert "'all', 'api', 'inference'" in result.stderr
+
+
+async def test_serve_with_the_inference_role_answers_inference_routes_only(
+    cli_environment: dict[str, str],
+) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [*AIAAS, "serve", "--port", str(port), "--role", "inference"],
+        env=cli_environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        base_url = f"http://127.0.0.1:{port}"
+        await wait_until_ready(base_url, process)
+        async with httpx.AsyncClient(base_url=base_url) as client:
+            graphql = await client.post("/graphql", json={"query": "{ health { status } }"})
+            live = await client.get("/v2/health/live")
+            metrics = await client.get("/metrics")
+            server_metadata = await client.get("/v2")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=10)
+
+    assert graphql.status_code == 404, "an inference replica serves no GraphQL"
+    assert (live.status_code, live.json()) == (200, {"live": True})
+    assert metrics.status_code == 200
+    assert server_metadata.status_code == 401, "V2 metadata needs a token like any route"
+
+
 async def test_worker_process_runs_queued_jobs(
     cli_environment: dict[str, str],
     platform: Platform,

@@ -148,6 +148,9 @@ class CasbinPolicyEnforcer(PolicyEnforcer):
         # If the connection dies, wake the watcher: it listens again on a new one and reloads,
         # since changes made meanwhile were announced to no one.
         connection.add_termination_listener(self._on_notification)
+        # Taken off again when the connection goes back to the pool: its later closing, in
+        # another user's hands, is no reason to reload the policy.
+        stack.callback(connection.remove_termination_listener, self._on_notification)
         self._listening_on = connection
 
     def _listening(self) -> bool:
