@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import pyarrow.parquet as pq
 from sklearn.datasets import load_diabetes, load_wine
 
 from aiaas.core import datasets, models
+from aiaas.core.audit import AuditedChange
 from aiaas.core.auth import Principal
 from aiaas.core.jobs import JobState, claim_job, finish_job
 from aiaas.core.platform import Platform
@@ -78,3 +80,51 @@ async def train_version(
     async with platform.metadata.acquire() as connection:
         registered = await models.model_versions_by_jobs(connection, [job.id])
     return registered[job.id]
+
+
+async def register_bytes_as_version(
+    platform: Platform,
+    actor: Principal,
+    dataset_version_id: uuid.UUID,
+    content: bytes,
+    *,
+    model_name: str,
+    like: models.ModelVersion | None = None,
+) -> models.ModelVersion:
+    """A version registered the way a finished job registers one, around `content`, bytes that
+    no runtime can load: with `like`'s format and signature, or an empty signature. For a
+    rollout that must fail, or a deployment whose model is never loaded."""
+    job = await submit_training_job(
+        platform,
+        actor,
+        TrainingRequest(
+            dataset_version_id=dataset_version_id,
+            trainer="tabular-classifier",
+            target="cultivar",
+            hyperparameters={"epochs": 1},
+            model_name=model_name,
+        ),
+    )
+
+    async def bundle() -> AsyncIterator[bytes]:
+        yield content
+
+    stored = await platform.vault.store(job.project_id, bundle())
+    async with AuditedChange(platform, actor, "model.register", project_id=job.project_id) as c:
+        return await models.register_model_version(
+            c,
+            models.NewModelVersion(
+                project_id=job.project_id,
+                model_name=model_name,
+                job_id=job.id,
+                dataset_version_id=dataset_version_id,
+                trainer="tabular-classifier",
+                format=like.format if like else "flax-nnx",
+                artifact_key=stored.key,
+                size_bytes=stored.size_bytes,
+                signature=like.signature if like else {"inputs": [], "outputs": []},
+                metrics={},
+                hyperparameters={},
+                created_by=actor.user_id,
+            ),
+        )

@@ -16,14 +16,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from aiaas.core import deployments, models, prediction_samples
+from aiaas.core import deployments, prediction_samples
 from aiaas.core.access import ProjectRole
-from aiaas.core.audit import AuditedChange
 from aiaas.core.deployments import Deployment, NewDeployment
 from aiaas.core.platform import Platform
 from aiaas.core.prediction_samples import MAX_BUFFERED_SAMPLES, PredictionSampler
-from aiaas.core.training_jobs import TrainingRequest, submit_training_job
-from serving_support import upload, wine_table
+from serving_support import register_bytes_as_version, upload, wine_table
 from support import Team, new_team, poll_until
 
 
@@ -40,38 +38,9 @@ async def deployment(
     developer = team.members[ProjectRole.DEVELOPER].principal
     directory = tmp_path_factory.mktemp("samples")
     wine = await upload(platform, developer, team.project_id, wine_table(), "wine", directory)
-    job = await submit_training_job(
-        platform,
-        developer,
-        TrainingRequest(
-            dataset_version_id=wine.id, trainer="tabular-classifier", target="cultivar"
-        ),
+    version = await register_bytes_as_version(
+        platform, developer, wine.id, b"never loaded here", model_name="wine"
     )
-
-    async def bundle() -> AsyncIterator[bytes]:
-        yield b"never loaded here"
-
-    stored = await platform.vault.store(team.project_id, bundle())
-    async with AuditedChange(
-        platform, developer, "model.register", project_id=team.project_id
-    ) as change:
-        version = await models.register_model_version(
-            change,
-            models.NewModelVersion(
-                project_id=team.project_id,
-                model_name="wine",
-                job_id=job.id,
-                dataset_version_id=wine.id,
-                trainer="tabular-classifier",
-                format="flax-nnx",
-                artifact_key=stored.key,
-                size_bytes=stored.size_bytes,
-                signature={"inputs": [], "outputs": []},
-                metrics={},
-                hyperparameters={},
-                created_by=developer.user_id,
-            ),
-        )
     return await deployments.create_deployment(
         platform, developer, NewDeployment(name="sampled", version_id=version.id)
     )

@@ -13,7 +13,6 @@ import json
 import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -21,7 +20,6 @@ import pytest
 
 from aiaas.core import deployments, models
 from aiaas.core.access import ProjectRole
-from aiaas.core.audit import AuditedChange
 from aiaas.core.auth import Principal
 from aiaas.core.config import Config
 from aiaas.core.deployments import Batching, Deployment, DeploymentState, NewDeployment
@@ -32,9 +30,8 @@ from aiaas.core.plugins import create_plugin_manager
 from aiaas.core.rollout import RolloutSupervisor
 from aiaas.core.serving import LoadedModel
 from aiaas.core.specs import ServingRuntimeSpec
-from aiaas.core.training_jobs import TrainingRequest, submit_training_job
 from aiaas.plugins.jax_serving import JaxServingRuntime
-from serving_support import train_version, upload, wine_table
+from serving_support import register_bytes_as_version, train_version, upload, wine_table
 from support import Team, audit_mark, new_team, poll_until
 
 GATE_TIMEOUT_S = 60
@@ -120,48 +117,16 @@ async def versions(
     return {
         "wine": trained,
         "wine2": retrained,
-        "junk": await junk_version(platform, developer, trained, directory),
-    }
-
-
-async def junk_version(
-    platform: Platform, actor: Principal, like: models.ModelVersion, directory: Path
-) -> models.ModelVersion:
-    """A version registered the way a finished job registers one, with `like`'s signature and
-    a bundle of bytes that no runtime can load."""
-    job = await submit_training_job(
-        platform,
-        actor,
-        TrainingRequest(
-            dataset_version_id=like.dataset_version_id,
-            trainer=like.trainer,
-            target="cultivar",
-            hyperparameters={"epochs": 1},
+        # The wine model's signature, and a bundle no runtime can load.
+        "junk": await register_bytes_as_version(
+            platform,
+            developer,
+            trained.dataset_version_id,
+            b"these bytes are no model",
+            model_name="wine",
+            like=trained,
         ),
-    )
-
-    async def bundle() -> AsyncIterator[bytes]:
-        yield b"these bytes are no model"
-
-    stored = await platform.vault.store(like.project_id, bundle())
-    async with AuditedChange(platform, actor, "model.register", project_id=like.project_id) as c:
-        return await models.register_model_version(
-            c,
-            models.NewModelVersion(
-                project_id=like.project_id,
-                model_name="wine",
-                job_id=job.id,
-                dataset_version_id=like.dataset_version_id,
-                trainer=like.trainer,
-                format=like.format,
-                artifact_key=stored.key,
-                size_bytes=stored.size_bytes,
-                signature=like.signature,
-                metrics={},
-                hyperparameters={},
-                created_by=actor.user_id,
-            ),
-        )
+    }
 
 
 @pytest.fixture(autouse=True)

@@ -18,16 +18,27 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from aiaas.core import models
 from aiaas.core.access import ProjectRole
-from aiaas.core.audit import AuditedChange
 from aiaas.core.batching import AdaptiveBatcher
 from aiaas.core.config import Config, build_config
 from aiaas.core.drift_monitoring import check_drift
 from aiaas.core.platform import Platform
-from aiaas.core.training_jobs import TrainingRequest, submit_training_job
-from aiaas.graphql.relay import to_global_id
 from aiaas.graphql.schema import build_schema
 from aiaas.plugins.jax_serving import JaxLoadedModel
-from serving_support import FAST, diabetes_table, train_version, upload, wine_table
+from deployment_calls import (
+    DELETE,
+    PREDICT,
+    TRAFFIC,
+    call,
+    create,
+    current,
+    deploy,
+    gid,
+    predict,
+    settled,
+    trained_versions,
+    wine_records,
+)
+from serving_support import register_bytes_as_version, wine_table
 from support import (
     Team,
     audit_mark,
@@ -62,123 +73,7 @@ async def team(platform: Platform) -> Team:
 async def versions(
     platform: Platform, team: Team, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, models.ModelVersion]:
-    """Two versions of a wine classifier, a regressor with another signature, and a version of
-    another project."""
-    directory = tmp_path_factory.mktemp("serving")
-    developer = team.members[ProjectRole.DEVELOPER].principal
-    wine = await upload(platform, developer, team.project_id, wine_table(), "wine", directory)
-    diabetes = await upload(
-        platform, developer, team.project_id, diabetes_table(), "diabetes", directory
-    )
-    found = {
-        "v1": await train_version(
-            platform, developer, wine, target="cultivar", model_name="wine", seed=0
-        ),
-        "v2": await train_version(
-            platform, developer, wine, target="cultivar", model_name="wine", seed=1
-        ),
-        "regressor": await train_version(
-            platform,
-            developer,
-            diabetes,
-            target="progression",
-            model_name="diabetes",
-            trainer="tabular-regressor",
-        ),
-    }
-    other = await new_team(platform, "elsewhere", (ProjectRole.DEVELOPER,))
-    other_developer = other.members[ProjectRole.DEVELOPER].principal
-    other_wine = await upload(
-        platform, other_developer, other.project_id, wine_table(), "wine", directory
-    )
-    found["foreign"] = await train_version(
-        platform, other_developer, other_wine, target="cultivar", model_name="wine"
-    )
-    return found
-
-
-def gid(type_name: str, object_id: Any) -> str:
-    return str(to_global_id(type_name, object_id))
-
-
-DEPLOYMENT_FIELDS = """
-  id name state reason generation v2ModelName maxBatchSize maxWaitMs maxQueueRows sourceAlias
-  traffic { stablePercent canaryPercent stableVersion { number } canaryVersion { number }
-            shadowVersion { number } }
-  pendingTraffic { canaryPercent canaryVersion { number } }
-  previousStableVersion { number }
-"""
-
-RESULT = f"""
-  __typename
-  ... on DeploymentSuccess {{ deployment {{ {DEPLOYMENT_FIELDS} }} }}
-  ... on InvalidInputError {{ message fieldErrors {{ field message }} }}
-  ... on NotFoundError {{ message }}
-  ... on ConflictError {{ message }}
-"""
-
-CREATE = (
-    f"mutation($input: CreateDeploymentInput!) {{ createDeployment(input: $input) {{ {RESULT} }} }}"
-)
-TRAFFIC = (
-    "mutation($input: UpdateDeploymentTrafficInput!) "
-    f"{{ updateDeploymentTraffic(input: $input) {{ {RESULT} }} }}"
-)
-PROMOTE = f"mutation($id: ID!) {{ promoteDeployment(deployment: $id) {{ {RESULT} }} }}"
-ROLLBACK = f"mutation($id: ID!) {{ rollbackDeployment(deployment: $id) {{ {RESULT} }} }}"
-DELETE = f"mutation($id: ID!) {{ deleteDeployment(deployment: $id) {{ {RESULT} }} }}"
-DEPLOYMENT = (
-    f"query($id: ID!) {{ node(id: $id) {{ ... on Deployment {{ {DEPLOYMENT_FIELDS} }} }} }}"
-)
-PREDICT = """
-mutation($id: ID!, $inputs: [JSON!]!, $version: Int) {
-  predict(deployment: $id, inputs: $inputs, version: $version) {
-    __typename
-    ... on PredictSuccess { role outputs modelVersion { number } }
-    ... on InvalidInputError { message fieldErrors { field message } }
-    ... on NotFoundError { message }
-    ... on ConflictError { message code }
-    ... on UnavailableError { message code retryAfterSeconds }
-  }
-}
-"""
-
-
-async def call(
-    client: httpx.AsyncClient, query: str, variables: dict[str, Any], token: str
-) -> dict[str, Any]:
-    data = data_of(await graphql(client, query, variables, token=token))
-    result: dict[str, Any] = next(iter(data.values()))
-    return result
-
-
-def wine_records(count: int, shift: float = 0.0) -> list[dict[str, float]]:
-    table = wine_table().drop_columns(["cultivar"])
-    rows = table.slice(0, count).to_pylist()
-    return [{name: value + shift for name, value in row.items()} for row in rows]
-
-
-async def create(client: httpx.AsyncClient, team: Team, name: str, **fields: Any) -> dict[str, Any]:
-    return await call(
-        client, CREATE, {"input": {"name": name, **fields}}, team.token(ProjectRole.DEVELOPER)
-    )
-
-
-async def ready(client: httpx.AsyncClient, team: Team, deployment_id: str) -> dict[str, Any]:
-    """The deployment once its rollout is over (READY, or FAILED)."""
-    latest: dict[str, Any] = {}
-
-    async def settled() -> bool:
-        nonlocal latest
-        latest = data_of(
-            await graphql(
-                client, DEPLOYMENT, {"id": deployment_id}, token=team.token(ProjectRole.VIEWER)
-            )
-        )["node"]
-        return latest["state"] in {"READY", "FAILED"}
-
-    assert await poll_until(settled, timeout_s=60) is not None, latest
-    return latest
+    return await trained_versions(platform, team, tmp_path_factory.mktemp("serving"))
 
 
 @pytest.fixture(scope="module")
@@ -191,7 +86,7 @@ async def wine_deployment(
             client, team, "wine", modelVersion=gid("ModelVersion", versions["v1"].id)
         )
         assert created["__typename"] == "DeploymentSuccess", created
-        return await ready(client, team, created["deployment"]["id"])
+        return await settled(client, team, created["deployment"]["id"])
 
 
 async def test_a_deployment_becomes_ready_and_predicts(
@@ -239,49 +134,12 @@ async def test_deployment_events_replay_the_lifecycle(
 # Helpers of the tests below ------------------------------------------------------------------
 
 
-async def current(client: httpx.AsyncClient, team: Team, deployment_id: str) -> dict[str, Any]:
-    node: dict[str, Any] = data_of(
-        await graphql(
-            client, DEPLOYMENT, {"id": deployment_id}, token=team.token(ProjectRole.VIEWER)
-        )
-    )["node"]
-    return node
-
-
 async def deployment_count(platform: Platform, project_id: uuid.UUID) -> int:
     async with platform.metadata.acquire() as connection:
         count: int = await connection.fetchval(
             "SELECT count(*) FROM deployments WHERE project_id = $1", project_id
         )
     return count
-
-
-async def deploy(
-    client: httpx.AsyncClient, team: Team, name: str, version: models.ModelVersion, **fields: Any
-) -> dict[str, Any]:
-    """A new deployment of `version`, once READY."""
-    created = await create(
-        client, team, name, modelVersion=gid("ModelVersion", version.id), **fields
-    )
-    assert created["__typename"] == "DeploymentSuccess", created
-    found = await ready(client, team, created["deployment"]["id"])
-    assert found["state"] == "READY", found
-    return found
-
-
-async def predict(
-    client: httpx.AsyncClient,
-    team: Team,
-    deployment_id: str,
-    records: list[dict[str, Any]],
-    version: int | None = None,
-) -> dict[str, Any]:
-    return await call(
-        client,
-        PREDICT,
-        {"id": deployment_id, "inputs": records, "version": version},
-        team.token(ProjectRole.VIEWER),
-    )
 
 
 Scraped = dict[str, dict[tuple[tuple[str, str], ...], float]]
@@ -353,9 +211,9 @@ async def test_a_deployment_from_a_model_alias_serves_the_aliased_version(
     await models.set_model_alias(
         platform, team.members[ProjectRole.MAINTAINER].principal, versions["v1"].id, "production"
     )
-    settled = await ready(client, team, deployment["id"])
-    assert settled["state"] == "READY", settled
-    assert settled["traffic"]["stableVersion"] == {"number": versions["v2"].number}
+    rolled_out = await settled(client, team, deployment["id"])
+    assert rolled_out["state"] == "READY", rolled_out
+    assert rolled_out["traffic"]["stableVersion"] == {"number": versions["v2"].number}
     answer = await predict(client, team, deployment["id"], wine_records(2))
     assert answer["__typename"] == "PredictSuccess", answer
     assert answer["modelVersion"] == {"number": versions["v2"].number}
@@ -469,7 +327,7 @@ async def test_a_live_name_is_taken_and_a_stopped_one_free(
     reused = await create(client, team, "twice", modelVersion=version)
     assert reused["__typename"] == "DeploymentSuccess", reused
     assert reused["deployment"]["id"] != first["deployment"]["id"]
-    assert (await ready(client, team, reused["deployment"]["id"]))["state"] == "READY"
+    assert (await settled(client, team, reused["deployment"]["id"]))["state"] == "READY"
     # The stopped one stayed stopped: its rollout, if it was under way, did not revive it.
     assert (await current(client, team, first["deployment"]["id"]))["state"] == "STOPPED"
     await call(
@@ -515,43 +373,14 @@ async def junk_version(
 ) -> models.ModelVersion:
     """A version registered as a finished job registers one, whose bundle is no model: its
     rollout fails."""
-    developer = team.members[ProjectRole.DEVELOPER].principal
-    job = await submit_training_job(
+    return await register_bytes_as_version(
         platform,
-        developer,
-        TrainingRequest(
-            dataset_version_id=like.dataset_version_id,
-            trainer="tabular-classifier",
-            target="cultivar",
-            hyperparameters=FAST,
-            model_name="junk",
-        ),
+        team.members[ProjectRole.DEVELOPER].principal,
+        like.dataset_version_id,
+        b"not a model bundle",
+        model_name="junk",
+        like=like,
     )
-
-    async def bundle() -> AsyncIterator[bytes]:
-        yield b"not a model bundle"
-
-    stored = await platform.vault.store(team.project_id, bundle())
-    async with AuditedChange(
-        platform, developer, "model.register", project_id=team.project_id
-    ) as change:
-        return await models.register_model_version(
-            change,
-            models.NewModelVersion(
-                project_id=team.project_id,
-                model_name="junk",
-                job_id=job.id,
-                dataset_version_id=like.dataset_version_id,
-                trainer="tabular-classifier",
-                format=like.format,
-                artifact_key=stored.key,
-                size_bytes=stored.size_bytes,
-                signature=like.signature,
-                metrics={},
-                hyperparameters={},
-                created_by=developer.user_id,
-            ),
-        )
 
 
 async def test_a_failed_rollout_leaves_a_deployment_that_refuses_predictions(
@@ -564,7 +393,7 @@ async def test_a_failed_rollout_leaves_a_deployment_that_refuses_predictions(
     mark = await audit_mark(platform)
     created = await create(client, team, "junk", modelVersion=gid("ModelVersion", junk.id))
     assert created["__typename"] == "DeploymentSuccess", created
-    failed = await ready(client, team, created["deployment"]["id"])
+    failed = await settled(client, team, created["deployment"]["id"])
     assert failed["state"] == "FAILED", failed
     assert failed["reason"], failed
     assert await events_since(platform, mark) == [

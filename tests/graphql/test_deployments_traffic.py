@@ -19,9 +19,21 @@ from aiaas.core.config import Config, build_config
 from aiaas.core.deployments import Deployment
 from aiaas.core.platform import Platform
 from aiaas.core.serving import LoadedModel
-from aiaas.graphql.relay import from_global_id, to_global_id
-from serving_support import diabetes_table, train_version, upload, wine_table
-from support import Team, audit_mark, data_of, events_since, graphql, new_team, poll_until
+from aiaas.graphql.relay import from_global_id
+from deployment_calls import (
+    PROMOTE,
+    ROLLBACK,
+    TRAFFIC,
+    call,
+    current,
+    deploy,
+    gid,
+    predict,
+    settled,
+    trained_versions,
+    wine_records,
+)
+from support import Team, audit_mark, events_since, new_team, poll_until
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -43,138 +55,7 @@ async def team(platform: Platform) -> Team:
 async def versions(
     platform: Platform, team: Team, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, models.ModelVersion]:
-    """Two versions of a wine classifier, a regressor with another signature, and a version of
-    another project."""
-    directory = tmp_path_factory.mktemp("traffic")
-    developer = team.members[ProjectRole.DEVELOPER].principal
-    wine = await upload(platform, developer, team.project_id, wine_table(), "wine", directory)
-    diabetes = await upload(
-        platform, developer, team.project_id, diabetes_table(), "diabetes", directory
-    )
-    found = {
-        "v1": await train_version(
-            platform, developer, wine, target="cultivar", model_name="wine", seed=0
-        ),
-        "v2": await train_version(
-            platform, developer, wine, target="cultivar", model_name="wine", seed=1
-        ),
-        "regressor": await train_version(
-            platform,
-            developer,
-            diabetes,
-            target="progression",
-            model_name="diabetes",
-            trainer="tabular-regressor",
-        ),
-    }
-    other = await new_team(platform, "elsewhere", (ProjectRole.DEVELOPER,))
-    other_developer = other.members[ProjectRole.DEVELOPER].principal
-    other_wine = await upload(
-        platform, other_developer, other.project_id, wine_table(), "wine", directory
-    )
-    found["foreign"] = await train_version(
-        platform, other_developer, other_wine, target="cultivar", model_name="wine"
-    )
-    return found
-
-
-def gid(type_name: str, object_id: Any) -> str:
-    return str(to_global_id(type_name, object_id))
-
-
-DEPLOYMENT_FIELDS = """
-  id name state reason generation
-  traffic { stablePercent canaryPercent stableVersion { number } canaryVersion { number }
-            shadowVersion { number } }
-  pendingTraffic { stablePercent canaryPercent stableVersion { number }
-                   canaryVersion { number } shadowVersion { number } }
-  previousStableVersion { number }
-"""
-
-RESULT = f"""
-  __typename
-  ... on DeploymentSuccess {{ deployment {{ {DEPLOYMENT_FIELDS} }} }}
-  ... on InvalidInputError {{ message fieldErrors {{ field message }} }}
-  ... on NotFoundError {{ message }}
-  ... on ConflictError {{ message }}
-"""
-
-CREATE = (
-    f"mutation($input: CreateDeploymentInput!) {{ createDeployment(input: $input) {{ {RESULT} }} }}"
-)
-TRAFFIC = (
-    "mutation($input: UpdateDeploymentTrafficInput!) "
-    f"{{ updateDeploymentTraffic(input: $input) {{ {RESULT} }} }}"
-)
-PROMOTE = f"mutation($id: ID!) {{ promoteDeployment(deployment: $id) {{ {RESULT} }} }}"
-ROLLBACK = f"mutation($id: ID!) {{ rollbackDeployment(deployment: $id) {{ {RESULT} }} }}"
-DEPLOYMENT = (
-    f"query($id: ID!) {{ node(id: $id) {{ ... on Deployment {{ {DEPLOYMENT_FIELDS} }} }} }}"
-)
-PREDICT = """
-mutation($id: ID!, $inputs: [JSON!]!, $version: Int) {
-  predict(deployment: $id, inputs: $inputs, version: $version) {
-    __typename
-    ... on PredictSuccess { role outputs modelVersion { number } }
-    ... on InvalidInputError { message fieldErrors { field message } }
-    ... on NotFoundError { message }
-    ... on ConflictError { message code }
-    ... on UnavailableError { message code retryAfterSeconds }
-  }
-}
-"""
-
-
-async def call(
-    client: httpx.AsyncClient, query: str, variables: dict[str, Any], token: str
-) -> dict[str, Any]:
-    data = data_of(await graphql(client, query, variables, token=token))
-    result: dict[str, Any] = next(iter(data.values()))
-    return result
-
-
-def wine_records(count: int) -> list[dict[str, float]]:
-    rows: list[dict[str, float]] = (
-        wine_table().drop_columns(["cultivar"]).slice(0, count).to_pylist()
-    )
-    return rows
-
-
-async def current(client: httpx.AsyncClient, team: Team, deployment_id: str) -> dict[str, Any]:
-    node: dict[str, Any] = data_of(
-        await graphql(
-            client, DEPLOYMENT, {"id": deployment_id}, token=team.token(ProjectRole.VIEWER)
-        )
-    )["node"]
-    return node
-
-
-async def settled(client: httpx.AsyncClient, team: Team, deployment_id: str) -> dict[str, Any]:
-    """The deployment once no rollout is under way (READY, or FAILED)."""
-    latest: dict[str, Any] = {}
-
-    async def done() -> bool:
-        nonlocal latest
-        latest = await current(client, team, deployment_id)
-        return latest["state"] in {"READY", "FAILED"}
-
-    assert await poll_until(done, timeout_s=60) is not None, latest
-    return latest
-
-
-async def deploy(
-    client: httpx.AsyncClient, team: Team, name: str, version: models.ModelVersion
-) -> dict[str, Any]:
-    created = await call(
-        client,
-        CREATE,
-        {"input": {"name": name, "modelVersion": gid("ModelVersion", version.id)}},
-        team.token(ProjectRole.DEVELOPER),
-    )
-    assert created["__typename"] == "DeploymentSuccess", created
-    found = await settled(client, team, created["deployment"]["id"])
-    assert found["state"] == "READY", found
-    return found
+    return await trained_versions(platform, team, tmp_path_factory.mktemp("traffic"))
 
 
 async def set_traffic(
@@ -185,21 +66,6 @@ async def set_traffic(
         TRAFFIC,
         {"input": {"deployment": deployment_id, **split}},
         team.token(ProjectRole.DEVELOPER),
-    )
-
-
-async def predict(
-    client: httpx.AsyncClient,
-    team: Team,
-    deployment_id: str,
-    records: list[dict[str, Any]],
-    version: int | None = None,
-) -> dict[str, Any]:
-    return await call(
-        client,
-        PREDICT,
-        {"id": deployment_id, "inputs": records, "version": version},
-        team.token(ProjectRole.VIEWER),
     )
 
 
