@@ -128,3 +128,18 @@ async def register_bytes_as_version(
                 created_by=actor.user_id,
             ),
         )
+
+
+async def wine_versions(
+    platform: Platform, actor: Principal, project_id: uuid.UUID, directory: Path
+) -> dict[int, models.ModelVersion]:
+    """Versions 1 and 2 of a wine classifier (seeds 0 and 1), by number."""
+    wine = await upload(platform, actor, project_id, wine_table(), "wine", directory)
+    found = {}
+    for seed in (0, 1):
+        version = await train_version(
+            platform, actor, wine, target="cultivar", model_name="wine", seed=seed
+        )
+        found[version.number] = version
+    assert sorted(found) == [1, 2]
+    return found

@@ -31,7 +31,7 @@ from aiaas.core.access import ProjectRole
 from aiaas.core.config import Config
 from aiaas.core.platform import Platform
 from aiaas.graphql.relay import to_global_id
-from serving_support import train_version, upload, wine_table
+from serving_support import wine_table, wine_versions
 from support import (
     RunningServer,
     Team,
@@ -95,17 +95,12 @@ async def team(platform: Platform) -> Team:
 async def versions(
     platform: Platform, team: Team, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[int, models.ModelVersion]:
-    developer = team.members[ProjectRole.DEVELOPER].principal
-    directory = tmp_path_factory.mktemp("wine")
-    wine = await upload(platform, developer, team.project_id, wine_table(), "wine", directory)
-    found = {}
-    for seed in (0, 1):
-        version = await train_version(
-            platform, developer, wine, target="cultivar", model_name="wine", seed=seed
-        )
-        found[version.number] = version
-    assert sorted(found) == [1, 2]
-    return found
+    return await wine_versions(
+        platform,
+        team.members[ProjectRole.DEVELOPER].principal,
+        team.project_id,
+        tmp_path_factory.mktemp("wine"),
+    )
 
 
 # GraphQL on the first process ----------------------------------------------------------------

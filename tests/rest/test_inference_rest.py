@@ -32,7 +32,7 @@ from aiaas.core.serving import LoadedModel, ServingRuntime
 from aiaas.core.specs import ServingRuntimeSpec
 from aiaas.plugins.jax_serving import JaxServingRuntime
 from aiaas.rest import inference as inference_rest
-from serving_support import train_version, upload, wine_table
+from serving_support import wine_table, wine_versions
 from support import Account, Team, new_account, new_team, poll_until
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -139,17 +139,12 @@ async def outsider(platform: Platform) -> Account:
 async def versions(
     platform: Platform, team: Team, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[int, models.ModelVersion]:
-    developer = team.members[ProjectRole.DEVELOPER].principal
-    directory = tmp_path_factory.mktemp("wine")
-    wine = await upload(platform, developer, team.project_id, wine_table(), "wine", directory)
-    found = {}
-    for seed in (0, 1):
-        version = await train_version(
-            platform, developer, wine, target="cultivar", model_name="wine", seed=seed
-        )
-        found[version.number] = version
-    assert sorted(found) == [1, 2]
-    return found
+    return await wine_versions(
+        platform,
+        team.members[ProjectRole.DEVELOPER].principal,
+        team.project_id,
+        tmp_path_factory.mktemp("wine"),
+    )
 
 
 async def rolled_out(platform: Platform, deployment_id: uuid.UUID) -> deployments.Deployment:

@@ -30,7 +30,7 @@ from aiaas.core.drift import (
 )
 from aiaas.core.models import ModelVersion, model_versions_by_ids
 from aiaas.core.serving_metrics import DriftReport as DriftGauge
-from aiaas.core.training import TensorSpec
+from aiaas.core.training import ModelSignature
 
 if TYPE_CHECKING:
     from aiaas.core.platform import Platform
@@ -76,9 +76,9 @@ async def baselines_for(platform: Platform, version: ModelVersion) -> dict[str, 
     # One value per row of a number or a string is what can be binned; wider inputs (an
     # image's pixels in one tensor) are not monitored.
     features = [
-        TensorSpec(name=spec["name"], dtype=spec["dtype"], shape=tuple(spec["shape"]))
-        for spec in version.signature.get("inputs", [])
-        if len(spec["shape"]) == 1 and _binnable(spec["dtype"])
+        spec
+        for spec in ModelSignature.from_json(version.signature).inputs
+        if len(spec.shape) == 1 and _binnable(spec.dtype)
     ]
     baselines = await asyncio.to_thread(training_baselines, table, features)
     async with platform.metadata.acquire() as connection:

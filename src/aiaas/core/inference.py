@@ -44,6 +44,7 @@ from aiaas.core.models import ModelVersion, model_versions_by_ids
 from aiaas.core.prediction_samples import PredictionSampler
 from aiaas.core.serving import LoadedModel
 from aiaas.core.serving_metrics import InferenceProtocol, Outcome, ServedVersion, ServingMetrics
+from aiaas.core.training import ModelSignature
 
 if TYPE_CHECKING:
     from aiaas.core.platform import Platform
@@ -165,6 +166,7 @@ class InferenceServer:
         self._deployments: dict[UUID, CachedDeployment] = {}
         self._v2_names: dict[tuple[str, str], tuple[UUID | None, float]] = {}
         self._versions: dict[UUID, ModelVersion] = {}
+        self._signatures: dict[UUID, ModelSignature] = {}
         self._models: OrderedDict[_ModelKey, _LoadedEntry] = OrderedDict()
         self._loading: dict[_ModelKey, asyncio.Task[_LoadedEntry]] = {}
         self._shadows: set[asyncio.Task[None]] = set()
@@ -310,6 +312,13 @@ class InferenceServer:
             if found is None:
                 raise NotFoundError("no such model version")
             self._versions[version_id] = found
+        return found
+
+    def signature(self, version: ModelVersion) -> ModelSignature:
+        """The version's signature as a `ModelSignature`, made once per version."""
+        found = self._signatures.get(version.id)
+        if found is None:
+            found = self._signatures[version.id] = ModelSignature.from_json(version.signature)
         return found
 
     # Models ------------------------------------------------------------------------------------

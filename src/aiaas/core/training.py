@@ -202,6 +202,10 @@ class TensorSpec:
     def as_json(self) -> dict[str, Any]:
         return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
 
+    @classmethod
+    def from_json(cls, spec: Mapping[str, Any]) -> TensorSpec:
+        return cls(name=spec["name"], dtype=spec["dtype"], shape=tuple(spec["shape"]))
+
 
 @dataclass(frozen=True, kw_only=True)
 class ModelSignature:
@@ -213,6 +217,14 @@ class ModelSignature:
             "inputs": [spec.as_json() for spec in self.inputs],
             "outputs": [spec.as_json() for spec in self.outputs],
         }
+
+    @classmethod
+    def from_json(cls, encoded: Mapping[str, Any]) -> ModelSignature:
+        """The signature `as_json` wrote (a model version's stored `signature`)."""
+        return cls(
+            inputs=tuple(TensorSpec.from_json(spec) for spec in encoded["inputs"]),
+            outputs=tuple(TensorSpec.from_json(spec) for spec in encoded["outputs"]),
+        )
 
 
 @dataclass(frozen=True, kw_only=True)

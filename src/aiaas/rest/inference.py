@@ -38,7 +38,6 @@ from aiaas.core.errors import (
 )
 from aiaas.core.inference import CachedDeployment, InferenceServer
 from aiaas.core.platform import Platform
-from aiaas.core.training import ModelSignature, TensorSpec
 from aiaas.requests import request_id_of
 from aiaas.rest.inference_protocol import (
     INFERENCE_HEADER_CONTENT_LENGTH,
@@ -65,16 +64,6 @@ def _error(exc: AiaasError) -> JSONResponse:
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)
     return JSONResponse(body, status_code=exc.http_status, headers=headers)
-
-
-def _signature(raw: dict[str, Any]) -> ModelSignature:
-    def specs(entries: list[dict[str, Any]]) -> tuple[TensorSpec, ...]:
-        return tuple(
-            TensorSpec(name=spec["name"], dtype=spec["dtype"], shape=tuple(spec["shape"]))
-            for spec in entries
-        )
-
-    return ModelSignature(inputs=specs(raw["inputs"]), outputs=specs(raw["outputs"]))
 
 
 def _version_number(request: Request) -> int | None:
@@ -154,8 +143,7 @@ async def infer(request: Request) -> Response:
                     parse_infer_request, bytes(body), inference_header_content_length=header_length
                 )
         stable = await server.version(cached.deployment.stable_version_id)
-        signature = _signature(stable.signature)
-        check_requested_outputs(parsed, signature)
+        check_requested_outputs(parsed, server.signature(stable))
         prediction = await server.predict(
             cached.deployment.id, parsed.columns, protocol="v2", version_number=version_number
         )
@@ -166,7 +154,7 @@ async def infer(request: Request) -> Response:
         model_version=str(prediction.version.number),
         request=parsed,
         outputs=prediction.outputs,
-        signature=_signature(prediction.version.signature),
+        signature=server.signature(prediction.version),
     )
     return Response(content, headers=headers)
 
@@ -214,7 +202,7 @@ async def metadata(request: Request) -> Response:
             request.path_params["name"],
             [str(version.number) for version in versions],
             f"aiaas-{cached.deployment.runtime}",
-            _signature(stable.signature),
+            server.signature(stable),
         )
     )
 

@@ -139,7 +139,10 @@ class Deployment(Node):
     project_uuid: strawberry.Private[UUID]
     previous_stable_uuid: strawberry.Private[UUID | None]
 
-    @strawberry.field
+    @strawberry.field(
+        description="The model it was deployed from (the one `sourceAlias` belongs to); what "
+        "it serves now is `traffic`, each version with its own model."
+    )
     async def model(self, info: Info) -> Model:
         return Model.from_domain(await info.context.loader("model").load(self.model_uuid))
 

@@ -25,7 +25,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from aiaas.core.training import ModelSignature, TensorSpec
+from aiaas.core.training import ModelSignature
 from aiaas.plugins.flax_trainers.input_pipeline import encode_features
 
 FORMAT = "flax-nnx"
@@ -131,16 +131,6 @@ def _refuse_extension(code: int, data: bytes) -> Any:
     raise ValueError(f"unexpected msgpack extension type {code} in bundle")
 
 
-def _signature_from_json(encoded: Mapping[str, Any]) -> ModelSignature:
-    def specs(entries: list[Mapping[str, Any]]) -> tuple[TensorSpec, ...]:
-        return tuple(
-            TensorSpec(name=spec["name"], dtype=spec["dtype"], shape=tuple(spec["shape"]))
-            for spec in entries
-        )
-
-    return ModelSignature(inputs=specs(encoded["inputs"]), outputs=specs(encoded["outputs"]))
-
-
 @dataclass(frozen=True)
 class Predictor:
     """A loaded bundle.
@@ -203,7 +193,7 @@ def load_predictor(bundle: bytes) -> Predictor:
         return {"value": outputs[:, 0] * target["std"] + target["mean"]}
 
     return Predictor(
-        signature=_signature_from_json(document["signature"]),
+        signature=ModelSignature.from_json(document["signature"]),
         task=task,
         params=params,
         apply=apply,
