@@ -93,17 +93,19 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
 from aiaas import migrations
-from aiaas.core import datasets, identity, models
-from aiaas.core.batching import AdaptiveBatcher, BatchRecord
 from aiaas.core.config import Config, build_config, config_environment
-from aiaas.core.crypto import MasterKey
+from aiaas.core.data import datasets
+from aiaas.core.governance.crypto import MasterKey
+from aiaas.core.identity import accounts as identity
+from aiaas.core.identity.projects import create_project
 from aiaas.core.jobs import JobState, claim_job, finish_job
-from aiaas.core.models import ModelVersion
 from aiaas.core.platform import Platform
-from aiaas.core.projects import create_project
-from aiaas.core.serving import LoadedModel, check_inputs
-from aiaas.core.training import SilentReporter, TrainingRun
-from aiaas.core.training_jobs import TrainingRequest, run_training, submit_training_job
+from aiaas.core.runtimes import LoadedModel, check_inputs
+from aiaas.core.serving.batching import AdaptiveBatcher, BatchRecord
+from aiaas.core.trainers import SilentReporter, TrainingRun
+from aiaas.core.training import registry as models
+from aiaas.core.training.registry import ModelVersion
+from aiaas.core.training.training_jobs import TrainingRequest, run_training, submit_training_job
 from aiaas.graphql.relay import to_global_id
 from aiaas.plugins.flax_trainers import TabularClassifier
 from aiaas.plugins.jax_serving import JaxLoadedModel, JaxServingRuntime

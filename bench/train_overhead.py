@@ -44,7 +44,7 @@ import optax
 import pyarrow as pa
 from flax import nnx
 
-from aiaas.core.training import Progress, TrainingReporter, TrainingRun
+from aiaas.core.trainers import Progress, TrainingReporter, TrainingRun
 from aiaas.plugins.flax_trainers import TabularClassifier
 from aiaas.plugins.flax_trainers.models import MultilayerPerceptron
 

@@ -21,8 +21,8 @@ from redis.asyncio import Redis
 from aiaas import migrations
 from aiaas.app import create_app
 from aiaas.core.config import Config, build_config
-from aiaas.core.crypto import MasterKey
-from aiaas.core.identity import bootstrap_admin
+from aiaas.core.governance.crypto import MasterKey
+from aiaas.core.identity.accounts import bootstrap_admin
 from aiaas.core.platform import Platform
 from aiaas.embedded.postgres import EmbeddedPostgres, read_or_create_secret
 from aiaas.embedded.processes import Child

@@ -8,9 +8,9 @@ from typing import Any
 
 import httpx
 
-from aiaas.core import models
-from aiaas.core.access import ProjectRole
+from aiaas.core.identity.access import ProjectRole
 from aiaas.core.platform import Platform
+from aiaas.core.training import registry as models
 from aiaas.graphql.relay import to_global_id
 from serving_support import diabetes_table, train_version, upload, wine_table
 from support import Team, data_of, graphql, new_team, poll_until

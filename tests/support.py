@@ -23,11 +23,11 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Origin, Subprotocol
 
-from aiaas.core import identity
-from aiaas.core.access import PROJECT_GRANTS, ProjectRole
 from aiaas.core.auth import Principal
 from aiaas.core.config import Config
-from aiaas.core.identity import IssuedToken
+from aiaas.core.identity import accounts as identity
+from aiaas.core.identity.access import PROJECT_GRANTS, ProjectRole
+from aiaas.core.identity.accounts import IssuedToken
 from aiaas.core.platform import Platform
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -275,8 +275,8 @@ class Team:
 async def new_team(platform: Platform, slug: str, roles: tuple[ProjectRole, ...]) -> Team:
     """A project owned by a new account, with a new member in each of `roles`, once the
     policy grants each what their role holds."""
-    from aiaas.core.members import add_member
-    from aiaas.core.projects import create_project
+    from aiaas.core.identity.members import add_member
+    from aiaas.core.identity.projects import create_project
 
     owner = await new_account(platform, "owner")
     project = await create_project(platform, owner.principal, slug=slug, name=slug.title())

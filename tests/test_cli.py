@@ -18,7 +18,7 @@ from arq.constants import result_key_prefix
 
 from aiaas import migrations
 from aiaas.core.config import Config
-from aiaas.core.crypto import MasterKey
+from aiaas.core.governance.crypto import MasterKey
 from aiaas.core.jobs import TERMINAL_STATES, JobState, enqueue_job, get_job, insert_job
 from aiaas.core.platform import Platform
 from support import (
@@ -260,8 +260,8 @@ async def test_worker_process_runs_queued_jobs(
     admin_token: str,
     tmp_path: Path,
 ) -> None:
-    from aiaas.core.identity import verify_token
-    from aiaas.core.projects import create_project
+    from aiaas.core.identity.accounts import verify_token
+    from aiaas.core.identity.projects import create_project
 
     async with platform.metadata.acquire() as connection:
         admin = await verify_token(connection, admin_token, "test")

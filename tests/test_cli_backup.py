@@ -26,15 +26,15 @@ from arq.worker import Worker
 
 from aiaas import migrations
 from aiaas.app import create_app
-from aiaas.core import identity
 from aiaas.core.auth import Principal
-from aiaas.core.backup import FORMAT, MANIFEST, tables_in_load_order
 from aiaas.core.config import Config, build_config
-from aiaas.core.crypto import MasterKey
 from aiaas.core.errors import ConfigError
+from aiaas.core.governance.backup import FORMAT, MANIFEST, tables_in_load_order
+from aiaas.core.governance.crypto import MasterKey
+from aiaas.core.governance.vault import Vault
+from aiaas.core.identity import accounts as identity
+from aiaas.core.identity.projects import create_project
 from aiaas.core.platform import Platform
-from aiaas.core.projects import create_project
-from aiaas.core.vault import Vault
 from aiaas.graphql.view import CSRF_HEADER
 from aiaas.workers.settings import worker_settings
 from support import (

@@ -18,9 +18,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from aiaas.app import create_app
-from aiaas.core import projects
 from aiaas.core.config import Config
-from aiaas.core.identity import verify_token
+from aiaas.core.identity import projects
+from aiaas.core.identity.accounts import verify_token
 from aiaas.core.platform import Platform
 from support import footprint
 

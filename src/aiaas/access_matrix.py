@@ -13,8 +13,8 @@ import uuid
 
 import strawberry
 
-from aiaas.core.access import ROLE_HIERARCHY, all_grants, membership_rule, user_subject
 from aiaas.core.auth import GLOBAL_DOMAIN, Principal
+from aiaas.core.identity.access import ROLE_HIERARCHY, all_grants, membership_rule, user_subject
 from aiaas.graphql.permissions import FieldPolicy, nested_field_policies, root_field_policies
 from aiaas.plugins.casbin_policy import CasbinPolicyEnforcer
 

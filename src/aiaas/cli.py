@@ -318,7 +318,7 @@ def create_user_command(
     username: str, display_name: str, is_admin: bool, password_stdin: bool
 ) -> None:
     """Create a user. Without --password-stdin the user signs in with API tokens only."""
-    from aiaas.core.identity import create_user
+    from aiaas.core.identity.accounts import create_user
 
     password = sys.stdin.readline().rstrip("\r\n") if password_stdin else None
 
@@ -354,7 +354,7 @@ def _parse_expiry(days: int | None) -> datetime | None:
 @reports_errors
 def create_token_command(username: str, name: str, expires_in_days: int | None) -> None:
     """Create an API token for USERNAME and print it. It is shown this once only."""
-    from aiaas.core.identity import create_api_token, user_by_username
+    from aiaas.core.identity.accounts import create_api_token, user_by_username
 
     async def create() -> None:
         async with operator_platform() as platform:
@@ -380,7 +380,7 @@ def create_token_command(username: str, name: str, expires_in_days: int | None) 
 @reports_errors
 def list_tokens_command(username: str, as_json: bool) -> None:
     """List USERNAME's tokens: prefixes and dates, never secrets."""
-    from aiaas.core.identity import list_api_tokens, user_by_username
+    from aiaas.core.identity.accounts import list_api_tokens, user_by_username
 
     async def listing() -> list[dict[str, Any]]:
         async with operator_platform() as platform, platform.metadata.acquire() as connection:
@@ -414,7 +414,7 @@ def list_tokens_command(username: str, as_json: bool) -> None:
 @reports_errors
 def revoke_token_command(prefix: str) -> None:
     """Revoke the token whose visible prefix is PREFIX (as `aiaas tokens list` shows it)."""
-    from aiaas.core.identity import find_token_by_prefix, revoke_token
+    from aiaas.core.identity.accounts import find_token_by_prefix, revoke_token
 
     async def revoke() -> bool:
         async with operator_platform() as platform:
@@ -439,7 +439,7 @@ def keys() -> None:
 def generate_key() -> None:
     """Print a new random master key for AIAAS_MASTER_KEY. Keep it safe: without it, no
     artifact can be opened."""
-    from aiaas.core.crypto import MasterKey
+    from aiaas.core.governance.crypto import MasterKey
 
     click.echo(MasterKey.generate().encoded())
 
@@ -462,7 +462,7 @@ def rotate_keys() -> None:
 @reports_errors
 def gc(grace_seconds: int | None) -> None:
     """Remove artifacts that nothing live refers to (deleted versions' data)."""
-    from aiaas.core.garbage import collect_garbage
+    from aiaas.core.governance.garbage import collect_garbage
 
     async def collect() -> Any:
         async with operator_platform() as platform:
@@ -485,7 +485,7 @@ def backup() -> None:
 @reports_errors
 def create_backup_command(file: Path) -> None:
     """Write one archive: every table from one snapshot, every artifact, and a manifest."""
-    from aiaas.core.backup import create_backup
+    from aiaas.core.governance.backup import create_backup
 
     async def create() -> Any:
         async with operator_platform() as platform:
@@ -500,7 +500,7 @@ def create_backup_command(file: Path) -> None:
 @reports_errors
 def verify_backup_command(file: Path) -> None:
     """Check every member of the archive against its manifest."""
-    from aiaas.core.backup import verify_archive
+    from aiaas.core.governance.backup import verify_archive
 
     manifest = verify_archive(file)
     rows = sum(table["rows"] for table in manifest.tables)
@@ -516,7 +516,7 @@ def verify_backup_command(file: Path) -> None:
 @reports_errors
 def restore_backup_command(file: Path) -> None:
     """Restore an archive into an empty instance; all or nothing."""
-    from aiaas.core.backup import restore_backup, verify_archive
+    from aiaas.core.governance.backup import restore_backup, verify_archive
 
     config = current_config()
     require_services(config, "database_url")

@@ -26,6 +26,7 @@ from aiaas.app import create_app
 from aiaas.core.audit import AuditedChange, AuditEvent
 from aiaas.core.auth import GLOBAL_DOMAIN, Authenticator, Credentials, PolicyEnforcer, Principal
 from aiaas.core.config import Config, build_config
+from aiaas.core.data.quality import check_table, vet_expectations
 from aiaas.core.errors import (
     ArtifactNotFoundError,
     AuthenticationError,
@@ -36,14 +37,13 @@ from aiaas.core.errors import (
     UnknownBackendError,
 )
 from aiaas.core.hookspecs import hookimpl
-from aiaas.core.identity import verify_token
+from aiaas.core.identity.accounts import verify_token
+from aiaas.core.identity.projects import create_project
 from aiaas.core.jobs import JobEvent, JobState, claim_job, finish_job, insert_job
 from aiaas.core.platform import Platform
 from aiaas.core.plugins import AiaasPluginManager, create_plugin_manager
-from aiaas.core.projects import create_project
-from aiaas.core.quality import check_table, vet_expectations
 from aiaas.core.registry import load_registries
-from aiaas.core.serving import LoadedModel, ServingRuntime
+from aiaas.core.runtimes import LoadedModel, ServingRuntime
 from aiaas.core.specs import (
     ArtifactStoreSpec,
     AuthenticatorSpec,
@@ -54,7 +54,7 @@ from aiaas.core.specs import (
     ValidatorSpec,
 )
 from aiaas.core.storage import ArtifactStore, MetadataStore, StoredArtifact
-from aiaas.core.training import (
+from aiaas.core.trainers import (
     HyperParameter,
     ModelSignature,
     Progress,

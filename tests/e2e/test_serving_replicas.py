@@ -26,10 +26,10 @@ import tritonclient.http as triton
 from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
 
-from aiaas.core import models
-from aiaas.core.access import ProjectRole
 from aiaas.core.config import Config
+from aiaas.core.identity.access import ProjectRole
 from aiaas.core.platform import Platform
+from aiaas.core.training import registry as models
 from aiaas.graphql.relay import to_global_id
 from serving_support import wine_table, wine_versions
 from support import (

@@ -21,13 +21,13 @@ import pyarrow.parquet as pq
 import pytest
 from sklearn.datasets import load_wine
 
-from aiaas.core import datasets
 from aiaas.core.config import Config
-from aiaas.core.job_events import job_stream_key
+from aiaas.core.data import datasets
+from aiaas.core.event_streams import job_stream_key
+from aiaas.core.identity.projects import create_project
 from aiaas.core.jobs import JobState, get_job
 from aiaas.core.platform import Platform
-from aiaas.core.projects import create_project
-from aiaas.core.training_jobs import TrainingRequest, submit_training_job
+from aiaas.core.training.training_jobs import TrainingRequest, submit_training_job
 from aiaas.graphql.relay import to_global_id
 from support import (
     RunningServer,

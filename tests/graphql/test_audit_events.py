@@ -11,10 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
-from aiaas.core.access import ProjectRole
-from aiaas.core.members import add_member
+from aiaas.core.identity.access import ProjectRole
+from aiaas.core.identity.members import add_member
+from aiaas.core.identity.projects import create_project
 from aiaas.core.platform import Platform
-from aiaas.core.projects import create_project
 from aiaas.graphql.relay import to_global_id
 from support import Account, data_of, error_codes, graphql, new_account, until_policy_holds
 

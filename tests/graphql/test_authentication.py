@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.applications import Starlette
 
-from aiaas.core.identity import insert_token, new_token, revoke_token, verify_token
+from aiaas.core.identity.accounts import insert_token, new_token, revoke_token, verify_token
 from aiaas.core.platform import Platform
 from support import data_of, graphql
 

@@ -24,13 +24,16 @@ import httpx
 import pytest
 
 from aiaas.cli import builtin_schema
-from aiaas.core import datasets, deployments, members, models, projects
-from aiaas.core.access import ROLE_HIERARCHY, ProjectRole
 from aiaas.core.audit import AuditedChange
 from aiaas.core.auth import Principal
-from aiaas.core.identity import User, create_user, insert_token, verify_token
+from aiaas.core.data import datasets
+from aiaas.core.identity import members, projects
+from aiaas.core.identity.access import ROLE_HIERARCHY, ProjectRole
+from aiaas.core.identity.accounts import User, create_user, insert_token, verify_token
 from aiaas.core.platform import Platform, audit_channel
-from aiaas.core.training_jobs import TrainingRequest, submit_training_job
+from aiaas.core.serving import deployments
+from aiaas.core.training import registry as models
+from aiaas.core.training.training_jobs import TrainingRequest, submit_training_job
 from aiaas.graphql.permissions import root_field_policies
 from aiaas.graphql.relay import from_global_id, to_global_id
 from aiaas.graphql.schema import build_schema

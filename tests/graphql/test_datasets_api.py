@@ -21,10 +21,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from aiaas.app import create_app
-from aiaas.core import projects
 from aiaas.core.auth import Principal
 from aiaas.core.config import Config
-from aiaas.core.identity import verify_token
+from aiaas.core.identity import projects
+from aiaas.core.identity.accounts import verify_token
 from aiaas.core.platform import Platform
 from aiaas.graphql.relay import from_global_id, to_global_id
 from aiaas.graphql.view import CSRF_HEADER

@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from aiaas.core import models
-from aiaas.core.access import ProjectRole
-from aiaas.core.batching import AdaptiveBatcher
 from aiaas.core.config import Config, build_config
-from aiaas.core.drift_monitoring import check_drift
+from aiaas.core.identity.access import ProjectRole
 from aiaas.core.platform import Platform
+from aiaas.core.serving.batching import AdaptiveBatcher
+from aiaas.core.serving.drift_checks import check_drift
+from aiaas.core.training import registry as models
 from aiaas.graphql.schema import build_schema
 from aiaas.plugins.jax_serving import JaxLoadedModel
 from deployment_calls import (

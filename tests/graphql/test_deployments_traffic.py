@@ -13,12 +13,12 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from aiaas.core import models
-from aiaas.core.access import ProjectRole
 from aiaas.core.config import Config, build_config
-from aiaas.core.deployments import Deployment
+from aiaas.core.identity.access import ProjectRole
 from aiaas.core.platform import Platform
-from aiaas.core.serving import LoadedModel
+from aiaas.core.runtimes import LoadedModel
+from aiaas.core.serving.deployments import Deployment
+from aiaas.core.training import registry as models
 from aiaas.graphql.relay import from_global_id
 from deployment_calls import (
     PROMOTE,

@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from aiaas.core import identity
 from aiaas.core.config import Config
+from aiaas.core.identity import accounts as identity
 from aiaas.core.platform import Platform
 from aiaas.graphql.relay import to_global_id
 from support import data_of, error_codes, graphql

@@ -22,10 +22,10 @@ from typing import Any, Literal
 import httpx
 import pytest
 
-from aiaas.core import members, projects
-from aiaas.core.access import ROLE_HIERARCHY, ProjectRole
 from aiaas.core.auth import Principal
-from aiaas.core.identity import User, create_user, insert_token, verify_token
+from aiaas.core.identity import members, projects
+from aiaas.core.identity.access import ROLE_HIERARCHY, ProjectRole
+from aiaas.core.identity.accounts import User, create_user, insert_token, verify_token
 from aiaas.core.platform import Platform, audit_channel
 from aiaas.graphql.relay import to_global_id
 from aiaas.graphql.schema import build_schema

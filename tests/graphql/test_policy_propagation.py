@@ -20,11 +20,11 @@ import httpx
 import psutil
 import pytest
 
-from aiaas.core import members, projects
-from aiaas.core.access import ProjectRole
 from aiaas.core.config import Config
+from aiaas.core.identity import members, projects
+from aiaas.core.identity.access import ProjectRole
+from aiaas.core.identity.projects import Project
 from aiaas.core.platform import Platform
-from aiaas.core.projects import Project
 from aiaas.plugins.casbin_policy import NOTIFY_CHANNEL
 from support import (
     RunningServer,

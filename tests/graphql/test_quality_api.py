@@ -21,10 +21,10 @@ import pyarrow.compute as pc
 import pytest
 from arq.worker import Worker
 
-from aiaas.core import datasets
-from aiaas.core.access import ProjectRole
 from aiaas.core.config import Config
+from aiaas.core.data import datasets
 from aiaas.core.hookspecs import hookimpl
+from aiaas.core.identity.access import ProjectRole
 from aiaas.core.platform import Platform
 from aiaas.core.plugins import AiaasPluginManager, create_plugin_manager
 from aiaas.core.specs import ValidatorSpec

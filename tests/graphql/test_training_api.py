@@ -20,10 +20,10 @@ import pytest
 from arq.worker import Worker
 from sklearn.datasets import load_wine
 
-from aiaas.core import datasets, quality
-from aiaas.core.access import ProjectRole
 from aiaas.core.config import Config, build_config
-from aiaas.core.job_events import job_stream_key
+from aiaas.core.data import datasets, quality
+from aiaas.core.event_streams import job_stream_key
+from aiaas.core.identity.access import ProjectRole
 from aiaas.core.jobs import JobState, get_job
 from aiaas.core.platform import Platform
 from aiaas.graphql.relay import to_global_id

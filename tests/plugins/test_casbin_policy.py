@@ -3,7 +3,7 @@
 - The model alone, with no policy at all, denies everything: nothing is allowed by default.
 - With the built-in policy and any memberships, a project-scoped grant is never allowed in a
   project where the caller has no membership, nor in the platform domain "*" (admins aside).
-- Each role holds exactly the grants `aiaas.core.access` gives it and the roles below it.
+- Each role holds exactly the grants `aiaas.core.identity.access` gives it and the roles below it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from casbin.util import key_match
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aiaas.core.access import (
+from aiaas.core.auth import GLOBAL_DOMAIN, Principal
+from aiaas.core.identity.access import (
     ADMIN_GRANTS,
     ADMIN_SUBJECT,
     PROJECT_GRANTS,
@@ -31,7 +32,6 @@ from aiaas.core.access import (
     policy_rules,
     user_subject,
 )
-from aiaas.core.auth import GLOBAL_DOMAIN, Principal
 from aiaas.plugins.casbin_policy import MODEL_PATH, CasbinPolicyEnforcer
 
 PROPERTY_SETTINGS = settings(
@@ -48,7 +48,7 @@ ROLE_SUBJECTS = [role.subject for role in ROLE_HIERARCHY]
 
 
 def cumulative_grants(role: ProjectRole) -> set[str]:
-    """What `aiaas.core.access` says a role holds in its project: its own grants and those of
+    """What `aiaas.core.identity.access` says a role holds in its project: its own grants and those of
     every role below it."""
     return {
         grant.name for lower in ROLE_HIERARCHY[: role.rank + 1] for grant in PROJECT_GRANTS[lower]

@@ -24,7 +24,7 @@ import pytest
 
 from aiaas.app import create_app
 from aiaas.core.config import Config
-from aiaas.core.identity import bootstrap_admin
+from aiaas.core.identity.accounts import bootstrap_admin
 from aiaas.core.platform import Platform
 from aiaas.core.plugins import DEFAULT_PLUGINS, create_plugin_manager
 from support import REPOSITORY, clean_environment, data_of, error_codes, graphql

@@ -15,17 +15,13 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from aiaas.core.batching import AdaptiveBatcher
 from aiaas.core.config import build_config
 from aiaas.core.errors import InputError
 from aiaas.core.plugins import create_plugin_manager
 from aiaas.core.registry import load_registries
-from aiaas.core.serving import LoadedModel, check_inputs
-from aiaas.core.training import (
-    SilentReporter,
-    TrainedModel,
-    TrainingRun,
-)
+from aiaas.core.runtimes import LoadedModel, check_inputs
+from aiaas.core.serving.batching import AdaptiveBatcher
+from aiaas.core.trainers import SilentReporter, TrainedModel, TrainingRun
 from aiaas.plugins.flax_trainers import TabularClassifier, TabularRegressor
 from aiaas.plugins.flax_trainers.bundle import Predictor, load_predictor
 from aiaas.plugins.jax_serving import JaxServingRuntime

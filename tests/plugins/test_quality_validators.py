@@ -14,8 +14,8 @@ import pyarrow as pa
 import pytest
 
 from aiaas.core.config import build_config
+from aiaas.core.data.quality import check_table
 from aiaas.core.platform import Platform
-from aiaas.core.quality import check_table
 from aiaas.core.validation import (
     MAX_EXAMPLES,
     CheckResult,

@@ -22,14 +22,15 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from aiaas.core import deployments, models
-from aiaas.core.access import ProjectRole
 from aiaas.core.config import Config, build_config
 from aiaas.core.hookspecs import hookimpl
+from aiaas.core.identity.access import ProjectRole
 from aiaas.core.platform import Platform
 from aiaas.core.plugins import create_plugin_manager
-from aiaas.core.serving import LoadedModel, ServingRuntime
+from aiaas.core.runtimes import LoadedModel, ServingRuntime
+from aiaas.core.serving import deployments
 from aiaas.core.specs import ServingRuntimeSpec
+from aiaas.core.training import registry as models
 from aiaas.plugins.jax_serving import JaxServingRuntime
 from aiaas.rest import inference as inference_rest
 from serving_support import wine_table, wine_versions

@@ -18,7 +18,8 @@ from arq.worker import Worker
 
 from aiaas.core.auth import Principal
 from aiaas.core.config import Config
-from aiaas.core.identity import BOOTSTRAP_ADMIN
+from aiaas.core.identity.accounts import BOOTSTRAP_ADMIN
+from aiaas.core.identity.projects import create_project
 from aiaas.core.jobs import (
     RUN_JOB_FUNCTION,
     Job,
@@ -29,7 +30,6 @@ from aiaas.core.jobs import (
     insert_job,
 )
 from aiaas.core.platform import Platform
-from aiaas.core.projects import create_project
 from aiaas.workers.settings import worker_settings
 
 Handler = Callable[[Platform, Job], Awaitable[str | None]]

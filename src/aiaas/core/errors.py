@@ -1,7 +1,7 @@
 """The exceptions aiaas raises on purpose, and what each one means to a caller.
 
 Every expected failure is an `AiaasError`. The serving errors live beside the batcher
-(`aiaas.core.batching`), the rest here. Each subclass carries a stable machine-readable `code`
+(`aiaas.core.serving.batching`), the rest here. Each subclass carries a stable machine-readable `code`
 (sent to GraphQL clients in `extensions.code`) and the HTTP status that a REST route answers with.
 Anything that is not an `AiaasError` is a bug: production masks it and logs it with the request id.
 

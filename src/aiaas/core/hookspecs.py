@@ -1,8 +1,8 @@
 """Every hook of aiaas, in one place.
 
 Hooks are synchronous and cheap: they register things. The runtime work goes through the async
-protocols in `aiaas.core.storage`, `aiaas.core.auth`, `aiaas.core.training`,
-`aiaas.core.serving` and `aiaas.core.validation`.
+protocols in `aiaas.core.storage`, `aiaas.core.auth`, `aiaas.core.trainers`,
+`aiaas.core.runtimes` and `aiaas.core.validation`.
 
 - Backend hooks are registries: they return an iterable of spec dataclasses
   (`aiaas.core.specs`), keyed by name. Two plugins registering one name is a startup error.

@@ -28,8 +28,8 @@ from arq.constants import (
     retry_key_prefix,
 )
 
-from aiaas.core.job_events import TERMINAL_STATES as TERMINAL_STATE_NAMES
-from aiaas.core.job_events import publish_job_events_quietly
+from aiaas.core.event_streams import TERMINAL_STATES as TERMINAL_STATE_NAMES
+from aiaas.core.event_streams import publish_job_events_quietly
 from aiaas.core.pagination import Order, Page, fetch_page
 
 if TYPE_CHECKING:

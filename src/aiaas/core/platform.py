@@ -18,7 +18,6 @@ from arq.connections import ArqRedis, RedisSettings, create_pool
 from aiaas import migrations
 from aiaas.core.auth import Authenticator, Credentials, PolicyEnforcer, Principal
 from aiaas.core.config import Config, ServerRole, redact_url
-from aiaas.core.deployments import DEPLOYMENT_STREAM
 from aiaas.core.errors import (
     AuthenticationError,
     ConcealedDenialError,
@@ -29,22 +28,23 @@ from aiaas.core.errors import (
     RedisUnavailableError,
     SchemaOutdatedError,
 )
-from aiaas.core.events import EventHub
-from aiaas.core.job_events import JobEventRelay
+from aiaas.core.event_streams import JobEventRelay
+from aiaas.core.governance.vault import Vault
 from aiaas.core.plugins import AiaasPluginManager, create_plugin_manager
+from aiaas.core.pubsub import EventHub
 from aiaas.core.registry import Registries, Registry, load_registries
+from aiaas.core.runtimes import ServingRuntime
 from aiaas.core.serialization import pack, unpack
-from aiaas.core.serving import ServingRuntime
+from aiaas.core.serving.deployments import DEPLOYMENT_STREAM
 from aiaas.core.storage import ArtifactStore, MetadataStore
-from aiaas.core.training import Trainer
+from aiaas.core.trainers import Trainer
 from aiaas.core.validation import Validator
-from aiaas.core.vault import Vault
 
 if TYPE_CHECKING:
     from aiaas.core.audit import AuditEvent
-    from aiaas.core.inference import InferenceServer
     from aiaas.core.jobs import JobEvent
-    from aiaas.core.rollout import RolloutSupervisor
+    from aiaas.core.serving.inference import InferenceServer
+    from aiaas.core.serving.rollout import RolloutSupervisor
 
 logger = logging.getLogger(__name__)
 
@@ -349,7 +349,7 @@ class Platform:
     def inference(self) -> InferenceServer:
         """This process's deployments, model cache and batchers, made on first use."""
         if self._inference is None:
-            from aiaas.core.inference import InferenceServer
+            from aiaas.core.serving.inference import InferenceServer
 
             self._inference = InferenceServer(self)
         return self._inference
@@ -360,7 +360,7 @@ class Platform:
         if not self.serves_inference:
             return
         if self._rollouts is None:
-            from aiaas.core.rollout import RolloutSupervisor
+            from aiaas.core.serving.rollout import RolloutSupervisor
 
             self.inference.start()
             self._rollouts = RolloutSupervisor(

@@ -13,9 +13,9 @@ from typing import Generic, TypeVar
 
 from aiaas.core.auth import Authenticator
 from aiaas.core.config import Config
-from aiaas.core.serving import ServingRuntime
+from aiaas.core.runtimes import ServingRuntime
 from aiaas.core.storage import ArtifactStore, MetadataStore
-from aiaas.core.training import Trainer
+from aiaas.core.trainers import Trainer
 from aiaas.core.validation import Validator
 
 BackendT = TypeVar("BackendT")

@@ -24,8 +24,8 @@ from typing import IO
 
 from aiaas import migrations
 from aiaas.core.config import ENV_PREFIX, Config, config_environment
-from aiaas.core.crypto import MasterKey
-from aiaas.core.identity import bootstrap_admin
+from aiaas.core.governance.crypto import MasterKey
+from aiaas.core.identity.accounts import bootstrap_admin
 from aiaas.core.platform import Platform
 from aiaas.embedded.postgres import EmbeddedPostgres, read_or_create_secret
 from aiaas.embedded.processes import Child, spawn

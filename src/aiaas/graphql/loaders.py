@@ -11,20 +11,20 @@ from typing import Any, TypeVar
 
 from strawberry.dataloader import DataLoader
 
-from aiaas.core.datasets import datasets_by_ids, latest_versions, versions_by_ids
-from aiaas.core.deployments import deployments_by_ids
-from aiaas.core.identity import users_by_ids
+from aiaas.core.data.datasets import datasets_by_ids, latest_versions, versions_by_ids
+from aiaas.core.data.quality import latest_reports
+from aiaas.core.identity.accounts import users_by_ids
+from aiaas.core.identity.projects import projects_by_ids, projects_by_slugs
 from aiaas.core.jobs import jobs_by_ids
-from aiaas.core.metric_history import latest_metrics, metric_keys
-from aiaas.core.models import (
+from aiaas.core.platform import Platform
+from aiaas.core.serving.deployments import deployments_by_ids
+from aiaas.core.training.metric_history import latest_metrics, metric_keys
+from aiaas.core.training.registry import (
     aliases_by_models,
     model_versions_by_ids,
     model_versions_by_jobs,
     models_by_ids,
 )
-from aiaas.core.platform import Platform
-from aiaas.core.projects import projects_by_ids, projects_by_slugs
-from aiaas.core.quality import latest_reports
 
 KeyT = TypeVar("KeyT")
 ValueT = TypeVar("ValueT")

@@ -9,9 +9,9 @@ from uuid import UUID
 import strawberry
 from strawberry.types import Info
 
-from aiaas.core import identity
 from aiaas.core.errors import NotFoundError, PermissionDeniedError
-from aiaas.core.training_jobs import TRAINING_JOB
+from aiaas.core.identity import accounts as identity
+from aiaas.core.training.training_jobs import TRAINING_JOB
 from aiaas.graphql.context import RequestContext
 from aiaas.graphql.datasets.types import Dataset, DatasetVersion
 from aiaas.graphql.deployments.types import Deployment

@@ -1,6 +1,6 @@
 """The built-in policy enforcer: Casbin RBAC with domains, where a domain is a project's id.
 
-The policy has two parts. The grants and the role hierarchy come from `aiaas.core.access`, in
+The policy has two parts. The grants and the role hierarchy come from `aiaas.core.identity.access`, in
 code. The memberships (which user holds which role in which project) live in PostgreSQL, in
 `project_members`. Each process keeps the whole policy in memory and reloads it when PostgreSQL
 announces a change (LISTEN/NOTIFY, sent by a trigger on every membership change however it is
@@ -19,16 +19,16 @@ import casbin
 from casbin.persist.adapters.asyncio import AsyncAdapter
 from casbin.util import key_match
 
-from aiaas.core.access import (
+from aiaas.core.auth import PolicyEnforcer, Principal
+from aiaas.core.config import Config
+from aiaas.core.hookspecs import hookimpl
+from aiaas.core.identity.access import (
     ADMIN_SUBJECT,
     ProjectRole,
     membership_rule,
     policy_rules,
     user_subject,
 )
-from aiaas.core.auth import PolicyEnforcer, Principal
-from aiaas.core.config import Config
-from aiaas.core.hookspecs import hookimpl
 from aiaas.core.storage import MetadataStore
 
 logger = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 It loads `flax-nnx` bundles (see `aiaas.plugins.flax_trainers.bundle`) into a `LoadedModel`
 whose batches run through one `jax.jit` of the bundle's pure `apply(params, batch)`. Every batch
-is padded with zero rows to its bucket (`aiaas.core.serving.bucket_sizes_for`), so the function
+is padded with zero rows to its bucket (`aiaas.core.runtimes.bucket_sizes_for`), so the function
 sees only as many shapes as there are buckets: each is compiled once, in `warm_up`, and serving
 never compiles again. Zero rows are safe padding: the features are standardized, so zero is an
 ordinary input, and the padded rows' outputs are sliced off before anyone sees them.
@@ -25,9 +25,9 @@ import numpy as np
 
 from aiaas.core.config import Config
 from aiaas.core.hookspecs import hookimpl
-from aiaas.core.serving import STRING_DTYPES, LoadedModel, ServingRuntime, pad_to_bucket
+from aiaas.core.runtimes import STRING_DTYPES, LoadedModel, ServingRuntime, pad_to_bucket
 from aiaas.core.specs import ServingRuntimeSpec
-from aiaas.core.training import TensorSpec
+from aiaas.core.trainers import TensorSpec
 
 MODEL_FORMAT = "flax-nnx"
 

@@ -25,12 +25,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from aiaas.core.config import Config
+from aiaas.core.data.tabular.expressions import compile_expression, evaluate_mask
+from aiaas.core.data.tabular.profile import json_value
+from aiaas.core.data.tabular.types import LOGICAL_TYPES, is_numeric, logical_type
 from aiaas.core.errors import InputError
 from aiaas.core.hookspecs import hookimpl
 from aiaas.core.specs import ValidatorSpec
-from aiaas.core.tabular.expressions import compile_expression, evaluate_mask
-from aiaas.core.tabular.profile import json_value
-from aiaas.core.tabular.types import LOGICAL_TYPES, is_numeric, logical_type
 from aiaas.core.validation import MAX_EXAMPLES, CheckResult, Dimension, Expectation, Validator
 
 

@@ -16,12 +16,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from aiaas.core import datasets
+from aiaas.core.data import datasets
+from aiaas.core.data.tabular.ingest import ReadOptions
+from aiaas.core.data.uploads import save_stream, too_large
 from aiaas.core.errors import AiaasError, InputError
+from aiaas.core.identity.projects import project_by_slug
 from aiaas.core.platform import Platform
-from aiaas.core.projects import project_by_slug
-from aiaas.core.tabular.ingest import ReadOptions
-from aiaas.core.uploads import save_stream, too_large
 from aiaas.requests import request_id_of
 from aiaas.rest.errors import error_response
 

@@ -28,7 +28,6 @@ from starlette.routing import Route
 
 from aiaas.core.audit import record_outside_change
 from aiaas.core.auth import Principal
-from aiaas.core.deployments import DeploymentState
 from aiaas.core.errors import (
     AiaasError,
     AuthenticationError,
@@ -36,8 +35,9 @@ from aiaas.core.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
-from aiaas.core.inference import CachedDeployment, InferenceServer
 from aiaas.core.platform import Platform
+from aiaas.core.serving.deployments import DeploymentState
+from aiaas.core.serving.inference import CachedDeployment, InferenceServer
 from aiaas.requests import request_id_of
 from aiaas.rest.inference_protocol import (
     INFERENCE_HEADER_CONTENT_LENGTH,

@@ -7,7 +7,7 @@ send binary tensors by default, so the binary extension is not optional in pract
 This module only translates between bytes and numpy arrays, with no I/O, so that the routes
 stay thin and every malformed request can be tested without a server. It checks that a request
 is well formed as a V2 request; whether it fits the model (names, dtypes, ranks, finite values,
-batch size) is `aiaas.core.serving.check_inputs`'s job, so that both APIs refuse the same way.
+batch size) is `aiaas.core.runtimes.check_inputs`'s job, so that both APIs refuse the same way.
 
 Decisions a client may notice:
 - element types are strict: numeric tensors take JSON numbers only (no strings, no booleans),
@@ -34,7 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from aiaas.core.errors import InputError
-from aiaas.core.training import ModelSignature, TensorSpec
+from aiaas.core.trainers import ModelSignature, TensorSpec
 
 INFERENCE_HEADER_CONTENT_LENGTH = "Inference-Header-Content-Length"
 """Set on a request or response whose body is a JSON header followed by binary tensor data."""

@@ -13,8 +13,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from aiaas.core.drift_monitoring import latest_drift_gauges
 from aiaas.core.platform import Platform
+from aiaas.core.serving.drift_checks import latest_drift_gauges
 
 DRIFT_REFRESH_S = 15.0
 

@@ -9,8 +9,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from uuid import UUID
 
-from aiaas.core.drift_monitoring import check_drift
-from aiaas.core.garbage import collect_garbage
+from aiaas.core.governance.garbage import collect_garbage
 from aiaas.core.jobs import (
     Job,
     JobCancelledError,
@@ -21,6 +20,7 @@ from aiaas.core.jobs import (
     renew_heartbeat,
 )
 from aiaas.core.platform import Platform
+from aiaas.core.serving.drift_checks import check_drift
 
 logger = logging.getLogger(__name__)
 

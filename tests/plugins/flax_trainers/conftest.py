@@ -18,7 +18,7 @@ import pyarrow as pa
 import pytest
 from sklearn.datasets import load_diabetes, load_digits, load_wine
 
-from aiaas.core.training import Progress, TrainingReporter, TrainingRun
+from aiaas.core.trainers import Progress, TrainingReporter, TrainingRun
 
 
 class RecordingReporter(TrainingReporter):

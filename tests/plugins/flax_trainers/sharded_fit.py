@@ -15,7 +15,7 @@ import jax
 import pyarrow as pa
 from sklearn.datasets import load_wine
 
-from aiaas.core.training import SilentReporter, TrainingRun
+from aiaas.core.trainers import SilentReporter, TrainingRun
 from aiaas.plugins.flax_trainers import TabularClassifier
 from aiaas.plugins.flax_trainers.train import data_mesh
 

@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from aiaas.core.training import split_sizes
+from aiaas.core.trainers import split_sizes
 from aiaas.plugins.flax_trainers import input_pipeline as pipeline
 
 

@@ -18,7 +18,7 @@ from sklearn.linear_model import Ridge
 from sklearn.neural_network import MLPClassifier
 from sklearn.preprocessing import StandardScaler
 
-from aiaas.core.training import TrainedModel
+from aiaas.core.trainers import TrainedModel
 from aiaas.plugins.flax_trainers import (
     ImageClassifier,
     TabularClassifier,

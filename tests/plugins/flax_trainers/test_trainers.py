@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from aiaas.core.specs import TrainerSpec
-from aiaas.core.training import TrainedModel, vet_hyperparameters
+from aiaas.core.trainers import TrainedModel, vet_hyperparameters
 from aiaas.plugins.flax_trainers import (
     ImageClassifier,
     TabularClassifier,

@@ -6,9 +6,9 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from aiaas.core import datasets, quality
-from aiaas.core.tabular.ingest import ReadOptions
-from aiaas.core.uploads import copy_upload
+from aiaas.core.data import datasets, quality
+from aiaas.core.data.tabular.ingest import ReadOptions
+from aiaas.core.data.uploads import copy_upload
 from aiaas.graphql.context import RequestContext
 from aiaas.graphql.datasets.types import (
     Dataset,

@@ -10,7 +10,7 @@ from strawberry.file_uploads import Upload
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from aiaas.core import datasets, quality
+from aiaas.core.data import datasets, quality
 from aiaas.core.pagination import DEFAULT_PAGE_SIZE
 from aiaas.graphql.context import RequestContext
 from aiaas.graphql.errors import ConflictError, InvalidInputError, NotFoundError

@@ -8,9 +8,9 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from aiaas.core import deployments
 from aiaas.core.errors import ConflictError, InputError, NotFoundError, ServiceUnavailableError
-from aiaas.core.inference import output_records, records_to_columns
+from aiaas.core.serving import deployments
+from aiaas.core.serving.inference import output_records, records_to_columns
 from aiaas.graphql.context import RequestContext
 from aiaas.graphql.deployments.types import (
     CreateDeploymentInput,

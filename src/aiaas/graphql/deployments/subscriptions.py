@@ -6,8 +6,13 @@ from collections.abc import AsyncGenerator
 import strawberry
 from strawberry.types import Info
 
-from aiaas.core.deployments import DEPLOYMENT_STREAM, DeploymentState, get_deployment, state_event
-from aiaas.core.job_events import parse_cursor
+from aiaas.core.event_streams import parse_cursor
+from aiaas.core.serving.deployments import (
+    DEPLOYMENT_STREAM,
+    DeploymentState,
+    get_deployment,
+    state_event,
+)
 from aiaas.graphql.context import RequestContext
 from aiaas.graphql.deployments.types import DeploymentEvent
 from aiaas.graphql.permissions import (

@@ -9,7 +9,8 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from aiaas.core import deployments, drift_monitoring
+from aiaas.core.serving import deployments
+from aiaas.core.serving import drift_checks as drift_monitoring
 from aiaas.graphql.errors import ConflictError, Error, InvalidInputError, NotFoundError
 from aiaas.graphql.models.types import Model, ModelVersion
 from aiaas.graphql.relay import Node, to_global_id

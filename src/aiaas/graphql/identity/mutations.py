@@ -3,7 +3,9 @@ from __future__ import annotations
 import strawberry
 from strawberry.types import Info
 
-from aiaas.core import errors, identity, sessions
+from aiaas.core import errors
+from aiaas.core.identity import accounts as identity
+from aiaas.core.identity import sessions
 from aiaas.graphql.context import RequestContext
 from aiaas.graphql.errors import (
     ConflictError,

@@ -4,7 +4,7 @@ import strawberry
 from strawberry.types import Info
 
 from aiaas.core.errors import AuthenticationError
-from aiaas.core.identity import list_users
+from aiaas.core.identity.accounts import list_users
 from aiaas.core.pagination import DEFAULT_PAGE_SIZE
 from aiaas.graphql.context import RequestContext
 from aiaas.graphql.identity.types import User, Viewer

@@ -7,7 +7,7 @@ from uuid import UUID
 import strawberry
 from strawberry.types import Info
 
-from aiaas.core import identity
+from aiaas.core.identity import accounts as identity
 from aiaas.graphql.errors import (
     ConflictError,
     InvalidInputError,

@@ -6,9 +6,9 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from aiaas.core import models
 from aiaas.core.audit import record_outside_change
 from aiaas.core.errors import PermissionDeniedError
+from aiaas.core.training import registry as models
 from aiaas.graphql.context import RequestContext
 from aiaas.graphql.errors import expected
 from aiaas.graphql.models.types import (

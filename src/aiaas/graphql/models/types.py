@@ -8,8 +8,8 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from aiaas.core import models
 from aiaas.core.pagination import DEFAULT_PAGE_SIZE
+from aiaas.core.training import registry as models
 from aiaas.graphql.datasets.types import DatasetVersion, as_json
 from aiaas.graphql.errors import ConflictError, InvalidInputError, NotFoundError
 from aiaas.graphql.relay import Connection, Node, connection_from_page, to_global_id

@@ -5,8 +5,9 @@ from collections.abc import Awaitable, Callable
 import strawberry
 from strawberry.types import Info
 
-from aiaas.core import errors, members, projects
-from aiaas.core.access import ProjectRole as CoreProjectRole
+from aiaas.core import errors
+from aiaas.core.identity import members, projects
+from aiaas.core.identity.access import ProjectRole as CoreProjectRole
 from aiaas.graphql.context import RequestContext
 from aiaas.graphql.errors import ConflictError, InvalidInputError, expected
 from aiaas.graphql.permissions import project_by_global_id, requires, requires_in_project

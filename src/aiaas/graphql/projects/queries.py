@@ -3,7 +3,7 @@ from __future__ import annotations
 import strawberry
 from strawberry.types import Info
 
-from aiaas.core import projects
+from aiaas.core.identity import projects
 from aiaas.core.pagination import DEFAULT_PAGE_SIZE
 from aiaas.graphql.context import RequestContext
 from aiaas.graphql.permissions import project_by_slug, requires, requires_in_project

@@ -8,14 +8,15 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from aiaas.core import audit, members, projects
-from aiaas.core import datasets as core_datasets
-from aiaas.core import deployments as core_deployments
+from aiaas.core import audit
 from aiaas.core import jobs as core_jobs
-from aiaas.core import models as core_models
-from aiaas.core.access import ProjectRole as CoreProjectRole
+from aiaas.core.data import datasets as core_datasets
+from aiaas.core.identity import members, projects
+from aiaas.core.identity.access import ProjectRole as CoreProjectRole
 from aiaas.core.pagination import DEFAULT_PAGE_SIZE
-from aiaas.core.training_jobs import TRAINING_JOB, compare_jobs
+from aiaas.core.serving import deployments as core_deployments
+from aiaas.core.training import registry as core_models
+from aiaas.core.training.training_jobs import TRAINING_JOB, compare_jobs
 from aiaas.graphql.context import RequestContext
 from aiaas.graphql.datasets.types import Dataset
 from aiaas.graphql.deployments.types import Deployment

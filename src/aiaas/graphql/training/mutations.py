@@ -5,8 +5,8 @@ from collections.abc import Mapping
 import strawberry
 from strawberry.types import Info
 
-from aiaas.core import training_jobs
 from aiaas.core.errors import InputError
+from aiaas.core.training import training_jobs
 from aiaas.graphql.context import RequestContext
 from aiaas.graphql.errors import expected
 from aiaas.graphql.permissions import project_by_global_id, requires_in_project

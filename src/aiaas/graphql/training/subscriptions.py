@@ -6,7 +6,7 @@ from collections.abc import AsyncGenerator
 import strawberry
 from strawberry.types import Info
 
-from aiaas.core.job_events import is_terminal_event, parse_cursor
+from aiaas.core.event_streams import is_terminal_event, parse_cursor
 from aiaas.core.jobs import TERMINAL_STATES, state_event
 from aiaas.graphql.context import RequestContext
 from aiaas.graphql.permissions import (

@@ -8,8 +8,10 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from aiaas.core import jobs, metric_history, training
+from aiaas.core import jobs
+from aiaas.core import trainers as training
 from aiaas.core.serialization import finite_or_none, json_safe
+from aiaas.core.training import metric_history
 from aiaas.graphql.datasets.types import DatasetVersion, as_json
 from aiaas.graphql.errors import ConflictError, InvalidInputError, NotFoundError
 from aiaas.graphql.jobs.types import JobState

@@ -25,7 +25,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from aiaas.core.training import ModelSignature
+from aiaas.core.trainers import ModelSignature
 from aiaas.plugins.flax_trainers.input_pipeline import encode_features
 
 FORMAT = "flax-nnx"

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from aiaas.core.training import (
+from aiaas.core.trainers import (
     ModelSignature,
     Task,
     TensorSpec,

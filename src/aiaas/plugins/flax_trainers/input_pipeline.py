@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from aiaas.core.training import split_sizes
+from aiaas.core.trainers import split_sizes
 
 SPLIT_STREAM = 1
 SHUFFLE_STREAM = 2

@@ -30,7 +30,7 @@ import optax  # type: ignore[import-untyped]
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 
-from aiaas.core.training import (
+from aiaas.core.trainers import (
     Progress,
     Task,
     TrainingCancelled,

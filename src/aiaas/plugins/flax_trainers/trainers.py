@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from aiaas.core.training import HyperParameter, Task, vet_hyperparameters
+from aiaas.core.trainers import HyperParameter, Task, vet_hyperparameters
 from aiaas.plugins.flax_trainers import input_pipeline as pipeline
 from aiaas.plugins.flax_trainers.fitting import FlaxTrainer
 

@@ -1,0 +1,508 @@
+"""Reading an uploaded file, CSV or Parquet, into normalized Parquet with its profile.
+
+The file's bytes decide its format, never its name: Parquet starts with `PAR1`, and anything
+else must decode as text (UTF-8, or the declared encoding) without NUL bytes to be read as CSV.
+A CSV file is read in blocks, so memory stays bounded whatever its size, in two passes: the first
+reads every field as text to work out each column's type from all its values (a type guessed from
+the first block alone would break on a later one); the second parses the columns as those types,
+profiles them, and writes the normalized file.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import hashlib
+import re
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Literal
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+import pyarrow.ipc
+import pyarrow.parquet as pq
+
+from aiaas.core.data.tabular.profile import TableProfile, json_value
+from aiaas.core.data.tabular.types import LOGICAL_TYPES, logical_type
+from aiaas.core.errors import InputError
+
+SNIFF_BYTES = 64 * 1024
+BLOCK_BYTES = 4 << 20
+# The first rows (for the header and the column count) are read in a smaller block: Arrow reads
+# ahead, and a full block costs a tenth of a second for nothing.
+SAMPLE_BLOCK_BYTES = 1 << 20
+PREVIEW_ROWS = 20
+HASH_CHUNK_BYTES = 1 << 20
+DELIMITERS = ",;\t|"
+NULL_VALUES = ["", "NA", "N/A", "NULL", "null", "NaN", "nan", "None"]
+
+SourceFormat = Literal["csv", "parquet"]
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """What the uploader may declare; anything left None is detected."""
+
+    format: SourceFormat | None = None
+    encoding: str | None = None
+    delimiter: str | None = None
+    header: bool | None = None
+
+
+@dataclass(frozen=True)
+class NormalizedTable:
+    path: Path
+    source_format: SourceFormat | Literal["derived"]
+    row_count: int
+    columns: list[dict[str, str]]
+    column_stats: dict[str, dict[str, Any]]
+    preview: list[dict[str, Any]]
+    size_bytes: int
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(HASH_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def refuse(message: str, field: str = "file") -> InputError:
+    return InputError(message, field_errors={field: message})
+
+
+# Detecting the format ----------------------------------------------------------------------
+
+
+def detect_format(path: Path, declared: SourceFormat | None) -> SourceFormat:
+    with path.open("rb") as handle:
+        head = handle.read(SNIFF_BYTES)
+        if not head:
+            raise refuse("the file is empty")
+        if head.startswith(b"PAR1"):
+            detected: SourceFormat = "parquet"
+        elif _holds_nul(head, handle):
+            raise refuse("the file is neither CSV nor Parquet: it holds binary data")
+        else:
+            detected = "csv"
+    if declared is not None and declared != detected:
+        raise refuse(f"the file was declared {declared} but its content is {detected}")
+    return detected
+
+
+def _holds_nul(head: bytes, rest: BinaryIO) -> bool:
+    # The whole file, not a sample: text never holds NUL, and a NUL read into a value would
+    # end it early in most tools downstream. Searching bytes costs little next to parsing them.
+    if b"\x00" in head:
+        return True
+    while chunk := rest.read(HASH_CHUNK_BYTES):
+        if b"\x00" in chunk:
+            return True
+    return False
+
+
+def _arrow_encoding(encoding: str) -> str:
+    return "utf8" if _is_utf8(encoding) else encoding
+
+
+def _is_utf8(encoding: str) -> bool:
+    return encoding.lower().replace("-", "").replace("_", "") == "utf8"
+
+
+def _decoded_sample(path: Path, encoding: str) -> str:
+    try:
+        decoder = codecs.getincrementaldecoder(
+            # A UTF-8 byte order mark is no part of the first column's name.
+            "utf-8-sig" if _is_utf8(encoding) else encoding
+        )()
+    except LookupError:
+        raise refuse(f"unknown encoding {encoding!r}", "encoding") from None
+    with path.open("rb") as handle:
+        head = handle.read(SNIFF_BYTES)
+    try:
+        # final=False: a character cut at the end of the sample is not an error.
+        return str(decoder.decode(head, final=False))
+    except UnicodeDecodeError as exc:
+        raise refuse(
+            f"the file is not valid {encoding}: bad byte at offset {exc.start}", "encoding"
+        ) from None
+
+
+def _sniff_dialect(sample: str, declared: str | None) -> str:
+    if declared is not None:
+        if len(declared) != 1 or declared in '\r\n"':
+            raise refuse("the delimiter must be one character", "delimiter")
+        return declared
+    # Only CR and LF end a CSV line (str.splitlines would also break at \v, \f, U+2028...).
+    lines = [line for line in re.split(r"\r\n|\r|\n", sample)[:50] if line]
+    try:
+        return csv.Sniffer().sniff("\n".join(lines), delimiters=DELIMITERS).delimiter
+    except csv.Error:
+        return ","
+
+
+def _looks_numeric(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _has_header(rows: list[list[str]], declared: bool | None) -> bool:
+    if declared is not None:
+        return declared
+    # A header row names columns, and no name is a number. Past that the rows cannot tell (a
+    # file of text columns looks the same either way), and most files have a header: the
+    # uploader declares `header: false` for one without.
+    return not any(_looks_numeric(value) for value in rows[0])
+
+
+def _column_names(first_row: list[str], header: bool) -> list[str]:
+    if not header:
+        return [f"column_{index + 1}" for index in range(len(first_row))]
+    names = [name.strip() or f"column_{index + 1}" for index, name in enumerate(first_row)]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise refuse(
+            f"duplicate column names: {', '.join(duplicates)} "
+            "(declare header: false if the first row is data)"
+        )
+    return names
+
+
+# Working out types -------------------------------------------------------------------------
+# The candidates, from the narrowest type to text. A block is first screened on a few values, so
+# that a column of words drops its numeric candidates without a full failed cast (slow: arrow
+# formats an error for it); the full check runs only for a candidate the screen let through.
+
+_CANDIDATES: list[pa.DataType] = [
+    pa.int64(),
+    pa.float64(),
+    pa.bool_(),
+    pa.timestamp("us"),
+    pa.timestamp("us", tz="UTC"),
+    pa.string(),
+]
+_SCREEN_VALUES = 64
+_BOOLEAN_WORDS = pa.array(["true", "false", "True", "False", "TRUE", "FALSE"])
+
+
+def _has_leading_zero(values: pa.Array) -> bool:
+    # "007" or a zip code "02134" would lose its leading zero as a number: such values are text.
+    # Only values starting with "0" or "-0" can have one: the regex runs on those alone.
+    suspect = pc.or_(pc.starts_with(values, "0"), pc.starts_with(values, "-0"))
+    if not pc.any(suspect).as_py():
+        return False
+    return bool(pc.any(pc.match_substring_regex(values.filter(suspect), r"^-?0\d")).as_py())
+
+
+def _casts(values: pa.Array, target: pa.DataType) -> bool:
+    try:
+        pc.cast(values, target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return False
+    return True
+
+
+def _all_fit(values: pa.Array, target: pa.DataType) -> bool:
+    if pa.types.is_string(target):
+        return True
+    if pa.types.is_boolean(target):
+        return bool(pc.all(pc.is_in(values, value_set=_BOOLEAN_WORDS)).as_py())
+    if pa.types.is_timestamp(target):
+        return _casts(values, target)
+    # Numbers: the cast is the check (digits, signs, overflow), with the same parser the CSV
+    # reader uses; a plus sign is refused, as that reader does.
+    if pc.any(pc.starts_with(values, "+")).as_py() or not _casts(values, target):
+        return False
+    return not _has_leading_zero(values)
+
+
+def _fits(values: pa.Array, target: pa.DataType) -> bool:
+    return _all_fit(values.slice(0, _SCREEN_VALUES), target) and _all_fit(values, target)
+
+
+class TypeInference:
+    """The narrowest type each column's every value fits, narrowed block by block."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.choice = dict.fromkeys(names, 0)
+
+    def update(self, batch: pa.RecordBatch) -> None:
+        for name in batch.schema.names:
+            values = pc.drop_null(batch.column(name))
+            if len(values) == 0:
+                continue
+            while not _fits(values, _CANDIDATES[self.choice[name]]):
+                self.choice[name] += 1
+
+    def types(self) -> dict[str, pa.DataType]:
+        return {name: _CANDIDATES[index] for name, index in self.choice.items()}
+
+
+# Reading -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _CsvLayout:
+    encoding: str
+    delimiter: str
+    header: bool
+    names: list[str]
+
+
+SAMPLE_ROWS = 50
+
+
+def _open_text_csv(
+    path: Path,
+    encoding: str,
+    delimiter: str,
+    width: int | None,
+    *,
+    with_nulls: bool = True,
+    block_size: int = BLOCK_BYTES,
+) -> pa_csv.CSVStreamingReader:
+    """Arrow's reader of the file, every field as text, the header (if any) as the first row:
+    Arrow parses it like any row, quoted line breaks and blank lines included. With `width`
+    unknown, only the reader's schema is of use: it tells the number of columns."""
+    generated = [f"f{index}" for index in range(width or 0)]
+    try:
+        return pa_csv.open_csv(
+            path,
+            read_options=pa_csv.ReadOptions(
+                encoding=_arrow_encoding(encoding),
+                block_size=block_size,
+                autogenerate_column_names=True,
+            ),
+            parse_options=pa_csv.ParseOptions(delimiter=delimiter),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=dict.fromkeys(generated, pa.string()),
+                null_values=NULL_VALUES if with_nulls else [],
+                strings_can_be_null=with_nulls,
+            ),
+        )
+    except pa.ArrowInvalid as exc:
+        raise _explain_csv_error(exc) from None
+
+
+def _csv_layout(path: Path, options: ReadOptions) -> _CsvLayout:
+    encoding = options.encoding or "utf-8"
+    sample = _decoded_sample(path, encoding)
+    delimiter = _sniff_dialect(sample, options.delimiter)
+    if not sample.strip():
+        raise refuse("the file holds no rows")
+    try:
+        rows = _first_rows(path, encoding, delimiter, SAMPLE_BLOCK_BYTES)
+    except InputError as exc:
+        if "straddles" not in exc.message:
+            raise
+        rows = _first_rows(path, encoding, delimiter, BLOCK_BYTES)  # longer rows than that
+    header = _has_header(rows, options.header)
+    return _CsvLayout(encoding, delimiter, header, _column_names(rows[0], header))
+
+
+def _first_rows(path: Path, encoding: str, delimiter: str, block_size: int) -> list[list[str]]:
+    """The file's first rows as Arrow parses them, every field as written."""
+    try:
+        with _open_text_csv(path, encoding, delimiter, None, block_size=block_size) as probe:
+            width = len(probe.schema)
+    except InputError as exc:
+        if "Empty CSV" not in exc.message:
+            raise
+        # Arrow reads no row from one line without a line break after it: a lone header.
+        raise refuse("the file has a header but no rows") from None
+    with _open_text_csv(
+        path, encoding, delimiter, width, with_nulls=False, block_size=block_size
+    ) as reader:
+        try:
+            first = reader.read_next_batch().slice(0, SAMPLE_ROWS)
+        except StopIteration:
+            raise refuse("the file holds no rows") from None
+        except pa.ArrowInvalid as exc:
+            raise _explain_csv_error(exc) from None
+    return [list(row.values()) for row in first.to_pylist()]
+
+
+def _text_batches(path: Path, layout: _CsvLayout) -> Iterator[pa.RecordBatch]:
+    """The file's data rows, block by block, as text columns named as the layout says."""
+    names = layout.names
+    skip_header = layout.header
+    try:
+        with _open_text_csv(path, layout.encoding, layout.delimiter, len(names)) as reader:
+            for batch in reader:
+                rows = batch
+                if skip_header:
+                    rows, skip_header = batch.slice(1), batch.num_rows == 0
+                yield pa.RecordBatch.from_arrays(rows.columns, names=names)
+    except pa.ArrowInvalid as exc:
+        raise _explain_csv_error(exc) from None
+
+
+def _explain_csv_error(exc: Exception) -> InputError:
+    text = str(exc)
+    if "Expected" in text and "columns" in text:
+        return refuse(f"ragged rows: {text.removeprefix('CSV parse error: ')}")
+    if "UTF8" in text or "UTF-8" in text:
+        return refuse("the file is not valid UTF-8", "encoding")
+    if "straddles" in text:
+        return refuse(
+            f"a row is longer than {BLOCK_BYTES >> 20} MiB, or a quote is never closed "
+            "(the file straddles a read block)"
+        )
+    return refuse(f"the file cannot be read as CSV: {text}")
+
+
+def _read_csv_as_text(path: Path, layout: _CsvLayout, spill: Path) -> dict[str, pa.DataType]:
+    """The first pass: every field read as text, to find each column's type from all its
+    values, and kept in an Arrow stream on disk so that the second pass casts it rather than
+    parsing the CSV again. It is also the pass that finds malformed input. Arrow parses a
+    block while the one before is typed and spilled on a second thread (both release the
+    GIL); one block in flight keeps memory bounded."""
+    inference = TypeInference(layout.names)
+    text_schema = pa.schema([(name, pa.string()) for name in layout.names])
+    rows = 0
+
+    def absorb(batch: pa.RecordBatch) -> None:
+        inference.update(batch)
+        stream.write_batch(batch)
+
+    with (
+        pa.OSFile(str(spill), "wb") as sink,
+        pa.ipc.new_stream(sink, text_schema) as stream,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="csv-types") as pool,
+    ):
+        in_flight: Future[None] | None = None
+        for batch in _text_batches(path, layout):
+            rows += batch.num_rows
+            if in_flight is not None:
+                in_flight.result()
+            in_flight = pool.submit(absorb, batch)
+        if in_flight is not None:
+            in_flight.result()
+    if rows == 0:
+        raise refuse("the file has a header but no rows")
+    return inference.types()
+
+
+def _cast_spilled(spill: Path, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    # Read with plain reads, not a memory map: mapped pages would count as the process's memory
+    # for as long as the mapping lives, and a large upload would look like a large process.
+    with pa.OSFile(str(spill), "rb") as source, pa.ipc.open_stream(source) as stream:
+        for batch in stream:
+            yield batch.cast(schema)
+
+
+def _normalized_schema(schema: pa.Schema) -> pa.Schema:
+    """The schema a Parquet upload is stored with: each column as one of the logical types
+    (`types.LOGICAL_TYPES`) or a plain variant of it; `InputError` for a column none holds."""
+    fields = []
+    for field in schema:
+        arrow_type = field.type
+        if pa.types.is_dictionary(arrow_type):
+            arrow_type = arrow_type.value_type
+        if pa.types.is_large_string(arrow_type) or pa.types.is_null(arrow_type):
+            arrow_type = pa.string()
+        elif pa.types.is_decimal(arrow_type) or pa.types.is_float16(arrow_type):
+            arrow_type = pa.float64()
+        if not _plain(arrow_type):
+            raise refuse(
+                f"column {field.name!r} is of type {field.type}, which datasets do not hold: "
+                f"columns are {', '.join(LOGICAL_TYPES)}"
+            )
+        fields.append(pa.field(field.name, arrow_type))
+    return pa.schema(fields)
+
+
+def _plain(arrow_type: pa.DataType) -> bool:
+    return bool(
+        pa.types.is_integer(arrow_type)
+        or pa.types.is_floating(arrow_type)
+        or pa.types.is_boolean(arrow_type)
+        or pa.types.is_string(arrow_type)
+        or pa.types.is_timestamp(arrow_type)
+        or pa.types.is_date(arrow_type)
+    )
+
+
+def write_normalized(
+    batches: Iterator[pa.RecordBatch],
+    schema: pa.Schema,
+    destination: Path,
+    source_format: SourceFormat | Literal["derived"],
+) -> NormalizedTable:
+    """Write `batches` (cast to `schema`) as the normalized Parquet file, profiling as it goes."""
+    profile = TableProfile(schema)
+    preview: list[dict[str, Any]] = []
+    # A batch is written on a second thread while the next one is profiled: Arrow releases the
+    # GIL in both, so they overlap on two cores. One batch in flight keeps memory bounded.
+    with (
+        pq.ParquetWriter(
+            destination,
+            schema,
+            compression="snappy",
+            # Dictionaries pay off on repeated text; on numbers and times they cost time (a
+            # third of the write) and, once a column has many values, space too.
+            use_dictionary=[field.name for field in schema if pa.types.is_string(field.type)],
+        ) as writer,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet-writer") as pool,
+    ):
+        in_flight: Future[None] | None = None
+        for batch in batches:
+            typed = batch.cast(schema) if batch.schema != schema else batch
+            if in_flight is not None:
+                in_flight.result()
+            in_flight = pool.submit(writer.write_batch, typed)
+            profile.update(typed)
+            if len(preview) < PREVIEW_ROWS:
+                rows = typed.slice(0, PREVIEW_ROWS - len(preview)).to_pylist()
+                preview += [{key: json_value(value) for key, value in row.items()} for row in rows]
+        if in_flight is not None:
+            in_flight.result()
+    profile.count_distinct_from(destination)
+    return NormalizedTable(
+        path=destination,
+        source_format=source_format,
+        row_count=profile.rows,
+        columns=[{"name": field.name, "type": logical_type(field.type)} for field in schema],
+        column_stats=profile.result(),
+        preview=preview,
+        size_bytes=destination.stat().st_size,
+    )
+
+
+def normalize_upload(path: Path, work_dir: Path, options: ReadOptions) -> NormalizedTable:
+    """Read an uploaded file into `work_dir/normalized.parquet`, or raise `InputError`."""
+    source_format = detect_format(path, options.format)
+    destination = work_dir / "normalized.parquet"
+    if source_format == "parquet":
+        try:
+            source = pq.ParquetFile(path)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise refuse(f"the file is not valid Parquet: {exc}") from None
+        names = source.schema_arrow.names
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise refuse(f"duplicate column names: {', '.join(duplicates)}")
+        if source.metadata.num_rows == 0:
+            raise refuse("the file holds no rows")
+        schema = _normalized_schema(source.schema_arrow)
+        return write_normalized(source.iter_batches(), schema, destination, "parquet")
+    layout = _csv_layout(path, options)
+    spill = work_dir / "text.arrows"
+    try:
+        types = _read_csv_as_text(path, layout, spill)
+        schema = pa.schema(list(types.items()))
+        return write_normalized(_cast_spilled(spill, schema), schema, destination, "csv")
+    finally:
+        spill.unlink(missing_ok=True)
+
+
+def read_table(path: Path) -> pa.Table:
+    return pq.read_table(path)

@@ -1,0 +1,177 @@
+"""Column statistics, computed batch by batch so that a file of any size profiles in bounded
+memory: null fraction, distinct count, min/max/mean/std for numbers and times, top values for
+strings and booleans.
+
+Text and boolean values are counted (for their top values, and so their distinct count) up to
+`COUNTED_CAP` different values; past that the figures are marked approximate. Numbers and times
+are counted distinct once the normalized file is written, one column at a time, for tables of up
+to `EXACT_DISTINCT_ROWS` rows; larger ones report no distinct count."""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from aiaas.core.data.tabular.types import is_numeric, logical_type
+from aiaas.core.serialization import finite_or_none
+
+COUNTED_CAP = 10_000
+EXACT_DISTINCT_ROWS = 20_000_000
+DISTINCT_THREADS = 2
+TOP_VALUES = 5
+
+
+def json_value(value: Any) -> Any:
+    """A Python value from Arrow, as JSON can hold it."""
+    value = finite_or_none(value)
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return value
+
+
+def count_distinct_sorted(column: pa.ChunkedArray) -> int:
+    """The distinct non-null values of a numeric or time column, counted by sorting: several
+    times faster than hashing (Arrow's `unique`) once most values differ, as in keys, times
+    and measurements. NaN counts once."""
+    present = pc.drop_null(column).combine_chunks()
+    if pa.types.is_timestamp(present.type) or pa.types.is_date64(present.type):
+        present = present.view(pa.int64())
+    elif pa.types.is_date32(present.type):
+        present = present.view(pa.int32())
+    values = np.sort(present.to_numpy(zero_copy_only=False))
+    nans = 0
+    if values.dtype.kind == "f":
+        nans = int(np.count_nonzero(np.isnan(values)))  # sorted to the end
+        values = values[: len(values) - nans]
+    changes = int(np.count_nonzero(values[1:] != values[:-1]))
+    return (changes + 1 if len(values) else 0) + (1 if nans else 0)
+
+
+class ColumnProfile:
+    def __init__(self, name: str, arrow_type: pa.DataType) -> None:
+        self.name = name
+        self.arrow_type = arrow_type
+        self.rows = 0
+        self.nulls = 0
+        self.minimum: Any = None
+        self.maximum: Any = None
+        self.values = 0
+        self.mean = 0.0
+        self.sum_squares = 0.0  # of deviations from the mean (Chan's merge)
+        self.distinct: int | None = None
+        self.counts: dict[Any, int] = {}
+        self.counts_exact = True
+        self.most_counted = 0
+
+    @property
+    def ordered(self) -> bool:
+        return is_numeric(self.arrow_type) or logical_type(self.arrow_type) in {"timestamp", "date"}
+
+    def update(self, array: pa.Array | pa.ChunkedArray) -> None:
+        self.rows += len(array)
+        self.nulls += array.null_count
+        present = pc.drop_null(array)
+        if len(present) == 0:
+            return
+        if self.ordered:
+            bounds = pc.min_max(present)
+            low, high = bounds["min"].as_py(), bounds["max"].as_py()
+            self.minimum = low if self.minimum is None else min(self.minimum, low)
+            self.maximum = high if self.maximum is None else max(self.maximum, high)
+        if is_numeric(self.arrow_type):
+            self._merge_moments(present)
+        if not self.ordered:
+            self._count_values(present)
+
+    def _merge_moments(self, present: pa.Array) -> None:
+        as_float = pc.cast(present, pa.float64())
+        count = len(as_float)
+        mean = pc.mean(as_float).as_py()
+        squares = pc.variance(as_float, ddof=0).as_py() * count
+        total = self.values + count
+        delta = mean - self.mean
+        self.mean += delta * count / total
+        self.sum_squares += squares + delta * delta * self.values * count / total
+        self.values = total
+
+    def _count_values(self, present: pa.Array) -> None:
+        for entry in pc.value_counts(present).to_pylist():
+            value = entry["values"]
+            self.counts[value] = self.counts.get(value, 0) + entry["counts"]
+        self.most_counted = max(self.most_counted, len(self.counts))
+        if len(self.counts) > COUNTED_CAP:
+            # Keep the most frequent half: the top values stay right unless the data is very
+            # evenly spread, which the `approximate` flag admits.
+            kept = sorted(self.counts.items(), key=lambda item: -item[1])[: COUNTED_CAP // 2]
+            self.counts = dict(kept)
+            self.counts_exact = False
+
+    def count_distinct(self, column: pa.ChunkedArray) -> None:
+        """The exact distinct count of an ordered column, from the whole column at once."""
+        self.distinct = count_distinct_sorted(column)
+
+    def result(self) -> dict[str, Any]:
+        if self.ordered:
+            distinct, exact = self.distinct, self.distinct is not None
+        else:
+            distinct, exact = max(self.most_counted, len(self.counts)), self.counts_exact
+        stats: dict[str, Any] = {
+            "type": logical_type(self.arrow_type),
+            "null_fraction": self.nulls / self.rows if self.rows else 0.0,
+            "distinct_count": distinct,
+            "distinct_exact": exact,
+        }
+        if self.ordered:
+            stats["min"] = json_value(self.minimum)
+            stats["max"] = json_value(self.maximum)
+        if is_numeric(self.arrow_type):
+            stats["mean"] = json_value(self.mean) if self.values else None
+            stats["std"] = (
+                json_value(math.sqrt(self.sum_squares / self.values)) if self.values else None
+            )
+        if not self.ordered:
+            top = sorted(self.counts.items(), key=lambda item: (-item[1], str(item[0])))
+            stats["top_values"] = [
+                {"value": json_value(value), "count": count} for value, count in top[:TOP_VALUES]
+            ]
+            stats["top_values_exact"] = self.counts_exact
+        return stats
+
+
+class TableProfile:
+    """Profiles of every column of a table, fed batch by batch."""
+
+    def __init__(self, schema: pa.Schema) -> None:
+        self.columns = [ColumnProfile(field.name, field.type) for field in schema]
+        self.rows = 0
+
+    def update(self, batch: pa.RecordBatch | pa.Table) -> None:
+        self.rows += batch.num_rows
+        for index, column in enumerate(self.columns):
+            column.update(batch.column(index))
+
+    def count_distinct_from(self, parquet_path: Path) -> None:
+        """Count the distinct values of the ordered columns from the written file, reading one
+        column at a time; skipped for tables too large to hold a column of."""
+        if self.rows > EXACT_DISTINCT_ROWS:
+            return
+
+        def count(column: ColumnProfile) -> None:
+            column.count_distinct(pq.read_table(parquet_path, columns=[column.name])[column.name])
+
+        # Arrow's kernels release the GIL: two columns at a time use both cores of a small
+        # machine, and hold two columns in memory, not all.
+        with ThreadPoolExecutor(max_workers=DISTINCT_THREADS) as pool:
+            list(pool.map(count, [column for column in self.columns if column.ordered]))
+
+    def result(self) -> dict[str, dict[str, Any]]:
+        return {column.name: column.result() for column in self.columns}

@@ -1,0 +1,239 @@
+"""Project members: who holds which role in a project.
+
+Changing who may do what is a change of policy, so each change is authorized twice over: the
+caller's field permission (`member:manage`) and, when an owner is made, demoted or removed,
+`member:manage-owners`, which only owners and admins hold. A project always keeps at least one
+owner. Changes to one project's members are serialized by locking the project's row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from aiaas.core.audit import AuditedChange
+from aiaas.core.auth import Principal
+from aiaas.core.errors import ConflictError, InputError, NotFoundError
+from aiaas.core.identity.access import ProjectRole, required_grant_to_manage
+from aiaas.core.pagination import Order, Page, fetch_page
+
+if TYPE_CHECKING:
+    from aiaas.core.platform import Platform
+
+
+@dataclass(frozen=True)
+class ProjectMember:
+    project_id: UUID
+    user_id: UUID
+    username: str
+    display_name: str
+    role: ProjectRole
+    added_at: datetime
+
+
+_SELECT = """
+SELECT * FROM (
+    SELECT m.project_id, m.user_id, u.username, u.display_name, m.role, m.added_at
+    FROM project_members m JOIN users u ON u.id = m.user_id
+) AS members
+"""
+MEMBER_ORDER = Order(at="added_at", id="user_id")
+
+
+def _to_member(row: Any) -> ProjectMember:
+    values = dict(row)
+    values["role"] = ProjectRole(values["role"])
+    return ProjectMember(**values)
+
+
+async def member_role(connection: Any, project_id: UUID, user_id: UUID) -> ProjectRole | None:
+    role = await connection.fetchval(
+        "SELECT role FROM project_members WHERE project_id = $1 AND user_id = $2",
+        project_id,
+        user_id,
+    )
+    return ProjectRole(role) if role is not None else None
+
+
+async def list_members(
+    connection: Any, project_id: UUID, *, first: int | None, after: str | None
+) -> Page[ProjectMember]:
+    return await fetch_page(
+        connection,
+        query=_SELECT,
+        conditions=["project_id = $1"],
+        arguments=[project_id],
+        first=first,
+        after=after,
+        to_item=_to_member,
+        order=MEMBER_ORDER,
+    )
+
+
+async def _lock_project(connection: Any, project_id: UUID) -> None:
+    found = await connection.fetchval(
+        "SELECT true FROM projects WHERE id = $1 FOR UPDATE", project_id
+    )
+    if not found:
+        raise NotFoundError("no such project")
+
+
+async def _user_id(connection: Any, username: str, *, active_only: bool = False) -> UUID:
+    """The user's id. A disabled user can still be demoted or removed, but not added."""
+    user_id: UUID | None = await connection.fetchval(
+        "SELECT id FROM users WHERE username = $1 AND (disabled_at IS NULL OR NOT $2)",
+        username,
+        active_only,
+    )
+    if user_id is None:
+        raise InputError(f"no user named {username!r}", field_errors={"username": "no such user"})
+    return user_id
+
+
+async def _authorize_roles(
+    platform: Platform, actor: Principal, project_id: UUID, *roles: ProjectRole
+) -> None:
+    grant = required_grant_to_manage(*roles)
+    await platform.authorize(actor, str(project_id), grant.resource, grant.action)
+
+
+async def _owner_count(connection: Any, project_id: UUID) -> int:
+    count: int = await connection.fetchval(
+        "SELECT count(*) FROM project_members WHERE project_id = $1 AND role = 'owner'",
+        project_id,
+    )
+    return count
+
+
+async def _fetch_member(connection: Any, project_id: UUID, user_id: UUID) -> ProjectMember:
+    row = await connection.fetchrow(
+        f"{_SELECT} WHERE project_id = $1 AND user_id = $2", project_id, user_id
+    )
+    return _to_member(row)
+
+
+async def add_member(
+    platform: Platform,
+    actor: Principal,
+    project_id: UUID,
+    *,
+    username: str,
+    role: ProjectRole,
+    request_id: str | None = None,
+) -> ProjectMember:
+    async with AuditedChange(
+        platform, actor, "member.add", request_id, project_id=project_id
+    ) as change:
+        connection = change.connection
+        await _authorize_roles(platform, actor, project_id, role)
+        await _lock_project(connection, project_id)
+        user_id = await _user_id(connection, username, active_only=True)
+        if await member_role(connection, project_id, user_id) is not None:
+            raise ConflictError(f"{username} is already a member; change their role instead")
+        await connection.execute(
+            "INSERT INTO project_members (project_id, user_id, role, added_by) "
+            "VALUES ($1, $2, $3, $4)",
+            project_id,
+            user_id,
+            role.value,
+            actor.user_id,
+        )
+        await change.record(
+            object_type="member",
+            object_id=str(user_id),
+            project_id=project_id,
+            details={"username": username, "role": role.value},
+        )
+        member = await _fetch_member(connection, project_id, user_id)
+    await platform.enforcer.refresh()
+    return member
+
+
+async def change_member_role(
+    platform: Platform,
+    actor: Principal,
+    project_id: UUID,
+    *,
+    username: str,
+    role: ProjectRole,
+    request_id: str | None = None,
+) -> ProjectMember:
+    async with AuditedChange(
+        platform, actor, "member.change_role", request_id, project_id=project_id
+    ) as change:
+        connection = change.connection
+        user_id, current = await _existing_member(
+            platform, actor, connection, project_id, username, role
+        )
+        if current is ProjectRole.OWNER and role is not ProjectRole.OWNER:
+            await _keep_an_owner(connection, project_id)
+        await connection.execute(
+            "UPDATE project_members SET role = $3 WHERE project_id = $1 AND user_id = $2",
+            project_id,
+            user_id,
+            role.value,
+        )
+        await change.record(
+            object_type="member",
+            object_id=str(user_id),
+            project_id=project_id,
+            details={"username": username, "from": current.value, "to": role.value},
+        )
+        member = await _fetch_member(connection, project_id, user_id)
+    await platform.enforcer.refresh()
+    return member
+
+
+async def remove_member(
+    platform: Platform,
+    actor: Principal,
+    project_id: UUID,
+    *,
+    username: str,
+    request_id: str | None = None,
+) -> None:
+    async with AuditedChange(
+        platform, actor, "member.remove", request_id, project_id=project_id
+    ) as change:
+        connection = change.connection
+        user_id, current = await _existing_member(platform, actor, connection, project_id, username)
+        if current is ProjectRole.OWNER:
+            await _keep_an_owner(connection, project_id)
+        await connection.execute(
+            "DELETE FROM project_members WHERE project_id = $1 AND user_id = $2",
+            project_id,
+            user_id,
+        )
+        await change.record(
+            object_type="member",
+            object_id=str(user_id),
+            project_id=project_id,
+            details={"username": username, "role": current.value},
+        )
+    await platform.enforcer.refresh()
+
+
+async def _existing_member(
+    platform: Platform,
+    actor: Principal,
+    connection: Any,
+    project_id: UUID,
+    username: str,
+    *new_roles: ProjectRole,
+) -> tuple[UUID, ProjectRole]:
+    """Lock the project, find the member, and check the actor may manage both the member's role
+    and the roles it is to take."""
+    await _lock_project(connection, project_id)
+    user_id = await _user_id(connection, username)
+    current = await member_role(connection, project_id, user_id)
+    if current is None:
+        raise NotFoundError(f"{username} is not a member of this project")
+    await _authorize_roles(platform, actor, project_id, current, *new_roles)
+    return user_id, current
+
+
+async def _keep_an_owner(connection: Any, project_id: UUID) -> None:
+    if await _owner_count(connection, project_id) <= 1:
+        raise ConflictError("a project keeps at least one owner: make someone else owner first")
