@@ -93,9 +93,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
 from aiaas import migrations
+from aiaas.core.bootstrap import create_platform
 from aiaas.core.config import Config, build_config, config_environment
 from aiaas.core.data import datasets
 from aiaas.core.governance.crypto import MasterKey
+from aiaas.core.governance.vault import VAULT
 from aiaas.core.identity import accounts as identity
 from aiaas.core.identity.projects import create_project
 from aiaas.core.jobs import JobState, claim_job, finish_job
@@ -667,11 +669,11 @@ async def forget_redis_keys(database_url: str, redis_url: str, queue_name: str) 
 
 
 async def http_on(config: Config, scratch: Path, arguments: argparse.Namespace) -> dict[str, Any]:
-    platform = Platform(config)
+    platform = create_platform(config)
     await platform.start()
     try:
         token, version = await registered_version(platform, scratch, arguments.features)
-        chunks = platform.vault.open(version.project_id, version.artifact_key)
+        chunks = platform.service(VAULT).open(version.project_id, version.artifact_key)
         bundle = b"".join([chunk async for chunk in chunks])
     finally:
         await platform.stop()

@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 
 from aiaas import migrations
 from aiaas.app import create_app
+from aiaas.core.bootstrap import create_platform
 from aiaas.core.config import Config, build_config
 from aiaas.core.governance.crypto import MasterKey
 from aiaas.core.identity.accounts import bootstrap_admin
@@ -139,7 +140,7 @@ def config(
 
 @pytest.fixture(scope="module")
 async def platform(config: Config) -> AsyncIterator[Platform]:
-    platform = Platform(config)
+    platform = create_platform(config)
     await platform.start()
     yield platform
     await platform.stop()

@@ -14,6 +14,7 @@ from sklearn.datasets import load_diabetes, load_wine
 from aiaas.core.audit import AuditedChange
 from aiaas.core.auth import Principal
 from aiaas.core.data import datasets
+from aiaas.core.governance.vault import VAULT
 from aiaas.core.jobs import JobState, claim_job, finish_job
 from aiaas.core.platform import Platform
 from aiaas.core.training import registry as models
@@ -110,7 +111,7 @@ async def register_bytes_as_version(
     async def bundle() -> AsyncIterator[bytes]:
         yield content
 
-    stored = await platform.vault.store(job.project_id, bundle())
+    stored = await platform.service(VAULT).store(job.project_id, bundle())
     async with AuditedChange(platform, actor, "model.register", project_id=job.project_id) as c:
         return await models.register_model_version(
             c,

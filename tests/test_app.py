@@ -13,9 +13,9 @@ from starlette.applications import Starlette
 
 from aiaas import migrations
 from aiaas.app import create_app
+from aiaas.core.bootstrap import create_platform
 from aiaas.core.config import Config, build_config
 from aiaas.core.errors import SchemaOutdatedError
-from aiaas.core.platform import Platform
 from support import Services, create_database_from_template, drop_database, with_database
 
 GENERATED_REQUEST_ID = re.compile(r"[0-9a-f]{32}")
@@ -62,7 +62,7 @@ async def test_readyz_is_ready_when_every_dependency_is(client: httpx.AsyncClien
 
 
 async def test_readyz_names_redis_when_it_is_unreachable(config: Config, closed_port: int) -> None:
-    platform = Platform(config)
+    platform = create_platform(config)
     await platform.start()
     try:
         # Redis "goes away": the started platform's pool is closed and replaced with one to a
@@ -87,7 +87,7 @@ async def test_outdated_schema_refuses_start_and_fails_readiness(
 ) -> None:
     outdated = build_config({**config.model_dump(), "database_url": unmigrated_database_url})
 
-    refused = Platform(outdated)
+    refused = create_platform(outdated)
     try:
         with pytest.raises(SchemaOutdatedError, match="`aiaas db upgrade`"):
             await refused.start()
@@ -95,7 +95,7 @@ async def test_outdated_schema_refuses_start_and_fails_readiness(
         await refused.stop()
 
     # A platform that skipped the check at start still reports it in readiness.
-    platform = Platform(outdated)
+    platform = create_platform(outdated)
     await platform.start(check_schema=False)
     try:
         async with client_for(create_app(platform=platform)) as client:

@@ -27,11 +27,12 @@ from arq.worker import Worker
 from aiaas import migrations
 from aiaas.app import create_app
 from aiaas.core.auth import Principal
+from aiaas.core.bootstrap import create_platform
 from aiaas.core.config import Config, build_config
 from aiaas.core.errors import ConfigError
 from aiaas.core.governance.backup import FORMAT, MANIFEST, tables_in_load_order
 from aiaas.core.governance.crypto import MasterKey
-from aiaas.core.governance.vault import Vault
+from aiaas.core.governance.vault import VAULT, Vault
 from aiaas.core.identity import accounts as identity
 from aiaas.core.identity.projects import create_project
 from aiaas.core.platform import Platform
@@ -186,7 +187,7 @@ async def keyed(
     keyed_config = config_for(
         config, with_database(services.server_url, name), tmp_path / "data", master_key=old_key
     )
-    platform = Platform(keyed_config)
+    platform = create_platform(keyed_config)
     await platform.start(run_startup_hooks=False, with_redis=False)
     try:
         user = await identity.create_user(platform, None, username="owner", is_admin=True)
@@ -198,7 +199,7 @@ async def keyed(
             project = await create_project(platform, owner, slug=slug, name=slug)
             for number in range(2):
                 data = f"{slug} rows, part {number}\n".encode() * 1000
-                stored = await platform.vault.store(project.id, sealed_chunks(data))
+                stored = await platform.service(VAULT).store(project.id, sealed_chunks(data))
                 plaintexts[(project.id, stored.key)] = data
     finally:
         await platform.stop()
@@ -207,7 +208,7 @@ async def keyed(
 
 
 async def data_key_rows(config: Config) -> dict[uuid.UUID, dict[str, Any]]:
-    platform = Platform(config)
+    platform = create_platform(config)
     await platform.start(run_startup_hooks=False, with_redis=False)
     try:
         async with platform.metadata.acquire() as connection:
@@ -219,11 +220,13 @@ async def data_key_rows(config: Config) -> dict[uuid.UUID, dict[str, Any]]:
 
 async def opened_plaintexts(config: Config, keyed: KeyedInstance) -> dict[Any, bytes]:
     """Every artifact opened by a platform that has only the config's master key(s)."""
-    platform = Platform(config)
+    platform = create_platform(config)
     await platform.start(run_startup_hooks=False, with_redis=False)
     try:
         return {
-            (project, key): b"".join([chunk async for chunk in platform.vault.open(project, key)])
+            (project, key): b"".join(
+                [chunk async for chunk in platform.service(VAULT).open(project, key)]
+            )
             for project, key in keyed.plaintexts
         }
     finally:
@@ -272,7 +275,7 @@ async def test_rotate_again_has_nothing_to_do_and_is_audited(keyed: KeyedInstanc
 
     assert first.returncode == second.returncode == 0, first.stderr + second.stderr
     assert second.stdout.strip() == "re-wrapped 0 data key(s)"
-    platform = Platform(keyed.config)
+    platform = create_platform(keyed.config)
     await platform.start(run_startup_hooks=False, with_redis=False, check_schema=False)
     try:
         async with platform.metadata.acquire() as connection:
@@ -565,7 +568,7 @@ async def cli_restored(
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"restored {cli_backup.path} (made ")
-    platform = Platform(restored_config)
+    platform = create_platform(restored_config)
     await platform.start()
     yield platform
     await platform.stop()
@@ -659,8 +662,10 @@ async def test_the_restored_artifacts_open_with_the_master_key(
         versions = await connection.fetch("SELECT project_id, artifact_key FROM dataset_versions")
     for version in versions:
         project, key = version["project_id"], version["artifact_key"]
-        original = b"".join([chunk async for chunk in platform.vault.open(project, key)])
-        restored = b"".join([chunk async for chunk in cli_restored.vault.open(project, key)])
+        original = b"".join([chunk async for chunk in platform.service(VAULT).open(project, key)])
+        restored = b"".join(
+            [chunk async for chunk in cli_restored.service(VAULT).open(project, key)]
+        )
         assert restored == original
     # ... with that key only: the data keys came over wrapped by it.
     other = config_for(

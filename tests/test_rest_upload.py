@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from aiaas.app import create_app
+from aiaas.core.bootstrap import create_platform
 from aiaas.core.config import Config
 from aiaas.core.identity import projects
 from aiaas.core.identity.accounts import verify_token
@@ -64,7 +65,7 @@ UPLOAD_LIMIT = 64 * 1024
 async def limited_client(config: Config) -> AsyncIterator[httpx.AsyncClient]:
     """A client of an API whose uploads may be at most `UPLOAD_LIMIT` bytes; same database and
     data directory as the module's platform."""
-    limited = Platform(config.model_copy(update={"upload_max_bytes": UPLOAD_LIMIT}))
+    limited = create_platform(config.model_copy(update={"upload_max_bytes": UPLOAD_LIMIT}))
     await limited.start()
     try:
         transport = httpx.ASGITransport(app=create_app(platform=limited))

@@ -17,9 +17,11 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aiaas.core.auth import Credentials
+from aiaas.core.bootstrap import create_platform
 from aiaas.core.config import Config, ServerRole, load_config
 from aiaas.core.errors import AiaasError, AuthenticationError
 from aiaas.core.platform import Platform
+from aiaas.core.serving.rollout import wake_rollouts
 from aiaas.graphql.view import CSRF_HEADER, GraphQLView
 from aiaas.requests import RequestIdMiddleware
 from aiaas.rest import datasets as dataset_rest
@@ -90,7 +92,7 @@ class RequirePrincipal:
 def create_app(config: Config | None = None, *, platform: Platform | None = None) -> Starlette:
     """Build the API. The platform connects in the app's lifespan, not here."""
     if platform is None:
-        platform = Platform(config or load_config())
+        platform = create_platform(config or load_config())
     config = platform.config
     graphql = GraphQLView(platform)
 
@@ -103,7 +105,7 @@ def create_app(config: Config | None = None, *, platform: Platform | None = None
             raise
         # A serving process rolls out waiting deployments from the start, not only once a
         # request reaches it.
-        platform.wake_rollouts()
+        wake_rollouts(platform)
         # Everything imported so far (the web stack, numpy, pyarrow; JAX in a serving process)
         # lives as long as the process: out of the collector's sight, a full collection no
         # longer walks millions of objects that can never be garbage, a pause that showed as

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from aiaas import __version__, migrations
+from aiaas.core.bootstrap import create_platform
 from aiaas.core.config import Config, ServerRole, load_config
 from aiaas.core.errors import (
     AiaasError,
@@ -25,6 +26,7 @@ from aiaas.core.errors import (
     InputError,
     NotFoundError,
 )
+from aiaas.core.governance.vault import VAULT
 from aiaas.core.plugins import create_plugin_manager
 from aiaas.core.registry import load_registries
 
@@ -90,9 +92,8 @@ def require_services(config: Config, *names: str) -> None:
 async def preflight(config: Config) -> None:
     """Connect to every service and check the schema, so that a misconfiguration fails here
     with one clear message instead of inside the server."""
-    from aiaas.core.platform import Platform
 
-    platform = Platform(config)
+    platform = create_platform(config)
     await platform.start(run_startup_hooks=False)
     await platform.stop()
 
@@ -289,11 +290,10 @@ def current() -> None:
 async def operator_platform(*, check_schema: bool = True) -> AsyncIterator[Platform]:
     """A platform on the database alone, for operator commands. Changes they make are audited
     with no actor: they were made by whoever could reach the database, not through the API."""
-    from aiaas.core.platform import Platform
 
     config = current_config()
     require_services(config, "database_url")
-    platform = Platform(config)
+    platform = create_platform(config)
     await platform.start(run_startup_hooks=False, with_redis=False, check_schema=check_schema)
     try:
         yield platform
@@ -452,7 +452,7 @@ def rotate_keys() -> None:
 
     async def rotate() -> int:
         async with operator_platform() as platform:
-            return await platform.vault.rotate(platform)
+            return await platform.service(VAULT).rotate(platform)
 
     click.echo(f"re-wrapped {asyncio.run(rotate())} data key(s)")
 
@@ -568,10 +568,9 @@ def export_access_control(output: Path | None) -> None:
 
 def builtin_schema() -> Any:
     from aiaas.core.config import build_config
-    from aiaas.core.platform import Platform
     from aiaas.graphql.schema import build_schema
 
-    return build_schema(Platform(build_config({"disable_plugin_autoload": True})))
+    return build_schema(create_platform(build_config({"disable_plugin_autoload": True})))
 
 
 def builtin_schema_sdl() -> str:

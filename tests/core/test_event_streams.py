@@ -23,7 +23,7 @@ from aiaas.core.errors import InputError, RedisUnavailableError, ServiceUnavaila
 from aiaas.core.event_streams import (
     FINISHED_STREAM_TTL_S,
     REPLAY_PAGE_SIZE,
-    JobEventRelay,
+    EventStreamRelay,
     is_terminal_event,
     job_stream_key,
     parse_cursor,
@@ -84,11 +84,11 @@ async def redis(redis_url: str) -> AsyncIterator[ArqRedis]:
 
 
 @pytest.fixture
-async def make_relay(redis: ArqRedis) -> AsyncIterator[Callable[..., JobEventRelay]]:
-    relays: list[JobEventRelay] = []
+async def make_relay(redis: ArqRedis) -> AsyncIterator[Callable[..., EventStreamRelay]]:
+    relays: list[EventStreamRelay] = []
 
-    def make(client: Redis | None = None, **options: Any) -> JobEventRelay:
-        relays.append(JobEventRelay(client or redis, **options))
+    def make(client: Redis | None = None, **options: Any) -> EventStreamRelay:
+        relays.append(EventStreamRelay(client or redis, **options))
         return relays[-1]
 
     yield make
@@ -98,7 +98,7 @@ async def make_relay(redis: ArqRedis) -> AsyncIterator[Callable[..., JobEventRel
 
 
 @pytest.fixture
-async def relay(make_relay: Callable[..., JobEventRelay]) -> JobEventRelay:
+async def relay(make_relay: Callable[..., EventStreamRelay]) -> EventStreamRelay:
     return make_relay()
 
 
@@ -107,7 +107,7 @@ async def relay(make_relay: Callable[..., JobEventRelay]) -> JobEventRelay:
 
 @pytest.mark.parametrize("decode_responses", [False, True])
 async def test_replay_from_the_start_and_from_a_cursor_keeps_values_and_order(
-    redis_url: str, make_relay: Callable[..., JobEventRelay], decode_responses: bool
+    redis_url: str, make_relay: Callable[..., EventStreamRelay], decode_responses: bool
 ) -> None:
     client = Redis.from_url(redis_url, decode_responses=decode_responses)
     relay = make_relay(client)
@@ -132,7 +132,7 @@ async def test_replay_from_the_start_and_from_a_cursor_keeps_values_and_order(
     await client.aclose()
 
 
-async def test_replay_crosses_page_boundaries(redis: ArqRedis, relay: JobEventRelay) -> None:
+async def test_replay_crosses_page_boundaries(redis: ArqRedis, relay: EventStreamRelay) -> None:
     job = uuid.uuid4()
     count = 2 * REPLAY_PAGE_SIZE  # the last page is full: the replay must still end
     cursors = await publish_job_events(redis, job, [progress(step) for step in range(count)])
@@ -155,7 +155,7 @@ async def test_publishing_nothing_costs_nothing(redis: ArqRedis) -> None:
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 async def test_subscribers_joining_while_events_pour_in_miss_none_and_see_none_twice(
-    redis: ArqRedis, make_relay: Callable[..., JobEventRelay], seed: int
+    redis: ArqRedis, make_relay: Callable[..., EventStreamRelay], seed: int
 ) -> None:
     total = 2000
     rng = random.Random(seed)
@@ -190,7 +190,7 @@ async def test_subscribers_joining_while_events_pour_in_miss_none_and_see_none_t
 
 
 async def test_many_subscribers_of_one_job_share_one_source_and_all_get_everything(
-    redis: ArqRedis, relay: JobEventRelay
+    redis: ArqRedis, relay: EventStreamRelay
 ) -> None:
     job = uuid.uuid4()
     received: list[list[str]] = [[] for _ in range(100)]
@@ -225,7 +225,7 @@ async def test_many_subscribers_of_one_job_share_one_source_and_all_get_everythi
 
 
 async def test_the_source_stops_when_its_last_subscriber_leaves(
-    redis: ArqRedis, relay: JobEventRelay
+    redis: ArqRedis, relay: EventStreamRelay
 ) -> None:
     job = uuid.uuid4()
     await publish_job_event(redis, job, progress(0))
@@ -247,7 +247,7 @@ async def test_the_source_stops_when_its_last_subscriber_leaves(
     assert relay.source_count == 0
 
 
-async def test_two_jobs_see_only_their_own_events(redis: ArqRedis, relay: JobEventRelay) -> None:
+async def test_two_jobs_see_only_their_own_events(redis: ArqRedis, relay: EventStreamRelay) -> None:
     jobs = [uuid.uuid4(), uuid.uuid4()]
     async with (
         aclosing(relay.subscribe(jobs[0], None)) as first,
@@ -273,7 +273,7 @@ async def test_two_jobs_see_only_their_own_events(redis: ArqRedis, relay: JobEve
 
 
 async def test_a_terminal_state_ends_a_live_subscription(
-    redis: ArqRedis, relay: JobEventRelay
+    redis: ArqRedis, relay: EventStreamRelay
 ) -> None:
     job = uuid.uuid4()
     await publish_job_event(redis, job, state("QUEUED"))
@@ -290,7 +290,7 @@ async def test_a_terminal_state_ends_a_live_subscription(
 
 @pytest.mark.parametrize("final", ["SUCCEEDED", "FAILED", "CANCELLED"])
 async def test_a_finished_job_replays_and_ends(
-    redis: ArqRedis, relay: JobEventRelay, final: str
+    redis: ArqRedis, relay: EventStreamRelay, final: str
 ) -> None:
     job = uuid.uuid4()
     cursors = await publish_job_events(
@@ -377,14 +377,16 @@ def test_no_cursor_means_from_the_start() -> None:
 
 @pytest.mark.parametrize("cursor", ["", "$", "x-1", "1-2-3", f"{MAX_ID_PART + 1}-0"])
 async def test_an_invalid_cursor_fails_before_anything_starts(
-    relay: JobEventRelay, cursor: str
+    relay: EventStreamRelay, cursor: str
 ) -> None:
     with pytest.raises(InputError):
         await anext(relay.subscribe(uuid.uuid4(), cursor))
     assert relay.source_count == 0
 
 
-async def test_cursors_at_the_edges_of_the_id_space(redis: ArqRedis, relay: JobEventRelay) -> None:
+async def test_cursors_at_the_edges_of_the_id_space(
+    redis: ArqRedis, relay: EventStreamRelay
+) -> None:
     job = uuid.uuid4()
     cursors = await publish_job_events(redis, job, [progress(0), state("SUCCEEDED")])
     async with aclosing(relay.subscribe(job, "0-0")) as events:
@@ -403,7 +405,7 @@ async def test_cursors_at_the_edges_of_the_id_space(redis: ArqRedis, relay: JobE
 
 
 async def test_a_slow_subscriber_is_cut_off_and_the_others_carry_on(
-    redis: ArqRedis, make_relay: Callable[..., JobEventRelay]
+    redis: ArqRedis, make_relay: Callable[..., EventStreamRelay]
 ) -> None:
     relay = make_relay(queue_size=10)
     job = uuid.uuid4()
@@ -444,7 +446,7 @@ async def test_a_slow_subscriber_is_cut_off_and_the_others_carry_on(
 async def test_a_source_whose_connection_drops_resumes_where_it_was(
     redis_url: str,
     redis: ArqRedis,
-    make_relay: Callable[..., JobEventRelay],
+    make_relay: Callable[..., EventStreamRelay],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     name = f"job-events-test-{uuid.uuid4().hex[:8]}"
@@ -477,7 +479,7 @@ async def test_a_source_whose_connection_drops_resumes_where_it_was(
 
 
 async def test_an_unreachable_redis_fails_subscribers_instead_of_hanging_them(
-    make_relay: Callable[..., JobEventRelay],
+    make_relay: Callable[..., EventStreamRelay],
 ) -> None:
     client = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0")
     relay = make_relay(client, retry_delays_s=(0.01, 0.02))
@@ -489,7 +491,7 @@ async def test_an_unreachable_redis_fails_subscribers_instead_of_hanging_them(
 
 
 async def test_closing_the_relay_ends_its_subscribers(redis: ArqRedis) -> None:
-    relay = JobEventRelay(redis)
+    relay = EventStreamRelay(redis)
     job = uuid.uuid4()
     await publish_job_event(redis, job, progress(0))
     events = relay.subscribe(job, None)

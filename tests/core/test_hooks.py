@@ -41,7 +41,8 @@ from aiaas.core.identity.accounts import verify_token
 from aiaas.core.identity.projects import create_project
 from aiaas.core.jobs import JobEvent, JobState, claim_job, finish_job, insert_job
 from aiaas.core.platform import Platform
-from aiaas.core.plugins import AiaasPluginManager, create_plugin_manager
+from aiaas.core.plugin_manager import AiaasPluginManager
+from aiaas.core.plugins import create_plugin_manager
 from aiaas.core.registry import load_registries
 from aiaas.core.runtimes import LoadedModel, ServingRuntime
 from aiaas.core.specs import (

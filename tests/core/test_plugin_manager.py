@@ -24,12 +24,12 @@ from aiaas.core.config import Config, build_config
 from aiaas.core.errors import DuplicateSpecError, PluginError, UnknownBackendError
 from aiaas.core.hookspecs import hookimpl
 from aiaas.core.platform import Platform
+from aiaas.core.plugin_manager import AiaasPluginManager, PluginFailure
 from aiaas.core.plugins import (
     DEFAULT_PLUGINS,
     ENTRY_POINT_GROUP,
-    AiaasPluginManager,
-    PluginFailure,
     create_plugin_manager,
+    new_plugin_manager,
 )
 from aiaas.core.registry import Registry, build_registry, load_registries
 from aiaas.core.specs import TrainerSpec, ValidatorSpec
@@ -103,7 +103,7 @@ class RaisesInPolicyEnforcer:
 @pytest.fixture
 def manager() -> AiaasPluginManager:
     """A manager with no plugin at all, so each test controls every implementation."""
-    return AiaasPluginManager()
+    return new_plugin_manager()
 
 
 @pytest.fixture

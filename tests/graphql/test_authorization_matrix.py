@@ -24,13 +24,14 @@ import httpx
 import pytest
 
 from aiaas.cli import builtin_schema
-from aiaas.core.audit import AuditedChange
+from aiaas.core.audit import AuditedChange, audit_channel
 from aiaas.core.auth import Principal
 from aiaas.core.data import datasets
+from aiaas.core.governance.vault import VAULT
 from aiaas.core.identity import members, projects
 from aiaas.core.identity.access import ROLE_HIERARCHY, ProjectRole
 from aiaas.core.identity.accounts import User, create_user, insert_token, verify_token
-from aiaas.core.platform import Platform, audit_channel
+from aiaas.core.platform import Platform
 from aiaas.core.serving import deployments
 from aiaas.core.training import registry as models
 from aiaas.core.training.training_jobs import TrainingRequest, submit_training_job
@@ -422,7 +423,7 @@ async def registered_model_version(world: World) -> models.ModelVersion:
     async def bundle() -> AsyncIterator[bytes]:
         yield b"matrix"
 
-    stored = await world.platform.vault.store(world.project.id, bundle())
+    stored = await world.platform.service(VAULT).store(world.project.id, bundle())
     async with AuditedChange(
         world.platform, owner, "model.register", project_id=world.project.id
     ) as change:

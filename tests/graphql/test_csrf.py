@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from aiaas.app import create_app
+from aiaas.core.bootstrap import create_platform
 from aiaas.core.config import Config, Mode
 from aiaas.core.platform import Platform
 from aiaas.graphql.view import CSRF_HEADER
@@ -148,7 +149,7 @@ async def test_a_json_post_needs_no_csrf_header(
 async def production_client(config: Config) -> AsyncIterator[httpx.AsyncClient]:
     # Mode.PRODUCTION, not "production": model_copy does not validate, and a plain string
     # would not compare equal by identity with the enum.
-    platform = Platform(config.model_copy(update={"mode": Mode.PRODUCTION}))
+    platform = create_platform(config.model_copy(update={"mode": Mode.PRODUCTION}))
     await platform.start()
     try:
         transport = httpx.ASGITransport(app=create_app(platform=platform))

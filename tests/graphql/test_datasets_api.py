@@ -22,7 +22,9 @@ import pytest
 
 from aiaas.app import create_app
 from aiaas.core.auth import Principal
+from aiaas.core.bootstrap import create_platform
 from aiaas.core.config import Config
+from aiaas.core.governance.vault import VAULT
 from aiaas.core.identity import projects
 from aiaas.core.identity.accounts import verify_token
 from aiaas.core.platform import Platform
@@ -111,7 +113,7 @@ UPLOAD_LIMIT = 1024
 async def limited_client(config: Config) -> AsyncIterator[httpx.AsyncClient]:
     """A client of an API whose uploads may be at most `UPLOAD_LIMIT` bytes; same database and
     data directory as the module's platform."""
-    limited = Platform(config.model_copy(update={"upload_max_bytes": UPLOAD_LIMIT}))
+    limited = create_platform(config.model_copy(update={"upload_max_bytes": UPLOAD_LIMIT}))
     await limited.start()
     try:
         transport = httpx.ASGITransport(app=create_app(platform=limited))
@@ -276,7 +278,7 @@ async def test_the_stored_artifact_is_sealed_normalized_parquet(
     assert marker[::-1].encode() not in stored
     assert b"secret" not in stored
     # Unsealed with the project's key, it is the normalized Parquet of the upload.
-    plaintext = b"".join([chunk async for chunk in platform.vault.open(project.id, key)])
+    plaintext = b"".join([chunk async for chunk in platform.service(VAULT).open(project.id, key)])
     assert plaintext.startswith(b"PAR1")
     table = pq.read_table(io.BytesIO(plaintext))
     assert table.to_pydict() == {"id": [1, 2], "secret": [marker, marker[::-1]]}

@@ -21,6 +21,7 @@ from aiaas.core.identity.access import ProjectRole
 from aiaas.core.platform import Platform
 from aiaas.core.serving.batching import AdaptiveBatcher
 from aiaas.core.serving.drift_checks import check_drift
+from aiaas.core.serving.inference import INFERENCE_SERVER
 from aiaas.core.training import registry as models
 from aiaas.graphql.schema import build_schema
 from aiaas.plugins.jax_serving import JaxLoadedModel
@@ -581,7 +582,7 @@ async def test_drift_reports_tell_training_like_inputs_from_shifted_ones(
         for row in table.slice(0, 60).to_pylist()
     ]
     await predict_one_by_one(client, team, shifted["id"], moved)
-    await platform.inference.samples.flush()
+    await platform.service(INFERENCE_SERVER).samples.flush()
     await check_drift(platform)
 
     [report] = await drift_of(client, team, calm["id"])

@@ -18,6 +18,8 @@ from aiaas.core.identity.access import ProjectRole
 from aiaas.core.platform import Platform
 from aiaas.core.runtimes import LoadedModel
 from aiaas.core.serving.deployments import Deployment
+from aiaas.core.serving.inference import INFERENCE_SERVER
+from aiaas.core.serving.rollout import ROLLOUT_SUPERVISOR
 from aiaas.core.training import registry as models
 from aiaas.graphql.relay import from_global_id
 from deployment_calls import (
@@ -191,7 +193,7 @@ async def test_a_new_canary_is_warmed_first_then_takes_its_share(
         ("deployment.rollout", "success"),
     ]
 
-    platform.inference._random.seed(20240601)
+    platform.service(INFERENCE_SERVER)._random.seed(20240601)
     answers = []
     for _round in range(10):
         answers += await asyncio.gather(
@@ -294,7 +296,7 @@ async def test_rolling_back_an_update_under_way_keeps_the_old_split(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     deployment = await deploy(client, team, "reverted", versions["v1"])
-    server = platform.inference
+    server = platform.service(INFERENCE_SERVER)
     warm = server.warm
     warming = asyncio.Event()
     release = asyncio.Event()
@@ -304,7 +306,7 @@ async def test_rolling_back_an_update_under_way_keeps_the_old_split(
         await release.wait()
         return await warm(deployment, version_id)
 
-    rollouts = platform._rollouts
+    rollouts = platform.service(ROLLOUT_SUPERVISOR)
     assert rollouts is not None
     finish = rollouts._finish
     finished = asyncio.Event()
@@ -393,7 +395,7 @@ async def test_a_shadow_sees_every_request_and_answers_none(
 
     async def shadows_sampled() -> bool:
         nonlocal rows
-        await platform.inference.samples.flush()
+        await platform.service(INFERENCE_SERVER).samples.flush()
         async with platform.metadata.acquire() as connection:
             rows = await connection.fetch(
                 "SELECT version_id, role, inputs, outputs FROM prediction_samples "

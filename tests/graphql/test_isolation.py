@@ -22,11 +22,12 @@ from typing import Any, Literal
 import httpx
 import pytest
 
+from aiaas.core.audit import audit_channel
 from aiaas.core.auth import Principal
 from aiaas.core.identity import members, projects
 from aiaas.core.identity.access import ROLE_HIERARCHY, ProjectRole
 from aiaas.core.identity.accounts import User, create_user, insert_token, verify_token
-from aiaas.core.platform import Platform, audit_channel
+from aiaas.core.platform import Platform
 from aiaas.graphql.relay import to_global_id
 from aiaas.graphql.schema import build_schema
 from aiaas.plugins.casbin_policy import CasbinPolicyEnforcer

@@ -26,7 +26,8 @@ from aiaas.core.data import datasets
 from aiaas.core.hookspecs import hookimpl
 from aiaas.core.identity.access import ProjectRole
 from aiaas.core.platform import Platform
-from aiaas.core.plugins import AiaasPluginManager, create_plugin_manager
+from aiaas.core.plugin_manager import AiaasPluginManager
+from aiaas.core.plugins import create_plugin_manager
 from aiaas.core.specs import ValidatorSpec
 from aiaas.core.validation import MAX_EXAMPLES, CheckResult, Expectation, Validator
 from aiaas.graphql.relay import to_global_id

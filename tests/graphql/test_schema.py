@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from aiaas.cli import builtin_schema_sdl
+from aiaas.core.bootstrap import create_platform
 from aiaas.core.config import build_config
-from aiaas.core.platform import Platform
 from aiaas.graphql.permissions import root_field_policies
 from aiaas.graphql.schema import build_schema
 from support import REPOSITORY
@@ -19,7 +19,7 @@ def test_schema_graphql_is_the_current_sdl() -> None:
 
 
 def test_every_root_field_declares_a_policy_and_only_health_is_public() -> None:
-    schema = build_schema(Platform(build_config({"disable_plugin_autoload": True})))
+    schema = build_schema(create_platform(build_config({"disable_plugin_autoload": True})))
 
     policies = root_field_policies(schema)
 

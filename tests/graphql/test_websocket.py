@@ -15,12 +15,13 @@ import pytest
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import InvalidStatus
 
+from aiaas.core.audit import audit_channel
 from aiaas.core.config import Config
 from aiaas.core.identity import accounts as identity
 from aiaas.core.identity import members, projects
 from aiaas.core.identity.access import ProjectRole
 from aiaas.core.identity.projects import Project
-from aiaas.core.platform import Platform, audit_channel
+from aiaas.core.platform import Platform
 from aiaas.graphql.relay import to_global_id
 from support import (
     RunningServer,

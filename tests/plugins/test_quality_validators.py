@@ -13,6 +13,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from aiaas.core.bootstrap import create_platform
 from aiaas.core.config import build_config
 from aiaas.core.data.quality import check_table
 from aiaas.core.platform import Platform
@@ -36,7 +37,7 @@ from aiaas.plugins.quality_validators import (
 
 @pytest.fixture(scope="module")
 def offline_platform() -> Platform:
-    return Platform(build_config({"disable_plugin_autoload": True}))
+    return create_platform(build_config({"disable_plugin_autoload": True}))
 
 
 def only(validator: Validator, table: pa.Table, expectation: Expectation) -> CheckResult:

@@ -29,6 +29,7 @@ from aiaas.core.platform import Platform
 from aiaas.core.plugins import create_plugin_manager
 from aiaas.core.runtimes import LoadedModel, ServingRuntime
 from aiaas.core.serving import deployments
+from aiaas.core.serving.rollout import wake_rollouts
 from aiaas.core.specs import ServingRuntimeSpec
 from aiaas.core.training import registry as models
 from aiaas.plugins.jax_serving import JaxServingRuntime
@@ -150,7 +151,7 @@ async def versions(
 
 async def rolled_out(platform: Platform, deployment_id: uuid.UUID) -> deployments.Deployment:
     """The deployment once no rollout waits for it any more (READY or FAILED)."""
-    platform.wake_rollouts()
+    wake_rollouts(platform)
     latest: deployments.Deployment | None = None
 
     async def settled() -> bool:

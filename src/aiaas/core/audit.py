@@ -9,14 +9,19 @@ only after it is durable.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
 from uuid import UUID
 
 from aiaas.core.auth import Principal
-from aiaas.core.errors import AiaasError, AuthenticationError, PermissionDeniedError
+from aiaas.core.errors import (
+    AiaasError,
+    AuthenticationError,
+    PermissionDeniedError,
+    RedisUnavailableError,
+)
 from aiaas.core.pagination import Order, Page, fetch_page
 
 if TYPE_CHECKING:
@@ -76,6 +81,27 @@ async def insert_audit_event(
         details or {},
     )
     return AuditEvent(**dict(row))
+
+
+def audit_channel(project_id: UUID) -> str:
+    """The pub/sub channel of a project's live audit events."""
+    return f"aiaas:audit:{project_id}"
+
+
+async def announce_audit_event(platform: Platform, event: AuditEvent) -> None:
+    """Tell the observers (`aiaas_audit_event`), and the live subscribers of the event's
+    project, about an event that has been committed."""
+    for _ in platform.plugins.call_each("aiaas_audit_event", event=event):
+        pass
+    if event.project_id is None:
+        return
+    try:
+        await platform.events.publish(audit_channel(event.project_id), asdict(event))
+    except RedisUnavailableError:
+        return  # an operator command without Redis: there is no live feed to tell
+    except Exception:
+        # The event is durable already; a live feed that misses it is no reason to fail.
+        logger.warning("could not publish audit event %s live", event.id, exc_info=True)
 
 
 class AuditedChange:
@@ -165,7 +191,7 @@ class AuditedChange:
             await self._context.__aexit__(exc_type, exc, traceback)
         if exc is None:
             for event in self.events:
-                await self._platform.announce_audit_event(event)
+                await announce_audit_event(self._platform, event)
         elif isinstance(exc, AiaasError):
             denied = isinstance(exc, PermissionDeniedError | AuthenticationError)
             await record_outside_change(
@@ -204,7 +230,7 @@ async def record_outside_change(
             request_id=request_id,
             details=details,
         )
-    await platform.announce_audit_event(event)
+    await announce_audit_event(platform, event)
     return event
 
 

@@ -6,7 +6,7 @@ came after it and then follows live, so a client that reconnects, or joins late,
 and sees nothing twice.
 
 Why one source task per job per process: a blocking XREAD holds a Redis connection for as long as
-it waits. A hundred browsers watching one job share one XREAD, whose events `JobEventRelay` fans
+it waits. A hundred browsers watching one job share one XREAD, whose events `EventStreamRelay` fans
 out to a bounded queue per subscriber, so the cost in Redis grows with the jobs being watched,
 not with the watchers. A subscriber too slow to keep up is cut off rather than let memory grow;
 its client resubscribes from the last cursor it got.
@@ -185,7 +185,7 @@ class _Source:
     task: asyncio.Task[None] | None = None
 
 
-class JobEventRelay:
+class EventStreamRelay:
     """Replays and follows job streams for this process's subscribers (see the module doc)."""
 
     def __init__(

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 
 import pluggy
 
+from aiaas.core.plugin_manager import PROJECT_NAME
+
 if TYPE_CHECKING:
     import click
 
@@ -36,8 +38,6 @@ if TYPE_CHECKING:
         TrainerSpec,
         ValidatorSpec,
     )
-
-PROJECT_NAME = "aiaas"
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)

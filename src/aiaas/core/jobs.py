@@ -90,6 +90,12 @@ class JobEvent:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+def notify_job_observers(platform: Platform, event: JobEvent) -> None:
+    """Call the `aiaas_job_event` observers with a committed state change."""
+    for _ in platform.plugins.call_each("aiaas_job_event", event=event):
+        pass
+
+
 _COLUMNS = (
     "id, project_id, kind, state, payload, attempt, created_by, created_at, updated_at, "
     "started_at, finished_at, reason, claimed_by, heartbeat_at, cancel_requested_at"
@@ -183,7 +189,7 @@ def state_event(job: Job) -> dict[str, Any]:
 async def publish_state(platform: Platform, job: Job) -> None:
     """Tell observers and the job's live stream about a committed state change. The stream
     is a convenience: PostgreSQL holds the state, so a Redis failure here is only logged."""
-    platform.notify_job_event(_event(job))
+    notify_job_observers(platform, _event(job))
     await publish_job_events_quietly(platform.redis, job.id, [state_event(job)])
 
 

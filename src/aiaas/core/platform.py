@@ -1,7 +1,11 @@
-"""`Platform`: everything one process (API or worker) needs, built from the config and plugins.
+"""`Platform`: the composition root of one process (API, worker or operator command).
 
 Building a `Platform` does no I/O. `start()` connects to PostgreSQL and Redis within their
 timeouts, checks the schema revision, and runs the `aiaas_startup` hooks; `stop()` undoes it.
+
+The kernel names no domain. What a domain needs once per process (the vault, the inference
+server, a relay of its event stream) it declares as a `ProcessService` and asks the platform
+for: the platform makes it on first use and closes it when it stops.
 """
 
 from __future__ import annotations
@@ -9,9 +13,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from dataclasses import asdict
-from typing import TYPE_CHECKING, Any, TypeVar
-from uuid import UUID
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar, cast
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
 
@@ -20,31 +24,21 @@ from aiaas.core.auth import Authenticator, Credentials, PolicyEnforcer, Principa
 from aiaas.core.config import Config, ServerRole, redact_url
 from aiaas.core.errors import (
     AuthenticationError,
-    ConcealedDenialError,
     ConfigError,
-    NotFoundError,
     PermissionDeniedError,
     PluginError,
     RedisUnavailableError,
     SchemaOutdatedError,
 )
-from aiaas.core.event_streams import JobEventRelay
-from aiaas.core.governance.vault import Vault
-from aiaas.core.plugins import AiaasPluginManager, create_plugin_manager
+from aiaas.core.event_streams import EventStreamRelay
+from aiaas.core.plugin_manager import AiaasPluginManager
 from aiaas.core.pubsub import EventHub
 from aiaas.core.registry import Registries, Registry, load_registries
 from aiaas.core.runtimes import ServingRuntime
 from aiaas.core.serialization import pack, unpack
-from aiaas.core.serving.deployments import DEPLOYMENT_STREAM
 from aiaas.core.storage import ArtifactStore, MetadataStore
 from aiaas.core.trainers import Trainer
 from aiaas.core.validation import Validator
-
-if TYPE_CHECKING:
-    from aiaas.core.audit import AuditEvent
-    from aiaas.core.jobs import JobEvent
-    from aiaas.core.serving.inference import InferenceServer
-    from aiaas.core.serving.rollout import RolloutSupervisor
 
 logger = logging.getLogger(__name__)
 
@@ -74,11 +68,6 @@ async def connect_redis(config: Config) -> ArqRedis:
     return pool
 
 
-def audit_channel(project_id: UUID) -> str:
-    """The pub/sub channel of a project's live audit events."""
-    return f"aiaas:audit:{project_id}"
-
-
 async def check_schema_revision(metadata: MetadataStore) -> str:
     """The database's revision if it is this release's head; `SchemaOutdatedError` otherwise."""
     async with metadata.acquire() as connection:
@@ -102,12 +91,29 @@ async def check_schema_revision(metadata: MetadataStore) -> str:
 
 
 BackendT = TypeVar("BackendT")
+ServiceT = TypeVar("ServiceT")
+
+
+@dataclass(frozen=True, eq=False)
+class ProcessService(Generic[ServiceT]):
+    """A process-wide object that a domain owns and the platform holds for it.
+
+    `platform.service(KEY)` makes it with `build(platform)` on first use and returns the same
+    one after that; `stop()` closes every service it made, the last made first, and forgets
+    them, so a platform started again makes them afresh. Keys compare by identity: a domain
+    declares each once, at module level."""
+
+    name: str
+    build: Callable[[Platform], ServiceT]
+    close: Callable[[ServiceT], Awaitable[None]] | None = None
 
 
 class Platform:
-    def __init__(self, config: Config, plugin_manager: AiaasPluginManager | None = None) -> None:
+    def __init__(self, config: Config, plugin_manager: AiaasPluginManager) -> None:
+        """`aiaas.core.bootstrap.create_platform(config)` builds the plugin manager from the
+        config and the platform on it; tests pass a manager with plugins of their own."""
         self.config = config
-        self.plugins = plugin_manager or create_plugin_manager(config)
+        self.plugins = plugin_manager
         self.registries: Registries = load_registries(self.plugins)
         self.metadata: MetadataStore = self.registries.metadata_stores.get(
             config.metadata_store
@@ -129,16 +135,13 @@ class Platform:
         if not isinstance(enforcer, PolicyEnforcer):
             raise PluginError("no plugin provides a policy enforcer")
         self.enforcer: PolicyEnforcer = enforcer
-        self.vault = Vault(config, self.metadata, self.artifacts)
         self._validators: dict[str, Validator] = {}
         self._trainers: dict[str, Trainer] = {}
         self._serving_runtimes: dict[str, ServingRuntime] = {}
+        self._services: dict[ProcessService[Any], Any] = {}
         self._redis: ArqRedis | None = None
         self._events: EventHub | None = None
-        self._job_events: JobEventRelay | None = None
-        self._deployment_events: JobEventRelay | None = None
-        self._inference: InferenceServer | None = None
-        self._rollouts: RolloutSupervisor | None = None
+        self._job_events: EventStreamRelay | None = None
         self._started = False
 
     def validator(self, name: str) -> Validator:
@@ -157,6 +160,12 @@ class Platform:
         if name not in built:
             built[name] = registry.get(name).factory(self.config)
         return built[name]
+
+    def service(self, key: ProcessService[ServiceT]) -> ServiceT:
+        """This process's instance of a domain's service, made on first use."""
+        if key not in self._services:
+            self._services[key] = key.build(self)
+        return cast(ServiceT, self._services[key])
 
     @property
     def redis(self) -> ArqRedis:
@@ -186,13 +195,11 @@ class Platform:
             if with_redis:
                 self._redis = await connect_redis(self.config)
                 self._events = EventHub(self._redis)
-                self._job_events = JobEventRelay(self._redis)
-                self._deployment_events = JobEventRelay(self._redis, stream=DEPLOYMENT_STREAM)
+                self._job_events = EventStreamRelay(self._redis)
             await self.enforcer.start(self.metadata)
         except BaseException:
             self._events = None
             self._job_events = None
-            self._deployment_events = None
             if self._redis is not None:
                 await self._redis.aclose()
                 self._redis = None
@@ -203,18 +210,10 @@ class Platform:
             await self._run_lifecycle_hook("aiaas_startup")
 
     async def stop(self) -> None:
-        if self._rollouts is not None:
-            await self._rollouts.close()
-            self._rollouts = None
-        if self._inference is not None:
-            await self._inference.close()
-            self._inference = None
+        await self._close_services()
         if self._started:
             await self._run_lifecycle_hook("aiaas_shutdown")
             self._started = False
-        if self._deployment_events is not None:
-            await self._deployment_events.close()
-            self._deployment_events = None
         if self._events is not None:
             await self._events.close()
             self._events = None
@@ -227,6 +226,15 @@ class Platform:
         await self.enforcer.close()
         await self.artifacts.close()
         await self.metadata.close()
+
+    async def _close_services(self) -> None:
+        # The last made first: a service may use one made before it (rollouts use the
+        # inference server), never one made after it.
+        made = list(self._services.items())
+        self._services.clear()
+        for key, service in reversed(made):
+            if key.close is not None:
+                await key.close(service)
 
     async def _run_lifecycle_hook(self, hook_name: str) -> None:
         for plugin_name, result in self.plugins.call_each(hook_name, platform=self):
@@ -283,43 +291,6 @@ class Platform:
             raise PermissionDeniedError(f"not allowed to {action} {resource}")
         return principal
 
-    async def authorize_in_project(
-        self, principal: Principal | None, project_id: UUID | None, resource: str, action: str
-    ) -> Principal:
-        """`authorize` in a project's domain. A caller with no part in the project (neither
-        member nor admin), or no project at all, gets `ConcealedDenialError`/`NotFoundError`:
-        a refusal must not reveal which projects exist."""
-        if principal is None:
-            raise AuthenticationError("authentication required: send `Bearer <API token>`")
-        if project_id is None:
-            raise NotFoundError("no such project")
-        try:
-            return await self.authorize(principal, str(project_id), resource, action)
-        except PermissionDeniedError:
-            if principal.is_admin:
-                raise
-            async with self.metadata.acquire() as connection:
-                is_member = await connection.fetchval(
-                    "SELECT true FROM project_members WHERE project_id = $1 AND user_id = $2",
-                    project_id,
-                    principal.user_id,
-                )
-            if not is_member:
-                raise ConcealedDenialError("no such project") from None
-            raise
-
-    async def announce_audit_event(self, event: AuditEvent) -> None:
-        """Tell the observers, and the live subscribers of the event's project, about an event
-        that has been committed."""
-        for _ in self.plugins.call_each("aiaas_audit_event", event=event):
-            pass
-        if self._events is not None and event.project_id is not None:
-            try:
-                await self._events.publish(audit_channel(event.project_id), asdict(event))
-            except Exception:
-                # The event is durable already; a live feed that misses it is no reason to fail.
-                logger.warning("could not publish audit event %s live", event.id, exc_info=True)
-
     @property
     def events(self) -> EventHub:
         if self._events is None:
@@ -327,50 +298,13 @@ class Platform:
         return self._events
 
     @property
-    def job_events(self) -> JobEventRelay:
+    def job_events(self) -> EventStreamRelay:
         """This process's relay of jobs' live event streams to their subscribers."""
         if self._job_events is None:
             raise RedisUnavailableError("the platform has not connected to Redis")
         return self._job_events
 
     @property
-    def deployment_events(self) -> JobEventRelay:
-        """This process's relay of deployments' event streams to their subscribers."""
-        if self._deployment_events is None:
-            raise RedisUnavailableError("the platform has not connected to Redis")
-        return self._deployment_events
-
-    @property
     def serves_inference(self) -> bool:
         """Whether this process rolls out deployments (its role is `all` or `inference`)."""
         return self.config.role is not ServerRole.API
-
-    @property
-    def inference(self) -> InferenceServer:
-        """This process's deployments, model cache and batchers, made on first use."""
-        if self._inference is None:
-            from aiaas.core.serving.inference import InferenceServer
-
-            self._inference = InferenceServer(self)
-        return self._inference
-
-    def wake_rollouts(self) -> None:
-        """Start this process's rollout supervisor if its role serves inference, and have it
-        look for waiting deployments now. Needs a running event loop."""
-        if not self.serves_inference:
-            return
-        if self._rollouts is None:
-            from aiaas.core.serving.rollout import RolloutSupervisor
-
-            self.inference.start()
-            self._rollouts = RolloutSupervisor(
-                self,
-                self.inference,
-                poll_interval_s=self.config.deployment_poll_interval_s,
-                stale_after_s=self.config.deployment_stale_after_s,
-            )
-        self._rollouts.wake()
-
-    def notify_job_event(self, event: JobEvent) -> None:
-        for _ in self.plugins.call_each("aiaas_job_event", event=event):
-            pass

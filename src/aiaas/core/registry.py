@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from aiaas.core.errors import DuplicateSpecError, UnknownBackendError
-from aiaas.core.plugins import AiaasPluginManager
+from aiaas.core.plugin_manager import AiaasPluginManager
 from aiaas.core.specs import (
     ArtifactStoreSpec,
     AuthenticatorSpec,

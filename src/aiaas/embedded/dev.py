@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import IO
 
 from aiaas import migrations
+from aiaas.core.bootstrap import create_platform
 from aiaas.core.config import ENV_PREFIX, Config, config_environment
 from aiaas.core.governance.crypto import MasterKey
 from aiaas.core.identity.accounts import bootstrap_admin
-from aiaas.core.platform import Platform
 from aiaas.embedded.postgres import EmbeddedPostgres, read_or_create_secret
 from aiaas.embedded.processes import Child, spawn
 from aiaas.embedded.redis import EmbeddedRedis
@@ -208,7 +208,7 @@ class DevSupervisor:
         )
 
     async def _bootstrap(self, config: Config) -> str:
-        platform = Platform(config)
+        platform = create_platform(config)
         await platform.start()
         try:
             issued = await bootstrap_admin(platform)

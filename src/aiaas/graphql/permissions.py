@@ -35,6 +35,7 @@ from aiaas.core.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
+from aiaas.core.identity import members
 from aiaas.graphql.context import RequestContext
 from aiaas.graphql.errors import NotFoundError as NotFoundResult
 from aiaas.graphql.relay import from_global_id
@@ -67,9 +68,9 @@ class _RefusalError(Exception):
 async def authorize_in_project(
     context: RequestContext, project_id: UUID | None, resource: str, action: str
 ) -> None:
-    """`Platform.authorize_in_project` for the caller of this request."""
-    await context.platform.authorize_in_project(
-        context.require_principal(), project_id, resource, action
+    """`members.authorize_in_project` for the caller of this request."""
+    await members.authorize_in_project(
+        context.platform, context.require_principal(), project_id, resource, action
     )
 
 

@@ -20,6 +20,7 @@ from aiaas.core.data import datasets
 from aiaas.core.data.tabular.ingest import ReadOptions
 from aiaas.core.data.uploads import save_stream, too_large
 from aiaas.core.errors import AiaasError, InputError
+from aiaas.core.identity.members import authorize_in_project
 from aiaas.core.identity.projects import project_by_slug
 from aiaas.core.platform import Platform
 from aiaas.requests import request_id_of
@@ -67,8 +68,8 @@ async def upload_version(request: Request) -> Response:
         options = _read_options(request)
         async with platform.metadata.acquire() as connection:
             project = await project_by_slug(connection, request.path_params["project"])
-        await platform.authorize_in_project(
-            principal, project.id if project else None, "dataset", "upload"
+        await authorize_in_project(
+            platform, principal, project.id if project else None, "dataset", "upload"
         )
         assert project is not None
         with datasets.scratch(platform) as work:

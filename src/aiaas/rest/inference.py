@@ -35,9 +35,10 @@ from aiaas.core.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
+from aiaas.core.identity.members import authorize_in_project
 from aiaas.core.platform import Platform
 from aiaas.core.serving.deployments import DeploymentState
-from aiaas.core.serving.inference import CachedDeployment, InferenceServer
+from aiaas.core.serving.inference import INFERENCE_SERVER, CachedDeployment, InferenceServer
 from aiaas.requests import request_id_of
 from aiaas.rest.inference_protocol import (
     INFERENCE_HEADER_CONTENT_LENGTH,
@@ -81,7 +82,7 @@ async def _served_deployment(
     """The deployment the path names, once the caller may `action` it. A caller who may not
     see the project is told the model does not exist, as anyone asking for a missing one is."""
     platform: Platform = request.app.state.platform
-    server = platform.inference
+    server = platform.service(INFERENCE_SERVER)
     principal: Principal | None = request.scope.get("state", {}).get("principal")
     name = request.path_params["name"]
     slug, dot, deployment_name = name.partition(".")
@@ -92,7 +93,7 @@ async def _served_deployment(
         cached = None
     project_id: UUID | None = cached.deployment.project_id if cached else None
     try:
-        await platform.authorize_in_project(principal, project_id, "deployment", action)
+        await authorize_in_project(platform, principal, project_id, "deployment", action)
     except (AuthenticationError, PermissionDeniedError, NotFoundError) as exc:
         if action == "predict":
             await record_outside_change(

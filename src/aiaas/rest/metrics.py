@@ -15,13 +15,14 @@ from starlette.routing import Route
 
 from aiaas.core.platform import Platform
 from aiaas.core.serving.drift_checks import latest_drift_gauges
+from aiaas.core.serving.inference import INFERENCE_SERVER
 
 DRIFT_REFRESH_S = 15.0
 
 
 async def metrics(request: Request) -> Response:
     platform: Platform = request.app.state.platform
-    server = platform.inference
+    server = platform.service(INFERENCE_SERVER)
     refreshed_at: float = getattr(request.app.state, "drift_refreshed_at", 0.0)
     if time.monotonic() - refreshed_at >= DRIFT_REFRESH_S:
         request.app.state.drift_refreshed_at = time.monotonic()

@@ -12,11 +12,12 @@ from arq.connections import RedisSettings
 from arq.cron import cron
 from arq.worker import func
 
+from aiaas.core.bootstrap import create_platform
 from aiaas.core.compilation_cache import use_compilation_cache
 from aiaas.core.config import Config
 from aiaas.core.jobs import RUN_JOB_FUNCTION
 from aiaas.core.platform import Platform
-from aiaas.core.plugins import AiaasPluginManager
+from aiaas.core.plugin_manager import AiaasPluginManager
 from aiaas.core.serialization import pack, unpack
 from aiaas.workers.handlers import JOB_HANDLERS
 from aiaas.workers.jobs import (
@@ -48,7 +49,7 @@ def worker_settings(
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         use_compilation_cache(config)
-        platform = Platform(config, plugin_manager)
+        platform = create_platform(config, plugin_manager)
         await platform.start()
         ctx.update(
             platform=platform,

@@ -25,6 +25,7 @@ import pytest
 from aiaas import migrations
 from aiaas.app import create_app
 from aiaas.core.auth import Principal
+from aiaas.core.bootstrap import create_platform
 from aiaas.core.config import Config, build_config
 from aiaas.core.data.datasets import (
     DatasetVersion,
@@ -265,7 +266,7 @@ def config_for(config: Config, database_url: str, data_dir: Path, **changes: Any
 
 async def operator_platform(config: Config) -> Platform:
     """A platform as `aiaas backup restore` starts one: the database alone."""
-    platform = Platform(config)
+    platform = create_platform(config)
     await platform.start(run_startup_hooks=False, with_redis=False)
     return platform
 
@@ -324,7 +325,7 @@ async def restored(
         await restore_backup(restoring, backup.path)
     finally:
         await restoring.stop()
-    platform = Platform(restored_config)
+    platform = create_platform(restored_config)
     await platform.start()
     yield platform
     await platform.stop()
@@ -837,7 +838,7 @@ async def test_a_restore_into_a_database_at_another_revision_is_refused(
     database_url = with_database(services.server_url, name)
     try:
         await migrations.upgrade(database_url, "0002")
-        target = Platform(config_for(config, database_url, tmp_path / "data"))
+        target = create_platform(config_for(config, database_url, tmp_path / "data"))
         await target.start(run_startup_hooks=False, with_redis=False, check_schema=False)
         try:
             with pytest.raises(ConflictError, match="migrate it to the archive's revision"):

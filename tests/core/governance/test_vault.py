@@ -15,12 +15,13 @@ from typing import Any, cast
 import pytest
 
 from aiaas.core.auth import Principal
+from aiaas.core.bootstrap import create_platform
 from aiaas.core.config import Config, build_config
 from aiaas.core.data.datasets import read_version_table, upload_version
 from aiaas.core.errors import ArtifactIntegrityError, ConfigError
 from aiaas.core.governance.backup import tables_in_load_order
 from aiaas.core.governance.crypto import CHUNK_BYTES, MasterKey, sealed_project
-from aiaas.core.governance.vault import Vault
+from aiaas.core.governance.vault import VAULT, Vault
 from aiaas.core.identity.accounts import BOOTSTRAP_ADMIN
 from aiaas.core.identity.projects import create_project
 from aiaas.core.platform import Platform
@@ -94,8 +95,8 @@ async def test_each_project_gets_its_own_data_key_stored_only_wrapped(
 ) -> None:
     first, second = await new_project(platform, admin), await new_project(platform, admin)
 
-    first_key = await platform.vault.data_key(first)
-    second_key = await platform.vault.data_key(second)
+    first_key = await platform.service(VAULT).data_key(first)
+    second_key = await platform.service(VAULT).data_key(second)
 
     assert len(first_key) == len(second_key) == 32
     assert first_key != second_key
@@ -114,7 +115,7 @@ async def test_no_data_key_or_master_key_appears_anywhere_in_the_database(
     platform: Platform, admin: Principal
 ) -> None:
     projects = [await new_project(platform, admin) for _ in range(3)]
-    keys = [await platform.vault.data_key(project_id) for project_id in projects]
+    keys = [await platform.service(VAULT).data_key(project_id) for project_id in projects]
     master = MasterKey.parse(str(platform.config.master_key)).secret
 
     dump = await whole_database(platform)
@@ -162,7 +163,7 @@ async def test_a_vault_with_another_master_key_cannot_open_the_data_keys(
     platform: Platform, admin: Principal, config: Config
 ) -> None:
     project_id = await new_project(platform, admin)
-    stored = await platform.vault.store(project_id, chunks_of(b"rows of a project"))
+    stored = await platform.service(VAULT).store(project_id, chunks_of(b"rows of a project"))
     other = config_with(config, master_key=MasterKey.generate().encoded())
 
     with pytest.raises(ConfigError, match="not configured") as refused:
@@ -177,7 +178,7 @@ async def test_a_data_key_that_does_not_unwrap_with_its_named_master_key_is_a_co
     platform: Platform, admin: Principal, config: Config
 ) -> None:
     project_id = await new_project(platform, admin)
-    await platform.vault.data_key(project_id)
+    await platform.service(VAULT).data_key(project_id)
     other = MasterKey.generate()
     # The row claims the other key wrapped it: the vault picks that key, which fails to unwrap.
     async with platform.metadata.acquire() as connection:
@@ -194,8 +195,8 @@ async def test_a_wrapped_key_copied_to_another_projects_row_does_not_unwrap(
     platform: Platform, admin: Principal
 ) -> None:
     source, target = await new_project(platform, admin), await new_project(platform, admin)
-    await platform.vault.data_key(source)
-    await platform.vault.data_key(target)
+    await platform.service(VAULT).data_key(source)
+    await platform.service(VAULT).data_key(target)
     async with platform.metadata.acquire() as connection:
         await connection.execute(
             "UPDATE data_keys SET wrapped_key = (SELECT wrapped_key FROM data_keys "
@@ -219,7 +220,7 @@ async def test_production_refuses_to_start_without_a_master_key(config: Config) 
         master_key=None,
         database_url=f"postgresql://aiaas@127.0.0.1:{free_port()}/aiaas",
     )
-    platform = Platform(production)
+    platform = create_platform(production)
 
     with pytest.raises(ConfigError, match="AIAAS_MASTER_KEY is required in production") as refused:
         await platform.start()
@@ -310,7 +311,7 @@ TAMPERINGS: dict[str, tuple[Tampering, int, str]] = {
 
 
 async def sealed_artifact(platform: Platform, project_id: uuid.UUID, data: bytes) -> str:
-    return (await platform.vault.store(project_id, chunks_of(data, 300_000))).key
+    return (await platform.service(VAULT).store(project_id, chunks_of(data, 300_000))).key
 
 
 async def read_until_refused(
@@ -320,7 +321,7 @@ async def read_until_refused(
     it does not raise."""
     returned: list[bytes] = []
     try:
-        async for chunk in platform.vault.open(project_id, key):
+        async for chunk in platform.service(VAULT).open(project_id, key):
             returned.append(chunk)
     except ArtifactIntegrityError as error:
         refusal = str(error)
@@ -406,7 +407,7 @@ async def test_a_sealed_empty_artifact_opens_empty(platform: Platform, admin: Pr
 
     key = await sealed_artifact(platform, project_id, b"")
 
-    assert await read_all(platform.vault, project_id, key) == b""
+    assert await read_all(platform.service(VAULT), project_id, key) == b""
     assert len(store_of(platform).path_of(key).read_bytes()) == HEADER_BYTES + CHUNK_OVERHEAD
 
 
@@ -433,7 +434,7 @@ async def test_a_read_that_ends_early_leaves_no_file_open(
         path.write_bytes(flip(path.read_bytes(), chunk_offset(1) + 1000))
 
     # An async generator, though typed as an iterator: it can be closed, as a server does.
-    reader = cast(AsyncGenerator[bytes, None], platform.vault.open(project_id, key))
+    reader = cast(AsyncGenerator[bytes, None], platform.service(VAULT).open(project_id, key))
     try:
         await anext(reader)  # the first chunk is intact either way
         if how == "refused":

@@ -23,14 +23,17 @@ import pytest
 from aiaas.core.auth import Principal
 from aiaas.core.config import Config, build_config
 from aiaas.core.errors import InputError, NotFoundError
+from aiaas.core.governance.vault import VAULT
 from aiaas.core.hookspecs import hookimpl
 from aiaas.core.identity.access import ProjectRole
 from aiaas.core.platform import Platform
-from aiaas.core.plugins import AiaasPluginManager, create_plugin_manager
+from aiaas.core.plugin_manager import AiaasPluginManager
+from aiaas.core.plugins import create_plugin_manager
 from aiaas.core.runtimes import LoadedModel
 from aiaas.core.serving import deployments, inference
 from aiaas.core.serving.deployments import CHANGES_CHANNEL, Batching, Deployment, NewDeployment
 from aiaas.core.serving.inference import (
+    INFERENCE_SERVER,
     MAX_RECORDS,
     InferenceServer,
     ModelLoadError,
@@ -170,7 +173,8 @@ async def version(
 async def model_bytes(platform: Platform, version: models.ModelVersion) -> int:
     """What one loaded copy of the version weighs in the cache."""
     chunks = [
-        chunk async for chunk in platform.vault.open(version.project_id, version.artifact_key)
+        chunk
+        async for chunk in platform.service(VAULT).open(version.project_id, version.artifact_key)
     ]
     size = sum(len(chunk) for chunk in chunks)
     assert size > MIB, f"the model must outweigh the smallest budget, not {size} bytes"
@@ -194,7 +198,7 @@ async def ready_deployment(
         ),
     )
     rollouts = RolloutSupervisor(
-        platform, platform.inference, poll_interval_s=60.0, stale_after_s=30.0
+        platform, platform.service(INFERENCE_SERVER), poll_interval_s=60.0, stale_after_s=30.0
     )
     assert await rollouts.roll_out_one() is True
     async with platform.metadata.acquire() as connection:
@@ -260,7 +264,7 @@ async def test_the_cache_evicts_the_least_recently_used_model(
 ) -> None:
     a, b, c = cached_models["a"], cached_models["b"], cached_models["c"]
     async with serving_process(config, model_cache_bytes=int(2.5 * model_bytes)) as own:
-        server, runtime = own.inference, counting(own)
+        server, runtime = own.service(INFERENCE_SERVER), counting(own)
         await predict(server, a)
         await predict(server, b)
         assert (runtime.loads, server.loaded_bytes) == (2, 2 * model_bytes)
@@ -283,7 +287,7 @@ async def test_predictions_in_flight_on_an_evicted_model_complete_on_it(
 ) -> None:
     a, b = cached_models["a"], cached_models["b"]
     async with serving_process(config, model_cache_bytes=int(1.5 * model_bytes)) as own:
-        server, runtime = own.inference, counting(own)
+        server, runtime = own.service(INFERENCE_SERVER), counting(own)
         await predict(server, a)
         runtime.batch_gate.clear()
         # a takes one row per batch: the first request runs (held), the second queues behind it.
@@ -320,7 +324,7 @@ async def test_a_model_larger_than_the_whole_budget_still_loads_alone(
 ) -> None:
     a, b = cached_models["a"], cached_models["b"]
     async with serving_process(config, model_cache_bytes=MIB) as own:
-        server, runtime = own.inference, counting(own)
+        server, runtime = own.service(INFERENCE_SERVER), counting(own)
         assert model_bytes > server.budget_bytes
 
         await predict(server, a)
@@ -336,7 +340,7 @@ async def test_concurrent_first_requests_load_the_model_once(
 ) -> None:
     c = cached_models["c"]
     async with serving_process(config) as own:
-        server, runtime = own.inference, counting(own)
+        server, runtime = own.service(INFERENCE_SERVER), counting(own)
         answers = await asyncio.gather(*(predict(server, c, rows=2) for _ in range(8)))
         assert len(answers) == 8
         assert runtime.loads == 1
@@ -347,7 +351,7 @@ async def test_a_failed_load_is_remembered_for_a_moment_and_its_detail_kept_from
 ) -> None:
     c = cached_models["c"]
     async with serving_process(config) as own:
-        server, runtime = own.inference, counting(own)
+        server, runtime = own.service(INFERENCE_SERVER), counting(own)
         runtime.failing = True
         for _ in range(3):
             with pytest.raises(ModelLoadError) as refused:
@@ -375,7 +379,7 @@ async def until_listening(own: Platform, deployment: Deployment) -> None:
     """Wait until the server's listener receives announcements: pub/sub drops whatever is
     published before the subscription. Announcing an unchanged deployment changes nothing but
     the moment it was last read."""
-    server = own.inference
+    server = own.service(INFERENCE_SERVER)
     server.start()
     before = await server.deployment(deployment.id)
 
@@ -398,7 +402,7 @@ async def test_an_announced_change_refreshes_a_cached_deployment_at_once(
 ) -> None:
     deployment = await ready_deployment(platform, developer, version, max_batch_size=4)
     async with serving_process(config) as own:
-        server = own.inference
+        server = own.service(INFERENCE_SERVER)
         await predict(server, deployment)
         await until_listening(own, deployment)
 
@@ -426,7 +430,7 @@ async def test_announcements_of_deployments_unknown_here_do_not_stop_the_listene
     an announcement the process cannot look up must not cost it the ones after it."""
     deployment = await ready_deployment(platform, developer, version, max_batch_size=4)
     async with serving_process(config) as own:
-        server = own.inference
+        server = own.service(INFERENCE_SERVER)
         await predict(server, deployment)
         await until_listening(own, deployment)
         for strange in (str(uuid.uuid4()), "not a uuid"):

@@ -27,7 +27,11 @@ from aiaas.core.plugins import create_plugin_manager
 from aiaas.core.runtimes import LoadedModel
 from aiaas.core.serving import deployments
 from aiaas.core.serving.deployments import Batching, Deployment, DeploymentState, NewDeployment
-from aiaas.core.serving.inference import DeploymentNotReadyError, records_to_columns
+from aiaas.core.serving.inference import (
+    INFERENCE_SERVER,
+    DeploymentNotReadyError,
+    records_to_columns,
+)
 from aiaas.core.serving.rollout import RolloutSupervisor
 from aiaas.core.specs import ServingRuntimeSpec
 from aiaas.core.training import registry as models
@@ -147,7 +151,10 @@ async def nothing_left_waiting(platform: Platform, team: Team) -> AsyncIterator[
 
 def supervisor(platform: Platform, *, stale_after_s: float = 30.0) -> RolloutSupervisor:
     return RolloutSupervisor(
-        platform, platform.inference, poll_interval_s=60.0, stale_after_s=stale_after_s
+        platform,
+        platform.service(INFERENCE_SERVER),
+        poll_interval_s=60.0,
+        stale_after_s=stale_after_s,
     )
 
 
@@ -233,7 +240,7 @@ async def until_the_server_sees(
     learns of changes from announcements, a moment after they commit)."""
 
     async def caught_up() -> bool:
-        cached = await platform.inference.deployment(deployment_id)
+        cached = await platform.service(INFERENCE_SERVER).deployment(deployment_id)
         return cached.deployment.state is state
 
     assert await poll_until(caught_up, timeout_s=30) is not None
@@ -286,7 +293,9 @@ async def test_a_created_deployment_is_claimed_warmed_and_then_ready(
     assert event["state"] == "READY"
     assert event["claimant"] == rollouts.claimant
     await until_the_server_sees(platform, created.id, DeploymentState.READY)
-    prediction = await platform.inference.predict(created.id, wine_columns(3), protocol="graphql")
+    prediction = await platform.service(INFERENCE_SERVER).predict(
+        created.id, wine_columns(3), protocol="graphql"
+    )
     assert len(prediction.outputs["label"]) == 3
     assert await rollouts.roll_out_one() is False, "nothing else waits for a rollout"
 
@@ -414,7 +423,9 @@ async def test_a_first_rollout_whose_model_cannot_load_fails_with_the_reason(
     assert event["reason"] == failed["reason"]
     await until_the_server_sees(platform, created.id, DeploymentState.FAILED)
     with pytest.raises(DeploymentNotReadyError, match="could not be loaded"):
-        await platform.inference.predict(created.id, wine_columns(1), protocol="graphql")
+        await platform.service(INFERENCE_SERVER).predict(
+            created.id, wine_columns(1), protocol="graphql"
+        )
     assert await rollouts.roll_out_one() is False, "a failed deployment is not retried"
 
 
@@ -492,7 +503,9 @@ async def test_an_update_whose_canary_cannot_load_stays_ready_on_its_old_split(
     # The stable version goes on answering, every request of it.
     await until_the_server_sees(platform, ready.id, DeploymentState.READY)
     for _ in range(5):
-        prediction = await platform.inference.predict(ready.id, wine_columns(2), protocol="graphql")
+        prediction = await platform.service(INFERENCE_SERVER).predict(
+            ready.id, wine_columns(2), protocol="graphql"
+        )
         assert prediction.version.id == versions["wine"].id
 
 

@@ -38,6 +38,7 @@ from aiaas.core.data.tabular.ingest import (
 )
 from aiaas.core.data.tabular.transforms import apply_steps
 from aiaas.core.errors import ConflictError, InputError, NotFoundError
+from aiaas.core.governance.vault import VAULT
 from aiaas.core.pagination import Page, fetch_page
 
 if TYPE_CHECKING:
@@ -349,7 +350,7 @@ async def upload_version(
             # collector.
             with scratch(platform) as work:
                 table = await asyncio.to_thread(normalize_upload, source, work, options)
-                stored = await platform.vault.store_file(project_id, table.path)
+                stored = await platform.service(VAULT).store_file(project_id, table.path)
         connection = await change.begin()
         dataset = await _dataset_for_update(
             connection, project_id, dataset_name, actor, description
@@ -379,7 +380,7 @@ async def _version_by_content(
 async def read_version_table(platform: Platform, version: DatasetVersion) -> pa.Table:
     with scratch(platform) as work:
         path = work / "version.parquet"
-        await platform.vault.read_to_file(version.project_id, version.artifact_key, path)
+        await platform.service(VAULT).read_to_file(version.project_id, version.artifact_key, path)
         return await asyncio.to_thread(read_table, path)
 
 
@@ -423,7 +424,7 @@ async def transform_version(
                 raise InputError(
                     "the transformation leaves no rows", field_errors={"steps": "no rows left"}
                 )
-            stored = await platform.vault.store_file(parent.project_id, normalized.path)
+            stored = await platform.service(VAULT).store_file(parent.project_id, normalized.path)
         connection = await change.begin()
         await lock_live_version(connection, version_id)
         dataset_row = await connection.fetchrow(

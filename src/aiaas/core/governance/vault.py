@@ -25,6 +25,7 @@ from aiaas.core.governance.crypto import (
     unwrap_data_key,
     wrap_data_key,
 )
+from aiaas.core.platform import ProcessService
 from aiaas.core.storage import ArtifactStore, MetadataStore, StoredArtifact
 
 if TYPE_CHECKING:
@@ -170,3 +171,9 @@ class Vault:
                 details={"rewrapped": rotated, "total": len(rows)},
             )
         return rotated
+
+
+VAULT: ProcessService[Vault] = ProcessService(
+    "vault", lambda platform: Vault(platform.config, platform.metadata, platform.artifacts)
+)
+"""This process's vault: `platform.service(VAULT)`. It keeps opened data keys in memory."""

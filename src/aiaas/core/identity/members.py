@@ -15,7 +15,14 @@ from uuid import UUID
 
 from aiaas.core.audit import AuditedChange
 from aiaas.core.auth import Principal
-from aiaas.core.errors import ConflictError, InputError, NotFoundError
+from aiaas.core.errors import (
+    AuthenticationError,
+    ConcealedDenialError,
+    ConflictError,
+    InputError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 from aiaas.core.identity.access import ProjectRole, required_grant_to_manage
 from aiaas.core.pagination import Order, Page, fetch_page
 
@@ -55,6 +62,32 @@ async def member_role(connection: Any, project_id: UUID, user_id: UUID) -> Proje
         user_id,
     )
     return ProjectRole(role) if role is not None else None
+
+
+async def authorize_in_project(
+    platform: Platform,
+    principal: Principal | None,
+    project_id: UUID | None,
+    resource: str,
+    action: str,
+) -> Principal:
+    """`Platform.authorize` in a project's domain. A caller with no part in the project (neither
+    member nor admin), or no project at all, gets `ConcealedDenialError`/`NotFoundError`: a
+    refusal must not reveal which projects exist."""
+    if principal is None:
+        raise AuthenticationError("authentication required: send `Bearer <API token>`")
+    if project_id is None:
+        raise NotFoundError("no such project")
+    try:
+        return await platform.authorize(principal, str(project_id), resource, action)
+    except PermissionDeniedError:
+        if principal.is_admin:
+            raise
+        async with platform.metadata.acquire() as connection:
+            role = await member_role(connection, project_id, principal.user_id)
+        if role is None:
+            raise ConcealedDenialError("no such project") from None
+        raise
 
 
 async def list_members(

@@ -31,10 +31,13 @@ import numpy as np
 
 from aiaas.core.compilation_cache import use_compilation_cache
 from aiaas.core.errors import ConflictError, InputError, NotFoundError, ServiceUnavailableError
+from aiaas.core.governance.vault import VAULT
+from aiaas.core.platform import ProcessService
 from aiaas.core.runtimes import LoadedModel
 from aiaas.core.serving.batching import AdaptiveBatcher, BatcherClosedError, QueueFullError
 from aiaas.core.serving.deployments import (
     CHANGES_CHANNEL,
+    LOCAL_CHANGES,
     Deployment,
     DeploymentState,
     Role,
@@ -179,6 +182,7 @@ class InferenceServer:
         # Routing needs a fair coin, not a secret.
         self._random = random.Random()  # noqa: S311
         self._closed = False
+        platform.service(LOCAL_CHANGES).listen(self.refresh)
 
     # Lifecycle ---------------------------------------------------------------------------------
 
@@ -354,7 +358,7 @@ class InferenceServer:
         try:
             chunks = [
                 chunk
-                async for chunk in self.platform.vault.open(
+                async for chunk in self.platform.service(VAULT).open(
                     version.project_id, version.artifact_key
                 )
             ]
@@ -604,3 +608,9 @@ def _agree(first: Mapping[str, np.ndarray], second: Mapping[str, np.ndarray]) ->
                 return bool(np.allclose(one, other, rtol=1e-3, atol=1e-6))
             return bool((one == other).all())
     return None
+
+
+INFERENCE_SERVER: ProcessService[InferenceServer] = ProcessService(
+    "inference-server", InferenceServer, close=InferenceServer.close
+)
+"""This process's deployments, model cache and batchers, made on first use."""

@@ -25,6 +25,7 @@ import uuid
 from typing import TYPE_CHECKING
 
 from aiaas.core.audit import AuditedChange
+from aiaas.core.platform import ProcessService
 from aiaas.core.serving.deployments import (
     COLUMNS,
     Deployment,
@@ -32,10 +33,10 @@ from aiaas.core.serving.deployments import (
     announce,
     to_deployment,
 )
+from aiaas.core.serving.inference import INFERENCE_SERVER, InferenceServer
 
 if TYPE_CHECKING:
     from aiaas.core.platform import Platform
-    from aiaas.core.serving.inference import InferenceServer
 
 logger = logging.getLogger(__name__)
 
@@ -195,3 +196,26 @@ class RolloutSupervisor:
                     )
             except Exception:
                 logger.warning("rollout %s: heartbeat failed", deployment.id, exc_info=True)
+
+
+def _build_supervisor(platform: Platform) -> RolloutSupervisor:
+    server = platform.service(INFERENCE_SERVER)
+    server.start()
+    return RolloutSupervisor(
+        platform,
+        server,
+        poll_interval_s=platform.config.deployment_poll_interval_s,
+        stale_after_s=platform.config.deployment_stale_after_s,
+    )
+
+
+ROLLOUT_SUPERVISOR: ProcessService[RolloutSupervisor] = ProcessService(
+    "rollout-supervisor", _build_supervisor, close=RolloutSupervisor.close
+)
+
+
+def wake_rollouts(platform: Platform) -> None:
+    """Start this process's rollout supervisor if its role serves inference, and have it look
+    for waiting deployments now. Needs a running event loop."""
+    if platform.serves_inference:
+        platform.service(ROLLOUT_SUPERVISOR).wake()

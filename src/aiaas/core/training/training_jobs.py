@@ -34,6 +34,7 @@ from aiaas.core.data.datasets import (
 from aiaas.core.data.quality import require_usable_for_training
 from aiaas.core.errors import ConflictError, InputError, NotFoundError
 from aiaas.core.event_streams import publish_job_events_quietly
+from aiaas.core.governance.vault import VAULT
 from aiaas.core.jobs import (
     Job,
     JobCancelledError,
@@ -441,7 +442,7 @@ async def _register(
     platform: Platform, job: Job, version_id: UUID, trained: TrainedModel
 ) -> ModelVersion:
     payload = job.payload
-    stored = await platform.vault.store(job.project_id, _bundle_chunks(trained.bundle))
+    stored = await platform.service(VAULT).store(job.project_id, _bundle_chunks(trained.bundle))
     async with AuditedChange(
         platform, None, "model.register", None, project_id=job.project_id
     ) as change:

@@ -7,7 +7,7 @@ import strawberry
 from strawberry.types import Info
 
 from aiaas.core import audit
-from aiaas.core.platform import audit_channel
+from aiaas.core.audit import audit_channel
 from aiaas.graphql.context import RequestContext
 from aiaas.graphql.permissions import (
     authorize_in_project,

@@ -10,7 +10,8 @@ from strawberry.types import Info
 
 from aiaas.core.errors import ConflictError, InputError, NotFoundError, ServiceUnavailableError
 from aiaas.core.serving import deployments
-from aiaas.core.serving.inference import output_records, records_to_columns
+from aiaas.core.serving.inference import INFERENCE_SERVER, output_records, records_to_columns
+from aiaas.core.serving.rollout import wake_rollouts
 from aiaas.graphql.context import RequestContext
 from aiaas.graphql.deployments.types import (
     CreateDeploymentInput,
@@ -105,7 +106,7 @@ class DeploymentMutation:
             created = await deployments.create_deployment(
                 context.platform, context.require_principal(), new, request_id=context.request_id
             )
-            context.platform.wake_rollouts()
+            wake_rollouts(context.platform)
             return DeploymentSuccess(deployment=await deployment_from_domain(info, created))
 
         return await expected(create)
@@ -133,7 +134,7 @@ class DeploymentMutation:
                 shadow_version_id=_uuid_of(input.shadow, "ModelVersion", "shadow"),
                 request_id=context.request_id,
             )
-            context.platform.wake_rollouts()
+            wake_rollouts(context.platform)
             return DeploymentSuccess(deployment=await deployment_from_domain(info, updated))
 
         return await expected(update)
@@ -161,7 +162,9 @@ class DeploymentMutation:
         stopped = await _changed(info, deployment, deployments.stop_deployment)
         if isinstance(stopped, DeploymentSuccess):
             # This process drains now; the others as soon as they hear of the change.
-            await info.context.platform.inference.drain(stopped.deployment.deployment_uuid)
+            await info.context.platform.service(INFERENCE_SERVER).drain(
+                stopped.deployment.deployment_uuid
+            )
         return stopped
 
     @strawberry.mutation(
@@ -180,7 +183,7 @@ class DeploymentMutation:
         _, deployment_id = from_global_id(deployment)
         try:
             columns = records_to_columns(inputs)
-            prediction = await context.platform.inference.predict(
+            prediction = await context.platform.service(INFERENCE_SERVER).predict(
                 deployment_id, columns, protocol="graphql", version_number=version
             )
         except ServiceUnavailableError as exc:

@@ -8,6 +8,7 @@ from strawberry.types import Info
 
 from aiaas.core.event_streams import parse_cursor
 from aiaas.core.serving.deployments import (
+    DEPLOYMENT_EVENTS,
     DEPLOYMENT_STREAM,
     DeploymentState,
     get_deployment,
@@ -41,7 +42,7 @@ class DeploymentSubscription:
         cursor = parse_cursor(after)
         async with context.platform.metadata.acquire() as connection:
             deployment = await get_deployment(connection, deployment_uuid)
-        relay = context.platform.deployment_events
+        relay = context.platform.service(DEPLOYMENT_EVENTS)
         if deployment.state is DeploymentState.STOPPED:
             ended = False
             async for stream_cursor, event in relay.history(deployment_uuid, cursor):

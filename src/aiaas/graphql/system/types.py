@@ -4,7 +4,7 @@ from enum import Enum
 
 import strawberry
 
-from aiaas.core import plugins
+from aiaas.core import plugin_manager
 
 
 @strawberry.type(description="The API process answers; `/readyz` checks its dependencies.")
@@ -35,7 +35,7 @@ class Plugin:
     failures: list[PluginFailure]
 
     @classmethod
-    def from_status(cls, status: plugins.PluginStatus) -> Plugin:
+    def from_status(cls, status: plugin_manager.PluginStatus) -> Plugin:
         return cls(
             name=status.name,
             version=status.version,

@@ -4,7 +4,7 @@ events of its changes."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from aiaas.core.errors import NotFoundError
-from aiaas.core.event_streams import EventStream, publish_job_events_quietly
+from aiaas.core.event_streams import EventStream, EventStreamRelay, publish_job_events_quietly
 from aiaas.core.pagination import Order, Page, fetch_page
+from aiaas.core.platform import ProcessService
 
 if TYPE_CHECKING:
     from aiaas.core.platform import Platform
@@ -42,6 +43,41 @@ ROLLOUT_STATES = frozenset(
 )
 
 DEPLOYMENT_STREAM = EventStream("aiaas:deployment-events", frozenset({"STOPPED"}))
+
+DEPLOYMENT_EVENTS: ProcessService[EventStreamRelay] = ProcessService(
+    "deployment-events",
+    lambda platform: EventStreamRelay(platform.redis, stream=DEPLOYMENT_STREAM),
+    close=EventStreamRelay.close,
+)
+"""This process's relay of deployments' event streams to their subscribers."""
+
+ChangeListener = Callable[[UUID], Awaitable[object]]
+
+
+class LocalChangeListeners:
+    """Who in this process wants to hear of a deployment change the moment it commits here.
+
+    Other processes hear of it through `CHANGES_CHANNEL`; this process's own listeners (the
+    inference server) are called at once, because a request taken before the announcement comes
+    back round must not be routed by, or refused for, the state before the change."""
+
+    def __init__(self) -> None:
+        self._listeners: list[ChangeListener] = []
+
+    def listen(self, listener: ChangeListener) -> None:
+        self._listeners.append(listener)
+
+    async def changed(self, deployment_id: UUID) -> None:
+        for listener in self._listeners:
+            try:
+                await listener(deployment_id)
+            except Exception:
+                logger.warning("could not refresh deployment %s here", deployment_id, exc_info=True)
+
+
+LOCAL_CHANGES: ProcessService[LocalChangeListeners] = ProcessService(
+    "deployment-local-changes", lambda platform: LocalChangeListeners()
+)
 
 
 class Role(StrEnum):
@@ -234,13 +270,7 @@ async def announce(platform: Platform, deployment: Deployment) -> None:
         )
     except Exception:  # redis-py's errors, or no Redis at all: the TTL covers it
         logger.warning("could not announce deployment %s changed", deployment.id, exc_info=True)
-    # This process's own copy at once: the announcement reaches its listener only a moment
-    # later, and a request it takes meanwhile must not be routed by (or refused for) the state
-    # before a change this very process made.
-    try:
-        await platform.inference.refresh(deployment.id)
-    except Exception:
-        logger.warning("could not refresh deployment %s here", deployment.id, exc_info=True)
+    await platform.service(LOCAL_CHANGES).changed(deployment.id)
 
 
 async def find_live_deployment(connection: Any, project_slug: str, name: str) -> Deployment | None:
