@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import abc
 import re
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from aiaas.core.errors import InputError
 
@@ -81,6 +81,79 @@ class ArtifactStore(abc.ABC):
         """Release what the store holds."""
 
 
+class Record(Protocol):
+    """One row of a result, as asyncpg returns it: by column name or position."""
+
+    def __getitem__(self, key: str | int, /) -> Any: ...
+
+    def get(self, key: str, default: Any = None, /) -> Any: ...
+
+    def keys(self) -> Iterable[str]: ...
+
+    def values(self) -> Iterable[Any]: ...
+
+    def items(self) -> Iterable[tuple[str, Any]]: ...
+
+
+class Connection(Protocol):
+    """The part of `asyncpg.Connection` that the services use.
+
+    asyncpg ships no type information; this protocol gives every query a checked signature, and
+    a test-free way for mypy to catch a misspelt method or a forgotten `await`."""
+
+    async def execute(self, query: str, *args: Any, timeout: float | None = None) -> str: ...
+
+    async def executemany(
+        self, command: str, args: Iterable[Sequence[Any]], *, timeout: float | None = None
+    ) -> None: ...
+
+    async def fetch(
+        self, query: str, *args: Any, timeout: float | None = None
+    ) -> list[Record]: ...
+
+    async def fetchrow(
+        self, query: str, *args: Any, timeout: float | None = None
+    ) -> Record | None: ...
+
+    async def fetchval(
+        self, query: str, *args: Any, column: int = 0, timeout: float | None = None
+    ) -> Any: ...
+
+    async def copy_records_to_table(
+        self,
+        table_name: str,
+        *,
+        records: Iterable[Sequence[Any]],
+        columns: Sequence[str] | None = None,
+        schema_name: str | None = None,
+        timeout: float | None = None,
+    ) -> str: ...
+
+    async def copy_from_table(
+        self, table_name: str, *, output: Any, format: str | None = None, **options: Any
+    ) -> str: ...
+
+    async def copy_to_table(
+        self, table_name: str, *, source: Any, format: str | None = None, **options: Any
+    ) -> str: ...
+
+    def transaction(
+        self,
+        *,
+        isolation: str | None = None,
+        readonly: bool = False,
+        deferrable: bool = False,
+    ) -> AbstractAsyncContextManager[Any]: ...
+
+    async def add_listener(self, channel: str, callback: Callable[..., Any]) -> None: ...
+
+    async def remove_listener(self, channel: str, callback: Callable[..., Any]) -> None: ...
+
+    def add_termination_listener(self, callback: Callable[..., Any]) -> None: ...
+
+    def remove_termination_listener(self, callback: Callable[..., Any]) -> None: ...
+
+
 class MetadataStore(abc.ABC):
     """A source of asyncpg connections to the aiaas schema in PostgreSQL.
 
@@ -96,11 +169,11 @@ class MetadataStore(abc.ABC):
     async def close(self) -> None: ...
 
     @abc.abstractmethod
-    def acquire(self) -> AbstractAsyncContextManager[Any]:
+    def acquire(self) -> AbstractAsyncContextManager[Connection]:
         """A pooled `asyncpg.Connection`, returned to the pool on exit."""
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Any]:
+    async def transaction(self) -> AsyncIterator[Connection]:
         """A connection inside one transaction: committed on success, rolled back on error."""
         async with self.acquire() as connection, connection.transaction():
             yield connection

@@ -164,6 +164,7 @@ async def check_version(
             max_psi,
             threshold,
         )
+    assert row is not None  # an INSERT ... RETURNING returns its row
     return DriftReport(**dict(row))
 
 
