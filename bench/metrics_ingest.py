@@ -41,7 +41,8 @@ import asyncpg
 
 from aiaas import migrations
 from aiaas.core.config import build_config
-from aiaas.core.training.metric_history import MetricWriter, latest_metrics, metric_series
+from aiaas.core.training.metric_history import latest_metrics, metric_series
+from aiaas.core.training.metric_writer import MetricWriter
 from aiaas.plugins.postgres_metadata import PostgresMetadataStore
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -101,13 +101,14 @@ from aiaas.core.governance.vault import VAULT
 from aiaas.core.identity import accounts as identity
 from aiaas.core.identity.projects import create_project
 from aiaas.core.jobs import JobState, claim_job, finish_job
+from aiaas.core.model_inputs import check_inputs
 from aiaas.core.platform import Platform
-from aiaas.core.runtimes import LoadedModel, check_inputs
+from aiaas.core.runtimes import LoadedModel
 from aiaas.core.serving.batching import AdaptiveBatcher, BatchRecord
 from aiaas.core.trainers import SilentReporter, TrainingRun
+from aiaas.core.training import TrainingRequest, run_training, submit_training_job
 from aiaas.core.training import registry as models
 from aiaas.core.training.registry import ModelVersion
-from aiaas.core.training.training_jobs import TrainingRequest, run_training, submit_training_job
 from aiaas.graphql.relay import to_global_id
 from aiaas.plugins.flax_trainers import TabularClassifier
 from aiaas.plugins.jax_serving import JaxLoadedModel, JaxServingRuntime

@@ -45,8 +45,8 @@ import pyarrow as pa
 from flax import nnx
 
 from aiaas.core.trainers import Progress, TrainingReporter, TrainingRun
+from aiaas.formats.flax_nnx_models import MultilayerPerceptron
 from aiaas.plugins.flax_trainers import TabularClassifier
-from aiaas.plugins.flax_trainers.models import MultilayerPerceptron
 
 HIDDEN_SIZE = 128
 HIDDEN_LAYERS = 2

@@ -17,8 +17,8 @@ from aiaas.core.data import datasets
 from aiaas.core.governance.vault import VAULT
 from aiaas.core.jobs import JobState, claim_job, finish_job
 from aiaas.core.platform import Platform
+from aiaas.core.training import TrainingRequest, run_training, submit_training_job
 from aiaas.core.training import registry as models
-from aiaas.core.training.training_jobs import TrainingRequest, run_training, submit_training_job
 
 FAST = {"epochs": 2, "batch_size": 32, "hidden_size": 16, "hidden_layers": 1}
 

@@ -23,11 +23,12 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from aiaas.access_matrix import render_access_control
-from aiaas.cli import builtin_schema
+from aiaas.cli.inspection import builtin_schema
 from aiaas.core import hookspecs
 from aiaas.core.config import Config, build_config, env_name
 from aiaas.core.platform import Platform
 from aiaas.core.plugins import create_plugin_manager
+from aiaas.error_reference import error_classes, meanings, render_error_reference
 from aiaas.graphql.schema import build_schema
 from support import REPOSITORY
 
@@ -254,3 +255,29 @@ def test_the_modules_files_and_objects_a_page_names_exist(page: Path) -> None:
 
     assert not dangling_names, f"{page.name} names objects that do not exist: {dangling_names}"
     assert not dangling_paths, f"{page.name} names files that do not exist: {dangling_paths}"
+
+
+# Error codes --------------------------------------------------------------------------------
+
+
+def test_the_error_codes_page_is_the_generated_one() -> None:
+    page = DOCS / "errors.md"
+    assert page.read_text(encoding="utf-8") == render_error_reference(), (
+        f"{page.name} is stale: run `aiaas export-error-codes --output docs/errors.md`"
+    )
+
+
+def test_every_error_code_belongs_to_one_exception() -> None:
+    # A class that sets its own code owns it; only a class that inherits one (the concealed
+    # denial, which must look exactly like "not found") shares its parent's.
+    owners: dict[str, list[str]] = {}
+    for cls in error_classes():
+        if "code" in vars(cls):
+            owners.setdefault(cls.code, []).append(cls.__name__)
+    assert {code: names for code, names in owners.items() if len(names) > 1} == {}
+
+
+def test_every_error_class_is_described_in_the_tree() -> None:
+    described = meanings()
+    undescribed = [cls.__name__ for cls in error_classes()[1:] if cls.__name__ not in described]
+    assert undescribed == []

@@ -32,7 +32,7 @@ def unique(prefix: str) -> str:
 
 def fresh_csv(rows: int = 3) -> bytes:
     """A small CSV whose content no other test uploads (so it is never deduplicated)."""
-    marker = uuid.uuid4().hex
+    marker = f"marker-{uuid.uuid4().hex}"
     body = "".join(f"{n},{n * 1.5},{marker}\n" for n in range(rows))
     return f"id,amount,label\n{body}".encode()
 
@@ -197,7 +197,7 @@ async def test_a_parquet_body_is_detected_from_its_bytes(
 async def test_query_parameters_declare_encoding_delimiter_header_and_description(
     client: httpx.AsyncClient, auth: dict[str, str], project: projects.Project, platform: Platform
 ) -> None:
-    marker = uuid.uuid4().hex[:8]
+    marker = f"marker-{uuid.uuid4().hex[:8]}"
     content = f"José|München|{marker}\nZoë|Zürich|{marker}\n".encode("latin-1")
     dataset = unique("declared")
 

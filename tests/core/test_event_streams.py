@@ -19,7 +19,12 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from redis.asyncio import Redis
 
-from aiaas.core.errors import InputError, RedisUnavailableError, ServiceUnavailableError
+from aiaas.core.errors import (
+    InputError,
+    RedisUnavailableError,
+    ServiceUnavailableError,
+    SubscriberTooSlowError,
+)
 from aiaas.core.event_streams import (
     FINISHED_STREAM_TTL_S,
     REPLAY_PAGE_SIZE,
@@ -30,7 +35,6 @@ from aiaas.core.event_streams import (
     publish_job_event,
     publish_job_events,
 )
-from aiaas.core.pubsub import SubscriberTooSlowError
 from support import free_port, poll_until
 
 WAIT_S = 20

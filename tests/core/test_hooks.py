@@ -26,7 +26,7 @@ from aiaas.app import create_app
 from aiaas.core.audit import AuditedChange, AuditEvent
 from aiaas.core.auth import GLOBAL_DOMAIN, Authenticator, Credentials, PolicyEnforcer, Principal
 from aiaas.core.config import Config, build_config
-from aiaas.core.data.quality import check_table, vet_expectations
+from aiaas.core.data.expectations import check_table, vet_expectations
 from aiaas.core.errors import (
     ArtifactNotFoundError,
     AuthenticationError,
@@ -45,6 +45,7 @@ from aiaas.core.plugin_manager import AiaasPluginManager
 from aiaas.core.plugins import create_plugin_manager
 from aiaas.core.registry import load_registries
 from aiaas.core.runtimes import LoadedModel, ServingRuntime
+from aiaas.core.signatures import ModelSignature, TensorSpec
 from aiaas.core.specs import (
     ArtifactStoreSpec,
     AuthenticatorSpec,
@@ -57,9 +58,7 @@ from aiaas.core.specs import (
 from aiaas.core.storage import ArtifactStore, MetadataStore, StoredArtifact
 from aiaas.core.trainers import (
     HyperParameter,
-    ModelSignature,
     Progress,
-    TensorSpec,
     TrainedModel,
     Trainer,
     TrainingReporter,

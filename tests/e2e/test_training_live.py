@@ -27,7 +27,7 @@ from aiaas.core.event_streams import job_stream_key
 from aiaas.core.identity.projects import create_project
 from aiaas.core.jobs import JobState, get_job
 from aiaas.core.platform import Platform
-from aiaas.core.training.training_jobs import TrainingRequest, submit_training_job
+from aiaas.core.training import TrainingRequest, submit_training_job
 from aiaas.graphql.relay import to_global_id
 from support import (
     RunningServer,

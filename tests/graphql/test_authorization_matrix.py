@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
-from aiaas.cli import builtin_schema
+from aiaas.cli.inspection import builtin_schema
 from aiaas.core.audit import AuditedChange, audit_channel
 from aiaas.core.auth import Principal
 from aiaas.core.data import datasets
@@ -33,8 +33,8 @@ from aiaas.core.identity.access import ROLE_HIERARCHY, ProjectRole
 from aiaas.core.identity.accounts import User, create_user, insert_token, verify_token
 from aiaas.core.platform import Platform
 from aiaas.core.serving import deployments
+from aiaas.core.training import TrainingRequest, submit_training_job
 from aiaas.core.training import registry as models
-from aiaas.core.training.training_jobs import TrainingRequest, submit_training_job
 from aiaas.graphql.permissions import root_field_policies
 from aiaas.graphql.relay import from_global_id, to_global_id
 from aiaas.graphql.schema import build_schema
@@ -726,7 +726,7 @@ async def upload(client: httpx.AsyncClient, document: str, call: Call) -> dict[s
             "operations": json.dumps({"query": document, "variables": variables}),
             "map": json.dumps({"0": ["variables.input.file"]}),
         },
-        files={"0": ("data.csv", f"id,label\n1,{uuid.uuid4().hex}\n".encode(), "text/csv")},
+        files={"0": ("data.csv", f"id,label\n1,marker-{uuid.uuid4().hex}\n".encode(), "text/csv")},
         headers=headers,
     )
     body: dict[str, Any] = response.json()

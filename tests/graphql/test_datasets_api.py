@@ -72,7 +72,7 @@ def unique(prefix: str) -> str:
 
 def fresh_csv(rows: int = 3) -> bytes:
     """A small CSV whose content no other test uploads (so it is never deduplicated)."""
-    marker = uuid.uuid4().hex
+    marker = f"marker-{uuid.uuid4().hex}"
     body = "".join(f"{n},{n * 1.5},{marker}\n" for n in range(rows))
     return f"id,amount,label\n{body}".encode()
 
@@ -264,7 +264,7 @@ async def test_a_csv_upload_creates_a_version_with_schema_profile_and_preview(
 async def test_the_stored_artifact_is_sealed_normalized_parquet(
     client: httpx.AsyncClient, owner: Owner, project: projects.Project, platform: Platform
 ) -> None:
-    marker = uuid.uuid4().hex
+    marker = f"marker-{uuid.uuid4().hex}"
     content = f"id,secret\n1,{marker}\n2,{marker[::-1]}\n".encode()
     version = (await uploaded(client, owner, project, "sealed", content))["version"]
     key = await artifact_key_of(platform, version["id"])
@@ -399,7 +399,7 @@ async def test_the_format_comes_from_the_bytes_not_the_name(
 async def test_a_declared_encoding_delimiter_and_header_are_used(
     client: httpx.AsyncClient, owner: Owner, project: projects.Project
 ) -> None:
-    marker = uuid.uuid4().hex[:8]
+    marker = f"marker-{uuid.uuid4().hex[:8]}"
     content = f"José;München;{marker}\nZoë;Zürich;{marker}\n".encode("latin-1")
 
     result = await uploaded(

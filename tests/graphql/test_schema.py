@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aiaas.cli import builtin_schema_sdl
+from aiaas.cli.inspection import builtin_schema_sdl
 from aiaas.core.bootstrap import create_platform
 from aiaas.core.config import build_config
 from aiaas.graphql.permissions import root_field_policies

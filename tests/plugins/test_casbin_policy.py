@@ -48,8 +48,8 @@ ROLE_SUBJECTS = [role.subject for role in ROLE_HIERARCHY]
 
 
 def cumulative_grants(role: ProjectRole) -> set[str]:
-    """What `aiaas.core.identity.access` says a role holds in its project: its own grants and those of
-    every role below it."""
+    """What `aiaas.core.identity.access` says a role holds in its project: its own grants and those
+    of every role below it."""
     return {
         grant.name for lower in ROLE_HIERARCHY[: role.rank + 1] for grant in PROJECT_GRANTS[lower]
     }

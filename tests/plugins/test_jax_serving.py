@@ -17,13 +17,14 @@ import pytest
 
 from aiaas.core.config import build_config
 from aiaas.core.errors import InputError
+from aiaas.core.model_inputs import check_inputs
 from aiaas.core.plugins import create_plugin_manager
 from aiaas.core.registry import load_registries
-from aiaas.core.runtimes import LoadedModel, check_inputs
+from aiaas.core.runtimes import LoadedModel
 from aiaas.core.serving.batching import AdaptiveBatcher
 from aiaas.core.trainers import SilentReporter, TrainedModel, TrainingRun
+from aiaas.formats.flax_nnx import Predictor, load_predictor
 from aiaas.plugins.flax_trainers import TabularClassifier, TabularRegressor
-from aiaas.plugins.flax_trainers.bundle import Predictor, load_predictor
 from aiaas.plugins.jax_serving import JaxServingRuntime
 
 MAX_BATCH_SIZE = 8  # buckets 1, 2, 4, 8

@@ -15,7 +15,7 @@ import pytest
 
 from aiaas.core.bootstrap import create_platform
 from aiaas.core.config import build_config
-from aiaas.core.data.quality import check_table
+from aiaas.core.data.expectations import check_table
 from aiaas.core.platform import Platform
 from aiaas.core.validation import (
     MAX_EXAMPLES,

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from aiaas.core.errors import InputError
-from aiaas.core.trainers import ModelSignature, TensorSpec
+from aiaas.core.signatures import ModelSignature, TensorSpec
 from aiaas.rest.inference_protocol import (
     MAX_RANK,
     InferenceRequest,

@@ -1,9 +1,9 @@
-"""The exceptions aiaas raises on purpose, and what each one means to a caller.
+"""Every exception aiaas raises on purpose, in two trees, and what each one means.
 
-Every expected failure is an `AiaasError`. The serving errors live beside the batcher
-(`aiaas.core.serving.batching`), the rest here. Each subclass carries a stable machine-readable `code`
-(sent to GraphQL clients in `extensions.code`) and the HTTP status that a REST route answers with.
-Anything that is not an `AiaasError` is a bug: production masks it and logs it with the request id.
+Every expected failure is an `AiaasError`. Each subclass carries a stable machine-readable
+`code`, unique in the tree (sent to GraphQL clients in `extensions.code`, listed in
+docs/errors.md), and the HTTP status that a REST route answers with. Anything that is not an
+`AiaasError` is a bug: production masks it and logs it with the request id.
 
     AiaasError
     ├── ConfigError                  invalid configuration: unknown key, bad URL, missing value
@@ -11,11 +11,12 @@ Anything that is not an `AiaasError` is a bug: production masks it and logs it w
     │   ├── DuplicateSpecError       two plugins registered a backend under one name
     │   └── UnknownBackendError      the config names a backend no plugin provides
     ├── ServiceUnavailableError      a service the platform needs is not usable (503)
-    │   ├── DatabaseUnavailableError PostgreSQL cannot be reached in time
+    │   ├── DatabaseUnavailableError  PostgreSQL cannot be reached in time
     │   ├── RedisUnavailableError    Redis cannot be reached in time
     │   ├── SchemaOutdatedError      the database schema is not at this release's revision
     │   ├── QueueFullError           a model's batching queue is full; retry after a while
-    │   └── BatcherClosedError       the model is being stopped; nothing new is taken
+    │   ├── BatcherClosedError       the model is being stopped; nothing new is taken
+    │   └── ModelLoadError           a model version could not be loaded to serve
     ├── BatchFailedError             the model failed on a batch (500, PREDICTION_FAILED)
     ├── AuthenticationError          no valid credentials (401, UNAUTHENTICATED)
     ├── PermissionDeniedError        authenticated, but the policy denies it (403, FORBIDDEN)
@@ -23,11 +24,23 @@ Anything that is not an `AiaasError` is a bug: production masks it and logs it w
     ├── NotFoundError                no such object, or not visible to the caller (404, NOT_FOUND)
     │   └── ConcealedDenialError     a refusal told as "not found", so that it reveals nothing
     ├── ConflictError                valid input that the current state refuses (409, CONFLICT)
+    │   └── DeploymentNotReadyError  the deployment exists but does not serve yet, or failed
     ├── RateLimitedError             too many attempts; retry after a while (429, RATE_LIMITED)
     ├── BackupError                  a backup archive is corrupt, truncated or not one (400)
     └── ArtifactError                an artifact store failure
         ├── ArtifactNotFoundError    no artifact under that key (404)
         └── ArtifactIntegrityError   stored bytes no longer match their key (never served)
+
+A `Signal` is not a failure a caller sees: it carries a decision from one part of aiaas to
+another, and the part that catches it turns it into a state (a job CANCELLED or FAILED, a
+subscription ended).
+
+    Signal
+    ├── TrainingCancelled            `Trainer.fit` stopped because the reporter said to
+    ├── TrainingDiverged             `Trainer.fit` stopped because the loss is not finite
+    ├── JobCancelledError            a job handler stopped because its job was cancelled
+    ├── SubscriberTooSlowError       a live subscriber fell too far behind and was cut off
+    └── MetricWriterError            the metric writer takes no more points
 """
 
 from __future__ import annotations
@@ -151,3 +164,73 @@ class ArtifactNotFoundError(ArtifactError):
 
 class ArtifactIntegrityError(ArtifactError):
     code = "ARTIFACT_INTEGRITY"
+
+
+# Serving ----------------------------------------------------------------------------------
+
+
+class QueueFullError(ServiceUnavailableError):
+    """The version's queue holds as many rows as it may; retry after `retry_after_s`."""
+
+    code = "QUEUE_FULL"
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message, details={"retryAfter": retry_after_s})
+        self.retry_after_s = retry_after_s
+
+
+class BatcherClosedError(ServiceUnavailableError):
+    """The batcher is closing or closed (its deployment is stopping); nothing new is taken."""
+
+    code = "MODEL_STOPPING"
+
+
+class ModelLoadError(ServiceUnavailableError):
+    """A model version could not be loaded (remembered for a few seconds); the detail is in the
+    log, the caller gets a generic message."""
+
+    code = "MODEL_UNAVAILABLE"
+
+
+class BatchFailedError(AiaasError):
+    """The model failed on the batch that held this request. The cause is chained and logged
+    once per batch; other batches are unaffected."""
+
+    code = "PREDICTION_FAILED"
+    http_status = 500
+
+
+class DeploymentNotReadyError(ConflictError):
+    """The deployment exists but does not serve: it is CREATING, WARMING or FAILED."""
+
+    code = "DEPLOYMENT_NOT_READY"
+
+
+# Signals ----------------------------------------------------------------------------------
+
+
+class Signal(Exception):  # noqa: N818 - a decision passed along, not a failure
+    """Base of the exceptions that carry a decision between aiaas's own parts."""
+
+
+class TrainingCancelled(Signal):
+    """Raised by `fit` when the reporter says to stop; the job ends CANCELLED."""
+
+
+class TrainingDiverged(Signal):
+    """Raised by `fit` when the loss stops being finite; the job ends FAILED with this message
+    and the last complete checkpoint is kept."""
+
+
+class JobCancelledError(Signal):
+    """Raised by a job handler that stopped because its job was cancelled; the job ends
+    CANCELLED with this message as its reason."""
+
+
+class SubscriberTooSlowError(Signal):
+    """The subscriber fell more than `SUBSCRIBER_QUEUE_SIZE` events behind and was cut off."""
+
+
+class MetricWriterError(Signal):
+    """The writer takes no more points: it is closed, or one of its flushes failed (then the
+    database error is the `__cause__`)."""

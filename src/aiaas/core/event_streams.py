@@ -34,8 +34,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from aiaas.core.errors import InputError, RedisUnavailableError, ServiceUnavailableError
-from aiaas.core.pubsub import SubscriberTooSlowError
+from aiaas.core.errors import (
+    InputError,
+    RedisUnavailableError,
+    ServiceUnavailableError,
+    SubscriberTooSlowError,
+)
 
 logger = logging.getLogger(__name__)
 

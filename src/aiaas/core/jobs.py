@@ -71,11 +71,6 @@ class Job:
     cancel_requested_at: datetime | None = None
 
 
-class JobCancelledError(Exception):
-    """Raised by a job handler that stopped because its job was cancelled; the job ends
-    CANCELLED with this message as its reason."""
-
-
 @dataclass(frozen=True)
 class JobEvent:
     """A committed state change, as `aiaas_job_event` observers receive it."""

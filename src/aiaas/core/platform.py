@@ -21,7 +21,7 @@ from arq.connections import ArqRedis, RedisSettings, create_pool
 
 from aiaas import migrations
 from aiaas.core.auth import Authenticator, Credentials, PolicyEnforcer, Principal
-from aiaas.core.config import Config, ServerRole, redact_url
+from aiaas.core.config import Config, ServerRole
 from aiaas.core.errors import (
     AuthenticationError,
     ConfigError,
@@ -36,6 +36,7 @@ from aiaas.core.pubsub import EventHub
 from aiaas.core.registry import Registries, Registry, load_registries
 from aiaas.core.runtimes import ServingRuntime
 from aiaas.core.serialization import pack, unpack
+from aiaas.core.setting_types import redact_url
 from aiaas.core.storage import ArtifactStore, MetadataStore
 from aiaas.core.trainers import Trainer
 from aiaas.core.validation import Validator

@@ -18,13 +18,11 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
+from aiaas.core.errors import SubscriberTooSlowError
+
 logger = logging.getLogger(__name__)
 
 SUBSCRIBER_QUEUE_SIZE = 1000
-
-
-class SubscriberTooSlowError(Exception):
-    """The subscriber fell more than `SUBSCRIBER_QUEUE_SIZE` events behind and was cut off."""
 
 
 _CUT_OFF = object()

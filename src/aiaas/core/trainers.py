@@ -22,17 +22,10 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
+from aiaas.core.signatures import ModelSignature
+
 Task = Literal["classification", "regression"]
 ParameterType = Literal["int", "float", "bool", "str"]
-
-
-class TrainingCancelled(Exception):  # noqa: N818 - a signal, not a failure
-    """Raised by `fit` when the reporter says to stop; the job ends CANCELLED."""
-
-
-class TrainingDiverged(Exception):  # noqa: N818 - named after what happened
-    """Raised by `fit` when the loss stops being finite; the job ends FAILED with this message
-    and the last complete checkpoint is kept."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -189,42 +182,6 @@ class SilentReporter(TrainingReporter):
 
     def should_stop(self) -> bool:
         return False
-
-
-@dataclass(frozen=True, kw_only=True)
-class TensorSpec:
-    name: str
-    dtype: str
-    """numpy dtype name: `float32`, `int32`, `str`..."""
-    shape: tuple[int, ...]
-    """-1 for the batch dimension and any other free one."""
-
-    def as_json(self) -> dict[str, Any]:
-        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
-
-    @classmethod
-    def from_json(cls, spec: Mapping[str, Any]) -> TensorSpec:
-        return cls(name=spec["name"], dtype=spec["dtype"], shape=tuple(spec["shape"]))
-
-
-@dataclass(frozen=True, kw_only=True)
-class ModelSignature:
-    inputs: tuple[TensorSpec, ...]
-    outputs: tuple[TensorSpec, ...]
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "inputs": [spec.as_json() for spec in self.inputs],
-            "outputs": [spec.as_json() for spec in self.outputs],
-        }
-
-    @classmethod
-    def from_json(cls, encoded: Mapping[str, Any]) -> ModelSignature:
-        """The signature `as_json` wrote (a model version's stored `signature`)."""
-        return cls(
-            inputs=tuple(TensorSpec.from_json(spec) for spec in encoded["inputs"]),
-            outputs=tuple(TensorSpec.from_json(spec) for spec in encoded["outputs"]),
-        )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -11,7 +11,7 @@ from strawberry.types import Info
 
 from aiaas.core.errors import NotFoundError, PermissionDeniedError
 from aiaas.core.identity import accounts as identity
-from aiaas.core.training.training_jobs import TRAINING_JOB
+from aiaas.core.training import TRAINING_JOB
 from aiaas.graphql.context import RequestContext
 from aiaas.graphql.datasets.types import Dataset, DatasetVersion
 from aiaas.graphql.deployments.types import Deployment

@@ -6,8 +6,9 @@
   Mutations over GET are refused by strawberry itself.
 - WebSocket (graphql-transport-ws only): the `connection_init` payload must carry a valid token,
   as `{"authorization": "Bearer <token>"}`. A handshake from a browser page on another origin is
-  refused unless the origin is in `cors_origins`. A connection whose token is revoked, or
-  expires, is closed within `SessionGuard.CHECK_INTERVAL_S`.
+  refused unless the origin is in `cors_origins`. A connection whose credentials stop being
+  valid (a token revoked or expired, a user disabled, whatever a plugin's authenticator now
+  refuses) is closed within `SessionGuard.CHECK_INTERVAL_S`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import asyncio
 import contextlib
 import logging
 from typing import Any
-from uuid import UUID
 
 from cross_web import HTTPException
 from starlette.requests import Request
@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 
 CSRF_HEADER = "x-aiaas-csrf"
 JSON_CONTENT_TYPES = ("application/json", "application/graphql-response+json")
-TOKEN_REVOKED_CLOSE_CODE = 4403
+CREDENTIALS_REFUSED_CLOSE_CODE = 4403
 
 
 def connection_init_credentials(params: Any, client_address: str | None) -> Credentials:
@@ -50,26 +50,31 @@ def connection_init_credentials(params: Any, client_address: str | None) -> Cred
 
 
 class SessionGuard:
-    """Closes the WebSockets of tokens that stop being valid. One query per interval covers
-    every open connection of the process."""
+    """Closes the WebSockets whose credentials stop being valid.
+
+    Each open connection's credentials are checked again, every interval, by the authenticators
+    that let them in (`Platform.authenticate`): a socket opened with an API token closes when the
+    token is revoked or expires, or its user is disabled, and one opened through a plugin's
+    authenticator closes when that authenticator refuses its credentials. Sockets that share
+    credentials are checked once between them."""
 
     CHECK_INTERVAL_S = 1.0
 
     def __init__(self, platform: Platform) -> None:
         self.platform = platform
-        self.sockets: dict[UUID, set[WebSocket]] = {}
+        self.sockets: dict[Credentials, set[WebSocket]] = {}
         self._task: asyncio.Task[None] | None = None
 
-    def watch(self, token_id: UUID, websocket: WebSocket) -> None:
-        self.sockets.setdefault(token_id, set()).add(websocket)
+    def watch(self, credentials: Credentials, websocket: WebSocket) -> None:
+        self.sockets.setdefault(credentials, set()).add(websocket)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._check_periodically(), name="session-guard")
 
     def forget(self, websocket: WebSocket) -> None:
-        for token_id in [t for t, sockets in self.sockets.items() if websocket in sockets]:
-            self.sockets[token_id].discard(websocket)
-            if not self.sockets[token_id]:
-                del self.sockets[token_id]
+        for credentials in [c for c, sockets in self.sockets.items() if websocket in sockets]:
+            self.sockets[credentials].discard(websocket)
+            if not self.sockets[credentials]:
+                del self.sockets[credentials]
 
     async def _check_periodically(self) -> None:
         while self.sockets:
@@ -77,23 +82,25 @@ class SessionGuard:
             try:
                 await self._close_invalid()
             except Exception:
-                logger.exception("checking the tokens of open WebSockets failed")
+                logger.exception("checking the credentials of open WebSockets failed")
 
     async def _close_invalid(self) -> None:
-        async with self.platform.metadata.acquire() as connection:
-            rows = await connection.fetch(
-                """
-                SELECT t.id FROM api_tokens t JOIN users u ON u.id = t.user_id
-                WHERE t.id = ANY($1::uuid[])
-                  AND (t.revoked_at IS NOT NULL OR t.expires_at <= now()
-                       OR u.disabled_at IS NOT NULL)
-                """,
-                list(self.sockets),
-            )
-        for row in rows:
-            for websocket in self.sockets.pop(row["id"], set()):
+        for credentials in list(self.sockets):
+            if await self._still_valid(credentials):
+                continue
+            for websocket in self.sockets.pop(credentials, set()):
                 with contextlib.suppress(Exception):
-                    await websocket.close(TOKEN_REVOKED_CLOSE_CODE, "token revoked or expired")
+                    await websocket.close(
+                        CREDENTIALS_REFUSED_CLOSE_CODE, "credentials revoked or expired"
+                    )
+
+    async def _still_valid(self, credentials: Credentials) -> bool:
+        # Any other failure (the database unreachable) says nothing about the credentials: it
+        # propagates, and the sockets stay open until a check can answer.
+        try:
+            return await self.platform.authenticate(credentials) is not None
+        except AuthenticationError:
+            return False
 
     async def close(self) -> None:
         if self._task is not None:
@@ -171,6 +178,6 @@ class GraphQLView(GraphQL[RequestContext, None]):
             raise ConnectionRejectionError({"message": "a token is required"})
         context.credentials = credentials
         context.principal = principal
-        if principal.token_id is not None and isinstance(context.request, WebSocket):
-            self.sessions.watch(principal.token_id, context.request)
+        if isinstance(context.request, WebSocket):
+            self.sessions.watch(credentials, context.request)
         return None

@@ -1,10 +1,11 @@
 """The built-in policy enforcer: Casbin RBAC with domains, where a domain is a project's id.
 
-The policy has two parts. The grants and the role hierarchy come from `aiaas.core.identity.access`, in
-code. The memberships (which user holds which role in which project) live in PostgreSQL, in
-`project_members`. Each process keeps the whole policy in memory and reloads it when PostgreSQL
-announces a change (LISTEN/NOTIFY, sent by a trigger on every membership change however it is
-made), with a periodic full reload as a backstop should a notification be missed.
+The policy has two parts. The grants and the role hierarchy come from `aiaas.core.identity`, in
+code. The memberships (which user holds which role in which project) live in PostgreSQL, and are
+read through `aiaas.core.identity.all_memberships`. Each process keeps the whole policy in memory
+and reloads it when PostgreSQL announces a change (LISTEN/NOTIFY, sent by a trigger on every
+membership change however it is made), with a periodic full reload as a backstop should a
+notification be missed.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from casbin.util import key_match
 from aiaas.core.auth import PolicyEnforcer, Principal
 from aiaas.core.config import Config
 from aiaas.core.hookspecs import hookimpl
-from aiaas.core.identity.access import (
+from aiaas.core.identity import (
     ADMIN_SUBJECT,
-    ProjectRole,
+    all_memberships,
     membership_rule,
     policy_rules,
     user_subject,
@@ -38,12 +39,6 @@ NOTIFY_CHANNEL = "aiaas_policy"
 MAX_CACHED_DECISIONS = 100_000
 """Bound on remembered decisions (a few per user, project and action): past it they are all
 dropped and taken afresh."""
-
-_MEMBERSHIPS = """
-SELECT m.user_id, m.project_id, m.role
-FROM project_members m JOIN users u ON u.id = m.user_id
-WHERE u.disabled_at IS NULL
-"""
 
 
 def subject_of(principal: Principal) -> str:
@@ -62,12 +57,12 @@ class MembershipAdapter(AsyncAdapter):  # type: ignore[misc]
         rules = [*policy_rules(), *self.extra_rules]
         if self.metadata is not None:
             async with self.metadata.acquire() as connection:
-                rows = await connection.fetch(_MEMBERSHIPS)
+                memberships = await all_memberships(connection)
             rules += [
                 membership_rule(
-                    user_subject(row["user_id"]), ProjectRole(row["role"]), str(row["project_id"])
+                    user_subject(membership.user_id), membership.role, str(membership.project_id)
                 )
-                for row in rows
+                for membership in memberships
             ]
         for rule in rules:
             model.add_policy(rule[0], rule[0], list(rule[1:]))

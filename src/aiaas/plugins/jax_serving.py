@@ -1,6 +1,6 @@
 """The built-in JAX serving runtime, registered through `aiaas_serving_runtimes` like any plugin's.
 
-It loads `flax-nnx` bundles (see `aiaas.plugins.flax_trainers.bundle`) into a `LoadedModel`
+It loads `flax-nnx` bundles (see `aiaas.formats.flax_nnx`) into a `LoadedModel`
 whose batches run through one `jax.jit` of the bundle's pure `apply(params, batch)`. Every batch
 is padded with zero rows to its bucket (`aiaas.core.runtimes.bucket_sizes_for`), so the function
 sees only as many shapes as there are buckets: each is compiled once, in `warm_up`, and serving
@@ -25,11 +25,10 @@ import numpy as np
 
 from aiaas.core.config import Config
 from aiaas.core.hookspecs import hookimpl
-from aiaas.core.runtimes import STRING_DTYPES, LoadedModel, ServingRuntime, pad_to_bucket
+from aiaas.core.runtimes import LoadedModel, ServingRuntime, pad_to_bucket
+from aiaas.core.signatures import STRING_DTYPES, TensorSpec
 from aiaas.core.specs import ServingRuntimeSpec
-from aiaas.core.trainers import TensorSpec
-
-MODEL_FORMAT = "flax-nnx"
+from aiaas.formats import flax_nnx
 
 
 class JaxServingRuntime(ServingRuntime):
@@ -39,14 +38,12 @@ class JaxServingRuntime(ServingRuntime):
         self.config = config
 
     def supported_model_formats(self) -> frozenset[str]:
-        return frozenset({MODEL_FORMAT})
+        return frozenset({flax_nnx.FORMAT})
 
     def load(self, bundle: bytes, *, max_batch_size: int) -> LoadedModel:
         """A model ready to warm up. Blocking (it decodes weights and moves them to the
         device): call it from a thread."""
-        from aiaas.plugins.flax_trainers.bundle import load_predictor
-
-        return JaxLoadedModel(load_predictor(bundle), max_batch_size=max_batch_size)
+        return JaxLoadedModel(flax_nnx.load_predictor(bundle), max_batch_size=max_batch_size)
 
 
 class JaxLoadedModel(LoadedModel):
@@ -59,7 +56,7 @@ class JaxLoadedModel(LoadedModel):
     rather than asking the jitted function's private `_cache_size()` keeps to public behaviour
     of JAX; a test can still watch it grow by calling with a shape outside the buckets."""
 
-    def __init__(self, predictor: Any, *, max_batch_size: int) -> None:
+    def __init__(self, predictor: flax_nnx.Predictor, *, max_batch_size: int) -> None:
         import jax
 
         super().__init__(predictor.signature, max_batch_size)

@@ -11,9 +11,10 @@ from typing import Any
 
 import asyncpg
 
-from aiaas.core.config import Config, redact_url
+from aiaas.core.config import Config
 from aiaas.core.errors import ConfigError, DatabaseUnavailableError
 from aiaas.core.hookspecs import hookimpl
+from aiaas.core.setting_types import redact_url
 from aiaas.core.specs import MetadataStoreSpec
 from aiaas.core.storage import MetadataStore
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from aiaas.core.auth import Authenticator, Credentials, Principal
 from aiaas.core.config import Config
 from aiaas.core.hookspecs import hookimpl
-from aiaas.core.identity.accounts import looks_like_token, verify_token
+from aiaas.core.identity import looks_like_token, verify_token
 from aiaas.core.specs import AuthenticatorSpec
 from aiaas.core.storage import MetadataStore
 

@@ -17,7 +17,7 @@ not ready, 413 too large, 503 with Retry-After when the queue is full.
 
 from __future__ import annotations
 
-import asyncio
+from functools import partial
 from importlib.metadata import version as package_version
 from typing import Any
 from uuid import UUID
@@ -37,8 +37,8 @@ from aiaas.core.errors import (
 )
 from aiaas.core.identity.members import authorize_in_project
 from aiaas.core.platform import Platform
-from aiaas.core.serving.deployments import DeploymentState
-from aiaas.core.serving.inference import INFERENCE_SERVER, CachedDeployment, InferenceServer
+from aiaas.core.serving import INFERENCE_SERVER, InferenceServer
+from aiaas.core.serving.deployments import Deployment
 from aiaas.requests import request_id_of
 from aiaas.rest.inference_protocol import (
     INFERENCE_HEADER_CONTENT_LENGTH,
@@ -78,7 +78,7 @@ def _version_number(request: Request) -> int | None:
 
 async def _served_deployment(
     request: Request, action: str
-) -> tuple[Platform, InferenceServer, CachedDeployment]:
+) -> tuple[Platform, InferenceServer, Deployment]:
     """The deployment the path names, once the caller may `action` it. A caller who may not
     see the project is told the model does not exist, as anyone asking for a missing one is."""
     platform: Platform = request.app.state.platform
@@ -86,12 +86,8 @@ async def _served_deployment(
     principal: Principal | None = request.scope.get("state", {}).get("principal")
     name = request.path_params["name"]
     slug, dot, deployment_name = name.partition(".")
-    cached = await server.deployment_by_v2_name(slug, deployment_name) if dot else None
-    if cached is not None and cached.deployment.state is DeploymentState.STOPPED:
-        # Stopped since its name was looked up (names are cached for a moment): it is gone,
-        # for metadata and readiness as much as for predictions.
-        cached = None
-    project_id: UUID | None = cached.deployment.project_id if cached else None
+    deployment = await server.deployment_named(slug, deployment_name) if dot else None
+    project_id: UUID | None = deployment.project_id if deployment else None
     try:
         await authorize_in_project(platform, principal, project_id, "deployment", action)
     except (AuthenticationError, PermissionDeniedError, NotFoundError) as exc:
@@ -100,7 +96,7 @@ async def _served_deployment(
                 platform,
                 actor=principal,
                 action="v2.infer",
-                outcome="failed" if cached is None else "denied",
+                outcome="failed" if deployment is None else "denied",
                 request_id=request_id_of(request.scope),
                 # Filed under the project, as GraphQL files refusals: its owners see
                 # attempts on it (a caller told "not found" learns nothing from that).
@@ -110,13 +106,13 @@ async def _served_deployment(
         if isinstance(exc, NotFoundError):
             raise NotFoundError(f"no model named {name!r}") from None
         raise
-    assert cached is not None
-    return platform, server, cached
+    assert deployment is not None
+    return platform, server, deployment
 
 
 async def infer(request: Request) -> Response:
     try:
-        platform, server, cached = await _served_deployment(request, "predict")
+        platform, server, deployment = await _served_deployment(request, "predict")
         version_number = _version_number(request)
         limit = platform.config.inference_max_request_bytes
         declared = request.headers.get("content-length") or "0"
@@ -136,17 +132,15 @@ async def infer(request: Request) -> Response:
         if len(body) <= PARSE_ON_LOOP_BYTES:
             parsed = parse_infer_request(bytes(body), inference_header_content_length=header_length)
         else:
-            # Seconds of work for a body of many megabytes: in a thread, so that the event loop
-            # (every other request, every batcher) does not wait, and a few at a time, so that
-            # their memory (JSON numbers as Python objects) stays bounded.
-            async with server.large_request_slots:
-                parsed = await asyncio.to_thread(
+            parsed = await server.parse_large_body(
+                partial(
                     parse_infer_request, bytes(body), inference_header_content_length=header_length
                 )
-        stable = await server.version(cached.deployment.stable_version_id)
-        check_requested_outputs(parsed, server.signature(stable))
+            )
+        target = await server.target(deployment)
+        check_requested_outputs(parsed, target.signature)
         prediction = await server.predict(
-            cached.deployment.id, parsed.columns, protocol="v2", version_number=version_number
+            deployment.id, parsed.columns, protocol="v2", version_number=version_number
         )
     except AiaasError as exc:
         return _error(exc)
@@ -155,7 +149,7 @@ async def infer(request: Request) -> Response:
         model_version=str(prediction.version.number),
         request=parsed,
         outputs=prediction.outputs,
-        signature=server.signature(prediction.version),
+        signature=prediction.signature,
     )
     return Response(content, headers=headers)
 
@@ -169,14 +163,9 @@ def _too_large(limit: int) -> JSONResponse:
 
 async def model_ready(request: Request) -> Response:
     try:
-        _, server, cached = await _served_deployment(request, "read")
-        ready = cached.deployment.is_serving
+        _, server, deployment = await _served_deployment(request, "read")
         number = _version_number(request)
-        if number is not None:
-            numbers = {
-                (await server.version(v)).number for v in cached.deployment.traffic.versions()
-            }
-            ready = ready and number in numbers
+        ready = (await server.target(deployment)).ready(number)
     except AiaasError as exc:
         return _error(exc)
     return JSONResponse(
@@ -186,24 +175,20 @@ async def model_ready(request: Request) -> Response:
 
 async def metadata(request: Request) -> Response:
     try:
-        _, server, cached = await _served_deployment(request, "read")
-        versions = [
-            await server.version(version_id)
-            for version_id, role in cached.deployment.traffic.versions().items()
-            if role.value != "shadow"
-        ]
+        _, server, deployment = await _served_deployment(request, "read")
+        target = await server.target(deployment)
+        versions = target.answering()
         number = _version_number(request)
         if number is not None and number not in {version.number for version in versions}:
             raise NotFoundError(f"the model does not serve version {number}")
     except AiaasError as exc:
         return _error(exc)
-    stable = await server.version(cached.deployment.stable_version_id)
     return JSONResponse(
         model_metadata(
             request.path_params["name"],
             [str(version.number) for version in versions],
-            f"aiaas-{cached.deployment.runtime}",
-            server.signature(stable),
+            f"aiaas-{deployment.runtime}",
+            target.signature,
         )
     )
 

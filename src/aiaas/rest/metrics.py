@@ -14,8 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from aiaas.core.platform import Platform
-from aiaas.core.serving.drift_checks import latest_drift_gauges
-from aiaas.core.serving.inference import INFERENCE_SERVER
+from aiaas.core.serving import INFERENCE_SERVER, latest_drift_gauges
 
 DRIFT_REFRESH_S = 15.0
 

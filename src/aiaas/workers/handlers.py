@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from aiaas.core.data.quality import VALIDATE_JOB, run_validation
-from aiaas.core.training.training_jobs import TRAINING_JOB, run_training
+from aiaas.core.training import TRAINING_JOB, run_training
 from aiaas.workers.jobs import JobHandler
 
 JOB_HANDLERS: Mapping[str, JobHandler] = {

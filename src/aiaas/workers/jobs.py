@@ -9,16 +9,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from uuid import UUID
 
+from aiaas.core.errors import JobCancelledError
 from aiaas.core.governance.garbage import collect_garbage
-from aiaas.core.jobs import (
-    Job,
-    JobCancelledError,
-    JobState,
-    claim_job,
-    finish_job,
-    reconcile_jobs,
-    renew_heartbeat,
-)
+from aiaas.core.jobs import Job, JobState, claim_job, finish_job, reconcile_jobs, renew_heartbeat
 from aiaas.core.platform import Platform
 from aiaas.core.serving.drift_checks import check_drift
 

@@ -27,13 +27,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from aiaas.core.data.tabular import ingest
-from aiaas.core.data.tabular.ingest import (
-    PREVIEW_ROWS,
-    SNIFF_BYTES,
-    NormalizedTable,
-    ReadOptions,
-    normalize_upload,
-)
+from aiaas.core.data.tabular.ingest import SNIFF_BYTES, ReadOptions, normalize_upload
+from aiaas.core.data.tabular.normalized import PREVIEW_ROWS, NormalizedTable
 from aiaas.core.errors import InputError
 
 

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from aiaas.core.config import Config, config_environment
-from aiaas.core.data import datasets
+from aiaas.core.data.datasets import changes as datasets  # a test replaces its version_users
 from aiaas.core.data.quality import submit_validation
 from aiaas.core.errors import ConflictError
 from aiaas.core.governance.garbage import collect_garbage

@@ -1,7 +1,7 @@
-"""Backup and restore through the core functions (`aiaas.core.governance.backup`): what an archive holds, that
-a restore into a fresh database and artifact directory answers every GraphQL query as the original
-did, and that a corrupt, truncated or foreign archive, or an instance that is not empty, is
-refused with nothing written."""
+"""Backup and restore through the core functions (`aiaas.core.governance.backup`): what an
+archive holds, that a restore into a fresh database and artifact directory answers every GraphQL
+query as the original did, and that a corrupt, truncated or foreign archive, or an instance that
+is not empty, is refused with nothing written."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Encryption at rest, the primitives alone: master keys, wrapping data keys, and sealing a stream
-in authenticated AES-256-GCM chunks (`aiaas.core.governance.crypto`). No database: the vault and the real
-artifact store are in test_vault.py."""
+in authenticated AES-256-GCM chunks (`aiaas.core.governance.crypto`). No database: the vault and
+the real artifact store are in test_vault.py."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""Signing in with a password (`aiaas.core.identity.sessions.login`): the session token it gives, the one
-answer every failure gets, the audit trail of failures, the rate limits, and the constant-time
-password check."""
+"""Signing in with a password (`aiaas.core.identity.sessions.login`): the session token it gives,
+the one answer every failure gets, the audit trail of failures, the rate limits, and the
+constant-time password check."""
 
 from __future__ import annotations
 

@@ -18,16 +18,16 @@ from typing import Any, TypeVar
 import numpy as np
 import pytest
 
-from aiaas.core.errors import InputError, ServiceUnavailableError
-from aiaas.core.runtimes import LoadedModel
-from aiaas.core.serving.batching import (
-    AdaptiveBatcher,
+from aiaas.core.errors import (
     BatcherClosedError,
     BatchFailedError,
-    BatchRecord,
+    InputError,
     QueueFullError,
+    ServiceUnavailableError,
 )
-from aiaas.core.trainers import ModelSignature, TensorSpec
+from aiaas.core.runtimes import LoadedModel
+from aiaas.core.serving.batching import AdaptiveBatcher, BatchRecord
+from aiaas.core.signatures import ModelSignature, TensorSpec
 
 WAIT_S = 10
 """Bound on every wait: far above what any step needs, so that only a hang reaches it."""

@@ -27,7 +27,7 @@ from aiaas.core.serving.drift import (
     psi,
     training_baselines,
 )
-from aiaas.core.trainers import TensorSpec
+from aiaas.core.signatures import TensorSpec
 
 LARGEST_FLOAT = 1.7976931348623157e308
 

@@ -1,6 +1,6 @@
-"""The inference server (`aiaas.core.serving.inference`) on real PostgreSQL, Redis and trained models:
-its model cache under a memory budget, one load per model however many requests wait for it,
-deployments refreshed by announcements, and the JSON records of the GraphQL `predict`.
+"""The inference server (`aiaas.core.serving.inference`) on real PostgreSQL, Redis and trained
+models: its model cache under a memory budget, one load per model however many requests wait for
+it, deployments refreshed by announcements, and the JSON records of the GraphQL `predict`.
 
 A throwaway serving runtime, registered as a plugin, wraps the JAX runtime to count its loads and
 to hold a batch inside the model while the test acts. Each test that looks at the cache gets a
@@ -22,7 +22,7 @@ import pytest
 
 from aiaas.core.auth import Principal
 from aiaas.core.config import Config, build_config
-from aiaas.core.errors import InputError, NotFoundError
+from aiaas.core.errors import InputError, ModelLoadError, NotFoundError
 from aiaas.core.governance.vault import VAULT
 from aiaas.core.hookspecs import hookimpl
 from aiaas.core.identity.access import ProjectRole
@@ -30,17 +30,17 @@ from aiaas.core.platform import Platform
 from aiaas.core.plugin_manager import AiaasPluginManager
 from aiaas.core.plugins import create_plugin_manager
 from aiaas.core.runtimes import LoadedModel
-from aiaas.core.serving import deployments, inference
-from aiaas.core.serving.deployments import CHANGES_CHANNEL, Batching, Deployment, NewDeployment
-from aiaas.core.serving.inference import (
+from aiaas.core.serving import (
     INFERENCE_SERVER,
     MAX_RECORDS,
     InferenceServer,
-    ModelLoadError,
     Prediction,
+    deployments,
+    inference,
     output_records,
     records_to_columns,
 )
+from aiaas.core.serving.deployments import CHANGES_CHANNEL, Batching, Deployment, NewDeployment
 from aiaas.core.serving.rollout import RolloutSupervisor
 from aiaas.core.specs import ServingRuntimeSpec
 from aiaas.core.training import registry as models

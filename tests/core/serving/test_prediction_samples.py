@@ -1,5 +1,5 @@
-"""The prediction sampler (`aiaas.core.serving.prediction_samples`) against a real PostgreSQL: what it
-keeps of a request, how its buffer is bounded, and what a flush writes or, failing, drops.
+"""The prediction sampler (`aiaas.core.serving.prediction_samples`) against a real PostgreSQL:
+what it keeps of a request, how its buffer is bounded, and what a flush writes or, failing, drops.
 
 The samples belong to a real deployment and model version (the table's foreign keys say so).
 The version's bundle is no model: nothing here loads it, and no rollout runs.

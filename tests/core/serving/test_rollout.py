@@ -20,18 +20,14 @@ import pytest
 
 from aiaas.core.auth import Principal
 from aiaas.core.config import Config
+from aiaas.core.errors import DeploymentNotReadyError
 from aiaas.core.hookspecs import hookimpl
 from aiaas.core.identity.access import ProjectRole
 from aiaas.core.platform import Platform
 from aiaas.core.plugins import create_plugin_manager
 from aiaas.core.runtimes import LoadedModel
-from aiaas.core.serving import deployments
+from aiaas.core.serving import INFERENCE_SERVER, deployments, records_to_columns
 from aiaas.core.serving.deployments import Batching, Deployment, DeploymentState, NewDeployment
-from aiaas.core.serving.inference import (
-    INFERENCE_SERVER,
-    DeploymentNotReadyError,
-    records_to_columns,
-)
 from aiaas.core.serving.rollout import RolloutSupervisor
 from aiaas.core.specs import ServingRuntimeSpec
 from aiaas.core.training import registry as models

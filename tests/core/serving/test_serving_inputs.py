@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from aiaas.core.errors import InputError
-from aiaas.core.runtimes import bucket_sizes_for, check_inputs, pad_to_bucket
-from aiaas.core.trainers import ModelSignature, TensorSpec
+from aiaas.core.model_inputs import check_inputs
+from aiaas.core.runtimes import bucket_sizes_for, pad_to_bucket
+from aiaas.core.signatures import ModelSignature, TensorSpec
 
 SIGNATURE = ModelSignature(
     inputs=(

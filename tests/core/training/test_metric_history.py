@@ -16,7 +16,7 @@ import asyncpg
 import numpy as np
 import pytest
 
-from aiaas.core.errors import InputError
+from aiaas.core.errors import InputError, MetricWriterError
 from aiaas.core.identity.accounts import verify_token
 from aiaas.core.identity.projects import create_project
 from aiaas.core.jobs import insert_job
@@ -24,13 +24,12 @@ from aiaas.core.platform import Platform
 from aiaas.core.storage import MetadataStore
 from aiaas.core.training.metric_history import (
     MetricPoint,
-    MetricWriter,
-    MetricWriterError,
     drop_points_after,
     latest_metrics,
     metric_keys,
     metric_series,
 )
+from aiaas.core.training.metric_writer import MetricWriter
 
 
 @pytest.fixture(scope="module")

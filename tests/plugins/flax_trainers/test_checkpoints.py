@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from aiaas.core.trainers import TrainingCancelled, TrainingDiverged
+from aiaas.core.errors import TrainingCancelled, TrainingDiverged
 from aiaas.plugins.flax_trainers import TabularClassifier, train
 from aiaas.plugins.flax_trainers.checkpoints import CheckpointStore
 

@@ -19,13 +19,13 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.preprocessing import StandardScaler
 
 from aiaas.core.trainers import TrainedModel
+from aiaas.formats.flax_nnx import load_predictor
 from aiaas.plugins.flax_trainers import (
     ImageClassifier,
     TabularClassifier,
     TabularRegressor,
     TextClassifier,
 )
-from aiaas.plugins.flax_trainers.bundle import load_predictor
 from aiaas.plugins.flax_trainers.input_pipeline import split_rows
 
 SEEDS = (0, 1, 2)

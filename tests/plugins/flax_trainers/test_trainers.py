@@ -12,6 +12,7 @@ import pytest
 
 from aiaas.core.specs import TrainerSpec
 from aiaas.core.trainers import TrainedModel, vet_hyperparameters
+from aiaas.formats.flax_nnx import load_predictor
 from aiaas.plugins.flax_trainers import (
     ImageClassifier,
     TabularClassifier,
@@ -20,7 +21,6 @@ from aiaas.plugins.flax_trainers import (
     aiaas_trainers,
     staging,
 )
-from aiaas.plugins.flax_trainers.bundle import load_predictor
 
 
 def _check_reports(reporter: Any, model: TrainedModel) -> None:

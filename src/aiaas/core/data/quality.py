@@ -10,13 +10,10 @@ while its dataset declares blocking expectations, cannot be used for training.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
-
-import pyarrow as pa
 
 from aiaas.core.audit import AuditedChange
 from aiaas.core.auth import Principal
@@ -26,15 +23,16 @@ from aiaas.core.data.datasets import (
     lock_live_version,
     read_version_table,
 )
+from aiaas.core.data.expectations import check_table
 from aiaas.core.errors import InputError
 from aiaas.core.jobs import Job, enqueue_job, insert_job
-from aiaas.core.validation import CheckResult, Validator, quality_scores
+from aiaas.core.storage import Connection
+from aiaas.core.validation import quality_scores
 
 if TYPE_CHECKING:
     from aiaas.core.platform import Platform
 
 VALIDATE_JOB = "dataset.validate"
-MAX_EXPECTATIONS = 200
 
 
 @dataclass(frozen=True)
@@ -61,90 +59,6 @@ _REPORT_COLUMNS = (
     "id, version_id, project_id, job_id, expectations, checks, q_consistency, q_completeness, "
     "q_accuracy, q, passed, created_at"
 )
-
-
-def dataset_validators(
-    platform: Platform, subject: str = "dataset-version"
-) -> dict[str, Validator]:
-    """Every registered validator of `subject` (dataset versions by default), by name."""
-    validators = {
-        spec.name: platform.validator(spec.name) for spec in platform.registries.validators
-    }
-    return {
-        name: validator for name, validator in validators.items() if subject in validator.subjects()
-    }
-
-
-def validators_by_kind(
-    platform: Platform, subject: str = "dataset-version"
-) -> dict[str, tuple[str, Validator]]:
-    """Every expectation kind, with the (name of the) validator that checks it."""
-    kinds: dict[str, tuple[str, Validator]] = {}
-    for name, validator in dataset_validators(platform, subject).items():
-        for kind in validator.expectation_kinds():
-            kinds.setdefault(kind, (name, validator))
-    return kinds
-
-
-def vet_expectations(platform: Platform, expectations: Any, columns: Mapping[str, str]) -> None:
-    """`InputError` listing every problem of every expectation, or nothing."""
-    if not isinstance(expectations, list) or len(expectations) > MAX_EXPECTATIONS:
-        raise InputError(
-            f"expectations must be a list of at most {MAX_EXPECTATIONS} objects",
-            field_errors={"expectations": "not a list"},
-        )
-    kinds = validators_by_kind(platform)
-    problems: dict[str, str] = {}
-    for index, expectation in enumerate(expectations):
-        if not isinstance(expectation, dict):
-            problems[f"expectations.{index}"] = "must be an object"
-            continue
-        kind = expectation.get("kind")
-        if not isinstance(kind, str) or kind not in kinds:
-            problems[f"expectations.{index}"] = (
-                f"unknown kind {kind!r}; known: {', '.join(sorted(kinds))}"
-            )
-            continue
-        if not isinstance(expectation.get("blocking", True), bool):
-            problems[f"expectations.{index}"] = "blocking must be true or false"
-            continue
-        found = kinds[kind][1].problems(expectation, columns)
-        if found:
-            problems[f"expectations.{index}"] = "; ".join(found)
-    if problems:
-        raise InputError("invalid expectations", field_errors=problems)
-
-
-def check_table(
-    platform: Platform, table: pa.Table, expectations: list[dict[str, Any]]
-) -> list[CheckResult]:
-    """Run every validator over the table: its baseline checks, and the expectations of the
-    kinds it claims. Runs in a worker thread."""
-    kinds = validators_by_kind(platform)
-    results: list[CheckResult] = []
-    for name, validator in dataset_validators(platform).items():
-        results += validator.baseline_checks(table)
-        mine = [e for e in expectations if kinds.get(str(e.get("kind")), ("",))[0] == name]
-        if mine:
-            results += validator.validate(table, mine)
-    # A kind nobody here can check (its plugin is missing on this worker) fails rather than
-    # passing unseen: the dataset's owners declared it, so it must hold.
-    for expectation in expectations:
-        kind = str(expectation.get("kind"))
-        if kind not in kinds:
-            results.append(
-                CheckResult(
-                    name=kind,
-                    kind=kind,
-                    dimension="consistency",
-                    passed=False,
-                    failing_rows=max(table.num_rows, 1),
-                    blocking=bool(expectation.get("blocking", True)),
-                    message=f"no validator here checks expectations of kind {kind!r}",
-                    examples=[],
-                )
-            )
-    return results
 
 
 async def submit_validation(
@@ -210,7 +124,7 @@ async def run_validation(platform: Platform, job: Job) -> str:
     return f"Q = {scores.q:.3f}; {verdict}"
 
 
-async def reports_of(connection: Any, version_id: UUID) -> list[QualityReport]:
+async def reports_of(connection: Connection, version_id: UUID) -> list[QualityReport]:
     rows = await connection.fetch(
         f"SELECT {_REPORT_COLUMNS} FROM quality_reports WHERE version_id = $1 "
         "ORDER BY created_at DESC, id",
@@ -219,7 +133,9 @@ async def reports_of(connection: Any, version_id: UUID) -> list[QualityReport]:
     return [QualityReport(**dict(row)) for row in rows]
 
 
-async def latest_reports(connection: Any, version_ids: list[UUID]) -> dict[UUID, QualityReport]:
+async def latest_reports(
+    connection: Connection, version_ids: list[UUID]
+) -> dict[UUID, QualityReport]:
     rows = await connection.fetch(
         f"SELECT DISTINCT ON (version_id) {_REPORT_COLUMNS} FROM quality_reports "
         "WHERE version_id = ANY($1::uuid[]) ORDER BY version_id, created_at DESC, id",
@@ -228,7 +144,7 @@ async def latest_reports(connection: Any, version_ids: list[UUID]) -> dict[UUID,
     return {row["version_id"]: QualityReport(**dict(row)) for row in rows}
 
 
-async def require_usable_for_training(connection: Any, version_id: UUID) -> None:
+async def require_usable_for_training(connection: Connection, version_id: UUID) -> None:
     """`InputError` naming what keeps a version from being trained on, or nothing."""
     version = await get_version(connection, version_id)
     if version.deleted_at is not None:

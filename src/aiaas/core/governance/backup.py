@@ -38,12 +38,13 @@ from typing import IO, TYPE_CHECKING, Any
 
 from aiaas import __version__, migrations
 from aiaas.core.audit import AuditedChange
-from aiaas.core.data.tabular.ingest import sha256_of
 from aiaas.core.errors import BackupError, ConflictError
 from aiaas.core.governance.vault import file_chunks
+from aiaas.core.storage import sha256_of
 
 if TYPE_CHECKING:
     from aiaas.core.platform import Platform
+    from aiaas.core.storage import Connection
 
 FORMAT = "aiaas-backup-1"
 MANIFEST = "manifest.json"
@@ -116,7 +117,7 @@ class Manifest:
 # Tables, in an order that loads --------------------------------------------------------------
 
 
-async def tables_in_load_order(connection: Any) -> list[str]:
+async def tables_in_load_order(connection: Connection) -> list[str]:
     """The aiaas tables, every table after those it refers to."""
     tables = {
         row["relname"]
@@ -277,7 +278,7 @@ def verify_archive(path: Path) -> Manifest:
 # Restoring -----------------------------------------------------------------------------------
 
 
-async def _ensure_empty(platform: Platform, connection: Any) -> None:
+async def _ensure_empty(platform: Platform, connection: Connection) -> None:
     for table in await tables_in_load_order(connection):
         if await connection.fetchval(f'SELECT EXISTS (SELECT 1 FROM "{table}")'):
             raise ConflictError(f"a restore needs an empty instance: table {table} holds data")

@@ -9,12 +9,13 @@ worker's cron job and as `aiaas gc`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aiaas.core.audit import AuditedChange
 
 if TYPE_CHECKING:
     from aiaas.core.platform import Platform
+    from aiaas.core.storage import Connection
 
 # Every column that refers to an artifact: (table, column, what makes the reference live).
 ARTIFACT_REFERENCES: tuple[tuple[str, str, str], ...] = (
@@ -32,7 +33,7 @@ class Collection:
     discarded_incomplete: int
 
 
-async def referenced_artifacts(connection: Any) -> set[str]:
+async def referenced_artifacts(connection: Connection) -> set[str]:
     keys: set[str] = set()
     for table, column, live in ARTIFACT_REFERENCES:
         keys |= {
@@ -41,7 +42,7 @@ async def referenced_artifacts(connection: Any) -> set[str]:
     return keys
 
 
-async def is_referenced(connection: Any, key: str) -> bool:
+async def is_referenced(connection: Connection, key: str) -> bool:
     for table, column, live in ARTIFACT_REFERENCES:
         if await connection.fetchval(
             f"SELECT EXISTS (SELECT 1 FROM {table} WHERE {column} = $1 AND {live})", key

@@ -1,9 +1,9 @@
 """The vault: every artifact of a project, sealed with that project's data key.
 
 Services never write plaintext to the artifact store: they go through `Vault.store` and
-`Vault.open`, which seal and unseal with the project's data key (`aiaas.core.governance.crypto`). Data keys
-are made on first use, kept wrapped in `data_keys`, and held unwrapped in this process's memory
-once opened.
+`Vault.open`, which seal and unseal with the project's data key (`aiaas.core.governance.crypto`).
+Data keys are made on first use, kept wrapped in `data_keys`, and held unwrapped in this
+process's memory once opened.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 from aiaas.core.config import Config
-from aiaas.core.errors import ConfigError
+from aiaas.core.errors import ConfigError, NotFoundError
 from aiaas.core.governance.crypto import (
     CHUNK_BYTES,
     MasterKey,
@@ -26,7 +26,7 @@ from aiaas.core.governance.crypto import (
     wrap_data_key,
 )
 from aiaas.core.platform import ProcessService
-from aiaas.core.storage import ArtifactStore, MetadataStore, StoredArtifact
+from aiaas.core.storage import ArtifactStore, Connection, MetadataStore, StoredArtifact
 
 if TYPE_CHECKING:
     from aiaas.core.platform import Platform
@@ -106,10 +106,13 @@ class Vault:
             self._data_keys[project_id] = key
             return key
 
-    async def _reload(self, connection: Any, project_id: UUID) -> bytes:
+    async def _reload(self, connection: Connection, project_id: UUID) -> bytes:
         row = await connection.fetchrow(
             "SELECT wrapped_key, master_key_id FROM data_keys WHERE project_id = $1", project_id
         )
+        if row is None:
+            # The insert that beat ours made a key; only the project's deletion removes it.
+            raise NotFoundError("no such project")
         key = self._unwrap(project_id, row["wrapped_key"], row["master_key_id"])
         self._data_keys[project_id] = key
         return key

@@ -1,1 +1,45 @@
-"""TODO"""
+"""Identity: who the callers are, and what they may do in which project.
+
+The domain owns the tables `users`, `api_tokens`, `projects` and `project_members`; nothing
+outside it queries them. Its modules:
+
+- `access`: the policy as data, the project roles and the grants of each;
+- `accounts`: users (argon2id passwords) and API tokens (sha256 hashes);
+- `sessions`: signing in with a password, rate limited;
+- `projects`: projects, the unit of ownership;
+- `members`: who holds which role in a project, and authorizing within a project.
+
+What is listed in `__all__` here is the surface that plugins build on: the policy an enforcer
+loads, and the token check an authenticator makes. Services and interfaces may import the
+modules themselves.
+"""
+
+from aiaas.core.identity.access import (
+    ADMIN_SUBJECT,
+    ROLE_HIERARCHY,
+    Grant,
+    ProjectRole,
+    membership_rule,
+    policy_rules,
+    user_subject,
+)
+from aiaas.core.identity.accounts import User, looks_like_token, verify_token
+from aiaas.core.identity.members import Membership, all_memberships, authorize_in_project
+from aiaas.core.identity.projects import Project
+
+__all__ = [
+    "ADMIN_SUBJECT",
+    "ROLE_HIERARCHY",
+    "Grant",
+    "Membership",
+    "Project",
+    "ProjectRole",
+    "User",
+    "all_memberships",
+    "authorize_in_project",
+    "looks_like_token",
+    "membership_rule",
+    "policy_rules",
+    "user_subject",
+    "verify_token",
+]

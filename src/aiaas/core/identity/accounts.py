@@ -17,7 +17,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 import asyncpg
@@ -27,6 +27,7 @@ from aiaas.core.audit import AuditedChange
 from aiaas.core.auth import Principal
 from aiaas.core.errors import AuthenticationError, ConflictError, InputError, NotFoundError
 from aiaas.core.pagination import Page, fetch_page
+from aiaas.core.storage import Connection
 
 if TYPE_CHECKING:
     from aiaas.core.platform import Platform
@@ -139,7 +140,7 @@ async def create_user(
     return user
 
 
-async def list_users(connection: Any, *, first: int | None, after: str | None) -> Page[User]:
+async def list_users(connection: Connection, *, first: int | None, after: str | None) -> Page[User]:
     return await fetch_page(
         connection,
         query=f"SELECT {_USER_COLUMNS} FROM users",
@@ -151,14 +152,14 @@ async def list_users(connection: Any, *, first: int | None, after: str | None) -
     )
 
 
-async def user_by_username(connection: Any, username: str) -> User | None:
+async def user_by_username(connection: Connection, username: str) -> User | None:
     row = await connection.fetchrow(
         f"SELECT {_USER_COLUMNS} FROM users WHERE username = $1", username
     )
     return User(**dict(row)) if row is not None else None
 
 
-async def users_by_ids(connection: Any, ids: list[UUID]) -> dict[UUID, User]:
+async def users_by_ids(connection: Connection, ids: list[UUID]) -> dict[UUID, User]:
     rows = await connection.fetch(
         f"SELECT {_USER_COLUMNS} FROM users WHERE id = ANY($1::uuid[])", ids
     )
@@ -166,7 +167,7 @@ async def users_by_ids(connection: Any, ids: list[UUID]) -> dict[UUID, User]:
 
 
 async def insert_token(
-    connection: Any,
+    connection: Connection,
     user_id: UUID,
     name: str,
     expires_at: datetime | None = None,
@@ -195,7 +196,7 @@ WHERE t.prefix = $1
 """
 
 
-async def verify_token(connection: Any, token: str, authenticator: str) -> Principal:
+async def verify_token(connection: Connection, token: str, authenticator: str) -> Principal:
     """The principal a token stands for, or `AuthenticationError` saying why not."""
     row = await connection.fetchrow(_VERIFY, token_prefix(token))
     # Compare in constant time even when the prefix is unknown, so timing reveals nothing.
@@ -295,7 +296,7 @@ async def create_api_token(
     return issued
 
 
-async def list_api_tokens(connection: Any, user_id: UUID) -> list[ApiToken]:
+async def list_api_tokens(connection: Connection, user_id: UUID) -> list[ApiToken]:
     rows = await connection.fetch(
         f"SELECT {_TOKEN_COLUMNS} FROM api_tokens WHERE user_id = $1 ORDER BY created_at, id",
         user_id,
@@ -303,7 +304,7 @@ async def list_api_tokens(connection: Any, user_id: UUID) -> list[ApiToken]:
     return [ApiToken(**dict(row)) for row in rows]
 
 
-async def find_token_by_prefix(connection: Any, prefix: str) -> ApiToken | None:
+async def find_token_by_prefix(connection: Connection, prefix: str) -> ApiToken | None:
     row = await connection.fetchrow(
         f"SELECT {_TOKEN_COLUMNS} FROM api_tokens WHERE prefix = $1", prefix
     )

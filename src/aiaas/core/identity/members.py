@@ -1,4 +1,4 @@
-"""Project members: who holds which role in a project.
+"""Project members: who holds which role in a project. This module owns `project_members`.
 
 Changing who may do what is a change of policy, so each change is authorized twice over: the
 caller's field permission (`member:manage`) and, when an owner is made, demoted or removed,
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 from aiaas.core.audit import AuditedChange
@@ -24,7 +24,9 @@ from aiaas.core.errors import (
     PermissionDeniedError,
 )
 from aiaas.core.identity.access import ProjectRole, required_grant_to_manage
+from aiaas.core.identity.projects import lock_project
 from aiaas.core.pagination import Order, Page, fetch_page
+from aiaas.core.storage import Connection, Record
 
 if TYPE_CHECKING:
     from aiaas.core.platform import Platform
@@ -49,13 +51,40 @@ SELECT * FROM (
 MEMBER_ORDER = Order(at="added_at", id="user_id")
 
 
-def _to_member(row: Any) -> ProjectMember:
+@dataclass(frozen=True)
+class Membership:
+    """One user's role in one project: a line of the access policy."""
+
+    user_id: UUID
+    project_id: UUID
+    role: ProjectRole
+
+
+def _to_member(row: Record) -> ProjectMember:
     values = dict(row)
     values["role"] = ProjectRole(values["role"])
     return ProjectMember(**values)
 
 
-async def member_role(connection: Any, project_id: UUID, user_id: UUID) -> ProjectRole | None:
+async def all_memberships(connection: Connection) -> list[Membership]:
+    """Every membership of every enabled user, for a policy enforcer to load whole. A disabled
+    user's memberships are left out: they lose every project's grants at once."""
+    rows = await connection.fetch(
+        "SELECT m.user_id, m.project_id, m.role "
+        "FROM project_members m JOIN users u ON u.id = m.user_id "
+        "WHERE u.disabled_at IS NULL"
+    )
+    return [
+        Membership(
+            user_id=row["user_id"], project_id=row["project_id"], role=ProjectRole(row["role"])
+        )
+        for row in rows
+    ]
+
+
+async def member_role(
+    connection: Connection, project_id: UUID, user_id: UUID
+) -> ProjectRole | None:
     role = await connection.fetchval(
         "SELECT role FROM project_members WHERE project_id = $1 AND user_id = $2",
         project_id,
@@ -91,7 +120,7 @@ async def authorize_in_project(
 
 
 async def list_members(
-    connection: Any, project_id: UUID, *, first: int | None, after: str | None
+    connection: Connection, project_id: UUID, *, first: int | None, after: str | None
 ) -> Page[ProjectMember]:
     return await fetch_page(
         connection,
@@ -105,15 +134,7 @@ async def list_members(
     )
 
 
-async def _lock_project(connection: Any, project_id: UUID) -> None:
-    found = await connection.fetchval(
-        "SELECT true FROM projects WHERE id = $1 FOR UPDATE", project_id
-    )
-    if not found:
-        raise NotFoundError("no such project")
-
-
-async def _user_id(connection: Any, username: str, *, active_only: bool = False) -> UUID:
+async def _user_id(connection: Connection, username: str, *, active_only: bool = False) -> UUID:
     """The user's id. A disabled user can still be demoted or removed, but not added."""
     user_id: UUID | None = await connection.fetchval(
         "SELECT id FROM users WHERE username = $1 AND (disabled_at IS NULL OR NOT $2)",
@@ -132,7 +153,7 @@ async def _authorize_roles(
     await platform.authorize(actor, str(project_id), grant.resource, grant.action)
 
 
-async def _owner_count(connection: Any, project_id: UUID) -> int:
+async def _owner_count(connection: Connection, project_id: UUID) -> int:
     count: int = await connection.fetchval(
         "SELECT count(*) FROM project_members WHERE project_id = $1 AND role = 'owner'",
         project_id,
@@ -140,10 +161,12 @@ async def _owner_count(connection: Any, project_id: UUID) -> int:
     return count
 
 
-async def _fetch_member(connection: Any, project_id: UUID, user_id: UUID) -> ProjectMember:
+async def _fetch_member(connection: Connection, project_id: UUID, user_id: UUID) -> ProjectMember:
     row = await connection.fetchrow(
         f"{_SELECT} WHERE project_id = $1 AND user_id = $2", project_id, user_id
     )
+    if row is None:
+        raise NotFoundError("no such member")
     return _to_member(row)
 
 
@@ -161,7 +184,7 @@ async def add_member(
     ) as change:
         connection = change.connection
         await _authorize_roles(platform, actor, project_id, role)
-        await _lock_project(connection, project_id)
+        await lock_project(connection, project_id)
         user_id = await _user_id(connection, username, active_only=True)
         if await member_role(connection, project_id, user_id) is not None:
             raise ConflictError(f"{username} is already a member; change their role instead")
@@ -251,14 +274,14 @@ async def remove_member(
 async def _existing_member(
     platform: Platform,
     actor: Principal,
-    connection: Any,
+    connection: Connection,
     project_id: UUID,
     username: str,
     *new_roles: ProjectRole,
 ) -> tuple[UUID, ProjectRole]:
     """Lock the project, find the member, and check the actor may manage both the member's role
     and the roles it is to take."""
-    await _lock_project(connection, project_id)
+    await lock_project(connection, project_id)
     user_id = await _user_id(connection, username)
     current = await member_role(connection, project_id, user_id)
     if current is None:
@@ -267,6 +290,6 @@ async def _existing_member(
     return user_id, current
 
 
-async def _keep_an_owner(connection: Any, project_id: UUID) -> None:
+async def _keep_an_owner(connection: Connection, project_id: UUID) -> None:
     if await _owner_count(connection, project_id) <= 1:
         raise ConflictError("a project keeps at least one owner: make someone else owner first")

@@ -14,6 +14,7 @@ from aiaas.core.audit import AuditedChange
 from aiaas.core.auth import Principal
 from aiaas.core.errors import ConflictError, InputError, NotFoundError
 from aiaas.core.pagination import Page, fetch_page
+from aiaas.core.storage import Connection, Record
 
 if TYPE_CHECKING:
     from aiaas.core.platform import Platform
@@ -42,7 +43,7 @@ _COLUMNS = "id, slug, name, description, created_by, created_at, archived_at"
 _SELECT = f"SELECT {_COLUMNS} FROM projects"
 
 
-def _to_project(row: Any) -> Project:
+def _to_project(row: Record) -> Project:
     return Project(**dict(row))
 
 
@@ -111,11 +112,9 @@ async def archive_project(
 ) -> Project:
     """Archive a project. Archived projects stay readable and take no new work."""
     async with AuditedChange(platform, actor, "project.archive", request_id) as change:
-        row = await change.connection.fetchrow(f"{_SELECT} WHERE id = $1 FOR UPDATE", project_id)
-        if row is None:
-            raise NotFoundError("no such project")
-        if row["archived_at"] is not None:
-            raise ConflictError(f"project {row['slug']!r} is already archived")
+        found = await lock_project(change.connection, project_id)
+        if found.is_archived:
+            raise ConflictError(f"project {found.slug!r} is already archived")
         row = await change.connection.fetchrow(
             f"UPDATE projects SET archived_at = clock_timestamp() WHERE id = $1 "
             f"RETURNING {_COLUMNS}",
@@ -131,23 +130,33 @@ async def archive_project(
     return project
 
 
-async def project_by_slug(connection: Any, slug: str) -> Project | None:
+async def lock_project(connection: Connection, project_id: UUID) -> Project:
+    """The project, its row locked until the transaction ends: changes made to one project
+    (archiving it, changing its members) happen one after the other. `NotFoundError` if there
+    is no such project."""
+    row = await connection.fetchrow(f"{_SELECT} WHERE id = $1 FOR UPDATE", project_id)
+    if row is None:
+        raise NotFoundError("no such project")
+    return _to_project(row)
+
+
+async def project_by_slug(connection: Connection, slug: str) -> Project | None:
     row = await connection.fetchrow(f"{_SELECT} WHERE slug = $1", slug)
     return _to_project(row) if row is not None else None
 
 
-async def projects_by_slugs(connection: Any, slugs: list[str]) -> dict[str, Project]:
+async def projects_by_slugs(connection: Connection, slugs: list[str]) -> dict[str, Project]:
     rows = await connection.fetch(f"{_SELECT} WHERE slug = ANY($1::text[])", slugs)
     return {row["slug"]: _to_project(row) for row in rows}
 
 
-async def projects_by_ids(connection: Any, ids: list[UUID]) -> dict[UUID, Project]:
+async def projects_by_ids(connection: Connection, ids: list[UUID]) -> dict[UUID, Project]:
     rows = await connection.fetch(f"{_SELECT} WHERE id = ANY($1::uuid[])", ids)
     return {row["id"]: _to_project(row) for row in rows}
 
 
 async def list_projects(
-    connection: Any,
+    connection: Connection,
     *,
     first: int | None,
     after: str | None,

@@ -34,8 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from aiaas.core.errors import AiaasError, InputError, ServiceUnavailableError
-from aiaas.core.runtimes import InputChecker, LoadedModel
+from aiaas.core.errors import BatcherClosedError, BatchFailedError, InputError, QueueFullError
+from aiaas.core.model_inputs import InputChecker
+from aiaas.core.runtimes import LoadedModel
 
 logger = logging.getLogger(__name__)
 
@@ -45,30 +46,6 @@ it says more about a stalled model than about when to come back."""
 
 THROUGHPUT_SMOOTHING = 0.2
 """Weight of the newest batch in the moving average of rows per second behind Retry-After."""
-
-
-class QueueFullError(ServiceUnavailableError):
-    """The version's queue holds as many rows as it may; retry after `retry_after_s`."""
-
-    code = "QUEUE_FULL"
-
-    def __init__(self, message: str, *, retry_after_s: int) -> None:
-        super().__init__(message, details={"retryAfter": retry_after_s})
-        self.retry_after_s = retry_after_s
-
-
-class BatcherClosedError(ServiceUnavailableError):
-    """The batcher is closing or closed (its deployment is stopping); nothing new is taken."""
-
-    code = "MODEL_UNAVAILABLE"
-
-
-class BatchFailedError(AiaasError):
-    """The model failed on the batch that held this request. The cause is chained and logged
-    once per batch; other batches are unaffected."""
-
-    code = "PREDICTION_FAILED"
-    http_status = 500
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 if TYPE_CHECKING:
-    from aiaas.core.trainers import TensorSpec
+    from aiaas.core.signatures import TensorSpec
 
 BASELINE_FORMAT_VERSION = 1
 PROPORTION_FLOOR = 1e-4

@@ -29,7 +29,8 @@ from aiaas.core.serving.drift import (
     training_baselines,
 )
 from aiaas.core.serving.metrics import DriftReport as DriftGauge
-from aiaas.core.trainers import ModelSignature
+from aiaas.core.signatures import ModelSignature
+from aiaas.core.storage import Connection
 from aiaas.core.training.registry import ModelVersion, model_versions_by_ids
 
 if TYPE_CHECKING:
@@ -96,7 +97,7 @@ def _binnable(dtype: str) -> bool:
 
 
 async def _samples(
-    connection: Any, deployment_id: UUID, version_id: UUID, window_s: int
+    connection: Connection, deployment_id: UUID, version_id: UUID, window_s: int
 ) -> tuple[dict[str, list[Any]], datetime]:
     window_start: datetime = await connection.fetchval(
         "SELECT clock_timestamp() - $1 * interval '1 second'", window_s
@@ -194,7 +195,7 @@ async def check_drift(platform: Platform) -> list[DriftReport]:
     return reports
 
 
-async def latest_reports(connection: Any, deployment_id: UUID) -> list[DriftReport]:
+async def latest_reports(connection: Connection, deployment_id: UUID) -> list[DriftReport]:
     """The newest report of each version of the deployment."""
     rows = await connection.fetch(
         f"SELECT DISTINCT ON (version_id) {_REPORT_COLUMNS} FROM drift_reports "

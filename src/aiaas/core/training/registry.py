@@ -3,9 +3,9 @@
 A successful training job registers one `ModelVersion` (its bundle encrypted in the artifact
 store, its signature, its evaluation metrics, and its lineage to the job and the dataset
 version). Versions never change; aliases (`staging`, `production`, ...) are the movable names
-that deployments follow. Moving an alias passes the model's promotion gates for that alias first:
-each gate is an expectation checked by a validator of `model-version` subjects against the
-version's metrics, and a failing gate refuses the move with its reason.
+that deployments follow. Moving an alias passes the model's promotion gates for that alias first
+(`promotion.py` holds what a gate is and how it is checked), and a failing gate refuses the move
+with its reason.
 """
 
 from __future__ import annotations
@@ -18,23 +18,17 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-import pyarrow as pa
-
 from aiaas.core.audit import AuditedChange
 from aiaas.core.auth import Principal
-from aiaas.core.data.quality import validators_by_kind
 from aiaas.core.errors import ConflictError, InputError, NotFoundError
 from aiaas.core.pagination import Page, fetch_page
-from aiaas.core.validation import CheckResult, Validator
+from aiaas.core.storage import Connection, Record
+from aiaas.core.training.promotion import ALIAS_NAME, check_gates, vet_promotion_gates
 
 if TYPE_CHECKING:
     from aiaas.core.platform import Platform
 
 MODEL_NAME = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,98}[a-z0-9])?$")
-ALIAS_NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
-PROTECTED_ALIAS = "production"
-"""Moving this alias needs `model:promote` (maintainers), not only `model:alias`."""
-MAX_GATES = 50
 
 
 @dataclass(frozen=True)
@@ -84,39 +78,45 @@ _VERSION_COLUMNS = (
 _ALIAS_COLUMNS = "model_id, alias, version_id, updated_by, updated_at"
 
 
-def _model(row: Any) -> Model:
+def _model(row: Record) -> Model:
     return Model(**dict(row))
 
 
-def _version(row: Any) -> ModelVersion:
+def _version(row: Record) -> ModelVersion:
     return ModelVersion(**dict(row))
 
 
 # Reading ------------------------------------------------------------------------------------
 
 
-async def models_by_ids(connection: Any, ids: list[UUID]) -> dict[UUID, Model]:
+async def models_by_ids(connection: Connection, ids: list[UUID]) -> dict[UUID, Model]:
     rows = await connection.fetch(
         f"SELECT {_MODEL_COLUMNS} FROM models WHERE id = ANY($1::uuid[])", ids
     )
     return {row["id"]: _model(row) for row in rows}
 
 
-async def model_versions_by_ids(connection: Any, ids: list[UUID]) -> dict[UUID, ModelVersion]:
+async def model_versions_by_ids(
+    connection: Connection, ids: list[UUID]
+) -> dict[UUID, ModelVersion]:
     rows = await connection.fetch(
         f"SELECT {_VERSION_COLUMNS} FROM model_versions WHERE id = ANY($1::uuid[])", ids
     )
     return {row["id"]: _version(row) for row in rows}
 
 
-async def model_versions_by_jobs(connection: Any, job_ids: list[UUID]) -> dict[UUID, ModelVersion]:
+async def model_versions_by_jobs(
+    connection: Connection, job_ids: list[UUID]
+) -> dict[UUID, ModelVersion]:
     rows = await connection.fetch(
         f"SELECT {_VERSION_COLUMNS} FROM model_versions WHERE job_id = ANY($1::uuid[])", job_ids
     )
     return {row["job_id"]: _version(row) for row in rows}
 
 
-async def aliases_by_models(connection: Any, model_ids: list[UUID]) -> dict[UUID, list[ModelAlias]]:
+async def aliases_by_models(
+    connection: Connection, model_ids: list[UUID]
+) -> dict[UUID, list[ModelAlias]]:
     rows = await connection.fetch(
         f"SELECT {_ALIAS_COLUMNS} FROM model_aliases WHERE model_id = ANY($1::uuid[]) "
         "ORDER BY alias",
@@ -128,7 +128,7 @@ async def aliases_by_models(connection: Any, model_ids: list[UUID]) -> dict[UUID
     return found
 
 
-async def model_by_name(connection: Any, project_id: UUID, name: str) -> Model | None:
+async def model_by_name(connection: Connection, project_id: UUID, name: str) -> Model | None:
     row = await connection.fetchrow(
         f"SELECT {_MODEL_COLUMNS} FROM models WHERE project_id = $1 AND name = $2",
         project_id,
@@ -138,7 +138,7 @@ async def model_by_name(connection: Any, project_id: UUID, name: str) -> Model |
 
 
 async def list_models(
-    connection: Any, project_id: UUID, *, first: int | None, after: str | None
+    connection: Connection, project_id: UUID, *, first: int | None, after: str | None
 ) -> Page[Model]:
     return await fetch_page(
         connection,
@@ -152,7 +152,7 @@ async def list_models(
 
 
 async def list_model_versions(
-    connection: Any, model_id: UUID, *, first: int | None, after: str | None
+    connection: Connection, model_id: UUID, *, first: int | None, after: str | None
 ) -> Page[ModelVersion]:
     return await fetch_page(
         connection,
@@ -165,14 +165,14 @@ async def list_model_versions(
     )
 
 
-async def get_model_version(connection: Any, version_id: UUID) -> ModelVersion:
+async def get_model_version(connection: Connection, version_id: UUID) -> ModelVersion:
     found = (await model_versions_by_ids(connection, [version_id])).get(version_id)
     if found is None:
         raise NotFoundError("no such model version")
     return found
 
 
-async def resolve_alias(connection: Any, model_id: UUID, alias: str) -> ModelVersion | None:
+async def resolve_alias(connection: Connection, model_id: UUID, alias: str) -> ModelVersion | None:
     row = await connection.fetchrow(
         f"SELECT {', '.join('v.' + c.strip() for c in _VERSION_COLUMNS.split(','))} "
         "FROM model_aliases a JOIN model_versions v ON v.id = a.version_id "
@@ -271,91 +271,7 @@ async def register_model_version(change: AuditedChange, new: NewModelVersion) ->
     return version
 
 
-# Promotion gates ----------------------------------------------------------------------------
-
-
-def gate_validators(platform: Platform) -> dict[str, Validator]:
-    """Every gate kind, with the validator of model versions that checks it."""
-    return {
-        kind: validator
-        for kind, (_, validator) in validators_by_kind(platform, "model-version").items()
-    }
-
-
-def metrics_table(metrics: Mapping[str, Any]) -> pa.Table:
-    """A version's numeric metrics as a one-row table: what a gate validator checks."""
-    numbers = {
-        key: [float(value)]
-        for key, value in metrics.items()
-        if isinstance(value, int | float) and not isinstance(value, bool)
-    }
-    return pa.table({key: pa.array(values, pa.float64()) for key, values in numbers.items()})
-
-
-def _gate_aliases(gate: Mapping[str, Any]) -> list[str]:
-    aliases = gate.get("aliases", [PROTECTED_ALIAS])
-    return list(aliases) if isinstance(aliases, list) else []
-
-
-def vet_promotion_gates(platform: Platform, gates: Any) -> list[dict[str, Any]]:
-    if not isinstance(gates, list) or len(gates) > MAX_GATES:
-        raise InputError(
-            f"promotion gates must be a list of at most {MAX_GATES} objects",
-            field_errors={"gates": "not a list"},
-        )
-    kinds = gate_validators(platform)
-    problems: dict[str, str] = {}
-    for index, gate in enumerate(gates):
-        where = f"gates.{index}"
-        if not isinstance(gate, dict):
-            problems[where] = "must be an object"
-            continue
-        kind = gate.get("kind")
-        if not isinstance(kind, str) or kind not in kinds:
-            problems[where] = f"unknown kind {kind!r}; known: {', '.join(sorted(kinds))}"
-            continue
-        aliases = gate.get("aliases", [PROTECTED_ALIAS])
-        if (
-            not isinstance(aliases, list)
-            or not aliases
-            or not all(isinstance(a, str) and ALIAS_NAME.fullmatch(a) for a in aliases)
-        ):
-            problems[where] = "aliases must be a non-empty list of alias names"
-            continue
-        # Gates name metrics, which differ between trainers: any metric name may be gated.
-        found = kinds[kind].problems(gate, {})
-        if found:
-            problems[where] = "; ".join(found)
-    if problems:
-        raise InputError("invalid promotion gates", field_errors=problems)
-    return [dict(gate) for gate in gates]
-
-
-def check_gates(
-    platform: Platform, model: Model, version: ModelVersion, alias: str
-) -> list[CheckResult]:
-    """The results of every gate of `model` that applies to `alias`."""
-    kinds = gate_validators(platform)
-    applicable = [gate for gate in model.promotion_gates if alias in _gate_aliases(gate)]
-    table = metrics_table(version.metrics)
-    results: list[CheckResult] = []
-    for gate in applicable:
-        validator = kinds.get(str(gate.get("kind")))
-        if validator is None:
-            results.append(
-                CheckResult(
-                    name=str(gate.get("kind")),
-                    kind=str(gate.get("kind")),
-                    dimension="accuracy",
-                    passed=False,
-                    failing_rows=1,
-                    blocking=True,
-                    message=f"no validator here checks gates of kind {gate.get('kind')!r}",
-                )
-            )
-            continue
-        results += validator.validate(table, [gate])
-    return results
+# Promoting ---------------------------------------------------------------------------------
 
 
 async def set_promotion_gates(
@@ -412,7 +328,9 @@ async def set_model_alias(
             f"SELECT {_MODEL_COLUMNS} FROM models WHERE id = $1 FOR SHARE", version.model_id
         )
         model = _model(row)
-        results = await asyncio.to_thread(check_gates, platform, model, version, alias)
+        results = await asyncio.to_thread(
+            check_gates, platform, model.promotion_gates, version.metrics, alias
+        )
         failed = [result for result in results if not result.passed]
         if failed:
             reasons = "; ".join(result.message for result in failed)

@@ -9,9 +9,14 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from aiaas.core.errors import ConflictError, InputError, NotFoundError, ServiceUnavailableError
-from aiaas.core.serving import deployments
-from aiaas.core.serving.inference import INFERENCE_SERVER, output_records, records_to_columns
-from aiaas.core.serving.rollout import wake_rollouts
+from aiaas.core.serving import (
+    INFERENCE_SERVER,
+    deployments,
+    output_records,
+    records_to_columns,
+    stop_and_drain,
+    wake_rollouts,
+)
 from aiaas.graphql.context import RequestContext
 from aiaas.graphql.deployments.types import (
     CreateDeploymentInput,
@@ -159,13 +164,7 @@ class DeploymentMutation:
         description="Stop the deployment. It answers what it has queued, then nothing more.",
     )
     async def delete_deployment(self, info: Info, deployment: strawberry.ID) -> DeploymentResult:
-        stopped = await _changed(info, deployment, deployments.stop_deployment)
-        if isinstance(stopped, DeploymentSuccess):
-            # This process drains now; the others as soon as they hear of the change.
-            await info.context.platform.service(INFERENCE_SERVER).drain(
-                stopped.deployment.deployment_uuid
-            )
-        return stopped
+        return await _changed(info, deployment, stop_and_drain)
 
     @strawberry.mutation(
         extensions=requires_in_project("deployment", "predict", _DEPLOYMENT),

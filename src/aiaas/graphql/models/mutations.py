@@ -1,3 +1,6 @@
+"""The model registry's mutations: moving an alias (through its promotion gates) and setting a
+model's gates."""
+
 from __future__ import annotations
 
 from uuid import UUID
@@ -9,6 +12,7 @@ from strawberry.types import Info
 from aiaas.core.audit import record_outside_change
 from aiaas.core.errors import PermissionDeniedError
 from aiaas.core.training import registry as models
+from aiaas.core.training.promotion import PROTECTED_ALIAS
 from aiaas.graphql.context import RequestContext
 from aiaas.graphql.errors import expected
 from aiaas.graphql.models.types import (
@@ -64,7 +68,7 @@ class ModelMutation:
         _, version_id = from_global_id(input.version)
 
         async def move() -> SetModelAliasSuccess:
-            if input.alias == models.PROTECTED_ALIAS:
+            if input.alias == PROTECTED_ALIAS:
                 await _require_promote(context, version_id)
             alias, version = await models.set_model_alias(
                 context.platform,

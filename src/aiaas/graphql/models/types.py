@@ -1,10 +1,15 @@
+"""GraphQL types of the model registry: models, their versions and aliases, and the results of
+the mutations that move an alias or set promotion gates."""
+
 from __future__ import annotations
 
+import functools
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 import strawberry
+from strawberry import LazyType
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
@@ -14,8 +19,18 @@ from aiaas.graphql.datasets.types import DatasetVersion, as_json
 from aiaas.graphql.errors import ConflictError, InvalidInputError, NotFoundError
 from aiaas.graphql.relay import Connection, Node, connection_from_page, to_global_id
 
-if TYPE_CHECKING:
-    from aiaas.graphql.training.types import TrainingJob
+_TRAINING_JOB: LazyType[Any, Any] = LazyType("TrainingJob", "aiaas.graphql.training.types")
+"""The type of `ModelVersion.job`, by name. It points back up the lineage, at the job that
+trained the version, and `aiaas.graphql.training.types` imports this module for
+`TrainingJob.modelVersion`: naming the type, rather than importing it, keeps the two modules out
+of an import cycle. The schema looks it up when it is built."""
+
+
+@functools.cache
+def _training_job_type() -> type[Any]:
+    """The `TrainingJob` class, looked up once: by the time a field resolves, the schema has
+    imported its module."""
+    return _TRAINING_JOB.resolve_type()
 
 
 @strawberry.type(description="A movable name (`staging`, `production`...) for a model version.")
@@ -55,14 +70,11 @@ class ModelVersion(Node):
         found = await info.context.loader("model").load(self.model_uuid)
         return Model.from_domain(found)
 
-    @strawberry.field(description="The training job that produced it.")
-    async def job(
-        self, info: Info
-    ) -> Annotated[TrainingJob, strawberry.lazy("aiaas.graphql.training.types")]:
-        from aiaas.graphql.training.types import TrainingJob
-
+    @strawberry.field(description="The training job that produced it.", graphql_type=_TRAINING_JOB)
+    async def job(self, info: Info) -> Node:
         found = await info.context.loader("job").load(self.job_uuid)
-        return TrainingJob.from_domain(found)
+        job: Node = _training_job_type().from_domain(found)
+        return job
 
     @strawberry.field(description="The dataset version it was trained on.")
     async def dataset_version(self, info: Info) -> DatasetVersion:

@@ -15,8 +15,8 @@ from aiaas.core.identity import members, projects
 from aiaas.core.identity.access import ProjectRole as CoreProjectRole
 from aiaas.core.pagination import DEFAULT_PAGE_SIZE
 from aiaas.core.serving import deployments as core_deployments
+from aiaas.core.training import TRAINING_JOB, compare_jobs
 from aiaas.core.training import registry as core_models
-from aiaas.core.training.training_jobs import TRAINING_JOB, compare_jobs
 from aiaas.graphql.context import RequestContext
 from aiaas.graphql.datasets.types import Dataset
 from aiaas.graphql.deployments.types import Deployment

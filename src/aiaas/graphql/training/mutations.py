@@ -1,3 +1,5 @@
+"""Training mutations: submitting a training job and cancelling one."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -6,7 +8,7 @@ import strawberry
 from strawberry.types import Info
 
 from aiaas.core.errors import InputError
-from aiaas.core.training import training_jobs
+from aiaas.core.training import submission
 from aiaas.graphql.context import RequestContext
 from aiaas.graphql.errors import expected
 from aiaas.graphql.permissions import project_by_global_id, requires_in_project
@@ -43,10 +45,10 @@ class TrainingMutation:
                     "hyperparameters must be an object",
                     field_errors={"hyperparameters": "must be an object"},
                 )
-            job = await training_jobs.submit_training_job(
+            job = await submission.submit_training_job(
                 context.platform,
                 context.require_principal(),
-                training_jobs.TrainingRequest(
+                submission.TrainingRequest(
                     dataset_version_id=version_id,
                     trainer=input.trainer,
                     target=input.target,
@@ -74,7 +76,7 @@ class TrainingMutation:
         _, job_id = from_global_id(id)
 
         async def cancel() -> TrainingJobSuccess:
-            job = await training_jobs.cancel_training_job(
+            job = await submission.cancel_training_job(
                 context.platform, context.require_principal(), job_id, request_id=context.request_id
             )
             return TrainingJobSuccess(job=TrainingJob.from_domain(job))

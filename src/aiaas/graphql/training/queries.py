@@ -1,3 +1,5 @@
+"""The training queries: the trainers this platform can run."""
+
 from __future__ import annotations
 
 import strawberry

@@ -1,3 +1,5 @@
+"""The `jobEvents` subscription: a job's stream replayed from a cursor, then followed live."""
+
 from __future__ import annotations
 
 import time

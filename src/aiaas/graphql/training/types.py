@@ -1,3 +1,6 @@
+"""GraphQL types of training: trainers and their hyperparameters, training jobs with their
+metric history and live events, job comparisons, and the submit and cancel results."""
+
 from __future__ import annotations
 
 from datetime import datetime

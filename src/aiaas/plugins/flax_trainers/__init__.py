@@ -5,9 +5,10 @@
     text-classifier     a hashed n-gram embedding bag over one string column → a class
     image-classifier    a small CNN over pixel columns → a class
 
-Each returns a `flax-nnx` bundle (see `bundle`), loaded by `bundle.load_predictor`. Importing
-this package does not import JAX: factories only build the trainer objects, and JAX is loaded
-when a trainer first fits or a bundle is loaded.
+Each returns a `flax-nnx` bundle, a format of its own (`aiaas.formats.flax_nnx`, with the models
+and the feature encoding it holds) that the `jax` runtime reads. Importing this package does not
+import JAX: factories only build the trainer objects, and JAX is loaded when a trainer first fits
+or a bundle is loaded.
 """
 
 from __future__ import annotations

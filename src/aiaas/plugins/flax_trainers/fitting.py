@@ -15,20 +15,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from aiaas.core.signatures import ModelSignature, TensorSpec
 from aiaas.core.trainers import (
-    ModelSignature,
     Task,
-    TensorSpec,
     TrainedModel,
     Trainer,
     TrainingReporter,
     TrainingRun,
     vet_hyperparameters,
 )
+from aiaas.formats import flax_nnx
 from aiaas.plugins.flax_trainers import input_pipeline as pipeline
 from aiaas.plugins.flax_trainers.evaluation import classification_metrics, regression_metrics
-
-BUNDLE_FORMAT = "flax-nnx"
 
 
 def joined(problems: Mapping[str, str]) -> str:
@@ -230,8 +228,6 @@ class FlaxTrainer(Trainer):
         result: Any,
         metrics: dict[str, Any],
     ) -> TrainedModel:
-        from aiaas.plugins.flax_trainers.bundle import encode_bundle
-
         schema = run.table.schema
         # Strings stay strings (the bundle encodes them); every other column is read as float32.
         inputs = tuple(
@@ -239,7 +235,7 @@ class FlaxTrainer(Trainer):
             for name in run.features
         )
         signature = ModelSignature(inputs=inputs, outputs=outputs)
-        bundle = encode_bundle(
+        bundle = flax_nnx.encode_bundle(
             trainer=self.name,
             task=self.task,
             architecture=architecture,
@@ -250,7 +246,7 @@ class FlaxTrainer(Trainer):
             params=result.params,
         )
         return TrainedModel(
-            format=BUNDLE_FORMAT,
+            format=flax_nnx.FORMAT,
             bundle=bundle,
             signature=signature,
             metrics=metrics,

@@ -1,14 +1,17 @@
-"""From a pyarrow table to numpy arrays: the split, the feature encoders and the batch order.
+"""From a pyarrow table to numpy arrays: the split, the fitted feature encoders and the batch
+order.
 
-Nothing here imports JAX, so the same code prepares training data in the worker and decodes
-requests when a bundle is loaded. Every encoder is fitted on the training split only (the
-held-out split must not leak into the statistics the model sees), and turns itself into plain
-msgpack-able values (`as_dict`) so that a bundle carries it without pickle.
+Every encoder is fitted on the training split only (the held-out split must not leak into the
+statistics the model sees), and is a mapping of plain msgpack-able values, so that a bundle
+carries it without pickle. The encoding itself is the bundle format's
+(`aiaas.formats.flax_nnx_features`): a runtime encodes requests with it exactly as training
+encoded the table. The trainers reach it through this module, beside the fitting.
+
+Nothing here imports JAX.
 """
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +21,41 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from aiaas.core.trainers import split_sizes
+from aiaas.formats.flax_nnx_features import (
+    encode_features,
+    encode_image,
+    encode_tabular,
+    encode_text,
+    hash_gram,
+    tabular_width,
+    text_grams,
+)
+
+__all__ = [
+    "SHUFFLE_STREAM",
+    "SPLIT_STREAM",
+    "RowSplit",
+    "arrow_kind",
+    "balanced_class_weights",
+    "column_kind",
+    "encode_classes",
+    "encode_features",
+    "encode_image",
+    "encode_tabular",
+    "encode_text",
+    "epoch_batches",
+    "fit_classes",
+    "fit_image",
+    "fit_standardized_target",
+    "fit_tabular",
+    "fit_text",
+    "hash_gram",
+    "split_rows",
+    "table_column",
+    "tabular_width",
+    "target_values",
+    "text_grams",
+]
 
 SPLIT_STREAM = 1
 SHUFFLE_STREAM = 2
@@ -62,35 +100,12 @@ def arrow_kind(arrow_type: pa.DataType) -> str:
 
 def table_column(table: pa.Table, name: str) -> np.ndarray:
     """A column as numpy: numbers and booleans as float64 with NaN for null, strings as an
-    object array of `str` and `None`. Training and prediction both go through `as_numbers` and
-    `as_strings` from here, so the two can never encode a value differently."""
+    object array of `str` and `None`: what the encoders (`aiaas.formats.flax_nnx_features`) take,
+    from a table as from a request."""
     column = table.column(name)
     if arrow_kind(column.type) == "string":
         return np.asarray(pc.cast(column, pa.string()).to_pylist(), dtype=object)
     return np.asarray(pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False))
-
-
-def as_numbers(values: Any, name: str) -> np.ndarray:
-    """float64, with NaN for null and for anything not finite."""
-    array = np.asarray(values)
-    if array.dtype.kind in "biuf":
-        numbers = array.astype(np.float64)
-    else:
-        try:
-            numbers = np.array(
-                [np.nan if value is None else float(value) for value in array.ravel()],
-                dtype=np.float64,
-            )
-        except (TypeError, ValueError):
-            raise ValueError(f"column {name!r} must hold numbers") from None
-    numbers = numbers.reshape(-1)
-    numbers[~np.isfinite(numbers)] = np.nan
-    return numbers
-
-
-def as_strings(values: Any) -> np.ndarray:
-    array = np.asarray(values, dtype=object).reshape(-1)
-    return np.array([None if value is None else str(value) for value in array], dtype=object)
 
 
 # Split and batches ----------------------------------------------------------------------------
@@ -163,32 +178,6 @@ def _by_count(entry: tuple[int, str]) -> tuple[int, str]:
     return (-entry[0], entry[1])
 
 
-def encode_tabular(encoder: Mapping[str, Any], columns: Mapping[str, Any]) -> np.ndarray:
-    parts: list[np.ndarray] = []
-    for column in encoder["columns"]:
-        name = column["name"]
-        if column["kind"] == "numeric":
-            numbers = (as_numbers(columns[name], name) - column["mean"]) / column["std"]
-            parts.append(np.nan_to_num(numbers, nan=0.0)[:, None])
-        else:
-            strings = as_strings(columns[name])
-            position = {category: index for index, category in enumerate(column["categories"])}
-            one_hot = np.zeros((strings.size, len(position)), dtype=np.float32)
-            for row, value in enumerate(strings):
-                index = position.get(value)
-                if index is not None:
-                    one_hot[row, index] = 1.0
-            parts.append(one_hot)
-    return np.concatenate(parts, axis=1).astype(np.float32)
-
-
-def tabular_width(encoder: Mapping[str, Any]) -> int:
-    return sum(
-        1 if column["kind"] == "numeric" else len(column["categories"])
-        for column in encoder["columns"]
-    )
-
-
 # Images ---------------------------------------------------------------------------------------
 
 
@@ -210,38 +199,7 @@ def fit_image(
     }
 
 
-def encode_image(encoder: Mapping[str, Any], columns: Mapping[str, Any]) -> np.ndarray:
-    """[rows, height, width, channels]; the pixel columns are in row-major (h, w, c) order."""
-    pixels = np.stack([as_numbers(columns[name], name) for name in encoder["pixels"]], axis=1)
-    scaled: np.ndarray = np.nan_to_num((pixels - encoder["mean"]) / encoder["std"], nan=0.0)
-    return scaled.reshape(-1, *encoder["shape"]).astype(np.float32)
-
-
 # Text -----------------------------------------------------------------------------------------
-
-_WORD_SEPARATORS = str.maketrans(dict.fromkeys("\t\n\r.,;:!?\"'()[]{}<>/\\|", " "))
-
-
-def text_grams(text: str, analyzer: str, min_ngram: int, max_ngram: int) -> list[str]:
-    """Lower-cased word n-grams, or character n-grams inside word boundaries (each word padded
-    with spaces, so a gram never spans two words)."""
-    words = text.lower().translate(_WORD_SEPARATORS).split()
-    grams: list[str] = []
-    if analyzer == "word":
-        for size in range(min_ngram, max_ngram + 1):
-            grams.extend(" ".join(words[i : i + size]) for i in range(len(words) - size + 1))
-        return grams
-    for word in words:
-        padded = f" {word} "
-        for size in range(min_ngram, max_ngram + 1):
-            grams.extend(padded[i : i + size] for i in range(len(padded) - size + 1))
-    return grams
-
-
-def hash_gram(gram: str, buckets: int) -> int:
-    """Bucket 1..buckets (0 is padding). CRC-32 of the UTF-8 bytes: the same in every process
-    and on every machine, unlike Python's salted `hash()`."""
-    return zlib.crc32(gram.encode("utf-8")) % buckets + 1
 
 
 def fit_text(
@@ -270,31 +228,6 @@ def fit_text(
         "hash": "crc32",
         "length": max(1, min(longest, max_tokens)),
     }
-
-
-def encode_text(encoder: Mapping[str, Any], columns: Mapping[str, Any]) -> np.ndarray:
-    """Bucket ids [rows, length], int32, 0-padded; grams beyond the length are dropped."""
-    strings = as_strings(columns[encoder["column"]])
-    length = encoder["length"]
-    ids = np.zeros((strings.size, length), dtype=np.int32)
-    for row, text in enumerate(strings):
-        if not text:
-            continue
-        grams = text_grams(text, encoder["analyzer"], encoder["min_ngram"], encoder["max_ngram"])
-        hashed = [hash_gram(gram, encoder["buckets"]) for gram in grams[:length]]
-        ids[row, : len(hashed)] = hashed
-    return ids
-
-
-def encode_features(encoder: Mapping[str, Any], columns: Mapping[str, Any]) -> np.ndarray:
-    kind = encoder["kind"]
-    if kind == "tabular":
-        return encode_tabular(encoder, columns)
-    if kind == "image":
-        return encode_image(encoder, columns)
-    if kind == "text":
-        return encode_text(encoder, columns)
-    raise ValueError(f"unknown preprocessing {kind!r}")
 
 
 # Targets --------------------------------------------------------------------------------------

@@ -30,15 +30,10 @@ import optax  # type: ignore[import-untyped]
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 
-from aiaas.core.trainers import (
-    Progress,
-    Task,
-    TrainingCancelled,
-    TrainingDiverged,
-    TrainingReporter,
-)
+from aiaas.core.errors import TrainingCancelled, TrainingDiverged
+from aiaas.core.trainers import Progress, Task, TrainingReporter
+from aiaas.formats.flax_nnx_models import build_model
 from aiaas.plugins.flax_trainers.checkpoints import CheckpointStore
-from aiaas.plugins.flax_trainers.models import build_model
 from aiaas.plugins.flax_trainers.staging import (
     BatchStager,
     Schedule,

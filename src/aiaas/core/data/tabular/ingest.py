@@ -6,28 +6,30 @@ A CSV file is read in blocks, so memory stays bounded whatever its size, in two 
 reads every field as text to work out each column's type from all its values (a type guessed from
 the first block alone would break on a later one); the second parses the columns as those types,
 profiles them, and writes the normalized file.
+
+This module reads and checks the upload; `type_inference.py` works out the column types and
+`normalized.py` writes the file.
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
-import hashlib
 import re
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import BinaryIO
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.ipc
 import pyarrow.parquet as pq
 
-from aiaas.core.data.tabular.profile import TableProfile, json_value
-from aiaas.core.data.tabular.types import LOGICAL_TYPES, logical_type
+from aiaas.core.data.tabular.normalized import NormalizedTable, SourceFormat, write_normalized
+from aiaas.core.data.tabular.type_inference import TypeInference
+from aiaas.core.data.tabular.types import LOGICAL_TYPES
 from aiaas.core.errors import InputError
 
 SNIFF_BYTES = 64 * 1024
@@ -35,12 +37,9 @@ BLOCK_BYTES = 4 << 20
 # The first rows (for the header and the column count) are read in a smaller block: Arrow reads
 # ahead, and a full block costs a tenth of a second for nothing.
 SAMPLE_BLOCK_BYTES = 1 << 20
-PREVIEW_ROWS = 20
-HASH_CHUNK_BYTES = 1 << 20
+NUL_SEARCH_CHUNK_BYTES = 1 << 20
 DELIMITERS = ",;\t|"
 NULL_VALUES = ["", "NA", "N/A", "NULL", "null", "NaN", "nan", "None"]
-
-SourceFormat = Literal["csv", "parquet"]
 
 
 @dataclass(frozen=True)
@@ -51,25 +50,6 @@ class ReadOptions:
     encoding: str | None = None
     delimiter: str | None = None
     header: bool | None = None
-
-
-@dataclass(frozen=True)
-class NormalizedTable:
-    path: Path
-    source_format: SourceFormat | Literal["derived"]
-    row_count: int
-    columns: list[dict[str, str]]
-    column_stats: dict[str, dict[str, Any]]
-    preview: list[dict[str, Any]]
-    size_bytes: int
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(HASH_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def refuse(message: str, field: str = "file") -> InputError:
@@ -100,7 +80,7 @@ def _holds_nul(head: bytes, rest: BinaryIO) -> bool:
     # end it early in most tools downstream. Searching bytes costs little next to parsing them.
     if b"\x00" in head:
         return True
-    while chunk := rest.read(HASH_CHUNK_BYTES):
+    while chunk := rest.read(NUL_SEARCH_CHUNK_BYTES):
         if b"\x00" in chunk:
             return True
     return False
@@ -174,76 +154,6 @@ def _column_names(first_row: list[str], header: bool) -> list[str]:
             "(declare header: false if the first row is data)"
         )
     return names
-
-
-# Working out types -------------------------------------------------------------------------
-# The candidates, from the narrowest type to text. A block is first screened on a few values, so
-# that a column of words drops its numeric candidates without a full failed cast (slow: arrow
-# formats an error for it); the full check runs only for a candidate the screen let through.
-
-_CANDIDATES: list[pa.DataType] = [
-    pa.int64(),
-    pa.float64(),
-    pa.bool_(),
-    pa.timestamp("us"),
-    pa.timestamp("us", tz="UTC"),
-    pa.string(),
-]
-_SCREEN_VALUES = 64
-_BOOLEAN_WORDS = pa.array(["true", "false", "True", "False", "TRUE", "FALSE"])
-
-
-def _has_leading_zero(values: pa.Array) -> bool:
-    # "007" or a zip code "02134" would lose its leading zero as a number: such values are text.
-    # Only values starting with "0" or "-0" can have one: the regex runs on those alone.
-    suspect = pc.or_(pc.starts_with(values, "0"), pc.starts_with(values, "-0"))
-    if not pc.any(suspect).as_py():
-        return False
-    return bool(pc.any(pc.match_substring_regex(values.filter(suspect), r"^-?0\d")).as_py())
-
-
-def _casts(values: pa.Array, target: pa.DataType) -> bool:
-    try:
-        pc.cast(values, target)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return False
-    return True
-
-
-def _all_fit(values: pa.Array, target: pa.DataType) -> bool:
-    if pa.types.is_string(target):
-        return True
-    if pa.types.is_boolean(target):
-        return bool(pc.all(pc.is_in(values, value_set=_BOOLEAN_WORDS)).as_py())
-    if pa.types.is_timestamp(target):
-        return _casts(values, target)
-    # Numbers: the cast is the check (digits, signs, overflow), with the same parser the CSV
-    # reader uses; a plus sign is refused, as that reader does.
-    if pc.any(pc.starts_with(values, "+")).as_py() or not _casts(values, target):
-        return False
-    return not _has_leading_zero(values)
-
-
-def _fits(values: pa.Array, target: pa.DataType) -> bool:
-    return _all_fit(values.slice(0, _SCREEN_VALUES), target) and _all_fit(values, target)
-
-
-class TypeInference:
-    """The narrowest type each column's every value fits, narrowed block by block."""
-
-    def __init__(self, names: list[str]) -> None:
-        self.choice = dict.fromkeys(names, 0)
-
-    def update(self, batch: pa.RecordBatch) -> None:
-        for name in batch.schema.names:
-            values = pc.drop_null(batch.column(name))
-            if len(values) == 0:
-                continue
-            while not _fits(values, _CANDIDATES[self.choice[name]]):
-                self.choice[name] += 1
-
-    def types(self) -> dict[str, pa.DataType]:
-        return {name: _CANDIDATES[index] for name, index in self.choice.items()}
 
 
 # Reading -----------------------------------------------------------------------------------
@@ -399,6 +309,9 @@ def _cast_spilled(spill: Path, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
             yield batch.cast(schema)
 
 
+# Parquet uploads, and the way in -----------------------------------------------------------
+
+
 def _normalized_schema(schema: pa.Schema) -> pa.Schema:
     """The schema a Parquet upload is stored with: each column as one of the logical types
     (`types.LOGICAL_TYPES`) or a plain variant of it; `InputError` for a column none holds."""
@@ -431,52 +344,6 @@ def _plain(arrow_type: pa.DataType) -> bool:
     )
 
 
-def write_normalized(
-    batches: Iterator[pa.RecordBatch],
-    schema: pa.Schema,
-    destination: Path,
-    source_format: SourceFormat | Literal["derived"],
-) -> NormalizedTable:
-    """Write `batches` (cast to `schema`) as the normalized Parquet file, profiling as it goes."""
-    profile = TableProfile(schema)
-    preview: list[dict[str, Any]] = []
-    # A batch is written on a second thread while the next one is profiled: Arrow releases the
-    # GIL in both, so they overlap on two cores. One batch in flight keeps memory bounded.
-    with (
-        pq.ParquetWriter(
-            destination,
-            schema,
-            compression="snappy",
-            # Dictionaries pay off on repeated text; on numbers and times they cost time (a
-            # third of the write) and, once a column has many values, space too.
-            use_dictionary=[field.name for field in schema if pa.types.is_string(field.type)],
-        ) as writer,
-        ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet-writer") as pool,
-    ):
-        in_flight: Future[None] | None = None
-        for batch in batches:
-            typed = batch.cast(schema) if batch.schema != schema else batch
-            if in_flight is not None:
-                in_flight.result()
-            in_flight = pool.submit(writer.write_batch, typed)
-            profile.update(typed)
-            if len(preview) < PREVIEW_ROWS:
-                rows = typed.slice(0, PREVIEW_ROWS - len(preview)).to_pylist()
-                preview += [{key: json_value(value) for key, value in row.items()} for row in rows]
-        if in_flight is not None:
-            in_flight.result()
-    profile.count_distinct_from(destination)
-    return NormalizedTable(
-        path=destination,
-        source_format=source_format,
-        row_count=profile.rows,
-        columns=[{"name": field.name, "type": logical_type(field.type)} for field in schema],
-        column_stats=profile.result(),
-        preview=preview,
-        size_bytes=destination.stat().st_size,
-    )
-
-
 def normalize_upload(path: Path, work_dir: Path, options: ReadOptions) -> NormalizedTable:
     """Read an uploaded file into `work_dir/normalized.parquet`, or raise `InputError`."""
     source_format = detect_format(path, options.format)
@@ -502,7 +369,3 @@ def normalize_upload(path: Path, work_dir: Path, options: ReadOptions) -> Normal
         return write_normalized(_cast_spilled(spill, schema), schema, destination, "csv")
     finally:
         spill.unlink(missing_ok=True)
-
-
-def read_table(path: Path) -> pa.Table:
-    return pq.read_table(path)

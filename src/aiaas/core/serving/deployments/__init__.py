@@ -7,12 +7,12 @@ A deployment's life is persisted, state by state, and every change is an event o
         └────────────┴──▶ FAILED│            │
     every state but STOPPED ────┴────────────┴──▶ STOPPED (deleteDeployment)
 
-Serving processes do the work between the states (`aiaas.core.serving.rollout`): one claims a CREATING
-deployment, loads and warms every version it serves (WARMING), and marks it READY only once
-every batch bucket is compiled and has run; a failure marks it FAILED with the reason. A traffic
-change that brings a version not yet served waits in `pending_traffic` while the deployment is
-UPDATING, and the old split goes on answering until the new version is warm. Changes among the
-versions already served (promote, rollback, new percentages) apply at once.
+Serving processes do the work between the states (`aiaas.core.serving.rollout`): one claims a
+CREATING deployment, loads and warms every version it serves (WARMING), and marks it READY only
+once every batch bucket is compiled and has run; a failure marks it FAILED with the reason. A
+traffic change that brings a version not yet served waits in `pending_traffic` while the
+deployment is UPDATING, and the old split goes on answering until the new version is warm.
+Changes among the versions already served (promote, rollback, new percentages) apply at once.
 
 The split: a stable version, optionally a canary that takes `canary_percent` of the requests,
 and optionally a shadow that sees a copy of every request and whose answers are logged, never

@@ -30,6 +30,7 @@ from aiaas.core.serving.deployments.vetting import (
     vet_shares,
     vetted_split,
 )
+from aiaas.core.storage import Connection, Record
 from aiaas.core.training.registry import ModelVersion, model_versions_by_ids, resolve_alias
 
 if TYPE_CHECKING:
@@ -52,7 +53,7 @@ class NewDeployment:
     drift_threshold: float | None = None
 
 
-async def project_of_new_deployment(connection: Any, new: NewDeployment) -> UUID | None:
+async def project_of_new_deployment(connection: Connection, new: NewDeployment) -> UUID | None:
     """The project a deployment would be created in: its version's or its model's."""
     if new.version_id is not None:
         version = (await model_versions_by_ids(connection, [new.version_id])).get(new.version_id)
@@ -65,7 +66,7 @@ async def project_of_new_deployment(connection: Any, new: NewDeployment) -> UUID
     return None
 
 
-async def _chosen_version(connection: Any, new: NewDeployment) -> ModelVersion:
+async def _chosen_version(connection: Connection, new: NewDeployment) -> ModelVersion:
     if (new.version_id is None) == (new.model_id is None or new.alias is None):
         raise InputError(
             "name either a model version, or a model and one of its aliases",
@@ -154,17 +155,23 @@ async def create_deployment(
 # Changing traffic -----------------------------------------------------------------------------
 
 
-async def _locked(connection: Any, deployment_id: UUID) -> Deployment:
+async def _locked(connection: Connection, deployment_id: UUID) -> Deployment:
     row = await connection.fetchrow(
         f"SELECT {COLUMNS} FROM deployments WHERE id = $1 FOR UPDATE", deployment_id
     )
+    return _found(row)
+
+
+def _found(row: Record | None) -> Deployment:
+    """The deployment a query returned. An UPDATE of a row this transaction has locked always
+    returns it; a row that is gone is a deployment that does not exist."""
     if row is None:
         raise NotFoundError("no such deployment")
     return to_deployment(row)
 
 
 async def _apply(
-    connection: Any,
+    connection: Connection,
     deployment: Deployment,
     split: TrafficSplit,
     *,
@@ -193,7 +200,7 @@ async def _apply(
         state.value,
         reason,
     )
-    return to_deployment(row)
+    return _found(row)
 
 
 @dataclass
@@ -207,8 +214,9 @@ class _DeploymentChange:
     details: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def connection(self) -> Any:
-        return self.change.connection
+    def connection(self) -> Connection:
+        connection: Connection = self.change.connection
+        return connection
 
 
 @asynccontextmanager
@@ -354,7 +362,8 @@ async def stop_deployment(
     platform: Platform, actor: Principal, deployment_id: UUID, *, request_id: str | None = None
 ) -> Deployment:
     """Mark the deployment STOPPED: from then on no process takes a new request for it; each
-    drains what it has queued (`InferenceServer.drain`)."""
+    drains what it has queued (`deleteDeployment` drains its own process at once:
+    `aiaas.core.serving.inference.stop_and_drain`)."""
     async with _changing(platform, actor, deployment_id, "deployment.delete", request_id) as step:
         deployment = step.deployment
         _require_state(
@@ -369,6 +378,6 @@ async def stop_deployment(
             """,
             deployment_id,
         )
-        step.changed = to_deployment(row)
+        step.changed = _found(row)
         step.details = {"name": deployment.name, "was": deployment.state.value}
     return step.changed

@@ -15,6 +15,7 @@ from aiaas.core.errors import NotFoundError
 from aiaas.core.event_streams import EventStream, EventStreamRelay, publish_job_events_quietly
 from aiaas.core.pagination import Order, Page, fetch_page
 from aiaas.core.platform import ProcessService
+from aiaas.core.storage import Connection, Record
 
 if TYPE_CHECKING:
     from aiaas.core.platform import Platform
@@ -183,7 +184,7 @@ COLUMNS = (
 )
 
 
-def to_deployment(row: Any) -> Deployment:
+def to_deployment(row: Record) -> Deployment:
     values = dict(row)
     values["state"] = DeploymentState(values["state"])
     return Deployment(**values)
@@ -192,14 +193,14 @@ def to_deployment(row: Any) -> Deployment:
 # Reading ------------------------------------------------------------------------------------
 
 
-async def deployments_by_ids(connection: Any, ids: list[UUID]) -> dict[UUID, Deployment]:
+async def deployments_by_ids(connection: Connection, ids: list[UUID]) -> dict[UUID, Deployment]:
     rows = await connection.fetch(
         f"SELECT {COLUMNS} FROM deployments WHERE id = ANY($1::uuid[])", ids
     )
     return {row["id"]: to_deployment(row) for row in rows}
 
 
-async def get_deployment(connection: Any, deployment_id: UUID) -> Deployment:
+async def get_deployment(connection: Connection, deployment_id: UUID) -> Deployment:
     found = (await deployments_by_ids(connection, [deployment_id])).get(deployment_id)
     if found is None:
         raise NotFoundError("no such deployment")
@@ -207,7 +208,7 @@ async def get_deployment(connection: Any, deployment_id: UUID) -> Deployment:
 
 
 async def live_deployment_by_name(
-    connection: Any, project_id: UUID, name: str
+    connection: Connection, project_id: UUID, name: str
 ) -> Deployment | None:
     """The deployment that answers to `name` in the project (not a stopped one of old)."""
     row = await connection.fetchrow(
@@ -220,7 +221,7 @@ async def live_deployment_by_name(
 
 
 async def list_deployments(
-    connection: Any,
+    connection: Connection,
     project_id: UUID,
     *,
     first: int | None,
@@ -273,7 +274,9 @@ async def announce(platform: Platform, deployment: Deployment) -> None:
     await platform.service(LOCAL_CHANGES).changed(deployment.id)
 
 
-async def find_live_deployment(connection: Any, project_slug: str, name: str) -> Deployment | None:
+async def find_live_deployment(
+    connection: Connection, project_slug: str, name: str
+) -> Deployment | None:
     """The live deployment `name` of the project with that slug (the V2 API's model name)."""
     row = await connection.fetchrow(
         f"SELECT {', '.join('d.' + c.strip() for c in COLUMNS.split(','))} "

@@ -10,6 +10,7 @@ from uuid import UUID
 
 from aiaas.core.errors import InputError
 from aiaas.core.serving.deployments.records import Deployment, Role, TrafficSplit
+from aiaas.core.storage import Connection
 from aiaas.core.training.registry import ModelVersion, model_versions_by_ids
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ class Batching:
 
 
 async def version_of_project(
-    connection: Any, project_id: UUID, version_id: UUID | None, field: str
+    connection: Connection, project_id: UUID, version_id: UUID | None, field: str
 ) -> ModelVersion | None:
     if version_id is None:
         return None
@@ -118,7 +119,7 @@ def vet_shares(stable_percent: int, canary_version_id: UUID | None, canary_perce
 
 async def vetted_split(
     platform: Platform,
-    connection: Any,
+    connection: Connection,
     deployment: Deployment,
     canary_version_id: UUID | None,
     canary_percent: int,

@@ -1,4 +1,9 @@
-"""The `flax-nnx` bundle: a trained model as msgpack bytes, and the predictor that loads it.
+"""The flax-nnx bundle: written by trainers, read by runtimes.
+
+A trained model as msgpack bytes, and the predictor that loads it. The built-in trainers
+(`aiaas.plugins.flax_trainers`) write it and the built-in `jax` runtime
+(`aiaas.plugins.jax_serving`) reads it; the format lives here, beneath both, so that neither
+plugin imports the other. What a bundle holds:
 
     {"format": "flax-nnx", "format_version": 1, "trainer": "tabular-classifier",
      "task": "classification" | "regression",
@@ -25,10 +30,11 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from aiaas.core.trainers import ModelSignature
-from aiaas.plugins.flax_trainers.input_pipeline import encode_features
+from aiaas.core.signatures import ModelSignature
+from aiaas.formats.flax_nnx_features import encode_features
 
 FORMAT = "flax-nnx"
+"""The format's name: a `TrainedModel`'s `format`, and what a runtime that reads it supports."""
 FORMAT_VERSION = 1
 _ARRAY_DTYPES = {"float32", "int32"}
 MAX_BUNDLE_BYTES = 2 * 1024**3
@@ -175,7 +181,7 @@ def load_predictor(bundle: bytes) -> Predictor:
     import jax
     from flax import nnx
 
-    from aiaas.plugins.flax_trainers.models import build_model
+    from aiaas.formats.flax_nnx_models import build_model
 
     document = decode_bundle(bundle)
     architecture = document["architecture"]

@@ -1,48 +1,29 @@
-"""The KServe V2 / Open Inference Protocol over HTTP/JSON, with Triton's binary tensor extension.
+"""A V2 inference request body, JSON or JSON with binary tensors, read into numpy arrays.
 
-Speaking a standard protocol lets clients that already exist (tritonclient, KServe's SDK, any
-tool written for Triton or KServe) call aiaas deployments without an aiaas client. Those clients
-send binary tensors by default, so the binary extension is not optional in practice.
-
-This module only translates between bytes and numpy arrays, with no I/O, so that the routes
-stay thin and every malformed request can be tested without a server. It checks that a request
-is well formed as a V2 request; whether it fits the model (names, dtypes, ranks, finite values,
-batch size) is `aiaas.core.runtimes.check_inputs`'s job, so that both APIs refuse the same way.
-
-Decisions a client may notice:
-- element types are strict: numeric tensors take JSON numbers only (no strings, no booleans),
-  integer tensors take integers only, BOOL takes booleans, BYTES takes strings; a value out of
-  the datatype's range is refused rather than wrapped or turned into infinity;
-- BYTES tensors are text: they decode to `str`, and bytes that are not UTF-8 are refused;
-- BF16, shared memory and the classification extension are refused as unsupported;
-- JSON has no NaN or infinity: a request that uses the non-standard `NaN` tokens is refused,
-  and a non-finite float output is sent as `null` in JSON (tritonclient reads it back as NaN);
-  binary outputs carry the exact value.
+Every problem is an `InputError` naming the field at fault (see the package doc for what is
+refused, and why).
 """
 
 from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from math import prod
 from typing import Any, NoReturn
 
 import numpy as np
-import numpy.typing as npt
 
 from aiaas.core.errors import InputError
-from aiaas.core.trainers import ModelSignature, TensorSpec
 
 INFERENCE_HEADER_CONTENT_LENGTH = "Inference-Header-Content-Length"
 """Set on a request or response whose body is a JSON header followed by binary tensor data."""
 
 MAX_RANK = 8
+"""More dimensions than any model here takes; the bound keeps shape checks cheap."""
 MAX_DIMENSION = 2**31 - 1
 """numpy cannot shape even an empty array with a dimension far beyond this."""
-"""More dimensions than any model here takes; the bound keeps shape checks cheap."""
 
 NUMPY_DTYPES: dict[str, np.dtype[Any]] = {
     "BOOL": np.dtype(np.bool_),
@@ -52,8 +33,6 @@ NUMPY_DTYPES: dict[str, np.dtype[Any]] = {
     "BYTES": np.dtype(object),
 }
 """Each supported V2 datatype and the numpy dtype its tensors decode to."""
-
-_V2_BY_NUMPY_NAME = {dtype.name: name for name, dtype in NUMPY_DTYPES.items() if name != "BYTES"}
 
 # The Python types that `json` gives for the JSON values each kind of tensor accepts.
 _JSON_TYPES_BY_KIND: dict[str, tuple[frozenset[type], str]] = {
@@ -98,27 +77,27 @@ def parse_infer_request(
     header, binary = _split_body(body, inference_header_content_length)
     document = _load_json(header)
     if not isinstance(document, dict):
-        raise _invalid("body", "must be a JSON object")
+        raise invalid_request("body", "must be a JSON object")
     request_id = document.get("id")
     if request_id is not None and not isinstance(request_id, str):
-        raise _invalid("id", "must be a string")
+        raise invalid_request("id", "must be a string")
     parameters = _parameters_of(document, "parameters")
     binary_by_default = parameters.get("binary_data_output", False)
     if not isinstance(binary_by_default, bool):
-        raise _invalid("parameters", "binary_data_output must be true or false")
+        raise invalid_request("parameters", "binary_data_output must be true or false")
     raw_inputs = document.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
-        raise _invalid("inputs", "must be a non-empty list of input tensors")
+        raise invalid_request("inputs", "must be a non-empty list of input tensors")
 
     columns: dict[str, np.ndarray] = {}
     offset = 0  # binary sections are taken in input order
     for index, raw_input in enumerate(raw_inputs):
         name, array, offset = _parse_input(index, raw_input, binary, offset)
         if name in columns:
-            raise _invalid(name, "is given twice")
+            raise invalid_request(name, "is given twice")
         columns[name] = array
     if offset != len(binary):
-        raise _invalid(
+        raise invalid_request(
             "inputs", f"{len(binary) - offset} bytes of binary data are not claimed by any input"
         )
     return InferenceRequest(
@@ -130,101 +109,7 @@ def parse_infer_request(
     )
 
 
-def check_requested_outputs(request: InferenceRequest, signature: ModelSignature) -> None:
-    """An `InputError` if the request asks for an output the model does not have; worth calling
-    before running the model, since `encode_infer_response` would refuse only afterwards."""
-    known = [spec.name for spec in signature.outputs]
-    unknown = [output.name for output in request.outputs or () if output.name not in known]
-    if unknown:
-        raise _invalid(
-            "outputs",
-            f"the model has no output {', '.join(map(repr, unknown))}; "
-            f"its outputs are {', '.join(map(repr, known))}",
-        )
-
-
-def encode_infer_response(
-    *,
-    model_name: str,
-    model_version: str | None,
-    request: InferenceRequest,
-    outputs: Mapping[str, np.ndarray],
-    signature: ModelSignature,
-) -> tuple[bytes, dict[str, str]]:
-    """The response body for `outputs` (every output the request asks for, by name), and the
-    headers to send with it: its content type and, when some output is binary, the length of
-    the JSON header."""
-    check_requested_outputs(request, signature)
-    wanted = request.outputs
-    if wanted is None:
-        wanted = tuple(
-            RequestedOutput(spec.name, request.binary_outputs_by_default)
-            for spec in signature.outputs
-        )
-    tensors: list[dict[str, Any]] = []
-    binary_sections: list[bytes] = []
-    for requested in wanted:
-        array = np.asarray(outputs[requested.name])
-        tensor: dict[str, Any] = {
-            "name": requested.name,
-            "datatype": v2_datatype(array.dtype),
-            "shape": list(array.shape),
-        }
-        if requested.binary:
-            section = _binary_of(array)
-            tensor["parameters"] = {"binary_data_size": len(section)}
-            binary_sections.append(section)
-        else:
-            tensor["data"] = _json_values_of(array)
-        tensors.append(tensor)
-
-    document: dict[str, Any] = {"model_name": model_name}
-    if model_version is not None:
-        document["model_version"] = model_version
-    if request.id is not None:
-        document["id"] = request.id
-    document["outputs"] = tensors
-    header = json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
-    if not binary_sections:
-        return header, {"content-type": "application/json"}
-    return header + b"".join(binary_sections), {
-        "content-type": "application/octet-stream",
-        INFERENCE_HEADER_CONTENT_LENGTH.lower(): str(len(header)),
-    }
-
-
-def model_metadata(
-    name: str, versions: Sequence[str], platform: str, signature: ModelSignature
-) -> dict[str, Any]:
-    """The V2 model metadata response."""
-    return {
-        "name": name,
-        "versions": list(versions),
-        "platform": platform,
-        "inputs": [_tensor_metadata(spec) for spec in signature.inputs],
-        "outputs": [_tensor_metadata(spec) for spec in signature.outputs],
-    }
-
-
-def server_metadata(version: str) -> dict[str, Any]:
-    """The V2 server metadata response."""
-    return {"name": "aiaas", "version": version, "extensions": ["binary_tensor_data"]}
-
-
-def v2_datatype(dtype: npt.DTypeLike) -> str:
-    """The V2 datatype of a numpy dtype or of a signature dtype (where `str` means text)."""
-    if isinstance(dtype, str) and dtype == "str":
-        return "BYTES"
-    numpy_dtype = np.dtype(dtype)
-    if numpy_dtype.kind in "OUS":
-        return "BYTES"
-    try:
-        return _V2_BY_NUMPY_NAME[numpy_dtype.name]
-    except KeyError:
-        raise ValueError(f"no V2 datatype for numpy dtype {numpy_dtype}") from None
-
-
-def _invalid(field: str, problem: str) -> InputError:
+def invalid_request(field: str, problem: str) -> InputError:
     return InputError(
         f"invalid inference request: {field}: {problem}", field_errors={field: problem}
     )
@@ -235,10 +120,10 @@ def _split_body(body: bytes, header_length: str | None) -> tuple[bytes, memoryvi
         return body, memoryview(b"")
     # int() alone would also take " 12", "+12" and "1_2".
     if not (header_length.isascii() and header_length.isdigit()):
-        raise _invalid(INFERENCE_HEADER_CONTENT_LENGTH, "must be a byte count")
+        raise invalid_request(INFERENCE_HEADER_CONTENT_LENGTH, "must be a byte count")
     length = int(header_length)
     if length > len(body):
-        raise _invalid(
+        raise invalid_request(
             INFERENCE_HEADER_CONTENT_LENGTH, f"is {length}, but the body has {len(body)} bytes"
         )
     return body[:length], memoryview(body)[length:]
@@ -252,13 +137,13 @@ def _load_json(header: bytes) -> Any:
     try:
         return json.loads(header.decode("utf-8"), parse_constant=_refuse_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as error:
-        raise _invalid("body", f"is not valid JSON: {error}") from None
+        raise invalid_request("body", f"is not valid JSON: {error}") from None
 
 
 def _parameters_of(owner: dict[str, Any], field: str) -> dict[str, Any]:
     parameters = owner.get("parameters", {})
     if not isinstance(parameters, dict):
-        raise _invalid(field, "parameters must be an object")
+        raise invalid_request(field, "parameters must be an object")
     return parameters
 
 
@@ -267,37 +152,37 @@ def _parse_input(
 ) -> tuple[str, np.ndarray, int]:
     """The input's name, its array, and where the next input's binary data starts."""
     if not isinstance(raw, dict) or not isinstance(raw.get("name"), str) or not raw["name"]:
-        raise _invalid(f"inputs[{index}]", "must be an object with a non-empty string name")
+        raise invalid_request(f"inputs[{index}]", "must be an object with a non-empty string name")
     name: str = raw["name"]
     shape = raw.get("shape")
     if not isinstance(shape, list) or any(
         type(size) is not int or not 0 <= size <= MAX_DIMENSION for size in shape
     ):
-        raise _invalid(
+        raise invalid_request(
             name, f"shape must be a list of non-negative integers, each at most {MAX_DIMENSION}"
         )
     if len(shape) > MAX_RANK:
-        raise _invalid(name, f"shape has {len(shape)} dimensions, more than {MAX_RANK}")
+        raise invalid_request(name, f"shape has {len(shape)} dimensions, more than {MAX_RANK}")
     datatype = raw.get("datatype")
     if datatype == "BF16":
-        raise _invalid(name, "datatype BF16 is not supported; send FP32")
+        raise invalid_request(name, "datatype BF16 is not supported; send FP32")
     if not isinstance(datatype, str) or datatype not in NUMPY_DTYPES:
-        raise _invalid(name, f"datatype must be one of {', '.join(NUMPY_DTYPES)}")
+        raise invalid_request(name, f"datatype must be one of {', '.join(NUMPY_DTYPES)}")
     parameters = _parameters_of(raw, name)
     if "shared_memory_region" in parameters:
-        raise _invalid(name, "shared memory is not supported; send the data in the body")
+        raise invalid_request(name, "shared memory is not supported; send the data in the body")
 
     size = parameters.get("binary_data_size")
     if size is None:
         if "data" not in raw:
-            raise _invalid(name, "has neither data nor parameters.binary_data_size")
+            raise invalid_request(name, "has neither data nor parameters.binary_data_size")
         return name, _from_json(name, raw["data"], tuple(shape), datatype), offset
     if "data" in raw:
-        raise _invalid(name, "has both data and parameters.binary_data_size")
+        raise invalid_request(name, "has both data and parameters.binary_data_size")
     if type(size) is not int or size < 0:
-        raise _invalid(name, "binary_data_size must be a non-negative integer")
+        raise invalid_request(name, "binary_data_size must be a non-negative integer")
     if offset + size > len(binary):
-        raise _invalid(
+        raise invalid_request(
             name, f"needs {size} bytes of binary data, but only {len(binary) - offset} are left"
         )
     section = binary[offset : offset + size]
@@ -306,33 +191,35 @@ def _parse_input(
 
 def _from_json(name: str, data: Any, shape: tuple[int, ...], datatype: str) -> np.ndarray:
     if not isinstance(data, list):
-        raise _invalid(name, "data must be a list")
+        raise invalid_request(name, "data must be a list")
     values = _flatten(name, data, shape)
     count = prod(shape)
     if len(values) != count:
-        raise _invalid(name, f"shape {list(shape)} needs {count} values, data has {len(values)}")
+        raise invalid_request(
+            name, f"shape {list(shape)} needs {count} values, data has {len(values)}"
+        )
     dtype = NUMPY_DTYPES[datatype]
     allowed, description = _JSON_TYPES_BY_KIND[dtype.kind]
     # One pass in C over the values rather than a Python loop: this runs for every request.
     found = set(map(type, values))
     if list in found:
-        raise _invalid(name, f"data is nested deeper than shape {list(shape)}")
+        raise invalid_request(name, f"data is nested deeper than shape {list(shape)}")
     if not found <= allowed:
         found_names = ", ".join(sorted(_JSON_TYPE_NAMES[kind] for kind in found - allowed))
-        raise _invalid(name, f"{datatype} data must be {description}, not {found_names}")
+        raise invalid_request(name, f"{datatype} data must be {description}, not {found_names}")
     if dtype.kind == "O":
         try:
             "".join(values).encode("utf-8")
         except UnicodeEncodeError:
-            raise _invalid(name, "has a string that is not valid Unicode") from None
+            raise invalid_request(name, "has a string that is not valid Unicode") from None
         return np.array(values, dtype=object).reshape(shape)
     try:
         with np.errstate(over="ignore"):  # overflow to infinity is refused just below
             array = np.asarray(values, dtype=dtype)
     except OverflowError:  # an integer out of range: numpy refuses rather than wraps
-        raise _invalid(name, f"has a value out of range for {datatype}") from None
+        raise invalid_request(name, f"has a value out of range for {datatype}") from None
     if dtype.kind == "f" and not np.isfinite(array).all():
-        raise _invalid(name, f"has a value out of range for {datatype}")
+        raise invalid_request(name, f"has a value out of range for {datatype}")
     return array.reshape(shape)
 
 
@@ -342,15 +229,15 @@ def _flatten(name: str, data: list[Any], shape: tuple[int, ...]) -> list[Any]:
     if not shape or list not in set(map(type, data)):
         return data
     if len(data) != shape[0]:
-        raise _invalid(name, f"nested data does not match shape {list(shape)}")
+        raise invalid_request(name, f"nested data does not match shape {list(shape)}")
     values = data
     for depth, size in enumerate(shape[1:], start=1):
         # Checking every list's length, not only the total, so that [[1, 2, 3], [4]] is not
         # read as shape [2, 2].
         if values and set(map(type, values)) != {list}:
-            raise _invalid(name, f"nested data mixes lists and values at depth {depth}")
+            raise invalid_request(name, f"nested data mixes lists and values at depth {depth}")
         if set(map(len, values)) - {size}:
-            raise _invalid(name, f"nested data does not match shape {list(shape)}")
+            raise invalid_request(name, f"nested data does not match shape {list(shape)}")
         values = list(chain.from_iterable(values))
     return values
 
@@ -361,13 +248,13 @@ def _from_binary(name: str, raw: memoryview, shape: tuple[int, ...], datatype: s
     if dtype.kind == "O":
         return np.array(_text_elements(name, raw, count), dtype=object).reshape(shape)
     if len(raw) != count * dtype.itemsize:
-        raise _invalid(
+        raise invalid_request(
             name,
             f"shape {list(shape)} of {datatype} needs {count * dtype.itemsize} bytes, "
             f"binary_data_size is {len(raw)}",
         )
     if dtype.kind == "b" and count and np.frombuffer(raw, dtype=np.uint8).max() > 1:
-        raise _invalid(name, "BOOL binary data must be bytes 0 or 1")
+        raise invalid_request(name, "BOOL binary data must be bytes 0 or 1")
     # The copy makes the array writable, native-endian, and independent of the request body.
     array = np.frombuffer(raw, dtype=dtype.newbyteorder("<")).astype(dtype)
     return array.reshape(shape)
@@ -388,11 +275,13 @@ def _text_elements(name: str, raw: memoryview, count: int) -> list[str]:
         try:
             elements.append(str(raw[start:offset], "utf-8"))
         except UnicodeDecodeError:
-            raise _invalid(name, f"element {len(elements)} is not valid UTF-8") from None
+            raise invalid_request(name, f"element {len(elements)} is not valid UTF-8") from None
     if len(elements) < count:
-        raise _invalid(name, f"binary data ends after {len(elements)} of {count} elements")
+        raise invalid_request(name, f"binary data ends after {len(elements)} of {count} elements")
     if offset != len(raw):
-        raise _invalid(name, f"{len(raw) - offset} bytes are left after its {count} elements")
+        raise invalid_request(
+            name, f"{len(raw) - offset} bytes are left after its {count} elements"
+        )
     return elements
 
 
@@ -402,44 +291,21 @@ def _parse_requested_outputs(
     if raw is None or raw == []:
         return None
     if not isinstance(raw, list):
-        raise _invalid("outputs", "must be a list of objects with a name")
+        raise invalid_request("outputs", "must be a list of objects with a name")
     requested: dict[str, RequestedOutput] = {}
     for index, entry in enumerate(raw):
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
-            raise _invalid("outputs", f"entry {index} must be an object with a string name")
+            raise invalid_request("outputs", f"entry {index} must be an object with a string name")
         name: str = entry["name"]
         if name in requested:
-            raise _invalid("outputs", f"asks for {name!r} twice")
+            raise invalid_request("outputs", f"asks for {name!r} twice")
         parameters = _parameters_of(entry, "outputs")
         for unsupported in ("classification", "shared_memory_region"):
             if unsupported in parameters:
-                raise _invalid("outputs", f"{name!r}: {unsupported} is not supported")
+                raise invalid_request("outputs", f"{name!r}: {unsupported} is not supported")
         # The output's own setting wins over the request-level default.
         binary = parameters.get("binary_data", binary_by_default)
         if not isinstance(binary, bool):
-            raise _invalid("outputs", f"{name!r}: binary_data must be true or false")
+            raise invalid_request("outputs", f"{name!r}: binary_data must be true or false")
         requested[name] = RequestedOutput(name, binary)
     return tuple(requested.values())
-
-
-def _json_values_of(array: np.ndarray) -> list[Any]:
-    flat = array.ravel()
-    values: list[Any] = flat.tolist()  # in C, far faster than converting element by element
-    if flat.dtype.kind == "f":
-        for index in np.flatnonzero(~np.isfinite(flat)).tolist():
-            values[index] = None
-    return values
-
-
-def _binary_of(array: np.ndarray) -> bytes:
-    if array.dtype.kind in "OUS":
-        encoded = [
-            element.encode() if isinstance(element, str) else bytes(element)
-            for element in array.ravel().tolist()
-        ]
-        return b"".join(chain.from_iterable((struct.pack("<I", len(e)), e) for e in encoded))
-    return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
-
-
-def _tensor_metadata(spec: TensorSpec) -> dict[str, Any]:
-    return {"name": spec.name, "datatype": v2_datatype(spec.dtype), "shape": list(spec.shape)}

@@ -1,9 +1,12 @@
-"""The Flax NNX models of the built-in trainers.
+"""The Flax NNX models a flax-nnx bundle can hold: its `architecture`, built.
 
-Each model is built from an `architecture` mapping of plain values (stored in the bundle), so a
-serving process can rebuild the same module graph and pour the saved parameters into it. Every
-model takes one array, `inputs`, and returns unnormalized outputs: logits for a classifier, a
-standardized value for a regressor.
+Each model is built from an `architecture` mapping of plain values (stored in the bundle), so
+that training builds it afresh (`aiaas.plugins.flax_trainers`) and a serving runtime rebuilds
+the same module graph and pours the saved parameters into it. Every model takes one array,
+`inputs`, and returns unnormalized outputs: logits for a classifier, a standardized value for a
+regressor.
+
+This module imports JAX: `aiaas.formats.flax_nnx` imports it only when a bundle is loaded.
 """
 
 from __future__ import annotations

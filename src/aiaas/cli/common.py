@@ -1,0 +1,100 @@
+"""What every `aiaas` command shares: turning expected failures into one line and an exit code,
+the configuration the command runs with, and a platform started for operator commands."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+import click
+
+from aiaas.core.bootstrap import create_platform
+from aiaas.core.config import Config, load_config
+from aiaas.core.errors import AiaasError, ConfigError, InputError
+
+if TYPE_CHECKING:
+    from aiaas.core.platform import Platform
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+
+
+def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def reports_errors(command: F) -> F:
+    """Turn expected failures into one clear line on stderr and a non-zero exit, no traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except ConfigError as exc:
+            fail(exc.message, EXIT_CONFIG)
+        except InputError as exc:
+            problems = "; ".join(
+                f"{field}: {problem}" for field, problem in exc.field_errors.items()
+            )
+            fail(f"{exc.message}: {problems}" if problems else exc.message)
+        except AiaasError as exc:
+            fail(exc.message)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def configure_logging(config: Config) -> None:
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+    # Casbin logs its whole model at INFO each time an enforcer is built.
+    logging.getLogger("casbin").setLevel(max(logging.WARNING, logging.root.level))
+
+
+def current_config(**overrides: Any) -> Config:
+    context = click.get_current_context()
+    config_file: Path | None = context.find_root().params.get("config_file")
+    return load_config(config_file=config_file, overrides=overrides)
+
+
+def require_services(config: Config, *names: str) -> None:
+    missing = [name for name in names if getattr(config, name) is None]
+    if missing:
+        variables = ", ".join(f"AIAAS_{name.upper()}" for name in missing)
+        raise ConfigError(
+            f"{variables} must be set for this command; `aiaas dev` runs the platform on "
+            "embedded services instead"
+        )
+
+
+async def preflight(config: Config) -> None:
+    """Connect to every service and check the schema, so that a misconfiguration fails here
+    with one clear message instead of inside the server."""
+
+    platform = create_platform(config)
+    await platform.start(run_startup_hooks=False)
+    await platform.stop()
+
+
+@asynccontextmanager
+async def operator_platform(*, check_schema: bool = True) -> AsyncIterator[Platform]:
+    """A platform on the database alone, for operator commands. Changes they make are audited
+    with no actor: they were made by whoever could reach the database, not through the API."""
+
+    config = current_config()
+    require_services(config, "database_url")
+    platform = create_platform(config)
+    await platform.start(run_startup_hooks=False, with_redis=False, check_schema=check_schema)
+    try:
+        yield platform
+    finally:
+        await platform.stop()

@@ -1,0 +1,118 @@
+"""What the platform is made of, printed: the GraphQL schema (`aiaas export-schema`), the
+access-control page (`aiaas export-access-control`) and the plugins (`aiaas plugins`).
+
+The schema and the page are those of the built-in plugins alone, whatever is installed, so that
+the committed `schema.graphql` and `docs/access-control.md` can be checked against them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from aiaas.cli.common import current_config, reports_errors
+from aiaas.core.bootstrap import create_platform
+from aiaas.core.plugins import create_plugin_manager
+from aiaas.core.registry import load_registries
+
+if TYPE_CHECKING:
+    import strawberry
+
+
+def builtin_schema() -> strawberry.Schema:
+    """The GraphQL schema of a platform with the built-in plugins only."""
+    from aiaas.core.config import build_config
+    from aiaas.graphql.schema import build_schema
+
+    return build_schema(create_platform(build_config({"disable_plugin_autoload": True})))
+
+
+def builtin_schema_sdl() -> str:
+    return str(builtin_schema().as_str()) + "\n"
+
+
+@click.command("export-schema")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the SDL to this file instead of standard output.",
+)
+def export_schema(output: Path | None) -> None:
+    """Print the GraphQL schema (SDL) of the built-in plugins, as schema.graphql holds it."""
+    sdl = builtin_schema_sdl()
+    if output is None:
+        click.echo(sdl, nl=False)
+    else:
+        output.write_text(sdl, encoding="utf-8")
+
+
+@click.command("export-access-control")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the page to this file instead of standard output.",
+)
+def export_access_control(output: Path | None) -> None:
+    """Print docs/access-control.md: the grants of each role and the grant of each field."""
+    from aiaas.access_matrix import render_access_control
+
+    page = render_access_control(builtin_schema())
+    if output is None:
+        click.echo(page, nl=False)
+    else:
+        output.write_text(page, encoding="utf-8")
+
+
+@click.command("export-error-codes")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the page to this file instead of standard output.",
+)
+def export_error_codes(output: Path | None) -> None:
+    """Print docs/errors.md: every error code, its HTTP status and what it means."""
+    from aiaas.error_reference import render_error_reference
+
+    page = render_error_reference()
+    if output is None:
+        click.echo(page, nl=False)
+    else:
+        output.write_text(page, encoding="utf-8")
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@reports_errors
+def plugins(as_json: bool) -> None:
+    """List the plugins, their versions and hooks, and any that failed to load."""
+    manager = create_plugin_manager(current_config())
+    load_registries(manager)  # a hook that raises is reported by this, not hidden
+    report = manager.report()
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "name": status.name,
+                        "version": status.version,
+                        "source": status.source,
+                        "state": status.status,
+                        "hooks": list(status.hooks),
+                        "failures": [
+                            {"stage": f.stage, "reason": f.reason} for f in status.failures
+                        ],
+                    }
+                    for status in report
+                ],
+                indent=2,
+            )
+        )
+        return
+    for status in report:
+        click.echo(f"{status.name} {status.version} [{status.source}, {status.status}]")
+        if status.hooks:
+            click.echo(f"    hooks: {', '.join(status.hooks)}")
+        for failure in status.failures:
+            click.echo(f"    FAILED at {failure.stage}: {failure.reason}")

@@ -1,0 +1,278 @@
+"""Running a training job in a worker: the trainer's `fit` in a thread, its progress relayed,
+its cancellation watched, and the model version it produced registered.
+
+`run_training` is the worker's handler for jobs of kind `TRAINING_JOB`. Progress flows from the
+training thread through `WorkerReporter` to the job's Redis Stream (live, throttled for people)
+and to the metric history in PostgreSQL (every step, in COPY batches). A run resumed from a
+checkpoint drops the points after it first, so that the history has no duplicate; a run whose
+version is already registered (it died before recording its outcome) trains nothing again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import threading
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from aiaas.core.audit import AuditedChange
+from aiaas.core.data.datasets import get_version, read_version_table
+from aiaas.core.errors import JobCancelledError, TrainingCancelled
+from aiaas.core.event_streams import publish_job_events_quietly
+from aiaas.core.governance.vault import VAULT
+from aiaas.core.jobs import Job, JobState
+from aiaas.core.serialization import finite_or_none, json_safe
+from aiaas.core.trainers import Progress, TrainedModel, TrainingReporter, TrainingRun
+from aiaas.core.training.metric_history import drop_points_after
+from aiaas.core.training.metric_writer import MetricWriter
+from aiaas.core.training.registry import (
+    ModelVersion,
+    NewModelVersion,
+    model_versions_by_jobs,
+    register_model_version,
+)
+
+if TYPE_CHECKING:
+    from aiaas.core.platform import Platform
+
+logger = logging.getLogger(__name__)
+
+LIVE_PROGRESS_INTERVAL_S = 0.2
+"""Live progress is for people watching: at most one progress event per interval goes to the
+stream (the latest one), while the metric history keeps every step. Five a second keeps a chart
+moving, and keeps the API's work per subscriber small when a hundred people watch one job."""
+STOP_POLL_INTERVAL_S = 0.25
+
+_END_OF_EVENTS = None
+"""Put in the outbox after the last event: the relay publishes what it holds, then stops."""
+
+
+class WorkerReporter(TrainingReporter):
+    """Carries progress from the training thread to the event loop without making the thread
+    wait: every step's metrics go to the metric writer's buffer, and the latest progress, at
+    most once per `LIVE_PROGRESS_INTERVAL_S`, to the live stream."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        outbox: asyncio.Queue[dict[str, Any] | None],
+        writer: MetricWriter,
+        job_id: UUID,
+        platform: Platform,
+    ) -> None:
+        self._loop = loop
+        self._outbox = outbox
+        self._writer = writer
+        self._job_id = job_id
+        self._platform = platform
+        self._last_live = 0.0
+        self.stop = threading.Event()
+        self.last_checkpoint = 0
+
+    def _send(self, event: dict[str, Any]) -> None:
+        self._loop.call_soon_threadsafe(self._outbox.put_nowait, event)
+
+    def _wait_for(self, work: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(work, self._loop).result()
+
+    def resumed(self, step: int) -> None:
+        # Before any new point is written: the rows after the checkpoint are written again.
+        dropped = self._wait_for(_drop_points_after(self._platform, self._job_id, step))
+        self.last_checkpoint = step
+        self._send({"type": "resumed", "step": step, "dropped_points": dropped})
+
+    def progress(self, progress: Progress) -> None:
+        # A diverged run's NaN is kept in the history; live events say null.
+        self._writer.add(progress.step, progress.metrics)
+        now = time.monotonic()
+        if now - self._last_live >= LIVE_PROGRESS_INTERVAL_S or progress.step == (
+            progress.total_steps
+        ):
+            self._last_live = now
+            self._send(
+                {
+                    "type": "progress",
+                    "step": progress.step,
+                    "total_steps": progress.total_steps,
+                    "epoch": progress.epoch,
+                    "metrics": json_safe(progress.metrics),
+                    "examples_per_s": finite_or_none(progress.examples_per_s),
+                    "eta_s": finite_or_none(progress.eta_s),
+                }
+            )
+
+    def checkpointing(self, step: int) -> None:
+        # Every point up to the checkpoint is committed before the checkpoint exists: a resume
+        # from it drops only what came after, so the history can have no gap, even if the
+        # worker dies the moment the checkpoint is written.
+        self._wait_for(self._writer.flush())
+
+    def checkpointed(self, step: int) -> None:
+        self.last_checkpoint = step
+        self._send({"type": "checkpoint", "step": step})
+
+    def should_stop(self) -> bool:
+        return self.stop.is_set()
+
+
+async def _drop_points_after(platform: Platform, job_id: UUID, step: int) -> int:
+    async with platform.metadata.acquire() as connection:
+        return await drop_points_after(connection, job_id, step)
+
+
+async def _relay_events(
+    platform: Platform, job_id: UUID, outbox: asyncio.Queue[dict[str, Any] | None]
+) -> None:
+    """Publish what the reporter sends, in batches: one round trip however many piled up."""
+    while True:
+        events = [await outbox.get()]
+        while not outbox.empty():
+            events.append(outbox.get_nowait())
+        ended = _END_OF_EVENTS in events
+        await publish_job_events_quietly(
+            platform.redis, job_id, [event for event in events if event is not None]
+        )
+        if ended:
+            return
+
+
+async def _watch_for_stop(platform: Platform, job: Job, stop: threading.Event) -> None:
+    """Stop the trainer once the job is cancelled, or once this worker no longer holds it."""
+    while not stop.is_set():
+        await asyncio.sleep(STOP_POLL_INTERVAL_S)
+        try:
+            async with platform.metadata.acquire() as connection:
+                row = await connection.fetchrow(
+                    "SELECT state, claimed_by, cancel_requested_at FROM jobs WHERE id = $1",
+                    job.id,
+                )
+        except Exception:  # a passing database failure must not end the watch
+            logger.warning("job %s: could not check for cancellation", job.id, exc_info=True)
+            continue
+        if (
+            row is None
+            or row["cancel_requested_at"] is not None
+            or row["state"] != JobState.RUNNING.value
+            or row["claimed_by"] != job.claimed_by
+        ):
+            stop.set()
+
+
+def _training_table(table: pa.Table, target: str, features: Sequence[str]) -> pa.Table:
+    selected = table.select([*features, target])
+    return selected.filter(pc.is_valid(selected.column(target)))
+
+
+async def _bundle_chunks(bundle: bytes) -> AsyncIterator[bytes]:
+    yield bundle
+
+
+async def _train(platform: Platform, job: Job, run: TrainingRun) -> TrainedModel:
+    """`fit` in a thread, with its progress relayed and its cancellation watched."""
+    trainer = platform.trainer(job.payload["trainer"])
+    loop = asyncio.get_running_loop()
+    outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+    writer = MetricWriter(platform.metadata, job.id)
+    await writer.start()
+    reporter = WorkerReporter(loop, outbox, writer, job.id, platform)
+    relay = asyncio.create_task(_relay_events(platform, job.id, outbox), name=f"events-{job.id}")
+    watch = asyncio.create_task(
+        _watch_for_stop(platform, job, reporter.stop), name=f"stop-{job.id}"
+    )
+    try:
+        return await asyncio.to_thread(trainer.fit, run, reporter)
+    except TrainingCancelled:
+        raise JobCancelledError(
+            f"stopped at a step boundary; last checkpoint at step {reporter.last_checkpoint}"
+        ) from None
+    finally:
+        reporter.stop.set()
+        watch.cancel()
+        # Every point reported is committed before the job's outcome is: a chart never misses
+        # the last steps of a finished job.
+        try:
+            await writer.close()
+        finally:
+            outbox.put_nowait(_END_OF_EVENTS)
+            await asyncio.gather(relay, watch, return_exceptions=True)
+
+
+async def _register(
+    platform: Platform, job: Job, version_id: UUID, trained: TrainedModel
+) -> ModelVersion:
+    payload = job.payload
+    stored = await platform.service(VAULT).store(job.project_id, _bundle_chunks(trained.bundle))
+    async with AuditedChange(
+        platform, None, "model.register", None, project_id=job.project_id
+    ) as change:
+        holder = await change.connection.fetchval(
+            "SELECT claimed_by FROM jobs WHERE id = $1 FOR UPDATE", job.id
+        )
+        if holder != job.claimed_by:
+            # Another worker took the job over: its outcome is that worker's to record.
+            raise RuntimeError("the job was claimed by another worker while it trained")
+        return await register_model_version(
+            change,
+            NewModelVersion(
+                project_id=job.project_id,
+                model_name=payload["model_name"],
+                job_id=job.id,
+                dataset_version_id=version_id,
+                trainer=payload["trainer"],
+                format=trained.format,
+                artifact_key=stored.key,
+                size_bytes=stored.size_bytes,
+                signature=trained.signature.as_json(),
+                metrics=json_safe(trained.metrics),
+                hyperparameters=payload["hyperparameters"],
+                created_by=job.created_by,
+            ),
+        )
+
+
+async def run_training(platform: Platform, job: Job) -> str:
+    """The job handler: train, evaluate, register the model version. Returns the job's note."""
+    payload = job.payload
+    async with platform.metadata.acquire() as connection:
+        registered = (await model_versions_by_jobs(connection, [job.id])).get(job.id)
+        version = await get_version(connection, UUID(payload["dataset_version_id"]))
+    checkpoint_dir = platform.config.resolved_checkpoint_dir / str(job.id)
+    if registered is None:
+        table = _training_table(
+            await read_version_table(platform, version), payload["target"], payload["features"]
+        )
+        run = TrainingRun(
+            table=table,
+            target=payload["target"],
+            features=tuple(payload["features"]),
+            hyperparameters=payload["hyperparameters"],
+            validation_fraction=float(payload["validation_fraction"]),
+            seed=int(payload["seed"]),
+            checkpoint_dir=checkpoint_dir,
+            checkpoint_every_steps=platform.config.checkpoint_every_steps,
+        )
+        trained = await _train(platform, job, run)
+        registered = await _register(platform, job, version.id, trained)
+        await publish_job_events_quietly(
+            platform.redis,
+            job.id,
+            [
+                {
+                    "type": "model",
+                    "model_version_id": str(registered.id),
+                    "number": registered.number,
+                    "metrics": registered.metrics,
+                }
+            ],
+        )
+    # Else an earlier run registered it and died before recording the outcome: nothing to
+    # train again. The weights are registered; the checkpoints only served to resume.
+    await asyncio.to_thread(shutil.rmtree, checkpoint_dir, True)
+    return f"registered {payload['model_name']} version {registered.number}"

@@ -1,0 +1,240 @@
+"""Submitting a training job, vetted before it exists, and cancelling one.
+
+`submit_training_job` vets everything it can before a job exists (the trainer, its typed
+hyperparameters, the target and features against the version's schema, the split, the version's
+quality gate, the model name) and reports every problem at once; only then does it record the
+QUEUED job, with its audit event, and enqueue it. A worker runs it with
+`aiaas.core.training.runner.run_training`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from aiaas.core.audit import AuditedChange
+from aiaas.core.auth import Principal
+from aiaas.core.data.datasets import datasets_by_ids, get_version, lock_live_version
+from aiaas.core.data.quality import require_usable_for_training
+from aiaas.core.errors import ConflictError, InputError, NotFoundError
+from aiaas.core.jobs import (
+    Job,
+    JobState,
+    cancel_queued_job,
+    enqueue_job,
+    get_job,
+    insert_job,
+    publish_state,
+    request_cancel,
+)
+from aiaas.core.trainers import Trainer, split_sizes, vet_hyperparameters
+from aiaas.core.training.registry import check_model_name
+
+if TYPE_CHECKING:
+    from aiaas.core.platform import Platform
+
+TRAINING_JOB = "training"
+"""The kind of job this module submits, and the one a worker hands to `run_training`."""
+MAX_FEATURES = 10_000
+
+# The column types trainers are told about, by aiaas's logical column type.
+TRAINER_COLUMN_TYPES = {
+    "integer": "int64",
+    "float": "float64",
+    "boolean": "bool",
+    "string": "string",
+    "timestamp": "timestamp",
+    "date": "date",
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingRequest:
+    dataset_version_id: UUID
+    trainer: str
+    target: str
+    features: Sequence[str] | None = None
+    """None: every column but the target."""
+    hyperparameters: Mapping[str, Any] = field(default_factory=dict)
+    validation_fraction: float = 0.2
+    seed: int = 0
+    model_name: str | None = None
+    """None: the dataset's name."""
+
+
+def trainer_column_types(columns: Mapping[str, str]) -> dict[str, str]:
+    return {name: TRAINER_COLUMN_TYPES.get(kind, kind) for name, kind in columns.items()}
+
+
+def _vet_trainer(
+    platform: Platform, request: TrainingRequest, problems: dict[str, str]
+) -> tuple[Trainer | None, dict[str, Any]]:
+    """The trainer and its full hyperparameters (defaults filled in), noting what is wrong."""
+    names = [spec.name for spec in platform.registries.trainers]
+    if request.trainer not in names:
+        problems["trainer"] = f"unknown trainer {request.trainer!r}; known: {', '.join(names)}"
+        return None, {}
+    trainer = platform.trainer(request.trainer)
+    if not isinstance(request.hyperparameters, Mapping):
+        problems["hyperparameters"] = "must be an object"
+        return trainer, {}
+    values, wrong = vet_hyperparameters(trainer.hyperparameters(), request.hyperparameters)
+    problems.update({f"hyperparameters.{name}": problem for name, problem in wrong.items()})
+    return trainer, values
+
+
+def _vet_columns(
+    trainer: Trainer | None,
+    request: TrainingRequest,
+    columns: Mapping[str, str],
+    values: Mapping[str, Any],
+    problems: dict[str, str],
+) -> list[str]:
+    """The feature columns, noting what is wrong with them and with the target."""
+    types = trainer_column_types(columns)
+    if request.target not in columns:
+        problems["target"] = f"no column {request.target!r} in the dataset version"
+    elif trainer is not None:
+        problem = trainer.target_problem(types[request.target])
+        if problem is not None:
+            problems["target"] = problem
+    features = (
+        [name for name in columns if name != request.target]
+        if request.features is None
+        else list(request.features)
+    )
+    unknown = [name for name in features if name not in columns]
+    if unknown:
+        problems["features"] = f"no such columns: {', '.join(unknown[:20])}"
+    elif request.target in features:
+        problems["features"] = "the target cannot also be a feature"
+    elif not features or len(features) > MAX_FEATURES or len(set(features)) != len(features):
+        problems["features"] = f"give 1 to {MAX_FEATURES} distinct feature columns"
+    elif trainer is not None and not any(k.startswith("hyperparameters") for k in problems):
+        wrong = trainer.feature_problems({name: types[name] for name in features}, values)
+        problems.update({f"features.{name}": problem for name, problem in wrong.items()})
+    return features
+
+
+def _vet(
+    platform: Platform, request: TrainingRequest, columns: Mapping[str, str], row_count: int
+) -> tuple[dict[str, Any], list[str], dict[str, str]]:
+    """The full hyperparameters, the features, and every problem found."""
+    problems: dict[str, str] = {}
+    trainer, values = _vet_trainer(platform, request, problems)
+    features = _vet_columns(trainer, request, columns, values, problems)
+    if not 0 <= request.validation_fraction < 1:
+        problems["validationFraction"] = "must be at least 0 and below 1"
+    elif split_sizes(row_count, request.validation_fraction).train == 0:
+        problems["validationFraction"] = (
+            f"the training split would be empty ({row_count} usable rows)"
+        )
+    if not 0 <= request.seed < 2**31:
+        problems["seed"] = "must be between 0 and 2147483647"
+    return values, features, problems
+
+
+def _usable_rows(row_count: int, column_stats: Mapping[str, Any], target: str) -> int:
+    """Rows with a target: the only ones a trainer can learn from."""
+    null_fraction = float(column_stats.get(target, {}).get("null_fraction", 0.0))
+    return round(row_count * (1.0 - null_fraction))
+
+
+async def submit_training_job(
+    platform: Platform,
+    actor: Principal,
+    request: TrainingRequest,
+    *,
+    request_id: str | None = None,
+) -> Job:
+    async with platform.metadata.acquire() as connection:
+        version = await get_version(connection, request.dataset_version_id)
+        dataset = (await datasets_by_ids(connection, [version.dataset_id]))[version.dataset_id]
+    async with AuditedChange(
+        platform, actor, "training.submit", request_id, project_id=version.project_id
+    ) as change:
+        # Locked until the job is recorded, so that a deletion of the version either sees the
+        # job as its user or happens first and is seen here.
+        await lock_live_version(change.connection, version.id)
+        rows = _usable_rows(version.row_count, version.column_stats, request.target)
+        values, features, problems = _vet(platform, request, version.column_types, rows)
+        model_name = request.model_name or dataset.name
+        try:
+            check_model_name(model_name)
+        except InputError as exc:
+            problems.update(exc.field_errors)
+        try:
+            await require_usable_for_training(change.connection, version.id)
+        except InputError as exc:
+            problems.update(exc.field_errors)
+        if problems:
+            raise InputError(
+                f"the training job cannot run: {len(problems)} problem(s)",
+                field_errors=problems,
+            )
+        payload = {
+            "dataset_version_id": str(version.id),
+            "trainer": request.trainer,
+            "target": request.target,
+            "features": features,
+            "hyperparameters": values,
+            "validation_fraction": request.validation_fraction,
+            "seed": request.seed,
+            "model_name": model_name,
+        }
+        job = await insert_job(
+            change.connection,
+            project_id=version.project_id,
+            kind=TRAINING_JOB,
+            payload=payload,
+            created_by=actor.user_id,
+        )
+        await change.record(
+            object_type="job",
+            object_id=str(job.id),
+            project_id=version.project_id,
+            details={"kind": TRAINING_JOB, **payload},
+        )
+    await publish_state(platform, job)
+    await enqueue_job(platform, job.id)
+    return job
+
+
+async def cancel_training_job(
+    platform: Platform, actor: Principal, job_id: UUID, *, request_id: str | None = None
+) -> Job:
+    """A queued job is cancelled at once; a running one stops at its next step boundary."""
+    async with platform.metadata.acquire() as connection:
+        job = await get_job(connection, job_id)
+    if job is None or job.kind != TRAINING_JOB:
+        raise NotFoundError("no such training job")
+    async with AuditedChange(
+        platform, actor, "training.cancel", request_id, project_id=job.project_id
+    ) as change:
+        row = await change.connection.fetchrow(
+            "SELECT state FROM jobs WHERE id = $1 FOR UPDATE", job_id
+        )
+        state = JobState(row["state"])
+        if state not in (JobState.QUEUED, JobState.RUNNING):
+            raise ConflictError(f"the job is {state.value} already; there is nothing to cancel")
+        if state is JobState.QUEUED:
+            cancelled = await cancel_queued_job(
+                change.connection, job_id, f"cancelled by {actor.username} before it started"
+            )
+        else:
+            asked = await request_cancel(
+                change.connection, job_id, f"cancelled by {actor.username}"
+            )
+            cancelled = None
+        await change.record(
+            object_type="job",
+            object_id=str(job_id),
+            project_id=job.project_id,
+            details={"state": state.value},
+        )
+    if cancelled is not None:
+        await publish_state(platform, cancelled)
+        return cancelled
+    return asked
