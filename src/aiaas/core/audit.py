@@ -9,6 +9,7 @@ only after it is durable.
 from __future__ import annotations
 
 import logging
+from contextlib import AbstractAsyncContextManager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from types import TracebackType
@@ -23,6 +24,7 @@ from aiaas.core.errors import (
     RedisUnavailableError,
 )
 from aiaas.core.pagination import Order, Page, fetch_page
+from aiaas.core.storage import Connection, returned_row
 
 if TYPE_CHECKING:
     from aiaas.core.platform import Platform
@@ -57,7 +59,7 @@ RETURNING id, occurred_at, actor_id, actor_name, action, outcome, object_type, o
 
 
 async def insert_audit_event(
-    connection: Any,
+    connection: Connection,
     *,
     actor: Principal | None,
     action: str,
@@ -80,7 +82,7 @@ async def insert_audit_event(
         request_id,
         details or {},
     )
-    return AuditEvent(**dict(row))
+    return AuditEvent(**dict(returned_row(row)))
 
 
 def audit_channel(project_id: UUID) -> str:
@@ -133,8 +135,8 @@ class AuditedChange:
         self.project_id = project_id
         self.events: list[AuditEvent] = []
         self._unchanged = False
-        self._context: Any = None
-        self.connection: Any = None
+        self._context: AbstractAsyncContextManager[Connection] | None = None
+        self._connection: Connection | None = None
         self._deferred = deferred
 
     async def __aenter__(self) -> Self:
@@ -142,12 +144,19 @@ class AuditedChange:
             await self.begin()
         return self
 
-    async def begin(self) -> Any:
+    async def begin(self) -> Connection:
         """Open the transaction; returns its connection."""
-        if self._context is None:
+        if self._connection is None:
             self._context = self._platform.metadata.transaction()
-            self.connection = await self._context.__aenter__()
-        return self.connection
+            self._connection = await self._context.__aenter__()
+        return self._connection
+
+    @property
+    def connection(self) -> Connection:
+        """The connection of the change's transaction, once it has begun."""
+        if self._connection is None:
+            raise RuntimeError(f"mutation {self.action} used its connection before begin()")
+        return self._connection
 
     async def record(
         self,
@@ -243,7 +252,7 @@ FROM audit_events
 
 
 async def list_audit_events(
-    connection: Any,
+    connection: Connection,
     *,
     project_id: UUID,
     first: int | None,

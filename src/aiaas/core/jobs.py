@@ -31,6 +31,7 @@ from arq.constants import (
 from aiaas.core.event_streams import TERMINAL_STATES as TERMINAL_STATE_NAMES
 from aiaas.core.event_streams import publish_job_events_quietly
 from aiaas.core.pagination import Order, Page, fetch_page
+from aiaas.core.storage import Connection
 
 if TYPE_CHECKING:
     from aiaas.core.platform import Platform
@@ -116,7 +117,7 @@ def _event(job: Job) -> JobEvent:
 
 
 async def insert_job(
-    connection: Any,
+    connection: Connection,
     *,
     project_id: UUID,
     kind: str,
@@ -144,13 +145,13 @@ async def enqueue_job(platform: Platform, job_id: UUID) -> bool:
     return enqueued is not None
 
 
-async def jobs_by_ids(connection: Any, ids: list[UUID]) -> dict[UUID, Job]:
+async def jobs_by_ids(connection: Connection, ids: list[UUID]) -> dict[UUID, Job]:
     rows = await connection.fetch(f"SELECT {_COLUMNS} FROM jobs WHERE id = ANY($1::uuid[])", ids)
     return {row["id"]: _to_job(row) for row in rows}
 
 
 async def list_jobs(
-    connection: Any, project_id: UUID, kind: str, *, first: int | None, after: str | None
+    connection: Connection, project_id: UUID, kind: str, *, first: int | None, after: str | None
 ) -> Page[Job]:
     """A project's jobs of one kind, newest first."""
     return await fetch_page(
@@ -165,7 +166,7 @@ async def list_jobs(
     )
 
 
-async def get_job(connection: Any, job_id: UUID) -> Job | None:
+async def get_job(connection: Connection, job_id: UUID) -> Job | None:
     row = await connection.fetchrow(f"SELECT {_COLUMNS} FROM jobs WHERE id = $1", job_id)
     return _to_job(row) if row is not None else None
 
@@ -198,7 +199,7 @@ async def _change(platform: Platform, sql: str, *arguments: Any) -> Job | None:
     return job
 
 
-async def request_cancel(connection: Any, job_id: UUID, reason: str) -> Job:
+async def request_cancel(connection: Connection, job_id: UUID, reason: str) -> Job:
     """Ask a running job to stop at its next step boundary, inside the caller's transaction;
     the job as it now stands."""
     row = await connection.fetchrow(
@@ -214,7 +215,7 @@ async def request_cancel(connection: Any, job_id: UUID, reason: str) -> Job:
     return _to_job(row)
 
 
-async def cancel_queued_job(connection: Any, job_id: UUID, reason: str) -> Job | None:
+async def cancel_queued_job(connection: Connection, job_id: UUID, reason: str) -> Job | None:
     """Cancel a job no worker has claimed, inside the caller's transaction; None if it was
     claimed meanwhile. Publish its state after the commit."""
     row = await connection.fetchrow(

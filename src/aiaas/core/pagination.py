@@ -16,6 +16,7 @@ from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 from aiaas.core.errors import InputError
+from aiaas.core.storage import Connection
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
@@ -78,7 +79,7 @@ def check_page_size(first: int | None) -> int:
 
 
 async def fetch_page(
-    connection: Any,
+    connection: Connection,
     *,
     query: str,
     conditions: Sequence[str],

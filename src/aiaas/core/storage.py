@@ -108,6 +108,14 @@ class Record(Protocol):
     def items(self) -> Iterable[tuple[str, Any]]: ...
 
 
+def returned_row(row: Record | None) -> Record:
+    """The row of a statement that returns one by construction: an INSERT ... RETURNING, or a
+    read or update of a row this transaction already holds. None there is a bug, not an answer."""
+    if row is None:
+        raise RuntimeError("a statement that always returns a row returned none")
+    return row
+
+
 class Connection(Protocol):
     """The part of `asyncpg.Connection` that the services use.
 

@@ -1,5 +1,9 @@
 """Expected failures as GraphQL types: members of each mutation's result union.
 
+The Python classes end in `Result` (`NotFoundResult`) and keep the schema's names
+(`NotFoundError`), so that a module can hold both one of them and the core exception it answers
+for without an alias.
+
 Authentication and authorization failures are not here: they are GraphQL errors with
 `extensions.code` (`UNAUTHENTICATED`, `FORBIDDEN`), because they concern the request, not the
 mutation's input.
@@ -27,12 +31,12 @@ class FieldError:
     message: str
 
 
-@strawberry.type(description="The input is invalid; nothing was changed.")
-class InvalidInputError(Error):
+@strawberry.type(name="InvalidInputError", description="The input is invalid; nothing was changed.")
+class InvalidInputResult(Error):
     field_errors: list[FieldError]
 
     @classmethod
-    def from_exception(cls, exc: errors.InputError) -> InvalidInputError:
+    def from_exception(cls, exc: errors.InputError) -> InvalidInputResult:
         return cls(
             message=exc.message,
             code=exc.code,
@@ -43,37 +47,45 @@ class InvalidInputError(Error):
         )
 
 
-@strawberry.type(description="No such object, or not one the caller may see.")
-class NotFoundError(Error):
+@strawberry.type(name="NotFoundError", description="No such object, or not one the caller may see.")
+class NotFoundResult(Error):
     @classmethod
-    def from_exception(cls, exc: errors.NotFoundError) -> NotFoundError:
+    def from_exception(cls, exc: errors.NotFoundError) -> NotFoundResult:
         return cls(message=exc.message, code=exc.code)
 
 
-@strawberry.type(description="The current state of the object refuses this change.")
-class ConflictError(Error):
+@strawberry.type(
+    name="ConflictError", description="The current state of the object refuses this change."
+)
+class ConflictResult(Error):
     @classmethod
-    def from_exception(cls, exc: errors.ConflictError) -> ConflictError:
+    def from_exception(cls, exc: errors.ConflictError) -> ConflictResult:
         return cls(message=exc.message, code=exc.code)
 
 
-@strawberry.type(description="Wrong username or password; the same answer whatever was wrong.")
-class LoginFailedError(Error):
+@strawberry.type(
+    name="LoginFailedError",
+    description="Wrong username or password; the same answer whatever was wrong.",
+)
+class LoginFailedResult(Error):
     @classmethod
-    def from_exception(cls, exc: errors.AuthenticationError) -> LoginFailedError:
+    def from_exception(cls, exc: errors.AuthenticationError) -> LoginFailedResult:
         return cls(message=exc.message, code=exc.code)
 
 
-@strawberry.type(description="Too many attempts; nothing was tried. Wait before trying again.")
-class RateLimitedError(Error):
+@strawberry.type(
+    name="RateLimitedError",
+    description="Too many attempts; nothing was tried. Wait before trying again.",
+)
+class RateLimitedResult(Error):
     retry_after_seconds: int
 
     @classmethod
-    def from_exception(cls, exc: errors.RateLimitedError) -> RateLimitedError:
+    def from_exception(cls, exc: errors.RateLimitedError) -> RateLimitedResult:
         return cls(message=exc.message, code=exc.code, retry_after_seconds=exc.retry_after_s)
 
 
-ExpectedError = InvalidInputError | NotFoundError | ConflictError
+ExpectedError = InvalidInputResult | NotFoundResult | ConflictResult
 
 
 SuccessT = TypeVar("SuccessT")
@@ -90,9 +102,9 @@ async def expected(call: Callable[[], Awaitable[SuccessT]]) -> SuccessT | Expect
 def as_expected_error(exc: errors.AiaasError) -> ExpectedError:
     """The union member for an expected failure; anything else is re-raised."""
     if isinstance(exc, errors.InputError):
-        return InvalidInputError.from_exception(exc)
+        return InvalidInputResult.from_exception(exc)
     if isinstance(exc, errors.NotFoundError):
-        return NotFoundError.from_exception(exc)
+        return NotFoundResult.from_exception(exc)
     if isinstance(exc, errors.ConflictError):
-        return ConflictError.from_exception(exc)
+        return ConflictResult.from_exception(exc)
     raise exc

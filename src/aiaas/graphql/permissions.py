@@ -37,7 +37,7 @@ from aiaas.core.errors import (
 )
 from aiaas.core.identity import members
 from aiaas.graphql.context import RequestContext
-from aiaas.graphql.errors import NotFoundError as NotFoundResult
+from aiaas.graphql.errors import NotFoundResult
 from aiaas.graphql.relay import from_global_id
 from graphql import GraphQLObjectType, OperationType
 

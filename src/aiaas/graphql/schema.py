@@ -28,7 +28,7 @@ from aiaas.graphql.datasets.types import Dataset, DatasetVersion
 from aiaas.graphql.deployments.mutations import DeploymentMutation
 from aiaas.graphql.deployments.subscriptions import DeploymentSubscription
 from aiaas.graphql.deployments.types import Deployment
-from aiaas.graphql.errors import ConflictError, InvalidInputError, NotFoundError
+from aiaas.graphql.errors import ConflictResult, InvalidInputResult, NotFoundResult
 from aiaas.graphql.identity.mutations import IdentityMutation
 from aiaas.graphql.identity.queries import IdentityQuery
 from aiaas.graphql.identity.types import ApiToken, User, Viewer
@@ -172,9 +172,9 @@ def build_schema(platform: Platform) -> strawberry.Schema:
             Model,
             ModelVersion,
             Deployment,
-            InvalidInputError,
-            NotFoundError,
-            ConflictError,
+            InvalidInputResult,
+            NotFoundResult,
+            ConflictResult,
         ],
         extensions=schema_extensions(platform.config),
     )

@@ -8,15 +8,17 @@ exactly once.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.script import ScriptDirectory
+from sqlalchemy import Connection as SyncConnection
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
+
+from aiaas.core.storage import Connection
 
 MIGRATIONS_DIR = Path(__file__).parent
 VERSION_TABLE = "alembic_version"
@@ -48,7 +50,7 @@ def sqlalchemy_url(database_url: str) -> str:
     return urlunsplit(parts._replace(scheme="postgresql+asyncpg"))
 
 
-async def current_revision(connection: Any) -> str | None:
+async def current_revision(connection: Connection) -> str | None:
     """The revision the database is at (an asyncpg connection), or None if never migrated."""
     exists = await connection.fetchval("SELECT to_regclass($1) IS NOT NULL", VERSION_TABLE)
     if not exists:
@@ -57,7 +59,7 @@ async def current_revision(connection: Any) -> str | None:
     return revision
 
 
-def _run(sync_connection: Any, action: str, revision: str) -> None:
+def _run(sync_connection: SyncConnection, action: str, revision: str) -> None:
     config = alembic_config()
     config.attributes["connection"] = sync_connection
     getattr(command, action)(config, revision)

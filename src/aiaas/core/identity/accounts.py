@@ -27,7 +27,7 @@ from aiaas.core.audit import AuditedChange
 from aiaas.core.auth import Principal
 from aiaas.core.errors import AuthenticationError, ConflictError, InputError, NotFoundError
 from aiaas.core.pagination import Page, fetch_page
-from aiaas.core.storage import Connection
+from aiaas.core.storage import Connection, returned_row
 
 if TYPE_CHECKING:
     from aiaas.core.platform import Platform
@@ -131,7 +131,7 @@ async def create_user(
             )
         except asyncpg.UniqueViolationError:
             raise ConflictError(f"a user named {username!r} already exists") from None
-        user = User(**dict(row))
+        user = User(**dict(returned_row(row)))
         await change.record(
             object_type="user",
             object_id=str(user.id),

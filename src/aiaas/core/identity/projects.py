@@ -14,7 +14,7 @@ from aiaas.core.audit import AuditedChange
 from aiaas.core.auth import Principal
 from aiaas.core.errors import ConflictError, InputError, NotFoundError
 from aiaas.core.pagination import Page, fetch_page
-from aiaas.core.storage import Connection, Record
+from aiaas.core.storage import Connection, Record, returned_row
 
 if TYPE_CHECKING:
     from aiaas.core.platform import Platform
@@ -87,7 +87,7 @@ async def create_project(
                 f"a project with slug {slug!r} already exists",
                 details={"field": "slug"},
             ) from None
-        project = _to_project(row)
+        project = _to_project(returned_row(row))
         # Whoever creates a project owns it.
         await change.connection.execute(
             "INSERT INTO project_members (project_id, user_id, role, added_by) "
@@ -120,7 +120,7 @@ async def archive_project(
             f"RETURNING {_COLUMNS}",
             project_id,
         )
-        project = _to_project(row)
+        project = _to_project(returned_row(row))
         await change.record(
             object_type="project",
             object_id=str(project.id),

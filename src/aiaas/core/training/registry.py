@@ -22,7 +22,7 @@ from aiaas.core.audit import AuditedChange
 from aiaas.core.auth import Principal
 from aiaas.core.errors import ConflictError, InputError, NotFoundError
 from aiaas.core.pagination import Page, fetch_page
-from aiaas.core.storage import Connection, Record
+from aiaas.core.storage import Connection, Record, returned_row
 from aiaas.core.training.promotion import ALIAS_NAME, check_gates, vet_promotion_gates
 
 if TYPE_CHECKING:
@@ -256,7 +256,7 @@ async def register_model_version(change: AuditedChange, new: NewModelVersion) ->
         dict(new.hyperparameters),
         new.created_by,
     )
-    version = _version(row)
+    version = _version(returned_row(row))
     await change.record(
         object_type="model_version",
         object_id=str(version.id),
@@ -301,7 +301,7 @@ async def set_promotion_gates(
             project_id=model.project_id,
             details={"gates": len(vetted)},
         )
-    return _model(row)
+    return _model(returned_row(row))
 
 
 async def set_model_alias(
@@ -327,7 +327,7 @@ async def set_model_alias(
         row = await change.connection.fetchrow(
             f"SELECT {_MODEL_COLUMNS} FROM models WHERE id = $1 FOR SHARE", version.model_id
         )
-        model = _model(row)
+        model = _model(returned_row(row))
         results = await asyncio.to_thread(
             check_gates, platform, model.promotion_gates, version.metrics, alias
         )
@@ -368,4 +368,4 @@ async def set_model_alias(
                 "gates_passed": [result.name for result in results],
             },
         )
-    return ModelAlias(**dict(alias_row)), version
+    return ModelAlias(**dict(returned_row(alias_row))), version

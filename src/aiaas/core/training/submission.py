@@ -29,6 +29,7 @@ from aiaas.core.jobs import (
     publish_state,
     request_cancel,
 )
+from aiaas.core.storage import returned_row
 from aiaas.core.trainers import Trainer, split_sizes, vet_hyperparameters
 from aiaas.core.training.registry import check_model_name
 
@@ -216,7 +217,7 @@ async def cancel_training_job(
         row = await change.connection.fetchrow(
             "SELECT state FROM jobs WHERE id = $1 FOR UPDATE", job_id
         )
-        state = JobState(row["state"])
+        state = JobState(returned_row(row)["state"])
         if state not in (JobState.QUEUED, JobState.RUNNING):
             raise ConflictError(f"the job is {state.value} already; there is nothing to cancel")
         if state is JobState.QUEUED:

@@ -13,7 +13,7 @@ from strawberry.types import Info
 from aiaas.core.data import datasets, quality
 from aiaas.core.pagination import DEFAULT_PAGE_SIZE
 from aiaas.graphql.context import RequestContext
-from aiaas.graphql.errors import ConflictError, InvalidInputError, NotFoundError
+from aiaas.graphql.errors import ConflictResult, InvalidInputResult, NotFoundResult
 from aiaas.graphql.jobs.types import Job
 from aiaas.graphql.relay import Connection, Node, connection_from_page, to_global_id
 
@@ -278,18 +278,18 @@ class DeleteDatasetVersionSuccess:
 
 
 DatasetVersionResult = Annotated[
-    DatasetVersionSuccess | InvalidInputError | NotFoundError | ConflictError,
+    DatasetVersionSuccess | InvalidInputResult | NotFoundResult | ConflictResult,
     strawberry.union("DatasetVersionResult"),
 ]
 SetDatasetExpectationsResult = Annotated[
-    SetDatasetExpectationsSuccess | InvalidInputError | NotFoundError | ConflictError,
+    SetDatasetExpectationsSuccess | InvalidInputResult | NotFoundResult | ConflictResult,
     strawberry.union("SetDatasetExpectationsResult"),
 ]
 ValidateDatasetVersionResult = Annotated[
-    ValidationQueued | NotFoundError | ConflictError | InvalidInputError,
+    ValidationQueued | NotFoundResult | ConflictResult | InvalidInputResult,
     strawberry.union("ValidateDatasetVersionResult"),
 ]
 DeleteDatasetVersionResult = Annotated[
-    DeleteDatasetVersionSuccess | NotFoundError | ConflictError | InvalidInputError,
+    DeleteDatasetVersionSuccess | NotFoundResult | ConflictResult | InvalidInputResult,
     strawberry.union("DeleteDatasetVersionResult"),
 ]

@@ -24,7 +24,7 @@ from aiaas.graphql.deployments.types import (
     DeploymentSuccess,
     PredictResult,
     PredictSuccess,
-    UnavailableError,
+    UnavailableResult,
     UpdateDeploymentTrafficInput,
     deployment_from_domain,
 )
@@ -187,7 +187,7 @@ class DeploymentMutation:
             )
         except ServiceUnavailableError as exc:
             retry_after = exc.details.get("retryAfter") if exc.details else None
-            return UnavailableError(
+            return UnavailableResult(
                 message=exc.message, code=exc.code, retry_after_seconds=retry_after
             )
         except (InputError, NotFoundError, ConflictError) as exc:

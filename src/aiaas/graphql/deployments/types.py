@@ -11,7 +11,7 @@ from strawberry.types import Info
 
 from aiaas.core.serving import deployments
 from aiaas.core.serving import drift_checks as drift_monitoring
-from aiaas.graphql.errors import ConflictError, Error, InvalidInputError, NotFoundError
+from aiaas.graphql.errors import ConflictResult, Error, InvalidInputResult, NotFoundResult
 from aiaas.graphql.models.types import Model, ModelVersion
 from aiaas.graphql.relay import Node, to_global_id
 
@@ -263,8 +263,11 @@ class DeploymentSuccess:
     deployment: Deployment
 
 
-@strawberry.type(description="The deployment cannot take the request now; retry later.")
-class UnavailableError(Error):
+@strawberry.type(
+    name="UnavailableError",
+    description="The deployment cannot take the request now; retry later.",
+)
+class UnavailableResult(Error):
     retry_after_seconds: int | None
 
 
@@ -277,10 +280,10 @@ class PredictSuccess:
 
 
 DeploymentResult = Annotated[
-    DeploymentSuccess | InvalidInputError | NotFoundError | ConflictError,
+    DeploymentSuccess | InvalidInputResult | NotFoundResult | ConflictResult,
     strawberry.union("DeploymentResult"),
 ]
 PredictResult = Annotated[
-    PredictSuccess | InvalidInputError | NotFoundError | ConflictError | UnavailableError,
+    PredictSuccess | InvalidInputResult | NotFoundResult | ConflictResult | UnavailableResult,
     strawberry.union("PredictResult"),
 ]

@@ -8,11 +8,11 @@ from aiaas.core.identity import accounts as identity
 from aiaas.core.identity import sessions
 from aiaas.graphql.context import RequestContext
 from aiaas.graphql.errors import (
-    ConflictError,
-    InvalidInputError,
-    LoginFailedError,
-    NotFoundError,
-    RateLimitedError,
+    ConflictResult,
+    InvalidInputResult,
+    LoginFailedResult,
+    NotFoundResult,
+    RateLimitedResult,
 )
 from aiaas.graphql.identity.types import (
     ApiToken,
@@ -50,9 +50,9 @@ class IdentityMutation:
                 request_id=context.request_id,
             )
         except errors.RateLimitedError as exc:
-            return RateLimitedError.from_exception(exc)
+            return RateLimitedResult.from_exception(exc)
         except errors.AuthenticationError as exc:
-            return LoginFailedError.from_exception(exc)
+            return LoginFailedResult.from_exception(exc)
         assert session.token.expires_at is not None
         return LoginSuccess(
             token=session.token.secret,
@@ -87,9 +87,9 @@ class IdentityMutation:
                 request_id=context.request_id,
             )
         except errors.InputError as exc:
-            return InvalidInputError.from_exception(exc)
+            return InvalidInputResult.from_exception(exc)
         except errors.ConflictError as exc:
-            return ConflictError.from_exception(exc)
+            return ConflictResult.from_exception(exc)
         return CreateUserSuccess(user=User.from_domain(user))
 
     @strawberry.mutation(extensions=requires("token", "manage"))
@@ -107,7 +107,7 @@ class IdentityMutation:
                 request_id=context.request_id,
             )
         except errors.InputError as exc:
-            return InvalidInputError.from_exception(exc)
+            return InvalidInputResult.from_exception(exc)
         async with context.platform.metadata.acquire() as connection:
             stored = await identity.find_token_by_prefix(connection, issued.prefix)
         assert stored is not None
@@ -131,9 +131,9 @@ class IdentityMutation:
                 request_id=context.request_id,
             )
         except errors.InputError as exc:
-            return InvalidInputError.from_exception(exc)
+            return InvalidInputResult.from_exception(exc)
         except errors.NotFoundError as exc:
-            return NotFoundError.from_exception(exc)
+            return NotFoundResult.from_exception(exc)
         if not revoked:
-            return ConflictError(message="the token is already revoked", code="CONFLICT")
+            return ConflictResult(message="the token is already revoked", code="CONFLICT")
         return RevokeApiTokenSuccess(api_token_id=to_global_id("ApiToken", token_id))

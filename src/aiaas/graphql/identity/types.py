@@ -9,11 +9,11 @@ from strawberry.types import Info
 
 from aiaas.core.identity import accounts as identity
 from aiaas.graphql.errors import (
-    ConflictError,
-    InvalidInputError,
-    LoginFailedError,
-    NotFoundError,
-    RateLimitedError,
+    ConflictResult,
+    InvalidInputResult,
+    LoginFailedResult,
+    NotFoundResult,
+    RateLimitedResult,
 )
 from aiaas.graphql.relay import Node, to_global_id
 
@@ -117,15 +117,15 @@ class RevokeApiTokenSuccess:
 
 
 LoginResult = Annotated[
-    LoginSuccess | LoginFailedError | RateLimitedError, strawberry.union("LoginResult")
+    LoginSuccess | LoginFailedResult | RateLimitedResult, strawberry.union("LoginResult")
 ]
 CreateUserResult = Annotated[
-    CreateUserSuccess | InvalidInputError | ConflictError, strawberry.union("CreateUserResult")
+    CreateUserSuccess | InvalidInputResult | ConflictResult, strawberry.union("CreateUserResult")
 ]
 CreateApiTokenResult = Annotated[
-    CreateApiTokenSuccess | InvalidInputError, strawberry.union("CreateApiTokenResult")
+    CreateApiTokenSuccess | InvalidInputResult, strawberry.union("CreateApiTokenResult")
 ]
 RevokeApiTokenResult = Annotated[
-    RevokeApiTokenSuccess | NotFoundError | ConflictError | InvalidInputError,
+    RevokeApiTokenSuccess | NotFoundResult | ConflictResult | InvalidInputResult,
     strawberry.union("RevokeApiTokenResult"),
 ]

@@ -16,7 +16,7 @@ from strawberry.types import Info
 from aiaas.core.pagination import DEFAULT_PAGE_SIZE
 from aiaas.core.training import registry as models
 from aiaas.graphql.datasets.types import DatasetVersion, as_json
-from aiaas.graphql.errors import ConflictError, InvalidInputError, NotFoundError
+from aiaas.graphql.errors import ConflictResult, InvalidInputResult, NotFoundResult
 from aiaas.graphql.relay import Connection, Node, connection_from_page, to_global_id
 
 _TRAINING_JOB: LazyType[Any, Any] = LazyType("TrainingJob", "aiaas.graphql.training.types")
@@ -169,10 +169,10 @@ class SetPromotionGatesSuccess:
 
 
 SetModelAliasResult = Annotated[
-    SetModelAliasSuccess | InvalidInputError | NotFoundError | ConflictError,
+    SetModelAliasSuccess | InvalidInputResult | NotFoundResult | ConflictResult,
     strawberry.union("SetModelAliasResult"),
 ]
 SetPromotionGatesResult = Annotated[
-    SetPromotionGatesSuccess | InvalidInputError | NotFoundError | ConflictError,
+    SetPromotionGatesSuccess | InvalidInputResult | NotFoundResult | ConflictResult,
     strawberry.union("SetPromotionGatesResult"),
 ]

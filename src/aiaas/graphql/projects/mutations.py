@@ -9,7 +9,7 @@ from aiaas.core import errors
 from aiaas.core.identity import members, projects
 from aiaas.core.identity.access import ProjectRole as CoreProjectRole
 from aiaas.graphql.context import RequestContext
-from aiaas.graphql.errors import ConflictError, InvalidInputError, expected
+from aiaas.graphql.errors import ConflictResult, InvalidInputResult, expected
 from aiaas.graphql.permissions import project_by_global_id, requires, requires_in_project
 from aiaas.graphql.projects.types import (
     ArchiveProjectResult,
@@ -49,9 +49,9 @@ class ProjectMutation:
                 request_id=context.request_id,
             )
         except errors.InputError as exc:
-            return InvalidInputError.from_exception(exc)
+            return InvalidInputResult.from_exception(exc)
         except errors.ConflictError as exc:
-            return ConflictError.from_exception(exc)
+            return ConflictResult.from_exception(exc)
         return CreateProjectSuccess(project=Project.from_domain(project))
 
     @strawberry.mutation(

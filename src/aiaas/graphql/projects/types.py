@@ -20,7 +20,7 @@ from aiaas.core.training import registry as core_models
 from aiaas.graphql.context import RequestContext
 from aiaas.graphql.datasets.types import Dataset
 from aiaas.graphql.deployments.types import Deployment
-from aiaas.graphql.errors import ConflictError, InvalidInputError, NotFoundError
+from aiaas.graphql.errors import ConflictResult, InvalidInputResult, NotFoundResult
 from aiaas.graphql.identity.types import User
 from aiaas.graphql.models.types import Model
 from aiaas.graphql.permissions import project_of_source, requires_in_project
@@ -306,18 +306,18 @@ class RemoveProjectMemberSuccess:
 
 
 CreateProjectResult = Annotated[
-    CreateProjectSuccess | InvalidInputError | ConflictError,
+    CreateProjectSuccess | InvalidInputResult | ConflictResult,
     strawberry.union("CreateProjectResult"),
 ]
 ArchiveProjectResult = Annotated[
-    ArchiveProjectSuccess | InvalidInputError | NotFoundError | ConflictError,
+    ArchiveProjectSuccess | InvalidInputResult | NotFoundResult | ConflictResult,
     strawberry.union("ArchiveProjectResult"),
 ]
 ProjectMemberResult = Annotated[
-    ProjectMemberSuccess | InvalidInputError | NotFoundError | ConflictError,
+    ProjectMemberSuccess | InvalidInputResult | NotFoundResult | ConflictResult,
     strawberry.union("ProjectMemberResult"),
 ]
 RemoveProjectMemberResult = Annotated[
-    RemoveProjectMemberSuccess | InvalidInputError | NotFoundError | ConflictError,
+    RemoveProjectMemberSuccess | InvalidInputResult | NotFoundResult | ConflictResult,
     strawberry.union("RemoveProjectMemberResult"),
 ]

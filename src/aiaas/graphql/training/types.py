@@ -16,7 +16,7 @@ from aiaas.core import trainers as training
 from aiaas.core.serialization import finite_or_none, json_safe
 from aiaas.core.training import metric_history
 from aiaas.graphql.datasets.types import DatasetVersion, as_json
-from aiaas.graphql.errors import ConflictError, InvalidInputError, NotFoundError
+from aiaas.graphql.errors import ConflictResult, InvalidInputResult, NotFoundResult
 from aiaas.graphql.jobs.types import JobState
 from aiaas.graphql.models.types import ModelVersion
 from aiaas.graphql.relay import Node, to_global_id
@@ -223,10 +223,10 @@ class TrainingJobSuccess:
 
 
 SubmitTrainingJobResult = Annotated[
-    TrainingJobSuccess | InvalidInputError | NotFoundError | ConflictError,
+    TrainingJobSuccess | InvalidInputResult | NotFoundResult | ConflictResult,
     strawberry.union("SubmitTrainingJobResult"),
 ]
 CancelTrainingJobResult = Annotated[
-    TrainingJobSuccess | InvalidInputError | NotFoundError | ConflictError,
+    TrainingJobSuccess | InvalidInputResult | NotFoundResult | ConflictResult,
     strawberry.union("CancelTrainingJobResult"),
 ]

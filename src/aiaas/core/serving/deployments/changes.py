@@ -30,7 +30,7 @@ from aiaas.core.serving.deployments.vetting import (
     vet_shares,
     vetted_split,
 )
-from aiaas.core.storage import Connection, Record
+from aiaas.core.storage import Connection, Record, returned_row
 from aiaas.core.training.registry import ModelVersion, model_versions_by_ids, resolve_alias
 
 if TYPE_CHECKING:
@@ -134,7 +134,7 @@ async def create_deployment(
             new.drift_threshold,
             actor.user_id,
         )
-        deployment = to_deployment(row)
+        deployment = to_deployment(returned_row(row))
         await change.record(
             object_type="deployment",
             object_id=str(deployment.id),
