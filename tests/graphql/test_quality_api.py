@@ -29,6 +29,7 @@ from aiaas.core.platform import Platform
 from aiaas.core.plugin_manager import AiaasPluginManager
 from aiaas.core.plugins import create_plugin_manager
 from aiaas.core.specs import ValidatorSpec
+from aiaas.core.training import models_trained_on
 from aiaas.core.validation import MAX_EXAMPLES, CheckResult, Expectation, Validator
 from aiaas.graphql.relay import to_global_id
 from aiaas.workers.settings import worker_settings
@@ -546,7 +547,12 @@ async def test_a_deleted_version_is_not_validated(
     platform: Platform, team: Team, client: httpx.AsyncClient, tmp_path: Path
 ) -> None:
     version = await upload(platform, team, tmp_path)
-    await datasets.delete_version(platform, team.members[ProjectRole.OWNER].principal, version.id)
+    await datasets.delete_version(
+        platform,
+        team.members[ProjectRole.OWNER].principal,
+        version.id,
+        models_using=models_trained_on,
+    )
 
     result = await validate(client, team.token(ProjectRole.DEVELOPER), version)
 
@@ -558,7 +564,12 @@ async def test_a_refused_validation_writes_one_failed_event(
     platform: Platform, team: Team, client: httpx.AsyncClient, tmp_path: Path
 ) -> None:
     version = await upload(platform, team, tmp_path)
-    await datasets.delete_version(platform, team.members[ProjectRole.OWNER].principal, version.id)
+    await datasets.delete_version(
+        platform,
+        team.members[ProjectRole.OWNER].principal,
+        version.id,
+        models_using=models_trained_on,
+    )
     mark = await audit_mark(platform)
 
     result = await validate(client, team.token(ProjectRole.DEVELOPER), version)

@@ -26,6 +26,7 @@ from aiaas.core.event_streams import job_stream_key
 from aiaas.core.identity.access import ProjectRole
 from aiaas.core.jobs import JobState, get_job
 from aiaas.core.platform import Platform
+from aiaas.core.training import models_trained_on
 from aiaas.graphql.relay import to_global_id
 from aiaas.graphql.schema import build_schema
 from aiaas.workers.settings import worker_settings
@@ -579,7 +580,12 @@ async def test_a_dataset_version_with_a_model_cannot_be_deleted(
     from aiaas.core.errors import ConflictError
 
     with pytest.raises(ConflictError, match="model"):
-        await datasets.delete_version(platform, team.members[ProjectRole.OWNER].principal, wine.id)
+        await datasets.delete_version(
+            platform,
+            team.members[ProjectRole.OWNER].principal,
+            wine.id,
+            models_using=models_trained_on,
+        )
 
 
 def test_wine_fixture_is_what_the_tests_assume() -> None:

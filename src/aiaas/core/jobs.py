@@ -171,6 +171,25 @@ async def get_job(connection: Connection, job_id: UUID) -> Job | None:
     return _to_job(row) if row is not None else None
 
 
+async def lock_job(connection: Connection, job_id: UUID) -> Job | None:
+    """The job, its row locked until the caller's transaction ends: what a change that depends
+    on the job's state or holder reads, so that no claim or cancellation slips in between."""
+    row = await connection.fetchrow(f"SELECT {_COLUMNS} FROM jobs WHERE id = $1 FOR UPDATE", job_id)
+    return _to_job(row) if row is not None else None
+
+
+async def unfinished_jobs_naming(connection: Connection, field: str, value: str) -> list[Job]:
+    """The jobs not yet finished (QUEUED or RUNNING) whose payload holds `value` under `field`:
+    what will still read the thing it names, so that thing must stay."""
+    rows = await connection.fetch(
+        f"SELECT {_COLUMNS} FROM jobs WHERE state IN ('QUEUED', 'RUNNING') "
+        "AND payload ->> $1::text = $2",
+        field,
+        value,
+    )
+    return [_to_job(row) for row in rows]
+
+
 def state_event(job: Job) -> dict[str, Any]:
     """A state change as the job's event stream carries it."""
     return {

@@ -1,7 +1,9 @@
 """Per-request DataLoaders, so that each nesting level of a query costs at most one SQL query.
 
-Loaders are made fresh for every request in `view.get_context`: a loader caches what it loaded,
-and a cache shared between requests would serve one caller's view of the data to another.
+Every loader is `loader_by_key` over a domain's `<things>_by_<keys>(connection, keys)` query,
+which answers a dict by key (a key it does not find is left out, and loads as None). Loaders are
+made fresh for every request (`make_loaders`, from `view.get_context`): a loader caches what it
+loaded, and a cache shared between requests would serve one caller's view of the data to another.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from aiaas.core.identity.projects import projects_by_ids, projects_by_slugs
 from aiaas.core.jobs import jobs_by_ids
 from aiaas.core.platform import Platform
 from aiaas.core.serving.deployments import deployments_by_ids
+from aiaas.core.storage import Connection
 from aiaas.core.training.metric_history import latest_metrics, metric_keys
 from aiaas.core.training.registry import (
     aliases_by_models,
@@ -29,13 +32,14 @@ from aiaas.core.training.registry import (
 KeyT = TypeVar("KeyT")
 ValueT = TypeVar("ValueT")
 
-FetchByKeys = Callable[[Any, list[KeyT]], Awaitable[dict[KeyT, ValueT]]]
+FetchByKeys = Callable[[Connection, list[KeyT]], Awaitable[dict[KeyT, ValueT]]]
 
 
 def loader_by_key(
     platform: Platform, fetch: FetchByKeys[KeyT, ValueT]
 ) -> DataLoader[KeyT, ValueT | None]:
-    """Batch every `load(key)` of one tick into one `fetch` of all the keys."""
+    """Batch every `load(key)` of one tick into one `fetch` of all the keys, answered in key
+    order."""
 
     async def load(keys: Sequence[KeyT]) -> list[ValueT | None]:
         async with platform.metadata.acquire() as connection:
@@ -46,6 +50,7 @@ def loader_by_key(
 
 
 def make_loaders(platform: Platform) -> dict[str, DataLoader[Any, Any]]:
+    """One request's loaders, by the name resolvers ask `RequestContext.loader` for."""
     return {
         "user": loader_by_key(platform, users_by_ids),
         "project": loader_by_key(platform, projects_by_ids),

@@ -1,20 +1,24 @@
-"""Relay-style building blocks: global ids, the `Node` interface, and cursor connections."""
+"""Relay-style building blocks: global ids, the `Node` interface, and cursor connections, with
+`page_connection`, the whole body of a resolver that answers one page of a domain's `list_*`."""
 
 from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable
-from typing import Generic, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Concatenate, Generic, ParamSpec, TypeVar
 from uuid import UUID
 
 import strawberry
+from strawberry.types import Info
 
+from aiaas.core import storage
 from aiaas.core.errors import InputError
 from aiaas.core.pagination import Page
 
 NodeT = TypeVar("NodeT")
 ItemT = TypeVar("ItemT")
+ListArgs = ParamSpec("ListArgs")
 
 
 def to_global_id(type_name: str, object_id: UUID) -> strawberry.ID:
@@ -77,3 +81,18 @@ def connection_from_page(page: Page[ItemT], convert: Callable[[ItemT], NodeT]) -
             end_cursor=page.cursors[-1] if page.cursors else None,
         ),
     )
+
+
+async def page_connection(
+    info: Info,
+    convert: Callable[[ItemT], NodeT],
+    list_page: Callable[Concatenate[storage.Connection, ListArgs], Awaitable[Page[ItemT]]],
+    *args: ListArgs.args,
+    **kwargs: ListArgs.kwargs,
+) -> Connection[NodeT]:
+    """`list_page(connection, *args, **kwargs)` on a pooled connection, as a connection of
+    `convert`ed nodes. Authorization is the field's business (its permission extension), not
+    this function's: it runs only once the field was allowed."""
+    async with info.context.platform.metadata.acquire() as connection:
+        page = await list_page(connection, *args, **kwargs)
+    return connection_from_page(page, convert)

@@ -3,7 +3,7 @@ header are detected (or declared), column types are inferred from every value, e
 profiled, and any malformed file is refused with an `InputError` naming what is wrong.
 
 These are unit tests of `aiaas.core.data.tabular.ingest`: no database, no platform. The same rules
-through the APIs are in tests/graphql/test_datasets_api.py and tests/test_rest_upload.py.
+through the APIs are in tests/graphql/test_datasets_api.py and tests/rest/test_dataset_upload.py.
 """
 
 from __future__ import annotations

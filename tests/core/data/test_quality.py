@@ -30,6 +30,7 @@ from aiaas.core.identity.accounts import verify_token
 from aiaas.core.identity.projects import create_project
 from aiaas.core.jobs import JobState, claim_job, finish_job
 from aiaas.core.platform import Platform
+from aiaas.core.training import models_trained_on
 from support import audit_mark, events_since
 
 TEST_WORKER = "test-quality-worker"
@@ -271,7 +272,9 @@ async def test_a_job_run_again_leaves_one_report(place: Place, tmp_path: Path) -
 
 async def test_a_deleted_version_cannot_be_validated(place: Place, tmp_path: Path) -> None:
     version = await upload(place, tmp_path)
-    await datasets.delete_version(place.platform, place.admin, version.id)
+    await datasets.delete_version(
+        place.platform, place.admin, version.id, models_using=models_trained_on
+    )
 
     with pytest.raises(ConflictError, match="deleted"):
         await submit_validation(place.platform, place.admin, version.id)
@@ -286,7 +289,9 @@ async def test_a_deleted_version_cannot_be_validated(place: Place, tmp_path: Pat
 
 async def test_a_refused_validation_is_audited_as_failed(place: Place, tmp_path: Path) -> None:
     version = await upload(place, tmp_path)
-    await datasets.delete_version(place.platform, place.admin, version.id)
+    await datasets.delete_version(
+        place.platform, place.admin, version.id, models_using=models_trained_on
+    )
     mark = await audit_mark(place.platform)
 
     with pytest.raises(ConflictError):
@@ -398,7 +403,9 @@ async def test_a_deleted_version_is_refused(place: Place, tmp_path: Path) -> Non
     await validate_now(place, version)
     await usable(place, version)
 
-    await datasets.delete_version(place.platform, place.admin, version.id)
+    await datasets.delete_version(
+        place.platform, place.admin, version.id, models_using=models_trained_on
+    )
 
     with pytest.raises(InputError, match="deleted"):
         await usable(place, version)

@@ -28,6 +28,7 @@ from aiaas.core.governance.garbage import collect_garbage
 from aiaas.core.identity.access import ProjectRole
 from aiaas.core.jobs import JobState, claim_job, finish_job, insert_job
 from aiaas.core.platform import Platform
+from aiaas.core.training import models_trained_on
 from aiaas.graphql.relay import to_global_id
 from aiaas.plugins.filesystem_artifacts import FilesystemArtifactStore
 from support import (
@@ -272,10 +273,14 @@ async def test_any_unfinished_job_that_names_the_version_keeps_it(
 
     if blocks:
         with pytest.raises(ConflictError, match=str(job.id)):
-            await datasets.delete_version(platform, maintainer, version.id)
+            await datasets.delete_version(
+                platform, maintainer, version.id, models_using=models_trained_on
+            )
         assert (await version_row(platform, version.id)).deleted_at is None
     else:
-        deleted = await datasets.delete_version(platform, maintainer, version.id)
+        deleted = await datasets.delete_version(
+            platform, maintainer, version.id, models_using=models_trained_on
+        )
         assert deleted.deleted_at is not None
 
 
@@ -288,7 +293,10 @@ async def test_a_job_about_another_version_does_not_keep_this_one(
     await submit_validation(platform, team.members[ProjectRole.OWNER].principal, busy.id)
 
     deleted = await datasets.delete_version(
-        platform, team.members[ProjectRole.MAINTAINER].principal, idle.id
+        platform,
+        team.members[ProjectRole.MAINTAINER].principal,
+        idle.id,
+        models_using=models_trained_on,
     )
 
     assert deleted.deleted_at is not None
@@ -349,7 +357,10 @@ async def test_a_validation_asked_for_while_a_delete_commits_is_not_left_danglin
 
     monkeypatch.setattr(datasets, "version_users", users_then_a_validation)
     await datasets.delete_version(
-        platform, team.members[ProjectRole.MAINTAINER].principal, version.id
+        platform,
+        team.members[ProjectRole.MAINTAINER].principal,
+        version.id,
+        models_using=models_trained_on,
     )
     outcome = (await asyncio.gather(*submitted, return_exceptions=True))[0]
 
@@ -375,7 +386,9 @@ async def test_collection_removes_a_deleted_versions_artifact_and_keeps_live_one
     dataset = new_dataset_name()
     kept = (await upload(platform, team, tmp_path, dataset=dataset)).version
     gone = (await upload(platform, team, tmp_path, dataset=dataset)).version
-    await datasets.delete_version(platform, team.members[ProjectRole.OWNER].principal, gone.id)
+    await datasets.delete_version(
+        platform, team.members[ProjectRole.OWNER].principal, gone.id, models_using=models_trained_on
+    )
     # However old, an artifact that a live version refers to stays.
     make_old(store.path_of(kept.artifact_key))
     mark = await audit_mark(platform)
@@ -398,7 +411,9 @@ async def test_collection_spares_unreferenced_artifacts_younger_than_the_grace_p
     # What an upload stores before it inserts the row that refers to it.
     in_flight = await store.put_bytes(uuid.uuid4().bytes)
     gone = (await upload(platform, team, tmp_path)).version
-    await datasets.delete_version(platform, team.members[ProjectRole.OWNER].principal, gone.id)
+    await datasets.delete_version(
+        platform, team.members[ProjectRole.OWNER].principal, gone.id, models_using=models_trained_on
+    )
 
     young = await collect_garbage(platform, grace_s=HOUR_S)
     assert await store.exists(in_flight.key)
@@ -462,7 +477,9 @@ async def test_the_gc_command_collects_and_reports(
 ) -> None:
     kept = (await upload(platform, team, tmp_path)).version
     gone = (await upload(platform, team, tmp_path)).version
-    await datasets.delete_version(platform, team.members[ProjectRole.OWNER].principal, gone.id)
+    await datasets.delete_version(
+        platform, team.members[ProjectRole.OWNER].principal, gone.id, models_using=models_trained_on
+    )
     mark = await audit_mark(platform)
 
     result = await asyncio.to_thread(

@@ -56,6 +56,7 @@ from aiaas.core.identity.members import add_member
 from aiaas.core.identity.projects import archive_project, create_project
 from aiaas.core.jobs import JobState, claim_job, finish_job
 from aiaas.core.platform import Platform
+from aiaas.core.training import models_trained_on
 from aiaas.graphql.relay import to_global_id
 from support import Services, create_database_from_template, drop_database, with_database
 
@@ -137,7 +138,7 @@ async def build_instance(platform: Platform, admin_token: str, work: Path) -> In
         platform, admin, alpha.id, dataset_name="customers", source=work / "v2.csv"
     )
     cleaned = await transform_version(platform, admin, second.version.id, CLEANING)
-    await delete_version(platform, admin, first.version.id)
+    await delete_version(platform, admin, first.version.id, models_using=models_trained_on)
     await set_expectations(platform, admin, second.version.dataset_id, EXPECTATIONS)
     await validate(platform, admin, second.version.id)
     await validate(platform, admin, cleaned.version.id)

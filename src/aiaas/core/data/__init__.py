@@ -14,6 +14,7 @@ this package and nothing beneath it, as a third-party plugin would.
 from aiaas.core.data.datasets import (
     Dataset,
     DatasetVersion,
+    ModelsUsingVersion,
     NewVersion,
     dataset_by_name,
     datasets_by_ids,
@@ -55,6 +56,7 @@ __all__ = [
     "CompiledExpression",
     "Dataset",
     "DatasetVersion",
+    "ModelsUsingVersion",
     "NewVersion",
     "QualityReport",
     "ReadOptions",

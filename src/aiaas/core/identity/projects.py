@@ -140,6 +140,17 @@ async def lock_project(connection: Connection, project_id: UUID) -> Project:
     return _to_project(row)
 
 
+async def hold_project(connection: Connection, project_id: UUID) -> Project:
+    """The project, its row share-locked until the transaction ends: it cannot be archived
+    meanwhile, while other work in the project goes on beside this. For a change that must not
+    land in a project once it is archived: check `is_archived` on what this returns.
+    `NotFoundError` if there is no such project."""
+    row = await connection.fetchrow(f"{_SELECT} WHERE id = $1 FOR SHARE", project_id)
+    if row is None:
+        raise NotFoundError("no such project")
+    return _to_project(row)
+
+
 async def project_by_slug(connection: Connection, slug: str) -> Project | None:
     row = await connection.fetchrow(f"{_SELECT} WHERE slug = $1", slug)
     return _to_project(row) if row is not None else None

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from uuid import UUID
 
 from aiaas.core.errors import NotFoundError
+from aiaas.core.identity.projects import projects_by_ids
 from aiaas.core.serving.deployments import (
     Deployment,
     DeploymentState,
@@ -114,14 +115,15 @@ class DeploymentCache:
         """Re-read the deployment."""
         async with self.platform.metadata.acquire() as connection:
             deployment = await get_deployment(connection, deployment_id)
-            slug = await connection.fetchval(
-                "SELECT slug FROM projects WHERE id = $1", deployment.project_id
-            )
+            # A deployment's project is always there: a foreign key holds it.
+            projects = await projects_by_ids(connection, [deployment.project_id])
         current = self._deployments.get(deployment_id)
         if current is not None and current.deployment.generation > deployment.generation:
             # A slower read that another, newer one overtook: keep the newer.
             return current
-        cached = CachedDeployment(deployment, slug, time.monotonic())
+        cached = CachedDeployment(
+            deployment, projects[deployment.project_id].slug, time.monotonic()
+        )
         self._deployments[deployment_id] = cached
         self._on_refreshed(cached)
         return cached

@@ -183,6 +183,18 @@ async def resolve_alias(connection: Connection, model_id: UUID, alias: str) -> M
     return _version(row) if row is not None else None
 
 
+async def models_trained_on(connection: Connection, dataset_version_id: UUID) -> list[str]:
+    """The model versions trained on a dataset version, as "model NAME version N", by name and
+    number: what keeps the dataset version from being deleted (data's `delete_version` asks
+    this through its `models_using`)."""
+    rows = await connection.fetch(
+        "SELECT m.name, v.number FROM model_versions v JOIN models m ON m.id = v.model_id "
+        "WHERE v.dataset_version_id = $1 ORDER BY m.name, v.number",
+        dataset_version_id,
+    )
+    return [f"model {row['name']} version {row['number']}" for row in rows]
+
+
 # Registering --------------------------------------------------------------------------------
 
 

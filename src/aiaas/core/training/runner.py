@@ -27,7 +27,7 @@ from aiaas.core.data.datasets import get_version, read_version_table
 from aiaas.core.errors import JobCancelledError, TrainingCancelled
 from aiaas.core.event_streams import publish_job_events_quietly
 from aiaas.core.governance.vault import VAULT
-from aiaas.core.jobs import Job, JobState
+from aiaas.core.jobs import Job, JobState, get_job, lock_job
 from aiaas.core.serialization import finite_or_none, json_safe
 from aiaas.core.trainers import Progress, TrainedModel, TrainingReporter, TrainingRun
 from aiaas.core.training.metric_history import drop_points_after
@@ -149,18 +149,15 @@ async def _watch_for_stop(platform: Platform, job: Job, stop: threading.Event) -
         await asyncio.sleep(STOP_POLL_INTERVAL_S)
         try:
             async with platform.metadata.acquire() as connection:
-                row = await connection.fetchrow(
-                    "SELECT state, claimed_by, cancel_requested_at FROM jobs WHERE id = $1",
-                    job.id,
-                )
+                current = await get_job(connection, job.id)
         except Exception:  # a passing database failure must not end the watch
             logger.warning("job %s: could not check for cancellation", job.id, exc_info=True)
             continue
         if (
-            row is None
-            or row["cancel_requested_at"] is not None
-            or row["state"] != JobState.RUNNING.value
-            or row["claimed_by"] != job.claimed_by
+            current is None
+            or current.cancel_requested_at is not None
+            or current.state is not JobState.RUNNING
+            or current.claimed_by != job.claimed_by
         ):
             stop.set()
 
@@ -212,10 +209,8 @@ async def _register(
     async with AuditedChange(
         platform, None, "model.register", None, project_id=job.project_id
     ) as change:
-        holder = await change.connection.fetchval(
-            "SELECT claimed_by FROM jobs WHERE id = $1 FOR UPDATE", job.id
-        )
-        if holder != job.claimed_by:
+        locked = await lock_job(change.connection, job.id)
+        if locked is None or locked.claimed_by != job.claimed_by:
             # Another worker took the job over: its outcome is that worker's to record.
             raise RuntimeError("the job was claimed by another worker while it trained")
         return await register_model_version(

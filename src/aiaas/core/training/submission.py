@@ -26,10 +26,10 @@ from aiaas.core.jobs import (
     enqueue_job,
     get_job,
     insert_job,
+    lock_job,
     publish_state,
     request_cancel,
 )
-from aiaas.core.storage import returned_row
 from aiaas.core.trainers import Trainer, split_sizes, vet_hyperparameters
 from aiaas.core.training.registry import check_model_name
 
@@ -214,10 +214,10 @@ async def cancel_training_job(
     async with AuditedChange(
         platform, actor, "training.cancel", request_id, project_id=job.project_id
     ) as change:
-        row = await change.connection.fetchrow(
-            "SELECT state FROM jobs WHERE id = $1 FOR UPDATE", job_id
-        )
-        state = JobState(returned_row(row)["state"])
+        locked = await lock_job(change.connection, job_id)
+        if locked is None:
+            raise NotFoundError("no such training job")
+        state = locked.state
         if state not in (JobState.QUEUED, JobState.RUNNING):
             raise ConflictError(f"the job is {state.value} already; there is nothing to cancel")
         if state is JobState.QUEUED:

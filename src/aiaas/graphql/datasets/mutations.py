@@ -9,6 +9,7 @@ from strawberry.types import Info
 from aiaas.core.data import datasets, quality
 from aiaas.core.data.tabular.ingest import ReadOptions
 from aiaas.core.data.uploads import copy_upload
+from aiaas.core.training import models_trained_on
 from aiaas.graphql.context import RequestContext
 from aiaas.graphql.datasets.types import (
     Dataset,
@@ -165,6 +166,7 @@ class DatasetMutation:
                 context.platform,
                 context.require_principal(),
                 version_of(id),
+                models_using=models_trained_on,
                 request_id=context.request_id,
             )
             return DeleteDatasetVersionSuccess(version=DatasetVersion.from_domain(version))

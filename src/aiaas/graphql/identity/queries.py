@@ -9,7 +9,7 @@ from aiaas.core.pagination import DEFAULT_PAGE_SIZE
 from aiaas.graphql.context import RequestContext
 from aiaas.graphql.identity.types import User, Viewer
 from aiaas.graphql.permissions import requires
-from aiaas.graphql.relay import Connection, connection_from_page
+from aiaas.graphql.relay import Connection, page_connection
 
 
 @strawberry.type
@@ -27,6 +27,4 @@ class IdentityQuery:
     async def users(
         self, info: Info, first: int = DEFAULT_PAGE_SIZE, after: str | None = None
     ) -> Connection[User]:
-        async with info.context.platform.metadata.acquire() as connection:
-            page = await list_users(connection, first=first, after=after)
-        return connection_from_page(page, User.from_domain)
+        return await page_connection(info, User.from_domain, list_users, first=first, after=after)

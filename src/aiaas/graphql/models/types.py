@@ -17,7 +17,7 @@ from aiaas.core.pagination import DEFAULT_PAGE_SIZE
 from aiaas.core.training import registry as models
 from aiaas.graphql.datasets.types import DatasetVersion, as_json
 from aiaas.graphql.errors import ConflictResult, InvalidInputResult, NotFoundResult
-from aiaas.graphql.relay import Connection, Node, connection_from_page, to_global_id
+from aiaas.graphql.relay import Connection, Node, page_connection, to_global_id
 
 _TRAINING_JOB: LazyType[Any, Any] = LazyType("TrainingJob", "aiaas.graphql.training.types")
 """The type of `ModelVersion.job`, by name. It points back up the lineage, at the job that
@@ -121,11 +121,14 @@ class Model(Node):
     async def versions(
         self, info: Info, first: int = DEFAULT_PAGE_SIZE, after: str | None = None
     ) -> Connection[ModelVersion]:
-        async with info.context.platform.metadata.acquire() as connection:
-            page = await models.list_model_versions(
-                connection, self.model_uuid, first=first, after=after
-            )
-        return connection_from_page(page, ModelVersion.from_domain)
+        return await page_connection(
+            info,
+            ModelVersion.from_domain,
+            models.list_model_versions,
+            self.model_uuid,
+            first=first,
+            after=after,
+        )
 
     @strawberry.field
     async def aliases(self, info: Info) -> list[ModelAlias]:

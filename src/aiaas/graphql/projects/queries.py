@@ -8,7 +8,7 @@ from aiaas.core.pagination import DEFAULT_PAGE_SIZE
 from aiaas.graphql.context import RequestContext
 from aiaas.graphql.permissions import project_by_slug, requires, requires_in_project
 from aiaas.graphql.projects.types import Project
-from aiaas.graphql.relay import Connection, connection_from_page
+from aiaas.graphql.relay import Connection, page_connection
 
 
 @strawberry.type
@@ -27,15 +27,15 @@ class ProjectQuery:
     ) -> Connection[Project]:
         context: RequestContext = info.context
         principal = context.require_principal()
-        async with context.platform.metadata.acquire() as connection:
-            page = await projects.list_projects(
-                connection,
-                first=first,
-                after=after,
-                include_archived=include_archived,
-                member=None if principal.is_admin else principal.user_id,
-            )
-        return connection_from_page(page, Project.from_domain)
+        return await page_connection(
+            info,
+            Project.from_domain,
+            projects.list_projects,
+            first=first,
+            after=after,
+            include_archived=include_archived,
+            member=None if principal.is_admin else principal.user_id,
+        )
 
     @strawberry.field(
         extensions=requires_in_project("project", "read", project_by_slug("slug")),

@@ -1,3 +1,6 @@
+"""The `Project` type and what hangs off it (its members, audit trail, datasets, training jobs,
+models and deployments), with the inputs and results of the project mutations."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -27,8 +30,8 @@ from aiaas.graphql.permissions import project_of_source, requires_in_project
 from aiaas.graphql.relay import (
     Connection,
     Node,
-    connection_from_page,
     from_global_id,
+    page_connection,
     to_global_id,
 )
 from aiaas.graphql.training.types import TrainingJob, TrainingJobComparison
@@ -115,11 +118,14 @@ class Project(Node):
     async def members(
         self, info: Info, first: int = DEFAULT_PAGE_SIZE, after: str | None = None
     ) -> Connection[ProjectMember]:
-        async with info.context.platform.metadata.acquire() as connection:
-            page = await members.list_members(
-                connection, self.project_uuid, first=first, after=after
-            )
-        return connection_from_page(page, ProjectMember.from_domain)
+        return await page_connection(
+            info,
+            ProjectMember.from_domain,
+            members.list_members,
+            self.project_uuid,
+            first=first,
+            after=after,
+        )
 
     @strawberry.field(
         extensions=requires_in_project("audit", "read", project_of_source),
@@ -135,28 +141,31 @@ class Project(Node):
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> Connection[AuditEvent]:
-        async with info.context.platform.metadata.acquire() as connection:
-            page = await audit.list_audit_events(
-                connection,
-                project_id=self.project_uuid,
-                first=first,
-                after=after,
-                actor=actor,
-                action=action,
-                since=since,
-                until=until,
-            )
-        return connection_from_page(page, AuditEvent.from_domain)
+        return await page_connection(
+            info,
+            AuditEvent.from_domain,
+            audit.list_audit_events,
+            project_id=self.project_uuid,
+            first=first,
+            after=after,
+            actor=actor,
+            action=action,
+            since=since,
+            until=until,
+        )
 
     @strawberry.field(extensions=requires_in_project("dataset", "read", project_of_source))
     async def datasets(
         self, info: Info, first: int = DEFAULT_PAGE_SIZE, after: str | None = None
     ) -> Connection[Dataset]:
-        async with info.context.platform.metadata.acquire() as connection:
-            page = await core_datasets.list_datasets(
-                connection, self.project_uuid, first=first, after=after
-            )
-        return connection_from_page(page, Dataset.from_domain)
+        return await page_connection(
+            info,
+            Dataset.from_domain,
+            core_datasets.list_datasets,
+            self.project_uuid,
+            first=first,
+            after=after,
+        )
 
     @strawberry.field(
         extensions=requires_in_project("dataset", "read", project_of_source),
@@ -174,11 +183,15 @@ class Project(Node):
     async def training_jobs(
         self, info: Info, first: int = DEFAULT_PAGE_SIZE, after: str | None = None
     ) -> Connection[TrainingJob]:
-        async with info.context.platform.metadata.acquire() as connection:
-            page = await core_jobs.list_jobs(
-                connection, self.project_uuid, TRAINING_JOB, first=first, after=after
-            )
-        return connection_from_page(page, TrainingJob.from_domain)
+        return await page_connection(
+            info,
+            TrainingJob.from_domain,
+            core_jobs.list_jobs,
+            self.project_uuid,
+            TRAINING_JOB,
+            first=first,
+            after=after,
+        )
 
     @strawberry.field(
         extensions=requires_in_project("job", "read", project_of_source),
@@ -202,11 +215,14 @@ class Project(Node):
     async def models(
         self, info: Info, first: int = DEFAULT_PAGE_SIZE, after: str | None = None
     ) -> Connection[Model]:
-        async with info.context.platform.metadata.acquire() as connection:
-            page = await core_models.list_models(
-                connection, self.project_uuid, first=first, after=after
-            )
-        return connection_from_page(page, Model.from_domain)
+        return await page_connection(
+            info,
+            Model.from_domain,
+            core_models.list_models,
+            self.project_uuid,
+            first=first,
+            after=after,
+        )
 
     @strawberry.field(
         extensions=requires_in_project("model", "read", project_of_source),
@@ -228,15 +244,15 @@ class Project(Node):
         after: str | None = None,
         include_stopped: bool = False,
     ) -> Connection[Deployment]:
-        async with info.context.platform.metadata.acquire() as connection:
-            page = await core_deployments.list_deployments(
-                connection,
-                self.project_uuid,
-                first=first,
-                after=after,
-                include_stopped=include_stopped,
-            )
-        return connection_from_page(page, lambda found: Deployment.from_domain(found, self.slug))
+        return await page_connection(
+            info,
+            lambda found: Deployment.from_domain(found, self.slug),
+            core_deployments.list_deployments,
+            self.project_uuid,
+            first=first,
+            after=after,
+            include_stopped=include_stopped,
+        )
 
     @strawberry.field(
         extensions=requires_in_project("deployment", "read", project_of_source),

@@ -16,6 +16,7 @@ and `files` the scratch space and the reading of a version's table.
 from aiaas.core.data.datasets.changes import (
     DATASET_NAME,
     DETECT_EVERYTHING,
+    ModelsUsingVersion,
     NewVersion,
     check_dataset_name,
     delete_version,
@@ -44,6 +45,7 @@ __all__ = [
     "DETECT_EVERYTHING",
     "Dataset",
     "DatasetVersion",
+    "ModelsUsingVersion",
     "NewVersion",
     "check_dataset_name",
     "dataset_by_name",

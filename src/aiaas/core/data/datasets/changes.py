@@ -8,7 +8,7 @@ import asyncio
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
 import pyarrow as pa
@@ -37,6 +37,7 @@ from aiaas.core.data.tabular.normalized import NormalizedTable, write_normalized
 from aiaas.core.data.tabular.transforms import apply_steps
 from aiaas.core.errors import ConflictError, InputError, NotFoundError
 from aiaas.core.governance.vault import VAULT
+from aiaas.core.identity.projects import hold_project
 from aiaas.core.storage import Connection, sha256_of
 
 if TYPE_CHECKING:
@@ -60,12 +61,7 @@ def check_dataset_name(name: str) -> None:
 async def _dataset_for_update(
     connection: Connection, project_id: UUID, name: str, actor: Principal, description: str
 ) -> Dataset:
-    archived = await connection.fetchval(
-        "SELECT archived_at IS NOT NULL FROM projects WHERE id = $1 FOR SHARE", project_id
-    )
-    if archived is None:
-        raise NotFoundError("no such project")
-    if archived:
+    if (await hold_project(connection, project_id)).is_archived:
         raise ConflictError("the project is archived: it takes no new data")
     await connection.execute(
         "INSERT INTO datasets (project_id, name, description, created_by) VALUES ($1, $2, $3, $4) "
@@ -263,11 +259,29 @@ async def transform_version(
         )
 
 
+class ModelsUsingVersion(Protocol):
+    """What answers which registered models were trained on a dataset version, one description
+    each ("model NAME version N"), inside the caller's transaction.
+
+    Training owns the models and sits above data, so data cannot ask it: whoever deletes a
+    version passes training's answer in (`aiaas.core.training.models_trained_on`)."""
+
+    async def __call__(self, connection: Connection, dataset_version_id: UUID, /) -> list[str]: ...
+
+
 async def delete_version(
-    platform: Platform, actor: Principal, version_id: UUID, *, request_id: str | None = None
+    platform: Platform,
+    actor: Principal,
+    version_id: UUID,
+    *,
+    models_using: ModelsUsingVersion,
+    request_id: str | None = None,
 ) -> DatasetVersion:
-    """Mark a version deleted, unless a job still uses it. Its artifact goes at the next
-    garbage collection, once nothing live refers to it."""
+    """Mark a version deleted, unless a job or a registered model still uses it. Its artifact
+    goes at the next garbage collection, once nothing live refers to it.
+
+    `models_using` has no default on purpose: a caller that could leave it out could delete a
+    version a model was trained on."""
     async with platform.metadata.acquire() as connection:
         project_id = (await get_version(connection, version_id)).project_id
     async with AuditedChange(
@@ -282,7 +296,9 @@ async def delete_version(
         version = to_version(locked)
         if version.deleted_at is not None:
             raise ConflictError("the version is already deleted")
-        users = await version_users(connection, version_id)
+        jobs = await version_users(connection, version_id)
+        models = await models_using(connection, version_id)
+        users = jobs + models  # jobs first: the order the refusal names them in
         if users:
             raise ConflictError(
                 f"the version is still used by {', '.join(users)}: it cannot be deleted"

@@ -9,6 +9,7 @@ from typing import Any
 from uuid import UUID
 
 from aiaas.core.errors import ConflictError, NotFoundError
+from aiaas.core.jobs import unfinished_jobs_naming
 from aiaas.core.pagination import Page, fetch_page
 from aiaas.core.storage import Connection, Record
 
@@ -188,17 +189,8 @@ async def lock_live_version(connection: Connection, version_id: UUID) -> None:
 
 
 async def version_users(connection: Connection, version_id: UUID) -> list[str]:
-    """What still uses a version: jobs that have not finished and models trained on it.
-    Derived versions' lineage does not count (a parent may go; the child keeps its own data)."""
-    rows = await connection.fetch(
-        "SELECT id, kind FROM jobs WHERE state IN ('QUEUED', 'RUNNING') "
-        "AND payload ->> 'dataset_version_id' = $1",
-        str(version_id),
-    )
-    users = [f"job {row['id']} ({row['kind']})" for row in rows]
-    models = await connection.fetch(
-        "SELECT m.name, v.number FROM model_versions v JOIN models m ON m.id = v.model_id "
-        "WHERE v.dataset_version_id = $1 ORDER BY m.name, v.number",
-        version_id,
-    )
-    return users + [f"model {row['name']} version {row['number']}" for row in models]
+    """The jobs still using a version: those that have not finished. The models trained on it
+    are training's to tell (`delete_version` asks through its `models_using`). Derived
+    versions' lineage does not count (a parent may go; the child keeps its own data)."""
+    jobs = await unfinished_jobs_naming(connection, "dataset_version_id", str(version_id))
+    return [f"job {job.id} ({job.kind})" for job in jobs]

@@ -31,7 +31,12 @@ from aiaas.core.serving.deployments.vetting import (
     vetted_split,
 )
 from aiaas.core.storage import Connection, Record, returned_row
-from aiaas.core.training.registry import ModelVersion, model_versions_by_ids, resolve_alias
+from aiaas.core.training.registry import (
+    ModelVersion,
+    model_versions_by_ids,
+    models_by_ids,
+    resolve_alias,
+)
 
 if TYPE_CHECKING:
     from aiaas.core.platform import Platform
@@ -59,10 +64,8 @@ async def project_of_new_deployment(connection: Connection, new: NewDeployment) 
         version = (await model_versions_by_ids(connection, [new.version_id])).get(new.version_id)
         return version.project_id if version else None
     if new.model_id is not None:
-        project_id: UUID | None = await connection.fetchval(
-            "SELECT project_id FROM models WHERE id = $1", new.model_id
-        )
-        return project_id
+        model = (await models_by_ids(connection, [new.model_id])).get(new.model_id)
+        return model.project_id if model else None
     return None
 
 

@@ -13,6 +13,7 @@ from uuid import UUID
 
 from aiaas.core.errors import NotFoundError
 from aiaas.core.event_streams import EventStream, EventStreamRelay, publish_job_events_quietly
+from aiaas.core.identity.projects import project_by_slug
 from aiaas.core.pagination import Order, Page, fetch_page
 from aiaas.core.platform import ProcessService
 from aiaas.core.storage import Connection, Record
@@ -278,11 +279,15 @@ async def find_live_deployment(
     connection: Connection, project_slug: str, name: str
 ) -> Deployment | None:
     """The live deployment `name` of the project with that slug (the V2 API's model name)."""
+    # Two indexed lookups where a JOIN was one: the slug is identity's to resolve. Serving
+    # processes cache what this answers for their TTL (`DeploymentCache.named`).
+    project = await project_by_slug(connection, project_slug)
+    if project is None:
+        return None
     row = await connection.fetchrow(
-        f"SELECT {', '.join('d.' + c.strip() for c in COLUMNS.split(','))} "
-        "FROM deployments d JOIN projects p ON p.id = d.project_id "
-        "WHERE p.slug = $1 AND d.name = $2 AND d.state <> 'STOPPED'",
-        project_slug,
+        f"SELECT {COLUMNS} FROM deployments "
+        "WHERE project_id = $1 AND name = $2 AND state <> 'STOPPED'",
+        project.id,
         name,
     )
     return to_deployment(row) if row is not None else None
