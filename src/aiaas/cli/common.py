@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
-from aiaas.core.bootstrap import create_platform
 from aiaas.core.config import Config, load_config
 from aiaas.core.errors import AiaasError, ConfigError, InputError
 
@@ -79,6 +78,7 @@ def require_services(config: Config, *names: str) -> None:
 async def preflight(config: Config) -> None:
     """Connect to every service and check the schema, so that a misconfiguration fails here
     with one clear message instead of inside the server."""
+    from aiaas.core.bootstrap import create_platform
 
     platform = create_platform(config)
     await platform.start(run_startup_hooks=False)
@@ -89,6 +89,7 @@ async def preflight(config: Config) -> None:
 async def operator_platform(*, check_schema: bool = True) -> AsyncIterator[Platform]:
     """A platform on the database alone, for operator commands. Changes they make are audited
     with no actor: they were made by whoever could reach the database, not through the API."""
+    from aiaas.core.bootstrap import create_platform
 
     config = current_config()
     require_services(config, "database_url")

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 import click
 
 from aiaas.cli.common import current_config, reports_errors
-from aiaas.core.bootstrap import create_platform
 from aiaas.core.plugins import create_plugin_manager
 from aiaas.core.registry import load_registries
 
@@ -23,6 +22,7 @@ if TYPE_CHECKING:
 
 def builtin_schema() -> strawberry.Schema:
     """The GraphQL schema of a platform with the built-in plugins only."""
+    from aiaas.core.bootstrap import create_platform
     from aiaas.core.config import build_config
     from aiaas.graphql.schema import build_schema
 

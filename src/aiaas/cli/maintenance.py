@@ -12,7 +12,6 @@ import click
 from aiaas import migrations
 from aiaas.cli.common import current_config, operator_platform, reports_errors, require_services
 from aiaas.cli.database import database_revision
-from aiaas.core.governance.vault import VAULT
 
 if TYPE_CHECKING:
     from aiaas.core.governance.backup import Manifest
@@ -38,6 +37,8 @@ def generate_key() -> None:
 def rotate_keys() -> None:
     """Re-wrap every project's data key with AIAAS_MASTER_KEY. Put the old key in
     AIAAS_PREVIOUS_MASTER_KEYS for this run; no artifact is rewritten."""
+
+    from aiaas.core.governance.vault import VAULT
 
     async def rotate() -> int:
         async with operator_platform() as platform:
