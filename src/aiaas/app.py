@@ -16,13 +16,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from aiaas.core.auth import Credentials
 from aiaas.core.bootstrap import create_platform
 from aiaas.core.config import Config, ServerRole, load_config
 from aiaas.core.errors import AiaasError, AuthenticationError
 from aiaas.core.platform import Platform
 from aiaas.core.serving.rollout import wake_rollouts
 from aiaas.graphql.view import CSRF_HEADER, GraphQLView
+from aiaas.request_limits import GraphQLBodyLimit, authenticate_request, unauthenticated_response
 from aiaas.requests import RequestIdMiddleware
 from aiaas.rest import datasets as dataset_rest
 from aiaas.rest import inference as inference_rest
@@ -68,22 +68,10 @@ class RequirePrincipal:
         if scope["type"] != "http" or scope["path"] in self.public_paths:
             await self.app(scope, receive, send)
             return
-        request = Request(scope)
-        credentials = Credentials(
-            authorization=request.headers.get("authorization"),
-            client_address=request.client.host if request.client else None,
-        )
         try:
-            principal = await self.platform.authenticate(credentials)
-            if principal is None:
-                raise AuthenticationError("authentication required: send `Bearer <API token>`")
+            principal = await authenticate_request(self.platform, scope)
         except AuthenticationError as exc:
-            response = JSONResponse(
-                {"error": {"code": exc.code, "message": exc.message}},
-                status_code=401,
-                headers={"WWW-Authenticate": 'Bearer realm="aiaas"'},
-            )
-            await response(scope, receive, send)
+            await unauthenticated_response(exc)(scope, receive, send)
             return
         scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)
@@ -144,6 +132,8 @@ def create_app(config: Config | None = None, *, platform: Platform | None = None
                 allow_headers=["authorization", "content-type", "x-request-id", CSRF_HEADER],
                 expose_headers=["x-request-id"],
             ),
+            # Before anything reads a /graphql body: its size, and for an upload its caller.
+            Middleware(GraphQLBodyLimit, platform=platform, path=GRAPHQL_PATH),
             Middleware(RequirePrincipal, platform=platform),
         ],
         lifespan=lifespan,

@@ -653,6 +653,10 @@ def classify(body: dict[str, Any], response_key: str) -> str:
     """What a GraphQL response says about authorization: an `Outcome`, or a description of
     anything else (which then fails the comparison, and shows what went wrong)."""
     codes = [(error.get("extensions") or {}).get("code") for error in body.get("errors") or []]
+    # A multipart request is refused before GraphQL reads it when it carries no credentials,
+    # in the shape every HTTP route answers with.
+    if isinstance(body.get("error"), dict):
+        codes.append(body["error"].get("code"))
     for outcome in (Outcome.UNAUTHENTICATED, Outcome.FORBIDDEN, Outcome.NOT_FOUND):
         if outcome.value in codes:
             return outcome

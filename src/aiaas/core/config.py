@@ -131,6 +131,12 @@ class Config(BaseModel):
     graphql_max_tokens: int = Field(
         4000, ge=100, le=100_000, description="Most lexical tokens in one GraphQL document."
     )
+    graphql_max_body_bytes: int = Field(
+        1024**2,
+        ge=1024,
+        description="Largest /graphql request body that is not a multipart upload; a larger "
+        "one is answered 413 before it is read, parsed or authenticated.",
+    )
     policy_reload_interval_s: float = Field(
         30.0,
         gt=0,
@@ -138,7 +144,15 @@ class Config(BaseModel):
         description="Full reload of the access policy, a backstop to change notifications.",
     )
     login_attempts_per_user: int = Field(
-        5, ge=1, description="Failed logins allowed per user per login_window_s."
+        5,
+        ge=1,
+        description="Failed logins allowed per user from one client address per login_window_s.",
+    )
+    login_attempts_per_user_global: int = Field(
+        100,
+        ge=1,
+        description="Failed logins allowed per user from all addresses together per "
+        "login_window_s: the backstop against guessing from many addresses.",
     )
     login_attempts_per_client: int = Field(
         20, ge=1, description="Failed logins allowed per client address per login_window_s."

@@ -9,9 +9,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 from uuid import UUID
 
@@ -20,6 +21,10 @@ from aiaas.core.storage import Connection
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
+MAX_CURSOR_LENGTH = 256
+"""Longer than any cursor `Cursor.encode` makes; a longer one is refused before decoding."""
+BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
+_BIGINT_TEXT = re.compile(r"-?[0-9]{1,19}")
 
 ItemT = TypeVar("ItemT")
 
@@ -38,12 +43,41 @@ class Cursor:
 
     @classmethod
     def decode(cls, value: str, id_type: type[UUID] | type[int] = UUID) -> Cursor:
+        """The cursor `value` encodes; `InputError` naming `after` unless it decodes to values
+        that a query can use: an aware time whose instant is in the years 1 to 9999 in UTC, and
+        an id of `id_type` (an integer in PostgreSQL's bigint)."""
         try:
+            if len(value) > MAX_CURSOR_LENGTH:
+                raise ValueError("too long")
             padded = value + "=" * (-len(value) % 4)
-            at, row_id = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
-            return cls(at=datetime.fromisoformat(at), id=id_type(row_id))
-        except (ValueError, TypeError, UnicodeError, binascii.Error):
+            decoded = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+            if not (
+                isinstance(decoded, list)
+                and len(decoded) == 2
+                and all(isinstance(part, str) for part in decoded)
+            ):
+                raise ValueError("not a pair of strings")
+            at = datetime.fromisoformat(decoded[0])
+            if at.tzinfo is None:
+                raise ValueError("no time zone")
+            # Raises OverflowError for an instant outside the years 1 to 9999 in UTC, which
+            # asyncpg could not send.
+            at.astimezone(UTC)
+            return cls(at=at, id=_decode_id(decoded[1], id_type))
+        except (ValueError, TypeError, OverflowError, UnicodeError, binascii.Error):
             raise InputError("malformed cursor", field_errors={"after": "malformed"}) from None
+
+
+def _decode_id(text: str, id_type: type[UUID] | type[int]) -> UUID | int:
+    if id_type is UUID:
+        return UUID(text)
+    # int() would also read " 1_000 " and thousands of digits; a bigint is at most 19.
+    if _BIGINT_TEXT.fullmatch(text) is None:
+        raise ValueError("not an integer")
+    number = int(text)
+    if not BIGINT_MIN <= number <= BIGINT_MAX:
+        raise ValueError("outside bigint")
+    return number
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from aiaas.graphql.errors import ConflictResult, InvalidInputResult, NotFoundRes
 from aiaas.graphql.identity.mutations import IdentityMutation
 from aiaas.graphql.identity.queries import IdentityQuery
 from aiaas.graphql.identity.types import ApiToken, User, Viewer
+from aiaas.graphql.input_checks import InputChecks
 from aiaas.graphql.jobs.types import Job
 from aiaas.graphql.models.mutations import ModelMutation
 from aiaas.graphql.models.types import Model, ModelVersion
@@ -40,6 +41,7 @@ from aiaas.graphql.permissions import root_field_policies
 from aiaas.graphql.projects.mutations import ProjectMutation
 from aiaas.graphql.projects.queries import ProjectQuery
 from aiaas.graphql.projects.types import Project
+from aiaas.graphql.scalars import SCALAR_OVERRIDES
 from aiaas.graphql.system.queries import SystemQuery
 from aiaas.graphql.training.mutations import TrainingMutation
 from aiaas.graphql.training.queries import TrainingQuery
@@ -121,9 +123,11 @@ class AiaasSchema(strawberry.Schema):
 
 
 def schema_extensions(config: Config) -> list[Any]:
-    """Limits that reject an abusive document before any resolver runs, and, in production,
-    no introspection and masked unexpected errors (DESIGN.md section 7)."""
+    """Limits that reject an abusive document, and values no field can store, before any
+    resolver runs, and, in production, no introspection and masked unexpected errors
+    (DESIGN.md section 7)."""
     extensions: list[Any] = [
+        InputChecks,
         lambda: QueryDepthLimiter(max_depth=config.graphql_max_depth),
         lambda: MaxAliasesLimiter(max_alias_count=config.graphql_max_aliases),
         lambda: MaxTokensLimiter(max_token_count=config.graphql_max_tokens),
@@ -177,6 +181,7 @@ def build_schema(platform: Platform) -> strawberry.Schema:
             ConflictResult,
         ],
         extensions=schema_extensions(platform.config),
+        scalar_overrides=SCALAR_OVERRIDES,
     )
     unguarded = sorted(
         name for name, policy in root_field_policies(schema).items() if policy is None

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,7 +17,7 @@ from argon2 import PasswordHasher
 from aiaas.core.config import Config
 from aiaas.core.errors import AuthenticationError, RateLimitedError
 from aiaas.core.identity import accounts as identity
-from aiaas.core.identity.sessions import Session, login
+from aiaas.core.identity.sessions import Session, counter_keys, login
 from aiaas.core.platform import Platform
 
 # Small limits, so that a test reaches them in a few attempts; a TTL unlike the default, so that
@@ -25,6 +25,7 @@ from aiaas.core.platform import Platform
 LIMITS = {
     "login_attempts_per_user": 3,
     "login_attempts_per_client": 5,
+    "login_attempts_per_user_global": 7,
     "login_window_s": 300,
     "session_ttl_s": 900,
 }
@@ -40,19 +41,28 @@ def config(config: Config) -> Config:
 
 @dataclass(frozen=True)
 class Attempts:
-    """Names for one test's login attempts. Usernames and the client address are unique to the
+    """Names for one test's login attempts. Usernames and client addresses are unique to the
     test, so that no failure counted in Redis by another test (or another person's run on the same
-    Redis) counts against this one."""
+    Redis) counts against this one. It remembers the names it gave, to clean up their counts."""
 
     tag: str
+    usernames: set[str] = field(default_factory=set)
+    clients: set[str | None] = field(default_factory=lambda: {None})
 
     @property
     def client(self) -> str:
+        return self.other_client(0)
+
+    def other_client(self, index: int) -> str:
         # An IPv6 documentation address (RFC 3849): never a real client.
-        return f"2001:db8::{self.tag[:4]}:{self.tag[4:8]}"
+        address = f"2001:db8:{index:x}::{self.tag[:4]}:{self.tag[4:8]}"
+        self.clients.add(address)
+        return address
 
     def username(self, label: str) -> str:
-        return f"{label}-{self.tag}"
+        name = f"{label}-{self.tag}"
+        self.usernames.add(name)
+        return name
 
 
 @pytest.fixture
@@ -60,11 +70,21 @@ async def attempts(platform: Platform) -> AsyncIterator[Attempts]:
     names = Attempts(uuid.uuid4().hex[:8])
     yield names
     # Leave no failure counts behind: the limits would otherwise outlive the test.
-    keys = [
-        key async for key in platform.redis.scan_iter(match=f"aiaas:login-attempts:*{names.tag}")
-    ]
-    keys.append(f"aiaas:login-attempts:client:{names.client}")
+    keys = {
+        key
+        for username in names.usernames
+        for client in names.clients
+        for key in counter_keys(username, client)
+    }
+    keys |= {key for client in names.clients for key in counter_keys("", client)}
     await platform.redis.delete(*keys)
+
+
+async def counts(platform: Platform) -> dict[bytes, bytes]:
+    """Every login-attempt count in Redis, by key."""
+    keys = [key async for key in platform.redis.scan_iter(match="aiaas:login-attempts:*")]
+    values = await platform.redis.mget(keys) if keys else []
+    return {key: value for key, value in zip(keys, values, strict=True) if value is not None}
 
 
 async def new_user(
@@ -74,7 +94,11 @@ async def new_user(
 
 
 async def sign_in(
-    platform: Platform, username: str, password: str, client: str, request_id: str | None = None
+    platform: Platform,
+    username: str,
+    password: str,
+    client: str | None,
+    request_id: str | None = None,
 ) -> Session:
     return await login(
         platform,
@@ -86,7 +110,11 @@ async def sign_in(
 
 
 async def failure_of(
-    platform: Platform, username: str, password: str, client: str, request_id: str | None = None
+    platform: Platform,
+    username: str,
+    password: str,
+    client: str | None,
+    request_id: str | None = None,
 ) -> Exception:
     """The exception a login attempt that must fail raises."""
     with pytest.raises((AuthenticationError, RateLimitedError)) as caught:
@@ -221,6 +249,47 @@ async def test_after_too_many_failures_for_a_user_even_the_right_password_is_ref
     ).user == bystander
 
 
+async def test_a_strangers_failures_refuse_the_stranger_but_not_the_owner_elsewhere(
+    platform: Platform, attempts: Attempts
+) -> None:
+    alice = await new_user(platform, attempts.username("alice"))
+    stranger = attempts.other_client(1)
+    # Past the per-user limit from the stranger's address, and on past the global one too: the
+    # attempts refused to that address must not use up alice's backstop either.
+    tries = LIMITS["login_attempts_per_user_global"] + 1
+    answers = [
+        type(await failure_of(platform, alice.username, "a wrong guess!", stranger))
+        for _ in range(tries)
+    ]
+
+    allowed = LIMITS["login_attempts_per_user"]
+    assert answers == [AuthenticationError] * allowed + [RateLimitedError] * (tries - allowed)
+    assert isinstance(
+        await failure_of(platform, alice.username, PASSWORD, stranger), RateLimitedError
+    )
+    # Her own address was never counted against: alice signs in.
+    assert (await sign_in(platform, alice.username, PASSWORD, attempts.client)).user == alice
+
+
+async def test_failures_for_one_user_from_many_addresses_hit_the_global_limit(
+    platform: Platform, attempts: Attempts
+) -> None:
+    user = await new_user(platform, attempts.username("distributed"))
+    limit = LIMITS["login_attempts_per_user_global"]
+    # One guess from each address: below the per-user and the per-client limit of every one.
+    answers = [
+        type(await failure_of(platform, user.username, "a wrong guess!", attempts.other_client(i)))
+        for i in range(1, limit + 1)
+    ]
+
+    refused = await failure_of(platform, user.username, PASSWORD, attempts.client)
+
+    assert answers == [AuthenticationError] * limit
+    assert isinstance(refused, RateLimitedError)
+    assert 0 < refused.retry_after_s <= LIMITS["login_window_s"]
+    assert await session_tokens(platform, user.id) == 0
+
+
 async def test_failures_across_many_usernames_from_one_client_hit_the_client_limit(
     platform: Platform, attempts: Attempts
 ) -> None:
@@ -235,11 +304,49 @@ async def test_failures_across_many_usernames_from_one_client_hit_the_client_lim
     assert refused.retry_after_s > 0
     assert await session_tokens(platform, user.id) == 0
     # The limit is the client's: the same user from another address signs in.
-    elsewhere = Attempts(uuid.uuid4().hex[:8])
-    try:
-        assert (await sign_in(platform, user.username, PASSWORD, elsewhere.client)).user == user
-    finally:
-        await platform.redis.delete(f"aiaas:login-attempts:client:{elsewhere.client}")
+    elsewhere = attempts.other_client(1)
+    assert (await sign_in(platform, user.username, PASSWORD, elsewhere)).user == user
+
+
+async def test_a_client_without_an_address_is_limited_per_user(
+    platform: Platform, attempts: Attempts
+) -> None:
+    user = await new_user(platform, attempts.username("addressless"))
+    for _ in range(LIMITS["login_attempts_per_user"]):
+        await failure_of(platform, user.username, "a wrong guess!", None)
+
+    refused = await failure_of(platform, user.username, PASSWORD, None)
+
+    assert isinstance(refused, RateLimitedError)
+    assert (await sign_in(platform, user.username, PASSWORD, attempts.client)).user == user
+
+
+async def test_a_huge_username_leaves_only_a_small_client_count_in_redis(
+    platform: Platform, attempts: Attempts
+) -> None:
+    # 2 MiB of characters a name may hold: only its length makes it a name no account can have.
+    huge = attempts.tag * (2 * 1024**2 // len(attempts.tag))
+    request_id = f"huge-{attempts.tag}"
+    before = await counts(platform)
+
+    error = await failure_of(platform, huge, PASSWORD, attempts.client, request_id)
+    # Without an address there is no one to count it against at all.
+    await failure_of(platform, huge, PASSWORD, None)
+
+    assert (type(error), str(error)) == (AuthenticationError, FAILURE_MESSAGE)
+    after = await counts(platform)
+    for key, value in after.items():
+        assert len(key) <= 100, key[:200]
+        assert huge[:64].encode() not in key
+        assert 0 <= int(value) <= 1000, (key, value)
+    # A name no account can have raises no per-user or pair count: only the client's.
+    written = {key: value for key, value in after.items() if before.get(key) != value}
+    assert [(key.split(b":")[2], value) for key, value in written.items()] == [(b"client", b"1")]
+    async with platform.metadata.acquire() as connection:
+        details = await connection.fetchval(
+            "SELECT details FROM audit_events WHERE request_id = $1", request_id
+        )
+    assert details == {"username": huge[:100], "client": attempts.client}
 
 
 async def test_a_successful_login_clears_the_users_failure_count(
@@ -251,6 +358,10 @@ async def test_a_successful_login_clears_the_users_failure_count(
     for _ in range(below_limit):
         await failure_of(platform, user.username, "a wrong guess!", attempts.client)
     await sign_in(platform, user.username, PASSWORD, attempts.client)
+    pair, user_key, client_key = counter_keys(user.username, attempts.client)
+    # The pair's count is gone; the user's and the client's keep only the failures.
+    assert await platform.redis.exists(pair) == 0
+    assert await platform.redis.mget(user_key, client_key) == [str(below_limit).encode()] * 2
     for _ in range(below_limit):
         await failure_of(platform, user.username, "a wrong guess!", attempts.client)
 
@@ -317,12 +428,13 @@ async def test_a_rate_limited_attempt_checks_no_password(
     assert verify_calls.count == 0
 
 
-async def test_concurrent_guesses_are_bounded_by_the_user_limit(
+async def test_concurrent_guesses_are_bounded_by_the_users_global_limit(
     platform: Platform, attempts: Attempts
 ) -> None:
     user = await new_user(platform, attempts.username("parallel"))
-    # Each guess from its own address, so that only the per-user limit applies.
-    clients = [f"2001:db8::{attempts.tag[:4]}:{index:x}" for index in range(12)]
+    # Each guess from its own address, so that only the user's global limit applies.
+    limit = LIMITS["login_attempts_per_user_global"]
+    clients = [attempts.other_client(index) for index in range(limit + 5)]
 
     async def guess(client: str) -> Any:
         try:
@@ -330,10 +442,7 @@ async def test_concurrent_guesses_are_bounded_by_the_user_limit(
         except (AuthenticationError, RateLimitedError) as exc:
             return exc
 
-    try:
-        results = await asyncio.gather(*(guess(client) for client in clients))
-    finally:
-        await platform.redis.delete(*(f"aiaas:login-attempts:client:{c}" for c in clients))
+    results = await asyncio.gather(*(guess(client) for client in clients))
 
     checked = [result for result in results if isinstance(result, AuthenticationError)]
-    assert len(checked) <= LIMITS["login_attempts_per_user"], results
+    assert len(checked) <= limit, results
