@@ -423,6 +423,32 @@ async def test_a_declared_encoding_delimiter_and_header_are_used(
     assert version["preview"][0] == {"column_1": "José", "column_2": "München", "column_3": marker}
 
 
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("encoding", "rot13"),
+        ("encoding", "bz2_codec"),
+        ("delimiter", "\u2603"),
+        ("delimiter", "ab"),
+    ],
+)
+async def test_a_declared_codec_or_delimiter_that_is_not_text_is_refused(
+    client: httpx.AsyncClient,
+    owner: Owner,
+    project: projects.Project,
+    platform: Platform,
+    option: str,
+    value: str,
+) -> None:
+    before = await footprint(platform)
+
+    result = await upload(client, owner, project, "declared", fresh_csv(), **{option: value})
+
+    assert result["__typename"] == "InvalidInputError", result
+    assert [error["field"] for error in result["fieldErrors"]] == [option]
+    assert await footprint(platform) == before
+
+
 async def test_a_declared_format_that_the_bytes_contradict_is_refused(
     client: httpx.AsyncClient, owner: Owner, project: projects.Project, platform: Platform
 ) -> None:

@@ -231,6 +231,36 @@ async def test_query_parameters_declare_encoding_delimiter_header_and_descriptio
     assert description == "Cities, in Latin-1"
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "UTF-16BE", "utf-32"])
+async def test_a_declared_utf_16_or_32_file_is_read_as_text(
+    client: httpx.AsyncClient, auth: dict[str, str], project: projects.Project, encoding: str
+) -> None:
+    text = f"city,visitors\nMünchen,{len(encoding)}\nZoë,7\n"
+    content = text.encode(encoding)
+
+    response = await post(
+        client, auth, project, unique("wide"), content, format="csv", encoding=encoding
+    )
+
+    assert response.status_code == 201, response.text
+    version = response.json()["version"]
+    assert version["row_count"] == 2
+    assert [column["name"] for column in version["columns"]] == ["city", "visitors"]
+
+
+async def test_a_utf_16_file_holding_a_nul_character_is_refused(
+    client: httpx.AsyncClient, auth: dict[str, str], project: projects.Project, platform: Platform
+) -> None:
+    before = await footprint(platform)
+    content = "a,b\n1,x\x00y\n".encode("utf-16")
+
+    response = await post(client, auth, project, unique("nul"), content, encoding="utf-16")
+
+    assert response.status_code == 400, response.text
+    assert "binary" in response.json()["error"]["message"]
+    assert await footprint(platform) == before
+
+
 async def test_header_true_reads_the_first_row_as_names(
     client: httpx.AsyncClient, auth: dict[str, str], project: projects.Project
 ) -> None:
@@ -262,6 +292,23 @@ BAD_UPLOADS: dict[str, tuple[bytes, dict[str, str], str, str]] = {
     "bad-header-flag": (b"a\n1\n", {"header": "yes"}, "header", "header must be true or false"),
     "unknown-encoding": (b"a\n1\n", {"encoding": "nope-8"}, "encoding", "unknown encoding"),
     "long-delimiter": (b"a\n1\n", {"delimiter": "::"}, "delimiter", "one character"),
+    # Python's codec registry holds more than text encodings; none of these may decode a file.
+    **{
+        f"codec-{codec}": (b"a\n1\n", {"encoding": codec}, "encoding", "unknown encoding")
+        for codec in ("rot13", "base64", "hex", "bz2_codec", "zlib_codec", "uu_codec", "punycode")
+    },
+    "encoding-with-nul": (b"a\n1\n", {"encoding": "utf-8\x00"}, "encoding", "unknown encoding"),
+    "very-long-encoding": (b"a\n1\n", {"encoding": "u" * 10_000}, "encoding", "unknown encoding"),
+    **{
+        f"delimiter-{name}": (b"a\n1\n", {"delimiter": value}, "delimiter", "one character")
+        for name, value in (
+            ("nul", "\x00"),
+            ("quote", '"'),
+            ("newline", "\n"),
+            ("non-ascii", "\u00e9"),
+            ("multi-byte", "\u2603"),
+        )
+    },
 }
 
 

@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from aiaas.core.data import datasets
-from aiaas.core.data.tabular.ingest import ReadOptions
+from aiaas.core.data.tabular.read_options import ReadOptions
 from aiaas.core.data.uploads import save_stream, too_large
 from aiaas.core.errors import AiaasError, InputError
 from aiaas.core.identity.members import authorize_in_project

@@ -27,8 +27,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from aiaas.core.data.tabular import ingest
-from aiaas.core.data.tabular.ingest import SNIFF_BYTES, ReadOptions, normalize_upload
+from aiaas.core.data.tabular.ingest import SNIFF_BYTES, normalize_upload
 from aiaas.core.data.tabular.normalized import PREVIEW_ROWS, NormalizedTable
+from aiaas.core.data.tabular.read_options import ReadOptions
 from aiaas.core.errors import InputError
 
 

@@ -45,8 +45,8 @@ from aiaas.core.data.tabular.expressions import (
     compile_expression,
     evaluate_mask,
 )
-from aiaas.core.data.tabular.ingest import ReadOptions
 from aiaas.core.data.tabular.profile import json_value
+from aiaas.core.data.tabular.read_options import ReadOptions
 from aiaas.core.data.tabular.types import LOGICAL_TYPES, is_numeric, logical_type
 from aiaas.core.data.uploads import ReceivedFile, copy_upload, save_stream, too_large
 

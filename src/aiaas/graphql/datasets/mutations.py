@@ -7,7 +7,7 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from aiaas.core.data import datasets, quality
-from aiaas.core.data.tabular.ingest import ReadOptions
+from aiaas.core.data.tabular.read_options import ReadOptions
 from aiaas.core.data.uploads import copy_upload
 from aiaas.core.training import models_trained_on
 from aiaas.graphql.context import RequestContext
@@ -48,14 +48,15 @@ class DatasetMutation:
     async def upload_dataset(self, info: Info, input: UploadDatasetInput) -> DatasetVersionResult:
         context: RequestContext = info.context
         _, project_id = from_global_id(input.project)
-        options = ReadOptions(
-            format=input.format.value if input.format else None,
-            encoding=input.encoding,
-            delimiter=input.delimiter,
-            header=input.header,
-        )
 
         async def upload() -> DatasetVersionSuccess:
+            # Made here, inside `expected`, so that a bad option answers InvalidInputError.
+            options = ReadOptions(
+                format=input.format.value if input.format else None,
+                encoding=input.encoding,
+                delimiter=input.delimiter,
+                header=input.header,
+            )
             with datasets.scratch(context.platform) as work:
                 received = await copy_upload(
                     input.file, work / "upload", context.platform.config.upload_max_bytes

@@ -32,8 +32,9 @@ from aiaas.core.data.datasets.records import (
     version_users,
 )
 from aiaas.core.data.expectations import vet_expectations
-from aiaas.core.data.tabular.ingest import ReadOptions, normalize_upload
+from aiaas.core.data.tabular.ingest import normalize_upload
 from aiaas.core.data.tabular.normalized import NormalizedTable, write_normalized
+from aiaas.core.data.tabular.read_options import ReadOptions
 from aiaas.core.data.tabular.transforms import apply_steps
 from aiaas.core.errors import ConflictError, InputError, NotFoundError
 from aiaas.core.governance.vault import VAULT

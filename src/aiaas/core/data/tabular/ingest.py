@@ -28,6 +28,7 @@ import pyarrow.ipc
 import pyarrow.parquet as pq
 
 from aiaas.core.data.tabular.normalized import NormalizedTable, SourceFormat, write_normalized
+from aiaas.core.data.tabular.read_options import WIDE_ENCODINGS, ReadOptions, refuse
 from aiaas.core.data.tabular.type_inference import TypeInference
 from aiaas.core.data.tabular.types import LOGICAL_TYPES
 from aiaas.core.errors import InputError
@@ -42,31 +43,19 @@ DELIMITERS = ",;\t|"
 NULL_VALUES = ["", "NA", "N/A", "NULL", "null", "NaN", "nan", "None"]
 
 
-@dataclass(frozen=True)
-class ReadOptions:
-    """What the uploader may declare; anything left None is detected."""
-
-    format: SourceFormat | None = None
-    encoding: str | None = None
-    delimiter: str | None = None
-    header: bool | None = None
-
-
-def refuse(message: str, field: str = "file") -> InputError:
-    return InputError(message, field_errors={field: message})
-
-
 # Detecting the format ----------------------------------------------------------------------
 
 
-def detect_format(path: Path, declared: SourceFormat | None) -> SourceFormat:
+def detect_format(
+    path: Path, declared: SourceFormat | None, encoding: str | None = None
+) -> SourceFormat:
     with path.open("rb") as handle:
         head = handle.read(SNIFF_BYTES)
         if not head:
             raise refuse("the file is empty")
         if head.startswith(b"PAR1"):
             detected: SourceFormat = "parquet"
-        elif _holds_nul(head, handle):
+        elif _holds_nul(head, handle, encoding):
             raise refuse("the file is neither CSV nor Parquet: it holds binary data")
         else:
             detected = "csv"
@@ -75,9 +64,18 @@ def detect_format(path: Path, declared: SourceFormat | None) -> SourceFormat:
     return detected
 
 
-def _holds_nul(head: bytes, rest: BinaryIO) -> bool:
+def _holds_nul(head: bytes, rest: BinaryIO, encoding: str | None = None) -> bool:
     # The whole file, not a sample: text never holds NUL, and a NUL read into a value would
-    # end it early in most tools downstream. Searching bytes costs little next to parsing them.
+    # end it early in most tools downstream. Searching bytes costs little next to parsing them;
+    # UTF-16 and UTF-32 text holds NUL bytes, so there the decoded characters are searched.
+    if encoding in WIDE_ENCODINGS:
+        decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
+        chunk = head
+        while chunk:
+            if "\x00" in decoder.decode(chunk):
+                return True
+            chunk = rest.read(NUL_SEARCH_CHUNK_BYTES)
+        return False
     if b"\x00" in head:
         return True
     while chunk := rest.read(NUL_SEARCH_CHUNK_BYTES):
@@ -115,9 +113,7 @@ def _decoded_sample(path: Path, encoding: str) -> str:
 
 def _sniff_dialect(sample: str, declared: str | None) -> str:
     if declared is not None:
-        if len(declared) != 1 or declared in '\r\n"':
-            raise refuse("the delimiter must be one character", "delimiter")
-        return declared
+        return declared  # checked when the options were made (`ReadOptions`)
     # Only CR and LF end a CSV line (str.splitlines would also break at \v, \f, U+2028...).
     lines = [line for line in re.split(r"\r\n|\r|\n", sample)[:50] if line]
     try:
@@ -346,7 +342,7 @@ def _plain(arrow_type: pa.DataType) -> bool:
 
 def normalize_upload(path: Path, work_dir: Path, options: ReadOptions) -> NormalizedTable:
     """Read an uploaded file into `work_dir/normalized.parquet`, or raise `InputError`."""
-    source_format = detect_format(path, options.format)
+    source_format = detect_format(path, options.format, options.encoding)
     destination = work_dir / "normalized.parquet"
     if source_format == "parquet":
         try:
