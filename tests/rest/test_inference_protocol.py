@@ -450,6 +450,29 @@ MALFORMED: list[tuple[str, bytes, str | None, str, str]] = [
         "true or false",
     ),
     (
+        "zero-size shape whose other dimensions overflow, JSON",
+        body_of(tensor(shape=[2**31 - 1, 2**31 - 1, 0], data=[])),
+        None,
+        "x",
+        "more than",
+    ),
+    (
+        "zero-size shape whose other dimensions overflow, binary",
+        *binary_body(
+            [
+                {
+                    "name": "x",
+                    "shape": [2**31 - 1, 2**31 - 1, 0],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": 0},
+                }
+            ],
+            b"",
+        ),
+        "x",
+        "more than",
+    ),
+    (
         "binary_data_output not a bool",
         body_of(tensor(), parameters={"binary_data_output": "yes"}),
         None,

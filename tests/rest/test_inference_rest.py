@@ -713,6 +713,14 @@ BAD_JSON_REQUESTS: dict[str, tuple[Any, str]] = {
         "at least 1 row",
     ),
     "no inputs at all": ({"inputs": []}, "inputs"),
+    "a zero-size shape whose other dimensions overflow": (
+        {
+            "inputs": replaced(
+                json_tensors(wine_rows(1)), "alcohol", shape=[2**31 - 1, 2**31 - 1, 0], data=[]
+            )
+        },
+        "alcohol",
+    ),
     "an output the model does not have": (
         {"inputs": json_tensors(wine_rows(1)), "outputs": [{"name": "logits"}]},
         "logits",
@@ -765,7 +773,21 @@ async def test_json_has_no_nan_so_its_non_standard_token_is_refused(
 
 
 @pytest.mark.parametrize(
-    "name", ["vrest.nosuch", "nosuch.wine", "wine", "vrest.", ".wine", "vrest.wine.v1"]
+    "name",
+    [
+        "vrest.nosuch",
+        "nosuch.wine",
+        "wine",
+        "vrest.",
+        ".wine",
+        "vrest.wine.v1",
+        # Characters no project or deployment name holds, which the path still carries.
+        "vrest.wine%00",
+        "vrest%00.wine",
+        "vrest.wine%ED%A0%80",
+        "VREST.wine",
+        "vrest.wine%20",
+    ],
 )
 async def test_an_unknown_or_malformed_model_name_is_not_found(
     client: httpx.AsyncClient, team: Team, wine: deployments.Deployment, name: str

@@ -36,9 +36,10 @@ from aiaas.core.errors import (
     PermissionDeniedError,
 )
 from aiaas.core.identity.members import authorize_in_project
+from aiaas.core.identity.projects import SLUG
 from aiaas.core.platform import Platform
 from aiaas.core.serving import INFERENCE_SERVER, InferenceServer
-from aiaas.core.serving.deployments import Deployment
+from aiaas.core.serving.deployments import DEPLOYMENT_NAME, Deployment
 from aiaas.requests import request_id_of
 from aiaas.rest.inference_protocol import (
     INFERENCE_HEADER_CONTENT_LENGTH,
@@ -86,7 +87,12 @@ async def _served_deployment(
     principal: Principal | None = request.scope.get("state", {}).get("principal")
     name = request.path_params["name"]
     slug, dot, deployment_name = name.partition(".")
-    deployment = await server.deployment_named(slug, deployment_name) if dot else None
+    # A name that no project and deployment can have is not looked up, and is never echoed
+    # as it came: it may hold anything the path can carry, NUL included.
+    well_formed = bool(dot) and SLUG.fullmatch(slug) and DEPLOYMENT_NAME.fullmatch(deployment_name)
+    if not well_formed:
+        name = ascii(name[:200])
+    deployment = await server.deployment_named(slug, deployment_name) if well_formed else None
     project_id: UUID | None = deployment.project_id if deployment else None
     try:
         await authorize_in_project(platform, principal, project_id, "deployment", action)

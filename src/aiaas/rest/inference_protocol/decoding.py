@@ -24,6 +24,10 @@ MAX_RANK = 8
 """More dimensions than any model here takes; the bound keeps shape checks cheap."""
 MAX_DIMENSION = 2**31 - 1
 """numpy cannot shape even an empty array with a dimension far beyond this."""
+MAX_ELEMENTS = 2**31 - 1
+"""The most elements a tensor's dimensions may span, zero-sized dimensions left out: a bound on
+what a shape may ask numpy to index, checked before anything is allocated. The body's size limit
+bounds the real data far below it."""
 
 NUMPY_DTYPES: dict[str, np.dtype[Any]] = {
     "BOOL": np.dtype(np.bool_),
@@ -163,6 +167,10 @@ def _parse_input(
         )
     if len(shape) > MAX_RANK:
         raise invalid_request(name, f"shape has {len(shape)} dimensions, more than {MAX_RANK}")
+    # The dimensions other than zero too: numpy refuses to shape even an empty array whose
+    # dimensions multiply past what it can index, [2**31 - 1, 2**31 - 1, 0] for one.
+    if prod(size or 1 for size in shape) > MAX_ELEMENTS:
+        raise invalid_request(name, f"shape {shape} spans more than {MAX_ELEMENTS} elements")
     datatype = raw.get("datatype")
     if datatype == "BF16":
         raise invalid_request(name, "datatype BF16 is not supported; send FP32")
