@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from aiaas.core.data.tabular import profile as profile_module
 from aiaas.core.data.tabular.profile import TableProfile, count_distinct_sorted
 
 
@@ -107,3 +108,28 @@ def test_distinct_counts_come_from_the_written_file(tmp_path: Path) -> None:
     assert (stats["id"]["distinct_count"], stats["id"]["distinct_exact"]) == (3, True)
     assert stats["score"]["distinct_count"] == 2  # 0.5 and NaN
     assert stats["word"]["distinct_count"] == 2  # counted from the values, not the file
+
+
+@pytest.mark.parametrize("cells_per_read", [1, 5, 12, 1 << 22])
+def test_distinct_counts_are_the_same_however_many_columns_one_read_takes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cells_per_read: int
+) -> None:
+    # Wide tables are read several columns at a time (as many as fit CELLS_PER_READ): every
+    # grouping, down to one column per read, must count each column exactly once and right.
+    width = 7
+    table = pa.table(
+        {
+            f"c{index}": pa.array([index, index + 1, index, None], pa.int64())
+            for index in range(width)
+        }
+    )
+    path = tmp_path / "wide.parquet"
+    pq.write_table(table, path)
+    monkeypatch.setattr(profile_module, "CELLS_PER_READ", cells_per_read)
+    profile = TableProfile(table.schema)
+    profile.update(table)
+
+    profile.count_distinct_from(path)
+
+    stats = profile.result()
+    assert [stats[f"c{index}"]["distinct_count"] for index in range(width)] == [2] * width

@@ -25,6 +25,9 @@ from aiaas.core.serialization import finite_or_none
 COUNTED_CAP = 10_000
 EXACT_DISTINCT_ROWS = 20_000_000
 DISTINCT_THREADS = 2
+CELLS_PER_READ = 1 << 22
+"""Values read from the written file at once to count distinct values: a whole narrow table's
+worth of columns in one read, one column at a time of a tall one, so memory stays bounded."""
 TOP_VALUES = 5
 
 
@@ -160,18 +163,24 @@ class TableProfile:
             column.update(batch.column(index))
 
     def count_distinct_from(self, parquet_path: Path) -> None:
-        """Count the distinct values of the ordered columns from the written file, reading one
-        column at a time; skipped for tables too large to hold a column of."""
+        """Count the distinct values of the ordered columns from the written file, reading as
+        many columns at a time as `CELLS_PER_READ` allows; skipped for tables too large to hold
+        a column of."""
         if self.rows > EXACT_DISTINCT_ROWS:
             return
-
-        def count(column: ColumnProfile) -> None:
-            column.count_distinct(pq.read_table(parquet_path, columns=[column.name])[column.name])
-
+        ordered = [column for column in self.columns if column.ordered]
+        # One reader for the whole file: opening it per column parsed its footer, which grows
+        # with the width, once per column, and made a wide file cost the square of its width.
+        reader = pq.ParquetFile(parquet_path)
+        per_read = max(1, CELLS_PER_READ // max(self.rows, 1))
         # Arrow's kernels release the GIL: two columns at a time use both cores of a small
-        # machine, and hold two columns in memory, not all.
+        # machine.
         with ThreadPoolExecutor(max_workers=DISTINCT_THREADS) as pool:
-            list(pool.map(count, [column for column in self.columns if column.ordered]))
+            for start in range(0, len(ordered), per_read):
+                columns = ordered[start : start + per_read]
+                table = reader.read(columns=[column.name for column in columns])
+                values = [table[column.name] for column in columns]
+                list(pool.map(ColumnProfile.count_distinct, columns, values))
 
     def result(self) -> dict[str, dict[str, Any]]:
         return {column.name: column.result() for column in self.columns}
