@@ -165,10 +165,11 @@ async def _give_back(platform: Platform, username: str, client_address: str | No
     it took."""
     keys = _keys_of(username, client_address)
     given_back = [key for key in (keys.user, keys.client) if key is not None]
+    give_back = platform.redis.register_script(_GIVE_BACK)
     async with platform.redis.pipeline(transaction=True) as pipe:
         if keys.pair is not None:
             pipe.delete(keys.pair)
-        pipe.eval(_GIVE_BACK, len(given_back), *given_back)
+        await give_back(keys=given_back, client=pipe)
         await pipe.execute()
 
 
