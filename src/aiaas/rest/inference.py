@@ -89,7 +89,7 @@ async def _served_deployment(
     slug, dot, deployment_name = name.partition(".")
     # A name that no project and deployment can have is not looked up, and is never echoed
     # as it came: it may hold anything the path can carry, NUL included.
-    well_formed = bool(dot) and SLUG.fullmatch(slug) and DEPLOYMENT_NAME.fullmatch(deployment_name)
+    well_formed = bool(dot and SLUG.fullmatch(slug) and DEPLOYMENT_NAME.fullmatch(deployment_name))
     if not well_formed:
         name = ascii(name[:200])
     deployment = await server.deployment_named(slug, deployment_name) if well_formed else None
