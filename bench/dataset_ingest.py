@@ -5,7 +5,8 @@ timestamps), starts the platform with `aiaas dev` on a scratch data dir (embedde
 Redis, a real uvicorn), and uploads the file with the streaming REST endpoint, end to end: HTTP,
 parsing, type inference, profiling, Parquet, encryption, storage, the version row. The baseline
 is `pyarrow.csv.read_csv` + `pyarrow.parquet.write_table` on the same file. While the upload
-runs, the API process's resident memory is sampled; its peak is reported.
+runs, the API process's resident memory is sampled, and so is that of the processes it reads
+uploads in (each under `ingest_memory_limit_bytes`); both peaks are reported.
 
     python bench/dataset_ingest.py [--rows 1000000] [--repeat 3]
 
@@ -91,17 +92,25 @@ def baseline(path: Path, scratch: Path) -> float:
 
 
 class PeakMemory:
-    """Samples a process's resident memory in the background, keeping the highest."""
+    """Samples a process's resident memory in the background, keeping the highest, and the
+    highest of any one of its ingest children."""
 
     def __init__(self, pid: int) -> None:
         self.process = psutil.Process(pid)
         self.peak = 0
+        self.ingest_peak = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def _sample(self) -> None:
         while not self._stop.is_set():
             self.peak = max(self.peak, self.process.memory_info().rss)
+            for child in self.process.children():
+                try:
+                    if "ingest_child" in " ".join(child.cmdline()):
+                        self.ingest_peak = max(self.ingest_peak, child.memory_info().rss)
+                except psutil.Error:
+                    continue  # ended between the listing and the reading
             time.sleep(0.02)
 
     def __enter__(self) -> PeakMemory:
@@ -232,6 +241,7 @@ def main() -> None:
                 "pyarrow_mb_per_s": round(megabytes / baseline_s, 1),
                 "upload_vs_pyarrow_read_write_ratio": round(baseline_s / upload_s, 3),
                 "api_peak_rss_bytes": memory.peak,
+                "ingest_process_peak_rss_bytes": memory.ingest_peak,
             }
         )
     )

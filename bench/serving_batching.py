@@ -99,6 +99,8 @@ from aiaas.core.data import datasets
 from aiaas.core.governance.crypto import MasterKey
 from aiaas.core.governance.vault import VAULT
 from aiaas.core.identity import accounts as identity
+from aiaas.core.identity.access import PlatformRole
+from aiaas.core.identity.platform_roles import grant_platform_role
 from aiaas.core.identity.projects import create_project
 from aiaas.core.jobs import JobState, claim_job, finish_job
 from aiaas.core.model_inputs import check_inputs
@@ -360,8 +362,12 @@ async def registered_version(
     platform: Platform, scratch: Path, features: int
 ) -> tuple[str, ModelVersion]:
     """A user's API token, and a version of the big MLP registered in their project: trained
-    here for one epoch, through the same job functions a worker runs."""
+    here for one epoch, through the same job functions a worker runs. The user may also scrape
+    /metrics (`metrics-reader`), as a Prometheus would."""
     user = await identity.create_user(platform, None, username="bench")
+    await grant_platform_role(
+        platform, None, username=user.username, role=PlatformRole.METRICS_READER
+    )
     issued = await identity.create_api_token(platform, None, name="bench", user_id=user.id)
     async with platform.metadata.acquire() as connection:
         principal = await identity.verify_token(connection, issued.secret, "bench")

@@ -29,11 +29,13 @@ from aiaas.embedded.postgres import EmbeddedPostgres, read_or_create_secret
 from aiaas.embedded.processes import Child
 from aiaas.embedded.redis import EmbeddedRedis
 from support import (
+    Leftovers,
     Services,
     admin_connection,
     clean_environment,
     create_database_from_template,
     drop_database,
+    leftovers,
     redis_with_database,
     with_database,
 )
@@ -139,11 +141,19 @@ def config(
 
 
 @pytest.fixture(scope="module")
-async def platform(config: Config) -> AsyncIterator[Platform]:
+async def platform(config: Config, request: pytest.FixtureRequest) -> AsyncIterator[Platform]:
     platform = create_platform(config)
     await platform.start()
     yield platform
-    await platform.stop()
+    # Whatever failed in the module (an upload refused, a transformation cancelled) left
+    # nothing behind: no scratch file, no half-stored artifact, no artifact no row refers to.
+    # A module that makes orphans on purpose (to collect them) says so and why.
+    try:
+        left = await leftovers(platform)
+    finally:
+        await platform.stop()
+    if not getattr(request.module, "LEAVES_UNREFERENCED_ARTIFACTS", None):
+        assert left == Leftovers(), f"{request.module.__name__} left files"
 
 
 @pytest.fixture(scope="module")

@@ -361,6 +361,51 @@ async def footprint(platform: Platform) -> Footprint:
     )
 
 
+async def bootstrap_admin_principal(platform: Platform) -> Principal:
+    """The principal of the admin `bootstrap_admin` made (the `admin_token` fixture), as the
+    domain functions take it."""
+    async with platform.metadata.acquire() as connection:
+        admin_id = await connection.fetchval(
+            "SELECT id FROM users WHERE username = $1", identity.BOOTSTRAP_ADMIN
+        )
+    return Principal(user_id=admin_id, username="admin", is_admin=True, authenticated_by="test")
+
+
+@dataclass(frozen=True)
+class Leftovers:
+    """What a failed operation must not leave: scratch files, half-stored artifacts, and
+    stored artifacts no row refers to."""
+
+    scratch_files: tuple[str, ...] = ()
+    staged_artifacts: int = 0
+    unreferenced_artifacts: tuple[str, ...] = ()
+
+
+async def leftovers(platform: Platform) -> Leftovers:
+    config = platform.config
+    scratch = config.scratch_dir
+    async with platform.metadata.acquire() as connection:
+        # A deleted version's artifact waits for the garbage collector by design: it is not
+        # left over from a failure.
+        referenced = {
+            row[0]
+            for row in await connection.fetch(
+                "SELECT artifact_key FROM dataset_versions "
+                "UNION SELECT artifact_key FROM model_versions"
+            )
+        }
+    stored = [key async for key in platform.artifacts.keys()]  # noqa: SIM118 - a store, not a dict
+    return Leftovers(
+        scratch_files=tuple(
+            sorted(str(path.relative_to(scratch)) for path in scratch.rglob("*") if path.is_file())
+        )
+        if scratch.exists()
+        else (),
+        staged_artifacts=count_files(config.resolved_artifact_dir / "tmp"),
+        unreferenced_artifacts=tuple(sorted(set(stored) - referenced)),
+    )
+
+
 # A hand-written graphql-transport-ws client ---------------------------------------------------
 
 GRAPHQL_TRANSPORT_WS = Subprotocol("graphql-transport-ws")

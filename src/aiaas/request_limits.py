@@ -28,6 +28,8 @@ from aiaas.core.errors import AuthenticationError
 from aiaas.core.platform import Platform
 
 MULTIPART = "multipart/form-data"
+MAX_LENGTH_DIGITS = 20
+"""Digits of the largest Content-Length worth reading (2**64 has 20)."""
 
 
 async def authenticate_request(platform: Platform, scope: Scope) -> Principal:
@@ -79,9 +81,13 @@ def declared_length(headers: Headers) -> int | None:
     values = headers.getlist("content-length")
     if not values:
         return None
-    if len(set(values)) != 1 or not values[0].strip().isdigit():
+    value = values[0].strip()
+    # Digits only, and few of them: str.isdigit() also takes "²", which int() refuses, and
+    # int() refuses more than 4,300 digits; either would be a 500 rather than this 400.
+    well_formed = value.isascii() and value.isdigit() and len(value) <= MAX_LENGTH_DIGITS
+    if len(set(values)) != 1 or not well_formed:
         raise BodyRefused(400, "BAD_REQUEST", "malformed Content-Length header")
-    return int(values[0])
+    return int(value)
 
 
 class CountedBody:

@@ -225,7 +225,7 @@ def test_serve_refuses_an_unknown_role(cli_environment: dict[str, str]) -> None:
 
 
 async def test_serve_with_the_inference_role_answers_inference_routes_only(
-    cli_environment: dict[str, str],
+    cli_environment: dict[str, str], admin_token: str
 ) -> None:
     port = free_port()
     process = subprocess.Popen(
@@ -241,7 +241,10 @@ async def test_serve_with_the_inference_role_answers_inference_routes_only(
         async with httpx.AsyncClient(base_url=base_url) as client:
             graphql = await client.post("/graphql", json={"query": "{ health { status } }"})
             live = await client.get("/v2/health/live")
-            metrics = await client.get("/metrics")
+            anonymous_metrics = await client.get("/metrics")
+            metrics = await client.get(
+                "/metrics", headers={"authorization": f"Bearer {admin_token}"}
+            )
             server_metadata = await client.get("/v2")
     finally:
         process.send_signal(signal.SIGTERM)
@@ -249,6 +252,7 @@ async def test_serve_with_the_inference_role_answers_inference_routes_only(
 
     assert graphql.status_code == 404, "an inference replica serves no GraphQL"
     assert (live.status_code, live.json()) == (200, {"live": True})
+    assert anonymous_metrics.status_code == 401, "the series name every project"
     assert metrics.status_code == 200
     assert server_metadata.status_code == 401, "V2 metadata needs a token like any route"
 

@@ -38,7 +38,7 @@ def test_defaults_without_file_or_environment(tmp_path: Path) -> None:
     assert config.artifact_store == "filesystem"
     assert config.plugins is None
     assert config.disable_plugin_autoload is False
-    assert config.public_paths == ("/healthz", "/readyz", "/metrics")
+    assert config.public_paths == ("/healthz", "/readyz")
     assert config.cors_origins == ()
     assert config.log_level == "info"
     assert config.resolved_artifact_dir == config.data_dir / "artifacts"

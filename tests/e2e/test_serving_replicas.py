@@ -242,10 +242,11 @@ async def status_of(server: RunningServer, model: str, team: Team) -> str:
     return "200"
 
 
-async def requests_counted(server: RunningServer, deployment: str) -> float:
-    """The process's successful V2 requests of a deployment, from its /metrics."""
+async def requests_counted(server: RunningServer, deployment: str, token: str) -> float:
+    """The process's successful V2 requests of a deployment, from its /metrics, scraped with
+    the token of a caller holding `metrics:read`."""
     async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as client:
-        response = await client.get("/metrics")
+        response = await client.get("/metrics", headers={"authorization": f"Bearer {token}"})
     assert response.status_code == 200, response.text
     total = 0.0
     for family in text_string_to_metric_families(response.text):
@@ -286,12 +287,12 @@ async def test_both_processes_answer_alike_through_a_standard_v2_client(
 
 
 async def test_the_inference_role_serves_v2_and_metrics_but_no_graphql(
-    replicas: Replicas, team: Team, wine: dict[str, Any]
+    replicas: Replicas, team: Team, wine: dict[str, Any], admin_token: str
 ) -> None:
-    before = await requests_counted(replicas.inference_only, "wine")
+    before = await requests_counted(replicas.inference_only, "wine", admin_token)
     await answer_of(replicas.inference_only, wine["v2ModelName"], team)
 
-    assert await requests_counted(replicas.inference_only, "wine") == before + 1
+    assert await requests_counted(replicas.inference_only, "wine", admin_token) == before + 1
     async with httpx.AsyncClient(base_url=replicas.inference_only.base_url, timeout=10) as client:
         token = {"authorization": f"Bearer {team.token(ProjectRole.DEVELOPER)}"}
         query = {"query": "{ health { status } }"}

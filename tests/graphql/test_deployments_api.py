@@ -147,10 +147,11 @@ Scraped = dict[str, dict[tuple[tuple[str, str], ...], float]]
 """{sample name: {its labels, sorted: value}}"""
 
 
-async def scrape(app: Any, client: httpx.AsyncClient) -> Scraped:
-    """`GET /metrics` as {sample name: {sorted labels: value}}, drift re-read at once."""
+async def scrape(app: Any, client: httpx.AsyncClient, token: str) -> Scraped:
+    """`GET /metrics` as {sample name: {sorted labels: value}}, drift re-read at once, scraped
+    with the token of a caller holding `metrics:read`."""
     app.state.drift_refreshed_at = 0.0
-    response = await client.get("/metrics")
+    response = await client.get("/metrics", headers={"authorization": f"Bearer {token}"})
     assert response.status_code == 200, response.text
     found: Scraped = {}
     for family in text_string_to_metric_families(response.text):
@@ -508,13 +509,16 @@ async def test_warm_up_compiles_every_bucket_so_serving_compiles_nothing(
     client: httpx.AsyncClient,
     team: Team,
     versions: dict[str, models.ModelVersion],
+    admin_token: str,
 ) -> None:
     # A batch limit of its own, so that the model is loaded (and warmed) for this test alone.
     deployment = await deploy(client, team, "compiled", versions["v1"], maxBatchSize=40)
     labels = {"deployment": "compiled", "version": str(versions["v1"].number), "role": "stable"}
     first = await predict(client, team, deployment["id"], wine_records(1))
     assert first["__typename"] == "PredictSuccess", first
-    warmed = series_of(await scrape(app, client), "aiaas_inference_compilations_total", **labels)
+    warmed = series_of(
+        await scrape(app, client, admin_token), "aiaas_inference_compilations_total", **labels
+    )
     assert len(warmed) == 1, warmed
     # One executable per bucket (1, 2, 4, 8, 16, 32, 40), all made before READY.
     assert list(warmed.values()) == [7.0]
@@ -522,7 +526,9 @@ async def test_warm_up_compiles_every_bucket_so_serving_compiles_nothing(
         answer = await predict(client, team, deployment["id"], wine_records(rows))
         assert answer["__typename"] == "PredictSuccess", answer
         assert len(answer["outputs"]) == rows
-    served = series_of(await scrape(app, client), "aiaas_inference_compilations_total", **labels)
+    served = series_of(
+        await scrape(app, client, admin_token), "aiaas_inference_compilations_total", **labels
+    )
     assert served == warmed
 
 
@@ -570,6 +576,7 @@ async def test_drift_reports_tell_training_like_inputs_from_shifted_ones(
     platform: Platform,
     team: Team,
     versions: dict[str, models.ModelVersion],
+    admin_token: str,
 ) -> None:
     calm = await deploy(client, team, "calm", versions["v1"])
     shifted = await deploy(client, team, "shifted", versions["v1"])
@@ -602,7 +609,7 @@ async def test_drift_reports_tell_training_like_inputs_from_shifted_ones(
     assert drifted["maxPsi"] > drifted["threshold"] == platform.config.drift_psi_threshold
     assert all(feature["psi"] > drifted["threshold"] for feature in drifted["features"]), drifted
 
-    scraped = await scrape(app, client)
+    scraped = await scrape(app, client, admin_token)
     calm_psi = series_of(scraped, "aiaas_inference_feature_drift_psi", deployment="calm")
     shifted_psi = series_of(scraped, "aiaas_inference_feature_drift_psi", deployment="shifted")
     assert len(calm_psi) == len(shifted_psi) == table.num_columns

@@ -363,6 +363,7 @@ async def test_a_shadow_sees_every_request_and_answers_none(
     platform: Platform,
     team: Team,
     versions: dict[str, models.ModelVersion],
+    admin_token: str,
 ) -> None:
     deployment = await deploy(client, team, "shadowed", versions["v1"])
     mark = await audit_mark(platform)
@@ -415,8 +416,9 @@ async def test_a_shadow_sees_every_request_and_answers_none(
         assert set(row["inputs"]) == set(wine_records(1)[0])
 
     scraped: dict[str, dict[Any, float]] = {}
-    response = await client.get("/metrics")
-    assert response.status_code == 200
+    # Scraped as an admin: the series name every project, so they need `metrics:read`.
+    response = await client.get("/metrics", headers={"authorization": f"Bearer {admin_token}"})
+    assert response.status_code == 200, response.text
     for family in text_string_to_metric_families(response.text):
         for sample in family.samples:
             scraped.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value

@@ -29,7 +29,8 @@ from aiaas.core.bootstrap import create_platform
 from aiaas.core.config import Config, Mode, build_config
 from aiaas.core.identity.access import ProjectRole
 from aiaas.core.platform import Platform
-from aiaas.graphql.input_checks import MAX_DEPTH, MAX_JSON_BYTES, MAX_TEXT_BYTES
+from aiaas.core.storable_text import MAX_TEXT_BYTES
+from aiaas.graphql.input_checks import MAX_DEPTH, MAX_JSON_BYTES
 from aiaas.graphql.relay import to_global_id
 from aiaas.graphql.schema import build_schema
 from serving_support import register_bytes_as_version, upload, wine_table

@@ -185,6 +185,34 @@ async def test_node_with_a_malformed_id_is_a_typed_error(
     _, body = await graphql(client, '{ node(id: "%%%") { id } }', token=admin_token)
 
     assert error_codes(body) == ["BAD_USER_INPUT"]
+    assert body["errors"][0]["extensions"]["fieldErrors"] == {"id": "malformed id"}
+
+
+@pytest.mark.parametrize(
+    ("operation", "argument"),
+    [
+        (
+            'mutation { removeProjectMember(input: {project: "%%%", username: "u"}) '
+            "{ __typename } }",
+            "input.project",
+        ),
+        (
+            'mutation { submitTrainingJob(input: {datasetVersion: "%%%", trainer: "x", '
+            'target: "y"}) { __typename } }',
+            "input.datasetVersion",
+        ),
+        ('{ node(id: "%%%") { id } }', "id"),
+    ],
+    ids=["input-project", "input-dataset-version", "node-id"],
+)
+async def test_a_malformed_id_is_refused_naming_the_argument_it_came_in(
+    client: httpx.AsyncClient, admin_token: str, operation: str, argument: str
+) -> None:
+    _, body = await graphql(client, operation, token=admin_token)
+
+    [error] = body["errors"]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert error["extensions"]["fieldErrors"] == {argument: "malformed id"}
 
 
 async def test_archive_moves_the_project_once_and_hides_it_from_the_default_list(

@@ -12,22 +12,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
 import pytest
 
 from aiaas.core.config import Config
 from aiaas.core.platform import Platform
 from aiaas.graphql.view import CSRF_HEADER
-from support import RunningServer, running_server, server_environment, wait_until_ready
+from server_watch import Server, Watch, watched_server
 
 MiB = 1024**2
 CREATE = "mutation($input: CreateProjectInput!) { createProject(input: $input) { __typename } }"
@@ -265,97 +261,10 @@ async def test_an_upload_may_be_larger_than_the_small_limit(
 # Against a real server ------------------------------------------------------------------------
 
 
-@dataclass
-class Server:
-    running: RunningServer
-    temp_dir: Path
-    data_dir: Path
-
-    @property
-    def process(self) -> psutil.Process:
-        return psutil.Process(self.running.process.pid)
-
-    def files_left(self) -> list[Path]:
-        return [path for root in (self.temp_dir, self.data_dir / "scratch") for path in walk(root)]
-
-    def temp_descriptors(self) -> list[str]:
-        """What the server's open file descriptors point at under its temp and data dirs; an
-        unlinked spool file shows here as `<path> (deleted)` while it is held open."""
-        found = []
-        fd_dir = Path(f"/proc/{self.running.process.pid}/fd")
-        for fd in os.listdir(fd_dir):
-            try:
-                target = os.readlink(fd_dir / fd)
-            except OSError:
-                continue
-            if target.startswith((str(self.temp_dir), str(self.data_dir / "scratch"))):
-                found.append(target)
-        return found
-
-
-def walk(root: Path) -> list[Path]:
-    return [path for path in root.rglob("*") if path.is_file()] if root.exists() else []
-
-
 @pytest.fixture(scope="module")
 async def server(config: Config, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Server]:
-    temp_dir = tmp_path_factory.mktemp("server-tmp")
-    data_dir = tmp_path_factory.mktemp("server-data")
-    environment = server_environment(config, TMPDIR=str(temp_dir), AIAAS_DATA_DIR=str(data_dir))
-    with running_server(environment, tmp_path_factory.mktemp("server") / "serve.log") as running:
-        await wait_until_ready(running)
-        yield Server(running=running, temp_dir=temp_dir, data_dir=data_dir)
-
-
-class Watch:
-    """Samples the server's RSS and open temp files in a thread while a request runs. The peak
-    RSS also comes from the kernel's high-water mark (VmHWM), reset before the request, so that
-    a peak between two samples is not missed."""
-
-    def __init__(self, server: Server) -> None:
-        self.server = server
-        self.process = server.process
-        self.baseline = self.process.memory_info().rss
-        self.peak = self.baseline
-        self.temp_descriptors: set[str] = set()
-        self.write_chars_before = self.process.io_counters().write_chars
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._hwm_reset = self._reset_high_water_mark()
-
-    def _reset_high_water_mark(self) -> bool:
-        try:
-            Path(f"/proc/{self.process.pid}/clear_refs").write_text("5")
-        except OSError:
-            return False
-        return True
-
-    def _high_water_mark(self) -> int:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-        raise AssertionError("no VmHWM")
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.process.memory_info().rss)
-            self.temp_descriptors.update(self.server.temp_descriptors())
-            self._stop.wait(0.002)
-
-    def __enter__(self) -> Watch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        if self._hwm_reset:
-            self.peak = max(self.peak, self._high_water_mark())
-        self.written = self.process.io_counters().write_chars - self.write_chars_before
-
-    @property
-    def growth(self) -> int:
-        return self.peak - self.baseline
+    async with watched_server(config, tmp_path_factory) as server:
+        yield server
 
 
 @dataclass

@@ -297,12 +297,12 @@ BAD_UPLOADS: dict[str, tuple[bytes, dict[str, str], str, str]] = {
         f"codec-{codec}": (b"a\n1\n", {"encoding": codec}, "encoding", "unknown encoding")
         for codec in ("rot13", "base64", "hex", "bz2_codec", "zlib_codec", "uu_codec", "punycode")
     },
-    "encoding-with-nul": (b"a\n1\n", {"encoding": "utf-8\x00"}, "encoding", "unknown encoding"),
+    "encoding-with-nul": (b"a\n1\n", {"encoding": "utf-8\x00"}, "encoding", "nul character"),
+    "delimiter-nul": (b"a\n1\n", {"delimiter": "\x00"}, "delimiter", "nul character"),
     "very-long-encoding": (b"a\n1\n", {"encoding": "u" * 10_000}, "encoding", "unknown encoding"),
     **{
         f"delimiter-{name}": (b"a\n1\n", {"delimiter": value}, "delimiter", "one character")
         for name, value in (
-            ("nul", "\x00"),
             ("quote", '"'),
             ("newline", "\n"),
             ("non-ascii", "\u00e9"),

@@ -850,9 +850,14 @@ async def test_a_compressed_body_is_refused(
 # A full queue ---------------------------------------------------------------------------------
 
 
-async def metric_samples(client: httpx.AsyncClient, name: str, deployment: str) -> dict[str, float]:
-    """The values of the series `name` of a deployment, by the labels that tell them apart."""
-    text = (await client.get("/metrics")).text
+async def metric_samples(
+    client: httpx.AsyncClient, token: str, name: str, deployment: str
+) -> dict[str, float]:
+    """The values of the series `name` of a deployment, by the labels that tell them apart, as
+    a caller holding `metrics:read` scrapes them."""
+    response = await client.get("/metrics", headers=bearer(token))
+    assert response.status_code == 200, response.text
+    text = response.text
     found = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -869,6 +874,7 @@ async def test_a_full_queue_answers_503_with_retry_after_and_empties_afterwards(
     team: Team,
     flood: deployments.Deployment,
     closed_model_gate: threading.Event,
+    admin_token: str,
 ) -> None:
     path = model_path(team, "flood", "/infer")
     body = {"inputs": json_tensors(wine_rows(1))}
@@ -878,7 +884,9 @@ async def test_a_full_queue_answers_503_with_retry_after_and_empties_afterwards(
     admitted = 1 + FLOOD_QUEUE_ROWS
 
     async def only_the_admitted_wait() -> bool:
-        depth = await metric_samples(client, "aiaas_inference_queue_depth_rows", "flood")
+        depth = await metric_samples(
+            client, admin_token, "aiaas_inference_queue_depth_rows", "flood"
+        )
         answered = sum(task.done() for task in requests)
         return list(depth.values()) == [FLOOD_QUEUE_ROWS] and answered == len(requests) - admitted
 
@@ -896,8 +904,8 @@ async def test_a_full_queue_answers_503_with_retry_after_and_empties_afterwards(
             assert int(response.headers["retry-after"]) >= 1
         else:
             assert outputs_by_name(response.json())["label"]["data"][0] in CLASSES
-    depth = await metric_samples(client, "aiaas_inference_queue_depth_rows", "flood")
+    depth = await metric_samples(client, admin_token, "aiaas_inference_queue_depth_rows", "flood")
     assert list(depth.values()) == [0]
-    counted = await metric_samples(client, "aiaas_inference_requests_total", "flood")
+    counted = await metric_samples(client, admin_token, "aiaas_inference_requests_total", "flood")
     by_outcome = {json.loads(labels)["outcome"]: value for labels, value in counted.items()}
     assert by_outcome == {"ok": admitted, "rejected": len(requests) - admitted}

@@ -1,4 +1,5 @@
-"""`aiaas users` and `aiaas tokens`: accounts and API tokens, straight in the database.
+"""`aiaas users` and `aiaas tokens`: accounts, their platform roles and API tokens, straight in
+the database.
 
 They are for the first admin and for scripts, from a shell that can reach PostgreSQL; what they
 change is audited with no actor."""
@@ -52,6 +53,49 @@ def create_user_command(
         click.echo(f"created {role} {user.username} ({user.id})")
 
     asyncio.run(create())
+
+
+def _change_platform_role(username: str, role_name: str, *, grant: bool) -> bool:
+    from aiaas.core.identity.platform_roles import (
+        grant_platform_role,
+        parse_platform_role,
+        revoke_platform_role,
+    )
+
+    role = parse_platform_role(role_name)
+    change = grant_platform_role if grant else revoke_platform_role
+
+    async def run() -> bool:
+        async with operator_platform() as platform:
+            return await change(platform, None, username=username, role=role)
+
+    return asyncio.run(run())
+
+
+@users.command("grant-platform-role")
+@click.argument("username")
+@click.argument("role")
+@reports_errors
+def grant_platform_role_command(username: str, role: str) -> None:
+    """Give USERNAME the platform role ROLE. `metrics-reader` may scrape /metrics.
+
+    Running it again changes nothing; either way it is audited."""
+    if _change_platform_role(username, role, grant=True):
+        click.echo(f"granted {role} to {username}")
+    else:
+        click.echo(f"{username} already holds {role}")
+
+
+@users.command("revoke-platform-role")
+@click.argument("username")
+@click.argument("role")
+@reports_errors
+def revoke_platform_role_command(username: str, role: str) -> None:
+    """Take the platform role ROLE from USERNAME. Their tokens stay valid for everything else."""
+    if _change_platform_role(username, role, grant=False):
+        click.echo(f"revoked {role} from {username}")
+    else:
+        click.echo(f"{username} does not hold {role}")
 
 
 @click.group()

@@ -97,6 +97,38 @@ class Config(BaseModel):
     upload_max_bytes: int = Field(
         2 * 1024**3, ge=1, description="Largest dataset file accepted by an upload."
     )
+    dataset_max_columns: int = Field(
+        10_000,
+        ge=1,
+        description="Widest table an upload may hold, checked from a CSV's header or a Parquet "
+        "file's footer before anything is read.",
+    )
+    dataset_max_rows: int = Field(
+        1_000_000_000, ge=1, description="Most rows a Parquet upload's footer may declare."
+    )
+    dataset_max_cell_bytes: int = Field(
+        1 << 20,
+        ge=1,
+        description="Longest text value an upload may hold, in bytes; a CSV's rows are also "
+        "bounded by its 4 MiB read block.",
+    )
+    dataset_max_uncompressed_bytes: int = Field(
+        64 << 30,
+        ge=1,
+        description="Largest table a Parquet upload's footer may declare, uncompressed.",
+    )
+    ingest_memory_limit_bytes: int = Field(
+        2 << 30,
+        ge=1 << 30,
+        description="Address space of each process that reads uploads: a file that needs more "
+        "is refused, and the API process keeps its own memory.",
+    )
+    ingest_processes: int = Field(
+        2,
+        ge=1,
+        description="Uploads read at once by one API process, each in its own child process; "
+        "more wait their turn.",
+    )
     gc_grace_s: int = Field(
         3600,
         ge=0,
@@ -116,7 +148,7 @@ class Config(BaseModel):
         False, description="`1` loads no entry-point plugin at all, only the built-ins."
     )
     public_paths: tuple[str, ...] = Field(
-        ("/healthz", "/readyz", "/metrics"),
+        ("/healthz", "/readyz"),
         description="HTTP paths answered without credentials, comma separated.",
     )
     cors_origins: tuple[str, ...] = Field(

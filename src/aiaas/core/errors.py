@@ -25,6 +25,7 @@ docs/errors.md), and the HTTP status that a REST route answers with. Anything th
     │   └── ConcealedDenialError     a refusal told as "not found", so that it reveals nothing
     ├── ConflictError                valid input that the current state refuses (409, CONFLICT)
     │   └── DeploymentNotReadyError  the deployment exists but does not serve yet, or failed
+    ├── ClientGoneError              the caller disconnected; its work was stopped and undone (499)
     ├── RateLimitedError             too many attempts; retry after a while (429, RATE_LIMITED)
     ├── BackupError                  a backup archive is corrupt, truncated or not one (400)
     └── ArtifactError                an artifact store failure
@@ -137,6 +138,14 @@ class ConcealedDenialError(NotFoundError):
 class ConflictError(AiaasError):
     code = "CONFLICT"
     http_status = 409
+
+
+class ClientGoneError(AiaasError):
+    """The caller disconnected before the answer: its work was stopped and undone. Nobody reads
+    this answer; the status (nginx's 499) is for the access log."""
+
+    code = "CLIENT_CLOSED_REQUEST"
+    http_status = 499
 
 
 class RateLimitedError(AiaasError):

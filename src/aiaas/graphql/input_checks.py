@@ -24,7 +24,6 @@ still check their own rules (a slug's shape, a page size) and answer their own e
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +32,7 @@ from graphql.language.visitor import SKIP
 from strawberry.extensions import SchemaExtension
 
 from aiaas.core.errors import InputError
+from aiaas.core.storable_text import text_problem
 from aiaas.graphql.scalars import datetime_problem
 from graphql import (
     DocumentNode,
@@ -59,8 +59,6 @@ from graphql import (
     visit,
 )
 
-MAX_TEXT_BYTES = 64 * 1024
-"""The longest string any argument or input field takes, in UTF-8 bytes."""
 MAX_DEPTH = 32
 """The most lists and objects nested in one another in a value."""
 MAX_JSON_BYTES = 1024 * 1024
@@ -70,22 +68,7 @@ MAX_REPORTED = 10
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _INT64_DIGITS = 19
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _SCALARS = frozenset({str, int, float, bool, type(None)})
-
-
-def text_problem(text: str) -> str | None:
-    """What makes `text` unfit to store, or None."""
-    if "\x00" in text:
-        return "contains a NUL character (U+0000)"
-    if not text.isascii() and _SURROGATE.search(text) is not None:
-        return "contains a lone UTF-16 surrogate (U+D800 to U+DFFF)"
-    # A character is at most 4 bytes in UTF-8: encode only when the count could be over.
-    if len(text) > MAX_TEXT_BYTES or (
-        len(text) * 4 > MAX_TEXT_BYTES and len(text.encode()) > MAX_TEXT_BYTES
-    ):
-        return f"is longer than {MAX_TEXT_BYTES} bytes"
-    return None
 
 
 def int_problem(value: int) -> str | None:

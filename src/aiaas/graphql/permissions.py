@@ -188,16 +188,23 @@ OWNED_TYPES = {
 }
 
 
+def schema_name(python_name: str) -> str:
+    """An argument's name as the schema spells it (strawberry's camelCase)."""
+    first, *rest = python_name.split("_")
+    return first + "".join(word.capitalize() for word in rest)
+
+
 def project_by_global_id(
     argument: str = "id", *, within: str | None = None, of: str | tuple[str, ...] = "Project"
 ) -> ProjectLocator:
     """The project of the object of type `of` (or one of the types) that a global id names,
     given directly or as a field of an input object (`within` names the input argument)."""
     accepted = (of,) if isinstance(of, str) else of
+    named = f"{within}.{schema_name(argument)}" if within else schema_name(argument)
 
     async def locate(context: RequestContext, source: Any, kwargs: dict[str, Any]) -> UUID | None:
         value = getattr(kwargs[within], argument) if within else kwargs[argument]
-        type_name, object_id = from_global_id(value)
+        type_name, object_id = from_global_id(value, named)
         if type_name not in accepted:
             return None
         found = await context.loader(OWNED_TYPES[type_name]).load(object_id)

@@ -26,8 +26,9 @@ def to_global_id(type_name: str, object_id: UUID) -> strawberry.ID:
     return strawberry.ID(base64.urlsafe_b64encode(raw).decode().rstrip("="))
 
 
-def from_global_id(global_id: str) -> tuple[str, UUID]:
-    """`(type name, uuid)`; `InputError` for anything that is not one of our ids."""
+def from_global_id(global_id: str, argument: str = "id") -> tuple[str, UUID]:
+    """`(type name, uuid)`; `InputError` for anything that is not one of our ids, naming the
+    argument it came in as the schema spells it (`input.datasetVersion`)."""
     try:
         padded = global_id + "=" * (-len(global_id) % 4)
         type_name, _, object_id = (
@@ -35,7 +36,9 @@ def from_global_id(global_id: str) -> tuple[str, UUID]:
         )
         return type_name, UUID(object_id)
     except (ValueError, UnicodeError, binascii.Error):
-        raise InputError("malformed id", field_errors={"id": "malformed"}) from None
+        raise InputError(
+            f"{argument}: malformed id", field_errors={argument: "malformed id"}
+        ) from None
 
 
 @strawberry.interface(description="An object with a globally unique, opaque id.")

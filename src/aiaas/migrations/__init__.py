@@ -8,17 +8,18 @@ exactly once.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection as SyncConnection
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.pool import NullPool
-
 from aiaas.core.storage import Connection
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
+    from sqlalchemy import Connection as SyncConnection
+
+# Alembic and SQLAlchemy are imported where they are used: together they take most of a second
+# to import, and every process imports this module (backups name the version table) while only
+# `aiaas migrate` and a fresh start run a migration.
 
 MIGRATIONS_DIR = Path(__file__).parent
 VERSION_TABLE = "alembic_version"
@@ -27,18 +28,24 @@ _UPGRADE_LOCK_KEY = 0x6169_6161_73
 
 
 def alembic_config() -> AlembicConfig:
+    from alembic.config import Config as AlembicConfig
+
     config = AlembicConfig()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     return config
 
 
 def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None, "the package ships at least one revision"
     return head
 
 
 def known_revisions() -> set[str]:
+    from alembic.script import ScriptDirectory
+
     return {
         script.revision for script in ScriptDirectory.from_config(alembic_config()).walk_revisions()
     }
@@ -60,12 +67,18 @@ async def current_revision(connection: Connection) -> str | None:
 
 
 def _run(sync_connection: SyncConnection, action: str, revision: str) -> None:
+    from alembic import command
+
     config = alembic_config()
     config.attributes["connection"] = sync_connection
     getattr(command, action)(config, revision)
 
 
 async def _migrate(database_url: str, action: str, revision: str) -> None:
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+    from sqlalchemy.pool import NullPool
+
     engine = create_async_engine(sqlalchemy_url(database_url), poolclass=NullPool)
     try:
         async with engine.begin() as connection:

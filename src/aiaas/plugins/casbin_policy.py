@@ -1,11 +1,12 @@
 """The built-in policy enforcer: Casbin RBAC with domains, where a domain is a project's id.
 
 The policy has two parts. The grants and the role hierarchy come from `aiaas.core.identity`, in
-code. The memberships (which user holds which role in which project) live in PostgreSQL, and are
-read through `aiaas.core.identity.all_memberships`. Each process keeps the whole policy in memory
-and reloads it when PostgreSQL announces a change (LISTEN/NOTIFY, sent by a trigger on every
-membership change however it is made), with a periodic full reload as a backstop should a
-notification be missed.
+code. The memberships (which user holds which role in which project) and the platform roles
+(`metrics-reader`) live in PostgreSQL, and are read through `aiaas.core.identity.all_memberships`
+and `aiaas.core.identity.all_platform_roles`. Each process keeps the whole policy in memory and
+reloads it when PostgreSQL announces a change (LISTEN/NOTIFY, sent by a trigger on every change
+of them however it is made), with a periodic full reload as a backstop should a notification be
+missed.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from aiaas.core.hookspecs import hookimpl
 from aiaas.core.identity import (
     ADMIN_SUBJECT,
     all_memberships,
+    all_platform_roles,
     membership_rule,
+    platform_role_rule,
     policy_rules,
     user_subject,
 )
@@ -46,8 +49,9 @@ def subject_of(principal: Principal) -> str:
 
 
 class MembershipAdapter(AsyncAdapter):  # type: ignore[misc]
-    """Loads the built-in rules, plus one `g` rule per membership in PostgreSQL. It never writes:
-    memberships change through aiaas's services, which the trigger announces."""
+    """Loads the built-in rules, plus one `g` rule per membership and per platform role in
+    PostgreSQL. It never writes: they change through aiaas's services, which the triggers
+    announce."""
 
     def __init__(self, extra_rules: list[tuple[str, ...]] | None = None) -> None:
         self.metadata: MetadataStore | None = None
@@ -58,11 +62,16 @@ class MembershipAdapter(AsyncAdapter):  # type: ignore[misc]
         if self.metadata is not None:
             async with self.metadata.acquire() as connection:
                 memberships = await all_memberships(connection)
+                platform_roles = await all_platform_roles(connection)
             rules += [
                 membership_rule(
                     user_subject(membership.user_id), membership.role, str(membership.project_id)
                 )
                 for membership in memberships
+            ]
+            rules += [
+                platform_role_rule(user_subject(holding.user_id), holding.role)
+                for holding in platform_roles
             ]
         for rule in rules:
             model.add_policy(rule[0], rule[0], list(rule[1:]))

@@ -23,8 +23,20 @@ from aiaas.core.errors import AiaasError, InputError
 from aiaas.core.identity.members import authorize_in_project
 from aiaas.core.identity.projects import project_by_slug
 from aiaas.core.platform import Platform
+from aiaas.core.storable_text import text_problem
+from aiaas.disconnects import unless_disconnected
 from aiaas.requests import request_id_of
 from aiaas.rest.errors import error_response
+
+
+def _check_text(request: Request) -> None:
+    """Every path segment and query option is text the database can store, before any of it
+    is looked up or read: `InputError` naming the first that is not."""
+    named = [*request.path_params.items(), *request.query_params.multi_items()]
+    for name, value in named:
+        problem = text_problem(value) if isinstance(value, str) else None
+        if problem is not None:
+            raise InputError(f"{name} {problem}", field_errors={name: problem})
 
 
 def _read_options(request: Request) -> ReadOptions:
@@ -65,6 +77,7 @@ async def upload_version(request: Request) -> Response:
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise too_large(limit)
+        _check_text(request)
         options = _read_options(request)
         async with platform.metadata.acquire() as connection:
             project = await project_by_slug(connection, request.path_params["project"])
@@ -74,16 +87,19 @@ async def upload_version(request: Request) -> Response:
         assert project is not None
         with datasets.scratch(platform) as work:
             received = await save_stream(request.stream(), work / "upload", limit)
-            added = await datasets.upload_version(
-                platform,
-                principal,
-                project.id,
-                dataset_name=request.path_params["dataset"],
-                source=received.path,
-                content_sha256=received.sha256,
-                options=options,
-                description=request.query_params.get("description", ""),
-                request_id=request_id_of(request.scope),
+            added = await unless_disconnected(
+                request.receive,
+                datasets.upload_version(
+                    platform,
+                    principal,
+                    project.id,
+                    dataset_name=request.path_params["dataset"],
+                    source=received.path,
+                    content_sha256=received.sha256,
+                    options=options,
+                    description=request.query_params.get("description", ""),
+                    request_id=request_id_of(request.scope),
+                ),
             )
     except AiaasError as exc:
         if isinstance(exc, InputError) and exc.field_errors.get("file", "").startswith("larger"):

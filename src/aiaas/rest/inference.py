@@ -41,8 +41,10 @@ from aiaas.core.platform import Platform
 from aiaas.core.serving import INFERENCE_SERVER, InferenceServer
 from aiaas.core.serving.deployments import DEPLOYMENT_NAME, Deployment
 from aiaas.requests import request_id_of
+from aiaas.rest.errors import EscapedJSONResponse
 from aiaas.rest.inference_protocol import (
     INFERENCE_HEADER_CONTENT_LENGTH,
+    MAX_BYTE_COUNT_DIGITS,
     check_requested_outputs,
     encode_infer_response,
     model_metadata,
@@ -58,6 +60,8 @@ requests, less than a hand-off to a thread); larger ones in a thread."""
 
 
 def _error(exc: AiaasError) -> JSONResponse:
+    """The protocol's error body. Escaped JSON: the message may quote a name the request sent,
+    a lone surrogate included."""
     body: dict[str, Any] = {"error": exc.message, "code": exc.code}
     if isinstance(exc, InputError) and exc.field_errors:
         body["fieldErrors"] = exc.field_errors
@@ -65,7 +69,19 @@ def _error(exc: AiaasError) -> JSONResponse:
     retry_after = exc.details.get("retryAfter")
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)
-    return JSONResponse(body, status_code=exc.http_status, headers=headers)
+    return EscapedJSONResponse(body, status_code=exc.http_status, headers=headers)
+
+
+def _declared_length(request: Request) -> int:
+    """The body's length as the request declares it (0 when it does not, for a chunked body).
+    ASCII digits, and few of them: str.isdigit() also takes "²", which int() refuses, and
+    int() refuses 5,000 digits; either would be a 500 rather than this 400."""
+    declared = request.headers.get("content-length") or "0"
+    if not (declared.isascii() and declared.isdigit()) or len(declared) > MAX_BYTE_COUNT_DIGITS:
+        raise InputError(
+            "malformed Content-Length header", field_errors={"Content-Length": "malformed"}
+        )
+    return int(declared)
 
 
 def _version_number(request: Request) -> int | None:
@@ -121,8 +137,7 @@ async def infer(request: Request) -> Response:
         platform, server, deployment = await _served_deployment(request, "predict")
         version_number = _version_number(request)
         limit = platform.config.inference_max_request_bytes
-        declared = request.headers.get("content-length") or "0"
-        if not declared.isdigit() or int(declared) > limit:
+        if _declared_length(request) > limit:
             return _too_large(limit)
         if request.headers.get("content-encoding", "identity") != "identity":
             raise InputError(

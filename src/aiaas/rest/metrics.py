@@ -3,6 +3,10 @@
 Each process exposes its own requests, latencies, batches and queues (Prometheus scrapes every
 replica). Drift is computed by a worker job and stored in PostgreSQL, so every process exposes
 the latest reports as gauges, read from the database at most once per `DRIFT_REFRESH_S`.
+
+The series name every project, deployment and version, which is other tenants' business: a
+scrape needs the platform grant `metrics:read`, held by admins and by the platform role
+`metrics-reader` (docs/monitoring.md).
 """
 
 from __future__ import annotations
@@ -13,14 +17,35 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from aiaas.core.auth import GLOBAL_DOMAIN, Principal
+from aiaas.core.errors import AuthenticationError, PermissionDeniedError
 from aiaas.core.platform import Platform
 from aiaas.core.serving import INFERENCE_SERVER, latest_drift_gauges
+from aiaas.request_limits import authenticate_request, unauthenticated_response
+from aiaas.rest.errors import error_response
 
 DRIFT_REFRESH_S = 15.0
+READ_GRANT = ("metrics", "read")
+
+
+async def _caller(platform: Platform, request: Request) -> Principal:
+    """The caller, authenticated here when `RequirePrincipal` has not done it already: the
+    default `public_paths` still lists `/metrics`, and listing it must not make it public."""
+    principal: Principal | None = request.scope.get("state", {}).get("principal")
+    return principal or await authenticate_request(platform, request.scope)
 
 
 async def metrics(request: Request) -> Response:
     platform: Platform = request.app.state.platform
+    try:
+        principal = await _caller(platform, request)
+    except AuthenticationError as exc:
+        return unauthenticated_response(exc)
+    try:
+        # Before anything else: a refused caller costs no drift query and sees no series.
+        await platform.authorize(principal, GLOBAL_DOMAIN, *READ_GRANT)
+    except PermissionDeniedError as exc:
+        return error_response(exc)
     server = platform.service(INFERENCE_SERVER)
     refreshed_at: float = getattr(request.app.state, "drift_refreshed_at", 0.0)
     if time.monotonic() - refreshed_at >= DRIFT_REFRESH_S:

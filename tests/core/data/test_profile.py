@@ -1,11 +1,14 @@
-"""Column statistics: the distinct count by sorting, and the moments merged batch by batch."""
+"""Column statistics: the distinct count by sorting, the moments merged batch by batch, and long
+texts cut where shown but counted by their whole value."""
 
 from __future__ import annotations
 
 import math
 import statistics
+from collections import Counter
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -14,7 +17,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aiaas.core.data.tabular import profile as profile_module
-from aiaas.core.data.tabular.profile import TableProfile, count_distinct_sorted
+from aiaas.core.data.tabular.cells import SHOWN_TEXT_CHARS, TRUNCATION_MARK, cut_text
+from aiaas.core.data.tabular.profile import (
+    TableProfile,
+    count_distinct_sorted,
+    json_cell,
+    json_value,
+)
 
 
 def chunked(values: list[object], arrow_type: pa.DataType, cut: int) -> pa.ChunkedArray:
@@ -133,3 +142,106 @@ def test_distinct_counts_are_the_same_however_many_columns_one_read_takes(
 
     stats = profile.result()
     assert [stats[f"c{index}"]["distinct_count"] for index in range(width)] == [2] * width
+
+
+# Long texts: cut and marked where shown, counted apart by their whole value -------------------
+
+TEXT_TYPES = [pa.string(), pa.large_string(), pa.binary()]
+
+
+def arrow_values(texts: list[str], arrow_type: pa.DataType) -> pa.Array:
+    if pa.types.is_binary(arrow_type):
+        return pa.array([text.encode() for text in texts], arrow_type)
+    return pa.array(texts, arrow_type)
+
+
+def text_stats(batches: list[list[str]], arrow_type: pa.DataType) -> dict[str, Any]:
+    profile = TableProfile(pa.schema([("text", arrow_type)]))
+    for texts in batches:
+        profile.update(pa.table({"text": arrow_values(texts, arrow_type)}))
+    return profile.result()["text"]
+
+
+def test_texts_up_to_the_bound_are_kept_whole() -> None:
+    whole = "é" * SHOWN_TEXT_CHARS  # counted in characters, not UTF-8 bytes
+
+    assert json_cell(whole) == (whole, None)
+    assert json_cell(whole.encode()) == (whole, None)
+    assert json_cell(7) == (7, None)
+    assert json_cell(date(2024, 1, 2)) == ("2024-01-02", None)
+
+
+def test_a_longer_text_is_cut_and_ends_with_the_mark_and_its_length() -> None:
+    long = "é" * SHOWN_TEXT_CHARS + "tail"
+    shown = "é" * SHOWN_TEXT_CHARS + f"{TRUNCATION_MARK} [{SHOWN_TEXT_CHARS + 4} characters]"
+
+    assert json_cell(long) == (shown, SHOWN_TEXT_CHARS + 4)
+    assert json_cell(long.encode()) == (shown, SHOWN_TEXT_CHARS + 4)
+    assert json_value(long) == shown == cut_text(long)
+
+
+@pytest.mark.parametrize("arrow_type", TEXT_TYPES, ids=str)
+def test_a_long_top_value_is_cut_and_says_so_and_a_short_one_is_untouched(
+    arrow_type: pa.DataType,
+) -> None:
+    long = "ü" * 1000
+
+    stats = text_stats([[long, "a", long], ["a", long]], arrow_type)
+
+    assert stats["top_values"] == [
+        {"value": cut_text(long), "count": 3, "truncated": True, "length": 1000},
+        {"value": "a", "count": 2},
+    ]
+    assert (stats["distinct_count"], stats["distinct_exact"]) == (2, True)
+
+
+@pytest.mark.parametrize("arrow_type", TEXT_TYPES, ids=str)
+def test_long_texts_that_share_their_beginning_are_counted_apart(arrow_type: pa.DataType) -> None:
+    beginning = "x" * (SHOWN_TEXT_CHARS + 50)
+    first, second, third = beginning + "1", beginning + "2", beginning + "3"
+
+    stats = text_stats([[first, second, first], [third, first, second]], arrow_type)
+
+    assert stats["distinct_count"] == 3
+    assert [entry["count"] for entry in stats["top_values"]] == [3, 2, 1]
+    assert {entry["value"] for entry in stats["top_values"]} == {cut_text(first)}
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    texts=st.lists(
+        st.tuples(
+            st.integers(SHOWN_TEXT_CHARS - 2, SHOWN_TEXT_CHARS + 2), st.text("ab", max_size=2)
+        ).map(lambda shape: "t" * shape[0] + shape[1]),
+        min_size=1,
+        max_size=30,
+    ),
+    cut=st.integers(0, 30),
+)
+def test_texts_around_the_bound_are_counted_as_the_values_they_are(
+    texts: list[str], cut: int
+) -> None:
+    stats = text_stats([texts[:cut], texts[cut:]], pa.string())
+
+    counts = Counter(texts)
+    assert stats["distinct_count"] == len(counts)
+    for entry in stats["top_values"]:
+        # Several long texts share a shown form: the count is one of theirs.
+        shown_as = [text for text in counts if json_value(text) == entry["value"]]
+        assert entry["count"] in {counts[text] for text in shown_as}
+        assert entry.get("truncated", False) == (len(shown_as[0]) > SHOWN_TEXT_CHARS)
+    assert (
+        sorted(entry["count"] for entry in stats["top_values"])
+        == sorted(counts.values())[-len(stats["top_values"]) :]
+    )
+
+
+def test_counting_holds_only_the_beginning_of_each_long_text() -> None:
+    texts = [f"{number:04d}" + "z" * 100_000 for number in range(50)]
+    profile = TableProfile(pa.schema([("text", pa.string())]))
+
+    profile.update(pa.table({"text": pa.array(texts)}))
+
+    held = [str(key) for key in profile.columns[0].counts]
+    assert len(held) == 50
+    assert max(len(key) for key in held) < SHOWN_TEXT_CHARS + 30

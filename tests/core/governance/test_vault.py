@@ -22,12 +22,12 @@ from aiaas.core.errors import ArtifactIntegrityError, ConfigError
 from aiaas.core.governance.backup import tables_in_load_order
 from aiaas.core.governance.crypto import CHUNK_BYTES, MasterKey, sealed_project
 from aiaas.core.governance.vault import VAULT, Vault
-from aiaas.core.identity.accounts import BOOTSTRAP_ADMIN
 from aiaas.core.identity.projects import create_project
 from aiaas.core.platform import Platform
 from aiaas.plugins.filesystem_artifacts import FilesystemArtifactStore
-from support import free_port
+from support import bootstrap_admin_principal, free_port
 
+LEAVES_UNREFERENCED_ARTIFACTS = "the vault's tests seal artifacts that no row records"
 HEADER_BYTES = 29
 CHUNK_OVERHEAD = 4 + 16  # length word and GCM tag
 THREE_CHUNKS = 2 * CHUNK_BYTES + 4096
@@ -35,11 +35,7 @@ THREE_CHUNKS = 2 * CHUNK_BYTES + 4096
 
 @pytest.fixture(scope="module")
 async def admin(platform: Platform, admin_token: str) -> Principal:
-    async with platform.metadata.acquire() as connection:
-        admin_id = await connection.fetchval(
-            "SELECT id FROM users WHERE username = $1", BOOTSTRAP_ADMIN
-        )
-    return Principal(user_id=admin_id, username="admin", is_admin=True, authenticated_by="test")
+    return await bootstrap_admin_principal(platform)
 
 
 async def new_project(platform: Platform, admin: Principal) -> uuid.UUID:

@@ -42,10 +42,13 @@ async def referenced_artifacts(connection: Connection) -> set[str]:
     return keys
 
 
-async def is_referenced(connection: Connection, key: str) -> bool:
+async def is_referenced(connection: Connection, key: str, *, or_deleted: bool = False) -> bool:
+    """Whether a live row refers to the artifact; with `or_deleted`, any row, a deleted
+    version's included."""
     for table, column, live in ARTIFACT_REFERENCES:
+        condition = "true" if or_deleted else live
         if await connection.fetchval(
-            f"SELECT EXISTS (SELECT 1 FROM {table} WHERE {column} = $1 AND {live})", key
+            f"SELECT EXISTS (SELECT 1 FROM {table} WHERE {column} = $1 AND {condition})", key
         ):
             return True
     return False

@@ -8,6 +8,8 @@ so the documented matrix and the enforced one cannot drift apart.
 - In a project, a member holds one `ProjectRole`; each role inherits every grant of the roles
   below it: `PROJECT_GRANTS` lists only what each role adds.
 - A platform admin holds `role:admin`, which is granted everything in every project.
+- A user may also hold `PlatformRole`s, each a narrow platform-wide grant given by an operator
+  (`metrics-reader` may scrape `/metrics`): `PLATFORM_ROLE_GRANTS`.
 """
 
 from __future__ import annotations
@@ -44,6 +46,17 @@ ROLE_HIERARCHY: tuple[ProjectRole, ...] = (
 
 ADMIN_SUBJECT = "role:admin"
 USER_SUBJECT = "role:user"
+
+
+class PlatformRole(StrEnum):
+    """A platform-wide role, held besides any project roles. Unlike admin it grants one narrow
+    thing, so that a machine (a Prometheus scraper) can be given exactly what it needs."""
+
+    METRICS_READER = "metrics-reader"
+
+    @property
+    def subject(self) -> str:
+        return f"role:{self.value}"
 
 
 @dataclass(frozen=True)
@@ -103,9 +116,21 @@ PROJECT_GRANTS: dict[ProjectRole, tuple[Grant, ...]] = {
     ),
 }
 
+PLATFORM_ROLE_GRANTS: dict[PlatformRole, tuple[Grant, ...]] = {
+    PlatformRole.METRICS_READER: (
+        Grant(
+            "metrics",
+            "read",
+            "Scrape `GET /metrics`, whose series name every project and deployment; also held "
+            "by the platform role `metrics-reader`",
+        ),
+    ),
+}
+
 ADMIN_GRANTS: tuple[Grant, ...] = (
     Grant("user", "create", "Create users"),
     Grant("user", "read", "Read any user"),
+    Grant("platform-role", "manage", "Grant and revoke platform roles, such as `metrics-reader`"),
 )
 """What only admins may do. Admins are granted everything; these are listed for the matrix."""
 
@@ -120,6 +145,11 @@ def policy_rules() -> list[tuple[str, ...]]:
         for grant in grants
     ]
     rules += [
+        ("p", role.subject, GLOBAL_DOMAIN, grant.resource, grant.action)
+        for role, grants in PLATFORM_ROLE_GRANTS.items()
+        for grant in grants
+    ]
+    rules += [
         ("g", higher.subject, lower.subject, GLOBAL_DOMAIN)
         for lower, higher in pairwise(ROLE_HIERARCHY)
     ]
@@ -130,6 +160,12 @@ def membership_rule(user_subject: str, role: ProjectRole, project_domain: str) -
     return ("g", user_subject, role.subject, project_domain)
 
 
+def platform_role_rule(user_subject: str, role: PlatformRole) -> tuple[str, ...]:
+    """The link that gives a user a platform role. It is made in the platform domain "*",
+    which the enforcer matches in every domain; the role's grants are asked only there."""
+    return ("g", user_subject, role.subject, GLOBAL_DOMAIN)
+
+
 def user_subject(user_id: object) -> str:
     return f"user:{user_id}"
 
@@ -138,6 +174,7 @@ def all_grants() -> list[tuple[str, Grant]]:
     """Every grant with the scope it applies in: `platform` or `project`."""
     listed = [("platform", grant) for grant in USER_GRANTS]
     listed += [("project", grant) for role in ROLE_HIERARCHY for grant in PROJECT_GRANTS[role]]
+    listed += [("platform", grant) for grants in PLATFORM_ROLE_GRANTS.values() for grant in grants]
     listed += [("platform", grant) for grant in ADMIN_GRANTS]
     return listed
 

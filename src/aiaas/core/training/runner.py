@@ -26,7 +26,7 @@ from aiaas.core.audit import AuditedChange
 from aiaas.core.data.datasets import get_version, read_version_table
 from aiaas.core.errors import JobCancelledError, TrainingCancelled
 from aiaas.core.event_streams import publish_job_events_quietly
-from aiaas.core.governance.vault import VAULT
+from aiaas.core.governance import artifacts_kept_on_success
 from aiaas.core.jobs import Job, JobState, get_job, lock_job
 from aiaas.core.serialization import finite_or_none, json_safe
 from aiaas.core.trainers import Progress, TrainedModel, TrainingReporter, TrainingRun
@@ -205,10 +205,11 @@ async def _register(
     platform: Platform, job: Job, version_id: UUID, trained: TrainedModel
 ) -> ModelVersion:
     payload = job.payload
-    stored = await platform.service(VAULT).store(job.project_id, _bundle_chunks(trained.bundle))
-    async with AuditedChange(
-        platform, None, "model.register", None, project_id=job.project_id
-    ) as change:
+    async with (
+        artifacts_kept_on_success(platform) as pending,
+        AuditedChange(platform, None, "model.register", None, project_id=job.project_id) as change,
+    ):
+        stored = await pending.store(job.project_id, _bundle_chunks(trained.bundle))
         locked = await lock_job(change.connection, job.id)
         if locked is None or locked.claimed_by != job.claimed_by:
             # Another worker took the job over: its outcome is that worker's to record.

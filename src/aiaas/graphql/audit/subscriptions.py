@@ -29,7 +29,7 @@ class AuditSubscription:
         self, info: Info, project: strawberry.ID
     ) -> AsyncGenerator[AuditEvent, None]:
         context: RequestContext = info.context
-        _, project_id = from_global_id(project)
+        _, project_id = from_global_id(project, "project")
         async for event in context.platform.events.subscribe(audit_channel(project_id)):
             # Checked again for every event, not only at the start: an owner who is removed
             # or demoted must stop hearing the project at once. The enforcer answers from

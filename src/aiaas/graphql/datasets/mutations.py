@@ -10,6 +10,7 @@ from aiaas.core.data import datasets, quality
 from aiaas.core.data.tabular.read_options import ReadOptions
 from aiaas.core.data.uploads import copy_upload
 from aiaas.core.training import models_trained_on
+from aiaas.disconnects import unless_disconnected
 from aiaas.graphql.context import RequestContext
 from aiaas.graphql.datasets.types import (
     Dataset,
@@ -47,7 +48,7 @@ class DatasetMutation:
     )
     async def upload_dataset(self, info: Info, input: UploadDatasetInput) -> DatasetVersionResult:
         context: RequestContext = info.context
-        _, project_id = from_global_id(input.project)
+        _, project_id = from_global_id(input.project, "input.project")
 
         async def upload() -> DatasetVersionSuccess:
             # Made here, inside `expected`, so that a bad option answers InvalidInputError.
@@ -61,16 +62,19 @@ class DatasetMutation:
                 received = await copy_upload(
                     input.file, work / "upload", context.platform.config.upload_max_bytes
                 )
-                added = await datasets.upload_version(
-                    context.platform,
-                    context.require_principal(),
-                    project_id,
-                    dataset_name=input.name,
-                    source=received.path,
-                    content_sha256=received.sha256,
-                    options=options,
-                    description=input.description,
-                    request_id=context.request_id,
+                added = await unless_disconnected(
+                    context.request.receive,
+                    datasets.upload_version(
+                        context.platform,
+                        context.require_principal(),
+                        project_id,
+                        dataset_name=input.name,
+                        source=received.path,
+                        content_sha256=received.sha256,
+                        options=options,
+                        description=input.description,
+                        request_id=context.request_id,
+                    ),
                 )
             return DatasetVersionSuccess(
                 version=DatasetVersion.from_domain(added.version), created=added.created
@@ -88,7 +92,7 @@ class DatasetMutation:
         self, info: Info, dataset: strawberry.ID, expectations: JSON
     ) -> SetDatasetExpectationsResult:
         context: RequestContext = info.context
-        _, dataset_id = from_global_id(dataset)
+        _, dataset_id = from_global_id(dataset, "dataset")
 
         async def configure() -> SetDatasetExpectationsSuccess:
             updated = await datasets.set_expectations(

@@ -11,6 +11,8 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from aiaas.core.data import datasets, quality
+from aiaas.core.data.tabular.cells import SHOWN_TEXT_CHARS, TRUNCATION_MARK
+from aiaas.core.data.tabular.normalized import PREVIEW_ROWS, PREVIEW_TRUNCATED_ROWS
 from aiaas.core.pagination import DEFAULT_PAGE_SIZE
 from aiaas.graphql.context import RequestContext
 from aiaas.graphql.errors import ConflictResult, InvalidInputResult, NotFoundResult
@@ -92,9 +94,22 @@ class DatasetVersion(Node):
     size_bytes: int
     columns: list[DatasetColumn]
     column_stats: JSON = strawberry.field(
-        description="Per column: null fraction, distinct count, min/max/mean/std or top values."
+        description=(
+            "Per column: null fraction, distinct count, min/max/mean/std or top values. A top "
+            f"value whose text is longer than {SHOWN_TEXT_CHARS} characters is cut as a "
+            'preview cell is, and carries "truncated": true and "length" (its full length in '
+            "characters). A column with cut preview cells lists their row indices (from 0) in "
+            f'"{PREVIEW_TRUNCATED_ROWS}".'
+        )
     )
-    preview: JSON = strawberry.field(description="The first rows, as records.")
+    preview: JSON = strawberry.field(
+        description=(
+            f"The first {PREVIEW_ROWS} rows, as records. A text longer than {SHOWN_TEXT_CHARS} "
+            f'characters is cut to its first {SHOWN_TEXT_CHARS}, followed by "{TRUNCATION_MARK} '
+            "[N characters]\" where N is its full length; its column's columnStats entry lists "
+            f'the cut rows in "{PREVIEW_TRUNCATED_ROWS}".'
+        )
+    )
     transformation: JSON | None = strawberry.field(
         description="The steps that made it from its parent."
     )

@@ -37,7 +37,7 @@ from aiaas.graphql.relay import from_global_id
 def _uuid_of(global_id: strawberry.ID | None, type_name: str, field: str) -> UUID | None:
     if global_id is None:
         return None
-    found_type, object_id = from_global_id(global_id)
+    found_type, object_id = from_global_id(global_id, field)
     if found_type != type_name:
         raise InputError(f"{field} must name a {type_name}", field_errors={field: "wrong type"})
     return object_id
@@ -69,7 +69,7 @@ async def _changed(
 ) -> DeploymentResult:
     """Run one of the deployment changes that take nothing but the deployment."""
     context: RequestContext = info.context
-    _, deployment_id = from_global_id(deployment)
+    _, deployment_id = from_global_id(deployment, "deployment")
 
     async def run() -> DeploymentSuccess:
         changed = await change(
@@ -128,7 +128,7 @@ class DeploymentMutation:
         context: RequestContext = info.context
 
         async def update() -> DeploymentSuccess:
-            _, deployment_id = from_global_id(input.deployment)
+            _, deployment_id = from_global_id(input.deployment, "input.deployment")
             updated = await deployments.update_traffic(
                 context.platform,
                 context.require_principal(),
@@ -179,7 +179,7 @@ class DeploymentMutation:
         version: int | None = None,
     ) -> PredictResult:
         context: RequestContext = info.context
-        _, deployment_id = from_global_id(deployment)
+        _, deployment_id = from_global_id(deployment, "deployment")
         try:
             columns = records_to_columns(inputs)
             prediction = await context.platform.service(INFERENCE_SERVER).predict(

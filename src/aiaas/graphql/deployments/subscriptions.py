@@ -38,7 +38,7 @@ class DeploymentSubscription:
         self, info: Info, deployment_id: strawberry.ID, after: str | None = None
     ) -> AsyncGenerator[DeploymentEvent, None]:
         context: RequestContext = info.context
-        _, deployment_uuid = from_global_id(deployment_id)
+        _, deployment_uuid = from_global_id(deployment_id, "deploymentId")
         cursor = parse_cursor(after)
         async with context.platform.metadata.acquire() as connection:
             deployment = await get_deployment(connection, deployment_uuid)

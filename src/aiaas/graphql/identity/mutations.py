@@ -121,7 +121,7 @@ class IdentityMutation:
     async def revoke_api_token(self, info: Info, id: strawberry.ID) -> RevokeApiTokenResult:
         context: RequestContext = info.context
         try:
-            type_name, token_id = from_global_id(id)
+            type_name, token_id = from_global_id(id, "id")
             if type_name != "ApiToken":
                 raise errors.NotFoundError("no such API token")
             revoked = await identity.revoke_token(

@@ -65,7 +65,7 @@ class ModelMutation:
     )
     async def set_model_alias(self, info: Info, input: SetModelAliasInput) -> SetModelAliasResult:
         context: RequestContext = info.context
-        _, version_id = from_global_id(input.version)
+        _, version_id = from_global_id(input.version, "input.version")
 
         async def move() -> SetModelAliasSuccess:
             if input.alias == PROTECTED_ALIAS:
@@ -94,7 +94,7 @@ class ModelMutation:
         self, info: Info, model: strawberry.ID, gates: JSON
     ) -> SetPromotionGatesResult:
         context: RequestContext = info.context
-        _, model_id = from_global_id(model)
+        _, model_id = from_global_id(model, "model")
 
         async def configure() -> SetPromotionGatesSuccess:
             updated = await models.set_promotion_gates(

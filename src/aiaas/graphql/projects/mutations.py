@@ -97,7 +97,7 @@ class ProjectMutation:
         self, info: Info, input: RemoveProjectMemberInput
     ) -> RemoveProjectMemberResult:
         context: RequestContext = info.context
-        _, project_id = from_global_id(input.project)
+        _, project_id = from_global_id(input.project, "input.project")
 
         async def remove() -> RemoveProjectMemberSuccess:
             await members.remove_member(
@@ -119,7 +119,7 @@ async def _member_change(
     info: Info, input: ProjectMemberInput, change: MemberChange
 ) -> ProjectMemberResult:
     context: RequestContext = info.context
-    _, project_id = from_global_id(input.project)
+    _, project_id = from_global_id(input.project, "input.project")
 
     async def apply() -> ProjectMemberSuccess:
         member = await change(

@@ -201,7 +201,7 @@ class Project(Node):
     async def compare_training_jobs(
         self, info: Info, ids: list[strawberry.ID]
     ) -> TrainingJobComparison:
-        job_ids = [from_global_id(job_id)[1] for job_id in ids]
+        job_ids = [from_global_id(job_id, "ids")[1] for job_id in ids]
         async with info.context.platform.metadata.acquire() as connection:
             rows = await compare_jobs(connection, self.project_uuid, job_ids)
         return TrainingJobComparison(

@@ -37,7 +37,7 @@ class TrainingMutation:
         self, info: Info, input: SubmitTrainingJobInput
     ) -> SubmitTrainingJobResult:
         context: RequestContext = info.context
-        _, version_id = from_global_id(input.dataset_version)
+        _, version_id = from_global_id(input.dataset_version, "input.datasetVersion")
 
         async def submit() -> TrainingJobSuccess:
             if not isinstance(input.hyperparameters, Mapping):

@@ -36,7 +36,7 @@ class TrainingSubscription:
         self, info: Info, job_id: strawberry.ID, after: str | None = None
     ) -> AsyncGenerator[JobEvent, None]:
         context: RequestContext = info.context
-        _, job_uuid = from_global_id(job_id)
+        _, job_uuid = from_global_id(job_id, "jobId")
         cursor = parse_cursor(after)
         job = await context.loader("job").load(job_uuid)
         if job.state in TERMINAL_STATES:

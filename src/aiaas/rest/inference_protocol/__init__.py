@@ -23,6 +23,7 @@ Decisions a client may notice:
 
 from aiaas.rest.inference_protocol.decoding import (
     INFERENCE_HEADER_CONTENT_LENGTH,
+    MAX_BYTE_COUNT_DIGITS,
     MAX_DIMENSION,
     MAX_RANK,
     NUMPY_DTYPES,
@@ -40,6 +41,7 @@ from aiaas.rest.inference_protocol.encoding import (
 
 __all__ = [
     "INFERENCE_HEADER_CONTENT_LENGTH",
+    "MAX_BYTE_COUNT_DIGITS",
     "MAX_DIMENSION",
     "MAX_RANK",
     "NUMPY_DTYPES",

@@ -20,6 +20,8 @@ from aiaas.core.errors import InputError
 INFERENCE_HEADER_CONTENT_LENGTH = "Inference-Header-Content-Length"
 """Set on a request or response whose body is a JSON header followed by binary tensor data."""
 
+MAX_BYTE_COUNT_DIGITS = 20
+"""Digits of the largest byte count a header may state (2**64 has 20)."""
 MAX_RANK = 8
 """More dimensions than any model here takes; the bound keeps shape checks cheap."""
 MAX_DIMENSION = 2**31 - 1
@@ -122,8 +124,11 @@ def invalid_request(field: str, problem: str) -> InputError:
 def _split_body(body: bytes, header_length: str | None) -> tuple[bytes, memoryview]:
     if header_length is None:
         return body, memoryview(b"")
-    # int() alone would also take " 12", "+12" and "1_2".
-    if not (header_length.isascii() and header_length.isdigit()):
+    # int() alone would also take " 12", "+12" and "1_2", and refuse (with a ValueError, not
+    # an InputError) more than 4,300 digits.
+    if not (header_length.isascii() and header_length.isdigit()) or (
+        len(header_length) > MAX_BYTE_COUNT_DIGITS
+    ):
         raise invalid_request(INFERENCE_HEADER_CONTENT_LENGTH, "must be a byte count")
     length = int(header_length)
     if length > len(body):

@@ -32,12 +32,12 @@ from aiaas.core.data.datasets.records import (
     version_users,
 )
 from aiaas.core.data.expectations import vet_expectations
-from aiaas.core.data.tabular.ingest import normalize_upload
+from aiaas.core.data.ingest_processes import INGEST_PROCESSES
 from aiaas.core.data.tabular.normalized import NormalizedTable, write_normalized
 from aiaas.core.data.tabular.read_options import ReadOptions
 from aiaas.core.data.tabular.transforms import apply_steps
 from aiaas.core.errors import ConflictError, InputError, NotFoundError
-from aiaas.core.governance.vault import VAULT
+from aiaas.core.governance import artifacts_kept_on_success
 from aiaas.core.identity.projects import hold_project
 from aiaas.core.storage import Connection, sha256_of
 
@@ -169,9 +169,12 @@ async def upload_version(
     """Read an uploaded file into a new version of the named dataset (made if need be).
     `content_sha256` is the file's hash when its receiver took it already."""
     check_dataset_name(dataset_name)
-    async with AuditedChange(
-        platform, actor, "dataset.upload", request_id, project_id=project_id, deferred=True
-    ) as change:
+    async with (
+        artifacts_kept_on_success(platform) as pending,
+        AuditedChange(
+            platform, actor, "dataset.upload", request_id, project_id=project_id, deferred=True
+        ) as change,
+    ):
         if content_sha256 is None:
             content_sha256 = await asyncio.to_thread(sha256_of, source)
         async with platform.metadata.acquire() as connection:
@@ -180,11 +183,11 @@ async def upload_version(
             )
         if existing is None:
             # Read and sealed before the transaction opens: the slow part holds no lock and no
-            # connection. Should the insert below fail, the artifact is left for the garbage
-            # collector.
+            # connection. The read runs in a child process under a memory ceiling, killed if
+            # this upload is cancelled.
             with scratch(platform) as work:
-                table = await asyncio.to_thread(normalize_upload, source, work, options)
-                stored = await platform.service(VAULT).store_file(project_id, table.path)
+                table = await platform.service(INGEST_PROCESSES).normalize(source, work, options)
+                stored = await pending.store_file(project_id, table.path)
         connection = await change.begin()
         dataset = await _dataset_for_update(
             connection, project_id, dataset_name, actor, description
@@ -221,14 +224,17 @@ async def transform_version(
     """Clean a version into a new version of the same dataset, with its lineage."""
     async with platform.metadata.acquire() as connection:
         parent = await get_version(connection, version_id)
-    async with AuditedChange(
-        platform,
-        actor,
-        "dataset.transform",
-        request_id,
-        project_id=parent.project_id,
-        deferred=True,
-    ) as change:
+    async with (
+        artifacts_kept_on_success(platform) as pending,
+        AuditedChange(
+            platform,
+            actor,
+            "dataset.transform",
+            request_id,
+            project_id=parent.project_id,
+            deferred=True,
+        ) as change,
+    ):
         if parent.deleted_at is not None:
             raise ConflictError("the version is deleted")
         table = await read_version_table(platform, parent)
@@ -240,7 +246,7 @@ async def transform_version(
                 raise InputError(
                     "the transformation leaves no rows", field_errors={"steps": "no rows left"}
                 )
-            stored = await platform.service(VAULT).store_file(parent.project_id, normalized.path)
+            stored = await pending.store_file(parent.project_id, normalized.path)
         connection = await change.begin()
         await lock_live_version(connection, version_id)
         dataset_row = await connection.fetchrow(

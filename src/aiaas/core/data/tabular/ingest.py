@@ -27,6 +27,13 @@ import pyarrow.csv as pa_csv
 import pyarrow.ipc
 import pyarrow.parquet as pq
 
+from aiaas.core.data.tabular.limits import (
+    NO_LIMITS_GIVEN,
+    TableLimits,
+    check_parquet_footer,
+    check_width,
+    checked_cells,
+)
 from aiaas.core.data.tabular.normalized import NormalizedTable, SourceFormat, write_normalized
 from aiaas.core.data.tabular.read_options import WIDE_ENCODINGS, ReadOptions, refuse
 from aiaas.core.data.tabular.type_inference import TypeInference
@@ -71,10 +78,16 @@ def _holds_nul(head: bytes, rest: BinaryIO, encoding: str | None = None) -> bool
     if encoding in WIDE_ENCODINGS:
         decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
         chunk = head
-        while chunk:
-            if "\x00" in decoder.decode(chunk):
-                return True
-            chunk = rest.read(NUL_SEARCH_CHUNK_BYTES)
+        try:
+            while chunk:
+                if "\x00" in decoder.decode(chunk):
+                    return True
+                chunk = rest.read(NUL_SEARCH_CHUNK_BYTES)
+            decoder.decode(b"", final=True)
+        except UnicodeError as exc:
+            # errors="replace" does not cover a UTF-16 file without a byte order mark, nor
+            # one whose length is not a whole number of characters.
+            raise refuse(f"the file is not valid {encoding}: {exc}", "encoding") from None
         return False
     if b"\x00" in head:
         return True
@@ -194,28 +207,31 @@ def _open_text_csv(
                 strings_can_be_null=with_nulls,
             ),
         )
-    except pa.ArrowInvalid as exc:
+    except (pa.ArrowInvalid, UnicodeError) as exc:
         raise _explain_csv_error(exc) from None
 
 
-def _csv_layout(path: Path, options: ReadOptions) -> _CsvLayout:
+def _csv_layout(path: Path, options: ReadOptions, limits: TableLimits) -> _CsvLayout:
     encoding = options.encoding or "utf-8"
     sample = _decoded_sample(path, encoding)
     delimiter = _sniff_dialect(sample, options.delimiter)
     if not sample.strip():
         raise refuse("the file holds no rows")
     try:
-        rows = _first_rows(path, encoding, delimiter, SAMPLE_BLOCK_BYTES)
+        rows = _first_rows(path, encoding, delimiter, SAMPLE_BLOCK_BYTES, limits)
     except InputError as exc:
         if "straddles" not in exc.message:
             raise
-        rows = _first_rows(path, encoding, delimiter, BLOCK_BYTES)  # longer rows than that
+        rows = _first_rows(path, encoding, delimiter, BLOCK_BYTES, limits)  # longer rows
     header = _has_header(rows, options.header)
     return _CsvLayout(encoding, delimiter, header, _column_names(rows[0], header))
 
 
-def _first_rows(path: Path, encoding: str, delimiter: str, block_size: int) -> list[list[str]]:
-    """The file's first rows as Arrow parses them, every field as written."""
+def _first_rows(
+    path: Path, encoding: str, delimiter: str, block_size: int, limits: TableLimits
+) -> list[list[str]]:
+    """The file's first rows as Arrow parses them, every field as written; `InputError` for a
+    file wider than the limit, told from its first row before any row is typed."""
     try:
         with _open_text_csv(path, encoding, delimiter, None, block_size=block_size) as probe:
             width = len(probe.schema)
@@ -224,6 +240,7 @@ def _first_rows(path: Path, encoding: str, delimiter: str, block_size: int) -> l
             raise
         # Arrow reads no row from one line without a line break after it: a lone header.
         raise refuse("the file has a header but no rows") from None
+    check_width(width, limits)
     with _open_text_csv(
         path, encoding, delimiter, width, with_nulls=False, block_size=block_size
     ) as reader:
@@ -231,7 +248,7 @@ def _first_rows(path: Path, encoding: str, delimiter: str, block_size: int) -> l
             first = reader.read_next_batch().slice(0, SAMPLE_ROWS)
         except StopIteration:
             raise refuse("the file holds no rows") from None
-        except pa.ArrowInvalid as exc:
+        except (pa.ArrowInvalid, UnicodeError) as exc:
             raise _explain_csv_error(exc) from None
     return [list(row.values()) for row in first.to_pylist()]
 
@@ -247,12 +264,15 @@ def _text_batches(path: Path, layout: _CsvLayout) -> Iterator[pa.RecordBatch]:
                 if skip_header:
                     rows, skip_header = batch.slice(1), batch.num_rows == 0
                 yield pa.RecordBatch.from_arrays(rows.columns, names=names)
-    except pa.ArrowInvalid as exc:
+    except (pa.ArrowInvalid, UnicodeError) as exc:
         raise _explain_csv_error(exc) from None
 
 
 def _explain_csv_error(exc: Exception) -> InputError:
     text = str(exc)
+    if isinstance(exc, UnicodeError):
+        # Arrow decodes a declared encoding other than UTF-8 through Python's codec.
+        return refuse(f"the file is not valid text in its declared encoding: {text}", "encoding")
     if "Expected" in text and "columns" in text:
         return refuse(f"ragged rows: {text.removeprefix('CSV parse error: ')}")
     if "UTF8" in text or "UTF-8" in text:
@@ -265,7 +285,9 @@ def _explain_csv_error(exc: Exception) -> InputError:
     return refuse(f"the file cannot be read as CSV: {text}")
 
 
-def _read_csv_as_text(path: Path, layout: _CsvLayout, spill: Path) -> dict[str, pa.DataType]:
+def _read_csv_as_text(
+    path: Path, layout: _CsvLayout, spill: Path, limits: TableLimits
+) -> dict[str, pa.DataType]:
     """The first pass: every field read as text, to find each column's type from all its
     values, and kept in an Arrow stream on disk so that the second pass casts it rather than
     parsing the CSV again. It is also the pass that finds malformed input. Arrow parses a
@@ -285,7 +307,7 @@ def _read_csv_as_text(path: Path, layout: _CsvLayout, spill: Path) -> dict[str, 
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="csv-types") as pool,
     ):
         in_flight: Future[None] | None = None
-        for batch in _text_batches(path, layout):
+        for batch in checked_cells(_text_batches(path, layout), limits):
             rows += batch.num_rows
             if in_flight is not None:
                 in_flight.result()
@@ -340,28 +362,44 @@ def _plain(arrow_type: pa.DataType) -> bool:
     )
 
 
-def normalize_upload(path: Path, work_dir: Path, options: ReadOptions) -> NormalizedTable:
+def normalize_upload(
+    path: Path, work_dir: Path, options: ReadOptions, limits: TableLimits = NO_LIMITS_GIVEN
+) -> NormalizedTable:
     """Read an uploaded file into `work_dir/normalized.parquet`, or raise `InputError`."""
     source_format = detect_format(path, options.format, options.encoding)
     destination = work_dir / "normalized.parquet"
     if source_format == "parquet":
-        try:
-            source = pq.ParquetFile(path)
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise refuse(f"the file is not valid Parquet: {exc}") from None
-        names = source.schema_arrow.names
-        duplicates = sorted({name for name in names if names.count(name) > 1})
-        if duplicates:
-            raise refuse(f"duplicate column names: {', '.join(duplicates)}")
-        if source.metadata.num_rows == 0:
-            raise refuse("the file holds no rows")
-        schema = _normalized_schema(source.schema_arrow)
-        return write_normalized(source.iter_batches(), schema, destination, "parquet")
-    layout = _csv_layout(path, options)
+        return _normalize_parquet(path, destination, limits)
+    layout = _csv_layout(path, options, limits)
     spill = work_dir / "text.arrows"
     try:
-        types = _read_csv_as_text(path, layout, spill)
+        types = _read_csv_as_text(path, layout, spill, limits)
         schema = pa.schema(list(types.items()))
         return write_normalized(_cast_spilled(spill, schema), schema, destination, "csv")
     finally:
         spill.unlink(missing_ok=True)
+
+
+def _normalize_parquet(path: Path, destination: Path, limits: TableLimits) -> NormalizedTable:
+    try:
+        source = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise refuse(f"the file is not valid Parquet: {exc}") from None
+    check_parquet_footer(source.metadata, limits)
+    names = source.schema_arrow.names
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise refuse(f"duplicate column names: {', '.join(duplicates)}")
+    if source.metadata.num_rows == 0:
+        raise refuse("the file holds no rows")
+    schema = _normalized_schema(source.schema_arrow)
+    try:
+        return write_normalized(
+            checked_cells(source.iter_batches(), limits), schema, destination, "parquet"
+        )
+    except MemoryError:
+        raise  # Arrow's is an ArrowException too; the ingest process answers it as such
+    except (pa.ArrowException, OSError) as exc:
+        # A page that contradicts the footer (a count or a size that is not there) shows only
+        # once it is decoded.
+        raise refuse(f"the file is not valid Parquet: {exc}") from None

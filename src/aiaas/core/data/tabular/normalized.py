@@ -3,6 +3,11 @@ known schema, profiled and previewed on the way, and read back whole.
 
 Whatever made the batches (a CSV or Parquet upload, or a transformation of a stored version),
 they are written here, so every version's file, profile and preview are made the same way.
+
+The preview keeps a long text cut and marked (`cells`): the cut cell ends with the mark and the
+text's full length, and its column's statistics list the preview rows cut, under
+`PREVIEW_TRUNCATED_ROWS`, so a reader can tell a cut cell from a text that merely looks like
+one. The key is there only for a column with a cut cell.
 """
 
 from __future__ import annotations
@@ -16,10 +21,11 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from aiaas.core.data.tabular.profile import TableProfile, json_value
+from aiaas.core.data.tabular.profile import TableProfile, json_cell
 from aiaas.core.data.tabular.types import logical_type
 
 PREVIEW_ROWS = 20
+PREVIEW_TRUNCATED_ROWS = "preview_truncated_rows"
 
 SourceFormat = Literal["csv", "parquet"]
 
@@ -35,6 +41,31 @@ class NormalizedTable:
     size_bytes: int
 
 
+class Preview:
+    """The first `PREVIEW_ROWS` rows as JSON records, and which of their cells were cut."""
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+        self.truncated_rows: dict[str, list[int]] = {}
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        wanted = PREVIEW_ROWS - len(self.records)
+        if wanted <= 0:
+            return
+        for row in batch.slice(0, wanted).to_pylist():
+            record: dict[str, Any] = {}
+            for name, value in row.items():
+                record[name], full_length = json_cell(value)
+                if full_length is not None:
+                    self.truncated_rows.setdefault(name, []).append(len(self.records))
+            self.records.append(record)
+
+    def mark(self, column_stats: dict[str, dict[str, Any]]) -> None:
+        """List the cut rows in the statistics of each column that has some."""
+        for name, rows in self.truncated_rows.items():
+            column_stats[name][PREVIEW_TRUNCATED_ROWS] = rows
+
+
 def write_normalized(
     batches: Iterator[pa.RecordBatch],
     schema: pa.Schema,
@@ -43,7 +74,7 @@ def write_normalized(
 ) -> NormalizedTable:
     """Write `batches` (cast to `schema`) as the normalized Parquet file, profiling as it goes."""
     profile = TableProfile(schema)
-    preview: list[dict[str, Any]] = []
+    preview = Preview()
     # A batch is written on a second thread while the next one is profiled: Arrow releases the
     # GIL in both, so they overlap on two cores. One batch in flight keeps memory bounded.
     with (
@@ -64,19 +95,19 @@ def write_normalized(
                 in_flight.result()
             in_flight = pool.submit(writer.write_batch, typed)
             profile.update(typed)
-            if len(preview) < PREVIEW_ROWS:
-                rows = typed.slice(0, PREVIEW_ROWS - len(preview)).to_pylist()
-                preview += [{key: json_value(value) for key, value in row.items()} for row in rows]
+            preview.add(typed)
         if in_flight is not None:
             in_flight.result()
     profile.count_distinct_from(destination)
+    column_stats = profile.result()
+    preview.mark(column_stats)
     return NormalizedTable(
         path=destination,
         source_format=source_format,
         row_count=profile.rows,
         columns=[{"name": field.name, "type": logical_type(field.type)} for field in schema],
-        column_stats=profile.result(),
-        preview=preview,
+        column_stats=column_stats,
+        preview=preview.records,
         size_bytes=destination.stat().st_size,
     )
 

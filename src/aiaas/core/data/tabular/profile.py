@@ -1,6 +1,7 @@
 """Column statistics, computed batch by batch so that a file of any size profiles in bounded
 memory: null fraction, distinct count, min/max/mean/std for numbers and times, top values for
-strings and booleans.
+strings and booleans. A text longer than `cells.SHOWN_TEXT_CHARS` characters is counted under a
+key of bounded size, and shown cut and marked, as `cells` says.
 
 Text and boolean values are counted (for their top values, and so their distinct count) up to
 `COUNTED_CAP` different values; past that the figures are marked approximate. Numbers and times
@@ -10,6 +11,7 @@ to `EXACT_DISTINCT_ROWS` rows; larger ones report no distinct count."""
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from aiaas.core.data.tabular.cells import LongText, count_keys, shown_text
 from aiaas.core.data.tabular.types import is_numeric, logical_type
 from aiaas.core.serialization import finite_or_none
 
@@ -31,14 +34,29 @@ worth of columns in one read, one column at a time of a tall one, so memory stay
 TOP_VALUES = 5
 
 
-def json_value(value: Any) -> Any:
-    """A Python value from Arrow, as JSON can hold it."""
+def json_cell(value: Any) -> tuple[Any, int | None]:
+    """A Python value from Arrow, as JSON can hold it and a version keeps it (a long text cut,
+    `cells.shown_text`), and the full length of a text it cut (None when nothing was)."""
     value = finite_or_none(value)
     if hasattr(value, "isoformat"):
-        return value.isoformat()
+        return value.isoformat(), None
     if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    return value
+        value = value.decode("utf-8", errors="replace")
+    if isinstance(value, str):
+        return shown_text(value)
+    return value, None
+
+
+def json_value(value: Any) -> Any:
+    """A Python value from Arrow, as JSON can hold it, a long text cut (`json_cell`)."""
+    return json_cell(value)[0]
+
+
+def top_value(key: Hashable, count: int) -> dict[str, Any]:
+    """A top value's entry: a cut one says so, and how long the whole text is."""
+    if isinstance(key, LongText):
+        return {"value": str(key), "count": count, "truncated": True, "length": key.length}
+    return {"value": json_value(key), "count": count}
 
 
 def count_distinct_sorted(column: pa.ChunkedArray) -> int:
@@ -71,7 +89,7 @@ class ColumnProfile:
         self.mean = 0.0
         self.sum_squares = 0.0  # of deviations from the mean (Chan's merge)
         self.distinct: int | None = None
-        self.counts: dict[Any, int] = {}
+        self.counts: dict[Hashable, int] = {}
         self.counts_exact = True
         self.most_counted = 0
 
@@ -107,9 +125,10 @@ class ColumnProfile:
         self.values = total
 
     def _count_values(self, present: pa.Array) -> None:
-        for entry in pc.value_counts(present).to_pylist():
-            value = entry["values"]
-            self.counts[value] = self.counts.get(value, 0) + entry["counts"]
+        counted = pc.value_counts(present)
+        keys = count_keys(counted.field("values"))
+        for key, count in zip(keys, counted.field("counts").to_pylist(), strict=True):
+            self.counts[key] = self.counts.get(key, 0) + count
         self.most_counted = max(self.most_counted, len(self.counts))
         if len(self.counts) > COUNTED_CAP:
             # Keep the most frequent half: the top values stay right unless the data is very
@@ -143,9 +162,7 @@ class ColumnProfile:
             )
         if not self.ordered:
             top = sorted(self.counts.items(), key=lambda item: (-item[1], str(item[0])))
-            stats["top_values"] = [
-                {"value": json_value(value), "count": count} for value, count in top[:TOP_VALUES]
-            ]
+            stats["top_values"] = [top_value(key, count) for key, count in top[:TOP_VALUES]]
             stats["top_values_exact"] = self.counts_exact
         return stats
 
