@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import socket
+import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
@@ -16,6 +17,7 @@ from aiaas.app import create_app
 from aiaas.core.bootstrap import create_platform
 from aiaas.core.config import Config, build_config
 from aiaas.core.errors import SchemaOutdatedError
+from aiaas.core.platform import Platform
 from support import Services, create_database_from_template, drop_database, with_database
 
 GENERATED_REQUEST_ID = re.compile(r"[0-9a-f]{32}")
@@ -129,12 +131,21 @@ async def test_unknown_path_needs_a_token_before_it_is_a_404(
 
 
 @pytest.mark.parametrize("path", ["/healthz", "/graphql", "/no/such/route"])
-async def test_well_formed_request_id_is_echoed(client: httpx.AsyncClient, path: str) -> None:
-    request_id = "client-Req_42.retry-1"
+@pytest.mark.parametrize("header", ["x-request-id", "x-correlation-id"])
+async def test_a_callers_id_is_kept_as_the_correlation_id_beside_ours(
+    client: httpx.AsyncClient, path: str, header: str
+) -> None:
+    supplied = "client-Req_42.retry-1"
 
-    response = await client.get(path, headers={"x-request-id": request_id})
+    first = await client.get(path, headers={header: supplied})
+    second = await client.get(path, headers={header: supplied})
 
-    assert response.headers.get_list("x-request-id") == [request_id]
+    # The request id is always the server's, so two requests never share one.
+    for response in (first, second):
+        [request_id] = response.headers.get_list("x-request-id")
+        assert GENERATED_REQUEST_ID.fullmatch(request_id)
+        assert response.headers.get_list("x-correlation-id") == [supplied]
+    assert first.headers["x-request-id"] != second.headers["x-request-id"]
 
 
 @pytest.mark.parametrize(
@@ -142,12 +153,40 @@ async def test_well_formed_request_id_is_echoed(client: httpx.AsyncClient, path:
     ["a" * 200, "a" * 65, "has space", "forged\nlog line", "semi;colon", "ünïcode"],
     ids=["200-chars", "65-chars", "space", "newline", "semicolon", "non-ascii"],
 )
-async def test_ill_formed_request_id_is_replaced(client: httpx.AsyncClient, supplied: str) -> None:
+async def test_ill_formed_caller_id_is_dropped(client: httpx.AsyncClient, supplied: str) -> None:
     response = await client.get("/healthz", headers=[(b"x-request-id", supplied.encode("utf-8"))])
 
     [request_id] = response.headers.get_list("x-request-id")
-    assert request_id != supplied
     assert GENERATED_REQUEST_ID.fullmatch(request_id)
+    assert "x-correlation-id" not in response.headers
+
+
+async def test_audit_events_carry_our_request_id_and_the_callers_correlation_id(
+    client: httpx.AsyncClient, platform: Platform, admin_token: str
+) -> None:
+    slug = f"correlated-{uuid.uuid4().hex[:8]}"
+    response = await client.post(
+        "/graphql",
+        json={
+            "query": "mutation($input: CreateProjectInput!) { createProject(input: $input) "
+            "{ __typename } }",
+            "variables": {"input": {"slug": slug, "name": "Correlated"}},
+        },
+        headers={"authorization": f"Bearer {admin_token}", "x-request-id": "caller-ref-9"},
+    )
+    assert response.status_code == 200, response.text
+
+    async with platform.metadata.acquire() as connection:
+        event = await connection.fetchrow(
+            "SELECT request_id, correlation_id FROM audit_events WHERE action = 'project.create' "
+            "AND object_id = (SELECT id::text FROM projects WHERE slug = $1)",
+            slug,
+        )
+    assert event is not None
+    assert (event["request_id"], event["correlation_id"]) == (
+        response.headers["x-request-id"],
+        "caller-ref-9",
+    )
 
 
 async def test_request_ids_differ_between_requests(client: httpx.AsyncClient) -> None:

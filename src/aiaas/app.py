@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aiaas.core.bootstrap import create_platform
 from aiaas.core.config import Config, ServerRole, load_config
+from aiaas.core.data.scratch_area import SCRATCH_AREA
 from aiaas.core.errors import AiaasError, AuthenticationError
 from aiaas.core.platform import Platform
 from aiaas.core.serving.rollout import wake_rollouts
@@ -94,6 +95,8 @@ def create_app(config: Config | None = None, *, platform: Platform | None = None
         # A serving process rolls out waiting deployments from the start, not only once a
         # request reaches it.
         wake_rollouts(platform)
+        # Uploads cut short by a stop left plaintext in scratch: swept now, not at next upload.
+        platform.service(SCRATCH_AREA)
         # Everything imported so far (the web stack, numpy, pyarrow; JAX in a serving process)
         # lives as long as the process: out of the collector's sight, a full collection no
         # longer walks millions of objects that can never be garbage, a pause that showed as

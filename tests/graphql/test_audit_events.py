@@ -68,12 +68,16 @@ async def new_team(platform: Platform) -> Team:
 async def insert_events(
     platform: Platform, project_id: uuid.UUID, events: list[tuple[datetime, str, str]]
 ) -> list[int]:
-    """Events of the project at chosen times, as (occurred_at, actor, action); their ids."""
+    """Events of the project at chosen times, as (occurred_at, actor, action); their ids.
+    Backdated by hand, they are outside the project's hash chain (random hashes): these tests
+    page and filter the trail, they do not verify it."""
     async with platform.metadata.transaction() as connection:
         return [
             await connection.fetchval(
-                "INSERT INTO audit_events (occurred_at, actor_name, action, outcome, project_id) "
-                "VALUES ($1, $2, $3, 'success', $4) RETURNING id",
+                "INSERT INTO audit_events (occurred_at, actor_name, action, outcome, project_id, "
+                "previous_hash, row_hash) VALUES ($1, $2, $3, 'success', $4, "
+                "sha256(uuid_send(gen_random_uuid())), sha256(uuid_send(gen_random_uuid()))) "
+                "RETURNING id",
                 occurred_at,
                 actor,
                 action,

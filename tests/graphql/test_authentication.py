@@ -125,7 +125,7 @@ async def test_mutation_without_valid_credentials_is_denied_audited_and_creates_
     async with platform.metadata.acquire() as connection:
         projects = await connection.fetchval("SELECT count(*) FROM projects WHERE slug = $1", slug)
         events = await connection.fetch(
-            "SELECT * FROM audit_events WHERE request_id = $1 ORDER BY id", request_id
+            "SELECT * FROM audit_events WHERE correlation_id = $1 ORDER BY id", request_id
         )
     assert projects == 0
     assert [(row["action"], row["outcome"]) for row in events] == [

@@ -107,7 +107,7 @@ async def events_of_request(platform: Platform, request_id: str) -> list[dict[st
     async with platform.metadata.acquire() as connection:
         rows = await connection.fetch(
             "SELECT actor_name, action, outcome, details FROM audit_events "
-            "WHERE request_id = $1 ORDER BY id",
+            "WHERE correlation_id = $1 ORDER BY id",
             request_id,
         )
     return [dict(row) for row in rows]

@@ -141,7 +141,12 @@ async def test_production_masks_an_unexpected_error_to_a_message_a_code_and_the_
 
     error = response.json()["errors"][0]
     assert error["message"] == "Unexpected error."
-    assert error["extensions"] == {"code": "INTERNAL", "requestId": "report-me-42"}
+    # Our own request id, the one the logs hold; the caller's comes back as its correlation id.
+    assert error["extensions"] == {
+        "code": "INTERNAL",
+        "requestId": response.headers["x-request-id"],
+    }
+    assert response.headers["x-correlation-id"] == "report-me-42"
     assert "secret" not in response.text
 
 

@@ -122,7 +122,7 @@ async def events_of_request(platform: Platform, request_id: str) -> list[dict[st
     async with platform.metadata.acquire() as connection:
         rows = await connection.fetch(
             "SELECT actor_name, action, outcome, object_id, project_id, details "
-            "FROM audit_events WHERE request_id = $1 ORDER BY id",
+            "FROM audit_events WHERE correlation_id = $1 ORDER BY id",
             request_id,
         )
     return [dict(row) for row in rows]

@@ -233,7 +233,10 @@ async def test_archive_moves_the_project_once_and_hides_it_from_the_default_list
     )
     assert "retired" in [node["slug"] for node in with_archived["projects"]["nodes"]]
     outcomes = [e["outcome"] for e in await audit_rows(platform, "project.archive")]
-    assert outcomes == ["success", "failed"]
+    assert outcomes == ["success"]
+    # The second is refused before it reaches the domain: the project is read-only now.
+    refused = [e["outcome"] for e in await audit_rows(platform, "graphql.archiveProject")]
+    assert refused == ["failed"]
 
 
 async def test_archiving_an_unknown_project_is_not_found(

@@ -121,8 +121,8 @@ async def test_a_16_kb_parquet_of_a_512_mib_string_is_refused_and_the_api_keeps_
     assert response.status_code == 400, response.text
     error = response.json()["error"]
     assert error["code"] == "BAD_USER_INPUT"
-    # Refused from the footer: the row group, or the one value, is past its limit.
-    assert "past the limit" in error["fieldErrors"]["file"]
+    # Refused from the footer: the one value is past the cell limit.
+    assert "'text' holds a value longer than the limit" in error["fieldErrors"]["file"]
     assert watch.growth < API_RSS_GROWTH_BOUND
     assert await uploading.footprint() == before
     assert server.files_left() == []

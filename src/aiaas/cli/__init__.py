@@ -6,6 +6,7 @@ Each group of commands has its module:
 - `database`: `db`, the schema and its migrations;
 - `identity`: `users` and `tokens`, straight in the database;
 - `maintenance`: `keys`, `gc` and `backup`;
+- `audit`: `audit verify`, the audit trail's hash chains;
 - `inspection`: `export-schema`, `export-access-control`, `export-error-codes` and `plugins`;
 - `common`: what they share (error reporting, the configuration, an operator's platform).
 """
@@ -17,7 +18,7 @@ from pathlib import Path
 import click
 
 from aiaas import __version__
-from aiaas.cli import database, identity, inspection, maintenance, processes
+from aiaas.cli import audit, database, identity, inspection, maintenance, processes
 from aiaas.core.config import load_config
 from aiaas.core.errors import ConfigError
 from aiaas.core.plugins import create_plugin_manager
@@ -81,6 +82,7 @@ for _command in (
     maintenance.keys,
     maintenance.gc,
     maintenance.backup,
+    audit.audit,
     inspection.export_schema,
     inspection.export_access_control,
     inspection.export_error_codes,

@@ -7,6 +7,7 @@ command, so that `aiaas --help` and the other commands do not pay for them."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import sys
 from pathlib import Path
@@ -37,6 +38,7 @@ from aiaas.core.config import ServerRole
 def dev(host: str | None, port: int | None, data_dir: Path | None) -> None:
     """Run the whole platform in the foreground, on embedded PostgreSQL and Redis unless
     AIAAS_DATABASE_URL / AIAAS_REDIS_URL are set."""
+    os.umask(0o077)  # what this process and its children make is its user's alone
     from aiaas.embedded.dev import DevError, DevSupervisor
 
     config = current_config(
@@ -62,6 +64,7 @@ def dev(host: str | None, port: int | None, data_dir: Path | None) -> None:
 @reports_errors
 def serve(host: str | None, port: int | None, fd: int | None, role: str | None) -> None:
     """Run the API server (uvicorn) against the configured PostgreSQL and Redis."""
+    os.umask(0o077)  # what this process makes is its user's alone
     import uvicorn
 
     from aiaas.app import create_app
@@ -95,6 +98,7 @@ def serve(host: str | None, port: int | None, fd: int | None, role: str | None) 
 @reports_errors
 def worker() -> None:
     """Run an arq worker against the configured PostgreSQL and Redis."""
+    os.umask(0o077)  # what this process makes is its user's alone
     from arq.worker import Worker
 
     from aiaas.workers.settings import worker_settings

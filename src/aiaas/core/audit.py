@@ -4,18 +4,35 @@ Every mutation runs inside an `AuditedChange`. Its effect and its audit event co
 not at all; a mutation refused with an expected error leaves a `failed` event instead, and the
 enforcement point writes `denied` events. Observers (`aiaas_audit_event`) hear about an event
 only after it is durable.
+
+Every event is appended to its project's hash chain (`aiaas.core.audit_chain`), and
+`verify_audit_trail` walks the chains. The caller's own id for a request (its correlation id) is
+ambient: the request middleware sets it with `correlated`, and every event written while it is set
+carries it, without threading it through every domain function as the request id is.
 """
 
 from __future__ import annotations
 
 import logging
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractAsyncContextManager, contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
 from uuid import UUID
 
+from aiaas.core.audit_chain import (
+    CHAINED_COLUMNS,
+    GENESIS_HASH,
+    PLATFORM_CHAIN,
+    PLATFORM_CHAIN_SQL,
+    ChainedContent,
+    TrailVerification,
+    chained_hash,
+    verify_chains,
+)
 from aiaas.core.auth import Principal
 from aiaas.core.errors import (
     AiaasError,
@@ -47,14 +64,55 @@ class AuditEvent:
     project_id: UUID | None
     request_id: str | None
     details: dict[str, Any] = field(default_factory=dict)
+    correlation_id: str | None = None
+    """The caller's own id for the request (its `X-Request-ID`), kept apart from ours."""
 
 
-_INSERT = """
+_correlation_id: ContextVar[str | None] = ContextVar("aiaas_correlation_id", default=None)
+
+
+@contextmanager
+def correlated(correlation_id: str | None) -> Iterator[None]:
+    """Within this block (and the tasks it starts), audit events carry `correlation_id`."""
+    token = _correlation_id.set(correlation_id)
+    try:
+        yield
+    finally:
+        _correlation_id.reset(token)
+
+
+# The chain key is `coalesce(project_id, PLATFORM_CHAIN)`, spelt as the chain's indexes are.
+_CHAIN_KEY = f"coalesce(project_id, {PLATFORM_CHAIN_SQL})"
+# Appends to one chain are serialized by a transaction-level advisory lock on the chain, taken
+# before the chain's last hash is read and held until commit. A row lock cannot do it (there is
+# no row to lock for a chain's first event, and the trigger refuses the UPDATE a lock on the
+# head would need), and SERIALIZABLE would turn every concurrent mutation of a project into a
+# retry. The id is drawn under the lock, so that within a chain id order is append order, which
+# is the order `verify_chains` walks. The unique index on (chain, previous_hash) turns a fork
+# that got past the lock anyway (a REPEATABLE READ snapshot older than the head) into an error.
+# The lock is held from the event's insert to commit, which is the end of nearly every mutation.
+# So a task must not write an event on a second connection while its open transaction holds
+# the same chain: it would wait for itself. `AuditedChange` writes its `failed` event only after
+# rolling back.
+# The two-key form keeps these locks apart from the single-key ones (the migrations' lock).
+_AUDIT_LOCK_CLASS = 0x61756474  # "audt"
+_LOCK_CHAIN = "SELECT pg_advisory_xact_lock($1::int4, hashtext($2::text))"
+_PREPARE_APPEND = f"""
+SELECT nextval(pg_get_serial_sequence('audit_events', 'id')) AS id,
+       clock_timestamp() AS occurred_at,
+       $1::jsonb::text AS details_json,
+       (SELECT row_hash FROM audit_events WHERE {_CHAIN_KEY} = $2 ORDER BY id DESC LIMIT 1)
+           AS previous_hash
+"""
+_RETURNED = """id, occurred_at, actor_id, actor_name, action, outcome, object_type, object_id,
+project_id, request_id, correlation_id, details"""
+_INSERT = f"""
 INSERT INTO audit_events
-    (actor_id, actor_name, action, outcome, object_type, object_id, project_id, request_id, details)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-RETURNING id, occurred_at, actor_id, actor_name, action, outcome, object_type, object_id,
-          project_id, request_id, details
+    (id, occurred_at, actor_id, actor_name, action, outcome, object_type, object_id, project_id,
+     request_id, correlation_id, details, previous_hash, row_hash)
+OVERRIDING SYSTEM VALUE
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+RETURNING {_RETURNED}
 """
 
 
@@ -70,19 +128,68 @@ async def insert_audit_event(
     request_id: str | None = None,
     details: dict[str, Any] | None = None,
 ) -> AuditEvent:
+    """Append an event to its chain, in the connection's transaction."""
+    details = details or {}
+    chain = project_id or PLATFORM_CHAIN
+    await connection.execute(_LOCK_CHAIN, _AUDIT_LOCK_CLASS, str(chain))
+    prepared = returned_row(await connection.fetchrow(_PREPARE_APPEND, details, chain))
+    previous_hash = prepared["previous_hash"] or GENESIS_HASH
+    content = ChainedContent(
+        id=prepared["id"],
+        occurred_at=prepared["occurred_at"],
+        actor_id=str(actor.user_id) if actor and actor.user_id else None,
+        actor_name=actor.username if actor else None,
+        action=action,
+        outcome=outcome,
+        object_type=object_type,
+        object_id=object_id,
+        project_id=str(project_id) if project_id else None,
+        request_id=request_id,
+        correlation_id=_correlation_id.get(),
+        # The same value, encoded the same way, as the row stores: its jsonb text is the same.
+        details_json=prepared["details_json"],
+    )
     row = await connection.fetchrow(
         _INSERT,
+        content.id,
+        content.occurred_at,
         actor.user_id if actor else None,
-        actor.username if actor else None,
+        content.actor_name,
         action,
         outcome,
         object_type,
         object_id,
         project_id,
         request_id,
-        details or {},
+        content.correlation_id,
+        details,
+        previous_hash,
+        chained_hash(previous_hash, content),
     )
     return AuditEvent(**dict(returned_row(row)))
+
+
+async def verify_audit_trail(connection: Connection, *, batch: int = 2000) -> TrailVerification:
+    """Walk every chain of the trail (see `aiaas.core.audit_chain.verify_chains`)."""
+    return await verify_chains(_chained_rows(connection, batch))
+
+
+async def _chained_rows(connection: Connection, batch: int) -> AsyncIterator[Any]:
+    """Every event, by chain and id, read a batch at a time (keyset pagination on the chain
+    index), so that a long trail is never held in memory whole."""
+    after: tuple[Any, int] = (PLATFORM_CHAIN, -1)
+    while True:
+        rows = await connection.fetch(
+            f"SELECT {CHAINED_COLUMNS}, {_CHAIN_KEY} AS chain_key FROM audit_events "
+            f"WHERE ({_CHAIN_KEY}, id) > ($1, $2) ORDER BY {_CHAIN_KEY}, id LIMIT $3",
+            *after,
+            batch,
+        )
+        for row in rows:
+            yield row
+        if len(rows) < batch:
+            return
+        after = (rows[-1]["chain_key"], rows[-1]["id"])
 
 
 def audit_channel(project_id: UUID) -> str:
@@ -244,9 +351,8 @@ async def record_outside_change(
 
 
 AUDIT_ORDER = Order(at="occurred_at", id="id", id_type=int, newest_first=True)
-_SELECT_EVENTS = """
-SELECT id, occurred_at, actor_id, actor_name, action, outcome, object_type, object_id,
-       project_id, request_id, details
+_SELECT_EVENTS = f"""
+SELECT {_RETURNED}
 FROM audit_events
 """
 

@@ -118,7 +118,7 @@ class Config(BaseModel):
         description="Largest table a Parquet upload's footer may declare, uncompressed.",
     )
     ingest_memory_limit_bytes: int = Field(
-        2 << 30,
+        4 << 30,
         ge=1 << 30,
         description="Address space of each process that reads uploads: a file that needs more "
         "is refused, and the API process keeps its own memory.",

@@ -3,10 +3,10 @@
 A trainer is a family of models (`tabular-classifier`, ...). The platform vets a submission
 against the trainer's typed hyperparameters and its idea of a usable target, then, in a worker
 thread, calls `Trainer.fit` with the dataset version's table. `fit` reports progress through a
-`TrainingReporter`, writes checkpoints into the directory it is given, resumes from the latest
-complete one when there is one, and returns a `TrainedModel`: a self-contained bundle of weights
-and preprocessing (msgpack, never pickle), its input/output signature and its evaluation metrics
-on the held-out split.
+`TrainingReporter`, writes checkpoints into the directory it is given, sealed with the sealer it
+is given, resumes from the latest complete one when there is one, and returns a `TrainedModel`:
+a self-contained bundle of weights and preprocessing (msgpack, never pickle), its input/output
+signature and its evaluation metrics on the held-out split.
 
 Nothing here imports JAX: the API process vets submissions without loading a compute stack.
 """
@@ -18,7 +18,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import pyarrow as pa
 
@@ -126,6 +126,19 @@ class TrainingRun:
     """Owned by this job. `fit` writes checkpoints there and resumes from the latest complete
     one it finds."""
     checkpoint_every_steps: int
+    checkpoint_sealer: CheckpointSealer | None = None
+    """Seals every checkpoint before it reaches the disk. A job's run gets one keyed with its
+    project's data key. Without one (a run outside a job) the trainer seals with a key that
+    lives only in its own process: nothing readable is written, and only that process resumes."""
+
+
+class CheckpointSealer(Protocol):
+    """Checkpoint bytes, sealed and opened again. `unseal` raises on anything it did not seal
+    (another key, a changed or cut-off byte)."""
+
+    def seal(self, plaintext: bytes) -> bytes: ...
+
+    def unseal(self, sealed: bytes) -> bytes: ...
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -3,7 +3,8 @@
 The supervisor takes the data dir's lock, binds the API port, starts whatever services have no
 URL configured (embedded PostgreSQL and Redis), applies the migrations, creates the first admin,
 then runs the API and a worker as child processes. SIGINT or SIGTERM stops them all, API and
-worker first, within seconds. If any child dies, the supervisor stops the rest and exits non-zero.
+worker first, within seconds. A child that dies once running is restarted (see `healing`); one
+that keeps dying makes the supervisor stop the rest and exit non-zero.
 """
 
 from __future__ import annotations
@@ -27,8 +28,16 @@ from aiaas.core.bootstrap import create_platform
 from aiaas.core.config import ENV_PREFIX, Config, config_environment
 from aiaas.core.governance.crypto import MasterKey
 from aiaas.core.identity.accounts import bootstrap_admin
+from aiaas.embedded.healing import (
+    ChildProcess,
+    EmbeddedService,
+    Healer,
+    RestartLimitError,
+    Supervised,
+    describe_exit,
+)
 from aiaas.embedded.postgres import EmbeddedPostgres, read_or_create_secret
-from aiaas.embedded.processes import Child, spawn
+from aiaas.embedded.processes import Child
 from aiaas.embedded.redis import EmbeddedRedis
 
 logger = logging.getLogger(__name__)
@@ -122,12 +131,19 @@ async def http_ready(host: str, port: int) -> bool:
 @dataclass
 class DevSupervisor:
     config: Config
-    children: list[Child] = field(default_factory=list)
+    services: list[Supervised] = field(default_factory=list)
+    """The embedded services, in start order."""
+    dependants: list[Supervised] = field(default_factory=list)
+    """The API and the worker."""
     stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def data_dir(self) -> Path:
         return self.config.data_dir
+
+    @property
+    def children(self) -> list[Child]:
+        return [unit.child for unit in self.services + self.dependants if unit.child is not None]
 
     def run(self) -> int:
         sock = None
@@ -136,6 +152,7 @@ class DevSupervisor:
             sock = bind_api_socket(self.config.host, self.config.port)
         try:
             self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.data_dir.chmod(0o700)  # also one an older release made 0701
             with data_dir_lock(self.data_dir):
                 sock = sock or bind_api_socket(self.config.host, self.config.port)
                 return asyncio.run(self._supervise(sock))
@@ -169,13 +186,13 @@ class DevSupervisor:
             postgres = EmbeddedPostgres(self.data_dir)
             password = read_or_create_secret(self.data_dir / "postgres.password")
             await asyncio.to_thread(postgres.initialize, password)
-            child, database_url = await postgres.start(password)
-            self.children.append(child)
+            database_url = await self._start_service(
+                EmbeddedService("postgres", postgres, password)
+            )
         if redis_url is None:
             redis = EmbeddedRedis(self.data_dir)
             password = read_or_create_secret(self.data_dir / "redis.password")
-            child, redis_url = await redis.start(password)
-            self.children.append(child)
+            redis_url = await self._start_service(EmbeddedService("redis", redis, password))
         # The data dir's own master key, unless one is configured: everything `aiaas dev`
         # stores is encrypted as in production.
         master_key = self.config.master_key or read_or_create_secret(
@@ -194,10 +211,12 @@ class DevSupervisor:
 
         fd = sock.fileno()
         command = [sys.executable, "-m", "aiaas"]
-        self.children.append(
-            await spawn("api", [*command, "serve", "--fd", str(fd)], env=environment, pass_fds=[fd])
-        )
-        self.children.append(await spawn("worker", [*command, "worker"], env=environment))
+        self.dependants += [
+            ChildProcess("api", [*command, "serve", "--fd", str(fd)], environment, pass_fds=[fd]),
+            ChildProcess("worker", [*command, "worker"], environment),
+        ]
+        for unit in self.dependants:
+            await unit.start()
         host = loopback_for(self.config.host)
         port = sock.getsockname()[1]
         await self._wait_ready(host, port)
@@ -206,6 +225,11 @@ class DevSupervisor:
             f"{token_note}\nPress Ctrl-C to stop.",
             flush=True,
         )
+
+    async def _start_service(self, service: EmbeddedService) -> str:
+        self.services.append(service)
+        await service.start()
+        return service.url
 
     async def _bootstrap(self, config: Config) -> str:
         platform = create_platform(config)
@@ -232,30 +256,47 @@ class DevSupervisor:
     def _raise_if_a_child_died(self) -> None:
         for child in self.children:
             if child.process.returncode is not None:
-                raise DevError(f"{child.name} exited with status {child.process.returncode}")
+                raise DevError(f"{child.name} exited ({describe_exit(child)})")
 
     async def _watch(self) -> int:
-        """Wait for a stop request or a child's death; 0 for the first, 1 for the second."""
+        """Heal each death until a stop request (0) or until a child died too often (1)."""
+        healer = Healer(self.services, self.dependants, CHILD_STOP_TIMEOUT_S)
+        while (died := await self._next_death()) is not None:
+            healing = asyncio.create_task(healer.heal(died))
+            stop = asyncio.create_task(self.stop_requested.wait())
+            done, _ = await asyncio.wait({healing, stop}, return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            if healing not in done:
+                healing.cancel()
+                with contextlib.suppress(asyncio.CancelledError, RestartLimitError):
+                    await healing
+                break
+            try:
+                healing.result()
+            except RestartLimitError as exc:
+                print(exc, file=sys.stderr, flush=True)
+                return 1
+        print("stopping aiaas ...", flush=True)
+        return 0
+
+    async def _next_death(self) -> Supervised | None:
+        """The next child to die (a service before a dependant, when both are dead), or None
+        once a stop is requested."""
+        units = self.services + self.dependants
         stop = asyncio.create_task(self.stop_requested.wait())
-        deaths = {asyncio.create_task(child.process.wait()): child for child in self.children}
+        deaths = [asyncio.create_task(u.child.process.wait()) for u in units if u.child is not None]
         done, _ = await asyncio.wait({stop, *deaths}, return_when=asyncio.FIRST_COMPLETED)
         for task in (stop, *deaths):
             task.cancel()
         if stop in done:
-            print("stopping aiaas ...", flush=True)
-            return 0
-        died = next(deaths[task] for task in done if task in deaths)
-        print(
-            f"{died.name} exited unexpectedly (status {died.process.returncode}); stopping aiaas",
-            file=sys.stderr,
-            flush=True,
+            return None
+        return next(
+            u for u in units if u.child is not None and u.child.process.returncode is not None
         )
-        return 1
 
     async def _stop_children(self) -> None:
         # The API and the worker first, together; then the services they were using.
-        services = [c for c in self.children if c.name in ("postgres", "redis")]
-        processes = [c for c in self.children if c not in services]
-        await asyncio.gather(*(child.stop(CHILD_STOP_TIMEOUT_S) for child in processes))
-        await asyncio.gather(*(child.stop(CHILD_STOP_TIMEOUT_S) for child in services))
-        self.children.clear()
+        for units in (self.dependants, self.services):
+            await asyncio.gather(
+                *(unit.child.stop(CHILD_STOP_TIMEOUT_S) for unit in units if unit.child is not None)
+            )

@@ -57,10 +57,22 @@ def read_or_create_secret(path: Path, make: Callable[[], str] | None = None) -> 
     return secret
 
 
+def let_only_the_service_user_through(data_dir: Path) -> None:
+    """The service user reaches its cluster through the data dir as the dir's group, which may
+    only traverse it (0710): other users may not even pass through, as `grant_traversal`'s
+    o+x would let them."""
+    os.chown(data_dir, -1, service_user_credentials()["group"])
+    data_dir.chmod(0o710)
+
+
 @dataclass
 class EmbeddedPostgres:
     data_dir: Path
     """The aiaas data dir; the cluster lives in its `postgres/` subdirectory."""
+    port: int | None = None
+    """Picked at the first start and kept, so that a restart leaves the database URL valid."""
+    child: Child | None = None
+    """The running server, recorded as soon as it is spawned."""
 
     @property
     def cluster_dir(self) -> Path:
@@ -83,6 +95,7 @@ class EmbeddedPostgres:
             credentials = service_user_credentials()
             grant_traversal(self.cluster_dir)
             grant_traversal(binaries_dir() / "postgres")
+            let_only_the_service_user_through(self.data_dir)
             os.chown(self.cluster_dir, credentials["user"], credentials["group"])
         with tempfile.NamedTemporaryFile("w", dir=self.data_dir, delete=False) as password_file:
             password_file.write(password)
@@ -118,12 +131,16 @@ class EmbeddedPostgres:
     async def start(self, password: str, *, timeout: float = 30.0) -> tuple[Child, str]:
         """Start the server and make sure the aiaas database exists. Returns the child and the
         database URL."""
-        self.log_path.parent.mkdir(exist_ok=True)
+        self.log_path.parent.mkdir(mode=0o700, exist_ok=True)
         if running_as_root():
-            # The binaries may sit in a private directory (tox keeps its envs in a 0700 .tox).
+            # The binaries may sit in a private directory (tox keeps its envs in a 0700 .tox),
+            # and a directory above the cluster may have lost its traversal bit since `initialize`
+            # (pytest resets its temporary root to 0700), which a restart would trip on.
             grant_traversal(binaries_dir() / "postgres")
-        port = free_port(HOST)
-        child = await spawn(
+            grant_traversal(self.cluster_dir)
+            let_only_the_service_user_through(self.data_dir)
+        port = self.port = self.port or free_port(HOST)
+        child = self.child = await spawn(
             "postgres",
             [
                 str(binaries_dir() / "postgres"),

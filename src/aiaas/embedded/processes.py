@@ -65,6 +65,13 @@ class Child:
             await self.process.wait()
 
 
+def sweep_process_group(child: Child) -> None:
+    """Kill whatever is left of a dead child's process group (each child leads its own session).
+    Called as soon as its death is seen, while the group id cannot have been reused."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(child.pid, signal.SIGKILL)
+
+
 async def spawn(
     name: str,
     command: Sequence[str],
@@ -77,7 +84,7 @@ async def spawn(
 ) -> Child:
     output: Any = None
     if log_path is not None:
-        output = log_path.open("ab")
+        output = open_private_log(log_path)
     try:
         process = await asyncio.create_subprocess_exec(
             *command,
@@ -95,6 +102,14 @@ async def spawn(
             output.close()
     logger.debug("started %s (pid %d)", name, process.pid)
     return Child(name=name, process=process, stop_signal=stop_signal)
+
+
+def open_private_log(path: Path) -> Any:
+    """`path` for appending, 0600 (made so, or made so again if an older release left it
+    readable): the logs in the data dir are its owner's alone."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.fchmod(descriptor, 0o600)
+    return os.fdopen(descriptor, "ab")
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from aiaas.embedded.processes import Child, free_port, spawn, wait_for_port
+from aiaas.embedded.processes import Child, free_port, open_private_log, spawn, wait_for_port
 
 HOST = "127.0.0.1"
 
@@ -29,6 +29,14 @@ def server_binary() -> Path:
 @dataclass
 class EmbeddedRedis:
     data_dir: Path
+    port: int | None = None
+    """Picked at the first start and kept, so that a restart leaves the Redis URL valid."""
+    child: Child | None = None
+    """The running server, recorded as soon as it is spawned."""
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "logs" / "redis.log"
 
     @property
     def store_dir(self) -> Path:
@@ -36,7 +44,8 @@ class EmbeddedRedis:
 
     def _write_config(self, port: int, password: str) -> Path:
         self.store_dir.mkdir(mode=0o700, exist_ok=True)
-        (self.data_dir / "logs").mkdir(exist_ok=True)
+        (self.data_dir / "logs").mkdir(mode=0o700, exist_ok=True)
+        open_private_log(self.data_dir / "logs" / "redis.log").close()  # redis appends to it
         path = self.store_dir / "redis.conf"
         settings = {
             "bind": HOST,
@@ -48,7 +57,7 @@ class EmbeddedRedis:
             "appendfsync": "everysec",
             "save": '""',
             "daemonize": "no",
-            "logfile": str(self.data_dir / "logs" / "redis.log"),
+            "logfile": str(self.log_path),
         }
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "w") as handle:
@@ -56,8 +65,8 @@ class EmbeddedRedis:
         return path
 
     async def start(self, password: str, *, timeout: float = 30.0) -> tuple[Child, str]:
-        port = free_port(HOST)
+        port = self.port = self.port or free_port(HOST)
         config_path = self._write_config(port, password)
-        child = await spawn("redis", [str(server_binary()), str(config_path)])
+        child = self.child = await spawn("redis", [str(server_binary()), str(config_path)])
         await wait_for_port(HOST, port, child, timeout)
         return child, f"redis://:{quote(password, safe='')}@{HOST}:{port}/0"

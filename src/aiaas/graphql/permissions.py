@@ -8,7 +8,9 @@ the schema with `root_field_policies`, so no field can slip through unguarded.
 
 In a project, a caller who has no part in it (neither member nor admin) is told "not found",
 whatever they asked for, so that nothing reveals which projects exist. A member whose role lacks
-the grant is told FORBIDDEN. Refused mutations are written to the audit trail.
+the grant is told FORBIDDEN. A change to an archived project is answered with the field's
+`ConflictError` member (`members.authorize_in_project` decides). Refused mutations are written to
+the audit trail: `denied` when the caller may not, `failed` when the object's state refuses.
 """
 
 from __future__ import annotations
@@ -32,12 +34,13 @@ from aiaas.core.auth import GLOBAL_DOMAIN
 from aiaas.core.errors import (
     AuthenticationError,
     ConcealedDenialError,
+    ConflictError,
     NotFoundError,
     PermissionDeniedError,
 )
 from aiaas.core.identity import members
 from aiaas.graphql.context import RequestContext
-from aiaas.graphql.errors import NotFoundResult
+from aiaas.graphql.errors import ConflictResult, NotFoundResult
 from aiaas.graphql.relay import from_global_id
 from graphql import GraphQLObjectType, OperationType
 
@@ -83,6 +86,7 @@ class Authorize(FieldExtension):
         self.policy = policy
         self.locate = locate
         self._not_found_answer: Callable[[NotFoundError], Any] | None = None
+        self._conflict_answer: Callable[[ConflictError], Any] | None = None
 
     def apply(self, field: StrawberryField) -> None:
         # What a caller is told when the object is not theirs to see: the field's NotFoundError
@@ -92,6 +96,10 @@ class Authorize(FieldExtension):
             self._not_found_answer = NotFoundResult.from_exception
         elif isinstance(field_type, StrawberryOptional):
             self._not_found_answer = lambda _: None
+        # A change refused by the project's state (it is archived) is told as the field's
+        # ConflictError member where it has one, as the resolver itself would tell it.
+        if isinstance(field_type, StrawberryUnion) and ConflictResult in field_type.types:
+            self._conflict_answer = ConflictResult.from_exception
 
     async def resolve_async(
         self, next_: Callable[..., Any], source: Any, info: Info, **kwargs: Any
@@ -120,7 +128,7 @@ class Authorize(FieldExtension):
                 await authorize_in_project(context, project_id, resource, action)
         except (AuthenticationError, PermissionDeniedError, ConcealedDenialError) as exc:
             raise _RefusalError(exc, "denied", project_id) from exc
-        except NotFoundError as exc:
+        except (NotFoundError, ConflictError) as exc:
             raise _RefusalError(exc, "failed", project_id) from exc
 
     async def _refuse(self, info: Info, refusal: _RefusalError) -> Any:
@@ -146,6 +154,8 @@ class Authorize(FieldExtension):
             )
         if isinstance(error, NotFoundError) and self._not_found_answer is not None:
             return self._not_found_answer(error)
+        if isinstance(error, ConflictError) and self._conflict_answer is not None:
+            return self._conflict_answer(error)
         raise error
 
 

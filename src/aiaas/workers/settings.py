@@ -15,6 +15,7 @@ from arq.worker import func
 from aiaas.core.bootstrap import create_platform
 from aiaas.core.compilation_cache import use_compilation_cache
 from aiaas.core.config import Config
+from aiaas.core.data.scratch_area import SCRATCH_AREA
 from aiaas.core.jobs import RUN_JOB_FUNCTION
 from aiaas.core.platform import Platform
 from aiaas.core.plugin_manager import AiaasPluginManager
@@ -51,6 +52,7 @@ def worker_settings(
         use_compilation_cache(config)
         platform = create_platform(config, plugin_manager)
         await platform.start()
+        platform.service(SCRATCH_AREA)  # what a stopped process left in scratch, swept now
         ctx.update(
             platform=platform,
             job_handlers=dict(JOB_HANDLERS if job_handlers is None else job_handlers),

@@ -14,7 +14,7 @@ import pytest
 
 from aiaas.core.errors import TrainingCancelled, TrainingDiverged
 from aiaas.plugins.flax_trainers import TabularClassifier, train
-from aiaas.plugins.flax_trainers.checkpoints import CheckpointStore
+from aiaas.plugins.flax_trainers.checkpoints import PARTIAL_SUFFIX, CheckpointStore
 
 # Wine has 142 training rows: 4 steps an epoch in batches of 32, 16 steps in all.
 HYPERPARAMETERS = {"epochs": 4, "hidden_size": 16}
@@ -34,10 +34,10 @@ def test_store_keeps_two_and_skips_leftovers(tmp_path: Path) -> None:
         for step in (1, 2, 3):
             store.save(step, [np.full(3, step, np.float32), np.array(step, np.int32)], {"b": 8})
         assert store.steps() == [2, 3]
-    # A crash mid-write leaves a temporary directory; Orbax names it so, and only renames it
-    # to the step once complete.
-    shutil.copytree(tmp_path / "3", tmp_path / "4.orbax-checkpoint-tmp")
-    _corrupt(tmp_path / "4.orbax-checkpoint-tmp")
+    # A crash mid-write leaves the step's partial directory, renamed to the step only once
+    # complete.
+    shutil.copytree(tmp_path / "3", tmp_path / f"4{PARTIAL_SUFFIX}")
+    _corrupt(tmp_path / f"4{PARTIAL_SUFFIX}")
     with CheckpointStore(tmp_path) as store:
         assert store.steps() == [2, 3]
         restored = store.restore_latest(template)
@@ -80,8 +80,8 @@ def test_cancelled_run_resumes_and_ends_like_an_uninterrupted_one(
     assert cancelled.progress_reports[-1].step == 10
 
     # The worker died while writing the next checkpoint.
-    shutil.copytree(directory / "10", directory / "15.orbax-checkpoint-tmp")
-    _corrupt(directory / "15.orbax-checkpoint-tmp")
+    shutil.copytree(directory / "10", directory / f"15{PARTIAL_SUFFIX}")
+    _corrupt(directory / f"15{PARTIAL_SUFFIX}")
 
     resumed = recording_reporter()
     model = TabularClassifier().fit(run, resumed)

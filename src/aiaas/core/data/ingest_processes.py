@@ -37,9 +37,17 @@ log = logging.getLogger(__name__)
 ANSWER_BYTES = 256 << 20
 """The longest answer line read from a child: a profile of the widest table allowed."""
 STOP_GRACE_S = 5.0
-CHILD_ENVIRONMENT = {"ARROW_DEFAULT_MEMORY_POOL": "jemalloc"}
-"""Arrow's default allocator (mimalloc) reserves a gigabyte of address space up front, which a
-ceiling on the address space counts as used; jemalloc maps what it hands out."""
+CHILD_ENVIRONMENT = {
+    "ARROW_DEFAULT_MEMORY_POOL": "jemalloc",
+    "JE_ARROW_MALLOC_CONF": "retain:false,narenas:2",
+}
+"""The ceiling counts address space, not resident memory, so the child's allocator must not
+hoard it: Arrow's default (mimalloc) reserves a gigabyte up front, and jemalloc by default keeps
+what it freed mapped and grows an arena per thread. With these settings a child that read a
+45 MB CSV holds about 1 GiB of address space for 250 MiB resident, and no more after the next."""
+RECYCLE_FRACTION = 2
+"""A child holding more than 1/RECYCLE_FRACTION of the ceiling after an upload is not reused:
+whatever it keeps would come out of the next upload's share."""
 
 
 class IngestCrashError(RuntimeError):
@@ -80,6 +88,17 @@ class _Child:
             return None
         answer: dict[str, Any] = json.loads(line)
         return answer
+
+    def address_space(self) -> int:
+        """The child's address space in bytes (`VmSize`); 0 where the kernel does not say."""
+        try:
+            status = Path(f"/proc/{self.process.pid}/status").read_text()
+        except OSError:
+            return 0
+        for line in status.splitlines():
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+        return 0
 
     async def stop(self) -> None:
         assert self.process.stdin is not None
@@ -129,7 +148,8 @@ class IngestProcesses:
                 # Cancelled (the caller went away) or broken: the child's work stops here.
                 await asyncio.shield(child.kill())
                 raise
-            if answer is not None and ("table" in answer or "refused" in answer):
+            reusable = answer is not None and ("table" in answer or "refused" in answer)
+            if reusable and child.address_space() * RECYCLE_FRACTION <= self.ceiling_bytes:
                 self._idle.append(child)
             else:
                 await child.kill()

@@ -25,6 +25,7 @@ from aiaas.core.data.datasets import (
 )
 from aiaas.core.data.expectations import check_table
 from aiaas.core.errors import InputError
+from aiaas.core.identity.projects import hold_open_project
 from aiaas.core.jobs import Job, enqueue_job, insert_job
 from aiaas.core.storage import Connection
 from aiaas.core.validation import quality_scores
@@ -69,6 +70,8 @@ async def submit_validation(
     async with AuditedChange(
         platform, actor, "dataset.validate", request_id, project_id=version.project_id
     ) as change:
+        # No new job in an archived project, nor one archived while this one is recorded.
+        await hold_open_project(change.connection, version.project_id)
         # Locked until the job is recorded, so that a deletion either sees the job as a user
         # of the version or happens first and is seen here.
         await lock_live_version(change.connection, version_id)

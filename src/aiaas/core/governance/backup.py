@@ -7,11 +7,15 @@ manifest holding the sha256 of each member.
     artifacts/<key>          each artifact as stored: sealed, so the archive holds no plaintext
 
 The tables are read inside one REPEATABLE READ transaction, so they agree with each other. The
-archive is written to a temporary name and renamed into place when complete.
+archive is written to a temporary name, readable by its owner alone (mode 0600: it holds every
+row), and renamed into place when complete.
 
 A restore goes into an empty instance and is all-or-nothing: the whole archive is verified
 before anything is written, the artifacts are written, then every table is loaded in one
 transaction; if anything fails, the transaction rolls back and the artifacts written are removed.
+Before that transaction commits, the audit trail it loaded must verify (`verify_audit_trail`): an
+archive whose audit events were edited, removed or reordered is refused, even when its manifest
+was rewritten to match.
 The data keys in the archive are wrapped by the master key of the instance that made it: the
 restored instance needs that key.
 """
@@ -37,7 +41,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from aiaas import __version__, migrations
-from aiaas.core.audit import AuditedChange
+from aiaas.core.audit import AuditedChange, verify_audit_trail
 from aiaas.core.errors import BackupError, ConflictError
 from aiaas.core.governance.vault import file_chunks
 from aiaas.core.storage import sha256_of
@@ -165,6 +169,9 @@ async def create_backup(platform: Platform, destination: Path) -> Manifest:
     partial = destination.with_name(f".{destination.name}.partial")
     with tempfile.TemporaryDirectory(dir=destination.parent) as work_dir:
         work = Path(work_dir)
+        # Created 0600 before a byte is written, rather than narrowed afterwards.
+        os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+        os.chmod(partial, 0o600)  # an older partial file keeps its mode through O_CREAT
         archive = await asyncio.to_thread(tarfile.open, partial, "w")
         try:
             manifest = await _snapshot(platform, archive, work)
@@ -361,3 +368,22 @@ async def _load_tables(platform: Platform, manifest: Manifest, files: dict[str, 
                 row["table_name"],
                 row["column_name"],
             )
+        await _verify_loaded_audit_trail(connection)
+
+
+async def _verify_loaded_audit_trail(connection: Connection) -> None:
+    """Refuse, inside the load's transaction, an audit trail whose chain does not hold. An
+    archive from before the chain has none to verify: the migration that adds it chains the
+    restored events."""
+    chained = await connection.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = "
+        "current_schema() AND table_name = 'audit_events' AND column_name = 'row_hash')"
+    )
+    if not chained:
+        return
+    verification = await verify_audit_trail(connection)
+    if not verification.intact:
+        raise BackupError(
+            "the archive's audit trail does not verify, so it was not restored: "
+            + "; ".join(link.describe() for link in verification.breaks)
+        )

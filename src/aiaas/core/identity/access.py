@@ -10,6 +10,10 @@ so the documented matrix and the enforced one cannot drift apart.
 - A platform admin holds `role:admin`, which is granted everything in every project.
 - A user may also hold `PlatformRole`s, each a narrow platform-wide grant given by an operator
   (`metrics-reader` may scrape `/metrics`): `PLATFORM_ROLE_GRANTS`.
+
+Each grant also declares its `Effect`, which decides whether it still holds in an archived
+project: an archived project is read-only, so only what reads, or what stops work already
+running, is allowed there (`allowed_in_archived_project`).
 """
 
 from __future__ import annotations
@@ -59,11 +63,26 @@ class PlatformRole(StrEnum):
         return f"role:{self.value}"
 
 
+class Effect(StrEnum):
+    """What using a grant does to its project; every grant must say, so that a new one cannot
+    slip into archived projects unnoticed."""
+
+    READS = "reads"
+    """Changes nothing: allowed in an archived project (predictions included, so that running
+    deployments keep serving)."""
+    CHANGES = "changes"
+    """Adds, changes or removes something: refused in an archived project."""
+    STOPS = "stops"
+    """Stops work that is already running (a job, a deployment): allowed in an archived
+    project, which would otherwise have no way to wind down."""
+
+
 @dataclass(frozen=True)
 class Grant:
     resource: str
     action: str
     description: str
+    effect: Effect
 
     @property
     def name(self) -> str:
@@ -71,48 +90,102 @@ class Grant:
 
 
 USER_GRANTS: tuple[Grant, ...] = (
-    Grant("viewer", "read", "See their own account"),
-    Grant("token", "manage", "Create, list and revoke their own API tokens"),
-    Grant("project", "create", "Create a project, and become its owner"),
-    Grant("project", "list", "List the projects they are a member of"),
-    Grant("plugins", "read", "List the plugins of the platform"),
-    Grant("trainer", "list", "List the trainers and their hyperparameters"),
-    Grant("node", "read", "Look an object up by id; each is then checked by its own grant"),
+    Grant("viewer", "read", "See their own account", Effect.READS),
+    Grant("token", "manage", "Create, list and revoke their own API tokens", Effect.CHANGES),
+    Grant("project", "create", "Create a project, and become its owner", Effect.CHANGES),
+    Grant("project", "list", "List the projects they are a member of", Effect.READS),
+    Grant("plugins", "read", "List the plugins of the platform", Effect.READS),
+    Grant("trainer", "list", "List the trainers and their hyperparameters", Effect.READS),
+    Grant(
+        "node",
+        "read",
+        "Look an object up by id; each is then checked by its own grant",
+        Effect.READS,
+    ),
 )
 
 PROJECT_GRANTS: dict[ProjectRole, tuple[Grant, ...]] = {
     ProjectRole.VIEWER: (
-        Grant("project", "read", "Read the project"),
-        Grant("member", "list", "List the project's members and their roles"),
-        Grant("dataset", "read", "Read datasets, their versions, profiles and quality reports"),
-        Grant("job", "read", "Read the project's jobs, their progress and metric history"),
-        Grant("model", "read", "Read registered models, their versions, metrics and aliases"),
-        Grant("deployment", "read", "Read deployments, their traffic, events and drift"),
-        Grant("deployment", "predict", "Call a deployment's predictions (GraphQL and V2 REST)"),
+        Grant("project", "read", "Read the project", Effect.READS),
+        Grant("member", "list", "List the project's members and their roles", Effect.READS),
+        Grant(
+            "dataset",
+            "read",
+            "Read datasets, their versions, profiles and quality reports",
+            Effect.READS,
+        ),
+        Grant(
+            "job",
+            "read",
+            "Read the project's jobs, their progress and metric history",
+            Effect.READS,
+        ),
+        Grant(
+            "model",
+            "read",
+            "Read registered models, their versions, metrics and aliases",
+            Effect.READS,
+        ),
+        Grant(
+            "deployment", "read", "Read deployments, their traffic, events and drift", Effect.READS
+        ),
+        Grant(
+            "deployment",
+            "predict",
+            "Call a deployment's predictions (GraphQL and V2 REST)",
+            Effect.READS,
+        ),
     ),
     ProjectRole.DEVELOPER: (
-        Grant("dataset", "upload", "Upload data as a new dataset or a new version of one"),
-        Grant("dataset", "transform", "Clean a version into a new version"),
-        Grant("dataset", "validate", "Check a version against its dataset's expectations"),
-        Grant("dataset", "configure", "Set a dataset's expectations"),
-        Grant("training", "submit", "Submit training jobs"),
-        Grant("training", "cancel", "Cancel training jobs"),
-        Grant("model", "alias", "Move a model's aliases, except production"),
-        Grant("deployment", "create", "Deploy a model version"),
-        Grant("deployment", "update", "Change a deployment's canary and shadow, or roll it back"),
+        Grant(
+            "dataset",
+            "upload",
+            "Upload data as a new dataset or a new version of one",
+            Effect.CHANGES,
+        ),
+        Grant("dataset", "transform", "Clean a version into a new version", Effect.CHANGES),
+        Grant(
+            "dataset",
+            "validate",
+            "Check a version against its dataset's expectations",
+            Effect.CHANGES,
+        ),
+        Grant("dataset", "configure", "Set a dataset's expectations", Effect.CHANGES),
+        Grant("training", "submit", "Submit training jobs", Effect.CHANGES),
+        Grant("training", "cancel", "Cancel training jobs", Effect.STOPS),
+        Grant("model", "alias", "Move a model's aliases, except production", Effect.CHANGES),
+        Grant("deployment", "create", "Deploy a model version", Effect.CHANGES),
+        Grant(
+            "deployment",
+            "update",
+            "Change a deployment's canary and shadow, or roll it back",
+            Effect.CHANGES,
+        ),
     ),
     ProjectRole.MAINTAINER: (
-        Grant("member", "manage", "Add members, change and remove them, up to maintainer"),
-        Grant("project", "archive", "Archive the project"),
-        Grant("dataset", "delete", "Delete a dataset version that nothing uses"),
-        Grant("model", "promote", "Move a model's production alias"),
-        Grant("model", "configure", "Set a model's promotion gates"),
-        Grant("deployment", "promote", "Make a deployment's canary its stable version"),
-        Grant("deployment", "delete", "Stop a deployment"),
+        Grant(
+            "member",
+            "manage",
+            "Add members, change and remove them, up to maintainer",
+            Effect.CHANGES,
+        ),
+        Grant("project", "archive", "Archive the project", Effect.CHANGES),
+        Grant("dataset", "delete", "Delete a dataset version that nothing uses", Effect.CHANGES),
+        Grant("model", "promote", "Move a model's production alias", Effect.CHANGES),
+        Grant("model", "configure", "Set a model's promotion gates", Effect.CHANGES),
+        Grant(
+            "deployment", "promote", "Make a deployment's canary its stable version", Effect.CHANGES
+        ),
+        Grant("deployment", "delete", "Stop a deployment", Effect.STOPS),
     ),
     ProjectRole.OWNER: (
-        Grant("member", "manage-owners", "Make members owners, and demote or remove owners"),
-        Grant("audit", "read", "Read the project's audit trail"),
+        Grant(
+            "member",
+            "manage-owners",
+            "Make members owners, and demote or remove owners",
+            Effect.CHANGES,
+        ),
+        Grant("audit", "read", "Read the project's audit trail", Effect.READS),
     ),
 }
 
@@ -123,14 +196,20 @@ PLATFORM_ROLE_GRANTS: dict[PlatformRole, tuple[Grant, ...]] = {
             "read",
             "Scrape `GET /metrics`, whose series name every project and deployment; also held "
             "by the platform role `metrics-reader`",
+            Effect.READS,
         ),
     ),
 }
 
 ADMIN_GRANTS: tuple[Grant, ...] = (
-    Grant("user", "create", "Create users"),
-    Grant("user", "read", "Read any user"),
-    Grant("platform-role", "manage", "Grant and revoke platform roles, such as `metrics-reader`"),
+    Grant("user", "create", "Create users", Effect.CHANGES),
+    Grant("user", "read", "Read any user", Effect.READS),
+    Grant(
+        "platform-role",
+        "manage",
+        "Grant and revoke platform roles, such as `metrics-reader`",
+        Effect.CHANGES,
+    ),
 )
 """What only admins may do. Admins are granted everything; these are listed for the matrix."""
 
@@ -184,3 +263,12 @@ def required_grant_to_manage(*roles: ProjectRole) -> Grant:
     owners (and admins), every other role by maintainers too."""
     wanted = "manage-owners" if ProjectRole.OWNER in roles else "manage"
     return next(g for _, g in all_grants() if g.resource == "member" and g.action == wanted)
+
+
+_EFFECTS = {(grant.resource, grant.action): grant.effect for _, grant in all_grants()}
+
+
+def allowed_in_archived_project(resource: str, action: str) -> bool:
+    """Whether `action` on `resource` may still be done in an archived project. An action no
+    grant declares counts as a change: refused, as everything not granted is."""
+    return _EFFECTS.get((resource, action), Effect.CHANGES) is not Effect.CHANGES

@@ -3,7 +3,8 @@
 Changing who may do what is a change of policy, so each change is authorized twice over: the
 caller's field permission (`member:manage`) and, when an owner is made, demoted or removed,
 `member:manage-owners`, which only owners and admins hold. A project always keeps at least one
-owner. Changes to one project's members are serialized by locking the project's row.
+owner. Changes to one project's members are serialized by locking the project's row, and none
+is made in an archived project.
 """
 
 from __future__ import annotations
@@ -23,8 +24,12 @@ from aiaas.core.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
-from aiaas.core.identity.access import ProjectRole, required_grant_to_manage
-from aiaas.core.identity.projects import lock_project
+from aiaas.core.identity.access import (
+    ProjectRole,
+    allowed_in_archived_project,
+    required_grant_to_manage,
+)
+from aiaas.core.identity.projects import hold_open_project, lock_project, refuse_if_archived
 from aiaas.core.pagination import Order, Page, fetch_page
 from aiaas.core.storage import Connection, Record
 
@@ -102,13 +107,18 @@ async def authorize_in_project(
 ) -> Principal:
     """`Platform.authorize` in a project's domain. A caller with no part in the project (neither
     member nor admin), or no project at all, gets `ConcealedDenialError`/`NotFoundError`: a
-    refusal must not reveal which projects exist."""
+    refusal must not reveal which projects exist.
+
+    An archived project is read-only: an action that changes something in it is refused with
+    `ConflictError`, whoever asks. This is the one place that says so for every interface, and
+    it comes after the permission check, so that only those who may see the project learn that
+    it is archived."""
     if principal is None:
         raise AuthenticationError("authentication required: send `Bearer <API token>`")
     if project_id is None:
         raise NotFoundError("no such project")
     try:
-        return await platform.authorize(principal, str(project_id), resource, action)
+        authorized = await platform.authorize(principal, str(project_id), resource, action)
     except PermissionDeniedError:
         if principal.is_admin:
             raise
@@ -117,6 +127,10 @@ async def authorize_in_project(
         if role is None:
             raise ConcealedDenialError("no such project") from None
         raise
+    if not allowed_in_archived_project(resource, action):
+        async with platform.metadata.acquire() as connection:
+            await hold_open_project(connection, project_id)
+    return authorized
 
 
 async def list_members(
@@ -184,7 +198,7 @@ async def add_member(
     ) as change:
         connection = change.connection
         await _authorize_roles(platform, actor, project_id, role)
-        await lock_project(connection, project_id)
+        refuse_if_archived(await lock_project(connection, project_id))
         user_id = await _user_id(connection, username, active_only=True)
         if await member_role(connection, project_id, user_id) is not None:
             raise ConflictError(f"{username} is already a member; change their role instead")
@@ -279,9 +293,9 @@ async def _existing_member(
     username: str,
     *new_roles: ProjectRole,
 ) -> tuple[UUID, ProjectRole]:
-    """Lock the project, find the member, and check the actor may manage both the member's role
-    and the roles it is to take."""
-    await lock_project(connection, project_id)
+    """Lock the project (refusing an archived one), find the member, and check the actor may
+    manage both the member's role and the roles it is to take."""
+    refuse_if_archived(await lock_project(connection, project_id))
     user_id = await _user_id(connection, username)
     current = await member_role(connection, project_id, user_id)
     if current is None:

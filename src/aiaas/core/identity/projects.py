@@ -110,7 +110,8 @@ async def create_project(
 async def archive_project(
     platform: Platform, actor: Principal, project_id: UUID, *, request_id: str | None = None
 ) -> Project:
-    """Archive a project. Archived projects stay readable and take no new work."""
+    """Archive a project, for good. Archived projects stay readable and are otherwise read-only
+    (`aiaas.core.identity.access.allowed_in_archived_project` says what is still allowed)."""
     async with AuditedChange(platform, actor, "project.archive", request_id) as change:
         found = await lock_project(change.connection, project_id)
         if found.is_archived:
@@ -149,6 +150,24 @@ async def hold_project(connection: Connection, project_id: UUID) -> Project:
     if row is None:
         raise NotFoundError("no such project")
     return _to_project(row)
+
+
+ARCHIVED_IS_READ_ONLY = "the project is archived: it is read-only"
+
+
+def refuse_if_archived(project: Project) -> Project:
+    """The project, if it still takes changes; `ConflictError` if it is archived. An archived
+    project is read-only for good: there is no way to unarchive one."""
+    if project.is_archived:
+        raise ConflictError(ARCHIVED_IS_READ_ONLY, details={"project": project.slug})
+    return project
+
+
+async def hold_open_project(connection: Connection, project_id: UUID) -> Project:
+    """`hold_project`, refusing an archived project with `ConflictError`: for a change that
+    must not land in one. Inside a transaction, the project cannot be archived until the change
+    has committed; outside one, the check is of this moment only."""
+    return refuse_if_archived(await hold_project(connection, project_id))
 
 
 async def project_by_slug(connection: Connection, slug: str) -> Project | None:

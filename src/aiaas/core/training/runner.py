@@ -26,10 +26,11 @@ from aiaas.core.audit import AuditedChange
 from aiaas.core.data.datasets import get_version, read_version_table
 from aiaas.core.errors import JobCancelledError, TrainingCancelled
 from aiaas.core.event_streams import publish_job_events_quietly
-from aiaas.core.governance import artifacts_kept_on_success
+from aiaas.core.governance import VAULT, artifacts_kept_on_success
 from aiaas.core.jobs import Job, JobState, get_job, lock_job
 from aiaas.core.serialization import finite_or_none, json_safe
 from aiaas.core.trainers import Progress, TrainedModel, TrainingReporter, TrainingRun
+from aiaas.core.training.checkpoint_sealing import ProjectCheckpointSealer
 from aiaas.core.training.metric_history import drop_points_after
 from aiaas.core.training.metric_writer import MetricWriter
 from aiaas.core.training.registry import (
@@ -253,6 +254,9 @@ async def run_training(platform: Platform, job: Job) -> str:
             seed=int(payload["seed"]),
             checkpoint_dir=checkpoint_dir,
             checkpoint_every_steps=platform.config.checkpoint_every_steps,
+            checkpoint_sealer=ProjectCheckpointSealer(
+                job.project_id, await platform.service(VAULT).data_key(job.project_id)
+            ),
         )
         trained = await _train(platform, job, run)
         registered = await _register(platform, job, version.id, trained)

@@ -19,6 +19,7 @@ from aiaas.core.auth import Principal
 from aiaas.core.data.datasets import datasets_by_ids, get_version, lock_live_version
 from aiaas.core.data.quality import require_usable_for_training
 from aiaas.core.errors import ConflictError, InputError, NotFoundError
+from aiaas.core.identity.projects import hold_open_project
 from aiaas.core.jobs import (
     Job,
     JobState,
@@ -156,6 +157,8 @@ async def submit_training_job(
     async with AuditedChange(
         platform, actor, "training.submit", request_id, project_id=version.project_id
     ) as change:
+        # No new job in an archived project, nor one archived while this one is recorded.
+        await hold_open_project(change.connection, version.project_id)
         # Locked until the job is recorded, so that a deletion of the version either sees the
         # job as its user or happens first and is seen here.
         await lock_live_version(change.connection, version.id)

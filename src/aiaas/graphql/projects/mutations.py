@@ -56,7 +56,9 @@ class ProjectMutation:
 
     @strawberry.mutation(
         extensions=requires_in_project("project", "archive", project_by_global_id("id")),
-        description="Archive a project: it stays readable and takes no new work.",
+        description="Archive a project, for good: it stays readable and is otherwise "
+        "read-only; every change to it answers ConflictError. Running deployments keep serving "
+        "and running jobs go on until stopped with deleteDeployment or cancelTrainingJob.",
     )
     async def archive_project(self, info: Info, id: strawberry.ID) -> ArchiveProjectResult:
         context: RequestContext = info.context

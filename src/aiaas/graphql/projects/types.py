@@ -68,7 +68,10 @@ class AuditEvent:
     outcome: str = strawberry.field(description="`success`, `denied` or `failed`.")
     object_type: str | None
     object_id: str | None
-    request_id: str | None
+    request_id: str | None = strawberry.field(description="The server's id of the request.")
+    correlation_id: str | None = strawberry.field(
+        description="The caller's own id of the request (its `X-Request-ID`), if it sent one."
+    )
     details: JSON
 
     @classmethod
@@ -82,6 +85,7 @@ class AuditEvent:
             object_type=event.object_type,
             object_id=event.object_id,
             request_id=event.request_id,
+            correlation_id=event.correlation_id,
             details=cast(JSON, event.details),
         )
 

@@ -215,6 +215,7 @@ class FlaxTrainer(Trainer):
             seed=run.seed,
             checkpoint_dir=run.checkpoint_dir,
             checkpoint_every_steps=max(1, run.checkpoint_every_steps),
+            checkpoint_sealer=run.checkpoint_sealer,
         )
 
     def _trained(

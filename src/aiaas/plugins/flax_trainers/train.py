@@ -31,7 +31,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 
 from aiaas.core.errors import TrainingCancelled, TrainingDiverged
-from aiaas.core.trainers import Progress, Task, TrainingReporter
+from aiaas.core.trainers import CheckpointSealer, Progress, Task, TrainingReporter
 from aiaas.formats.flax_nnx_models import build_model
 from aiaas.plugins.flax_trainers.checkpoints import CheckpointStore
 from aiaas.plugins.flax_trainers.staging import (
@@ -74,6 +74,7 @@ class LoopSettings:
     seed: int
     checkpoint_dir: Path
     checkpoint_every_steps: int
+    checkpoint_sealer: CheckpointSealer | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -236,7 +237,7 @@ def train_and_evaluate(
     treedef = jax.tree.structure((params, optimizer_state))
     row_bytes = arrays.train_inputs[:1].nbytes + arrays.train_targets[:1].nbytes
 
-    with CheckpointStore(settings.checkpoint_dir) as store:
+    with CheckpointStore(settings.checkpoint_dir, settings.checkpoint_sealer) as store:
         restored = store.restore_latest(_host_state(params, optimizer_state))
         schedule = plan_schedule(
             arrays.train_inputs.shape[0],

@@ -1,5 +1,5 @@
-"""Where datasets' files are while an operation works on them: a private scratch directory, and
-a version's table read back from its sealed artifact."""
+"""Where datasets' files are while an operation works on them: a private scratch directory in
+this process's scratch area, and a version's table read back from its sealed artifact."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from aiaas.core.data.datasets.records import DatasetVersion
+from aiaas.core.data.scratch_area import scratch_area
 from aiaas.core.data.tabular.normalized import read_table
 from aiaas.core.governance.vault import VAULT
 
@@ -23,10 +24,10 @@ if TYPE_CHECKING:
 
 @contextmanager
 def scratch(platform: Platform) -> Iterator[Path]:
-    """A private directory for one operation's files, removed afterwards whatever happens."""
-    base = platform.config.scratch_dir
-    base.mkdir(mode=0o700, parents=True, exist_ok=True)
-    directory = Path(tempfile.mkdtemp(dir=base))
+    """A private directory for one operation's files, removed afterwards whatever happens. It
+    lies in this process's scratch area, so that a stop in the middle leaves it to the sweep of
+    the next process to start (`scratch_area.py`)."""
+    directory = Path(tempfile.mkdtemp(dir=scratch_area(platform)))
     try:
         yield directory
     finally:
