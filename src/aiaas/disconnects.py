@@ -35,7 +35,10 @@ async def unless_disconnected(receive: Receive, work: Coroutine[Any, Any, T]) ->
     try:
         await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
     except asyncio.CancelledError:
+        # Cancelled from outside: the work is cancelled too, and has undone itself before the
+        # caller's own clean-up (its scratch directory) runs.
         task.cancel()
+        await asyncio.wait({task})
         raise
     finally:
         watch.cancel()

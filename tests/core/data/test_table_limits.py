@@ -81,6 +81,18 @@ def test_a_parquet_file_wider_than_the_limit_is_refused_from_its_footer(tmp_path
     assert "11 columns" in refusal(path, tmp_path, TableLimits(max_columns=10))
 
 
+@pytest.mark.parametrize("source_format", ["csv", "parquet"])
+def test_a_column_name_past_the_limit_is_refused(tmp_path: Path, source_format: str) -> None:
+    name = "n" * 257
+    if source_format == "csv":
+        path = tmp_path / "long-name.csv"
+        path.write_text(f"id,{name}\n1,2\n")
+    else:
+        path = write_parquet(tmp_path / "long-name.parquet", pa.table({"id": [1], name: [2]}))
+
+    assert "limit of 256 bytes for a column's name" in refusal(path, tmp_path, TableLimits())
+
+
 # Rows and sizes from the footer -----------------------------------------------------------
 
 
@@ -280,3 +292,22 @@ async def test_a_file_past_the_memory_ceiling_is_refused_and_the_next_one_is_rea
 
     assert "more memory than an upload may use (1024 MiB)" in refused.value.message
     assert table.row_count == 2
+
+
+async def test_an_ingest_process_gets_no_secret_of_the_platform(
+    config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # It parses hostile files: what it could leak, it must not hold.
+    monkeypatch.setenv("AIAAS_MASTER_KEY", "a-secret-the-child-must-not-see")
+    processes = IngestProcesses(config.model_copy(update={"ingest_processes": 1}))
+    small = tmp_path / "small.csv"
+    small.write_text("id,name\n1,a\n")
+    try:
+        await processes.normalize(small, tmp_path, DETECT)
+        [child] = processes._idle
+        environment = Path(f"/proc/{child.process.pid}/environ").read_bytes()  # noqa: ASYNC240
+    finally:
+        await processes.close()
+
+    assert b"AIAAS_" not in environment
+    assert b"a-secret-the-child-must-not-see" not in environment

@@ -8,7 +8,8 @@ away, the child is killed and its work stops with it.
 
 Starting Python and Arrow costs about half a second, so children are kept and reused: at most
 `ingest_processes` at a time, the rest of the uploads waiting for one. A child that ran out of
-memory, crashed or was interrupted is not reused.
+memory, crashed or was interrupted is not reused. A child parses hostile files, so it gets no
+secret: its environment holds what Python needs to start and nothing of aiaas's settings.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -40,14 +42,24 @@ STOP_GRACE_S = 5.0
 CHILD_ENVIRONMENT = {
     "ARROW_DEFAULT_MEMORY_POOL": "jemalloc",
     "JE_ARROW_MALLOC_CONF": "retain:false,narenas:2",
+    "MALLOC_ARENA_MAX": "2",
+    "OPENBLAS_NUM_THREADS": "1",
 }
-"""The ceiling counts address space, not resident memory, so the child's allocator must not
-hoard it: Arrow's default (mimalloc) reserves a gigabyte up front, and jemalloc by default keeps
-what it freed mapped and grows an arena per thread. With these settings a child that read a
-45 MB CSV holds about 1 GiB of address space for 250 MiB resident, and no more after the next."""
+"""The ceiling counts address space, not resident memory, so the child's allocators must not
+hoard it: Arrow's default (mimalloc) reserves a gigabyte up front, jemalloc by default keeps
+what it freed mapped and grows an arena per thread, and glibc reserves 64 MiB per thread's
+arena. With these settings (and Arrow's threads capped in the child) a child that read a 45 MB
+CSV holds about 1 GiB of address space for 250 MiB resident, and no more after the next."""
+INHERITED_VARIABLES = ("PATH", "PYTHONPATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR")
+MEMORY_DEATHS = frozenset({-signal.SIGKILL, -signal.SIGABRT})
+"""How a child ends when an allocation fails outside Python's reach: killed by the kernel, or
+aborted by a C++ allocation failure."""
 RECYCLE_FRACTION = 2
 """A child holding more than 1/RECYCLE_FRACTION of the ceiling after an upload is not reused:
 whatever it keeps would come out of the next upload's share."""
+
+
+TOO_LONG = "the file's profile (its column names and statistics) is too large to store"
 
 
 class IngestCrashError(RuntimeError):
@@ -69,9 +81,22 @@ class _Child:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             limit=ANSWER_BYTES,
-            env={**os.environ, **CHILD_ENVIRONMENT},
+            env={
+                **{name: os.environ[name] for name in INHERITED_VARIABLES if name in os.environ},
+                **CHILD_ENVIRONMENT,
+            },
         )
-        return cls(process)
+        child = cls(process)
+        assert process.stdout is not None
+        try:
+            ready = json.loads(await process.stdout.readline() or b"{}").get("ready") is True
+        except BaseException:
+            await asyncio.shield(child.kill())  # cancelled while it started: it goes too
+            raise
+        if not ready:
+            await child.kill()
+            raise IngestCrashError("the ingest process did not start: see its standard error")
+        return child
 
     async def ask(self, request: dict[str, Any]) -> dict[str, Any] | None:
         """The child's answer, or None when it ended without one (killed by the kernel for its
@@ -83,7 +108,10 @@ class _Child:
             await self.process.stdin.drain()
         except (BrokenPipeError, ConnectionResetError):
             return None
-        line = await self.process.stdout.readline()
+        try:
+            line = await self.process.stdout.readline()
+        except ValueError:  # longer than ANSWER_BYTES: names past any use, at the least
+            return {"refused": {"message": TOO_LONG, "field_errors": {"file": TOO_LONG}}}
         if not line:
             return None
         answer: dict[str, Any] = json.loads(line)
@@ -141,7 +169,7 @@ class IngestProcesses:
             "limits": self.limits.as_json(),
         }
         async with self._slots:
-            child = self._idle.pop() if self._idle else await _Child.start(self.ceiling_bytes)
+            child = await self._take_child()
             try:
                 answer = await child.ask(request)
             except BaseException:
@@ -153,7 +181,19 @@ class IngestProcesses:
                 self._idle.append(child)
             else:
                 await child.kill()
+            if answer is None and child.process.returncode not in MEMORY_DEATHS:
+                log.error("an ingest process ended with status %s", child.process.returncode)
+                raise IngestCrashError("the ingest process ended without an answer")
         return self._result(answer)
+
+    async def _take_child(self) -> _Child:
+        """An idle child still alive (one may have died meanwhile), or a new one."""
+        while self._idle:
+            child = self._idle.pop()
+            if child.process.returncode is None:
+                return child
+            await child.kill()
+        return await _Child.start(self.ceiling_bytes)
 
     def _result(self, answer: dict[str, Any] | None) -> NormalizedTable:
         if answer is None or answer.get("out_of_memory"):

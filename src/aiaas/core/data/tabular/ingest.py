@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 from aiaas.core.data.tabular.limits import (
     NO_LIMITS_GIVEN,
     TableLimits,
+    check_names,
     check_parquet_footer,
     check_width,
     checked_cells,
@@ -224,7 +225,9 @@ def _csv_layout(path: Path, options: ReadOptions, limits: TableLimits) -> _CsvLa
             raise
         rows = _first_rows(path, encoding, delimiter, BLOCK_BYTES, limits)  # longer rows
     header = _has_header(rows, options.header)
-    return _CsvLayout(encoding, delimiter, header, _column_names(rows[0], header))
+    names = _column_names(rows[0], header)
+    check_names(names, limits)
+    return _CsvLayout(encoding, delimiter, header, names)
 
 
 def _first_rows(
@@ -387,6 +390,7 @@ def _normalize_parquet(path: Path, destination: Path, limits: TableLimits) -> No
         raise refuse(f"the file is not valid Parquet: {exc}") from None
     check_parquet_footer(source.metadata, limits)
     names = source.schema_arrow.names
+    check_names(names, limits)
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
         raise refuse(f"duplicate column names: {', '.join(duplicates)}")

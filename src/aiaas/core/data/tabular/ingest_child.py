@@ -4,9 +4,10 @@ on its address space.
 Run as `python -m aiaas.core.data.tabular.ingest_child CEILING_BYTES` by
 `aiaas.core.data.ingest_processes`, which writes one request per line on its standard input (a
 JSON object: source, work_dir, options, limits) and reads one answer per line (JSON) from its
-standard output: `{"table": {...}}`, `{"refused": {"message", "field_errors"}}`,
-`{"out_of_memory": true}` (after which the process ends: its heap is not worth reusing) or
-`{"crashed": "..."}` for a bug, whose traceback goes to standard error. It ends at the end of its
+standard output, after a first `{"ready": true}` once its ceiling is set: `{"table": {...}}`,
+`{"refused": {"message", "field_errors"}}`, `{"out_of_memory": true}` (after which the process
+ends: its heap is not worth reusing) or `{"crashed": "..."}` for a bug, whose traceback goes to
+standard error. It ends at the end of its
 input, so it never outlives the process that started it.
 
 JSON, not pickle, crosses the pipe: the request is paths and plain options, the answer the table's
@@ -24,6 +25,8 @@ import traceback
 from dataclasses import asdict
 from pathlib import Path
 from typing import IO, Any
+
+import pyarrow as pa
 
 from aiaas.core.data.tabular.ingest import normalize_upload
 from aiaas.core.data.tabular.limits import TableLimits
@@ -58,11 +61,21 @@ def serve(requests: IO[str], answers: IO[str]) -> None:
             return
 
 
+ARROW_THREADS = 4
+"""Arrow's pool grows with the machine's cores, and each thread's stack and allocator arena
+count against the ceiling: a 48-core host would spend it on threads an upload cannot use."""
+
+
 def main() -> None:
-    ceiling = int(sys.argv[1])
     # The whole address space, not only the heap: Arrow allocates with mmap as well, and a
-    # ceiling it could step around bounds nothing.
-    resource.setrlimit(resource.RLIMIT_AS, (ceiling, ceiling))
+    # ceiling it could step around bounds nothing. A lower limit the process was started under
+    # (systemd's LimitAS=, ulimit -v) cannot be raised, and stays.
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    ceiling = int(sys.argv[1])
+    if hard != resource.RLIM_INFINITY:
+        ceiling = min(ceiling, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (ceiling, hard))
+    pa.set_cpu_count(min(os.cpu_count() or 1, ARROW_THREADS))
     # The parent stops this process (by closing its input); a Ctrl-C at a terminal reaches the
     # whole process group and must not print a traceback here.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -70,6 +83,8 @@ def main() -> None:
     # standard error instead of corrupting them.
     answers = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    answers.write(json.dumps({"ready": True}) + "\n")
+    answers.flush()
     serve(sys.stdin, answers)
 
 

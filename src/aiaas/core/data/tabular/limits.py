@@ -30,6 +30,9 @@ class TableLimits:
     """A Parquet file's whole table, as its footer declares it uncompressed."""
     max_row_group_bytes: int = 1 << 30
     """One Parquet row group, uncompressed: it is decoded whole, so it must fit in memory."""
+    max_column_name_bytes: int = 256
+    """A column's name is repeated in every preview row and statistic stored for it: at the
+    widest table allowed, longer names would make a version's profile weigh megabytes."""
 
     def as_json(self) -> dict[str, int]:
         return asdict(self)
@@ -45,6 +48,16 @@ NO_LIMITS_GIVEN = TableLimits()
 def check_width(width: int, limits: TableLimits) -> None:
     if width > limits.max_columns:
         raise refuse(f"the file has {width} columns, past the limit of {limits.max_columns}")
+
+
+def check_names(names: list[str], limits: TableLimits) -> None:
+    for name in names:
+        if len(name.encode("utf-8", "surrogatepass")) > limits.max_column_name_bytes:
+            shown = repr(name[:40])
+            raise refuse(
+                f"the column named {shown}... is longer than the limit of "
+                f"{limits.max_column_name_bytes} bytes for a column's name"
+            )
 
 
 def check_parquet_footer(metadata: pq.FileMetaData, limits: TableLimits) -> None:
