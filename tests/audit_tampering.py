@@ -10,6 +10,9 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 
+from aiaas.core.audit import AuditEvent, record_outside_change
+from aiaas.core.platform import Platform
+
 APPEND_ONLY = "audit_events_append_only"
 
 
@@ -96,3 +99,22 @@ async def swapped(database_url: str, first_id: int, second_id: int) -> AsyncIter
         yield
     finally:
         await swap()
+
+
+async def numbered_events(
+    platform: Platform, project_id: uuid.UUID | None, action: str, count: int
+) -> list[AuditEvent]:
+    """`count` events appended to the project's chain (the platform's for None), numbered in
+    their details."""
+    return [
+        await record_outside_change(
+            platform,
+            actor=None,
+            action=action,
+            outcome="success",
+            request_id=uuid.uuid4().hex,
+            project_id=project_id,
+            details={"number": number},
+        )
+        for number in range(count)
+    ]

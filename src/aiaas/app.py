@@ -19,11 +19,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from aiaas.core.bootstrap import create_platform
 from aiaas.core.config import Config, ServerRole, load_config
 from aiaas.core.data.scratch_area import SCRATCH_AREA
-from aiaas.core.errors import AiaasError, AuthenticationError
+from aiaas.core.errors import AiaasError
 from aiaas.core.platform import Platform
 from aiaas.core.serving.rollout import wake_rollouts
 from aiaas.graphql.view import CSRF_HEADER, GraphQLView
-from aiaas.request_limits import GraphQLBodyLimit, authenticate_request, unauthenticated_response
+from aiaas.request_limits import GraphQLBodyLimit, authenticated
 from aiaas.requests import RequestIdMiddleware
 from aiaas.rest import datasets as dataset_rest
 from aiaas.rest import inference as inference_rest
@@ -69,12 +69,10 @@ class RequirePrincipal:
         if scope["type"] != "http" or scope["path"] in self.public_paths:
             await self.app(scope, receive, send)
             return
-        try:
-            principal = await authenticate_request(self.platform, scope)
-        except AuthenticationError as exc:
-            await unauthenticated_response(exc)(scope, receive, send)
+        caller = await authenticated(self.platform, scope)
+        if isinstance(caller, JSONResponse):
+            await caller(scope, receive, send)
             return
-        scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)
 
 

@@ -1,7 +1,7 @@
 """Bounds on what a request may make the API do before it is known to be welcome.
 
-- `authenticate_request` and `unauthenticated_response`: the credentials of an HTTP request and
-  the 401 that refuses them, shared by `RequirePrincipal` (app.py) and the body limit below.
+- `authenticated`: the principal of an HTTP request, or the 401 that refuses it, shared by
+  `RequirePrincipal` (app.py), the body limit below and `/metrics`.
 - `GraphQLBodyLimit`: an ASGI middleware for `/graphql`. A body that is not a multipart upload may
   be at most `graphql_max_body_bytes`; a multipart upload (`uploadDataset`) at most
   `upload_max_bytes` plus the same small allowance for its `operations` and `map` parts. A
@@ -51,6 +51,21 @@ def unauthenticated_response(exc: AuthenticationError) -> JSONResponse:
         status_code=401,
         headers={"WWW-Authenticate": 'Bearer realm="aiaas"'},
     )
+
+
+async def authenticated(platform: Platform, scope: Scope) -> Principal | JSONResponse:
+    """The request's principal, kept in its scope's state for the handlers; or the 401 to
+    answer with. Every HTTP route that authenticates does it through here."""
+    state = scope.setdefault("state", {})
+    known: Principal | None = state.get("principal")
+    if known is not None:
+        return known
+    try:
+        principal = await authenticate_request(platform, scope)
+    except AuthenticationError as exc:
+        return unauthenticated_response(exc)
+    state["principal"] = principal
+    return principal
 
 
 class BodyRefused(Exception):  # noqa: N818 (a refusal carried out of the app, not a bug)
@@ -143,12 +158,10 @@ class GraphQLBodyLimit:
         if multipart:
             # The form parser spools file parts to disk as they arrive: only a known caller
             # may make it do so. Which fields it may then use is up to GraphQL's permissions.
-            try:
-                principal = await authenticate_request(self.platform, scope)
-            except AuthenticationError as exc:
-                await unauthenticated_response(exc)(scope, receive, send)
+            caller = await authenticated(self.platform, scope)
+            if isinstance(caller, JSONResponse):
+                await caller(scope, receive, send)
                 return
-            scope.setdefault("state", {})["principal"] = principal
         body = CountedBody(receive, limit, declared)
         started = False
 

@@ -10,9 +10,9 @@ import uuid
 
 import pytest
 
-from aiaas.core.audit import AuditEvent, record_outside_change
+from aiaas.core.audit import AuditEvent
 from aiaas.core.platform import Platform
-from audit_tampering import edited, removed
+from audit_tampering import edited, numbered_events, removed
 
 pytestmark = pytest.mark.slow
 
@@ -26,18 +26,7 @@ def verify(env: dict[str, str], *options: str) -> subprocess.CompletedProcess[st
 
 
 async def chain_of(platform: Platform, project_id: uuid.UUID | None) -> list[AuditEvent]:
-    return [
-        await record_outside_change(
-            platform,
-            actor=None,
-            action="test.cli",
-            outcome="success",
-            request_id=uuid.uuid4().hex,
-            project_id=project_id,
-            details={"number": number},
-        )
-        for number in range(3)
-    ]
+    return await numbered_events(platform, project_id, "test.cli", 3)
 
 
 async def event_count(platform: Platform) -> int:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import io
 import json
 import subprocess
 import sys
@@ -38,6 +37,7 @@ from aiaas.core.identity.projects import create_project
 from aiaas.core.platform import Platform
 from aiaas.graphql.view import CSRF_HEADER
 from aiaas.workers.settings import worker_settings
+from backup_archives import archive_members, first_member, member_span, write_archive
 from support import (
     Services,
     clean_environment,
@@ -575,21 +575,13 @@ async def cli_restored(
     await drop_database(services, name)
 
 
-def members_of(path: Path) -> dict[str, bytes]:
-    with tarfile.open(path) as archive:
-        return {
-            info.name: archive.extractfile(info).read()  # type: ignore[union-attr]
-            for info in archive
-        }
-
-
 async def test_backup_create_writes_every_table_every_artifact_and_their_checksums(
     platform: Platform, cli_backup: CliBackup
 ) -> None:
     async with platform.metadata.acquire() as connection:
         tables = await tables_in_load_order(connection)
     keys = [key async for key in platform.artifacts.keys()]  # noqa: SIM118 - not a dict
-    members = members_of(cli_backup.path)
+    members = archive_members(cli_backup.path)
     manifest = json.loads(members[MANIFEST])
 
     assert cli_backup.stdout.strip() == (
@@ -704,17 +696,6 @@ async def test_backup_restore_into_an_instance_with_data_is_refused_and_changes_
 # Bad archives, through the CLI ----------------------------------------------------------------
 
 
-def member_span(path: Path, name: str) -> tuple[int, int]:
-    with tarfile.open(path) as archive:
-        info = archive.getmember(name)
-        return info.offset_data, info.size
-
-
-def first_member(path: Path, prefix: str) -> str:
-    with tarfile.open(path) as archive:
-        return next(name for name in archive.getnames() if name.startswith(prefix))
-
-
 def flipped_in(prefix: str) -> Callable[[Path], bytes]:
     def corrupt(path: Path) -> bytes:
         start, size = member_span(path, first_member(path, prefix))
@@ -739,16 +720,12 @@ def cut_before_manifest(path: Path) -> bytes:
 
 
 def with_unlisted_member(path: Path) -> bytes:
-    members = members_of(path)
+    members = archive_members(path)
     manifest = json.loads(members.pop(MANIFEST))
     manifest["tables"] = [entry for entry in manifest["tables"] if entry["name"] != "users"]
     members[MANIFEST] = json.dumps(manifest).encode()
     target = path.with_name(f"unlisted-{uuid.uuid4().hex}.tar")
-    with tarfile.open(target, "w") as archive:
-        for name, content in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(content)
-            archive.addfile(info, io.BytesIO(content))
+    write_archive(target, members)
     return target.read_bytes()
 
 

@@ -31,6 +31,7 @@ from aiaas.core.platform import Platform
 from aiaas.graphql.relay import from_global_id, to_global_id
 from aiaas.graphql.view import CSRF_HEADER
 from support import data_of, footprint, graphql
+from upload_files import fresh_csv, parquet_bytes
 
 VERSION_FIELDS = """
 fragment VersionFields on DatasetVersion {
@@ -68,19 +69,6 @@ query Versions($slug: String!, $name: String!) {
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-def fresh_csv(rows: int = 3) -> bytes:
-    """A small CSV whose content no other test uploads (so it is never deduplicated)."""
-    marker = f"marker-{uuid.uuid4().hex}"
-    body = "".join(f"{n},{n * 1.5},{marker}\n" for n in range(rows))
-    return f"id,amount,label\n{body}".encode()
-
-
-def parquet_bytes(table: pa.Table) -> bytes:
-    sink = io.BytesIO()
-    pq.write_table(table, sink)
-    return sink.getvalue()
 
 
 # Fixtures -----------------------------------------------------------------------------------

@@ -6,7 +6,6 @@ field errors, which creates no version and leaves no file behind."""
 from __future__ import annotations
 
 import hashlib
-import io
 import tracemalloc
 import uuid
 from collections.abc import AsyncIterator
@@ -14,7 +13,6 @@ from typing import Any
 
 import httpx
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from aiaas.app import create_app
@@ -24,23 +22,11 @@ from aiaas.core.identity import projects
 from aiaas.core.identity.accounts import verify_token
 from aiaas.core.platform import Platform
 from support import footprint
+from upload_files import fresh_csv, parquet_bytes
 
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-def fresh_csv(rows: int = 3) -> bytes:
-    """A small CSV whose content no other test uploads (so it is never deduplicated)."""
-    marker = f"marker-{uuid.uuid4().hex}"
-    body = "".join(f"{n},{n * 1.5},{marker}\n" for n in range(rows))
-    return f"id,amount,label\n{body}".encode()
-
-
-def parquet_bytes(table: pa.Table) -> bytes:
-    sink = io.BytesIO()
-    pq.write_table(table, sink)
-    return sink.getvalue()
 
 
 # Fixtures -----------------------------------------------------------------------------------

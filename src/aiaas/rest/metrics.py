@@ -17,30 +17,24 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from aiaas.core.auth import GLOBAL_DOMAIN, Principal
-from aiaas.core.errors import AuthenticationError, PermissionDeniedError
+from aiaas.core.auth import GLOBAL_DOMAIN
+from aiaas.core.errors import PermissionDeniedError
 from aiaas.core.platform import Platform
 from aiaas.core.serving import INFERENCE_SERVER, latest_drift_gauges
-from aiaas.request_limits import authenticate_request, unauthenticated_response
+from aiaas.request_limits import authenticated
 from aiaas.rest.errors import error_response
 
 DRIFT_REFRESH_S = 15.0
 READ_GRANT = ("metrics", "read")
 
 
-async def _caller(platform: Platform, request: Request) -> Principal:
-    """The caller, authenticated here when `RequirePrincipal` has not done it already: the
-    default `public_paths` still lists `/metrics`, and listing it must not make it public."""
-    principal: Principal | None = request.scope.get("state", {}).get("principal")
-    return principal or await authenticate_request(platform, request.scope)
-
-
 async def metrics(request: Request) -> Response:
     platform: Platform = request.app.state.platform
-    try:
-        principal = await _caller(platform, request)
-    except AuthenticationError as exc:
-        return unauthenticated_response(exc)
+    # Authenticated here too, not only by `RequirePrincipal`: an operator listing `/metrics`
+    # in `public_paths` must not make it public.
+    principal = await authenticated(platform, request.scope)
+    if isinstance(principal, Response):
+        return principal
     try:
         # Before anything else: a refused caller costs no drift query and sees no series.
         await platform.authorize(principal, GLOBAL_DOMAIN, *READ_GRANT)

@@ -31,6 +31,7 @@ from aiaas.core.data.tabular.ingest import SNIFF_BYTES, normalize_upload
 from aiaas.core.data.tabular.normalized import PREVIEW_ROWS, NormalizedTable
 from aiaas.core.data.tabular.read_options import ReadOptions
 from aiaas.core.errors import InputError
+from upload_files import parquet_bytes
 
 
 def normalize(directory: Path, content: bytes, **options: Any) -> NormalizedTable:
@@ -46,12 +47,6 @@ def refusal(directory: Path, content: bytes, **options: Any) -> InputError:
     with pytest.raises(InputError) as caught:
         normalize(directory, content, **options)
     return caught.value
-
-
-def parquet_bytes(table: pa.Table) -> bytes:
-    sink = io.BytesIO()
-    pq.write_table(table, sink)
-    return sink.getvalue()
 
 
 def types_of(table: NormalizedTable) -> dict[str, str]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
 import json
 import tarfile
 import uuid
@@ -58,6 +57,7 @@ from aiaas.core.jobs import JobState, claim_job, finish_job
 from aiaas.core.platform import Platform
 from aiaas.core.training import models_trained_on
 from aiaas.graphql.relay import to_global_id
+from backup_archives import archive_members, first_member, member_span, write_archive
 from support import Services, create_database_from_template, drop_database, with_database
 
 BACKUP_ACTIONS = {"backup.create", "backup.restore"}
@@ -350,14 +350,6 @@ async def empty_instance(
 # What an archive holds -----------------------------------------------------------------------
 
 
-def archive_members(path: Path) -> dict[str, bytes]:
-    with tarfile.open(path) as archive:
-        return {
-            info.name: archive.extractfile(info).read()  # type: ignore[union-attr]
-            for info in archive
-        }
-
-
 async def test_the_archive_holds_every_table_every_artifact_and_a_manifest_of_checksums(
     platform: Platform, backup: Backup, instance: Instance
 ) -> None:
@@ -506,21 +498,13 @@ async def test_the_restored_data_needs_the_master_key_it_was_wrapped_with(
 # Corrupt, truncated and foreign archives -----------------------------------------------------
 
 
-def member_span(path: Path, name: str) -> tuple[int, int]:
-    """Where a member's data starts in the archive file, and how long it is."""
-    with tarfile.open(path) as archive:
-        info = archive.getmember(name)
-        return info.offset_data, info.size
-
-
 def member_header(path: Path, name: str) -> int:
     with tarfile.open(path) as archive:
         return archive.getmember(name).offset
 
 
 def first_artifact(path: Path) -> str:
-    with tarfile.open(path) as archive:
-        return next(name for name in archive.getnames() if name.startswith("artifacts/"))
+    return first_member(path, "artifacts/")
 
 
 def flip_byte_in(name: Callable[[Path], str]) -> Callable[[Path, Path], None]:
@@ -554,11 +538,7 @@ def rewritten(edit: Callable[[dict[str, bytes]], None]) -> Callable[[Path, Path]
     def rewrite(source: Path, target: Path) -> None:
         members = archive_members(source)
         edit(members)
-        with tarfile.open(target, "w") as archive:
-            for name, content in members.items():
-                info = tarfile.TarInfo(name)
-                info.size = len(content)
-                archive.addfile(info, io.BytesIO(content))
+        write_archive(target, members)
 
     return rewrite
 

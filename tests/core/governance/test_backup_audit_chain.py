@@ -8,7 +8,6 @@ import hashlib
 import io
 import json
 import stat
-import tarfile
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from aiaas.core.audit import AuditEvent, record_outside_change, verify_audit_trail
+from aiaas.core.audit import AuditEvent, verify_audit_trail
 from aiaas.core.bootstrap import create_platform
 from aiaas.core.config import Config, build_config
 from aiaas.core.errors import BackupError
@@ -29,6 +28,8 @@ from aiaas.core.governance.backup import (
     verify_archive,
 )
 from aiaas.core.platform import Platform
+from audit_tampering import numbered_events
+from backup_archives import archive_members, write_archive
 from support import Services, create_database_from_template, drop_database, with_database
 
 AUDIT_MEMBER = "tables/audit_events.copy"
@@ -36,19 +37,7 @@ AUDIT_MEMBER = "tables/audit_events.copy"
 
 @pytest.fixture(scope="module")
 async def events(platform: Platform) -> list[AuditEvent]:
-    project_id = uuid.uuid4()
-    return [
-        await record_outside_change(
-            platform,
-            actor=None,
-            action="test.backup_chain",
-            outcome="success",
-            request_id=uuid.uuid4().hex,
-            project_id=project_id,
-            details={"number": number},
-        )
-        for number in range(4)
-    ]
+    return await numbered_events(platform, uuid.uuid4(), "test.backup_chain", 4)
 
 
 @pytest.fixture(scope="module")
@@ -98,11 +87,7 @@ async def with_audit_member_edited(
 ) -> None:
     """`target`: the archive at `source` with `statement` applied to its audit events (as
     `scratch`), and its manifest rewritten to match, as someone covering their tracks would."""
-    with tarfile.open(source) as original:
-        members = {
-            info.name: original.extractfile(info).read()  # type: ignore[union-attr]
-            for info in original
-        }
+    members = archive_members(source)
     connection = await asyncpg.connect(database_url)
     try:
         async with connection.transaction():
@@ -122,11 +107,7 @@ async def with_audit_member_edited(
             entry["bytes"] = len(members[AUDIT_MEMBER])
             entry["sha256"] = hashlib.sha256(members[AUDIT_MEMBER]).hexdigest()
     members[MANIFEST] = json.dumps(manifest).encode()  # last, as the backup writes it
-    with tarfile.open(target, "w") as rewritten:
-        for name, content in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(content)
-            rewritten.addfile(info, io.BytesIO(content))
+    write_archive(target, members)
 
 
 def test_the_archive_is_readable_by_its_owner_alone(archive: Path) -> None:
