@@ -17,10 +17,10 @@ APPEND_ONLY = "audit_events_append_only"
 
 
 @asynccontextmanager
-async def as_owner(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+async def as_owner(owner_url: str) -> AsyncIterator[asyncpg.Connection]:
     """A connection of the database's owner with the append-only trigger off, for one
     transaction: what an insider with the owner's password can do."""
-    connection = await asyncpg.connect(database_url)
+    connection = await asyncpg.connect(owner_url)
     try:
         async with connection.transaction():
             await connection.execute(f"ALTER TABLE audit_events DISABLE TRIGGER {APPEND_ONLY}")

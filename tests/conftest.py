@@ -25,10 +25,13 @@ from aiaas.core.config import Config, build_config
 from aiaas.core.governance.crypto import MasterKey
 from aiaas.core.identity.accounts import bootstrap_admin
 from aiaas.core.platform import Platform
+from aiaas.embedded.database_roles import ensure_login_role
 from aiaas.embedded.postgres import EmbeddedPostgres, read_or_create_secret
 from aiaas.embedded.processes import Child
 from aiaas.embedded.redis import EmbeddedRedis
 from support import (
+    TEST_APPLICATION_ROLE,
+    TEST_OWNER_ROLE,
     Leftovers,
     Services,
     admin_connection,
@@ -82,11 +85,18 @@ async def services(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Se
 
 @pytest.fixture(scope="session")
 async def template_database(services: Services) -> AsyncIterator[str]:
+    """The migrated schema, owned by the test owner role, the application role granted: the
+    platform under test connects as the application role, as in production."""
     name = f"aiaas_template_{uuid.uuid4().hex[:8]}"
     admin = await admin_connection(services)
     try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        await migrations.upgrade(with_database(services.server_url, name))
+        for role in (TEST_OWNER_ROLE, TEST_APPLICATION_ROLE):
+            await ensure_login_role(admin, role)
+        await admin.execute(f'CREATE DATABASE "{name}" OWNER "{TEST_OWNER_ROLE.name}"')
+        await migrations.upgrade(
+            TEST_OWNER_ROLE.url_on(with_database(services.server_url, name)),
+            application_role=TEST_APPLICATION_ROLE.name,
+        )
         yield name
         await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
     finally:
@@ -102,12 +112,18 @@ def _module_slug(request: pytest.FixtureRequest) -> str:
 async def database_url(
     services: Services, template_database: str, request: pytest.FixtureRequest
 ) -> AsyncIterator[str]:
-    """A freshly migrated database of this test module's own."""
+    """A freshly migrated database of this test module's own, as the application role."""
     name = await create_database_from_template(
-        services, template_database, f"test_{_module_slug(request)}"
+        services, template_database, f"test_{_module_slug(request)}", owner=TEST_OWNER_ROLE
     )
-    yield with_database(services.server_url, name)
+    yield TEST_APPLICATION_ROLE.url_on(with_database(services.server_url, name))
     await drop_database(services, name)
+
+
+@pytest.fixture(scope="module")
+def database_owner_url(database_url: str) -> str:
+    """The module's database as the role that owns its schema."""
+    return TEST_OWNER_ROLE.url_on(database_url)
 
 
 @pytest.fixture(scope="module")
@@ -122,6 +138,7 @@ async def redis_url(services: Services) -> str:
 @pytest.fixture(scope="module")
 def config(
     database_url: str,
+    database_owner_url: str,
     redis_url: str,
     tmp_path_factory: pytest.TempPathFactory,
     request: pytest.FixtureRequest,
@@ -131,6 +148,7 @@ def config(
         {
             "mode": "dev",
             "database_url": database_url,
+            "database_owner_url": database_owner_url,
             "redis_url": redis_url,
             "data_dir": data_dir,
             "disable_plugin_autoload": True,
@@ -180,6 +198,7 @@ def cli_environment(config: Config) -> dict[str, str]:
     """The environment for an `aiaas` subprocess pointed at this module's services."""
     return clean_environment(
         AIAAS_DATABASE_URL=str(config.database_url),
+        AIAAS_DATABASE_OWNER_URL=str(config.database_owner_url),
         AIAAS_REDIS_URL=str(config.redis_url),
         AIAAS_DISABLE_PLUGIN_AUTOLOAD="1",
         AIAAS_MASTER_KEY=str(config.master_key),

@@ -29,6 +29,7 @@ from aiaas.core.identity import accounts as identity
 from aiaas.core.identity.access import PROJECT_GRANTS, ProjectRole
 from aiaas.core.identity.accounts import IssuedToken
 from aiaas.core.platform import Platform
+from aiaas.embedded.database_roles import RoleCredentials
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 
@@ -89,11 +90,20 @@ async def admin_connection(services: Services) -> asyncpg.Connection:
     return await asyncpg.connect(with_database(services.server_url, "postgres"))
 
 
-async def create_database_from_template(services: Services, template: str, prefix: str) -> str:
+# The roles the test suite's platforms connect as (`aiaas.embedded.database_roles`), shared by
+# every test session on a server; the password only matters on a server that asks for one.
+TEST_OWNER_ROLE = RoleCredentials("aiaas_test_owner", "aiaas-test-owner")
+TEST_APPLICATION_ROLE = RoleCredentials("aiaas_test_application", "aiaas-test-application")
+
+
+async def create_database_from_template(
+    services: Services, template: str, prefix: str, *, owner: RoleCredentials | None = None
+) -> str:
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    owned_by = f' OWNER "{owner.name}"' if owner is not None else ""
     admin = await admin_connection(services)
     try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"{owned_by}')
     finally:
         await admin.close()
     return name
@@ -332,6 +342,23 @@ async def events_since(platform: Platform, mark: int) -> list[tuple[str, str]]:
     return [(row["action"], row["outcome"]) for row in rows]
 
 
+async def audit_rows_since(platform: Platform, mark: int, **where: Any) -> list[dict[str, Any]]:
+    """Every audit event after `mark` whose columns equal `where`, whole, oldest first."""
+    conditions = ["id > $1"] + [f"{column} = ${n}" for n, column in enumerate(where, start=2)]
+    async with platform.metadata.acquire() as connection:
+        rows = await connection.fetch(
+            f"SELECT * FROM audit_events WHERE {' AND '.join(conditions)} ORDER BY id",
+            mark,
+            *where.values(),
+        )
+    return [dict(row) for row in rows]
+
+
+def audit_row_text(row: dict[str, Any]) -> str:
+    """An audit event as one text, to look for what must not be in it."""
+    return json.dumps(row, default=str)
+
+
 def count_files(directory: Path) -> int:
     return sum(1 for path in directory.rglob("*") if path.is_file()) if directory.exists() else 0
 
@@ -404,6 +431,41 @@ async def leftovers(platform: Platform) -> Leftovers:
         staged_artifacts=count_files(config.resolved_artifact_dir / "tmp"),
         unreferenced_artifacts=tuple(sorted(set(stored) - referenced)),
     )
+
+
+async def project_state(platform: Platform, project_id: uuid.UUID) -> dict[str, Any]:
+    """Every row of the project that a mutation could change. Left out: the audit trail (a
+    refusal is written there) and prediction samples (serving goes on); and the rollout's own
+    bookkeeping, which a serving process keeps whatever the project's state."""
+    tables = (
+        "project_members",
+        "datasets",
+        "dataset_versions",
+        "quality_reports",
+        "jobs",
+        "models",
+        "model_versions",
+        "deployments",
+    )
+    async with platform.metadata.acquire() as connection:
+        state = {
+            table: await connection.fetchval(
+                "SELECT coalesce(jsonb_agg(r ORDER BY r::text), '[]') FROM ("
+                "SELECT to_jsonb(t) - 'rollout_heartbeat_at' - 'rollout_claimed_by' AS r "
+                f"FROM {table} t WHERE project_id = $1) AS rows",
+                project_id,
+            )
+            for table in tables
+        }
+        state["projects"] = await connection.fetchval(
+            "SELECT to_jsonb(p) FROM projects p WHERE id = $1", project_id
+        )
+        state["model_aliases"] = await connection.fetchval(
+            "SELECT coalesce(jsonb_agg(to_jsonb(a) ORDER BY to_jsonb(a)::text), '[]') "
+            "FROM model_aliases a JOIN models m ON m.id = a.model_id WHERE m.project_id = $1",
+            project_id,
+        )
+    return state
 
 
 # A hand-written graphql-transport-ws client ---------------------------------------------------

@@ -24,14 +24,13 @@ from aiaas.core.platform import Platform
 from aiaas.core.serving.rollout import wake_rollouts
 from aiaas.graphql.view import CSRF_HEADER, GraphQLView
 from aiaas.request_limits import GraphQLBodyLimit, authenticated
-from aiaas.requests import RequestIdMiddleware
+from aiaas.requests import GRAPHQL_PATH, RequestIdMiddleware
 from aiaas.rest import datasets as dataset_rest
 from aiaas.rest import inference as inference_rest
 from aiaas.rest import metrics as metrics_rest
 
 logger = logging.getLogger(__name__)
 
-GRAPHQL_PATH = "/graphql"
 GIL_SWITCH_INTERVAL_S = 0.0005
 
 
@@ -125,7 +124,9 @@ def create_app(config: Config | None = None, *, platform: Platform | None = None
     app = Starlette(
         routes=routes,
         middleware=[
-            Middleware(RequestIdMiddleware),
+            # Outermost: every answer carries the request id, and every unexpected error is
+            # logged, answered and audited with it.
+            Middleware(RequestIdMiddleware, platform=platform),
             Middleware(
                 CORSMiddleware,
                 allow_origins=list(config.cors_origins),

@@ -7,6 +7,13 @@ correlation id: echoed in `X-Correlation-ID`, and stored with the audit events b
 
 The same middleware, outermost of ours, also ends a request quietly whose client disconnected
 before sending all of its body: nobody is left to answer, and it is no error of the server's.
+
+And it is where an unexpected error (an exception no route turned into an answer) ends: it is
+logged with the request id, answered with a 500 that carries the id and nothing else, and
+audited as a `failed` `request.error` event that names the interface, the route's template and
+the exception's type, and holds nothing the request carried (no path, no body, no exception
+text, which may quote either). GraphQL answers its resolvers' unexpected errors itself, as
+errors in its result: `aiaas.graphql.error_audit` audits those the same way.
 """
 
 from __future__ import annotations
@@ -14,11 +21,18 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import ClientDisconnect
+from starlette.responses import JSONResponse
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from aiaas.core.audit import correlated
+from aiaas.core.audit import correlated, record_outside_change
+from aiaas.core.auth import Principal
+
+if TYPE_CHECKING:
+    from aiaas.core.platform import Platform
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +40,10 @@ HEADER = "x-request-id"
 CORRELATION_HEADER = "x-correlation-id"
 # A caller-supplied id is kept only if it is short and plain, so it cannot forge log lines.
 _ACCEPTABLE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+UNEXPECTED_ERROR_ACTION = "request.error"
+V2_PREFIX = "/v2"
+GRAPHQL_PATH = "/graphql"
 
 
 def request_id_of(scope: Scope) -> str:
@@ -42,9 +60,69 @@ def _supplied_correlation_id(scope: Scope) -> str | None:
     return None
 
 
+async def audit_unexpected_error(
+    platform: Platform,
+    *,
+    actor: Principal | None,
+    request_id: str,
+    details: dict[str, Any],
+) -> None:
+    """Record that request `request_id` failed unexpectedly. `details` names where (the
+    interface, a route or fields) and the exception's type, never anything the request carried.
+    A trail that cannot be written (the database is what failed) is logged, not raised: the
+    request's own failure is the one to report."""
+    try:
+        await record_outside_change(
+            platform,
+            actor=actor,
+            action=UNEXPECTED_ERROR_ACTION,
+            outcome="failed",
+            request_id=request_id,
+            details=details,
+        )
+    except Exception:
+        logger.warning(
+            "request %s: its unexpected error could not be audited", request_id, exc_info=True
+        )
+
+
+def _interface(scope: Scope) -> str:
+    path: str = scope.get("path", "")
+    if path == GRAPHQL_PATH:
+        return "graphql"
+    if path == V2_PREFIX or path.startswith(V2_PREFIX + "/"):
+        return "v2"
+    return "rest"
+
+
+def _route_template(scope: Scope) -> str:
+    """`POST /v1/projects/{project}/...`: the method and the template of the route the request
+    matched, not its path, which holds what the caller put there."""
+    method = scope.get("method", "WEBSOCKET")
+    app = scope.get("app")
+    for route in getattr(app, "routes", ()):
+        match, _ = route.matches(scope)
+        if match is Match.FULL and isinstance(getattr(route, "path", None), str):
+            return f"{method} {route.path}"
+    return f"{method} (no route)"
+
+
+def internal_error_response(scope: Scope, request_id: str) -> JSONResponse:
+    """The 500 answer of an unexpected error: its request id, and nothing of the error. V2
+    clients get the protocol's shape, everyone else the REST error's."""
+    message = "internal error"
+    if _interface(scope) == "v2":
+        body: dict[str, Any] = {"error": message, "code": "INTERNAL", "requestId": request_id}
+    else:
+        body = {"error": {"code": "INTERNAL", "message": message, "requestId": request_id}}
+    return JSONResponse(body, status_code=500)
+
+
 class RequestIdMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, platform: Platform | None = None) -> None:
+        """Without `platform`, unexpected errors are logged and answered but not audited."""
         self.app = app
+        self.platform = platform
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -57,17 +135,41 @@ class RequestIdMiddleware:
         echoed = [(HEADER.encode(), request_id.encode())]
         if correlation_id is not None:
             echoed.append((CORRELATION_HEADER.encode(), correlation_id.encode()))
+        started = False
 
         async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
+            nonlocal started
+            # A WebSocket's handshake answer carries the ids too, so that its client can name
+            # the connection in a report.
+            if message["type"] in ("http.response.start", "websocket.accept"):
+                started = True
                 message["headers"] = [*message.get("headers", []), *echoed]
             await send(message)
 
-        try:
-            with correlated(correlation_id):
+        with correlated(correlation_id):
+            try:
                 await self.app(scope, receive, send_with_id)
-        except ClientDisconnect:
-            # Raised by Starlette to a route still reading the body (a client that gave up, or
-            # that declared a longer body than it sent). Left to propagate, uvicorn would log
-            # it as an exception in the application, with a traceback.
-            logger.info("request %s: the client disconnected before sending its body", request_id)
+            except ClientDisconnect:
+                # Raised by Starlette to a route still reading the body (a client that gave
+                # up, or that declared a longer body than it sent). Left to propagate, uvicorn
+                # would log it as an exception in the application, with a traceback.
+                logger.info(
+                    "request %s: the client disconnected before sending its body", request_id
+                )
+            except Exception as exc:
+                logger.error("unexpected error in request %s", request_id, exc_info=exc)
+                if self.platform is not None:
+                    await audit_unexpected_error(
+                        self.platform,
+                        actor=state.get("principal"),
+                        request_id=request_id,
+                        details={
+                            "interface": _interface(scope),
+                            "route": _route_template(scope),
+                            "error": type(exc).__name__,
+                        },
+                    )
+                if started or scope["type"] != "http":
+                    # Too late to answer: the server ends the connection.
+                    raise
+                await internal_error_response(scope, request_id)(scope, receive, send_with_id)

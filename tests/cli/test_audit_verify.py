@@ -49,12 +49,12 @@ async def test_an_intact_trail_exits_0_with_a_count(
 
 
 async def test_an_edited_event_is_named_and_exits_1(
-    platform: Platform, cli_environment: dict[str, str], database_url: str
+    platform: Platform, cli_environment: dict[str, str], database_owner_url: str
 ) -> None:
     project_id = uuid.uuid4()
     events = await chain_of(platform, project_id)
 
-    async with edited(database_url, events[1].id, '{"number": 99}'):
+    async with edited(database_owner_url, events[1].id, '{"number": 99}'):
         result = verify(cli_environment)
 
     assert result.returncode == 1, result
@@ -69,11 +69,11 @@ async def test_an_edited_event_is_named_and_exits_1(
 
 
 async def test_a_removed_event_is_named_by_the_one_after_it(
-    platform: Platform, cli_environment: dict[str, str], database_url: str
+    platform: Platform, cli_environment: dict[str, str], database_owner_url: str
 ) -> None:
     events = await chain_of(platform, None)
 
-    async with removed(database_url, events[1].id):
+    async with removed(database_owner_url, events[1].id):
         result = verify(cli_environment)
 
     assert result.returncode == 1, result

@@ -29,7 +29,13 @@ from aiaas.core.auth import Principal
 from aiaas.core.bootstrap import create_platform
 from aiaas.core.config import Config, build_config
 from aiaas.core.errors import ConfigError
-from aiaas.core.governance.backup import FORMAT, MANIFEST, tables_in_load_order
+from aiaas.core.governance.backup import (
+    FORMAT,
+    MANIFEST,
+    MANIFEST_TAG,
+    UNSEALED_FORMAT,
+    tables_in_load_order,
+)
 from aiaas.core.governance.crypto import MasterKey
 from aiaas.core.governance.vault import VAULT, Vault
 from aiaas.core.identity import accounts as identity
@@ -37,7 +43,14 @@ from aiaas.core.identity.projects import create_project
 from aiaas.core.platform import Platform
 from aiaas.graphql.view import CSRF_HEADER
 from aiaas.workers.settings import worker_settings
-from backup_archives import archive_members, first_member, member_span, write_archive
+from backup_archives import (
+    archive_members,
+    first_member,
+    member_span,
+    reauthenticated,
+    unsealed_archive,
+    write_archive,
+)
 from support import (
     Services,
     clean_environment,
@@ -590,12 +603,16 @@ async def test_backup_create_writes_every_table_every_artifact_and_their_checksu
     assert len(keys) == 4  # three versions of customers (one deleted) and the archive's events
     assert set(members) == {
         MANIFEST,
-        *(f"tables/{table}.copy" for table in tables),
+        MANIFEST_TAG,
+        *(f"tables/{table}.copy.sealed" for table in tables),
         *(f"artifacts/{key}" for key in keys),
     }
     assert manifest["format"] == FORMAT
+    assert (
+        manifest["sealing"]["master_key_id"] == MasterKey.parse(str(platform.config.master_key)).id
+    )
     entries = {entry["member"]: entry for entry in manifest["tables"] + manifest["artifacts"]}
-    assert set(entries) == set(members) - {MANIFEST}
+    assert set(entries) == set(members) - {MANIFEST, MANIFEST_TAG}
     for member, entry in entries.items():
         assert entry["bytes"] == len(members[member])
         assert entry["sha256"] == hashlib.sha256(members[member]).hexdigest()
@@ -609,6 +626,46 @@ async def test_backup_verify_passes_on_the_archive(cli_backup: CliBackup, config
         f"{cli_backup.path} is sound: schema {migrations.head_revision()}, "
     )
     assert "4 artifacts" in result.stdout
+    master_key_id = MasterKey.parse(str(config.master_key)).id
+    assert result.stdout.strip().endswith(
+        f"; its manifest is authentic (master key {master_key_id})"
+    )
+
+
+async def test_backup_verify_without_a_master_key_checks_the_members_and_says_so(
+    cli_backup: CliBackup, config: Config, tmp_path: Path
+) -> None:
+    env = environment_for(config)
+    del env["AIAAS_MASTER_KEY"]
+    tampered = tmp_path / "tampered.tar"
+    tampered.write_bytes(relisted_count(cli_backup.path))
+
+    results = [
+        run_cli("backup", "verify", str(path), env=env) for path in (cli_backup.path, tampered)
+    ]
+
+    for result in results:
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip().endswith(
+            "; its manifest's authenticity was not checked: no master key is configured "
+            "(AIAAS_MASTER_KEY)"
+        )
+    # With the key, the same tampered archive is refused.
+    refused = run_cli("backup", "verify", str(tampered), env=environment_for(config))
+    assert refused.returncode == 1
+    assert "the manifest failed authentication" in refused.stderr
+
+
+def relisted_count(path: Path) -> bytes:
+    """The archive with one table's row count changed in its manifest, the old tag kept."""
+    members = archive_members(path)
+    manifest = json.loads(members.pop(MANIFEST))
+    manifest["tables"][0]["rows"] += 1
+    tag = members.pop(MANIFEST_TAG)
+    members[MANIFEST], members[MANIFEST_TAG] = json.dumps(manifest).encode(), tag
+    target = path.with_name(f"recounted-{uuid.uuid4().hex}.tar")
+    write_archive(target, members)
+    return target.read_bytes()
 
 
 async def test_backup_restore_migrates_the_empty_database_to_the_latest_revision(
@@ -696,8 +753,13 @@ async def test_backup_restore_into_an_instance_with_data_is_refused_and_changes_
 # Bad archives, through the CLI ----------------------------------------------------------------
 
 
-def flipped_in(prefix: str) -> Callable[[Path], bytes]:
-    def corrupt(path: Path) -> bytes:
+BadArchive = Callable[[Path, MasterKey], bytes]
+"""The bytes of a bad archive made from the good one; the master key is there for the edits
+that someone holding it could make."""
+
+
+def flipped_in(prefix: str) -> BadArchive:
+    def corrupt(path: Path, _: MasterKey) -> bytes:
         start, size = member_span(path, first_member(path, prefix))
         data = bytearray(path.read_bytes())
         data[start + size // 2] ^= 0x01
@@ -706,30 +768,32 @@ def flipped_in(prefix: str) -> Callable[[Path], bytes]:
     return corrupt
 
 
-def cut_inside(prefix: str) -> Callable[[Path], bytes]:
-    def cut(path: Path) -> bytes:
+def cut_inside(prefix: str) -> BadArchive:
+    def cut(path: Path, _: MasterKey) -> bytes:
         start, size = member_span(path, first_member(path, prefix))
         return path.read_bytes()[: start + size // 2]
 
     return cut
 
 
-def cut_before_manifest(path: Path) -> bytes:
+def cut_before_manifest(path: Path, _: MasterKey) -> bytes:
     with tarfile.open(path) as archive:
         return path.read_bytes()[: archive.getmember(MANIFEST).offset]
 
 
-def with_unlisted_member(path: Path) -> bytes:
+def with_unlisted_member(path: Path, master: MasterKey) -> bytes:
+    """The users table left out of the manifest, which is re-authenticated with the key."""
     members = archive_members(path)
-    manifest = json.loads(members.pop(MANIFEST))
+    manifest = json.loads(members[MANIFEST])
     manifest["tables"] = [entry for entry in manifest["tables"] if entry["name"] != "users"]
     members[MANIFEST] = json.dumps(manifest).encode()
+    reauthenticated(members, master)
     target = path.with_name(f"unlisted-{uuid.uuid4().hex}.tar")
     write_archive(target, members)
     return target.read_bytes()
 
 
-def flipped_manifest_field(path: Path) -> bytes:
+def flipped_manifest_field(path: Path, _: MasterKey) -> bytes:
     """One bit flipped in the manifest: its first "sha256" field becomes "sha257"."""
     start, size = member_span(path, MANIFEST)
     data = bytearray(path.read_bytes())
@@ -752,15 +816,17 @@ BAD_ARCHIVES = [
     ),
     pytest.param(
         with_unlisted_member,
-        "members not in the manifest: tables/users.copy",
+        "members not in the manifest: tables/users.copy.sealed",
         id="member-missing-from-the-manifest",
     ),
     pytest.param(
         flipped_manifest_field,
-        "manifest",
+        "the manifest failed authentication",
         id="bit-flipped-in-the-manifest",
     ),
-    pytest.param(lambda _: b"name,age\nAda,36\n", "unreadable or truncated", id="not-an-archive"),
+    pytest.param(
+        lambda _, __: b"name,age\nAda,36\n", "unreadable or truncated", id="not-an-archive"
+    ),
 ]
 
 
@@ -769,11 +835,11 @@ def test_backup_verify_refuses_a_bad_archive(
     cli_backup: CliBackup,
     config: Config,
     tmp_path: Path,
-    make_bad: Callable[[Path], bytes],
+    make_bad: BadArchive,
     refusal: str,
 ) -> None:
     bad = tmp_path / "bad.tar"
-    bad.write_bytes(make_bad(cli_backup.path))
+    bad.write_bytes(make_bad(cli_backup.path, MasterKey.parse(str(config.master_key))))
 
     result = run_cli("backup", "verify", str(bad), env=environment_for(config))
 
@@ -790,11 +856,11 @@ async def test_backup_restore_refuses_a_bad_archive_and_writes_nothing(
     config: Config,
     cli_backup: CliBackup,
     tmp_path: Path,
-    make_bad: Callable[[Path], bytes],
+    make_bad: BadArchive,
     refusal: str,
 ) -> None:
     bad = tmp_path / "bad.tar"
-    bad.write_bytes(make_bad(cli_backup.path))
+    bad.write_bytes(make_bad(cli_backup.path, MasterKey.parse(str(config.master_key))))
     name = await create_database_from_template(services, "template1", "test_cli_bad_restore")
     target = config_for(config, with_database(services.server_url, name), tmp_path / "data")
     try:
@@ -804,14 +870,67 @@ async def test_backup_restore_refuses_a_bad_archive_and_writes_nothing(
         assert refusal in result.stderr
         assert "Traceback" not in result.stderr
         # Not even the schema: the archive is checked before the database is migrated.
-        admin = await asyncpg.connect(str(target.database_url))
-        try:
-            tables = await admin.fetchval(
-                "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
-            )
-        finally:
-            await admin.close()
-        assert tables == 0
+        assert await public_tables(target) == 0
         assert object_files(target) == {}
+    finally:
+        await drop_database(services, name)
+
+
+async def public_tables(config: Config) -> int:
+    connection = await asyncpg.connect(str(config.database_url))
+    try:
+        return int(
+            await connection.fetchval("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
+        )
+    finally:
+        await connection.close()
+
+
+async def test_backup_restore_without_the_archives_master_key_is_refused_untouched(
+    services: Services, config: Config, cli_backup: CliBackup, tmp_path: Path
+) -> None:
+    name = await create_database_from_template(services, "template1", "test_cli_other_key")
+    target = config_for(
+        config,
+        with_database(services.server_url, name),
+        tmp_path / "data",
+        master_key=MasterKey.generate().encoded(),
+    )
+    try:
+        result = run_cli("backup", "restore", str(cli_backup.path), env=environment_for(target))
+
+        sealed_by = MasterKey.parse(str(config.master_key)).id
+        assert result.returncode == 1
+        assert result.stderr.startswith(
+            f"error: the archive was sealed with master key {sealed_by}, which is not configured"
+        )
+        assert "Traceback" not in result.stderr
+        assert await public_tables(target) == 0
+        assert object_files(target) == {}
+    finally:
+        await drop_database(services, name)
+
+
+async def test_backup_restore_takes_an_unsealed_archive_only_with_allow_unsealed(
+    services: Services, config: Config, cli_backup: CliBackup, tmp_path: Path
+) -> None:
+    unsealed = tmp_path / "unsealed.tar"
+    await unsealed_archive(cli_backup.path, unsealed, MasterKey.parse(str(config.master_key)))
+    name = await create_database_from_template(services, "template1", "test_cli_unsealed")
+    target = config_for(config, with_database(services.server_url, name), tmp_path / "data")
+    try:
+        refused = run_cli("backup", "restore", str(unsealed), env=environment_for(target))
+        assert refused.returncode == 1
+        assert f"is an unsealed {UNSEALED_FORMAT} archive" in refused.stderr
+        assert "--allow-unsealed" in refused.stderr
+        assert await public_tables(target) == 0
+
+        accepted = run_cli(
+            "backup", "restore", "--allow-unsealed", str(unsealed), env=environment_for(target)
+        )
+        assert accepted.returncode == 0, accepted.stderr
+        assert accepted.stderr.startswith(f"warning: {unsealed} is an unsealed {UNSEALED_FORMAT}")
+        assert accepted.stdout.startswith(f"restored {unsealed} (made ")
+        assert await public_tables(target) > 0
     finally:
         await drop_database(services, name)

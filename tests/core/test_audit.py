@@ -53,8 +53,8 @@ async def insert_user(connection: Any, username: str) -> uuid.UUID:
     ],
     ids=["update", "delete", "truncate"],
 )
-async def test_database_refuses_to_change_the_audit_trail(
-    platform: Platform, statement: str
+async def test_database_refuses_to_change_the_audit_trail_even_to_its_owner(
+    platform: Platform, database_owner_url: str, statement: str
 ) -> None:
     request_id = unique_name("append-only")
     # Row triggers fire only on rows that exist: make sure there is one.
@@ -62,10 +62,15 @@ async def test_database_refuses_to_change_the_audit_trail(
         platform, actor=None, action="test.append_only", outcome="success", request_id=request_id
     )
 
-    async with platform.metadata.acquire() as connection:
+    # The application's role may not even try (tests/core/test_database_roles.py); the
+    # trigger holds against the owner unless the owner turns it off.
+    connection = await asyncpg.connect(database_owner_url)
+    try:
         arguments = [event.id] if "$1" in statement else []
         with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
             await connection.execute(statement, *arguments)
+    finally:
+        await connection.close()
 
     [row] = await events_of_request(platform, request_id)
     assert row["id"] == event.id

@@ -158,11 +158,11 @@ async def test_an_intact_trail_verifies_with_a_count(platform: Platform) -> None
     assert verification.chains >= 2
 
 
-async def test_an_edited_event_is_named(platform: Platform, database_url: str) -> None:
+async def test_an_edited_event_is_named(platform: Platform, database_owner_url: str) -> None:
     project_id = uuid.uuid4()
     events = await chain_of(platform, project_id, 4)
 
-    async with edited(database_url, events[1].id, '{"label": "nothing to see"}'):
+    async with edited(database_owner_url, events[1].id, '{"label": "nothing to see"}'):
         verification = await verify(platform)
     after = await verify(platform)
 
@@ -173,12 +173,12 @@ async def test_an_edited_event_is_named(platform: Platform, database_url: str) -
 
 @pytest.mark.parametrize(("position", "named"), [(0, 1), (2, 3)], ids=["first", "middle"])
 async def test_a_removed_event_is_found_at_the_next(
-    platform: Platform, database_url: str, position: int, named: int
+    platform: Platform, database_owner_url: str, position: int, named: int
 ) -> None:
     project_id = uuid.uuid4()
     events = await chain_of(platform, project_id, 4)
 
-    async with removed(database_url, events[position].id):
+    async with removed(database_owner_url, events[position].id):
         verification = await verify(platform)
 
     assert verification.breaks == [ChainBreak(project_id, events[named].id, "link")]
@@ -186,11 +186,11 @@ async def test_a_removed_event_is_found_at_the_next(
     assert (await verify(platform)).intact
 
 
-async def test_reordered_events_are_found(platform: Platform, database_url: str) -> None:
+async def test_reordered_events_are_found(platform: Platform, database_owner_url: str) -> None:
     project_id = uuid.uuid4()
     events = await chain_of(platform, project_id, 4)
 
-    async with swapped(database_url, events[1].id, events[2].id):
+    async with swapped(database_owner_url, events[1].id, events[2].id):
         verification = await verify(platform)
 
     assert verification.breaks == [ChainBreak(project_id, events[1].id, "content")]
@@ -198,13 +198,13 @@ async def test_reordered_events_are_found(platform: Platform, database_url: str)
 
 
 async def test_a_break_in_one_chain_leaves_the_others_verified(
-    platform: Platform, database_url: str
+    platform: Platform, database_owner_url: str
 ) -> None:
     broken, sound = uuid.uuid4(), uuid.uuid4()
     broken_events = await chain_of(platform, broken, 2)
     await chain_of(platform, sound, 2)
 
-    async with edited(database_url, broken_events[0].id, "{}"):
+    async with edited(database_owner_url, broken_events[0].id, "{}"):
         verification = await verify(platform)
 
     assert breaks_in(verification, broken, sound) == [
@@ -214,12 +214,12 @@ async def test_a_break_in_one_chain_leaves_the_others_verified(
 
 
 async def test_the_walk_reads_a_long_trail_in_batches(
-    platform: Platform, database_url: str
+    platform: Platform, database_owner_url: str
 ) -> None:
     project_id = uuid.uuid4()
     events = await chain_of(platform, project_id, 7)
 
-    async with removed(database_url, events[5].id), platform.metadata.acquire() as connection:
+    async with removed(database_owner_url, events[5].id), platform.metadata.acquire() as connection:
         # Batches of two: the break sits beyond several page boundaries.
         verification = await verify_audit_trail(connection, batch=2)
 

@@ -51,6 +51,7 @@ from support import (
     leftovers,
     new_account,
     new_team,
+    project_state,
 )
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -322,41 +323,6 @@ async def send(client: httpx.AsyncClient, name: str, world: Archived) -> dict[st
     )
     answer: dict[str, Any] = response.json()
     return answer
-
-
-async def project_state(platform: Platform, project_id: uuid.UUID) -> dict[str, Any]:
-    """Every row of the project that a mutation could change. Left out: the audit trail (a
-    refusal is written there) and prediction samples (serving goes on); and the rollout's own
-    bookkeeping, which a serving process keeps whatever the project's state."""
-    tables = (
-        "project_members",
-        "datasets",
-        "dataset_versions",
-        "quality_reports",
-        "jobs",
-        "models",
-        "model_versions",
-        "deployments",
-    )
-    async with platform.metadata.acquire() as connection:
-        state = {
-            table: await connection.fetchval(
-                "SELECT coalesce(jsonb_agg(r ORDER BY r::text), '[]') FROM ("
-                "SELECT to_jsonb(t) - 'rollout_heartbeat_at' - 'rollout_claimed_by' AS r "
-                f"FROM {table} t WHERE project_id = $1) AS rows",
-                project_id,
-            )
-            for table in tables
-        }
-        state["projects"] = await connection.fetchval(
-            "SELECT to_jsonb(p) FROM projects p WHERE id = $1", project_id
-        )
-        state["model_aliases"] = await connection.fetchval(
-            "SELECT coalesce(jsonb_agg(to_jsonb(a) ORDER BY to_jsonb(a)::text), '[]') "
-            "FROM model_aliases a JOIN models m ON m.id = a.model_id WHERE m.project_id = $1",
-            project_id,
-        )
-    return state
 
 
 # The tests ----------------------------------------------------------------------------------

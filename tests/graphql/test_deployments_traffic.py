@@ -19,6 +19,7 @@ from aiaas.core.platform import Platform
 from aiaas.core.runtimes import LoadedModel
 from aiaas.core.serving.deployments import Deployment
 from aiaas.core.serving.inference import INFERENCE_SERVER
+from aiaas.core.serving.prediction_samples import stored_samples
 from aiaas.core.serving.rollout import ROLLOUT_SUPERVISOR
 from aiaas.core.training import registry as models
 from aiaas.graphql.relay import from_global_id
@@ -397,23 +398,18 @@ async def test_a_shadow_sees_every_request_and_answers_none(
     async def shadows_sampled() -> bool:
         nonlocal rows
         await platform.service(INFERENCE_SERVER).samples.flush()
-        async with platform.metadata.acquire() as connection:
-            rows = await connection.fetch(
-                "SELECT version_id, role, inputs, outputs FROM prediction_samples "
-                "WHERE deployment_id = $1",
-                deployment_uuid,
-            )
-        shadows = sum(1 for row in rows if row["role"] == "shadow")
+        rows = await stored_samples(platform, team.project_id, deployment_uuid)
+        shadows = sum(1 for row in rows if row.role == "shadow")
         return shadows >= 10
 
     assert await poll_until(shadows_sampled, timeout_s=30) is not None, rows
-    by_role = Counter((row["role"], row["version_id"]) for row in rows)
+    by_role = Counter((row.role, row.version_id) for row in rows)
     assert by_role == {("stable", versions["v1"].id): 10, ("shadow", versions["v2"].id): 10}
     for row in rows:
-        outputs = row["outputs"]
+        outputs = row.outputs
         assert outputs is not None
         assert outputs["label"] in {"c0", "c1", "c2"}
-        assert set(row["inputs"]) == set(wine_records(1)[0])
+        assert set(row.inputs) == set(wine_records(1)[0])
 
     scraped: dict[str, dict[Any, float]] = {}
     # Scraped as an admin: the series name every project, so they need `metrics:read`.

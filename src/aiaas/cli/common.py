@@ -86,13 +86,20 @@ async def preflight(config: Config) -> None:
 
 
 @asynccontextmanager
-async def operator_platform(*, check_schema: bool = True) -> AsyncIterator[Platform]:
+async def operator_platform(
+    *, check_schema: bool = True, as_schema_owner: bool = False
+) -> AsyncIterator[Platform]:
     """A platform on the database alone, for operator commands. Changes they make are audited
-    with no actor: they were made by whoever could reach the database, not through the API."""
+    with no actor: they were made by whoever could reach the database, not through the API.
+    `as_schema_owner` connects as database_owner_url's role, for what the application's role may
+    not do (a restore renumbers sequences)."""
+    from aiaas import migrations
     from aiaas.core.bootstrap import create_platform
 
     config = current_config()
     require_services(config, "database_url")
+    if as_schema_owner:
+        config = config.model_copy(update={"database_url": migrations.schema_owner_url(config)})
     platform = create_platform(config)
     await platform.start(run_startup_hooks=False, with_redis=False, check_schema=check_schema)
     try:

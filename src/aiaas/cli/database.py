@@ -9,7 +9,7 @@ import click
 from aiaas import migrations
 from aiaas.cli.common import current_config, reports_errors, require_services
 from aiaas.core.config import Config
-from aiaas.core.errors import DatabaseUnavailableError
+from aiaas.core.errors import ConfigError, DatabaseUnavailableError
 
 
 async def database_revision(config: Config) -> str | None:
@@ -36,10 +36,9 @@ def upgrade() -> None:
     """Apply every pending migration."""
     config = current_config()
     require_services(config, "database_url")
-    assert config.database_url is not None
     before = asyncio.run(database_revision(config))
     try:
-        asyncio.run(migrations.upgrade(config.database_url))
+        asyncio.run(migrations.upgrade_schema(config))
     except OSError as exc:
         raise DatabaseUnavailableError(f"cannot reach PostgreSQL: {exc}") from exc
     after = asyncio.run(database_revision(config))
@@ -61,3 +60,18 @@ def current() -> None:
         "up to date" if revision == head else f"outdated, latest is {head}: run `aiaas db upgrade`"
     )
     click.echo(f"{revision or 'none'} ({state})")
+
+
+@db.command()
+@reports_errors
+def grants() -> None:
+    """Print the GRANT statements `db upgrade` gives database_url's role (with an owner role)."""
+    config = current_config()
+    require_services(config, "database_url")
+    if config.database_owner_url is None:
+        raise ConfigError(
+            "database_owner_url is not set: database_url's role owns the schema and needs no "
+            "grant (see docs/production.md for two roles)"
+        )
+    for statement in asyncio.run(migrations.application_grants_for(config)):
+        click.echo(f"{statement};")

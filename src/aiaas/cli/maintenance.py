@@ -74,7 +74,8 @@ def backup() -> None:
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @reports_errors
 def create_backup_command(file: Path) -> None:
-    """Write one archive: every table from one snapshot, every artifact, and a manifest."""
+    """Write one archive: every table from one snapshot, encrypted, every artifact (sealed
+    already), and a manifest authenticated with AIAAS_MASTER_KEY."""
     from aiaas.core.governance.backup import create_backup
 
     async def create() -> Manifest:
@@ -89,36 +90,67 @@ def create_backup_command(file: Path) -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @reports_errors
 def verify_backup_command(file: Path) -> None:
-    """Check every member of the archive against its manifest."""
+    """Check every member of the archive against its manifest, decrypting nothing. With a
+    master key configured, the manifest must also prove it was sealed with one of them; without
+    one, only the members are checked, and the output says so."""
     from aiaas.core.governance.backup import verify_archive
+    from aiaas.core.governance.vault import master_keys
 
-    manifest = verify_archive(file)
+    _, known = master_keys(current_config())
+    check = verify_archive(file, known or None)
+    manifest = check.manifest
     rows = sum(table["rows"] for table in manifest.tables)
+    if check.authenticated_by is not None:
+        seal = f"its manifest is authentic (master key {check.authenticated_by})"
+    elif manifest.sealed:
+        seal = (
+            "its manifest's authenticity was not checked: no master key is configured "
+            "(AIAAS_MASTER_KEY)"
+        )
+    else:
+        seal = (
+            f"it is an unsealed {manifest.format} archive: its tables are in clear and its "
+            "manifest cannot be authenticated"
+        )
     click.echo(
         f"{file} is sound: schema {manifest.schema_revision}, {rows} rows in "
         f"{len(manifest.tables)} tables, {len(manifest.artifacts)} artifacts, made "
-        f"{manifest.created_at}"
+        f"{manifest.created_at}; {seal}"
     )
 
 
 @backup.command("restore")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--allow-unsealed",
+    is_flag=True,
+    help="Accept an archive of the unsealed format (aiaas-backup-1), which nothing authenticates.",
+)
 @reports_errors
-def restore_backup_command(file: Path) -> None:
-    """Restore an archive into an empty instance; all or nothing."""
-    from aiaas.core.governance.backup import restore_backup, verify_archive
+def restore_backup_command(file: Path, allow_unsealed: bool) -> None:
+    """Restore an archive into an empty instance; all or nothing. It needs the master key the
+    archive was sealed with, as AIAAS_MASTER_KEY or in AIAAS_PREVIOUS_MASTER_KEYS."""
+    from aiaas.core.governance.backup import restore_backup, verify_for_restore
+    from aiaas.core.governance.vault import master_keys
 
     config = current_config()
     require_services(config, "database_url")
-    assert config.database_url is not None
-    manifest = verify_archive(file)
+    # The whole archive is verified and authenticated before the database is touched.
+    _, known = master_keys(config)
+    manifest = verify_for_restore(file, known, allow_unsealed=allow_unsealed).manifest
+    if not manifest.sealed:
+        click.echo(
+            f"warning: {file} is an unsealed {manifest.format} archive; nothing authenticates it",
+            err=True,
+        )
     if asyncio.run(database_revision(config)) is None:
-        asyncio.run(migrations.upgrade(config.database_url, manifest.schema_revision))
+        asyncio.run(migrations.upgrade_schema(config, manifest.schema_revision))
 
     async def restore() -> None:
-        async with operator_platform(check_schema=False) as platform:
-            await restore_backup(platform, file)
+        # As the owner: the load renumbers sequences, which the application role may not.
+        async with operator_platform(check_schema=False, as_schema_owner=True) as platform:
+            await restore_backup(platform, file, allow_unsealed=allow_unsealed)
 
     asyncio.run(restore())
-    asyncio.run(migrations.upgrade(config.database_url))
+    asyncio.run(migrations.upgrade_schema(config))
     click.echo(f"restored {file} (made {manifest.created_at})")

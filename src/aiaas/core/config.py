@@ -63,6 +63,10 @@ class Config(BaseModel):
         description="PostgreSQL URL. Required by `serve`, `worker` and `db`; "
         "`aiaas dev` starts an embedded server when it is unset.",
     )
+    database_owner_url: PostgresUrl | None = Field(
+        None,
+        description="PostgreSQL URL of the schema's owner: migrations and restores run as it.",
+    )
     redis_url: RedisUrl | None = Field(
         None,
         description="Redis URL. Required by `serve` and `worker`; "
@@ -320,7 +324,7 @@ class Config(BaseModel):
         return self.mode is Mode.DEV
 
 
-_URL_FIELDS = frozenset({"database_url", "redis_url"})
+_URL_FIELDS = frozenset({"database_url", "database_owner_url", "redis_url"})
 _SECRET_FIELDS = frozenset({"master_key", "previous_master_keys"})
 
 # Fields that take a list: in the environment they are written comma separated.
@@ -386,11 +390,8 @@ def load_config(
 
 
 def config_environment(config: Config) -> dict[str, str]:
-    """The `AIAAS_*` variables that make `load_config` rebuild `config` in another process.
-
-    `aiaas dev` hands its children their whole resolved configuration this way, so settings
-    from a TOML file and from CLI flags reach the API and the worker just as they reached it.
-    """
+    """The `AIAAS_*` variables that make `load_config` rebuild `config` in another process:
+    `aiaas dev` hands its children their whole resolved configuration (file and flags) so."""
     environment: dict[str, str] = {}
     for name, value in config.model_dump(mode="json").items():
         if value is None:

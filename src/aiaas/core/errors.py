@@ -27,10 +27,10 @@ docs/errors.md), and the HTTP status that a REST route answers with. Anything th
     │   └── DeploymentNotReadyError  the deployment exists but does not serve yet, or failed
     ├── ClientGoneError              the caller disconnected; its work was stopped and undone (499)
     ├── RateLimitedError             too many attempts; retry after a while (429, RATE_LIMITED)
-    ├── BackupError                  a backup archive is corrupt, truncated or not one (400)
+    ├── BackupError                  an archive is corrupt, altered, or needs another key (400)
     └── ArtifactError                an artifact store failure
         ├── ArtifactNotFoundError    no artifact under that key (404)
-        └── ArtifactIntegrityError   stored bytes no longer match their key (never served)
+        └── ArtifactIntegrityError   stored or sealed bytes do not open as theirs (never served)
 
 A `Signal` is not a failure a caller sees: it carries a decision from one part of aiaas to
 another, and the part that catches it turns it into a state (a job CANCELLED or FAILED, a

@@ -91,6 +91,19 @@ async def check_schema_revision(metadata: MetadataStore) -> str:
     raise SchemaOutdatedError(message, details={"current": current, "head": head})
 
 
+async def warn_if_the_trail_is_exposed(metadata: MetadataStore) -> None:
+    """Say so when the role the platform connects as could rewrite the audit trail. Not an error:
+    a single-role database is how a first try runs, and `aiaas dev` separates them itself."""
+    async with metadata.acquire() as connection:
+        exposure = await migrations.audit_trail_exposure(connection)
+    if exposure is not None:
+        logger.warning(
+            "the database role of database_url could rewrite the audit trail: %s. Connect the "
+            "API and workers as an application role (docs/production.md, database roles)",
+            exposure,
+        )
+
+
 BackendT = TypeVar("BackendT")
 ServiceT = TypeVar("ServiceT")
 
@@ -193,6 +206,8 @@ class Platform:
         try:
             if check_schema:
                 await check_schema_revision(self.metadata)
+            if run_startup_hooks:
+                await warn_if_the_trail_is_exposed(self.metadata)
             if with_redis:
                 self._redis = await connect_redis(self.config)
                 self._events = EventHub(self._redis)

@@ -28,6 +28,12 @@ from aiaas.core.bootstrap import create_platform
 from aiaas.core.config import ENV_PREFIX, Config, config_environment
 from aiaas.core.governance.crypto import MasterKey
 from aiaas.core.identity.accounts import bootstrap_admin
+from aiaas.embedded.database_roles import (
+    APPLICATION_ROLE,
+    OWNER_ROLE,
+    RoleCredentials,
+    provision_roles,
+)
 from aiaas.embedded.healing import (
     ChildProcess,
     EmbeddedService,
@@ -181,14 +187,22 @@ class DevSupervisor:
 
     async def _start(self, sock: socket.socket) -> None:
         database_url = self.config.database_url
+        owner_url = self.config.database_owner_url
         redis_url = self.config.redis_url
         if database_url is None:
             postgres = EmbeddedPostgres(self.data_dir)
             password = read_or_create_secret(self.data_dir / "postgres.password")
             await asyncio.to_thread(postgres.initialize, password)
-            database_url = await self._start_service(
+            superuser_url = await self._start_service(
                 EmbeddedService("postgres", postgres, password)
             )
+            # The API and the worker never hold the superuser's or the owner's password.
+            urls = await provision_roles(
+                superuser_url,
+                self._role(OWNER_ROLE, "postgres-owner.password"),
+                self._role(APPLICATION_ROLE, "postgres-application.password"),
+            )
+            database_url, owner_url = urls.application_url, urls.owner_url
         if redis_url is None:
             redis = EmbeddedRedis(self.data_dir)
             password = read_or_create_secret(self.data_dir / "redis.password")
@@ -199,14 +213,21 @@ class DevSupervisor:
             self.data_dir / "master.key", lambda: MasterKey.generate().encoded()
         )
         config = self.config.model_copy(
-            update={"database_url": database_url, "redis_url": redis_url, "master_key": master_key}
+            update={
+                "database_url": database_url,
+                "database_owner_url": owner_url,
+                "redis_url": redis_url,
+                "master_key": master_key,
+            }
         )
+        await migrations.upgrade_schema(config)
         # The children get the whole resolved config, file and flags included, and nothing
-        # else of ours: a stray AIAAS_* variable would be refused by their config loader.
+        # else of ours: a stray AIAAS_* variable would be refused by their config loader. They
+        # connect as the application role only: the owner's URL stays here.
+        config = config.model_copy(update={"database_owner_url": None})
         environment = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
         environment.update(config_environment(config))
 
-        await migrations.upgrade(database_url)
         token_note = await self._bootstrap(config)
 
         fd = sock.fileno()
@@ -225,6 +246,9 @@ class DevSupervisor:
             f"{token_note}\nPress Ctrl-C to stop.",
             flush=True,
         )
+
+    def _role(self, name: str, password_file: str) -> RoleCredentials:
+        return RoleCredentials(name, read_or_create_secret(self.data_dir / password_file))
 
     async def _start_service(self, service: EmbeddedService) -> str:
         self.services.append(service)

@@ -9,8 +9,10 @@ the schema with `root_field_policies`, so no field can slip through unguarded.
 In a project, a caller who has no part in it (neither member nor admin) is told "not found",
 whatever they asked for, so that nothing reveals which projects exist. A member whose role lacks
 the grant is told FORBIDDEN. A change to an archived project is answered with the field's
-`ConflictError` member (`members.authorize_in_project` decides). Refused mutations are written to
-the audit trail: `denied` when the caller may not, `failed` when the object's state refuses.
+`ConflictError` member (`members.authorize_in_project` decides). Refused mutations and
+subscriptions are written to the audit trail: `denied` when the caller may not, `failed` when the
+object does not exist, its state refuses, or the id that names it is malformed. Refused queries
+are not: they change nothing and start nothing.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from aiaas.core.errors import (
     AuthenticationError,
     ConcealedDenialError,
     ConflictError,
+    InputError,
     NotFoundError,
     PermissionDeniedError,
 )
@@ -59,6 +62,10 @@ class FieldPolicy:
     @property
     def is_public(self) -> bool:
         return self.scope == "public"
+
+
+_AUDITED_OPERATIONS = (OperationType.MUTATION, OperationType.SUBSCRIPTION)
+"""The operations whose refusals are audited: those that change something or start a feed."""
 
 
 class _RefusalError(Exception):
@@ -128,7 +135,7 @@ class Authorize(FieldExtension):
                 await authorize_in_project(context, project_id, resource, action)
         except (AuthenticationError, PermissionDeniedError, ConcealedDenialError) as exc:
             raise _RefusalError(exc, "denied", project_id) from exc
-        except (NotFoundError, ConflictError) as exc:
+        except (NotFoundError, ConflictError, InputError) as exc:
             raise _RefusalError(exc, "failed", project_id) from exc
 
     async def _refuse(self, info: Info, refusal: _RefusalError) -> Any:
@@ -136,7 +143,7 @@ class Authorize(FieldExtension):
         error = refusal.error
         if isinstance(error, AuthenticationError):
             context.mark_unauthenticated()
-        if info.operation.operation is OperationType.MUTATION:
+        if info.operation.operation in _AUDITED_OPERATIONS:
             await record_outside_change(
                 context.platform,
                 actor=context.principal,

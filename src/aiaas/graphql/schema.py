@@ -20,7 +20,7 @@ from strawberry.types import ExecutionContext
 from strawberry.types.base import get_object_definition
 
 from aiaas.core.config import Config
-from aiaas.core.errors import AiaasError, PluginError
+from aiaas.core.errors import PluginError
 from aiaas.core.platform import Platform
 from aiaas.graphql.audit.subscriptions import AuditSubscription
 from aiaas.graphql.datasets.mutations import DatasetMutation
@@ -28,6 +28,7 @@ from aiaas.graphql.datasets.types import Dataset, DatasetVersion
 from aiaas.graphql.deployments.mutations import DeploymentMutation
 from aiaas.graphql.deployments.subscriptions import DeploymentSubscription
 from aiaas.graphql.deployments.types import Deployment
+from aiaas.graphql.error_audit import UnexpectedErrorsAudited, unexpected_cause
 from aiaas.graphql.errors import ConflictResult, InvalidInputResult, NotFoundResult
 from aiaas.graphql.identity.mutations import IdentityMutation
 from aiaas.graphql.identity.queries import IdentityQuery
@@ -76,10 +77,7 @@ BUILTIN_SUBSCRIPTIONS: tuple[type, ...] = (
 def is_expected(error: GraphQLError) -> bool:
     """Errors the caller should see as they are: our own, and GraphQL's (validation, variable
     coercion), which graphql-core may wrap in one another."""
-    cause: BaseException | None = error.original_error
-    while isinstance(cause, GraphQLError):
-        cause = cause.original_error
-    return cause is None or isinstance(cause, AiaasError)
+    return unexpected_cause(error) is None
 
 
 # graphql-core suggests field and type names in validation errors, which lets anyone map the
@@ -125,8 +123,9 @@ class AiaasSchema(strawberry.Schema):
 def schema_extensions(config: Config) -> list[Any]:
     """Limits that reject an abusive document, and values no field can store, before any
     resolver runs, and, in production, no introspection and masked unexpected errors
-    (DESIGN.md section 7)."""
+    (DESIGN.md section 7). Unexpected errors are audited first, before they are masked."""
     extensions: list[Any] = [
+        UnexpectedErrorsAudited,
         InputChecks,
         lambda: QueryDepthLimiter(max_depth=config.graphql_max_depth),
         lambda: MaxAliasesLimiter(max_alias_count=config.graphql_max_aliases),

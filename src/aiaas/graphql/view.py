@@ -8,7 +8,10 @@
   as `{"authorization": "Bearer <token>"}`. A handshake from a browser page on another origin is
   refused unless the origin is in `cors_origins`. A connection whose credentials stop being
   valid (a token revoked or expired, a user disabled, whatever a plugin's authenticator now
-  refuses) is closed within `SessionGuard.CHECK_INTERVAL_S`.
+  refuses) is closed within `SessionGuard.CHECK_INTERVAL_S`. A refused `connection_init` is
+  audited as a `denied` `websocket.connect` event, with the client's address and whether a
+  token was missing or refused, and nothing of the token: one event per socket at most, since
+  a socket takes one `connection_init`.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
+from aiaas.core.audit import record_outside_change
 from aiaas.core.auth import Credentials
 from aiaas.core.errors import AuthenticationError
 from aiaas.core.platform import Platform
@@ -40,6 +44,7 @@ logger = logging.getLogger(__name__)
 CSRF_HEADER = "x-aiaas-csrf"
 JSON_CONTENT_TYPES = ("application/json", "application/graphql-response+json")
 CREDENTIALS_REFUSED_CLOSE_CODE = 4403
+CONNECT_ACTION = "websocket.connect"
 
 
 def connection_init_credentials(params: Any, client_address: str | None) -> Credentials:
@@ -180,17 +185,36 @@ class GraphQLView(GraphQL[RequestContext, None]):
         return context
 
     async def on_ws_connect(self, context: RequestContext) -> dict[str, object] | None:
+        credentials: Credentials | None = None
         try:
             credentials = connection_init_credentials(
                 context.connection_params, context.credentials.client_address
             )
             principal = await self.platform.authenticate(credentials)
+            if principal is None:
+                raise AuthenticationError("a token is required")
         except AuthenticationError as exc:
+            await self._record_refused_connection(context, exc, missing=credentials is None)
             raise ConnectionRejectionError({"message": exc.message}) from exc
-        if principal is None:
-            raise ConnectionRejectionError({"message": "a token is required"})
         context.credentials = credentials
         context.principal = principal
         if isinstance(context.request, WebSocket):
             self.sessions.watch(credentials, context.request)
         return None
+
+    async def _record_refused_connection(
+        self, context: RequestContext, exc: AuthenticationError, *, missing: bool
+    ) -> None:
+        # Not the message: a plugin's authenticator may quote the credentials it refused.
+        await record_outside_change(
+            self.platform,
+            actor=None,
+            action=CONNECT_ACTION,
+            outcome="denied",
+            request_id=context.request_id,
+            details={
+                "code": exc.code,
+                "reason": "missing" if missing else "refused",
+                "client": context.credentials.client_address,
+            },
+        )

@@ -17,6 +17,7 @@ import pytest
 
 from aiaas.core.auth import Principal
 from aiaas.core.data import upload_version
+from aiaas.core.data.datasets.sealed_profile import version_column_stats, version_preview
 from aiaas.core.data.tabular.cells import SHOWN_TEXT_CHARS, cut_text
 from aiaas.core.data.tabular.normalized import PREVIEW_TRUNCATED_ROWS, write_normalized
 from aiaas.core.identity.projects import create_project
@@ -50,18 +51,25 @@ async def project_id(platform: Platform, admin: Principal) -> uuid.UUID:
 async def upload_and_read_back(
     platform: Platform, admin: Principal, project_id: uuid.UUID, source: Path
 ) -> tuple[str, str]:
-    """The stored preview and column statistics (their JSON text) of a new version of `source`."""
+    """The preview and column statistics (their JSON text) of a new version of `source`, opened
+    from what its row stores, which is checked to be bounded too: the preview sealed, the
+    statistics' aggregates in clear and their row values sealed."""
     added = await upload_version(
         platform, admin, project_id, dataset_name=source.stem, source=source
     )
     async with platform.metadata.acquire() as connection:
         row = await connection.fetchrow(
-            "SELECT preview::text AS preview, column_stats::text AS stats "
+            "SELECT octet_length(sealed_preview) AS preview, "
+            "octet_length(column_stats::text) + octet_length(sealed_column_values) AS stats "
             "FROM dataset_versions WHERE id = $1",
             added.version.id,
         )
     assert row is not None
-    return row["preview"], row["stats"]
+    assert row["preview"] < STORED_BYTES_LIMIT
+    assert row["stats"] < STORED_BYTES_LIMIT
+    preview = await version_preview(platform, added.version)
+    stats = await version_column_stats(platform, added.version)
+    return json.dumps(preview, ensure_ascii=False), json.dumps(stats, ensure_ascii=False)
 
 
 def top_value_of(stats: dict[str, Any], column: str, value: str) -> dict[str, Any]:

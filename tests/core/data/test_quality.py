@@ -8,7 +8,7 @@ whole path through arq is in tests/graphql/test_quality_api.py.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from aiaas.core.data.datasets import Dataset, DatasetVersion
 from aiaas.core.data.quality import (
     VALIDATE_JOB,
     QualityReport,
+    opened_checks,
     reports_of,
     require_usable_for_training,
     run_validation,
@@ -85,7 +86,8 @@ async def validate_now(place: Place, version: DatasetVersion) -> tuple[str, Qual
     assert await finish_job(place.platform, job.id, TEST_WORKER, JobState.SUCCEEDED, note)
     async with place.platform.metadata.acquire() as connection:
         reports = await reports_of(connection, version.id)
-    return note, reports[0]
+    # With each check whole: its message and examples are stored sealed.
+    return note, replace(reports[0], checks=await opened_checks(place.platform, reports[0]))
 
 
 async def usable(place: Place, version: DatasetVersion) -> None:

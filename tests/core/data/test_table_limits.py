@@ -9,6 +9,7 @@ import io
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -311,3 +312,18 @@ async def test_an_ingest_process_gets_no_secret_of_the_platform(
 
     assert b"AIAAS_" not in environment
     assert b"a-secret-the-child-must-not-see" not in environment
+
+
+async def test_a_parquet_text_column_that_is_not_utf8_is_refused_naming_it(
+    processes: IngestProcesses, tmp_path: Path
+) -> None:
+    # Arrow builds, and Parquet stores, a text column's bytes without checking them.
+    offsets = pa.py_buffer(np.array([0, 2, 3], dtype=np.int32).tobytes())
+    names = pa.Array.from_buffers(pa.string(), 2, [None, offsets, pa.py_buffer(b"ok\xff")])
+    source = tmp_path / "not-utf8.parquet"
+    pq.write_table(pa.table({"name": names, "amount": [1.0, 2.0]}), source)
+    work = tmp_path / "work"
+    work.mkdir()
+
+    with pytest.raises(InputError, match="column 'name' holds text that is not UTF-8"):
+        await processes.normalize(source, work, DETECT)

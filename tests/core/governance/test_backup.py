@@ -1,7 +1,8 @@
 """Backup and restore through the core functions (`aiaas.core.governance.backup`): what an
 archive holds, that a restore into a fresh database and artifact directory answers every GraphQL
 query as the original did, and that a corrupt, truncated or foreign archive, or an instance that
-is not empty, is refused with nothing written."""
+is not empty, is refused with nothing written. How the archive is sealed (encryption, the
+manifest's authentication, master keys, the unsealed format) is test_backup_sealing.py's."""
 
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ from aiaas.core.errors import BackupError, ConfigError, ConflictError
 from aiaas.core.governance.backup import (
     FORMAT,
     MANIFEST,
+    MANIFEST_TAG,
     Manifest,
     create_backup,
     restore_backup,
@@ -57,7 +59,16 @@ from aiaas.core.jobs import JobState, claim_job, finish_job
 from aiaas.core.platform import Platform
 from aiaas.core.training import models_trained_on
 from aiaas.graphql.relay import to_global_id
-from backup_archives import archive_members, first_member, member_span, write_archive
+from backup_archives import (
+    archive_members,
+    edit_manifest,
+    first_member,
+    member_span,
+    reauthenticated,
+    relist,
+    resealed_table,
+    write_archive,
+)
 from support import Services, create_database_from_template, drop_database, with_database
 
 BACKUP_ACTIONS = {"backup.create", "backup.restore"}
@@ -292,6 +303,12 @@ async def assert_empty(platform: Platform) -> None:
 
 
 @pytest.fixture(scope="module")
+def master(config: Config) -> MasterKey:
+    """The master key the module's backups are sealed with."""
+    return MasterKey.parse(str(config.master_key))
+
+
+@pytest.fixture(scope="module")
 async def instance(platform: Platform, admin_token: str, tmp_path_factory: Any) -> Instance:
     return await build_instance(platform, admin_token, tmp_path_factory.mktemp("uploads"))
 
@@ -365,16 +382,20 @@ async def test_the_archive_holds_every_table_every_artifact_and_a_manifest_of_ch
 
     assert set(members) == {
         MANIFEST,
-        *(f"tables/{table}.copy" for table in tables),
+        MANIFEST_TAG,
+        *(f"tables/{table}.copy.sealed" for table in tables),
         *(f"artifacts/{key}" for key in keys),
     }
+    assert list(members)[-2:] == [MANIFEST, MANIFEST_TAG]
     assert {"users", "projects", "project_members", "api_tokens", "audit_events"} <= set(tables)
     assert {"datasets", "dataset_versions", "quality_reports", "data_keys", "jobs"} <= set(tables)
     assert referenced <= set(keys)  # the deleted version's data too: nothing collected it
     assert manifest["format"] == FORMAT
     assert manifest["schema_revision"] == migrations.head_revision()
     listed = [*manifest["tables"], *manifest["artifacts"]]
-    assert sorted(entry["member"] for entry in listed) == sorted(set(members) - {MANIFEST})
+    assert sorted(entry["member"] for entry in listed) == sorted(
+        set(members) - {MANIFEST, MANIFEST_TAG}
+    )
     for entry in listed:
         content = members[entry["member"]]
         assert entry["bytes"] == len(content), entry["member"]
@@ -406,11 +427,15 @@ async def test_the_manifest_counts_the_rows_of_the_snapshot(
     assert {table["name"]: table["rows"] for table in backup.manifest.tables}["users"] == 3
 
 
-async def test_verify_passes_on_a_sound_archive(backup: Backup) -> None:
-    manifest = verify_archive(backup.path)
+async def test_verify_passes_on_a_sound_archive(backup: Backup, master: MasterKey) -> None:
+    unchecked = verify_archive(backup.path)
+    authenticated = verify_archive(backup.path, {master.id: master})
 
-    assert manifest.members() == backup.manifest.members()
-    assert manifest.schema_revision == migrations.head_revision()
+    for check in (unchecked, authenticated):
+        assert check.manifest.members() == backup.manifest.members()
+        assert check.manifest.schema_revision == migrations.head_revision()
+    assert unchecked.authenticated_by is None
+    assert authenticated.authenticated_by == master.id
 
 
 async def test_creating_a_backup_is_audited(platform: Platform, backup: Backup) -> None:
@@ -423,6 +448,7 @@ async def test_creating_a_backup_is_audited(platform: Platform, backup: Backup) 
     assert details == {
         "tables": len(backup.manifest.tables),
         "artifacts": len(backup.manifest.artifacts),
+        "master_key_id": MasterKey.parse(str(platform.config.master_key)).id,
     }
 
 
@@ -479,6 +505,10 @@ async def test_the_restore_is_audited_and_identities_carry_on(restored: Platform
         )
 
     assert len(restores) == 1
+    assert restores[0]["details"]["format"] == FORMAT
+    assert restores[0]["details"]["authenticated_by"] == (
+        MasterKey.parse(str(restored.config.master_key)).id
+    )
     # The identity sequence carries on after the restored rows instead of colliding with them.
     assert restores[0]["id"] > highest_restored
 
@@ -498,6 +528,11 @@ async def test_the_restored_data_needs_the_master_key_it_was_wrapped_with(
 # Corrupt, truncated and foreign archives -----------------------------------------------------
 
 
+BadArchive = Callable[[Path, Path, MasterKey], None]
+"""Write a bad archive (the second path) from the good one; the master key is there for the
+edits that someone holding it could make."""
+
+
 def member_header(path: Path, name: str) -> int:
     with tarfile.open(path) as archive:
         return archive.getmember(name).offset
@@ -507,8 +542,8 @@ def first_artifact(path: Path) -> str:
     return first_member(path, "artifacts/")
 
 
-def flip_byte_in(name: Callable[[Path], str]) -> Callable[[Path, Path], None]:
-    def corrupt(source: Path, target: Path) -> None:
+def flip_byte_in(name: Callable[[Path], str]) -> BadArchive:
+    def corrupt(source: Path, target: Path, _: MasterKey) -> None:
         start, size = member_span(source, name(source))
         data = bytearray(source.read_bytes())
         data[start + size // 2] ^= 0x01
@@ -517,8 +552,8 @@ def flip_byte_in(name: Callable[[Path], str]) -> Callable[[Path, Path], None]:
     return corrupt
 
 
-def cut_at(where: Callable[[Path], int]) -> Callable[[Path, Path], None]:
-    def cut(source: Path, target: Path) -> None:
+def cut_at(where: Callable[[Path], int]) -> BadArchive:
+    def cut(source: Path, target: Path, _: MasterKey) -> None:
         target.write_bytes(source.read_bytes()[: where(source)])
 
     return cut
@@ -532,22 +567,25 @@ def middle_of(name: Callable[[Path], str]) -> Callable[[Path], int]:
     return position
 
 
-def rewritten(edit: Callable[[dict[str, bytes]], None]) -> Callable[[Path, Path], None]:
+def rewritten(edit: Callable[[dict[str, bytes], MasterKey], None]) -> BadArchive:
     """An archive rebuilt from the source's members after `edit` changed them."""
 
-    def rewrite(source: Path, target: Path) -> None:
+    def rewrite(source: Path, target: Path, master: MasterKey) -> None:
         members = archive_members(source)
-        edit(members)
+        edit(members, master)
         write_archive(target, members)
 
     return rewrite
 
 
-def edit_manifest(change: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, bytes]], None]:
-    def edit(members: dict[str, bytes]) -> None:
-        manifest = json.loads(members.pop(MANIFEST))
-        change(manifest)
-        members[MANIFEST] = json.dumps(manifest).encode()  # last, as the backup writes it
+def authentic_manifest_edit(
+    change: Callable[[dict[str, Any]], None],
+) -> Callable[[dict[str, bytes], MasterKey], None]:
+    """`change` made to the manifest, which is then re-authenticated with the master key: the
+    checks behind the manifest's authentication must hold on their own."""
+
+    def edit(members: dict[str, bytes], master: MasterKey) -> None:
+        edit_manifest(members, change, master)
 
     return edit
 
@@ -559,64 +597,56 @@ def unlist_table(table: str) -> Callable[[dict[str, Any]], None]:
     return change
 
 
-def add_unlisted_member(members: dict[str, bytes]) -> None:
-    manifest = members.pop(MANIFEST)
-    members["tables/extra.copy"] = b"PGCOPY\n"
-    members[MANIFEST] = manifest
+def add_unlisted_member(members: dict[str, bytes], _: MasterKey) -> None:
+    manifest, tag = members.pop(MANIFEST), members.pop(MANIFEST_TAG)
+    members["tables/extra.copy.sealed"] = b"AIAE"
+    members[MANIFEST], members[MANIFEST_TAG] = manifest, tag
 
 
-def drop_member(name: str) -> Callable[[dict[str, bytes]], None]:
-    def edit(members: dict[str, bytes]) -> None:
+def drop_member(name: str) -> Callable[[dict[str, bytes], MasterKey], None]:
+    def edit(members: dict[str, bytes], _: MasterKey) -> None:
         del members[name]
 
     return edit
 
 
-def write(content: bytes) -> Callable[[Path, Path], None]:
-    def replace(_: Path, target: Path) -> None:
+def write(content: bytes) -> BadArchive:
+    def replace(_: Path, target: Path, __: MasterKey) -> None:
         target.write_bytes(content)
 
     return replace
 
 
-def gzipped(source: Path, target: Path) -> None:
+def gzipped(source: Path, target: Path, _: MasterKey) -> None:
     with tarfile.open(target, "w:gz") as archive:
         archive.add(source, arcname="inside.tar")
 
 
+USERS = "tables/users.copy.sealed"
+
+
 def users_table(_: Path) -> str:
-    return "tables/users.copy"
+    return USERS
 
 
 def manifest_member(_: Path) -> str:
     return MANIFEST
 
 
-def flip_in_manifest(text: bytes, at: int) -> Callable[[Path, Path], None]:
-    """One bit flipped in the manifest, at the character `at` places into the first `text`."""
-
-    def corrupt(source: Path, target: Path) -> None:
-        start, size = member_span(source, MANIFEST)
-        data = bytearray(source.read_bytes())
-        data[start + bytes(data[start : start + size]).index(text) + at] ^= 0x01
-        target.write_bytes(bytes(data))
-
-    return corrupt
-
-
-def replace_manifest(content: bytes) -> Callable[[dict[str, bytes]], None]:
-    def edit(members: dict[str, bytes]) -> None:
-        del members[MANIFEST]
+def replace_manifest(content: bytes) -> Callable[[dict[str, bytes], MasterKey], None]:
+    def edit(members: dict[str, bytes], master: MasterKey) -> None:
         members[MANIFEST] = content
+        reauthenticated(members, master)
 
     return edit
 
 
-# name: (make a bad archive from the good one, what the refusal says)
+# name: (make a bad archive from the good one, what the refusal says). Each is refused alike by
+# `verify_archive` with and without the master key, and by a restore.
 BAD_ARCHIVES: list[Any] = [
     pytest.param(
         flip_byte_in(users_table),
-        "tables/users.copy does not match its checksum",
+        f"{USERS} does not match its checksum",
         id="byte-flipped-in-a-table",
     ),
     pytest.param(
@@ -628,6 +658,11 @@ BAD_ARCHIVES: list[Any] = [
         cut_at(lambda path: member_header(path, MANIFEST)),
         "no manifest",
         id="truncated-before-the-manifest",
+    ),
+    pytest.param(
+        cut_at(lambda path: member_header(path, MANIFEST_TAG)),
+        f"has no {MANIFEST_TAG}: it is incomplete",
+        id="truncated-before-the-manifest-tag",
     ),
     pytest.param(
         cut_at(middle_of(users_table)),
@@ -648,24 +683,27 @@ BAD_ARCHIVES: list[Any] = [
         cut_at(lambda path: 100), "unreadable or truncated", id="truncated-inside-the-first-header"
     ),
     pytest.param(
-        rewritten(edit_manifest(unlist_table("users"))),
-        "members not in the manifest: tables/users.copy",
+        rewritten(authentic_manifest_edit(unlist_table("users"))),
+        f"members not in the manifest: {USERS}",
         id="member-missing-from-the-manifest",
     ),
     pytest.param(
         rewritten(add_unlisted_member),
-        "members not in the manifest: tables/extra.copy",
+        "members not in the manifest: tables/extra.copy.sealed",
         id="extra-member",
     ),
     pytest.param(
-        rewritten(drop_member("tables/projects.copy")),
-        "tables/projects.copy is missing from the archive",
+        rewritten(drop_member("tables/projects.copy.sealed")),
+        "tables/projects.copy.sealed is missing from the archive",
         id="member-missing-from-the-archive",
     ),
     pytest.param(rewritten(drop_member(MANIFEST)), "has no manifest", id="no-manifest"),
     pytest.param(
-        rewritten(edit_manifest(lambda manifest: manifest.update(format="something-else"))),
-        f"not an {FORMAT} archive",
+        rewritten(drop_member(MANIFEST_TAG)), f"has no {MANIFEST_TAG}", id="no-manifest-tag"
+    ),
+    pytest.param(
+        rewritten(authentic_manifest_edit(lambda manifest: manifest.update(format="other"))),
+        "not an aiaas backup archive: unknown format 'other'",
         id="another-format",
     ),
     pytest.param(
@@ -677,10 +715,9 @@ BAD_ARCHIVES: list[Any] = [
         id="manifest-not-an-object",
     ),
     pytest.param(
-        # "sha256" becomes "sha257": the entry has lost its checksum.
-        flip_in_manifest(b'"sha256"', 6),
-        "manifest is unreadable",
-        id="bit-flipped-in-a-manifest-field-name",
+        rewritten(authentic_manifest_edit(lambda manifest: manifest.pop("sealing"))),
+        "manifest is unreadable: bad sealing section",
+        id="manifest-without-its-sealing",
     ),
     pytest.param(write(b"id,name\n1,Ada\n" * 100), "unreadable or truncated", id="not-an-archive"),
     pytest.param(write(b""), "unreadable or truncated", id="empty-file"),
@@ -688,27 +725,34 @@ BAD_ARCHIVES: list[Any] = [
 ]
 
 
+@pytest.mark.parametrize("with_key", [False, True], ids=["without-the-key", "with-the-key"])
 @pytest.mark.parametrize(("make_bad", "refusal"), BAD_ARCHIVES)
 async def test_verify_refuses_a_bad_archive(
-    backup: Backup, tmp_path: Path, make_bad: Callable[[Path, Path], None], refusal: str
+    backup: Backup,
+    master: MasterKey,
+    tmp_path: Path,
+    make_bad: BadArchive,
+    refusal: str,
+    with_key: bool,
 ) -> None:
     bad = tmp_path / "bad.aiaas-backup"
-    make_bad(backup.path, bad)
+    make_bad(backup.path, bad, master)
 
     with pytest.raises(BackupError, match=refusal):
-        verify_archive(bad)
+        verify_archive(bad, {master.id: master} if with_key else None)
 
 
 @pytest.mark.parametrize(("make_bad", "refusal"), BAD_ARCHIVES)
 async def test_restore_refuses_a_bad_archive_and_writes_nothing(
     backup: Backup,
+    master: MasterKey,
     empty_instance: Platform,
     tmp_path: Path,
-    make_bad: Callable[[Path, Path], None],
+    make_bad: BadArchive,
     refusal: str,
 ) -> None:
     bad = tmp_path / "bad.aiaas-backup"
-    make_bad(backup.path, bad)
+    make_bad(backup.path, bad, master)
 
     with pytest.raises(BackupError, match=refusal):
         await restore_backup(empty_instance, bad)
@@ -717,24 +761,15 @@ async def test_restore_refuses_a_bad_archive_and_writes_nothing(
 
 
 async def test_a_restore_that_fails_to_load_a_table_leaves_nothing_behind(
-    backup: Backup, empty_instance: Platform, tmp_path: Path
+    backup: Backup, master: MasterKey, empty_instance: Platform, tmp_path: Path
 ) -> None:
-    # Checksums that match content PostgreSQL refuses: the artifacts are written before the
-    # tables load, and must be removed again when the load fails.
-    def garbage_users(members: dict[str, bytes]) -> None:
-        members["tables/users.copy"] = b"PGCOPY\n\xff\r\n\x00 not binary COPY data"
-
-        def relist(manifest: dict[str, Any]) -> None:
-            for entry in manifest["tables"]:
-                if entry["name"] == "users":
-                    entry["bytes"] = len(members["tables/users.copy"])
-                    entry["sha256"] = hashlib.sha256(members["tables/users.copy"]).hexdigest()
-
-        edit_manifest(relist)(members)
-
+    # Sealed, listed and authenticated, yet content PostgreSQL refuses: the artifacts are
+    # written before the tables load, and must be removed again when the load fails.
+    members = archive_members(backup.path)
+    await resealed_table(members, master, "users", b"PGCOPY\n\xff\r\n\x00 not binary COPY data")
     bad = tmp_path / "bad.aiaas-backup"
-    rewritten(garbage_users)(backup.path, bad)
-    verify_archive(bad)
+    write_archive(bad, members)
+    verify_archive(bad, {master.id: master})
 
     with pytest.raises(asyncpg.PostgresError):
         await restore_backup(empty_instance, bad)
@@ -743,39 +778,39 @@ async def test_a_restore_that_fails_to_load_a_table_leaves_nothing_behind(
 
 
 async def test_a_restore_never_writes_outside_its_work_directory(
-    backup: Backup, empty_instance: Platform, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    backup: Backup,
+    master: MasterKey,
+    empty_instance: Platform,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # The manifest is part of the archive, so it vouches for whatever member names the archive
-    # holds: a name that climbs out of the extraction directory must be refused, not followed.
+    # Even an authentic manifest (someone with the key) vouches only for member names of the
+    # archive's form: a name that climbs out of the extraction directory must be refused.
     work = tmp_path / "tmp"
     work.mkdir()
     monkeypatch.setattr("tempfile.tempdir", str(work))
-    escape = "tables/../../../escaped.copy"  # from <work>/<tmpdir>/tables to tmp_path
-    content = b"PGCOPY\n\xff\r\n\x00"
+    escape = "tables/../../../escaped.copy.sealed"  # from <work>/<tmpdir>/tables to tmp_path
+    content = b"AIAE"
 
-    def smuggle(members: dict[str, bytes]) -> None:
-        members[escape] = content
-        edit_manifest(
-            lambda manifest: manifest["tables"].append(
-                {
-                    "member": escape,
-                    "name": "escaped",
-                    "rows": 0,
-                    "bytes": len(content),
-                    "sha256": hashlib.sha256(content).hexdigest(),
-                }
-            )
-        )(members)
-
+    members = archive_members(backup.path)
+    members = {escape: content, **members}
+    edit_manifest(
+        members,
+        lambda manifest: manifest["tables"].append(
+            {"member": escape, "name": "escaped", "rows": 0, "bytes": 0, "sha256": ""}
+        ),
+        master,
+    )
+    edit_manifest(members, lambda manifest: relist(manifest, escape, content), master)
     bad = tmp_path / "bad.aiaas-backup"
-    rewritten(smuggle)(backup.path, bad)
+    write_archive(bad, members)
 
     refusal: Exception | None = None
     try:
         await restore_backup(empty_instance, bad)
     except (BackupError, asyncpg.PostgresError) as error:
         refusal = error
-    escaped = tmp_path / "escaped.copy"
+    escaped = tmp_path / "escaped.copy.sealed"
     written_outside = escaped.exists()
     escaped.unlink(missing_ok=True)
 
@@ -868,5 +903,5 @@ async def test_concurrent_backups_each_write_a_whole_archive(
     manifests = await asyncio.gather(*(create_backup(platform, path) for path in paths))
 
     for path, manifest in zip(paths, manifests, strict=True):
-        assert verify_archive(path).members() == manifest.members()
+        assert verify_archive(path).manifest.members() == manifest.members()
     assert leftovers(tmp_path) == []

@@ -4,9 +4,7 @@ or removed (its manifest rewritten to vouch for them) is refused with nothing wr
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import stat
 import uuid
 from collections.abc import AsyncIterator
@@ -21,18 +19,16 @@ from aiaas.core.bootstrap import create_platform
 from aiaas.core.config import Config, build_config
 from aiaas.core.errors import BackupError
 from aiaas.core.governance.backup import (
-    MANIFEST,
     create_backup,
     restore_backup,
     tables_in_load_order,
     verify_archive,
 )
+from aiaas.core.governance.crypto import MasterKey
 from aiaas.core.platform import Platform
 from audit_tampering import numbered_events
-from backup_archives import archive_members, write_archive
+from backup_archives import archive_members, opened_table, resealed_table, write_archive
 from support import Services, create_database_from_template, drop_database, with_database
-
-AUDIT_MEMBER = "tables/audit_events.copy"
 
 
 @pytest.fixture(scope="module")
@@ -83,30 +79,32 @@ async def assert_empty(platform: Platform) -> None:
 
 
 async def with_audit_member_edited(
-    database_url: str, source: Path, target: Path, statement: str, *arguments: Any
+    database_url: str,
+    master: MasterKey,
+    source: Path,
+    target: Path,
+    statement: str,
+    *arguments: Any,
 ) -> None:
     """`target`: the archive at `source` with `statement` applied to its audit events (as
-    `scratch`), and its manifest rewritten to match, as someone covering their tracks would."""
+    `scratch`), sealed again and its manifest rewritten and re-authenticated to match, as
+    someone covering their tracks would, even one who holds the master key."""
     members = archive_members(source)
     connection = await asyncpg.connect(database_url)
     try:
         async with connection.transaction():
             await connection.execute("CREATE TEMP TABLE scratch (LIKE audit_events) ON COMMIT DROP")
             await connection.copy_to_table(
-                "scratch", source=io.BytesIO(members[AUDIT_MEMBER]), format="binary"
+                "scratch",
+                source=io.BytesIO(await opened_table(members, master, "audit_events")),
+                format="binary",
             )
             await connection.execute(statement, *arguments)
             edited = io.BytesIO()
             await connection.copy_from_table("scratch", output=edited, format="binary")
     finally:
         await connection.close()
-    members[AUDIT_MEMBER] = edited.getvalue()
-    manifest = json.loads(members.pop(MANIFEST))
-    for entry in manifest["tables"]:
-        if entry["member"] == AUDIT_MEMBER:
-            entry["bytes"] = len(members[AUDIT_MEMBER])
-            entry["sha256"] = hashlib.sha256(members[AUDIT_MEMBER]).hexdigest()
-    members[MANIFEST] = json.dumps(manifest).encode()  # last, as the backup writes it
+    await resealed_table(members, master, "audit_events", edited.getvalue())
     write_archive(target, members)
 
 
@@ -153,8 +151,12 @@ async def test_a_restore_refuses_an_archive_whose_audit_trail_was_tampered_with(
     refusal: str,
 ) -> None:
     bad = tmp_path / "tampered.aiaas-backup"
-    await with_audit_member_edited(database_url, archive, bad, statement, events[tampered].id)
-    verify_archive(bad)  # its checksums vouch for it: only the chain can tell
+    master = MasterKey.parse(str(empty_instance.config.master_key))
+    await with_audit_member_edited(
+        database_url, master, archive, bad, statement, events[tampered].id
+    )
+    # Its checksums and its manifest's tag vouch for it: only the chain can tell.
+    verify_archive(bad, {master.id: master})
 
     with pytest.raises(BackupError) as refused:
         await restore_backup(empty_instance, bad)

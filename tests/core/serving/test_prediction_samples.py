@@ -7,7 +7,6 @@ The version's bundle is no model: nothing here loads it, and no rollout runs.
 
 from __future__ import annotations
 
-import json
 import math
 import uuid
 from collections.abc import AsyncIterator
@@ -62,20 +61,21 @@ async def sampler(platform: Platform) -> AsyncIterator[PredictionSampler]:
     await sampler.close()
 
 
-async def stored_samples(platform: Platform) -> list[dict[str, Any]]:
-    async with platform.metadata.acquire() as connection:
-        rows = await connection.fetch(
-            "SELECT deployment_id, version_id, role, inputs, outputs FROM prediction_samples"
-        )
+async def stored_samples(platform: Platform, deployment: Deployment) -> list[dict[str, Any]]:
+    """The deployment's samples as stored, opened with its project's key."""
+    samples = await prediction_samples.stored_samples(
+        platform, deployment.project_id, deployment.id
+    )
     return [
-        {**dict(row), "inputs": decoded(row["inputs"]), "outputs": decoded(row["outputs"])}
-        for row in rows
+        {
+            "deployment_id": sample.deployment_id,
+            "version_id": sample.version_id,
+            "role": sample.role,
+            "inputs": sample.inputs,
+            "outputs": sample.outputs,
+        }
+        for sample in samples
     ]
-
-
-def decoded(value: Any) -> Any:
-    """A jsonb value, whether the pool's codec decoded it already or not."""
-    return json.loads(value) if isinstance(value, str) else value
 
 
 def numbered_rows(count: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -115,7 +115,7 @@ async def test_a_sample_is_one_row_of_inputs_and_the_outputs_of_that_row(
 
     assert await sampler.flush() == 40
 
-    samples = await stored_samples(platform)
+    samples = await stored_samples(platform, deployment)
     assert len(samples) == 40
     seen_rows = set()
     for sample in samples:
@@ -146,7 +146,7 @@ async def test_a_sample_may_lack_outputs_and_has_null_for_nan_and_infinity(
 
     assert await sampler.flush() == 1, "a request of no rows has nothing to sample"
 
-    [sample] = await stored_samples(platform)
+    [sample] = await stored_samples(platform, deployment)
     assert sample["inputs"] == {"x": None, "y": None}
     assert sample["outputs"] is None
 
@@ -164,7 +164,7 @@ async def test_the_buffer_is_bounded_and_drops_what_does_not_fit(
 
     assert await sampler.flush() == MAX_BUFFERED_SAMPLES, "no more than the bound was kept"
     assert await sampler.flush() == 0
-    assert len(await stored_samples(platform)) == MAX_BUFFERED_SAMPLES
+    assert len(await stored_samples(platform, deployment)) == MAX_BUFFERED_SAMPLES
     # Once written, the buffer has room again.
     sampler.record(deployment.id, deployment.stable_version_id, "stable", inputs, outputs)
     assert await sampler.flush() == 1
@@ -181,7 +181,7 @@ async def test_wide_fields_are_left_out_and_the_buffer_is_bounded_in_bytes(
         deployment.id, deployment.stable_version_id, "stable", inputs, {"scores": scores}
     )
     assert await sampler.flush() == 1
-    (sample,) = await stored_samples(platform)
+    (sample,) = await stored_samples(platform, deployment)
     assert set(sample["inputs"]) == {"age"}, "the image was not sampled"
     assert len(sample["outputs"]["scores"]) == 2, "a probability per class is narrow enough"
 
@@ -204,7 +204,7 @@ async def test_a_failed_flush_drops_its_batch_without_raising(
     assert await sampler.flush() == 0
 
     assert (sampler.written, sampler.dropped) == (0, 3), "one statement: all or nothing"
-    assert await stored_samples(platform) == []
+    assert await stored_samples(platform, deployment) == []
     # The sampler goes on working.
     sampler.record(deployment.id, deployment.stable_version_id, "stable", inputs, outputs)
     assert await sampler.flush() == 1
@@ -221,7 +221,7 @@ async def test_samples_are_written_in_the_background_and_on_close(
         sampler.record(deployment.id, deployment.stable_version_id, "stable", inputs, outputs)
 
         async def written() -> bool:
-            return len(await stored_samples(platform)) == 1
+            return len(await stored_samples(platform, deployment)) == 1
 
         assert await poll_until(written, timeout_s=30) is not None
     finally:
@@ -232,5 +232,5 @@ async def test_samples_are_written_in_the_background_and_on_close(
     for _ in range(2):
         sampler.record(deployment.id, deployment.stable_version_id, "stable", inputs, outputs)
     await sampler.close()
-    assert len(await stored_samples(platform)) == 3
+    assert len(await stored_samples(platform, deployment)) == 3
     assert sampler.written == 2

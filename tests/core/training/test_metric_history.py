@@ -225,16 +225,19 @@ REFUSED_VALUE = 12345.0
 
 
 @pytest.fixture
-async def refusing_database(platform: Platform) -> AsyncIterator[None]:
-    """The database refuses one value: a failure that no retry can mend."""
-    async with platform.metadata.acquire() as connection:
-        await connection.execute(
+async def refusing_database(database_owner_url: str) -> AsyncIterator[None]:
+    """The database refuses one value: a failure that no retry can mend. Only the schema's
+    owner may add the constraint that makes it so."""
+    owner = await asyncpg.connect(database_owner_url)
+    try:
+        await owner.execute(
             "ALTER TABLE metric_points "
             f"ADD CONSTRAINT refuse_marker CHECK (value <> {REFUSED_VALUE})"
         )
-    yield
-    async with platform.metadata.acquire() as connection:
-        await connection.execute("ALTER TABLE metric_points DROP CONSTRAINT refuse_marker")
+        yield
+        await owner.execute("ALTER TABLE metric_points DROP CONSTRAINT refuse_marker")
+    finally:
+        await owner.close()
 
 
 async def test_a_failing_flush_surfaces_from_flush_and_close(

@@ -5,6 +5,13 @@ version's table and runs every validator whose expectation kinds the dataset use
 validator's baseline checks, and stores a `QualityReport` with the per-check results, the three
 dimension scores and Q. A version whose latest report failed a blocking check, or that has none
 while its dataset declares blocking expectations, cannot be used for training.
+
+A report keeps in clear what each check is and how it went (name, kind, dimension, passed,
+failing rows, blocking), the scores and the expectations; each check's message and examples are
+sealed with the project's data key in `sealed_check_details`, because the examples are failing
+values or whole rows, and a validator's message may quote a value too. Reports made before
+revision 0008 lost their messages and examples in that migration (it cannot seal): they read as
+`DETAILS_REMOVED` until the version is validated again.
 """
 
 from __future__ import annotations
@@ -13,9 +20,8 @@ import asyncio
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
-from aiaas.core.audit import AuditedChange
 from aiaas.core.auth import Principal
 from aiaas.core.data.datasets import (
     datasets_by_ids,
@@ -24,8 +30,10 @@ from aiaas.core.data.datasets import (
     read_version_table,
 )
 from aiaas.core.data.expectations import check_table
-from aiaas.core.errors import InputError
-from aiaas.core.identity.projects import hold_open_project
+from aiaas.core.errors import ConflictError, InputError
+from aiaas.core.governance.sealed_values import SealedColumn
+from aiaas.core.governance.vault import VAULT
+from aiaas.core.identity.projects import ChangeInProject, hold_project
 from aiaas.core.jobs import Job, enqueue_job, insert_job
 from aiaas.core.storage import Connection
 from aiaas.core.validation import quality_scores
@@ -34,6 +42,12 @@ if TYPE_CHECKING:
     from aiaas.core.platform import Platform
 
 VALIDATE_JOB = "dataset.validate"
+CHECK_DETAILS = SealedColumn("quality_reports", "sealed_check_details")
+SEALED_CHECK_FIELDS = ("message", "examples")
+DETAILS_REMOVED = (
+    "the message and examples of this check were removed by the upgrade to schema revision "
+    "0008, which seals them: validate the version again to see them"
+)
 
 
 @dataclass(frozen=True)
@@ -44,6 +58,10 @@ class QualityReport:
     job_id: UUID | None
     expectations: list[dict[str, Any]]
     checks: list[dict[str, Any]]
+    """Each check without its message and examples, which are sealed (`opened_checks`)."""
+    sealed_check_details: bytes | None
+    """Each check's message and examples, in the order of `checks`, sealed; None for a report
+    made before revision 0008."""
     q_consistency: float
     q_completeness: float
     q_accuracy: float
@@ -57,9 +75,32 @@ class QualityReport:
 
 
 _REPORT_COLUMNS = (
-    "id, version_id, project_id, job_id, expectations, checks, q_consistency, q_completeness, "
-    "q_accuracy, q, passed, created_at"
+    "id, version_id, project_id, job_id, expectations, checks, sealed_check_details, "
+    "q_consistency, q_completeness, q_accuracy, q, passed, created_at"
 )
+
+
+def split_checks(checks: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Each check as (what stays in clear, what is sealed)."""
+    clear = [{k: v for k, v in check.items() if k not in SEALED_CHECK_FIELDS} for check in checks]
+    sealed = [{k: v for k, v in check.items() if k in SEALED_CHECK_FIELDS} for check in checks]
+    return clear, sealed
+
+
+async def opened_checks(platform: Platform, report: QualityReport) -> list[dict[str, Any]]:
+    """The report's checks whole, their messages and examples opened. `ArtifactIntegrityError`
+    if the sealed details were altered or belong to another report."""
+    if report.sealed_check_details is None:
+        details = [
+            {"message": "passed" if check["passed"] else DETAILS_REMOVED, "examples": []}
+            for check in report.checks
+        ]
+    else:
+        key = await platform.service(VAULT).data_key(report.project_id)
+        details = CHECK_DETAILS.open_json(
+            key, report.project_id, report.id, report.sealed_check_details
+        )
+    return [{**check, **detail} for check, detail in zip(report.checks, details, strict=True)]
 
 
 async def submit_validation(
@@ -67,11 +108,10 @@ async def submit_validation(
 ) -> Job:
     async with platform.metadata.acquire() as connection:
         version = await get_version(connection, version_id)
-    async with AuditedChange(
+    # No new job in an archived project, nor one archived while this one is recorded.
+    async with ChangeInProject(
         platform, actor, "dataset.validate", request_id, project_id=version.project_id
     ) as change:
-        # No new job in an archived project, nor one archived while this one is recorded.
-        await hold_open_project(change.connection, version.project_id)
         # Locked until the job is recorded, so that a deletion either sees the job as a user
         # of the version or happens first and is seen here.
         await lock_live_version(change.connection, version_id)
@@ -103,20 +143,34 @@ async def run_validation(platform: Platform, job: Job) -> str:
     results = await asyncio.to_thread(check_table, platform, table, expectations)
     scores = quality_scores(results, table.num_rows)
     passed = not any(result.blocking and not result.passed for result in results)
+    checks, details = split_checks([asdict(result) for result in results])
+    report_id = uuid4()
+    key = await platform.service(VAULT).data_key(version.project_id)
+    sealed_details = CHECK_DETAILS.seal_json(key, version.project_id, report_id, details)
     async with platform.metadata.transaction() as connection:
+        # A project archived while the job ran takes no report: the job fails saying so.
+        project = await hold_project(connection, version.project_id)
+        if project.is_archived:
+            raise ConflictError(
+                f"project {project.slug!r} is archived, so it is read-only: "
+                "the validation stores no report",
+                details={"project": project.slug},
+            )
         # Results of the same job are stored once, whatever the retries.
         await connection.execute("DELETE FROM quality_reports WHERE job_id = $1", job.id)
         await connection.execute(
             """
-            INSERT INTO quality_reports (version_id, project_id, job_id, expectations, checks,
-                q_consistency, q_completeness, q_accuracy, q, passed)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+            INSERT INTO quality_reports (id, version_id, project_id, job_id, expectations, checks,
+                sealed_check_details, q_consistency, q_completeness, q_accuracy, q, passed)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
             """,
+            report_id,
             version.id,
             version.project_id,
             job.id,
             expectations,
-            [asdict(result) for result in results],
+            checks,
+            sealed_details,
             scores.consistency,
             scores.completeness,
             scores.accuracy,

@@ -2,9 +2,12 @@
 
 - `crypto`: the master key, and AES-256-GCM sealing of artifacts in chunks;
 - `vault`: each project's data key, and the only way services store and open artifacts;
+- `sealed_values`: a row's field sealed with its project's data key, bound to its row;
 - `garbage`: removing the artifacts that nothing live refers to;
 - `pending_artifacts`: deleting what an operation stored when it fails before recording it;
-- `backup`: one archive of every table and artifact, verified, and restored all or nothing.
+- `backup`: one archive of every table and artifact, verified, and restored all or nothing;
+- `backup_archive`: that archive's members and manifest, and verifying one against the other;
+- `backup_sealing`: how that archive is encrypted and its manifest authenticated.
 
 The domain owns the table `data_keys`. It knows the other domains' tables only as a backup or
 the garbage collector must: by name, never through their code.

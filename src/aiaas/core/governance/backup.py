@@ -1,23 +1,21 @@
 """Backups: one archive with every table from one consistent snapshot, every artifact, and a
-manifest holding the sha256 of each member.
+manifest of them, sealed by the master key. The archive's format is `backup_archive`'s, its
+sealing `backup_sealing`'s.
 
-    manifest.json            format, aiaas version, schema revision, and for every member its
-                             path, size and sha256 (written last, once all are known)
-    tables/<table>.copy      the table in PostgreSQL's binary COPY format
-    artifacts/<key>          each artifact as stored: sealed, so the archive holds no plaintext
+The tables are read inside one REPEATABLE READ transaction, so they agree with each other, and
+sealed as they stream out of PostgreSQL: their plaintext never reaches the disk. The archive is
+written to a temporary name, readable by its owner alone (mode 0600), flushed to disk and renamed
+into place when complete: an interrupted backup leaves no file that looks like an archive.
 
-The tables are read inside one REPEATABLE READ transaction, so they agree with each other. The
-archive is written to a temporary name, readable by its owner alone (mode 0600: it holds every
-row), and renamed into place when complete.
-
-A restore goes into an empty instance and is all-or-nothing: the whole archive is verified
-before anything is written, the artifacts are written, then every table is loaded in one
+A restore goes into an empty instance and is all-or-nothing: the whole archive is verified and
+authenticated before anything is written (a restore needs the master key that sealed the
+archive, current or previous), the artifacts are written, then every table is decrypted into one
 transaction; if anything fails, the transaction rolls back and the artifacts written are removed.
 Before that transaction commits, the audit trail it loaded must verify (`verify_audit_trail`): an
 archive whose audit events were edited, removed or reordered is refused, even when its manifest
 was rewritten to match.
-The data keys in the archive are wrapped by the master key of the instance that made it: the
-restored instance needs that key.
+The projects' data keys in the archive (`data_keys`) are wrapped by the master key of the
+instance that made it: the restored instance needs that key too.
 """
 
 # Backups run from the CLI, alone on their event loop: small blocking file calls here hold up
@@ -27,95 +25,62 @@ restored instance needs that key.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
+import io
 import os
-import re
 import tarfile
 import tempfile
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from graphlib import TopologicalSorter
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from aiaas import __version__, migrations
+from aiaas import migrations
 from aiaas.core.audit import AuditedChange, verify_audit_trail
-from aiaas.core.errors import BackupError, ConflictError
-from aiaas.core.governance.vault import file_chunks
+from aiaas.core.errors import BackupError, ConfigError, ConflictError
+from aiaas.core.governance.backup_archive import (
+    MANIFEST,
+    ArchiveCheck,
+    Manifest,
+    extract_verified,
+    verify_archive,
+    verify_for_restore,
+)
+from aiaas.core.governance.backup_sealing import (
+    FORMAT,
+    MANIFEST_TAG,
+    UNSEALED_FORMAT,
+    Sealing,
+    manifest_tag,
+    seal_table,
+    unseal_table,
+)
+from aiaas.core.governance.crypto import MasterKey
+from aiaas.core.governance.vault import file_chunks, master_keys
 from aiaas.core.storage import sha256_of
 
 if TYPE_CHECKING:
+    from aiaas.core.config import Config
     from aiaas.core.platform import Platform
     from aiaas.core.storage import Connection
 
-FORMAT = "aiaas-backup-1"
-MANIFEST = "manifest.json"
-CHUNK_BYTES = 1 << 20
+_PIPE_DEPTH = 16
+"""COPY output chunks waiting to be sealed, at most: the snapshot never runs far ahead."""
 _SKIPPED_TABLES = {migrations.VERSION_TABLE}
-# The only member names an archive holds: extraction writes nowhere else.
-_MEMBER_NAME = re.compile(
-    r"manifest\.json|tables/[a-z_][a-z0-9_]{0,62}\.copy|artifacts/[0-9a-f]{64}"
-)
 
-
-@dataclass
-class Manifest:
-    schema_revision: str
-    tables: list[dict[str, Any]] = field(default_factory=list)
-    artifacts: list[dict[str, Any]] = field(default_factory=list)
-    created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
-    aiaas_version: str = __version__
-    format: str = FORMAT
-
-    def members(self) -> dict[str, dict[str, Any]]:
-        return {entry["member"]: entry for entry in [*self.tables, *self.artifacts]}
-
-    def to_json(self) -> bytes:
-        return json.dumps(self.__dict__, indent=2, sort_keys=True).encode()
-
-    @classmethod
-    def from_json(cls, raw: bytes) -> Manifest:
-        try:
-            data = json.loads(raw)
-        except ValueError as exc:
-            raise BackupError(f"the manifest is unreadable: {exc}") from None
-        if not isinstance(data, dict):
-            raise BackupError("the manifest is unreadable: not a JSON object")
-        if data.get("format") != FORMAT:
-            raise BackupError(f"not an {FORMAT} archive")
-        try:
-            manifest = cls(**data)
-        except TypeError as exc:
-            raise BackupError(f"the manifest is unreadable: {exc}") from None
-        manifest._check_entries()
-        return manifest
-
-    def _check_entries(self) -> None:
-        """Every entry names a member of the form the archive is written with: nothing read
-        from an archive chooses a path or a table of its own."""
-        if not isinstance(self.tables, list) or not isinstance(self.artifacts, list):
-            raise BackupError("the manifest is unreadable: tables and artifacts must be lists")
-        for entry in [*self.tables, *self.artifacts]:
-            if not (
-                isinstance(entry, dict)
-                and isinstance(entry.get("member"), str)
-                and isinstance(entry.get("bytes"), int)
-                and isinstance(entry.get("sha256"), str)
-            ):
-                raise BackupError(f"the manifest is unreadable: bad entry {entry!r:.200}")
-        for table in self.tables:
-            name = table.get("name")
-            if not isinstance(name, str) or table["member"] != f"tables/{name}.copy":
-                raise BackupError(f"the manifest is unreadable: bad table entry {table!r:.200}")
-        for artifact in self.artifacts:
-            key = artifact.get("key")
-            if not isinstance(key, str) or artifact["member"] != f"artifacts/{key}":
-                raise BackupError(f"the manifest is unreadable: bad artifact {artifact!r:.200}")
-        for member in self.members():
-            if not _MEMBER_NAME.fullmatch(member):
-                raise BackupError(f"unexpected member name {member!r:.200}")
+__all__ = [
+    "FORMAT",
+    "MANIFEST",
+    "MANIFEST_TAG",
+    "UNSEALED_FORMAT",
+    "ArchiveCheck",
+    "Manifest",
+    "create_backup",
+    "restore_backup",
+    "tables_in_load_order",
+    "verify_archive",
+    "verify_for_restore",
+]
 
 
 # Tables, in an order that loads --------------------------------------------------------------
@@ -154,6 +119,13 @@ def _add(archive: tarfile.TarFile, path: Path, member: str) -> dict[str, Any]:
     return {"member": member, "bytes": info.size, "sha256": sha256_of(path)}
 
 
+def _add_bytes(archive: tarfile.TarFile, member: str, content: bytes) -> None:
+    info = tarfile.TarInfo(member)
+    info.size = len(content)
+    info.mtime = int(datetime.now(UTC).timestamp())
+    archive.addfile(info, io.BytesIO(content))
+
+
 async def _write_file(chunks: AsyncIterator[bytes], path: Path) -> None:
     handle = await asyncio.to_thread(path.open, "wb")
     try:
@@ -163,51 +135,89 @@ async def _write_file(chunks: AsyncIterator[bytes], path: Path) -> None:
         handle.close()
 
 
+def _sealing_key(config: Config) -> MasterKey:
+    current, _ = master_keys(config)
+    if current is None:
+        raise ConfigError(
+            "AIAAS_MASTER_KEY is not set: a backup is sealed with it and cannot be made without"
+        )
+    return current
+
+
+def _finish(archive: tarfile.TarFile, handle: IO[bytes], partial: Path, destination: Path) -> None:
+    """Close the archive, put it on disk, then give it its name: the rename is the moment it
+    becomes an archive, and it is whole by then."""
+    archive.close()
+    handle.flush()
+    os.fsync(handle.fileno())
+    handle.close()
+    os.replace(partial, destination)
+    directory = os.open(destination.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # the rename itself survives a crash
+    finally:
+        os.close(directory)
+
+
 async def create_backup(platform: Platform, destination: Path) -> Manifest:
-    """Write the archive to `destination`."""
+    """Write the archive to `destination`, sealed with the current master key."""
+    master = _sealing_key(platform.config)
+    sealing, data_key = Sealing.new(master)
     destination = destination.absolute()
     partial = destination.with_name(f".{destination.name}.partial")
+    # The work directory holds each member once sealed, before it goes into the archive.
     with tempfile.TemporaryDirectory(dir=destination.parent) as work_dir:
         work = Path(work_dir)
         # Created 0600 before a byte is written, rather than narrowed afterwards.
-        os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
-        os.chmod(partial, 0o600)  # an older partial file keeps its mode through O_CREAT
-        archive = await asyncio.to_thread(tarfile.open, partial, "w")
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(descriptor, 0o600)  # an older partial file keeps its mode through O_CREAT
         try:
-            manifest = await _snapshot(platform, archive, work)
-            manifest_path = work / MANIFEST
-            manifest_path.write_bytes(manifest.to_json())
-            await asyncio.to_thread(_add, archive, manifest_path, MANIFEST)
-            await asyncio.to_thread(archive.close)
-            await asyncio.to_thread(os.replace, partial, destination)
+            with (
+                os.fdopen(descriptor, "wb") as handle,
+                tarfile.open(fileobj=handle, mode="w") as archive,
+            ):
+                manifest = await _snapshot(platform, archive, work, data_key, sealing)
+                manifest_bytes = manifest.to_json()
+                await asyncio.to_thread(_add_bytes, archive, MANIFEST, manifest_bytes)
+                tag = manifest_tag(master, manifest_bytes)
+                await asyncio.to_thread(_add_bytes, archive, MANIFEST_TAG, tag)
+                await asyncio.to_thread(_finish, archive, handle, partial, destination)
         except BaseException:
-            archive.close()
             partial.unlink(missing_ok=True)
             raise
     async with AuditedChange(platform, None, "backup.create") as change:
         await change.record(
             object_type="backup",
             object_id=destination.name,
-            details={"tables": len(manifest.tables), "artifacts": len(manifest.artifacts)},
+            details={
+                "tables": len(manifest.tables),
+                "artifacts": len(manifest.artifacts),
+                "master_key_id": master.id,
+            },
         )
     return manifest
 
 
-async def _snapshot(platform: Platform, archive: tarfile.TarFile, work: Path) -> Manifest:
+async def _snapshot(
+    platform: Platform, archive: tarfile.TarFile, work: Path, data_key: bytes, sealing: Sealing
+) -> Manifest:
+    manifest = Manifest(schema_revision="", sealing=sealing.to_json())
     async with (
         platform.metadata.acquire() as connection,
         connection.transaction(isolation="repeatable_read", readonly=True),
     ):
-        revision = await migrations.current_revision(connection)
-        manifest = Manifest(schema_revision=revision or "")
+        manifest.schema_revision = await migrations.current_revision(connection) or ""
         for table in await tables_in_load_order(connection):
-            path = work / f"{table}.copy"
-            # COPY's status ("COPY <rows>") counts the rows of the same snapshot.
-            status = await connection.copy_from_table(table, output=str(path), format="binary")
-            rows = int(status.rsplit(" ", 1)[1])
-            entry = await asyncio.to_thread(_add, archive, path, f"tables/{table}.copy")
+            path = work / f"{table}.copy.sealed"
+            rows = await _copy_out_sealed(connection, table, data_key, sealing, path)
+            entry = await asyncio.to_thread(_add, archive, path, manifest.table_member(table))
             manifest.tables.append({**entry, "name": table, "rows": rows})
             path.unlink()
+    # The artifacts go in as they are stored, not sealed again: each is already AES-256-GCM
+    # under its project's data key, and those keys travel in `data_keys`, wrapped by the master
+    # key and sealed again in this archive. A second layer would cost a pass over the bulk of
+    # the archive and hide nothing more; the manifest's sha256 (their content address) still
+    # vouches for each, and a restore stores them under that address unchanged.
     async for key in platform.artifacts.keys():
         path = work / key
         # Read through the store, which checks the bytes still hash to their key.
@@ -218,68 +228,40 @@ async def _snapshot(platform: Platform, archive: tarfile.TarFile, work: Path) ->
     return manifest
 
 
-# Verifying -----------------------------------------------------------------------------------
+async def _copy_out_sealed(
+    connection: Connection, table: str, data_key: bytes, sealing: Sealing, path: Path
+) -> int:
+    """Write the table's binary COPY, sealed as it streams out of PostgreSQL, to `path`; return
+    its row count. The COPY pushes its chunks and the seal pulls them: a task bridges the two,
+    at most `_PIPE_DEPTH` chunks ahead."""
+    chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
+    room = asyncio.Semaphore(_PIPE_DEPTH)
 
+    async def push(chunk: bytes) -> None:
+        await room.acquire()
+        chunks.put_nowait(chunk)
 
-_UNREADABLE = (tarfile.TarError, EOFError, OSError)
-
-
-def _members(path: Path) -> Iterator[tuple[tarfile.TarInfo, Iterator[bytes]]]:
-    """Each member of the archive with its content, chunk by chunk. Any failure to read (a
-    member cut short included, which shows only as its content is read) is a `BackupError`."""
-    try:
-        with tarfile.open(path, "r:") as archive:
-            for info in archive:
-                if not info.isfile() or not _MEMBER_NAME.fullmatch(info.name):
-                    raise BackupError(f"unexpected member {info.name!r:.200}")
-                handle = archive.extractfile(info)
-                assert handle is not None
-                yield info, _chunks(handle)
-    except _UNREADABLE as exc:
-        raise BackupError(f"the archive is unreadable or truncated: {exc}") from None
-
-
-def _chunks(handle: IO[bytes]) -> Iterator[bytes]:
-    while True:
+    async def copy_out() -> str:
         try:
-            chunk = handle.read(CHUNK_BYTES)
-        except _UNREADABLE as exc:
-            raise BackupError(f"the archive is unreadable or truncated: {exc}") from None
-        if not chunk:
-            return
-        yield chunk
+            # COPY's status ("COPY <rows>") counts the rows of the snapshot.
+            return str(await connection.copy_from_table(table, output=push, format="binary"))
+        finally:
+            chunks.put_nowait(None)  # the end, or the failure, reaches the seal either way
 
+    async def plaintext() -> AsyncIterator[bytes]:
+        while (chunk := await chunks.get()) is not None:
+            room.release()
+            yield chunk
 
-def verify_archive(path: Path) -> Manifest:
-    """Check every member against the manifest; `BackupError` saying what is wrong."""
-    seen: dict[str, tuple[int, str]] = {}
-    manifest_bytes: bytes | None = None
-    for info, chunks in _members(path):
-        if info.name == MANIFEST:
-            manifest_bytes = b"".join(chunks)
-            continue
-        digest = hashlib.sha256()
-        size = 0
-        for chunk in chunks:
-            digest.update(chunk)
-            size += len(chunk)
-        seen[info.name] = (size, digest.hexdigest())
-    if manifest_bytes is None:
-        raise BackupError("the archive has no manifest: it is incomplete")
-    manifest = Manifest.from_json(manifest_bytes)
-    expected = manifest.members()
-    for member, entry in expected.items():
-        if member not in seen:
-            raise BackupError(f"{member} is missing from the archive")
-        if seen[member] != (entry["bytes"], entry["sha256"]):
-            raise BackupError(f"{member} does not match its checksum: the archive is corrupt")
-    for artifact in manifest.artifacts:
-        if artifact["sha256"] != artifact["key"]:
-            raise BackupError(f"artifact {artifact['key']} does not match its key")
-    unexpected = sorted(set(seen) - set(expected))
-    if unexpected:
-        raise BackupError(f"members not in the manifest: {', '.join(unexpected)}")
-    return manifest
+    copying = asyncio.create_task(copy_out())
+    try:
+        await _write_file(seal_table(data_key, sealing, plaintext()), path)
+        status = await copying
+    except BaseException:
+        copying.cancel()
+        await asyncio.gather(copying, return_exceptions=True)
+        raise
+    return int(status.rsplit(" ", 1)[1])
 
 
 # Restoring -----------------------------------------------------------------------------------
@@ -293,9 +275,15 @@ async def _ensure_empty(platform: Platform, connection: Connection) -> None:
         raise ConflictError("a restore needs an empty instance: the artifact store holds data")
 
 
-async def restore_backup(platform: Platform, path: Path) -> Manifest:
-    """Restore the archive into this (empty) instance; nothing is written if it cannot be."""
-    manifest = await asyncio.to_thread(verify_archive, path)
+async def restore_backup(
+    platform: Platform, path: Path, *, allow_unsealed: bool = False
+) -> Manifest:
+    """Restore the archive into this (empty) instance; nothing is written if it cannot be. A
+    sealed archive needs the master key that sealed it, among the configured ones."""
+    _, known = master_keys(platform.config)
+    check = await asyncio.to_thread(verify_for_restore, path, known, allow_unsealed=allow_unsealed)
+    manifest = check.manifest
+    data_key = manifest.sealing_section().data_key(known) if manifest.sealed else None
     async with platform.metadata.acquire() as connection:
         current = await migrations.current_revision(connection)
         if current != manifest.schema_revision:
@@ -315,13 +303,13 @@ async def restore_backup(platform: Platform, path: Path) -> Manifest:
     written: list[str] = []
     try:
         with tempfile.TemporaryDirectory() as work_dir:
-            tables = await asyncio.to_thread(_extract, path, Path(work_dir))
+            members = await asyncio.to_thread(extract_verified, path, Path(work_dir), manifest)
             for artifact in manifest.artifacts:
                 stored = await platform.artifacts.put_stream(
-                    file_chunks(Path(work_dir) / "artifacts" / artifact["key"])
+                    file_chunks(members[artifact["member"]])
                 )
                 written.append(stored.key)
-            await _load_tables(platform, manifest, tables)
+            await _load_tables(platform, manifest, members, data_key)
     except BaseException:
         for key in written:
             await platform.artifacts.delete(key)
@@ -330,32 +318,33 @@ async def restore_backup(platform: Platform, path: Path) -> Manifest:
         await change.record(
             object_type="backup",
             object_id=path.name,
-            details={"created_at": manifest.created_at, "artifacts": len(manifest.artifacts)},
+            details={
+                "created_at": manifest.created_at,
+                "artifacts": len(manifest.artifacts),
+                "format": manifest.format,
+                "authenticated_by": check.authenticated_by,
+            },
         )
     return manifest
 
 
-def _extract(path: Path, work: Path) -> dict[str, Path]:
-    paths: dict[str, Path] = {}
-    for info, chunks in _members(path):
-        if info.name == MANIFEST:
-            continue
-        # The name passed _MEMBER_NAME: one directory and a file name, without "..".
-        target = work / info.name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with target.open("wb") as out:
-            for chunk in chunks:
-                out.write(chunk)
-        paths[info.name] = target
-    return paths
-
-
-async def _load_tables(platform: Platform, manifest: Manifest, files: dict[str, Path]) -> None:
+async def _load_tables(
+    platform: Platform, manifest: Manifest, files: dict[str, Path], data_key: bytes | None
+) -> None:
     async with platform.metadata.transaction() as connection:
         for table in manifest.tables:
-            await connection.copy_to_table(
-                table["name"], source=str(files[table["member"]]), format="binary"
+            member = table["member"]
+            # A sealed table is decrypted as it streams into COPY: its plaintext is never
+            # written anywhere but the database. A chunk that fails authentication aborts the
+            # COPY, and the transaction with it.
+            source: str | AsyncIterator[bytes] = (
+                str(files[member])
+                if data_key is None
+                else unseal_table(
+                    data_key, manifest.sealing_section(), member, file_chunks(files[member])
+                )
             )
+            await connection.copy_to_table(table["name"], source=source, format="binary")
         # Identity columns carry on from the restored rows, not from 1.
         for row in await connection.fetch(
             "SELECT table_name, column_name FROM information_schema.columns "

@@ -10,6 +10,11 @@ memory. The header names the format, the project and a random nonce prefix; each
 that prefix and the chunk's index. Every chunk is authenticated together with the header, its index
 and whether it is the last, so a changed byte, swapped chunks, a chunk from another artifact or a
 cut-off tail all fail with `ArtifactIntegrityError` before any of their bytes are returned.
+
+The same primitives serve other holders of a key: `wrap_key` binds a wrapped key to whatever
+associated data its holder names, and `derived_key` gives each purpose (a backup's manifest
+authentication, say) its own key from the master key by HKDF-SHA256, so that no purpose ever uses
+the master key itself for two things.
 """
 
 from __future__ import annotations
@@ -23,8 +28,10 @@ from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from uuid import UUID
 
-from cryptography.exceptions import InvalidTag
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from aiaas.core.errors import ArtifactIntegrityError, ConfigError
 
@@ -93,6 +100,49 @@ def unwrap_data_key(master: MasterKey, project_id: UUID, wrapped: bytes) -> byte
             f"the data key of project {project_id} does not open with the master key: "
             "is AIAAS_MASTER_KEY the key it was wrapped with?"
         ) from None
+
+
+def wrap_key(master: MasterKey, key: bytes, associated_data: bytes) -> bytes:
+    """`key` sealed with the master key, bound to `associated_data`: it unwraps only with the
+    same associated data, so a wrapped key copied elsewhere does not open."""
+    nonce = os.urandom(_WRAP_NONCE_BYTES)
+    return nonce + AESGCM(master.secret).encrypt(nonce, key, associated_data)
+
+
+def unwrap_key(master: MasterKey, wrapped: bytes, associated_data: bytes) -> bytes | None:
+    """The key `wrap_key` wrapped; None when it does not open with this master key and
+    associated data (another key, or bytes that were altered)."""
+    nonce, sealed = wrapped[:_WRAP_NONCE_BYTES], wrapped[_WRAP_NONCE_BYTES:]
+    try:
+        return AESGCM(master.secret).decrypt(nonce, sealed, associated_data)
+    except InvalidTag:
+        return None
+
+
+def derived_key(master: MasterKey, purpose: bytes) -> bytes:
+    """A key for one purpose, derived from the master key with HKDF-SHA256. Keys derived for
+    different purposes are independent of each other, and none reveals the master key."""
+    return HKDF(
+        algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=b"aiaas:" + purpose
+    ).derive(master.secret)
+
+
+def authentication_tag(key: bytes, message: bytes) -> bytes:
+    """HMAC-SHA256 of `message` under `key`."""
+    mac = hmac.HMAC(key, hashes.SHA256())
+    mac.update(message)
+    return mac.finalize()
+
+
+def tag_matches(key: bytes, message: bytes, tag: bytes) -> bool:
+    """Whether `tag` is `message`'s HMAC-SHA256 under `key`, compared in constant time."""
+    mac = hmac.HMAC(key, hashes.SHA256())
+    mac.update(message)
+    try:
+        mac.verify(tag)
+    except InvalidSignature:
+        return False
+    return True
 
 
 def _chunk_nonce(prefix: bytes, index: int) -> bytes:

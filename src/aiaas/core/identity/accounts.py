@@ -116,12 +116,15 @@ async def create_user(
     """Create a user. Without a password the user can only authenticate with API tokens.
 
     `actor` is None when an operator runs `aiaas users create` against the database."""
-    check_new_user(username, display_name, password)
-    # argon2 is slow on purpose: hash in a thread so the event loop keeps serving.
-    password_hash = await asyncio.to_thread(PASSWORDS.hash, password) if password else None
-    async with AuditedChange(platform, actor, "user.create", request_id) as change:
+    # Checked inside the change, so that bad input is audited as a failed attempt; deferred,
+    # so that no connection waits idle while the password is hashed.
+    async with AuditedChange(platform, actor, "user.create", request_id, deferred=True) as change:
+        check_new_user(username, display_name, password)
+        # argon2 is slow on purpose: hash in a thread so the event loop keeps serving.
+        password_hash = await asyncio.to_thread(PASSWORDS.hash, password) if password else None
+        connection = await change.begin()
         try:
-            row = await change.connection.fetchrow(
+            row = await connection.fetchrow(
                 "INSERT INTO users (username, display_name, is_admin, password_hash) "
                 f"VALUES ($1, $2, $3, $4) RETURNING {_USER_COLUMNS}",
                 username,
@@ -279,16 +282,17 @@ async def create_api_token(
     owner = user_id if user_id is not None else actor.user_id if actor is not None else None
     if owner is None:
         raise ValueError("a token needs an owner: an actor or a user_id")
-    problems = {}
-    if not name.strip() or len(name) > MAX_TOKEN_NAME_LENGTH:
-        problems["name"] = f"must be 1 to {MAX_TOKEN_NAME_LENGTH} characters and not blank"
-    if expires_at is not None and expires_at.tzinfo is None:
-        expires_at = expires_at.replace(tzinfo=UTC)  # a time without an offset is read as UTC
-    if expires_at is not None and expires_at <= datetime.now(UTC):
-        problems["expiresAt"] = "must be in the future"
-    if problems:
-        raise InputError("invalid API token", field_errors=problems)
     async with AuditedChange(platform, actor, "api_token.create", request_id) as change:
+        # Checked inside the change, so that bad input is audited as a failed attempt.
+        problems = {}
+        if not name.strip() or len(name) > MAX_TOKEN_NAME_LENGTH:
+            problems["name"] = f"must be 1 to {MAX_TOKEN_NAME_LENGTH} characters and not blank"
+        if expires_at is not None and expires_at.tzinfo is None:
+            expires_at = expires_at.replace(tzinfo=UTC)  # without an offset it is read as UTC
+        if expires_at is not None and expires_at <= datetime.now(UTC):
+            problems["expiresAt"] = "must be in the future"
+        if problems:
+            raise InputError("invalid API token", field_errors=problems)
         issued = await insert_token(change.connection, owner, name.strip(), expires_at)
         await change.record(
             object_type="api_token", object_id=str(issued.id), details={"prefix": issued.prefix}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 from uuid import UUID
 
 import asyncpg
@@ -71,8 +71,9 @@ async def create_project(
     description: str = "",
     request_id: str | None = None,
 ) -> Project:
-    check_project_input(slug, name, description)
     async with AuditedChange(platform, actor, "project.create", request_id) as change:
+        # Checked inside the change, so that bad input is audited as a failed attempt.
+        check_project_input(slug, name, description)
         try:
             row = await change.connection.fetchrow(
                 "INSERT INTO projects (slug, name, description, created_by) "
@@ -168,6 +169,59 @@ async def hold_open_project(connection: Connection, project_id: UUID) -> Project
     must not land in one. Inside a transaction, the project cannot be archived until the change
     has committed; outside one, the check is of this moment only."""
     return refuse_if_archived(await hold_project(connection, project_id))
+
+
+class ChangeInProject(AuditedChange):
+    """An `AuditedChange` to what a project holds, refused once the project is archived.
+
+    As its transaction begins (on entry, or at `begin()` when deferred), it holds the project's
+    row on the transaction's connection (`hold_project`) and refuses an archived one with
+    `ConflictError` (`refuse_if_archived`); the project cannot be archived until the change has
+    committed. The permission check before it (`members.authorize_in_project`) refuses archived
+    projects too, but of its moment only: an archive committed between that check and the
+    change's own transaction would otherwise let the change land in a read-only project.
+
+    For what stops work already running (an `Effect.STOPS` grant), use a plain `AuditedChange`:
+    that is still allowed in an archived project.
+    """
+
+    def __init__(
+        self,
+        platform: Platform,
+        actor: Principal | None,
+        action: str,
+        request_id: str | None = None,
+        *,
+        project_id: UUID,
+        deferred: bool = False,
+    ) -> None:
+        # The parent opens nothing on entry: `__aenter__` below begins, so that a refusal on
+        # entry is rolled back and audited as a refusal in the body is.
+        super().__init__(platform, actor, action, request_id, project_id=project_id, deferred=True)
+        self._held_project_id = project_id
+        self._begins_on_entry = not deferred
+        self.project: Project | None = None
+        """The project as the transaction found it, held, once it has begun: archived if the
+        change was refused for that."""
+
+    async def __aenter__(self) -> Self:
+        await super().__aenter__()
+        if self._begins_on_entry:
+            try:
+                await self.begin()
+            except BaseException as error:
+                # Raised from `__aenter__`, it skips `__aexit__`: the transaction would stay
+                # open and the refused attempt would go unaudited.
+                await self.__aexit__(type(error), error, error.__traceback__)
+                raise
+        return self
+
+    async def begin(self) -> Connection:
+        connection = await super().begin()
+        if self.project is None:
+            self.project = await hold_project(connection, self._held_project_id)
+        refuse_if_archived(self.project)
+        return connection
 
 
 async def project_by_slug(connection: Connection, slug: str) -> Project | None:

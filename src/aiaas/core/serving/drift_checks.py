@@ -7,12 +7,18 @@ deployment answers with (stable, canary and shadow), it reads the newest samples
 alerts when any feature's PSI passes the deployment's threshold (or the configured one). Each
 version's training distributions are computed once, from its dataset version, and kept.
 The check also deletes samples older than `prediction_sample_retention_s`.
+
+A baseline holds training data: a text feature's categories are its most frequent values, and a
+numeric one's bin edges are quantiles, values of rows. So it is sealed with the project's data
+key, bound to its model version (`sealed_baseline`). A report holds only feature names, PSIs and
+counts, and stays in clear. Revision 0008 dropped the baselines and samples stored in clear
+before it: baselines are computed again at the next check, and the samples, a rolling window,
+fill again with traffic; until `drift_min_samples` have come, a version's report has no PSI.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from aiaas.core.data.datasets import get_version, read_version_table
+from aiaas.core.governance.sealed_values import SealedColumn
+from aiaas.core.governance.vault import VAULT
 from aiaas.core.identity.projects import projects_by_ids
 from aiaas.core.serving.deployments import COLUMNS, Deployment, to_deployment
 from aiaas.core.serving.drift import (
@@ -30,6 +38,7 @@ from aiaas.core.serving.drift import (
     training_baselines,
 )
 from aiaas.core.serving.metrics import DriftReport as DriftGauge
+from aiaas.core.serving.prediction_samples import stored_samples
 from aiaas.core.signatures import ModelSignature
 from aiaas.core.storage import Connection
 from aiaas.core.training.registry import ModelVersion, model_versions_by_ids
@@ -39,6 +48,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+BASELINE = SealedColumn("feature_baselines", "sealed_baseline")
 MAX_SAMPLES_PER_CHECK = 10_000
 """The newest samples a check reads per version: plenty for a PSI over ten bins, and a bound on
 the memory and time of one check whatever the traffic."""
@@ -66,13 +76,17 @@ _REPORT_COLUMNS = (
 
 
 async def baselines_for(platform: Platform, version: ModelVersion) -> dict[str, FeatureBaseline]:
-    """The training distributions of the version's inputs, computed on first use and kept."""
+    """The training distributions of the version's inputs, computed on first use and kept
+    sealed."""
+    key = await platform.service(VAULT).data_key(version.project_id)
     async with platform.metadata.acquire() as connection:
         stored = await connection.fetchval(
-            "SELECT baseline FROM feature_baselines WHERE version_id = $1", version.id
+            "SELECT sealed_baseline FROM feature_baselines WHERE version_id = $1", version.id
         )
         if stored is not None:
-            return baselines_from_json(stored)
+            return baselines_from_json(
+                BASELINE.open_json(key, version.project_id, version.id, stored)
+            )
         dataset_version = await get_version(connection, version.dataset_version_id)
     table = await read_version_table(platform, dataset_version)
     # One value per row of a number or a string is what can be binned; wider inputs (an
@@ -85,10 +99,10 @@ async def baselines_for(platform: Platform, version: ModelVersion) -> dict[str, 
     baselines = await asyncio.to_thread(training_baselines, table, features)
     async with platform.metadata.acquire() as connection:
         await connection.execute(
-            "INSERT INTO feature_baselines (version_id, baseline) VALUES ($1, $2) "
+            "INSERT INTO feature_baselines (version_id, sealed_baseline) VALUES ($1, $2) "
             "ON CONFLICT (version_id) DO NOTHING",
             version.id,
-            baselines_to_json(baselines),
+            BASELINE.seal_json(key, version.project_id, version.id, baselines_to_json(baselines)),
         )
     return baselines
 
@@ -98,24 +112,24 @@ def _binnable(dtype: str) -> bool:
 
 
 async def _samples(
-    connection: Connection, deployment_id: UUID, version_id: UUID, window_s: int
+    platform: Platform, deployment: Deployment, version_id: UUID, window_s: int
 ) -> tuple[dict[str, list[Any]], datetime]:
-    window_start: datetime = await connection.fetchval(
-        "SELECT clock_timestamp() - $1 * interval '1 second'", window_s
-    )
-    rows = await connection.fetch(
-        "SELECT inputs FROM prediction_samples "
-        "WHERE deployment_id = $1 AND version_id = $2 AND sampled_at >= $3 "
-        "ORDER BY sampled_at DESC LIMIT $4",
-        deployment_id,
-        version_id,
-        window_start,
-        MAX_SAMPLES_PER_CHECK,
+    async with platform.metadata.acquire() as connection:
+        window_start: datetime = await connection.fetchval(
+            "SELECT clock_timestamp() - $1 * interval '1 second'", window_s
+        )
+    samples = await stored_samples(
+        platform,
+        deployment.project_id,
+        deployment.id,
+        version_id=version_id,
+        since=window_start,
+        limit=MAX_SAMPLES_PER_CHECK,
+        with_outputs=False,
     )
     columns: dict[str, list[Any]] = {}
-    for row in rows:
-        inputs = row["inputs"]
-        for name, value in (json.loads(inputs) if isinstance(inputs, str) else inputs).items():
+    for sample in samples:
+        for name, value in sample.inputs.items():
             columns.setdefault(name, []).append(value)
     return columns, window_start
 
@@ -124,10 +138,7 @@ async def check_version(
     platform: Platform, deployment: Deployment, version: ModelVersion
 ) -> DriftReport:
     config = platform.config
-    async with platform.metadata.acquire() as connection:
-        columns, window_start = await _samples(
-            connection, deployment.id, version.id, config.drift_window_s
-        )
+    columns, window_start = await _samples(platform, deployment, version.id, config.drift_window_s)
     sample_count = max((len(values) for values in columns.values()), default=0)
     threshold = deployment.drift_threshold or config.drift_psi_threshold
     features: dict[str, Any] = {}

@@ -6,6 +6,11 @@ values, is appended to an in-memory buffer. A background task writes the buffer 
 about once a second, in one statement. The buffer is bounded: when the database is slow or down,
 the newest samples are dropped (and counted) rather than let memory grow, because a sample is
 statistics, never a record anyone relies on.
+
+A sample is a real request's row, so its inputs and outputs are sealed with the deployment's
+project's data key (`governance.sealed_values`), each bound to the sample's id; the row keeps in
+clear only its deployment, model version, role and time. Sealing happens at the flush, in a
+thread, never on a prediction's path.
 """
 
 from __future__ import annotations
@@ -17,12 +22,16 @@ import random
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import numpy as np
 
+from aiaas.core.governance.sealed_values import SealedColumn
+from aiaas.core.governance.vault import VAULT
 from aiaas.core.serialization import finite_or_none
+from aiaas.core.storage import Record
 
 if TYPE_CHECKING:
     from aiaas.core.platform import Platform
@@ -36,11 +45,12 @@ MAX_VALUES_PER_SAMPLED_FIELD = 64
 """Wider fields are not sampled (see `row_as_json`); a probability per class fits."""
 FLUSH_EVERY_S = 1.0
 
+SAMPLE_INPUTS = SealedColumn("prediction_samples", "sealed_inputs")
+SAMPLE_OUTPUTS = SealedColumn("prediction_samples", "sealed_outputs")
+
 _INSERT = """
-INSERT INTO prediction_samples (deployment_id, version_id, role, inputs, outputs)
-SELECT deployment_id, version_id, role, inputs::jsonb, outputs::jsonb
-FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[])
-    AS sample (deployment_id, version_id, role, inputs, outputs)
+INSERT INTO prediction_samples (id, deployment_id, version_id, role, sealed_inputs, sealed_outputs)
+SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::bytea[], $6::bytea[])
 """
 
 
@@ -73,10 +83,47 @@ def row_as_json(columns: Mapping[str, np.ndarray], row: int) -> str:
     return json.dumps(values, allow_nan=False, default=str)
 
 
+@dataclass(frozen=True)
+class SealedSample:
+    id: UUID
+    deployment_id: UUID
+    version_id: UUID
+    role: str
+    inputs: bytes
+    outputs: bytes | None
+
+
+def seal_samples(
+    batch: list[Sample], projects: Mapping[UUID, UUID], keys: Mapping[UUID, bytes]
+) -> list[SealedSample]:
+    """The samples of deployments whose project is known, sealed with its data key."""
+    sealed = []
+    for sample in batch:
+        project_id = projects.get(sample.deployment_id)
+        if project_id is None:
+            continue
+        key, sample_id = keys[project_id], uuid4()
+        sealed.append(
+            SealedSample(
+                sample_id,
+                sample.deployment_id,
+                sample.version_id,
+                sample.role,
+                SAMPLE_INPUTS.seal(key, project_id, sample_id, sample.inputs.encode()),
+                None
+                if sample.outputs is None
+                else SAMPLE_OUTPUTS.seal(key, project_id, sample_id, sample.outputs.encode()),
+            )
+        )
+    return sealed
+
+
 class PredictionSampler:
     def __init__(self, platform: Platform, *, rate: float) -> None:
         self._platform = platform
         self.rate = rate
+        self._projects: dict[UUID, UUID] = {}
+        """Each sampled deployment's project (it never changes), for its data key."""
         self._buffer: deque[Sample] = deque()
         self._buffered_bytes = 0
         self.dropped = 0
@@ -130,15 +177,18 @@ class PredictionSampler:
         self._buffer.clear()
         self._buffered_bytes = 0
         try:
-            async with self._platform.metadata.acquire() as connection:
-                await connection.execute(
-                    _INSERT,
-                    [sample.deployment_id for sample in batch],
-                    [sample.version_id for sample in batch],
-                    [sample.role for sample in batch],
-                    [sample.inputs for sample in batch],
-                    [sample.outputs for sample in batch],
-                )
+            sealed = await self._sealed(batch)
+            if sealed:
+                async with self._platform.metadata.acquire() as connection:
+                    await connection.execute(
+                        _INSERT,
+                        [sample.id for sample in sealed],
+                        [sample.deployment_id for sample in sealed],
+                        [sample.version_id for sample in sealed],
+                        [sample.role for sample in sealed],
+                        [sample.inputs for sample in sealed],
+                        [sample.outputs for sample in sealed],
+                    )
         except asyncio.CancelledError:
             self.dropped += len(batch)  # stopping mid-write: the batch is lost, but counted
             raise
@@ -146,8 +196,26 @@ class PredictionSampler:
             self.dropped += len(batch)
             logger.warning("could not write %d prediction samples", len(batch), exc_info=True)
             return 0
-        self.written += len(batch)
-        return len(batch)
+        # A deployment that is not there (the foreign key would refuse it) has no project to
+        # seal for: its samples were dropped.
+        self.dropped += len(batch) - len(sealed)
+        self.written += len(sealed)
+        return len(sealed)
+
+    async def _sealed(self, batch: list[Sample]) -> list[SealedSample]:
+        unknown = list({sample.deployment_id for sample in batch} - self._projects.keys())
+        if unknown:
+            async with self._platform.metadata.acquire() as connection:
+                rows = await connection.fetch(
+                    "SELECT id, project_id FROM deployments WHERE id = ANY($1::uuid[])", unknown
+                )
+            self._projects.update({row["id"]: row["project_id"] for row in rows})
+        vault = self._platform.service(VAULT)
+        wanted = {
+            self._projects[s.deployment_id] for s in batch if s.deployment_id in self._projects
+        }
+        keys = {project_id: await vault.data_key(project_id) for project_id in wanted}
+        return await asyncio.to_thread(seal_samples, batch, self._projects.copy(), keys)
 
     async def _flush_regularly(self) -> None:
         while True:
@@ -160,3 +228,81 @@ class PredictionSampler:
             await asyncio.wait({self._task})
             self._task = None
         await self.flush()
+
+
+# Reading ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredSample:
+    id: UUID
+    deployment_id: UUID
+    version_id: UUID
+    role: str
+    sampled_at: datetime
+    inputs: dict[str, Any]
+    outputs: dict[str, Any] | None
+
+
+def open_samples(
+    key: bytes, project_id: UUID, rows: list[Record], *, with_outputs: bool = True
+) -> list[StoredSample]:
+    """Samples as stored, opened (in a thread: there may be thousands). `ArtifactIntegrityError`
+    at the first one altered, or copied from another sample."""
+    opened = []
+    for row in rows:
+        outputs = row["sealed_outputs"] if with_outputs else None
+        opened.append(
+            StoredSample(
+                id=row["id"],
+                deployment_id=row["deployment_id"],
+                version_id=row["version_id"],
+                role=row["role"],
+                sampled_at=row["sampled_at"],
+                inputs=json.loads(
+                    SAMPLE_INPUTS.open(key, project_id, row["id"], row["sealed_inputs"])
+                ),
+                outputs=None
+                if outputs is None
+                else json.loads(SAMPLE_OUTPUTS.open(key, project_id, row["id"], outputs)),
+            )
+        )
+    return opened
+
+
+async def stored_samples(
+    platform: Platform,
+    project_id: UUID,
+    deployment_id: UUID,
+    *,
+    version_id: UUID | None = None,
+    since: datetime | None = None,
+    limit: int | None = None,
+    with_outputs: bool = True,
+) -> list[StoredSample]:
+    """A deployment's samples, newest first: of one version, since a time, at most `limit`,
+    when asked. `project_id` is the deployment's: its key opens them."""
+    key = await platform.service(VAULT).data_key(project_id)
+    conditions: list[str] = ["deployment_id = $1"]
+    arguments: list[Any] = [deployment_id]
+    # Only the conditions asked for, so that each combination gets a plan of its own that uses
+    # the index on (deployment, version, time).
+    if version_id is not None:
+        arguments.append(version_id)
+        conditions.append(f"version_id = ${len(arguments)}")
+    if since is not None:
+        arguments.append(since)
+        conditions.append(f"sampled_at >= ${len(arguments)}")
+    outputs = "sealed_outputs" if with_outputs else "NULL AS sealed_outputs"
+    query = (
+        f"SELECT id, deployment_id, version_id, role, sampled_at, sealed_inputs, {outputs} "
+        f"FROM prediction_samples WHERE {' AND '.join(conditions)} ORDER BY sampled_at DESC"
+    )
+    if limit is not None:
+        arguments.append(limit)
+        query += f" LIMIT ${len(arguments)}"
+    async with platform.metadata.acquire() as connection:
+        rows = await connection.fetch(query, *arguments)
+    return await asyncio.to_thread(
+        open_samples, key, project_id, list(rows), with_outputs=with_outputs
+    )

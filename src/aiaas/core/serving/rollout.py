@@ -11,7 +11,9 @@ reason: a canary that cannot load must not take the stable version down with it.
 While it works, the claimant renews a heartbeat; a claim whose heartbeat is older than
 `stale_after_s` belonged to a process that died, and another process takes the rollout over.
 The rollout ends with a write conditioned on the generation it claimed, so that a deployment
-deleted or rolled back meanwhile is left as the user left it.
+deleted or rolled back meanwhile is left as the user left it. It holds the deployment's project
+open as it ends: a project archived meanwhile is read-only, so the rollout fails there as a failed
+load would (a new deployment FAILED, an update dropped), whatever it warmed.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ import logging
 import os
 import socket
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiaas.core.audit import AuditedChange
+from aiaas.core.identity.projects import ARCHIVED_IS_READ_ONLY, hold_project, projects_by_ids
 from aiaas.core.platform import ProcessService
 from aiaas.core.serving.deployments import (
     COLUMNS,
@@ -142,6 +145,10 @@ class RolloutSupervisor:
     async def _warm(self, deployment: Deployment) -> str | None:
         pending = deployment.pending
         versions = (pending or deployment.traffic).versions()
+        async with self.platform.metadata.acquire() as connection:
+            found = await projects_by_ids(connection, [deployment.project_id])
+        if found[deployment.project_id].is_archived:
+            return ARCHIVED_IS_READ_ONLY  # the rollout fails at its end: no use warming
         try:
             for version_id in versions:
                 await self.server.warm(deployment, version_id)
@@ -151,17 +158,13 @@ class RolloutSupervisor:
         return None
 
     async def _finish(self, deployment: Deployment, failure: str | None) -> None:
-        updating = deployment.state is DeploymentState.UPDATING
-        if failure is None:
-            state, reason = DeploymentState.READY, None
-            split = deployment.pending.as_json() if updating and deployment.pending else None
-        elif updating:
-            state, reason, split = DeploymentState.READY, f"update failed: {failure}", None
-        else:
-            state, reason, split = DeploymentState.FAILED, failure, None
         async with AuditedChange(
             self.platform, None, "deployment.rollout", project_id=deployment.project_id
         ) as change:
+            # Held until this commits, so that the project cannot be archived in between.
+            if (await hold_project(change.connection, deployment.project_id)).is_archived:
+                failure = ARCHIVED_IS_READ_ONLY
+            state, reason, split = _outcome(deployment, failure)
             row = await change.connection.fetchrow(
                 _FINISH, deployment.id, deployment.generation, state.value, reason, split
             )
@@ -196,6 +199,19 @@ class RolloutSupervisor:
                     )
             except Exception:
                 logger.warning("rollout %s: heartbeat failed", deployment.id, exc_info=True)
+
+
+def _outcome(
+    deployment: Deployment, failure: str | None
+) -> tuple[DeploymentState, str | None, dict[str, Any] | None]:
+    """The state, reason and split (None: unchanged) a rollout leaves the deployment in."""
+    updating = deployment.state is DeploymentState.UPDATING
+    if failure is None:
+        split = deployment.pending.as_json() if updating and deployment.pending else None
+        return DeploymentState.READY, None, split
+    if updating:
+        return DeploymentState.READY, f"update failed: {failure}", None
+    return DeploymentState.FAILED, failure, None
 
 
 def _build_supervisor(platform: Platform) -> RolloutSupervisor:

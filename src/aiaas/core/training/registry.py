@@ -18,9 +18,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from aiaas.core.audit import AuditedChange
 from aiaas.core.auth import Principal
 from aiaas.core.errors import ConflictError, InputError, NotFoundError
+from aiaas.core.identity.projects import ChangeInProject
 from aiaas.core.pagination import Page, fetch_page
 from aiaas.core.storage import Connection, Record, returned_row
 from aiaas.core.training.promotion import ALIAS_NAME, check_gates, vet_promotion_gates
@@ -223,9 +223,10 @@ class NewModelVersion:
     created_by: UUID | None
 
 
-async def register_model_version(change: AuditedChange, new: NewModelVersion) -> ModelVersion:
-    """Record the version a job produced, creating its model on first use. A job that registers
-    again (its final step retried) gets the version it already has."""
+async def register_model_version(change: ChangeInProject, new: NewModelVersion) -> ModelVersion:
+    """Record the version a job produced, creating its model on first use, in a change that
+    holds the project open: no version lands in an archived project. A job that registers again
+    (its final step retried) gets the version it already has."""
     connection = change.connection
     existing = (await model_versions_by_jobs(connection, [new.job_id])).get(new.job_id)
     if existing is not None:
@@ -298,7 +299,7 @@ async def set_promotion_gates(
         model = (await models_by_ids(connection, [model_id])).get(model_id)
     if model is None:
         raise NotFoundError("no such model")
-    async with AuditedChange(
+    async with ChangeInProject(
         platform, actor, "model.set_promotion_gates", request_id, project_id=model.project_id
     ) as change:
         vetted = vet_promotion_gates(platform, gates)
@@ -327,7 +328,7 @@ async def set_model_alias(
     """Point `alias` of the version's model at the version, once its gates pass."""
     async with platform.metadata.acquire() as connection:
         version = await get_model_version(connection, version_id)
-    async with AuditedChange(
+    async with ChangeInProject(
         platform, actor, "model.set_alias", request_id, project_id=version.project_id
     ) as change:
         if not ALIAS_NAME.fullmatch(alias):

@@ -6,6 +6,11 @@ training thread through `WorkerReporter` to the job's Redis Stream (live, thrott
 and to the metric history in PostgreSQL (every step, in COPY batches). A run resumed from a
 checkpoint drops the points after it first, so that the history has no duplicate; a run whose
 version is already registered (it died before recording its outcome) trains nothing again.
+
+A job of a project archived before it registers its model fails, naming the project: an archived
+project is read-only. Its registration holds the project open (`ChangeInProject`), so that an
+archive committed while the job trains cannot let the version in; a job that finds its project
+archived as it starts does not train at all.
 """
 
 from __future__ import annotations
@@ -22,11 +27,11 @@ from uuid import UUID
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from aiaas.core.audit import AuditedChange
 from aiaas.core.data.datasets import get_version, read_version_table
-from aiaas.core.errors import JobCancelledError, TrainingCancelled
+from aiaas.core.errors import ConflictError, JobCancelledError, TrainingCancelled
 from aiaas.core.event_streams import publish_job_events_quietly
 from aiaas.core.governance import VAULT, artifacts_kept_on_success
+from aiaas.core.identity.projects import ChangeInProject, Project, projects_by_ids
 from aiaas.core.jobs import Job, JobState, get_job, lock_job
 from aiaas.core.serialization import finite_or_none, json_safe
 from aiaas.core.trainers import Progress, TrainedModel, TrainingReporter, TrainingRun
@@ -202,36 +207,49 @@ async def _train(platform: Platform, job: Job, run: TrainingRun) -> TrainedModel
             await asyncio.gather(relay, watch, return_exceptions=True)
 
 
+def _archived(project: Project) -> ConflictError:
+    """Why a job of an archived project ends FAILED, registering nothing."""
+    return ConflictError(
+        f"project {project.slug!r} is archived, so it is read-only: "
+        "the job registers no model version",
+        details={"project": project.slug},
+    )
+
+
 async def _register(
     platform: Platform, job: Job, version_id: UUID, trained: TrainedModel
 ) -> ModelVersion:
     payload = job.payload
-    async with (
-        artifacts_kept_on_success(platform) as pending,
-        AuditedChange(platform, None, "model.register", None, project_id=job.project_id) as change,
-    ):
-        stored = await pending.store(job.project_id, _bundle_chunks(trained.bundle))
-        locked = await lock_job(change.connection, job.id)
-        if locked is None or locked.claimed_by != job.claimed_by:
-            # Another worker took the job over: its outcome is that worker's to record.
-            raise RuntimeError("the job was claimed by another worker while it trained")
-        return await register_model_version(
-            change,
-            NewModelVersion(
-                project_id=job.project_id,
-                model_name=payload["model_name"],
-                job_id=job.id,
-                dataset_version_id=version_id,
-                trainer=payload["trainer"],
-                format=trained.format,
-                artifact_key=stored.key,
-                size_bytes=stored.size_bytes,
-                signature=trained.signature.as_json(),
-                metrics=json_safe(trained.metrics),
-                hyperparameters=payload["hyperparameters"],
-                created_by=job.created_by,
-            ),
-        )
+    change = ChangeInProject(platform, None, "model.register", None, project_id=job.project_id)
+    try:
+        async with artifacts_kept_on_success(platform) as pending, change:
+            stored = await pending.store(job.project_id, _bundle_chunks(trained.bundle))
+            locked = await lock_job(change.connection, job.id)
+            if locked is None or locked.claimed_by != job.claimed_by:
+                # Another worker took the job over: its outcome is that worker's to record.
+                raise RuntimeError("the job was claimed by another worker while it trained")
+            return await register_model_version(
+                change,
+                NewModelVersion(
+                    project_id=job.project_id,
+                    model_name=payload["model_name"],
+                    job_id=job.id,
+                    dataset_version_id=version_id,
+                    trainer=payload["trainer"],
+                    format=trained.format,
+                    artifact_key=stored.key,
+                    size_bytes=stored.size_bytes,
+                    signature=trained.signature.as_json(),
+                    metrics=json_safe(trained.metrics),
+                    hyperparameters=payload["hyperparameters"],
+                    created_by=job.created_by,
+                ),
+            )
+    except ConflictError:
+        if change.project is not None and change.project.is_archived:
+            # Archived while the job trained: the job's reason names the project.
+            raise _archived(change.project) from None
+        raise
 
 
 async def run_training(platform: Platform, job: Job) -> str:
@@ -240,8 +258,11 @@ async def run_training(platform: Platform, job: Job) -> str:
     async with platform.metadata.acquire() as connection:
         registered = (await model_versions_by_jobs(connection, [job.id])).get(job.id)
         version = await get_version(connection, UUID(payload["dataset_version_id"]))
+        project = (await projects_by_ids(connection, [job.project_id]))[job.project_id]
     checkpoint_dir = platform.config.resolved_checkpoint_dir / str(job.id)
     if registered is None:
+        if project.is_archived:
+            raise _archived(project)  # no use training what could not be registered
         table = _training_table(
             await read_version_table(platform, version), payload["target"], payload["features"]
         )

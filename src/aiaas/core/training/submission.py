@@ -19,7 +19,7 @@ from aiaas.core.auth import Principal
 from aiaas.core.data.datasets import datasets_by_ids, get_version, lock_live_version
 from aiaas.core.data.quality import require_usable_for_training
 from aiaas.core.errors import ConflictError, InputError, NotFoundError
-from aiaas.core.identity.projects import hold_open_project
+from aiaas.core.identity.projects import ChangeInProject
 from aiaas.core.jobs import (
     Job,
     JobState,
@@ -154,11 +154,10 @@ async def submit_training_job(
     async with platform.metadata.acquire() as connection:
         version = await get_version(connection, request.dataset_version_id)
         dataset = (await datasets_by_ids(connection, [version.dataset_id]))[version.dataset_id]
-    async with AuditedChange(
+    # No new job in an archived project, nor one archived while this one is recorded.
+    async with ChangeInProject(
         platform, actor, "training.submit", request_id, project_id=version.project_id
     ) as change:
-        # No new job in an archived project, nor one archived while this one is recorded.
-        await hold_open_project(change.connection, version.project_id)
         # Locked until the job is recorded, so that a deletion of the version either sees the
         # job as its user or happens first and is seen here.
         await lock_live_version(change.connection, version.id)

@@ -42,6 +42,37 @@ class QualityCheck:
     examples: JSON
 
 
+# Resolvers of the sealed fields: they open them only when a query asks for them. Given to
+# `strawberry.field(resolver=...)` so that the fields keep their place in the schema.
+
+
+async def resolve_checks(root: QualityReport, info: Info) -> list[QualityCheck]:
+    context: RequestContext = info.context
+    return [
+        QualityCheck(
+            name=check["name"],
+            kind=check["kind"],
+            dimension=check["dimension"],
+            passed=check["passed"],
+            blocking=check["blocking"],
+            failing_rows=check["failing_rows"],
+            message=check["message"],
+            examples=as_json(check["examples"]),
+        )
+        for check in await quality.opened_checks(context.platform, root.report)
+    ]
+
+
+async def resolve_column_stats(root: DatasetVersion, info: Info) -> JSON:
+    context: RequestContext = info.context
+    return as_json(await datasets.version_column_stats(context.platform, root.record))
+
+
+async def resolve_preview(root: DatasetVersion, info: Info) -> JSON:
+    context: RequestContext = info.context
+    return as_json(await datasets.version_preview(context.platform, root.record))
+
+
 @strawberry.type(description="A dataset version checked against its dataset's expectations.")
 class QualityReport:
     id: strawberry.ID
@@ -51,9 +82,10 @@ class QualityReport:
     q_completeness: float
     q_accuracy: float
     q: float = strawberry.field(description="Q = Qconsistency + Qcompleteness + Qaccuracy.")
-    checks: list[QualityCheck]
+    checks: list[QualityCheck] = strawberry.field(resolver=resolve_checks)
     blocking_failures: list[str]
     expectations: JSON = strawberry.field(description="The expectations it was checked against.")
+    report: strawberry.Private[quality.QualityReport]
 
     @classmethod
     def from_domain(cls, report: quality.QualityReport) -> QualityReport:
@@ -65,21 +97,9 @@ class QualityReport:
             q_completeness=report.q_completeness,
             q_accuracy=report.q_accuracy,
             q=report.q,
-            checks=[
-                QualityCheck(
-                    name=check["name"],
-                    kind=check["kind"],
-                    dimension=check["dimension"],
-                    passed=check["passed"],
-                    blocking=check["blocking"],
-                    failing_rows=check["failing_rows"],
-                    message=check["message"],
-                    examples=as_json(check["examples"]),
-                )
-                for check in report.checks
-            ],
             blocking_failures=report.blocking_failures,
             expectations=as_json(report.expectations),
+            report=report,
         )
 
 
@@ -94,21 +114,23 @@ class DatasetVersion(Node):
     size_bytes: int
     columns: list[DatasetColumn]
     column_stats: JSON = strawberry.field(
+        resolver=resolve_column_stats,
         description=(
             "Per column: null fraction, distinct count, min/max/mean/std or top values. A top "
             f"value whose text is longer than {SHOWN_TEXT_CHARS} characters is cut as a "
             'preview cell is, and carries "truncated": true and "length" (its full length in '
             "characters). A column with cut preview cells lists their row indices (from 0) in "
             f'"{PREVIEW_TRUNCATED_ROWS}".'
-        )
+        ),
     )
     preview: JSON = strawberry.field(
+        resolver=resolve_preview,
         description=(
             f"The first {PREVIEW_ROWS} rows, as records. A text longer than {SHOWN_TEXT_CHARS} "
             f'characters is cut to its first {SHOWN_TEXT_CHARS}, followed by "{TRUNCATION_MARK} '
             "[N characters]\" where N is its full length; its column's columnStats entry lists "
             f'the cut rows in "{PREVIEW_TRUNCATED_ROWS}".'
-        )
+        ),
     )
     transformation: JSON | None = strawberry.field(
         description="The steps that made it from its parent."
@@ -119,6 +141,7 @@ class DatasetVersion(Node):
     dataset_uuid: strawberry.Private[UUID]
     version_uuid: strawberry.Private[UUID]
     project_uuid: strawberry.Private[UUID]
+    record: strawberry.Private[datasets.DatasetVersion]
 
     @strawberry.field(description="The version it was made from, if a transformation made it.")
     async def parent(self, info: Info) -> DatasetVersion | None:
@@ -147,8 +170,6 @@ class DatasetVersion(Node):
             row_count=version.row_count,
             size_bytes=version.size_bytes,
             columns=[DatasetColumn(name=c["name"], type=c["type"]) for c in version.columns],
-            column_stats=as_json(version.column_stats),
-            preview=as_json(version.preview),
             transformation=as_json(version.transformation) if version.transformation else None,
             created_at=version.created_at,
             deleted_at=version.deleted_at,
@@ -156,6 +177,7 @@ class DatasetVersion(Node):
             dataset_uuid=version.dataset_id,
             version_uuid=version.id,
             project_uuid=version.project_id,
+            record=version,
         )
 
 

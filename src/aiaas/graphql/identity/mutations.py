@@ -4,6 +4,7 @@ import strawberry
 from strawberry.types import Info
 
 from aiaas.core import errors
+from aiaas.core.audit import record_outside_change
 from aiaas.core.identity import accounts as identity
 from aiaas.core.identity import sessions
 from aiaas.graphql.context import RequestContext
@@ -120,15 +121,25 @@ class IdentityMutation:
     )
     async def revoke_api_token(self, info: Info, id: strawberry.ID) -> RevokeApiTokenResult:
         context: RequestContext = info.context
+        principal = context.require_principal()
         try:
-            type_name, token_id = from_global_id(id, "id")
-            if type_name != "ApiToken":
-                raise errors.NotFoundError("no such API token")
+            try:
+                type_name, token_id = from_global_id(id, "id")
+                if type_name != "ApiToken":
+                    raise errors.NotFoundError("no such API token")
+            except (errors.InputError, errors.NotFoundError) as exc:
+                # Refused before the domain's audited change: audited here as it would be.
+                await record_outside_change(
+                    context.platform,
+                    actor=principal,
+                    action="api_token.revoke",
+                    outcome="failed",
+                    request_id=context.request_id,
+                    details={"code": exc.code, "message": exc.message},
+                )
+                raise
             revoked = await identity.revoke_token(
-                context.platform,
-                context.require_principal(),
-                token_id,
-                request_id=context.request_id,
+                context.platform, principal, token_id, request_id=context.request_id
             )
         except errors.InputError as exc:
             return InvalidInputResult.from_exception(exc)

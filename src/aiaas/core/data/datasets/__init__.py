@@ -3,14 +3,15 @@
 A version is identified by its content: the sha256 of the uploaded bytes, or of the normalized
 Parquet a transformation made. Uploading the same content again answers the existing version.
 The normalized Parquet is sealed in the vault with the project's data key; the row in
-`dataset_versions` holds its schema, profile, preview and lineage. Versions never change; a
-deleted one is only marked, and its artifact goes when garbage collection finds nothing refers
-to it.
+`dataset_versions` holds its schema, profile, preview and lineage, the preview and the row values
+of the profile sealed with the same key (`sealed_profile`). Versions never change; a deleted one
+is only marked, and its artifact goes when garbage collection finds nothing refers to it.
 
 The table work (parsing, profiling, transforming) runs in a worker thread.
 
 `records` holds what is stored and the queries that read it, `changes` every audited change,
-and `files` the scratch space and the reading of a version's table.
+`files` the scratch space and the reading of a version's table, and `sealed_profile` the sealing
+and opening of previews and statistics.
 """
 
 from aiaas.core.data.datasets.changes import (
@@ -39,6 +40,7 @@ from aiaas.core.data.datasets.records import (
     version_users,
     versions_by_ids,
 )
+from aiaas.core.data.datasets.sealed_profile import version_column_stats, version_preview
 
 __all__ = [
     "DATASET_NAME",
@@ -62,6 +64,8 @@ __all__ = [
     "set_expectations",
     "transform_version",
     "upload_version",
+    "version_column_stats",
+    "version_preview",
     "version_users",
     "versions_by_ids",
 ]

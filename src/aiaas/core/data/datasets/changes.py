@@ -1,6 +1,7 @@
 """Changing datasets: a version made from an upload or by transforming another, a version
-deleted, expectations set. Each change is one transaction with its audit event; the slow table
-work runs in a worker thread before the transaction opens."""
+deleted, expectations set. Each change is one transaction with its audit event, holding its
+project open (`ChangeInProject`: none lands in an archived project); the slow table work runs in a
+worker thread before the transaction opens."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from aiaas.core.data.datasets.records import (
     version_by_content,
     version_users,
 )
+from aiaas.core.data.datasets.sealed_profile import SealedProfile, seal_profile
 from aiaas.core.data.expectations import vet_expectations
 from aiaas.core.data.ingest_processes import INGEST_PROCESSES
 from aiaas.core.data.tabular.normalized import NormalizedTable, write_normalized
@@ -38,7 +40,7 @@ from aiaas.core.data.tabular.read_options import ReadOptions
 from aiaas.core.data.tabular.transforms import apply_steps
 from aiaas.core.errors import ConflictError, InputError, NotFoundError
 from aiaas.core.governance import artifacts_kept_on_success
-from aiaas.core.identity.projects import hold_project
+from aiaas.core.identity.projects import ChangeInProject
 from aiaas.core.storage import Connection, sha256_of
 
 if TYPE_CHECKING:
@@ -62,8 +64,6 @@ def check_dataset_name(name: str) -> None:
 async def _dataset_for_update(
     connection: Connection, project_id: UUID, name: str, actor: Principal, description: str
 ) -> Dataset:
-    if (await hold_project(connection, project_id)).is_archived:
-        raise ConflictError("the project is archived: it takes no new data")
     await connection.execute(
         "INSERT INTO datasets (project_id, name, description, created_by) VALUES ($1, $2, $3, $4) "
         "ON CONFLICT (project_id, name) DO NOTHING",
@@ -93,6 +93,7 @@ async def _record_version(
     change: AuditedChange,
     dataset: Dataset,
     table: NormalizedTable,
+    profile: SealedProfile,
     content_sha256: str,
     artifact_key: str,
     actor: Principal,
@@ -116,12 +117,13 @@ async def _record_version(
     )
     row = await connection.fetchrow(
         f"""
-        INSERT INTO dataset_versions (dataset_id, project_id, number, content_sha256, artifact_key,
-            source_format, row_count, size_bytes, columns, column_stats, preview,
-            parent_version_id, transformation, created_by)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+        INSERT INTO dataset_versions (id, dataset_id, project_id, number, content_sha256,
+            artifact_key, source_format, row_count, size_bytes, columns, column_stats,
+            sealed_preview, sealed_column_values, parent_version_id, transformation, created_by)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
         RETURNING {VERSION_COLUMNS}
         """,
+        profile.version_id,
         dataset.id,
         dataset.project_id,
         number,
@@ -131,8 +133,9 @@ async def _record_version(
         table.row_count,
         table.size_bytes,
         table.columns,
-        table.column_stats,
-        table.preview,
+        profile.column_stats,
+        profile.sealed_preview,
+        profile.sealed_column_values,
         parent.id if parent else None,
         transformation,
         actor.user_id,
@@ -171,7 +174,7 @@ async def upload_version(
     check_dataset_name(dataset_name)
     async with (
         artifacts_kept_on_success(platform) as pending,
-        AuditedChange(
+        ChangeInProject(
             platform, actor, "dataset.upload", request_id, project_id=project_id, deferred=True
         ) as change,
     ):
@@ -188,6 +191,7 @@ async def upload_version(
             with scratch(platform) as work:
                 table = await platform.service(INGEST_PROCESSES).normalize(source, work, options)
                 stored = await pending.store_file(project_id, table.path)
+            profile = await seal_profile(platform, project_id, table)
         connection = await change.begin()
         dataset = await _dataset_for_update(
             connection, project_id, dataset_name, actor, description
@@ -200,7 +204,9 @@ async def upload_version(
                 details={"dataset": dataset_name, "deduplicated": True},
             )
             return NewVersion(existing, created=False)
-        return await _record_version(change, dataset, table, content_sha256, stored.key, actor)
+        return await _record_version(
+            change, dataset, table, profile, content_sha256, stored.key, actor
+        )
 
 
 def _transform_to_file(
@@ -226,7 +232,7 @@ async def transform_version(
         parent = await get_version(connection, version_id)
     async with (
         artifacts_kept_on_success(platform) as pending,
-        AuditedChange(
+        ChangeInProject(
             platform,
             actor,
             "dataset.transform",
@@ -247,6 +253,7 @@ async def transform_version(
                     "the transformation leaves no rows", field_errors={"steps": "no rows left"}
                 )
             stored = await pending.store_file(parent.project_id, normalized.path)
+        profile = await seal_profile(platform, parent.project_id, normalized)
         connection = await change.begin()
         await lock_live_version(connection, version_id)
         dataset_row = await connection.fetchrow(
@@ -258,6 +265,7 @@ async def transform_version(
             change,
             to_dataset(dataset_row),
             normalized,
+            profile,
             content_sha256,
             stored.key,
             actor,
@@ -291,7 +299,7 @@ async def delete_version(
     version a model was trained on."""
     async with platform.metadata.acquire() as connection:
         project_id = (await get_version(connection, version_id)).project_id
-    async with AuditedChange(
+    async with ChangeInProject(
         platform, actor, "dataset.delete_version", request_id, project_id=project_id
     ) as change:
         connection = change.connection
@@ -340,7 +348,7 @@ async def set_expectations(
         if dataset is None:
             raise NotFoundError("no such dataset")
         latest = await latest_version(connection, dataset_id)
-    async with AuditedChange(
+    async with ChangeInProject(
         platform, actor, "dataset.set_expectations", request_id, project_id=dataset.project_id
     ) as change:
         vet_expectations(platform, expectations, latest.column_types if latest else {})

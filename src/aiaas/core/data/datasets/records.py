@@ -38,7 +38,14 @@ class DatasetVersion:
     size_bytes: int
     columns: list[dict[str, str]]
     column_stats: dict[str, Any]
-    preview: list[dict[str, Any]]
+    """Each column's aggregates only (null fraction, distinct count, mean, std, flags): its min,
+    max and top values are values of rows, kept sealed (`sealed_profile.version_column_stats`
+    answers the whole statistics)."""
+    sealed_preview: bytes | None
+    """The first rows, sealed (`sealed_profile.version_preview` opens them). None for a version
+    written before revision 0008 whose preview is not rebuilt yet."""
+    sealed_column_values: bytes | None
+    """Each column's min, max and top values, sealed; None exactly when `sealed_preview` is."""
     parent_version_id: UUID | None
     transformation: list[dict[str, Any]] | None
     created_by: UUID | None
@@ -53,8 +60,8 @@ class DatasetVersion:
 DATASET_COLUMNS = "id, project_id, name, description, expectations, created_by, created_at"
 VERSION_COLUMNS = (
     "id, dataset_id, project_id, number, content_sha256, artifact_key, source_format, row_count, "
-    "size_bytes, columns, column_stats, preview, parent_version_id, transformation, created_by, "
-    "created_at, deleted_at"
+    "size_bytes, columns, column_stats, sealed_preview, sealed_column_values, parent_version_id, "
+    "transformation, created_by, created_at, deleted_at"
 )
 
 

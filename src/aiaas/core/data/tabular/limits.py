@@ -112,8 +112,8 @@ def cell_too_large(column: str, limits: TableLimits) -> InputError:
 def checked_cells(
     batches: Iterator[pa.RecordBatch], limits: TableLimits
 ) -> Iterator[pa.RecordBatch]:
-    """The batches as they come, each text column measured first: `InputError` at the first
-    value longer than the limit."""
+    """The batches as they come, each text column checked first: `InputError` at the first
+    value longer than the limit, or that is not UTF-8."""
     for batch in batches:
         for field, column in zip(batch.schema, batch.columns, strict=True):
             if not (pa.types.is_string(field.type) or pa.types.is_large_string(field.type)):
@@ -121,4 +121,10 @@ def checked_cells(
             longest = pc.max(pc.binary_length(column)).as_py()
             if longest is not None and longest > limits.max_cell_bytes:
                 raise cell_too_large(field.name, limits)
+            # Parquet's reader takes a text column's bytes as written; Arrow checks their
+            # encoding only when asked, and Python's decoder would fail later, mid-profile.
+            try:
+                column.validate(full=True)
+            except pa.ArrowInvalid:
+                raise refuse(f"column {field.name!r} holds text that is not UTF-8") from None
         yield batch

@@ -32,6 +32,10 @@ CELLS_PER_READ = 1 << 22
 """Values read from the written file at once to count distinct values: a whole narrow table's
 worth of columns in one read, one column at a time of a tall one, so memory stays bounded."""
 TOP_VALUES = 5
+ROW_VALUE_STATISTICS = frozenset({"min", "max", "top_values"})
+"""The statistics that are values of rows rather than aggregates of them: a minimum or maximum is
+one row's value, a top value is a cell's text. A version keeps them sealed; the others (counts,
+fractions, mean, std, flags) are aggregates and stay in clear (`datasets.sealed_profile`)."""
 
 
 def json_cell(value: Any) -> tuple[Any, int | None]:

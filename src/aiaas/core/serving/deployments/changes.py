@@ -1,6 +1,7 @@
 """Creating a deployment and changing it: traffic, promotion, rollback, stop. Each change is
 one transaction with its audit event, holding the deployment's row, and is announced once
-committed."""
+committed. Each but the stop also holds its project open (`ChangeInProject`): none lands in an
+archived project, where a running deployment can only be stopped."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from uuid import UUID
 from aiaas.core.audit import AuditedChange
 from aiaas.core.auth import Principal
 from aiaas.core.errors import ConflictError, InputError, NotFoundError
+from aiaas.core.identity.projects import ChangeInProject, hold_open_project
 from aiaas.core.serving.deployments.records import (
     COLUMNS,
     Deployment,
@@ -109,6 +111,9 @@ async def create_deployment(
                 "the drift threshold is a PSI above 0", field_errors={"driftThreshold": "<= 0"}
             )
         version = await _chosen_version(connection, new)
+        # Known only now when the input named no project: held here, before anything is
+        # written, rather than by a `ChangeInProject`.
+        await hold_open_project(connection, version.project_id)
         check_runtime(platform, new.runtime, [version])
         # Serialized per project, so that two creations of one name cannot both pass the check.
         await connection.execute(
@@ -229,12 +234,20 @@ async def _changing(
     deployment_id: UUID,
     action: str,
     request_id: str | None,
+    *,
+    stops: bool = False,
 ) -> AsyncIterator[_DeploymentChange]:
     """One audited change of a deployment, locked for its transaction, announced once
-    committed."""
+    committed. It holds the project open unless it `stops` the deployment, which is still
+    allowed in an archived project."""
     async with platform.metadata.acquire() as connection:
         project_id = (await get_deployment(connection, deployment_id)).project_id
-    async with AuditedChange(platform, actor, action, request_id, project_id=project_id) as change:
+    opened = (
+        AuditedChange(platform, actor, action, request_id, project_id=project_id)
+        if stops
+        else ChangeInProject(platform, actor, action, request_id, project_id=project_id)
+    )
+    async with opened as change:
         step = _DeploymentChange(change, await _locked(change.connection, deployment_id))
         yield step
         assert step.changed is not None, "a deployment change must say what it changed"
@@ -367,7 +380,9 @@ async def stop_deployment(
     """Mark the deployment STOPPED: from then on no process takes a new request for it; each
     drains what it has queued (`deleteDeployment` drains its own process at once:
     `aiaas.core.serving.inference.stop_and_drain`)."""
-    async with _changing(platform, actor, deployment_id, "deployment.delete", request_id) as step:
+    async with _changing(
+        platform, actor, deployment_id, "deployment.delete", request_id, stops=True
+    ) as step:
         deployment = step.deployment
         _require_state(
             deployment, frozenset(set(DeploymentState) - {DeploymentState.STOPPED}), "delete"
