@@ -220,7 +220,7 @@ def main() -> None:
                     upload_runs.append(elapsed)
                     version = body["version"]
                     assert isinstance(version, dict), body
-                    assert version["row_count"] == rows, body
+                    assert version["rowCount"] == rows, body
         finally:
             supervisor.send_signal(signal.SIGINT)
             supervisor.wait(timeout=30)

@@ -9,7 +9,9 @@ on the same synthetic data, in batches of the same size:
   does that much on the training thread). Steps/s comes from the times at which progress is
   reported, so table preparation, evaluation and the bundle are left out. Mid-run checkpoints
   are off unless `--checkpoint-every-steps` is given (a checkpoint is disk I/O, not loop
-  overhead); the final one lands after the last report.
+  overhead); the final one lands after the last report. No rows are held out unless
+  `--validation-fraction` is given: with a validation split, each epoch also evaluates it
+  (one jitted call) and reports `train_loss` and the `val_` metrics, which the steps/s include.
 - bare jit: a hand-written functional `jax.jit` step over `nnx.split` state with donated
   buffers, every batch put on the device before timing starts (no reshuffle per epoch), no
   reads at all until the end: the floor.
@@ -21,6 +23,7 @@ first fit of the same configuration, whose compiled step the second one reuses).
 the median of `--repeat` runs, and each ratio the median of the runs' ratios.
 
     python bench/train_overhead.py [--rows 32768] [--batch-size 256] [--epochs 8] [--repeat 7]
+        [--validation-fraction 0.2]
 
 The last line printed is one JSON object.
 """
@@ -93,7 +96,12 @@ def synthetic_data(rows: int, features: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def platform_steps_per_s(
-    inputs: np.ndarray, labels: np.ndarray, batch_size: int, epochs: int, every: int
+    inputs: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int,
+    epochs: int,
+    every: int,
+    validation_fraction: float,
 ) -> tuple[float, int]:
     table = pa.table(
         {
@@ -114,7 +122,7 @@ def platform_steps_per_s(
                 "learning_rate": LEARNING_RATE,
                 "weight_decay": WEIGHT_DECAY,
             },
-            validation_fraction=0.0,
+            validation_fraction=validation_fraction,
             seed=0,
             checkpoint_dir=Path(checkpoints),
             checkpoint_every_steps=every,
@@ -204,12 +212,16 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--checkpoint-every-steps", type=int, default=10**9)
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--validation-fraction", type=float, default=0.0)
     arguments = parser.parse_args()
     repeat = max(1, arguments.repeat)
     inputs, labels = synthetic_data(arguments.rows, arguments.features)
     every = arguments.checkpoint_every_steps
+    held_out = arguments.validation_fraction
 
-    _, steps = platform_steps_per_s(inputs, labels, arguments.batch_size, 1, every)  # warm-up
+    _, steps = platform_steps_per_s(  # warm-up
+        inputs, labels, arguments.batch_size, 1, every, held_out
+    )
     # Interleaved, and compared run by run: on a shared machine the load drifts between runs,
     # and a ratio of two loops measured back to back is steadier than a ratio of medians.
     platform_runs, bare_runs, nnx_runs = [], [], []
@@ -219,7 +231,7 @@ def main() -> None:
             bare_runs.append(bare_jit_steps_per_s(batches, arguments.features))
             nnx_runs.append(nnx_jit_steps_per_s(batches, arguments.features))
         rate, steps = platform_steps_per_s(
-            inputs, labels, arguments.batch_size, arguments.epochs, every
+            inputs, labels, arguments.batch_size, arguments.epochs, every, held_out
         )
         platform_runs.append(rate)
         if not run % 2:
@@ -242,6 +254,7 @@ def main() -> None:
                 "batch_size": arguments.batch_size,
                 "steps": steps,
                 "checkpoint_every_steps": every if every < steps else None,
+                "validation_fraction": held_out,
                 "repeat": repeat,
                 "platform_steps_per_s": round(platform, 1),
                 "platform_runs_steps_per_s": [round(run, 1) for run in platform_runs],

@@ -92,10 +92,12 @@ async def register_bytes_as_version(
     *,
     model_name: str,
     like: models.ModelVersion | None = None,
+    metrics: dict[str, float] | None = None,
 ) -> models.ModelVersion:
     """A version registered the way a finished job registers one, around `content`, bytes that
-    no runtime can load: with `like`'s format and signature, or an empty signature. For a
-    rollout that must fail, or a deployment whose model is never loaded."""
+    no runtime can load: with `like`'s format and signature, or an empty signature, and the
+    `metrics` given. For a rollout that must fail, a deployment whose model is never loaded, or
+    a promotion gate."""
     job = await submit_training_job(
         platform,
         actor,
@@ -125,7 +127,7 @@ async def register_bytes_as_version(
                 artifact_key=stored.key,
                 size_bytes=stored.size_bytes,
                 signature=like.signature if like else {"inputs": [], "outputs": []},
-                metrics={},
+                metrics=metrics or {},
                 hyperparameters={},
                 created_by=actor.user_id,
             ),

@@ -22,6 +22,7 @@ from aiaas.core.data.scratch_area import SCRATCH_AREA
 from aiaas.core.errors import AiaasError
 from aiaas.core.platform import Platform
 from aiaas.core.serving.rollout import wake_rollouts
+from aiaas.graphql import graphiql
 from aiaas.graphql.view import CSRF_HEADER, GraphQLView
 from aiaas.request_limits import GraphQLBodyLimit, authenticated
 from aiaas.requests import GRAPHQL_PATH, RequestIdMiddleware
@@ -62,6 +63,7 @@ class RequirePrincipal:
             *platform.config.public_paths,
             *inference_rest.PUBLIC_PATHS,
             GRAPHQL_PATH,
+            *(graphiql.asset_paths() if platform.config.is_dev else ()),
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -118,6 +120,9 @@ def create_app(config: Config | None = None, *, platform: Platform | None = None
     ]
     if config.role is not ServerRole.INFERENCE:
         routes += [Route(GRAPHQL_PATH, graphql), WebSocketRoute(GRAPHQL_PATH, graphql)]
+        if config.is_dev:
+            # GraphiQL's scripts and styles, from the package; GraphiQL is served in dev only.
+            routes += graphiql.asset_routes()
         routes += dataset_rest.ROUTES
     if config.role is not ServerRole.API:
         routes += inference_rest.ROUTES

@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from aiaas.core.auth import Credentials, Principal
 from aiaas.core.errors import AuthenticationError
 from aiaas.core.platform import Platform
+from aiaas.requests import error_body
 
 MULTIPART = "multipart/form-data"
 MAX_LENGTH_DIGITS = 20
@@ -45,9 +46,10 @@ async def authenticate_request(platform: Platform, scope: Scope) -> Principal:
     return principal
 
 
-def unauthenticated_response(exc: AuthenticationError) -> JSONResponse:
+def unauthenticated_response(scope: Scope, exc: AuthenticationError) -> JSONResponse:
+    """The 401, in the error shape of the request's interface (V2's under /v2)."""
     return JSONResponse(
-        {"error": {"code": exc.code, "message": exc.message}},
+        error_body(scope, exc.code, exc.message),
         status_code=401,
         headers={"WWW-Authenticate": 'Bearer realm="aiaas"'},
     )
@@ -63,7 +65,7 @@ async def authenticated(platform: Platform, scope: Scope) -> Principal | JSONRes
     try:
         principal = await authenticate_request(platform, scope)
     except AuthenticationError as exc:
-        return unauthenticated_response(exc)
+        return unauthenticated_response(scope, exc)
     state["principal"] = principal
     return principal
 

@@ -86,13 +86,27 @@ async def audit_unexpected_error(
         )
 
 
-def _interface(scope: Scope) -> str:
+def is_v2(scope: Scope) -> bool:
+    """Whether the request is one of the V2 inference protocol's (a path under /v2)."""
     path: str = scope.get("path", "")
-    if path == GRAPHQL_PATH:
+    return path == V2_PREFIX or path.startswith(V2_PREFIX + "/")
+
+
+def _interface(scope: Scope) -> str:
+    if scope.get("path", "") == GRAPHQL_PATH:
         return "graphql"
-    if path == V2_PREFIX or path.startswith(V2_PREFIX + "/"):
-        return "v2"
-    return "rest"
+    return "v2" if is_v2(scope) else "rest"
+
+
+def error_body(scope: Scope, code: str, message: str, **extra: Any) -> dict[str, Any]:
+    """The body of an error answer, in the shape of the request's interface. V2 clients get the
+    protocol's `{"error": "<message>"}`, with our `code` (and `extra`) beside it: tritonclient
+    and KServe's client read `error` as the message, and a client that finds an object there
+    fails to report the error at all (tritonclient's `str()` of it raises `TypeError`). The
+    REST API's errors are `{"error": {"code", "message", ...}}`."""
+    if is_v2(scope):
+        return {"error": message, "code": code, **extra}
+    return {"error": {"code": code, "message": message, **extra}}
 
 
 def _route_template(scope: Scope) -> str:
@@ -110,12 +124,9 @@ def _route_template(scope: Scope) -> str:
 def internal_error_response(scope: Scope, request_id: str) -> JSONResponse:
     """The 500 answer of an unexpected error: its request id, and nothing of the error. V2
     clients get the protocol's shape, everyone else the REST error's."""
-    message = "internal error"
-    if _interface(scope) == "v2":
-        body: dict[str, Any] = {"error": message, "code": "INTERNAL", "requestId": request_id}
-    else:
-        body = {"error": {"code": "INTERNAL", "message": message, "requestId": request_id}}
-    return JSONResponse(body, status_code=500)
+    return JSONResponse(
+        error_body(scope, "INTERNAL", "internal error", requestId=request_id), status_code=500
+    )
 
 
 class RequestIdMiddleware:

@@ -303,3 +303,33 @@ async def test_worker_process_runs_queued_jobs(
     assert finished.state is JobState.FAILED, output
     assert "not-a-kind" in finished.reason
     assert worker.returncode == 0, output
+
+
+ABSL_CHATTER = """
+from aiaas.cli.common import configure_logging
+from aiaas.core.config import load_config
+configure_logging(load_config())
+from absl import logging
+logging.info("absl chatter")
+logging.warning("absl warning")
+"""
+
+
+@pytest.mark.parametrize(
+    ("level", "chatter_heard"), [("info", False), ("warning", False), ("debug", True)]
+)
+def test_the_processes_hear_absl_at_warning_unless_debugging(
+    level: str, chatter_heard: bool
+) -> None:
+    """flax imports absl, whose INFO lines (Orbax's 25 a checkpoint) drowned a worker's log."""
+    run = subprocess.run(
+        [sys.executable, "-c", ABSL_CHATTER],
+        env=clean_environment(AIAAS_LOG_LEVEL=level),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert run.returncode == 0, run.stderr
+    assert ("absl chatter" in run.stderr) is chatter_heard
+    assert "absl warning" in run.stderr

@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from aiaas.embedded.healing import ChildProcess, RestartLedger, RestartLimitError, backoff_s
-from aiaas.graphql.relay import from_global_id, to_global_id
+from aiaas.graphql.relay import from_global_id
 from dev_support import (
     PRINTED_TOKEN,
     READY,
@@ -129,8 +129,8 @@ def wait_until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
         time.sleep(0.1)
 
 
-def launch(dev_processes: list[DevProcess], data_dir: Path) -> RunningDev:
-    dev = start(dev_processes, data_dir, **QUICK_RESUME)
+def launch(dev_processes: list[DevProcess], data_dir: Path, **variables: str) -> RunningDev:
+    dev = start(dev_processes, data_dir, **{**QUICK_RESUME, **variables})
     base_url = dev.wait_for(READY).group(1)
     token = dev.wait_for(PRINTED_TOKEN).group(1)
     return RunningDev(dev, data_dir, base_url, token)
@@ -178,7 +178,8 @@ def submit_training_job(running: RunningDev, epochs: int) -> uuid.UUID:
         timeout=30,
     )
     assert uploaded.status_code == 201, uploaded.text
-    version = uuid.UUID(uploaded.json()["version"]["id"])
+    # The upload answers the global id that GraphQL takes as it is.
+    version = uploaded.json()["version"]["id"]
     submitted = running.graphql(
         """mutation($input: SubmitTrainingJobInput!) {
           submitTrainingJob(input: $input) {
@@ -187,7 +188,7 @@ def submit_training_job(running: RunningDev, epochs: int) -> uuid.UUID:
         }""",
         {
             "input": {
-                "datasetVersion": str(to_global_id("DatasetVersion", version)),
+                "datasetVersion": version,
                 "trainer": "tabular-classifier",
                 "target": "cultivar",
                 "hyperparameters": {"epochs": epochs, "batch_size": 8, "hidden_size": 16},
@@ -228,9 +229,48 @@ def test_a_killed_worker_is_restarted_and_its_training_job_finishes_with_one_row
 
     assert running.child("worker").pid != killed
     assert finished["state"] == "SUCCEEDED", finished["reason"]
-    assert rows
+    # `loss` at every step, with no gap; no key (the epochs' too) twice at a step.
+    loss = next(row for row in rows if row["key"] == "loss")
+    assert loss["n"] == loss["last"] - loss["first"] + 1, dict(loss)
     for row in rows:
-        assert row["n"] == row["distinct_steps"] == row["last"] - row["first"] + 1, dict(row)
+        assert row["n"] == row["distinct_steps"], dict(row)
+
+
+def test_ctrl_c_hands_a_running_training_job_back_and_the_next_run_resumes_it_at_once(
+    dev_processes: list[DevProcess], scratch: Path
+) -> None:
+    # Claims go stale only after ten minutes: the next run can resume the job at once only if
+    # the stopping worker handed it back.
+    patient = {"AIAAS_JOB_STALE_AFTER_S": "600"}
+    first = launch(dev_processes, scratch / "data", **patient)
+    job_id = submit_training_job(first, epochs=50)
+    wait_until(lambda: last_step(first, job_id) >= 30, 120, "the job passed step 30")
+    status, _ = first.dev.stop(signal.SIGINT)
+    first_output = first.dev.finish()
+
+    again = start(dev_processes, scratch / "data", **{**QUICK_RESUME, **patient})
+    second = RunningDev(again, first.data_dir, again.wait_for(READY).group(1), first.token)
+    wait_until(lambda: job_state(second, job_id)["attempt"] >= 2, 60, "the job was resumed")
+    wait_until(lambda: job_state(second, job_id)["state"] != "RUNNING", 240, "the job finished")
+    finished = job_state(second, job_id)
+    rows = second.sql(
+        "SELECT key, count(*) AS n, count(DISTINCT step) AS distinct_steps, "
+        "min(step) AS first, max(step) AS last FROM metric_points WHERE job_id = $1 "
+        "GROUP BY key",
+        job_id,
+    )
+    assert second.dev.stop(signal.SIGINT)[0] == 0
+
+    assert status == 0
+    assert "Traceback" not in first_output
+    assert "can not serialize" not in first_output
+    assert f"job {job_id} (training): QUEUED, as its worker stops" in first_output
+    assert finished["state"] == "SUCCEEDED", finished["reason"]
+    assert finished["attempt"] == 2
+    loss = next(row for row in rows if row["key"] == "loss")
+    assert loss["n"] == loss["last"] - loss["first"] + 1, dict(loss)
+    for row in rows:
+        assert row["n"] == row["distinct_steps"], dict(row)
 
 
 # Each child ---------------------------------------------------------------------------------

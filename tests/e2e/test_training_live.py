@@ -1,7 +1,8 @@
 """Training end to end across real processes: a real `aiaas serve` (uvicorn) streams a job's
-events over graphql-ws, replaying then following live; and a worker killed with SIGKILL
+events over graphql-ws, replaying then following live; a worker killed with SIGKILL
 mid-training hands its job to another worker, which resumes it from its last checkpoint with no
-gap and no duplicate in the metric history."""
+gap and no duplicate in the metric history; and a worker stopped cleanly (Ctrl-C) hands its job
+back at once, with nothing to wait for and no traceback."""
 
 from __future__ import annotations
 
@@ -19,13 +20,14 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from arq.constants import job_key_prefix
 from sklearn.datasets import load_wine
 
 from aiaas.core.config import Config
 from aiaas.core.data import datasets
 from aiaas.core.event_streams import job_stream_key
 from aiaas.core.identity.projects import create_project
-from aiaas.core.jobs import JobState, get_job
+from aiaas.core.jobs import HANDED_BACK_REASON, JobState, get_job
 from aiaas.core.platform import Platform
 from aiaas.core.training import TrainingRequest, submit_training_job
 from aiaas.graphql.relay import to_global_id
@@ -101,15 +103,14 @@ async def submit_wine_job(
 def worker_environment(config: Config, **variables: str) -> dict[str, str]:
     """A worker of this module's platform: same queue, same data dir (artifacts and
     checkpoints), claims that go stale in seconds rather than half a minute."""
-    return server_environment(
-        config,
-        AIAAS_QUEUE_NAME=config.queue_name,
-        AIAAS_DATA_DIR=str(config.data_dir),
-        AIAAS_JOB_HEARTBEAT_INTERVAL_S="0.5",
-        AIAAS_JOB_STALE_AFTER_S="3",
-        AIAAS_CHECKPOINT_EVERY_STEPS="10",
-        **variables,
-    )
+    defaults = {
+        "AIAAS_QUEUE_NAME": config.queue_name,
+        "AIAAS_DATA_DIR": str(config.data_dir),
+        "AIAAS_JOB_HEARTBEAT_INTERVAL_S": "0.5",
+        "AIAAS_JOB_STALE_AFTER_S": "3",
+        "AIAAS_CHECKPOINT_EVERY_STEPS": "10",
+    }
+    return server_environment(config, **{**defaults, **variables})
 
 
 @pytest.fixture
@@ -128,12 +129,12 @@ def worker_processes(config: Config, tmp_path: Path) -> Iterator[list[subprocess
 
 
 def start_worker(
-    config: Config, log: Path, started: list[subprocess.Popen[bytes]]
+    config: Config, log: Path, started: list[subprocess.Popen[bytes]], **variables: str
 ) -> subprocess.Popen[bytes]:
     with log.open("ab") as output:  # the child keeps its own copy of the descriptor
         process = subprocess.Popen(
             [sys.executable, "-m", "aiaas", "worker"],
-            env=worker_environment(config),
+            env=worker_environment(config, **variables),
             stdout=output,
             stderr=subprocess.STDOUT,
         )
@@ -255,6 +256,22 @@ async def test_a_bad_cursor_is_refused(
     assert errors, message
 
 
+async def assert_one_point_per_step(platform: Platform, job_id: uuid.UUID) -> None:
+    """No step of any key twice, and `loss` at every step: no gap, no duplicate."""
+    async with platform.metadata.acquire() as connection:
+        rows = await connection.fetch(
+            "SELECT key, count(*) AS n, count(DISTINCT step) AS distinct_steps, "
+            "min(step) AS first, max(step) AS last FROM metric_points WHERE job_id = $1 "
+            "GROUP BY key",
+            job_id,
+        )
+    by_key = {row["key"]: row for row in rows}
+    loss = by_key["loss"]
+    assert loss["n"] == loss["last"] - loss["first"] + 1, dict(loss)
+    for row in rows:
+        assert row["n"] == row["distinct_steps"], dict(row)
+
+
 # kill -9, then resume -----------------------------------------------------------------------
 
 
@@ -291,13 +308,57 @@ async def test_a_worker_killed_mid_training_is_resumed_elsewhere_without_gaps(
     events = await stream_events(platform, job.id)
     resumed = [e["step"] for e in events if e["type"] == "resumed"]
     assert resumed[0] == 0 and resumed[-1] >= 30, resumed
-    async with platform.metadata.acquire() as connection:
-        rows = await connection.fetch(
-            "SELECT key, count(*) AS n, count(DISTINCT step) AS distinct_steps, "
-            "min(step) AS first, max(step) AS last FROM metric_points WHERE job_id = $1 "
-            "GROUP BY key",
-            job.id,
-        )
-    assert rows
-    for row in rows:
-        assert row["n"] == row["distinct_steps"] == row["last"] - row["first"] + 1, dict(row)
+    await assert_one_point_per_step(platform, job.id)
+
+
+# Ctrl-C, then resume ------------------------------------------------------------------------
+
+
+async def test_a_worker_stopped_with_ctrl_c_hands_its_job_back_at_once(
+    platform: Platform,
+    config: Config,
+    owner: UserWithToken,
+    wine_version: datasets.DatasetVersion,
+    worker_processes: list[subprocess.Popen[bytes]],
+    tmp_path: Path,
+) -> None:
+    # Claims go stale only after ten minutes: the next worker can run the job only if the
+    # stopped one handed it back.
+    patient = {"AIAAS_JOB_STALE_AFTER_S": "600"}
+    job = await submit_wine_job(platform, owner, wine_version, epochs=200)
+    first_log = tmp_path / "first.log"
+    first = start_worker(config, first_log, worker_processes, **patient)
+
+    async def past_a_checkpoint() -> bool:
+        events = await stream_events(platform, job.id)
+        return max((e["step"] for e in events if e["type"] == "checkpoint"), default=0) >= 30
+
+    assert await poll_until(past_a_checkpoint, timeout_s=120) is not None
+    first.send_signal(signal.SIGINT)
+    status = first.wait(30)
+    handed_back = await job_of(platform, job.id)
+    still_queued_in_redis = await platform.redis.exists(job_key_prefix + str(job.id))
+    next_log = tmp_path / "next.log"
+    start_worker(config, next_log, worker_processes, **patient)
+    finished = await wait_for(platform, job.id, lambda j: j.state.value == "SUCCEEDED", 240)
+    first_output = first_log.read_text()
+
+    assert status == 0, first_output
+    assert "Traceback" not in first_output
+    assert "can not serialize" not in first_output
+    assert " absl: " not in first_output
+    assert handed_back.state is JobState.QUEUED
+    assert handed_back.claimed_by is None
+    assert handed_back.reason == HANDED_BACK_REASON
+    assert handed_back.attempt == 1
+    assert still_queued_in_redis == 1
+    assert finished.attempt == 2
+    next_output = next_log.read_text()
+    assert "retries exceeded" not in next_output
+    assert "Traceback" not in next_output
+    events = await stream_events(platform, job.id)
+    resumed = [e["step"] for e in events if e["type"] == "resumed"]
+    assert resumed[0] == 0 and resumed[-1] >= 30, resumed
+    states = [e["state"] for e in events if e["type"] == "state"]
+    assert states == ["QUEUED", "RUNNING", "QUEUED", "RUNNING", "SUCCEEDED"]
+    await assert_one_point_per_step(platform, job.id)

@@ -135,9 +135,10 @@ REVOKE_TOKEN = "mutation($id: ID!) { revokeApiToken(id: $id) { __typename } }"
     ("token_id", "answer"),
     [
         ("!!not-an-id", "InvalidInputError"),
-        (to_global_id("Project", uuid.uuid4()), "NotFoundError"),
+        (to_global_id("Project", uuid.uuid4()), "InvalidInputError"),
+        (to_global_id("ApiToken", uuid.uuid4()), "NotFoundError"),
     ],
-    ids=["malformed", "not-a-token"],
+    ids=["malformed", "not-a-token-id", "no-such-token"],
 )
 async def test_revoking_with_an_id_that_names_no_token_leaves_a_failed_row(
     platform: Platform, client: httpx.AsyncClient, owner: UserWithToken, token_id: str, answer: str

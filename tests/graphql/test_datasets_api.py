@@ -229,13 +229,13 @@ async def test_a_csv_upload_creates_a_version_with_schema_profile_and_preview(
         {"name": "zip", "type": "string"},
     ]
     stats = version["columnStats"]
-    assert stats["score"]["null_fraction"] == pytest.approx(1 / 3)
+    assert stats["score"]["nullFraction"] == pytest.approx(1 / 3)
     assert stats["score"]["min"] == 78.0
     assert stats["score"]["max"] == 91.5
     assert stats["score"]["mean"] == pytest.approx(84.75)
     assert stats["score"]["std"] == pytest.approx(6.75)
-    assert stats["id"]["distinct_count"] == 3
-    assert stats["name"]["top_values"][0]["count"] == 1
+    assert stats["id"]["distinctCount"] == 3
+    assert stats["name"]["topValues"][0]["count"] == 1
     assert version["preview"][0] == {
         "id": 1,
         "name": "Ada",
@@ -367,7 +367,7 @@ async def test_a_parquet_upload_keeps_its_types(
         {"name": "code", "type": "string"},
         {"name": "marker", "type": "string"},
     ]
-    assert version["columnStats"]["price"]["null_fraction"] == pytest.approx(1 / 3)
+    assert version["columnStats"]["price"]["nullFraction"] == pytest.approx(1 / 3)
 
 
 async def test_the_format_comes_from_the_bytes_not_the_name(
@@ -637,7 +637,7 @@ async def test_a_transform_makes_a_new_version_with_its_lineage(
     assert version["rowCount"] == 2
     assert [row["id"] for row in version["preview"]] == [1, 2]
     assert version["preview"][1]["age"] == pytest.approx(mean_age)
-    assert version["columnStats"]["age"]["null_fraction"] == 0.0
+    assert version["columnStats"]["age"]["nullFraction"] == 0.0
 
 
 async def test_drop_duplicates_on_a_subset_and_a_cast(
@@ -695,34 +695,40 @@ async def test_the_same_transform_again_answers_the_existing_version(
     [
         (
             [{"kind": "DROP_NULLS"}, {"kind": "FILTER_ROWS", "expression": "age >= "}],
-            "steps.1",
-            "step 2: expected a value, found the end at position 8",
+            "steps.1.expression",
+            "steps.1.expression: expected a value, found the end at position 8",
         ),
         (
             [{"kind": "FILTER_ROWS", "expression": "__import__('os').system('true')"}],
-            "steps.0",
+            "steps.0.expression",
             # The whole text is tokenized first: the '.' is refused before any name is looked up.
-            "step 1: unexpected character '.' at position 17",
+            "steps.0.expression: unexpected character '.' at position 17",
         ),
         (
             [{"kind": "FILTER_ROWS", "expression": "height > 1"}],
-            "steps.0",
+            "steps.0.expression",
             "unknown column 'height'",
         ),
         (
             [{"kind": "CAST", "column": "zip", "dtype": "integer"}],
-            "steps.0",
+            "steps.0.dtype",
             "cannot cast zip to integer",
         ),
         (
             [{"kind": "IMPUTE_NULLS", "column": "city", "strategy": "MEAN"}],
-            "steps.0",
+            "steps.0.column",
             "mean needs a numeric column; city is not",
         ),
         (
             [{"kind": "IMPUTE_NULLS", "column": "age", "strategy": "CONSTANT", "value": "old"}],
-            "steps.0",
+            "steps.0.value",
             "does not fit column age",
+        ),
+        (
+            # A list where the kind takes one column: the error says which field it takes.
+            [{"kind": "IMPUTE_NULLS", "columns": ["age"], "strategy": "MEAN"}],
+            "steps.0.columns",
+            "impute_nulls works on one column: name it in 'column'",
         ),
         (
             [{"kind": "FILTER_ROWS", "expression": "age > 1000"}],
@@ -738,6 +744,7 @@ async def test_the_same_transform_again_answers_the_existing_version(
         "failing-cast",
         "mean-of-text",
         "constant-of-wrong-type",
+        "columns-for-one-column",
         "no-rows-left",
         "no-steps",
     ],

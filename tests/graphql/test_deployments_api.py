@@ -349,7 +349,8 @@ def refused_records() -> dict[str, tuple[list[dict[str, Any]], str]]:
         "string for a float": ([{**good[0], "alcohol": "strong"}], "alcohol"),
         "overflows float32": ([good[0], {**good[1], "alcohol": 1e39}], "alcohol"),
         "records unlike each other": ([good[0], {"alcohol": 13.0}], "inputs.1"),
-        "more rows than a batch": (wine_records(33), "alcohol"),
+        # More than the default maxQueueRows, 16 batches of 32: one error for the request.
+        "more rows than a request may have": (wine_records(178) * 3, "inputs"),
     }
 
 

@@ -158,7 +158,9 @@ async def test_production_keeps_expected_errors_as_they_are(
     _, body = await graphql(client, '{ node(id: "%%%") { id } }', token=token)
 
     assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
-    assert body["errors"][0]["message"] == "id: malformed id"
+    assert body["errors"][0]["message"] == (
+        "id: expected a global id (such as 'UHJvamVj...'), got text that is not a global id"
+    )
 
 
 async def test_graphiql_is_served_in_dev_only(

@@ -185,7 +185,9 @@ async def test_node_with_a_malformed_id_is_a_typed_error(
     _, body = await graphql(client, '{ node(id: "%%%") { id } }', token=admin_token)
 
     assert error_codes(body) == ["BAD_USER_INPUT"]
-    assert body["errors"][0]["extensions"]["fieldErrors"] == {"id": "malformed id"}
+    assert body["errors"][0]["extensions"]["fieldErrors"] == {
+        "id": "expected a global id (such as 'UHJvamVj...'), got text that is not a global id"
+    }
 
 
 @pytest.mark.parametrize(
@@ -212,7 +214,8 @@ async def test_a_malformed_id_is_refused_naming_the_argument_it_came_in(
 
     [error] = body["errors"]
     assert error["extensions"]["code"] == "BAD_USER_INPUT"
-    assert error["extensions"]["fieldErrors"] == {argument: "malformed id"}
+    assert list(error["extensions"]["fieldErrors"]) == [argument]
+    assert error["extensions"]["fieldErrors"][argument].endswith("got text that is not a global id")
 
 
 async def test_archive_moves_the_project_once_and_hides_it_from_the_default_list(

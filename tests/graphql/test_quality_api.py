@@ -288,43 +288,94 @@ async def test_a_viewer_may_not_declare_expectations(
 
 
 INVALID: list[Any] = [
-    pytest.param({"kind": "not_null", "column": "salary"}, "salary", id="missing-column"),
-    pytest.param({"kind": "range", "column": "salary", "min": 0}, "salary", id="range-missing"),
-    pytest.param({"kind": "sparkle", "column": "id"}, "unknown kind 'sparkle'", id="unknown-kind"),
-    pytest.param({"column": "id"}, "unknown kind", id="no-kind"),
+    pytest.param({"kind": "not_null", "column": "salary"}, "column", "salary", id="missing-column"),
     pytest.param(
-        {"kind": "range", "column": "age", "min": 9, "max": 1}, "more than max", id="min>max"
-    ),
-    pytest.param({"kind": "row_count", "min": 9, "max": 1}, "more than max", id="rows-min>max"),
-    pytest.param(
-        {"kind": "range", "column": "country", "min": 0}, "not numeric", id="range-on-text"
+        {"kind": "range", "column": "salary", "min": 0}, "column", "salary", id="range-missing"
     ),
     pytest.param(
-        {"kind": "range", "column": "age", "min": "zero"}, "numeric", id="range-text-bound"
+        {"kind": "sparkle", "column": "id"}, "kind", "unknown kind 'sparkle'", id="unknown-kind"
     ),
-    pytest.param({"kind": "rule", "expression": "id <= "}, "position", id="rule-syntax"),
-    pytest.param({"kind": "rule", "expression": "id <= salary"}, "salary", id="rule-column"),
-    pytest.param({"kind": "column_type", "column": "age", "dtype": "int8"}, "dtype", id="dtype"),
+    pytest.param({"column": "id"}, "kind", "required; known kinds", id="no-kind"),
     pytest.param(
-        {"kind": "allowed_values", "column": "country", "values": []}, "list", id="values"
+        {"kind": "range", "column": "age", "min": 9, "max": 1},
+        "min",
+        "more than max",
+        id="min>max",
     ),
-    pytest.param({"kind": "not_null", "column": "id", "blocking": 1}, "blocking", id="blocking"),
-    pytest.param({"kind": "max_length", "column": "age", "max": 2}, "text column", id="plugin"),
+    pytest.param(
+        {"kind": "row_count", "min": 9, "max": 1}, "min", "more than max", id="rows-min>max"
+    ),
+    pytest.param(
+        {"kind": "range", "column": "country", "min": 0},
+        "column",
+        "not numeric",
+        id="range-on-text",
+    ),
+    pytest.param(
+        {"kind": "range", "column": "age", "min": "zero"},
+        "min",
+        "finite number",
+        id="range-text-bound",
+    ),
+    pytest.param({"kind": "range", "column": "age"}, "", "min, max or both", id="range-no-bound"),
+    pytest.param(
+        {"kind": "rule", "expression": "id <= "}, "expression", "position", id="rule-syntax"
+    ),
+    pytest.param(
+        {"kind": "rule", "expression": "id <= salary"}, "expression", "salary", id="rule-column"
+    ),
+    pytest.param(
+        {"kind": "column_type", "column": "age", "dtype": "int8"}, "dtype", "one of", id="dtype"
+    ),
+    pytest.param(
+        {"kind": "allowed_values", "column": "country", "values": []},
+        "values",
+        "list",
+        id="values",
+    ),
+    pytest.param(
+        {"kind": "not_null", "column": "id", "blocking": 1},
+        "blocking",
+        "true or false",
+        id="blocking",
+    ),
+    pytest.param(
+        {"kind": "unique", "column": "id"},
+        "column",
+        "unique works on a set of columns: give them as 'columns'",
+        id="unique-given-column",
+    ),
+    pytest.param(
+        {"kind": "not_null", "columns": ["id"]},
+        "columns",
+        "not_null works on one column: name it in 'column'",
+        id="not-null-given-columns",
+    ),
+    pytest.param(
+        {"kind": "not_null", "column": "id", "severity": "high"},
+        "severity",
+        "unknown field 'severity'; known fields: kind, column, blocking",
+        id="unknown-field",
+    ),
+    # A plugin's kind without a shape: its own messages, at the expectation's path.
+    pytest.param({"kind": "max_length", "column": "age", "max": 2}, "", "text column", id="plugin"),
     pytest.param(
         {"kind": "regex", "column": "country", "pattern": "[A-Z"},
+        "pattern",
         "regular expression",
         id="regex",
     ),
 ]
 
 
-@pytest.mark.parametrize(("expectation", "problem"), INVALID)
-async def test_an_invalid_expectation_is_named_by_its_index_and_nothing_changes(
+@pytest.mark.parametrize(("expectation", "argument", "problem"), INVALID)
+async def test_an_invalid_expectation_is_named_by_its_path_and_nothing_changes(
     platform: Platform,
     team: Team,
     client: httpx.AsyncClient,
     tmp_path: Path,
     expectation: dict[str, Any],
+    argument: str,
     problem: str,
 ) -> None:
     version = await upload(platform, team, tmp_path)
@@ -336,10 +387,13 @@ async def test_an_invalid_expectation_is_named_by_its_index_and_nothing_changes(
         client, token, version, [{"kind": "no_duplicate_rows"}, expectation]
     )
 
+    # The path as the schema names it, counted from 0: the second expectation is number 1.
+    field = f"expectations.1.{argument}" if argument else "expectations.1"
     assert result["__typename"] == "InvalidInputError"
     assert result["code"] == "BAD_USER_INPUT"
-    assert [error["field"] for error in result["fieldErrors"]] == ["expectations.1"]
-    assert problem in result["fieldErrors"][0]["message"]
+    fields = {error["field"]: error["message"] for error in result["fieldErrors"]}
+    assert problem in fields[field]
+    assert all(named.startswith("expectations.1") for named in fields), fields
     assert await stored_expectations(platform, version) == before
 
 
@@ -361,8 +415,12 @@ async def test_every_problem_is_named_at_once(
     )
 
     fields = {error["field"]: error["message"] for error in result["fieldErrors"]}
-    assert set(fields) == {"expectations.0", "expectations.2", "expectations.3"}
-    assert "nope" in fields["expectations.0"]
+    assert set(fields) == {
+        "expectations.0.column",
+        "expectations.2.min",
+        "expectations.3.expression",
+    }
+    assert "nope" in fields["expectations.0.column"]
     assert await stored_expectations(platform, version) == []
 
 
@@ -380,10 +438,14 @@ async def test_expectations_must_be_a_list(
 
 
 @pytest.mark.parametrize(
-    "expectation",
+    ("expectation", "field"),
     [
-        pytest.param({"kind": ["not_null"], "column": "id"}, id="kind"),
-        pytest.param({"kind": "column_type", "column": "age", "dtype": ["integer"]}, id="dtype"),
+        pytest.param({"kind": ["not_null"], "column": "id"}, "expectations.0.kind", id="kind"),
+        pytest.param(
+            {"kind": "column_type", "column": "age", "dtype": ["integer"]},
+            "expectations.0.dtype",
+            id="dtype",
+        ),
     ],
 )
 async def test_a_kind_or_dtype_that_is_not_text_is_invalid_input(
@@ -392,6 +454,7 @@ async def test_a_kind_or_dtype_that_is_not_text_is_invalid_input(
     client: httpx.AsyncClient,
     tmp_path: Path,
     expectation: dict[str, Any],
+    field: str,
 ) -> None:
     version = await upload(platform, team, tmp_path)
 
@@ -400,7 +463,7 @@ async def test_a_kind_or_dtype_that_is_not_text_is_invalid_input(
     )
 
     assert result["__typename"] == "InvalidInputError"
-    assert [error["field"] for error in result["fieldErrors"]] == ["expectations.0"]
+    assert [error["field"] for error in result["fieldErrors"]] == [field]
 
 
 async def test_refused_expectations_write_one_failed_event(

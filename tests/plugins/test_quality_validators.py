@@ -380,45 +380,95 @@ def test_each_kind_is_checked_by_the_validator_that_claims_it(offline_platform: 
 
 # Vetting ------------------------------------------------------------------------------------
 
-PROBLEMS: list[tuple[Validator, dict[str, Any], str]] = [
-    (SchemaValidator(), {"kind": "column_type", "column": "salary", "dtype": "integer"}, "salary"),
-    (SchemaValidator(), {"kind": "column_type", "column": "age", "dtype": "int32"}, "dtype"),
-    (CompletenessValidator(), {"kind": "not_null", "column": "salary"}, "does not exist"),
-    (CompletenessValidator(), {"kind": "not_null"}, "must name a column"),
-    (CompletenessValidator(), {"kind": "row_count"}, "min, max or both"),
-    (CompletenessValidator(), {"kind": "row_count", "min": 10, "max": 5}, "more than max"),
-    (CompletenessValidator(), {"kind": "row_count", "min": -1}, "whole numbers"),
-    (CompletenessValidator(), {"kind": "row_count", "min": 1.5}, "whole numbers"),
-    (ConsistencyValidator(), {"kind": "unique", "columns": []}, "non-empty list"),
-    (ConsistencyValidator(), {"kind": "unique", "columns": "id"}, "non-empty list"),
-    (ConsistencyValidator(), {"kind": "unique", "columns": ["id", "salary"]}, "salary"),
-    (ConsistencyValidator(), {"kind": "rule", "expression": "age <="}, "position"),
-    (ConsistencyValidator(), {"kind": "rule", "expression": "salary > 0"}, "salary"),
-    (ConsistencyValidator(), {"kind": "rule"}, "expression must be text"),
-    (AccuracyValidator(), {"kind": "range", "column": "age", "min": 10, "max": 1}, "more than max"),
-    (AccuracyValidator(), {"kind": "range", "column": "age"}, "numeric min, max"),
-    (AccuracyValidator(), {"kind": "range", "column": "age", "min": "a"}, "numeric min, max"),
-    (AccuracyValidator(), {"kind": "range", "column": "age", "max": True}, "numeric min, max"),
-    (AccuracyValidator(), {"kind": "range", "column": "country", "min": 0}, "not numeric"),
-    (AccuracyValidator(), {"kind": "range", "column": "salary", "min": 0}, "does not exist"),
-    (AccuracyValidator(), {"kind": "allowed_values", "column": "country"}, "non-empty list"),
-    (AccuracyValidator(), {"kind": "allowed_values", "column": "country", "values": []}, "list"),
-    (AccuracyValidator(), {"kind": "regex", "column": "email", "pattern": 5}, "regular expr"),
+PROBLEMS: list[tuple[Validator, dict[str, Any], str, str]] = [
+    (
+        SchemaValidator(),
+        {"kind": "column_type", "column": "salary", "dtype": "integer"},
+        "column",
+        "salary",
+    ),
+    (
+        SchemaValidator(),
+        {"kind": "column_type", "column": "age", "dtype": "int32"},
+        "dtype",
+        "one of integer",
+    ),
+    (
+        CompletenessValidator(),
+        {"kind": "not_null", "column": "salary"},
+        "column",
+        "no column 'salary'",
+    ),
+    (CompletenessValidator(), {"kind": "not_null"}, "column", "required: one column name"),
+    (CompletenessValidator(), {"kind": "not_null", "column": ["age"]}, "column", "not a list"),
+    (CompletenessValidator(), {"kind": "row_count"}, "", "min, max or both"),
+    (CompletenessValidator(), {"kind": "row_count", "min": 10, "max": 5}, "min", "more than max"),
+    (CompletenessValidator(), {"kind": "row_count", "min": -1}, "min", "whole number, 0 or more"),
+    (CompletenessValidator(), {"kind": "row_count", "min": 1.5}, "min", "whole number, 0 or more"),
+    (ConsistencyValidator(), {"kind": "unique", "columns": []}, "columns", "non-empty list"),
+    (ConsistencyValidator(), {"kind": "unique", "columns": "id"}, "columns", 'names: ["id"]'),
+    (ConsistencyValidator(), {"kind": "unique", "columns": ["id", "salary"]}, "columns", "salary"),
+    (ConsistencyValidator(), {"kind": "rule", "expression": "age <="}, "expression", "position"),
+    (ConsistencyValidator(), {"kind": "rule", "expression": "salary > 0"}, "expression", "salary"),
+    (ConsistencyValidator(), {"kind": "rule"}, "expression", "required: non-empty text"),
+    (
+        AccuracyValidator(),
+        {"kind": "range", "column": "age", "min": 10, "max": 1},
+        "min",
+        "more than max",
+    ),
+    (AccuracyValidator(), {"kind": "range", "column": "age"}, "", "min, max or both"),
+    (AccuracyValidator(), {"kind": "range", "column": "age", "min": "a"}, "min", "finite number"),
+    (AccuracyValidator(), {"kind": "range", "column": "age", "max": True}, "max", "finite number"),
+    (
+        AccuracyValidator(),
+        {"kind": "range", "column": "country", "min": 0},
+        "column",
+        "not numeric",
+    ),
+    (AccuracyValidator(), {"kind": "range", "column": "salary", "min": 0}, "column", "no column"),
+    (
+        AccuracyValidator(),
+        {"kind": "allowed_values", "column": "country"},
+        "values",
+        "non-empty list",
+    ),
+    (
+        AccuracyValidator(),
+        {"kind": "allowed_values", "column": "country", "values": []},
+        "values",
+        "list",
+    ),
+    (
+        AccuracyValidator(),
+        {"kind": "allowed_values", "column": "country", "values": ["FR", 1]},
+        "values",
+        "one type",
+    ),
+    (
+        AccuracyValidator(),
+        {"kind": "regex", "column": "email", "pattern": 5},
+        "pattern",
+        "non-empty text",
+    ),
 ]
 
 
 @pytest.mark.parametrize(
-    ("validator", "expectation", "problem"),
+    ("validator", "expectation", "argument", "problem"),
     PROBLEMS,
-    ids=[f"{expectation['kind']}-{index}" for index, (_, expectation, _) in enumerate(PROBLEMS)],
+    ids=[f"{expectation['kind']}-{index}" for index, (_, expectation, _, _) in enumerate(PROBLEMS)],
 )
 def test_bad_arguments_are_named(
-    validator: Validator, expectation: Expectation, problem: str
+    validator: Validator, expectation: Expectation, argument: str, problem: str
 ) -> None:
     problems = validator.problems(expectation, COLUMNS)
 
     assert problems
-    assert any(problem in found for found in problems), problems
+    # Each problem names the argument it is about (none: the expectation as a whole), so that
+    # the error names it by its path, `expectations.0.min`.
+    named = [found for found in problems if getattr(found, "argument", "") == argument]
+    assert any(problem in found for found in named), problems
 
 
 @pytest.mark.parametrize("pattern", ["(", "[a-", "a{2,1}", "*a"])
@@ -427,7 +477,8 @@ def test_an_invalid_regex_is_named(pattern: str) -> None:
         {"kind": "regex", "column": "email", "pattern": pattern}, COLUMNS
     )
 
-    assert problems == ["pattern must be a valid regular expression"]
+    assert problems == ["must be a valid regular expression"]
+    assert [problem.argument for problem in problems] == ["pattern"]  # type: ignore[attr-defined]
 
 
 GOOD: list[tuple[Validator, dict[str, Any]]] = [

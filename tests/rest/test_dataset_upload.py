@@ -125,9 +125,9 @@ async def test_an_upload_answers_201_with_the_new_version(
     assert body["created"] is True
     version = body["version"]
     assert version["number"] == 1
-    assert version["content_sha256"] == hashlib.sha256(content).hexdigest()
-    assert version["source_format"] == "csv"
-    assert version["row_count"] == 2
+    assert version["contentSha256"] == hashlib.sha256(content).hexdigest()
+    assert version["sourceFormat"] == "csv"
+    assert version["rowCount"] == 2
     assert version["columns"] == [
         {"name": "id", "type": "integer"},
         {"name": "score", "type": "float"},
@@ -139,6 +139,69 @@ async def test_an_upload_answers_201_with_the_new_version(
     assert after.artifact_objects == before.artifact_objects + 1
     assert after.artifact_staging == before.artifact_staging == 0
     assert after.scratch_files == before.scratch_files == 0
+
+
+NODE = """
+query($id: ID!) {
+  node(id: $id) {
+    __typename id
+    ... on DatasetVersion { number contentSha256 dataset { id name } }
+    ... on Dataset { name }
+  }
+}
+"""
+
+
+async def test_the_answer_names_the_version_as_graphql_does(
+    client: httpx.AsyncClient, auth: dict[str, str], project: projects.Project, platform: Platform
+) -> None:
+    response = await post(client, auth, project, "named", fresh_csv())
+
+    assert response.status_code == 201, response.text
+    version = response.json()["version"]
+    assert sorted(version) == [
+        "columns",
+        "contentSha256",
+        "createdAt",
+        "datasetId",
+        "id",
+        "number",
+        "rowCount",
+        "sizeBytes",
+        "sourceFormat",
+        "uuid",
+    ]
+    async with platform.metadata.acquire() as connection:
+        stored = await connection.fetchrow(
+            "SELECT v.id, v.dataset_id FROM dataset_versions v JOIN datasets d "
+            "ON d.id = v.dataset_id WHERE d.project_id = $1 AND d.name = 'named'",
+            project.id,
+        )
+    assert version["uuid"] == str(stored["id"])
+    # `id` and `datasetId` are the global ids GraphQL answers and takes, as they are.
+    by_id = await client.post(
+        "/graphql", json={"query": NODE, "variables": {"id": version["id"]}}, headers=auth
+    )
+    assert by_id.json() == {
+        "data": {
+            "node": {
+                "__typename": "DatasetVersion",
+                "id": version["id"],
+                "number": 1,
+                "contentSha256": version["contentSha256"],
+                "dataset": {"id": version["datasetId"], "name": "named"},
+            }
+        }
+    }
+    dataset = await client.post(
+        "/graphql", json={"query": NODE, "variables": {"id": version["datasetId"]}}, headers=auth
+    )
+    assert dataset.json()["data"]["node"] == {
+        "__typename": "Dataset",
+        "id": version["datasetId"],
+        "name": "named",
+    }
+    assert version["id"] != version["uuid"]
 
 
 async def test_the_same_content_again_answers_200_with_the_existing_version(
@@ -176,8 +239,8 @@ async def test_a_parquet_body_is_detected_from_its_bytes(
     response = await post(client, auth, project, "parquet", content)
 
     assert response.status_code == 201
-    assert response.json()["version"]["source_format"] == "parquet"
-    assert response.json()["version"]["row_count"] == 3
+    assert response.json()["version"]["sourceFormat"] == "parquet"
+    assert response.json()["version"]["rowCount"] == 3
 
 
 async def test_query_parameters_declare_encoding_delimiter_header_and_description(
@@ -202,7 +265,7 @@ async def test_query_parameters_declare_encoding_delimiter_header_and_descriptio
 
     assert response.status_code == 201, response.text
     version = response.json()["version"]
-    assert version["row_count"] == 2
+    assert version["rowCount"] == 2
     assert [column["name"] for column in version["columns"]] == [
         "column_1",
         "column_2",
@@ -230,7 +293,7 @@ async def test_a_declared_utf_16_or_32_file_is_read_as_text(
 
     assert response.status_code == 201, response.text
     version = response.json()["version"]
-    assert version["row_count"] == 2
+    assert version["rowCount"] == 2
     assert [column["name"] for column in version["columns"]] == ["city", "visitors"]
 
 
@@ -256,7 +319,7 @@ async def test_header_true_reads_the_first_row_as_names(
 
     assert response.status_code == 201
     assert [column["name"] for column in response.json()["version"]["columns"]] == ["10", "20"]
-    assert response.json()["version"]["row_count"] == 1
+    assert response.json()["version"]["rowCount"] == 1
 
 
 # Bad input ----------------------------------------------------------------------------------
@@ -447,6 +510,6 @@ async def test_a_10_mb_upload_streams_through(
     assert response.status_code == 201, response.text
     assert body.read == 40
     version = response.json()["version"]
-    assert version["row_count"] == body.rows
+    assert version["rowCount"] == body.rows
     assert peak < body_size / 2, f"{peak} bytes allocated at the peak for a {body_size} byte body"
     assert version["columns"][0] == {"name": "number", "type": "string"}

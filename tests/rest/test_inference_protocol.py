@@ -22,6 +22,7 @@ from aiaas.rest.inference_protocol import (
     RequestedOutput,
     check_requested_outputs,
     encode_infer_response,
+    model_config,
     model_metadata,
     parse_infer_request,
     server_metadata,
@@ -552,7 +553,7 @@ def test_any_tensor_goes_there_and_back_through_tritonclient(
 
 
 def test_metadata_describes_the_model_in_v2_terms() -> None:
-    assert model_metadata("churn", ["1", "2"], "flax-nnx", SIGNATURE) == {
+    assert model_metadata("churn", ["1", "2"], "flax-nnx", SIGNATURE, max_batch_size=32) == {
         "name": "churn",
         "versions": ["1", "2"],
         "platform": "flax-nnx",
@@ -564,11 +565,35 @@ def test_metadata_describes_the_model_in_v2_terms() -> None:
             {"name": "label", "datatype": "BYTES", "shape": [-1]},
             {"name": "probabilities", "datatype": "FP32", "shape": [-1, 2]},
         ],
+        "max_batch_size": 32,
     }
     assert server_metadata("1.2.0") == {
         "name": "aiaas",
         "version": "1.2.0",
         "extensions": ["binary_tensor_data"],
+    }
+
+
+def test_config_states_the_batch_size_and_per_row_dims_as_triton_does() -> None:
+    """Triton's model configuration leaves the batch dimension out of `dims` when
+    `max_batch_size` is set: metadata shape [-1, 2] is dims [2], and [-1] is dims []."""
+    config = model_config(
+        "churn", "flax-nnx", SIGNATURE, max_batch_size=32, max_wait_ms=2.5, max_request_rows=512
+    )
+    assert config == {
+        "name": "churn",
+        "platform": "flax-nnx",
+        "max_batch_size": 32,
+        "input": [
+            {"name": "amount", "data_type": "TYPE_FP32", "dims": []},
+            {"name": "city", "data_type": "TYPE_STRING", "dims": []},
+        ],
+        "output": [
+            {"name": "label", "data_type": "TYPE_STRING", "dims": []},
+            {"name": "probabilities", "data_type": "TYPE_FP32", "dims": [2]},
+        ],
+        "dynamic_batching": {"max_queue_delay_microseconds": 2500},
+        "parameters": {"max_request_rows": {"string_value": "512"}},
     }
 
 

@@ -21,6 +21,7 @@ import httpx
 import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from tritonclient.http import _utils as triton_errors
 
 from aiaas.core.config import Config, build_config
 from aiaas.core.hookspecs import hookimpl
@@ -42,6 +43,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 MAX_REQUEST_BYTES = 8192
 WINE_MAX_BATCH = 8
 WINE_BATCHING = deployments.Batching(max_batch_size=WINE_MAX_BATCH)
+WINE_MAX_REQUEST_ROWS = WINE_MAX_BATCH * deployments.DEFAULT_QUEUE_BATCHES
 FLOOD_QUEUE_ROWS = 2
 CLASSES = {"c0", "c1", "c2"}
 
@@ -340,11 +342,27 @@ async def infer(
     return await client.post(path, json=body, headers=bearer(team.token(role)))
 
 
+class _AsTritonReadsIt:
+    """An httpx response with the two members tritonclient's error reader uses."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.status_code = response.status_code
+        self._content = response.content
+
+    def read(self) -> bytes:
+        return self._content
+
+
 def error_of(response: httpx.Response, status: int) -> dict[str, Any]:
-    """The body of a refusal: the protocol's `error` message, with our `code` beside it."""
+    """The body of a refusal: the protocol's `error` message, with our `code` beside it, which
+    tritonclient reads as the message of the exception it raises."""
     assert response.status_code == status, (response.status_code, response.text)
     body: dict[str, Any] = response.json()
     assert isinstance(body.get("error"), str) and body["error"], body
+    assert isinstance(body.get("code"), str), body
+    # The function every tritonclient.http call runs on an answer other than 200.
+    raised = triton_errors._get_error(_AsTritonReadsIt(response))
+    assert str(raised) == f"[{status}] {body['error']}"
     return body
 
 
@@ -457,14 +475,18 @@ async def test_a_large_body_is_parsed_off_the_event_loop_and_still_checked(
     """Past PARSE_ON_LOOP_BYTES the body is parsed in a thread: the same checks apply. (The
     threshold is lowered here, under this module's small body limit.)"""
     monkeypatch.setattr(inference_rest, "PARSE_ON_LOOP_BYTES", 1024)
-    rows = wine_rows(1) * 40  # more rows than the deployment's batch limit
+    rows = wine_rows(40)  # five times the deployment's batch: split into batches
     body = {"inputs": json_tensors(rows)}
     assert 1024 < len(json.dumps(body)) < 8192
 
-    response = await infer(client, team, model_path(team, "wine", "/infer"), body)
+    answered = await infer(client, team, model_path(team, "wine", "/infer"), body)
+    refused = await infer(
+        client, team, model_path(team, "wine", "/infer"), {"inputs": body["inputs"][1:]}
+    )
 
-    error = error_of(response, 400)
-    assert "exceed the limit" in json.dumps(error["fieldErrors"])
+    assert answered.status_code == 200, answered.text
+    assert outputs_by_name(answered.json())["label"]["shape"] == [40]
+    assert error_of(refused, 400)["fieldErrors"] == {FEATURES[0]: "missing input"}
 
 
 # Metadata and readiness -----------------------------------------------------------------------
@@ -484,6 +506,7 @@ async def test_model_metadata_describes_the_signature_and_the_served_versions(
     assert metadata["name"] == "vrest.wine"
     assert metadata["versions"] == ["1"]
     assert metadata["platform"] == "aiaas-jax"
+    assert metadata["max_batch_size"] == WINE_MAX_BATCH
     assert metadata["inputs"] == [
         {"name": name, "datatype": "FP32", "shape": [-1]} for name in FEATURES
     ]
@@ -587,6 +610,7 @@ async def test_server_metadata_names_the_binary_extension(
         ("GET", None),
         ("GET", ""),
         ("GET", "/ready"),
+        ("GET", "/config"),
         ("GET", "/versions/1"),
         ("POST", "/infer"),
         ("POST", "/versions/1/infer"),
@@ -607,7 +631,7 @@ async def test_everything_but_health_needs_a_valid_token(
 
     response = await client.request(method, path, json=body, headers=headers)
 
-    assert response.status_code == 401, response.text
+    assert error_of(response, 401)["code"] == "UNAUTHENTICATED"
     assert response.headers["www-authenticate"].startswith("Bearer")
 
 
@@ -704,9 +728,20 @@ BAD_JSON_REQUESTS: dict[str, tuple[Any, str]] = {
         {"inputs": replaced(json_tensors(wine_rows(1)), "alcohol", shape=[2])},
         "alcohol",
     ),
-    "a batch over the deployment's limit": (
-        {"inputs": json_tensors(wine_rows(WINE_MAX_BATCH + 1))},
-        f"limit of {WINE_MAX_BATCH}",
+    # Its batches' worth of rows, and one more (one input only: the body's size limit is small).
+    "more rows than a request may have": (
+        {
+            "inputs": [
+                {
+                    "name": "alcohol",
+                    "datatype": "FP32",
+                    "shape": [WINE_MAX_REQUEST_ROWS + 1],
+                    "data": [13.0] * (WINE_MAX_REQUEST_ROWS + 1),
+                }
+            ]
+        },
+        f"more than the {WINE_MAX_REQUEST_ROWS} one request may have (the deployment's "
+        "maxQueueRows)",
     ),
     "an empty batch": (
         {"inputs": [{"name": n, "datatype": "FP32", "shape": [0], "data": []} for n in FEATURES]},

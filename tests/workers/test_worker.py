@@ -1,10 +1,12 @@
-"""The arq worker against real Redis and PostgreSQL: msgpack only, claims, outcomes, reconcile."""
+"""The arq worker against real Redis and PostgreSQL: msgpack only, claims, outcomes, reconcile,
+and the jobs a stopping worker hands back."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import pickle
+import signal
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -13,7 +15,12 @@ from typing import Any
 
 import msgpack
 import pytest
-from arq.constants import job_key_prefix, result_key_prefix
+from arq.constants import (
+    in_progress_key_prefix,
+    job_key_prefix,
+    result_key_prefix,
+    retry_key_prefix,
+)
 from arq.worker import Worker
 
 from aiaas.core.auth import Principal
@@ -21,6 +28,7 @@ from aiaas.core.config import Config
 from aiaas.core.identity.accounts import BOOTSTRAP_ADMIN
 from aiaas.core.identity.projects import create_project
 from aiaas.core.jobs import (
+    HANDED_BACK_REASON,
     RUN_JOB_FUNCTION,
     Job,
     JobState,
@@ -287,3 +295,113 @@ async def test_the_worker_refuses_a_pickled_payload_without_running_anything(
     result = await platform.redis.get(result_key_prefix + arq_id)
     assert result is not None
     assert msgpack.unpackb(result, raw=False)["s"] is False
+
+
+async def test_a_stopping_worker_hands_its_running_job_back_for_the_next_worker_at_once(
+    platform: Platform, config: Config, project_id: uuid.UUID
+) -> None:
+    started = asyncio.Event()
+    runs: list[str] = []
+
+    async def until_stopped(_: Platform, job: Job) -> None:
+        runs.append("first")
+        started.set()
+        await asyncio.Event().wait()  # runs until the worker stops
+
+    async def finishes(_: Platform, job: Job) -> str:
+        runs.append("second")
+        return "done"
+
+    job = await submit(platform, project_id, "long")
+    settings = worker_settings(config, job_handlers={"long": until_stopped}, stale_after_s=600)
+    settings["cron_jobs"] = []
+    first = Worker(**settings, handle_signals=False)
+    running = asyncio.create_task(first.async_run())
+    await asyncio.wait_for(started.wait(), timeout=30)
+    first.handle_sig(signal.SIGTERM)  # what arq does on SIGTERM or SIGINT
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    await first.close()
+
+    handed_back = await job_state(platform, job.id)
+    arq_id = str(job.id)
+    redis = platform.redis
+    queued_in_redis = await redis.zscore(config.queue_name, arq_id) is not None
+    held = [
+        await redis.exists(prefix + arq_id)
+        for prefix in (job_key_prefix, in_progress_key_prefix, retry_key_prefix)
+    ]
+    # With claims that go stale only after ten minutes, the next worker can only run it now
+    # because it was handed back.
+    second = await run_worker_until_idle(config, {"long": finishes}, stale_after_s=600)
+    finished = await job_state(platform, job.id)
+
+    assert handed_back.state is JobState.QUEUED
+    assert handed_back.claimed_by is None
+    assert handed_back.heartbeat_at is None
+    assert handed_back.reason == HANDED_BACK_REASON
+    assert handed_back.attempt == 1
+    assert queued_in_redis
+    assert held == [1, 0, 0]
+    assert runs == ["first", "second"]
+    assert second.jobs_failed == 0
+    assert finished.state is JobState.SUCCEEDED
+    assert finished.reason == "done"
+    assert finished.attempt == 2
+
+
+async def test_a_job_cancelled_while_its_worker_stops_ends_cancelled(
+    platform: Platform, config: Config, project_id: uuid.UUID
+) -> None:
+    started = asyncio.Event()
+
+    async def until_stopped(_: Platform, job: Job) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    job = await submit(platform, project_id, "doomed")
+    settings = worker_settings(config, job_handlers={"doomed": until_stopped}, stale_after_s=600)
+    settings["cron_jobs"] = []
+    worker = Worker(**settings, handle_signals=False)
+    running = asyncio.create_task(worker.async_run())
+    await asyncio.wait_for(started.wait(), timeout=30)
+    async with platform.metadata.acquire() as connection:
+        await connection.execute(
+            "UPDATE jobs SET cancel_requested_at = clock_timestamp(), reason = 'cancelled by ada' "
+            "WHERE id = $1",
+            job.id,
+        )
+    worker.handle_sig(signal.SIGINT)
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    await worker.close()
+
+    finished = await job_state(platform, job.id)
+    assert finished.state is JobState.CANCELLED
+    assert finished.reason == "cancelled by ada; its worker stopped before it did"
+    assert finished.finished_at is not None
+
+
+async def test_a_delivery_arq_refuses_stores_its_reason_as_text(
+    platform: Platform, config: Config, project_id: uuid.UUID
+) -> None:
+    """arq's own failures (max tries, an expired job) store the exception as the result: it is
+    kept as text, where it used to fail with "can not serialize 'JobExecutionFailed' object"."""
+    ran: list[uuid.UUID] = []
+
+    async def handler(_: Platform, job: Job) -> None:
+        ran.append(job.id)
+
+    job = await submit(platform, project_id, "over-delivered")
+    arq_id = str(job.id)
+    await platform.redis.set(retry_key_prefix + arq_id, 5)  # delivered too often already
+
+    worker = await run_worker_until_idle(config, {"over-delivered": handler})
+
+    result = await platform.redis.get(result_key_prefix + arq_id)
+    assert result is not None
+    stored = msgpack.unpackb(result, raw=False)
+    assert ran == []
+    assert worker.jobs_failed == 1
+    assert stored["s"] is False
+    assert stored["r"] == "JobExecutionFailed: max 1 retries exceeded"

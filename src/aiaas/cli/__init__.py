@@ -7,7 +7,8 @@ Each group of commands has its module:
 - `identity`: `users` and `tokens`, straight in the database;
 - `maintenance`: `keys`, `gc` and `backup`;
 - `audit`: `audit verify`, the audit trail's hash chains;
-- `inspection`: `export-schema`, `export-access-control`, `export-error-codes` and `plugins`;
+- `inspection`: `export-schema`, `export-access-control`, `export-error-codes`,
+  `export-reference` and `plugins`;
 - `common`: what they share (error reporting, the configuration, an operator's platform).
 """
 
@@ -86,6 +87,7 @@ for _command in (
     inspection.export_schema,
     inspection.export_access_control,
     inspection.export_error_codes,
+    inspection.export_reference,
     inspection.plugins,
 ):
     cli.add_command(_command)

@@ -57,12 +57,73 @@ def configure_logging(config: Config) -> None:
     )
     # Casbin logs its whole model at INFO each time an enforcer is built.
     logging.getLogger("casbin").setLevel(max(logging.WARNING, logging.root.level))
+    # absl, which flax imports (and Orbax logged through, about 25 lines a checkpoint), speaks
+    # at INFO about its own workings: heard only when debugging is asked for.
+    requested = logging.getLevelName(config.log_level.upper())
+    logging.getLogger("absl").setLevel(
+        logging.DEBUG if requested <= logging.DEBUG else max(logging.WARNING, requested)
+    )
+
+
+DEV_INSTANCE = "aiaas.dev_instance"
+"""Where `on_dev_data_dir` leaves the settings of the dev instance a command runs against."""
 
 
 def current_config(**overrides: Any) -> Config:
     context = click.get_current_context()
     config_file: Path | None = context.find_root().params.get("config_file")
-    return load_config(config_file=config_file, overrides=overrides)
+    dev_instance: dict[str, Any] = context.meta.get(DEV_INSTANCE, {})
+    return load_config(config_file=config_file, overrides={**dev_instance, **overrides})
+
+
+def on_dev_data_dir(*, database: bool = True) -> Callable[[F], F]:
+    """Add `--data-dir DIR`: run the command against the `aiaas dev` instance kept in DIR,
+    whether `aiaas dev` runs (its PostgreSQL is used) or not (it is started for the command's
+    duration). Apply it below `reports_errors`, which reports what refuses it."""
+
+    def decorate(command: F) -> F:
+        @click.option(
+            "--data-dir",
+            "dev_data_dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            help="Run against the `aiaas dev` instance in this data dir, running or stopped.",
+        )
+        @functools.wraps(command)
+        def wrapper(*args: Any, dev_data_dir: Path | None, **kwargs: Any) -> Any:
+            if dev_data_dir is None:
+                return command(*args, **kwargs)
+            from aiaas.embedded.dev_instance import dev_instance_settings
+
+            context = click.get_current_context()
+            configured = current_config()
+            named = [
+                f"AIAAS_{name.upper()}"
+                for name in ("database_url", "database_owner_url")
+                if getattr(configured, name) is not None
+            ]
+            if named:
+                raise ConfigError(
+                    f"--data-dir reaches the dev instance's own PostgreSQL, but {', '.join(named)} "
+                    "(or the config file) names another database: unset it, or drop --data-dir"
+                )
+            with dev_instance_settings(
+                dev_data_dir.absolute(), context.command_path, database=database
+            ) as settings:
+                # As `aiaas dev` does: a configured master key wins over the data dir's (an
+                # override of None leaves the configured value).
+                context.meta[DEV_INSTANCE] = (
+                    {**settings, "master_key": None}
+                    if configured.master_key is not None
+                    else settings
+                )
+                try:
+                    return command(*args, **kwargs)
+                finally:
+                    del context.meta[DEV_INSTANCE]
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
 
 
 def require_services(config: Config, *names: str) -> None:

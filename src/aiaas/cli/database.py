@@ -7,7 +7,7 @@ import asyncio
 import click
 
 from aiaas import migrations
-from aiaas.cli.common import current_config, reports_errors, require_services
+from aiaas.cli.common import current_config, on_dev_data_dir, reports_errors, require_services
 from aiaas.core.config import Config
 from aiaas.core.errors import ConfigError, DatabaseUnavailableError
 
@@ -32,6 +32,7 @@ def db() -> None:
 
 @db.command()
 @reports_errors
+@on_dev_data_dir()
 def upgrade() -> None:
     """Apply every pending migration."""
     config = current_config()
@@ -50,6 +51,7 @@ def upgrade() -> None:
 
 @db.command()
 @reports_errors
+@on_dev_data_dir()
 def current() -> None:
     """Show the database's schema revision and whether it is the latest."""
     config = current_config()
@@ -64,6 +66,7 @@ def current() -> None:
 
 @db.command()
 @reports_errors
+@on_dev_data_dir()
 def grants() -> None:
     """Print the GRANT statements `db upgrade` gives database_url's role (with an owner role)."""
     config = current_config()

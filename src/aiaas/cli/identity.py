@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from aiaas.cli.common import fail, operator_platform, reports_errors
+from aiaas.cli.common import fail, on_dev_data_dir, operator_platform, reports_errors
 from aiaas.core.errors import NotFoundError
 
 
@@ -31,6 +31,7 @@ def users() -> None:
     "--password-stdin", is_flag=True, help="Read a password from the first line of stdin."
 )
 @reports_errors
+@on_dev_data_dir()
 def create_user_command(
     username: str, display_name: str, is_admin: bool, password_stdin: bool
 ) -> None:
@@ -55,6 +56,42 @@ def create_user_command(
     asyncio.run(create())
 
 
+@users.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@reports_errors
+@on_dev_data_dir()
+def list_users_command(as_json: bool) -> None:
+    """List every user: username, display name, whether an admin, when created."""
+    from aiaas.core.identity.accounts import list_users
+
+    async def listing() -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        after = None
+        async with operator_platform() as platform, platform.metadata.acquire() as connection:
+            while True:
+                page = await list_users(connection, first=None, after=after)
+                rows += [
+                    {
+                        "username": user.username,
+                        "display_name": user.display_name,
+                        "is_admin": user.is_admin,
+                        "created_at": user.created_at.isoformat(),
+                    }
+                    for user in page.items
+                ]
+                if not page.has_next_page:
+                    return rows
+                after = page.cursors[-1]
+
+    rows = asyncio.run(listing())
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        role = "admin" if row["is_admin"] else "user"
+        click.echo(f"{row['username']}  {row['display_name']}  [{role}, since {row['created_at']}]")
+
+
 def _change_platform_role(username: str, role_name: str, *, grant: bool) -> bool:
     from aiaas.core.identity.platform_roles import (
         grant_platform_role,
@@ -76,6 +113,7 @@ def _change_platform_role(username: str, role_name: str, *, grant: bool) -> bool
 @click.argument("username")
 @click.argument("role")
 @reports_errors
+@on_dev_data_dir()
 def grant_platform_role_command(username: str, role: str) -> None:
     """Give USERNAME the platform role ROLE. `metrics-reader` may scrape /metrics.
 
@@ -90,6 +128,7 @@ def grant_platform_role_command(username: str, role: str) -> None:
 @click.argument("username")
 @click.argument("role")
 @reports_errors
+@on_dev_data_dir()
 def revoke_platform_role_command(username: str, role: str) -> None:
     """Take the platform role ROLE from USERNAME. Their tokens stay valid for everything else."""
     if _change_platform_role(username, role, grant=False):
@@ -112,6 +151,7 @@ def _parse_expiry(days: int | None) -> datetime | None:
 @click.option("--name", required=True, help="What the token is for.")
 @click.option("--expires-in-days", type=click.IntRange(min=1), help="Never expires if unset.")
 @reports_errors
+@on_dev_data_dir()
 def create_token_command(username: str, name: str, expires_in_days: int | None) -> None:
     """Create an API token for USERNAME and print it. It is shown this once only."""
     from aiaas.core.identity.accounts import create_api_token, user_by_username
@@ -138,6 +178,7 @@ def create_token_command(username: str, name: str, expires_in_days: int | None) 
 @click.argument("username")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @reports_errors
+@on_dev_data_dir()
 def list_tokens_command(username: str, as_json: bool) -> None:
     """List USERNAME's tokens: prefixes and dates, never secrets."""
     from aiaas.core.identity.accounts import list_api_tokens, user_by_username
@@ -172,6 +213,7 @@ def list_tokens_command(username: str, as_json: bool) -> None:
 @tokens.command("revoke")
 @click.argument("prefix")
 @reports_errors
+@on_dev_data_dir()
 def revoke_token_command(prefix: str) -> None:
     """Revoke the token whose visible prefix is PREFIX (as `aiaas tokens list` shows it)."""
     from aiaas.core.identity.accounts import find_token_by_prefix, revoke_token

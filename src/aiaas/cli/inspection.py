@@ -1,8 +1,10 @@
 """What the platform is made of, printed: the GraphQL schema (`aiaas export-schema`), the
-access-control page (`aiaas export-access-control`) and the plugins (`aiaas plugins`).
+access-control page (`aiaas export-access-control`), the error codes (`aiaas export-error-codes`),
+the reference of expectations, cleaning steps and gates (`aiaas export-reference`) and the
+plugins (`aiaas plugins`).
 
-The schema and the page are those of the built-in plugins alone, whatever is installed, so that
-the committed `schema.graphql` and `docs/access-control.md` can be checked against them."""
+The schema and the pages are those of the built-in plugins alone, whatever is installed, so that
+the committed `schema.graphql` and `docs/*.md` can be checked against them."""
 
 from __future__ import annotations
 
@@ -76,6 +78,24 @@ def export_error_codes(output: Path | None) -> None:
     from aiaas.error_reference import render_error_reference
 
     page = render_error_reference()
+    if output is None:
+        click.echo(page, nl=False)
+    else:
+        output.write_text(page, encoding="utf-8")
+
+
+@click.command("export-reference")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the page to this file instead of standard output.",
+)
+def export_reference(output: Path | None) -> None:
+    """Print docs/reference.md: each expectation kind, cleaning step and promotion gate, with
+    its arguments and an example."""
+    from aiaas.cli.reference_page import render_reference
+
+    page = render_reference()
     if output is None:
         click.echo(page, nl=False)
     else:

@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING
 import click
 
 from aiaas import migrations
-from aiaas.cli.common import current_config, operator_platform, reports_errors, require_services
+from aiaas.cli.common import (
+    current_config,
+    on_dev_data_dir,
+    operator_platform,
+    reports_errors,
+    require_services,
+)
 from aiaas.cli.database import database_revision
 
 if TYPE_CHECKING:
@@ -50,6 +56,7 @@ def rotate_keys() -> None:
 @click.command()
 @click.option("--grace-seconds", type=click.IntRange(min=0), help="Default: gc_grace_s.")
 @reports_errors
+@on_dev_data_dir()
 def gc(grace_seconds: int | None) -> None:
     """Remove artifacts that nothing live refers to (deleted versions' data)."""
     from aiaas.core.governance.garbage import collect_garbage
@@ -73,6 +80,7 @@ def backup() -> None:
 @backup.command("create")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @reports_errors
+@on_dev_data_dir()
 def create_backup_command(file: Path) -> None:
     """Write one archive: every table from one snapshot, encrypted, every artifact (sealed
     already), and a manifest authenticated with AIAAS_MASTER_KEY."""
@@ -89,6 +97,7 @@ def create_backup_command(file: Path) -> None:
 @backup.command("verify")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @reports_errors
+@on_dev_data_dir(database=False)
 def verify_backup_command(file: Path) -> None:
     """Check every member of the archive against its manifest, decrypting nothing. With a
     master key configured, the manifest must also prove it was sealed with one of them; without
@@ -127,6 +136,7 @@ def verify_backup_command(file: Path) -> None:
     help="Accept an archive of the unsealed format (aiaas-backup-1), which nothing authenticates.",
 )
 @reports_errors
+@on_dev_data_dir()
 def restore_backup_command(file: Path, allow_unsealed: bool) -> None:
     """Restore an archive into an empty instance; all or nothing. It needs the master key the
     archive was sealed with, as AIAAS_MASTER_KEY or in AIAAS_PREVIOUS_MASTER_KEYS."""

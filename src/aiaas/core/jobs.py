@@ -3,11 +3,14 @@
 PostgreSQL is the source of truth; Redis only delivers. A job row moves
 
     QUEUED ──claim──▶ RUNNING ──▶ SUCCEEDED | FAILED | CANCELLED
-       └──────────────cancel─────────────────────────▲
+     │ ▲                 │                                 ▲
+     │ └───hand back─────┘                                 │
+     └───────────────────────cancel────────────────────────┘
 
 A worker must claim a job before running it. The claim is one conditional UPDATE, so a job
 delivered twice runs once. While it runs, the worker renews a heartbeat; a RUNNING job whose
-heartbeat has gone stale belonged to a worker that died, and may be claimed again. The reconciler
+heartbeat has gone stale belonged to a worker that died, and may be claimed again; a worker that
+stops cleanly hands its running jobs back instead, QUEUED again at once. The reconciler
 re-enqueues every QUEUED job and every stale RUNNING job that Redis no longer holds, so losing
 Redis's data loses no job.
 """
@@ -311,6 +314,41 @@ async def finish_job(
         state.value,
         reason,
     )
+
+
+HANDED_BACK_REASON = "its worker stopped; queued again, to resume from its last checkpoint"
+
+
+async def hand_back_job(platform: Platform, job_id: UUID, worker_id: str) -> Job | None:
+    """Give up `worker_id`'s claim on a job it stopped running because the worker is stopping:
+    the job is QUEUED again at once, rather than RUNNING until its heartbeat goes stale, and arq,
+    which keeps it queued, may deliver it again. A job whose cancellation was asked for ends
+    CANCELLED instead. None if this worker did not hold the job."""
+    job = await _change(
+        platform,
+        f"""
+        UPDATE jobs
+        SET state = CASE WHEN cancel_requested_at IS NULL THEN 'QUEUED' ELSE 'CANCELLED' END,
+            reason = CASE WHEN cancel_requested_at IS NULL THEN $3
+                          ELSE coalesce(reason, 'cancelled') || '; its worker stopped before it did'
+                     END,
+            finished_at = CASE WHEN cancel_requested_at IS NULL THEN NULL
+                               ELSE clock_timestamp() END,
+            claimed_by = CASE WHEN cancel_requested_at IS NULL THEN NULL ELSE claimed_by END,
+            heartbeat_at = CASE WHEN cancel_requested_at IS NULL THEN NULL ELSE heartbeat_at END,
+            updated_at = clock_timestamp()
+        WHERE id = $1 AND claimed_by = $2 AND state = 'RUNNING'
+        RETURNING {_COLUMNS}
+        """,
+        job_id,
+        worker_id,
+        HANDED_BACK_REASON,
+    )
+    if job is not None:
+        # arq counts each delivery against the one it allows: this one is not to count, or the
+        # next would be refused as "max retries exceeded".
+        await platform.redis.delete(retry_key_prefix + str(job_id))
+    return job
 
 
 async def reconcile_jobs(platform: Platform, stale_after_s: float) -> list[UUID]:

@@ -147,7 +147,10 @@ class Progress:
     total_steps: int
     epoch: int
     metrics: Mapping[str, float]
-    """Training metrics of this step, `loss` at least."""
+    """This step's training `loss`; at the last step of an epoch also the epoch's metrics:
+    `train_loss` (the mean of its step losses) and, evaluated on the validation split,
+    `val_loss` and `val_<metric>` for each figure of the final evaluation (`val_accuracy`,
+    `val_f1_macro`, `val_rmse`, ...). docs/metrics.md names them."""
     examples_per_s: float
     eta_s: float
 
@@ -205,7 +208,9 @@ class TrainedModel:
     """Weights and everything needed to predict (preprocessing, labels), self-contained."""
     signature: ModelSignature
     metrics: Mapping[str, Any]
-    """Evaluation on the held-out split: numbers, and lists for a confusion matrix."""
+    """Evaluation on the held-out split: numbers, and lists for a confusion matrix. Names say
+    how a figure is averaged (`f1` of a binary classifier's positive class, `f1_macro` over
+    more classes; docs/metrics.md)."""
     steps: int
 
 

@@ -19,6 +19,8 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
+from aiaas.core.arguments import KindShape
+
 Dimension = Literal["consistency", "completeness", "accuracy"]
 DIMENSIONS: tuple[Dimension, ...] = ("consistency", "completeness", "accuracy")
 MAX_EXAMPLES = 5
@@ -56,10 +58,18 @@ class Validator(abc.ABC):
     def expectation_kinds(self) -> frozenset[str]:
         """The expectation kinds this validator checks."""
 
+    def kind_shapes(self) -> Sequence[KindShape]:
+        """The arguments of each kind it claims (`aiaas.core.arguments`). A kind with a shape has
+        the keys it does not take refused, with the known ones listed, before `problems` runs,
+        and is documented by `aiaas export-reference`. None by default: `problems` alone vets."""
+        return ()
+
     @abc.abstractmethod
     def problems(self, expectation: Expectation, columns: Mapping[str, str]) -> list[str]:
         """What is wrong with an expectation's arguments, given the columns (name → type) of
-        the dataset; an empty list when it can be checked. Called when expectations are set."""
+        the dataset; an empty list when it can be checked. Called when expectations are set.
+        A problem of one argument may be an `ArgumentProblem`, which the error names by the
+        argument's path (`expectations.2.pattern`) rather than the expectation's."""
 
     @abc.abstractmethod
     def validate(self, table: pa.Table, expectations: Sequence[Expectation]) -> list[CheckResult]:

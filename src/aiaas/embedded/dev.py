@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import fcntl
 import logging
 import os
 import signal
@@ -21,7 +20,6 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 from aiaas import migrations
 from aiaas.core.bootstrap import create_platform
@@ -33,6 +31,13 @@ from aiaas.embedded.database_roles import (
     OWNER_ROLE,
     RoleCredentials,
     provision_roles,
+)
+from aiaas.embedded.dev_instance import (
+    DEV_COMMAND,
+    DataDirInUseError,
+    forget_running_postgres,
+    hold_data_dir,
+    record_running_postgres,
 )
 from aiaas.embedded.healing import (
     ChildProcess,
@@ -51,7 +56,6 @@ logger = logging.getLogger(__name__)
 READY_TIMEOUT_S = 60.0
 CHILD_STOP_TIMEOUT_S = 4.0
 ADMIN_TOKEN_FILE = "admin-token"
-LOCK_FILE = "aiaas-dev.lock"
 
 
 class DevError(Exception):
@@ -60,28 +64,21 @@ class DevError(Exception):
 
 @contextlib.contextmanager
 def data_dir_lock(data_dir: Path) -> Iterator[None]:
-    """Hold the data dir for this run. A second `aiaas dev` on it is refused before it touches
-    anything, so the first run is not disturbed."""
-    path = data_dir / LOCK_FILE
-    handle: IO[str] = path.open("a+")
+    """Hold the data dir for this run. A second `aiaas dev` on it, or one while an operator
+    command works on it (`--data-dir`), is refused before it touches anything."""
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "unknown"
-        handle.close()
+        with hold_data_dir(data_dir):
+            yield
+    except DataDirInUseError as holder:
+        if holder.command != DEV_COMMAND:
+            raise DevError(
+                f"{data_dir} is in use by `{holder.command}` (pid {holder.pid}); "
+                "start aiaas dev once it is done"
+            ) from None
         raise DevError(
-            f"aiaas dev is already running on {data_dir} (pid {holder}); stop it first, "
+            f"aiaas dev is already running on {data_dir} (pid {holder.pid}); stop it first, "
             "or pass another --data-dir"
         ) from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(str(os.getpid()))
-    handle.flush()
-    try:
-        yield
-    finally:
-        handle.close()
 
 
 def bind_api_socket(host: str, port: int) -> socket.socket:
@@ -189,6 +186,7 @@ class DevSupervisor:
         database_url = self.config.database_url
         owner_url = self.config.database_owner_url
         redis_url = self.config.redis_url
+        postgres_port = None
         if database_url is None:
             postgres = EmbeddedPostgres(self.data_dir)
             password = read_or_create_secret(self.data_dir / "postgres.password")
@@ -203,6 +201,9 @@ class DevSupervisor:
                 self._role(APPLICATION_ROLE, "postgres-application.password"),
             )
             database_url, owner_url = urls.application_url, urls.owner_url
+            postgres_port = postgres.port
+        # Operator commands given this data dir (`--data-dir`) look here for its server.
+        record_running_postgres(self.data_dir, postgres_port)
         if redis_url is None:
             redis = EmbeddedRedis(self.data_dir)
             password = read_or_create_secret(self.data_dir / "redis.password")
@@ -319,7 +320,9 @@ class DevSupervisor:
         )
 
     async def _stop_children(self) -> None:
-        # The API and the worker first, together; then the services they were using.
+        # Operator commands stop coming, then the API and the worker go first, together;
+        # then the services they were using.
+        forget_running_postgres(self.data_dir)
         for units in (self.dependants, self.services):
             await asyncio.gather(
                 *(unit.child.stop(CHILD_STOP_TIMEOUT_S) for unit in units if unit.child is not None)

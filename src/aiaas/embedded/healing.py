@@ -6,9 +6,9 @@
   same port with the same data (so their URLs stay valid), then the API and the worker are started
   again. Restarting them rather than letting them reconnect is deliberate: their pools would
   reconnect, but a job that was writing when the service died would fail half-way, and a
-  subscription or a cron loop may not survive a dropped connection. A stopped worker leaves its
-  job RUNNING, so it goes stale and is resumed from its checkpoint; a fresh process starts from a
-  known state.
+  subscription or a cron loop may not survive a dropped connection. A stopped worker hands its
+  job back, or, with PostgreSQL gone, leaves it RUNNING to go stale; either way it is resumed from
+  its checkpoint. A fresh process starts from a known state.
 - A child restarted RESTART_LIMIT times within RESTART_WINDOW_S that needs restarting again (it
   died, or did not come back) makes the supervisor give up: it stops everything and exits non-zero
   with a message naming the child and where its output went. A restart waits BACKOFF_FIRST_S,

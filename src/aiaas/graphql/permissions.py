@@ -11,8 +11,8 @@ whatever they asked for, so that nothing reveals which projects exist. A member 
 the grant is told FORBIDDEN. A change to an archived project is answered with the field's
 `ConflictError` member (`members.authorize_in_project` decides). Refused mutations and
 subscriptions are written to the audit trail: `denied` when the caller may not, `failed` when the
-object does not exist, its state refuses, or the id that names it is malformed. Refused queries
-are not: they change nothing and start nothing.
+object does not exist, its state refuses, or the id that names it is malformed or of another
+type. Refused queries are not: they change nothing and start nothing.
 """
 
 from __future__ import annotations
@@ -221,9 +221,9 @@ def project_by_global_id(
 
     async def locate(context: RequestContext, source: Any, kwargs: dict[str, Any]) -> UUID | None:
         value = getattr(kwargs[within], argument) if within else kwargs[argument]
-        type_name, object_id = from_global_id(value, named)
-        if type_name not in accepted:
-            return None
+        # An id of another type is refused here, naming the argument, before anything is
+        # looked up: the resolvers read it again, knowing it is of the right type.
+        type_name, object_id = from_global_id(value, named, accepted)
         found = await context.loader(OWNED_TYPES[type_name]).load(object_id)
         if found is None:
             return None

@@ -3,17 +3,14 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Concatenate, Generic, ParamSpec, TypeVar
 from uuid import UUID
 
 import strawberry
 from strawberry.types import Info
 
-from aiaas.core import storage
-from aiaas.core.errors import InputError
+from aiaas.core import global_ids, storage
 from aiaas.core.pagination import Page
 
 NodeT = TypeVar("NodeT")
@@ -22,23 +19,21 @@ ListArgs = ParamSpec("ListArgs")
 
 
 def to_global_id(type_name: str, object_id: UUID) -> strawberry.ID:
-    raw = f"{type_name}:{object_id}".encode()
-    return strawberry.ID(base64.urlsafe_b64encode(raw).decode().rstrip("="))
+    return strawberry.ID(global_ids.encode(type_name, object_id))
 
 
-def from_global_id(global_id: str, argument: str = "id") -> tuple[str, UUID]:
-    """`(type name, uuid)`; `InputError` for anything that is not one of our ids, naming the
-    argument it came in as the schema spells it (`input.datasetVersion`)."""
-    try:
-        padded = global_id + "=" * (-len(global_id) % 4)
-        type_name, _, object_id = (
-            base64.urlsafe_b64decode(padded.encode("ascii")).decode("utf-8").partition(":")
-        )
-        return type_name, UUID(object_id)
-    except (ValueError, UnicodeError, binascii.Error):
-        raise InputError(
-            f"{argument}: malformed id", field_errors={argument: "malformed id"}
-        ) from None
+def from_global_id(
+    global_id: str, argument: str = "id", expected: str | Sequence[str] = global_ids.ANY_TYPE
+) -> tuple[str, UUID]:
+    """`(type name, uuid)` of an id argument that must name one of the `expected` types (any
+    type when none is given); `InputError` otherwise, naming the argument as the schema spells
+    it (`input.datasetVersion`) and saying what it expected (`core/global_ids.py`)."""
+    return global_ids.read(global_id, expected, argument)
+
+
+def uuid_of(global_id: str, expected: str | Sequence[str], argument: str) -> UUID:
+    """The uuid of an id argument that must name an object of the `expected` type(s)."""
+    return global_ids.read(global_id, expected, argument)[1]
 
 
 @strawberry.interface(description="An object with a globally unique, opaque id.")

@@ -74,6 +74,23 @@ BUILTIN_SUBSCRIPTIONS: tuple[type, ...] = (
 )
 
 
+SUBSCRIPTION_DESCRIPTION = (
+    "Live events, over a WebSocket to `/graphql` that speaks the graphql-transport-ws "
+    "subprotocol (the protocol of the `graphql-ws` client library). Another subprotocol is "
+    'closed with 4406 "subprotocol graphql-transport-ws expected".\n\n'
+    "The first message, `connection_init`, carries an API token in its payload: "
+    '`{"authorization": "Bearer <token>"}`. The key is read in any case (`Authorization`), '
+    'also inside `headers` (`{"headers": {"Authorization": "Bearer <token>"}}`), and '
+    '`{"token": "<token>"}` takes the bare token. A payload with none of these falls back to '
+    "the handshake's own `Authorization` header. Without credentials the socket is closed with "
+    '4403 `connection_init needs payload {"authorization": "Bearer <token>"}`; with refused '
+    "ones, with 4403 and why (such as `unknown API token` or `API token revoked`). As over "
+    "HTTP, `authorization` needs the `Bearer` scheme, and two different credentials in one "
+    "payload are refused. An open socket whose token is revoked or expires is closed with 4403 "
+    "within seconds."
+)
+
+
 def is_expected(error: GraphQLError) -> bool:
     """Errors the caller should see as they are: our own, and GraphQL's (validation, variable
     coercion), which graphql-core may wrap in one another."""
@@ -136,7 +153,7 @@ def schema_extensions(config: Config) -> list[Any]:
     return extensions
 
 
-def _merge(name: str, types: Iterable[type]) -> Any:
+def _merge(name: str, types: Iterable[type], description: str | None = None) -> Any:
     types = tuple(types)
     if not types:
         return None
@@ -149,7 +166,9 @@ def _merge(name: str, types: Iterable[type]) -> Any:
                     f"and {root.__name__}"
                 )
             seen[field.python_name] = root.__name__
-    return merge_types(name, types)
+    merged = merge_types(name, types)
+    get_object_definition(merged, strict=True).description = description
+    return merged
 
 
 def build_schema(platform: Platform) -> strawberry.Schema:
@@ -162,6 +181,7 @@ def build_schema(platform: Platform) -> strawberry.Schema:
         subscription=_merge(
             "Subscription",
             [*BUILTIN_SUBSCRIPTIONS, *(c.subscription for c in contributions if c.subscription)],
+            SUBSCRIPTION_DESCRIPTION,
         ),
         types=[
             Project,

@@ -4,9 +4,13 @@
   `X-Aiaas-CSRF` header. A page on another site can send those three kinds of request without a
   CORS preflight, but it cannot add a custom header; a JSON POST always needs a preflight.
   Mutations over GET are refused by strawberry itself.
-- WebSocket (graphql-transport-ws only): the `connection_init` payload must carry a valid token,
-  as `{"authorization": "Bearer <token>"}`. A handshake from a browser page on another origin is
-  refused unless the origin is in `cors_origins`. A connection whose credentials stop being
+- WebSocket (graphql-transport-ws only; any other subprotocol is closed with 4406 and a reason
+  that names it): the `connection_init` payload must carry a valid token, as
+  `{"authorization": "Bearer <token>"}`, where clients put it (`connection_init_authorizations`);
+  the handshake's own `Authorization` header serves when the payload carries none. Missing or
+  refused credentials close the socket with 4403 and a reason that says what was expected or
+  what was wrong. A handshake from a browser page on another origin is refused unless the
+  origin is in `cors_origins`. A connection whose credentials stop being
   valid (a token revoked or expired, a user disabled, whatever a plugin's authenticator now
   refuses) is closed within `SessionGuard.CHECK_INTERVAL_S`. A refused `connection_init` is
   audited as a `denied` `websocket.connect` event, with the client's address and whether a
@@ -24,17 +28,22 @@ from typing import Any
 
 from cross_web import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from starlette.websockets import WebSocket
-from strawberry.asgi import GraphQL
-from strawberry.exceptions import ConnectionRejectionError
+from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_transport_ws import WS_4406_PROTOCOL_NOT_ACCEPTABLE
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage
 
 from aiaas.core.audit import record_outside_change
 from aiaas.core.auth import Credentials
 from aiaas.core.errors import AuthenticationError
 from aiaas.core.platform import Platform
 from aiaas.graphql.context import RequestContext
+from aiaas.graphql.graphiql import graphiql_page
 from aiaas.graphql.loaders import make_loaders
 from aiaas.graphql.schema import build_schema
 from aiaas.requests import request_id_of
@@ -45,14 +54,67 @@ CSRF_HEADER = "x-aiaas-csrf"
 JSON_CONTENT_TYPES = ("application/json", "application/graphql-response+json")
 CREDENTIALS_REFUSED_CLOSE_CODE = 4403
 CONNECT_ACTION = "websocket.connect"
+CLOSE_REASON_MAX_BYTES = 123
+"""A close frame's payload is at most 125 bytes, two of them the code (RFC 6455, 5.5)."""
+AUTHORIZATION_EXPECTED = 'connection_init needs payload {"authorization": "Bearer <token>"}'
+AUTHORIZATION_AMBIGUOUS = "connection_init carries different credentials; send one authorization"
+SUBPROTOCOL_EXPECTED = f"subprotocol {GRAPHQL_TRANSPORT_WS_PROTOCOL} expected"
 
 
-def connection_init_credentials(params: Any, client_address: str | None) -> Credentials:
-    """The credentials a graphql-ws `connection_init` payload carries."""
-    authorization = params.get("authorization") if isinstance(params, dict) else None
-    if not isinstance(authorization, str) or not authorization:
-        raise AuthenticationError("connection_init must carry {authorization: 'Bearer <token>'}")
-    return Credentials(authorization=authorization, client_address=client_address)
+def close_reason(text: str) -> str:
+    """`text` cut to what a close frame holds, on a character boundary."""
+    return text.encode()[:CLOSE_REASON_MAX_BYTES].decode(errors="ignore")
+
+
+def _named(params: dict[Any, Any], name: str) -> list[object]:
+    """The values of the keys of `params` that are `name` in any case."""
+    return [value for key, value in params.items() if str(key).casefold() == name]
+
+
+def connection_init_authorizations(params: object) -> set[str]:
+    """The `Authorization` values a `connection_init` payload carries, wherever clients put
+    them: `authorization` in any case (GraphiQL sends its headers editor's `Authorization`), the
+    same inside `headers` (as Apollo and urql users often write it), or a bare API token as
+    `token`. A value that is not a non-empty string counts as none."""
+    if not isinstance(params, dict):
+        return set()
+    found = _named(params, "authorization")
+    for headers in _named(params, "headers"):
+        if isinstance(headers, dict):
+            found += _named(headers, "authorization")
+    for token in _named(params, "token"):
+        bare = isinstance(token, str) and token and not token.lower().startswith("bearer ")
+        found.append(f"Bearer {token}" if bare else token)
+    return {value for value in found if isinstance(value, str) and value}
+
+
+class ConnectionInitRefusedError(Exception):
+    """`on_ws_connect` refuses the connection; the socket is closed with 4403 and `reason`."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = close_reason(reason)
+
+
+class TransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, None]):
+    """strawberry's graphql-transport-ws handler, but a refused `connection_init` is closed with
+    a reason that says why, where strawberry's says "Forbidden"."""
+
+    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        try:
+            await super().handle_connection_init(message)
+        except ConnectionInitRefusedError as refused:
+            await self.websocket.close(code=CREDENTIALS_REFUSED_CLOSE_CODE, reason=refused.reason)
+
+
+class WebSocketAdapter(ASGIWebSocketAdapter):
+    """strawberry closes a socket with 4406 "Subprotocol not acceptable" without naming the one
+    it accepts; this names it."""
+
+    async def close(self, code: int, reason: str) -> None:
+        if code == WS_4406_PROTOCOL_NOT_ACCEPTABLE:
+            reason = SUBPROTOCOL_EXPECTED
+        await super().close(code, reason)
 
 
 class SessionGuard:
@@ -116,6 +178,9 @@ class SessionGuard:
 
 
 class GraphQLView(GraphQL[RequestContext, None]):
+    graphql_transport_ws_handler_class = TransportWSHandler
+    websocket_adapter_class = WebSocketAdapter
+
     def __init__(self, platform: Platform) -> None:
         config = platform.config
         super().__init__(
@@ -184,18 +249,30 @@ class GraphQLView(GraphQL[RequestContext, None]):
             context.authentication_error = exc
         return context
 
+    async def render_graphql_ide(self, request: Request) -> Response:
+        return HTMLResponse(graphiql_page())
+
     async def on_ws_connect(self, context: RequestContext) -> dict[str, object] | None:
-        credentials: Credentials | None = None
+        presented = connection_init_authorizations(context.connection_params)
+        if not presented and context.credentials.authorization:
+            presented = {context.credentials.authorization}
         try:
-            credentials = connection_init_credentials(
-                context.connection_params, context.credentials.client_address
+            if not presented:
+                raise AuthenticationError(AUTHORIZATION_EXPECTED)
+            if len(presented) > 1:
+                raise AuthenticationError(AUTHORIZATION_AMBIGUOUS)
+            credentials = Credentials(
+                authorization=next(iter(presented)),
+                client_address=context.credentials.client_address,
             )
             principal = await self.platform.authenticate(credentials)
             if principal is None:
-                raise AuthenticationError("a token is required")
+                raise AuthenticationError(AUTHORIZATION_EXPECTED)
         except AuthenticationError as exc:
-            await self._record_refused_connection(context, exc, missing=credentials is None)
-            raise ConnectionRejectionError({"message": exc.message}) from exc
+            await self._record_refused_connection(context, exc, missing=not presented)
+            # The caller sent these credentials: the authenticator's message ("API token
+            # revoked") tells them no more than an HTTP request with them would.
+            raise ConnectionInitRefusedError(exc.message) from exc
         context.credentials = credentials
         context.principal = principal
         if isinstance(context.request, WebSocket):

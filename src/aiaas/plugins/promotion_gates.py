@@ -1,31 +1,56 @@
 """The built-in promotion gate: a model version's evaluation metric must clear a threshold.
 
-    {"kind": "metric_threshold", "metric": "f1", "min": 0.8}
+    {"kind": "metric_threshold", "metric": "accuracy", "min": 0.8}
     {"kind": "metric_threshold", "metric": "rmse", "max": 12.5, "aliases": ["staging"]}
 
-A gate applies to moves of the aliases it lists (`production` when it lists none). Gates are
-validators of `model-version` subjects: each checks the one-row table of the version's numeric
-metrics.
+A gate guards moves of the aliases it lists in `aliases` (`aiaas.core.training.promotion` says
+which when it lists none, and vets that argument, which every gate takes). Gates are validators of
+`model-version` subjects: each checks the one-row table of the version's numeric metrics.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
 
 import pyarrow as pa
 
+from aiaas.core.arguments import (
+    Argument,
+    ArgumentProblem,
+    ArgumentType,
+    KindShape,
+    shape_problems,
+)
 from aiaas.core.config import Config
 from aiaas.core.hookspecs import hookimpl
 from aiaas.core.specs import ValidatorSpec
 from aiaas.core.validation import CheckResult, Expectation, Validator
 
 METRIC_THRESHOLD = "metric_threshold"
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+SHAPES = (
+    KindShape(
+        METRIC_THRESHOLD,
+        "An evaluation metric of the version clears a minimum, a maximum or both. A version "
+        "without that metric (or with a value that is not finite) fails.",
+        (
+            Argument(
+                "metric",
+                ArgumentType.TEXT,
+                "The metric, as the version's `metrics` name it, e.g. `accuracy`.",
+                required=True,
+            ),
+            Argument(
+                "min", ArgumentType.NUMBER, "The lowest value that passes.", default="no minimum"
+            ),
+            Argument(
+                "max", ArgumentType.NUMBER, "The highest value that passes.", default="no maximum"
+            ),
+        ),
+        {"kind": METRIC_THRESHOLD, "metric": "accuracy", "min": 0.8},
+        at_least_one_of=("min", "max"),
+    ),
+)
 
 
 class MetricThresholdGate(Validator):
@@ -38,21 +63,15 @@ class MetricThresholdGate(Validator):
     def expectation_kinds(self) -> frozenset[str]:
         return frozenset({METRIC_THRESHOLD})
 
+    def kind_shapes(self) -> Sequence[KindShape]:
+        return SHAPES
+
     def problems(self, expectation: Expectation, columns: Mapping[str, str]) -> list[str]:
-        found = []
-        metric = expectation.get("metric")
-        if not isinstance(metric, str) or not metric:
-            found.append("metric must name an evaluation metric, e.g. 'f1'")
-        bounds = [expectation[bound] for bound in ("min", "max") if bound in expectation]
-        if not bounds:
-            found.append("give min, max or both")
-        elif not all(_number(bound) for bound in bounds):
-            found.append("min and max must be finite numbers")
-        elif len(bounds) == 2 and float(bounds[0]) > float(bounds[1]):
-            found.append("min must not exceed max")
-        extra = set(expectation) - {"kind", "metric", "min", "max", "aliases", "blocking"}
-        if extra:
-            found.append(f"unknown fields: {', '.join(sorted(extra))}")
+        # Gates name metrics, which differ between trainers: any metric name may be gated.
+        found: list[str] = list(shape_problems(SHAPES[0], expectation))
+        low, high = expectation.get("min"), expectation.get("max")
+        if not found and low is not None and high is not None and low > high:
+            found.append(ArgumentProblem("min", f"min ({low:g}) is more than max ({high:g})"))
         return found
 
     def validate(self, table: pa.Table, expectations: Sequence[Expectation]) -> list[CheckResult]:

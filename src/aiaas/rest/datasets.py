@@ -5,7 +5,8 @@ as it arrives, never held in memory, and refused with 413 as soon as it passes
 `upload_max_bytes`. Query parameters may declare what detection would otherwise decide:
 `format` (csv, parquet), `encoding`, `delimiter`, `header` (true, false), and a `description`
 for a dataset this upload creates. Answers 201 with the new version, or 200 with the existing one
-when the same content was uploaded before.
+when the same content was uploaded before: `{"version": {...}, "created": true}`, the version in
+GraphQL's names and ids (`version_json`).
 
 Every refused upload is audited as `dataset.upload`: the domain's audited change records what it
 refuses, and this route records what it refuses before handing over (bad options, a missing
@@ -22,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from aiaas.core import global_ids
 from aiaas.core.audit import record_outside_change
 from aiaas.core.auth import Principal
 from aiaas.core.data import datasets
@@ -74,16 +76,20 @@ def _read_options(request: Request) -> ReadOptions:
 
 
 def version_json(version: datasets.DatasetVersion) -> dict[str, Any]:
+    """The version as GraphQL's `DatasetVersion` names it: camelCase, and global ids that
+    `node(id:)` and every id argument take as they are. `uuid` is the raw UUID beside them, for
+    whoever matches rows of their own against it; no argument takes it."""
     return {
-        "id": str(version.id),
-        "dataset_id": str(version.dataset_id),
+        "id": global_ids.encode("DatasetVersion", version.id),
+        "uuid": str(version.id),
+        "datasetId": global_ids.encode("Dataset", version.dataset_id),
         "number": version.number,
-        "content_sha256": version.content_sha256,
-        "source_format": version.source_format,
-        "row_count": version.row_count,
-        "size_bytes": version.size_bytes,
+        "contentSha256": version.content_sha256,
+        "sourceFormat": version.source_format,
+        "rowCount": version.row_count,
+        "sizeBytes": version.size_bytes,
         "columns": version.columns,
-        "created_at": version.created_at.isoformat(),
+        "createdAt": version.created_at.isoformat(),
     }
 
 

@@ -5,14 +5,24 @@ versions are the model version numbers the deployment answers with. Routes:
 
 - `GET /v2/health/live`, `GET /v2/health/ready`: public, for load balancers and probes;
 - `GET /v2`: server metadata;
-- `GET /v2/models/{name}[/versions/{version}]`: model metadata (`deployment:read`);
+- `GET /v2/models/{name}[/versions/{version}]`: model metadata (`deployment:read`), with the
+  deployment's `max_batch_size` beside the protocol's fields;
+- `GET /v2/models/{name}[/versions/{version}]/config`: the deployment as Triton's model
+  configuration (`max_batch_size`, inputs and outputs without the batch dimension), which
+  tritonclient's `get_model_config` reads;
 - `GET /v2/models/{name}[/versions/{version}]/ready`: 200 when serving, 400 when not (the
-  protocol's 4xx for "false");
+  protocol's 4xx for "false"); like everything but health, 401 without credentials;
 - `POST /v2/models/{name}[/versions/{version}]/infer`: a prediction (`deployment:predict`).
 
-Errors are `{"error": message}` as the protocol has them, with our `code` (and `fieldErrors`
-for bad input) beside it: 400 bad input, 404 unknown model or one the caller may not see, 409
-not ready, 413 too large, 503 with Retry-After when the queue is full.
+A request may have more rows than `max_batch_size`, unlike Triton's: the batcher splits it into
+batches and answers its rows in order. It may have at most the deployment's `maxQueueRows`
+(`parameters.max_request_rows` of the config) and `inference_max_request_bytes`.
+
+Every error, from any layer (authentication, routing, the route, an unexpected one), is
+`{"error": message}` as the protocol has it, with our `code` (and `fieldErrors` for bad input)
+beside it: 400 bad input, 401 no valid credentials, 403 denied, 404 unknown model or one the
+caller may not see (or no such route), 405 a route's wrong method, 409 not ready, 413 too large,
+500 a failed model or an unexpected error, 503 with Retry-After when the queue is full.
 """
 
 from __future__ import annotations
@@ -24,7 +34,7 @@ from uuid import UUID
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
 
 from aiaas.core.audit import record_outside_change
 from aiaas.core.auth import Principal
@@ -40,13 +50,15 @@ from aiaas.core.identity.projects import SLUG
 from aiaas.core.platform import Platform
 from aiaas.core.serving import INFERENCE_SERVER, InferenceServer
 from aiaas.core.serving.deployments import DEPLOYMENT_NAME, Deployment
-from aiaas.requests import request_id_of
+from aiaas.core.signatures import ModelSignature
+from aiaas.requests import error_body, request_id_of
 from aiaas.rest.errors import EscapedJSONResponse
 from aiaas.rest.inference_protocol import (
     INFERENCE_HEADER_CONTENT_LENGTH,
     MAX_BYTE_COUNT_DIGITS,
     check_requested_outputs,
     encode_infer_response,
+    model_config,
     model_metadata,
     parse_infer_request,
     server_metadata,
@@ -59,17 +71,21 @@ PARSE_ON_LOOP_BYTES = 256 * 1024
 requests, less than a hand-off to a thread); larger ones in a thread."""
 
 
-def _error(exc: AiaasError) -> JSONResponse:
+def _error(request: Request, exc: AiaasError) -> JSONResponse:
     """The protocol's error body. Escaped JSON: the message may quote a name the request sent,
     a lone surrogate included."""
-    body: dict[str, Any] = {"error": exc.message, "code": exc.code}
+    extra: dict[str, Any] = {}
     if isinstance(exc, InputError) and exc.field_errors:
-        body["fieldErrors"] = exc.field_errors
+        extra["fieldErrors"] = exc.field_errors
     headers = {}
     retry_after = exc.details.get("retryAfter")
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)
-    return EscapedJSONResponse(body, status_code=exc.http_status, headers=headers)
+    return EscapedJSONResponse(
+        error_body(request.scope, exc.code, exc.message, **extra),
+        status_code=exc.http_status,
+        headers=headers,
+    )
 
 
 def _declared_length(request: Request) -> int:
@@ -138,7 +154,7 @@ async def infer(request: Request) -> Response:
         version_number = _version_number(request)
         limit = platform.config.inference_max_request_bytes
         if _declared_length(request) > limit:
-            return _too_large(limit)
+            return _too_large(request, limit)
         if request.headers.get("content-encoding", "identity") != "identity":
             raise InputError(
                 "compressed request bodies are not accepted; send them uncompressed",
@@ -148,7 +164,7 @@ async def infer(request: Request) -> Response:
         async for chunk in request.stream():
             body += chunk
             if len(body) > limit:
-                return _too_large(limit)
+                return _too_large(request, limit)
         header_length = request.headers.get(INFERENCE_HEADER_CONTENT_LENGTH)
         if len(body) <= PARSE_ON_LOOP_BYTES:
             parsed = parse_infer_request(bytes(body), inference_header_content_length=header_length)
@@ -164,7 +180,7 @@ async def infer(request: Request) -> Response:
             deployment.id, parsed.columns, protocol="v2", version_number=version_number
         )
     except AiaasError as exc:
-        return _error(exc)
+        return _error(request, exc)
     content, headers = encode_infer_response(
         model_name=request.path_params["name"],
         model_version=str(prediction.version.number),
@@ -175,11 +191,12 @@ async def infer(request: Request) -> Response:
     return Response(content, headers=headers)
 
 
-def _too_large(limit: int) -> JSONResponse:
-    return JSONResponse(
-        {"error": f"the request body exceeds {limit} bytes", "code": "TOO_LARGE"},
-        status_code=413,
+def _too_large(request: Request, limit: int) -> JSONResponse:
+    message = (
+        f"the request body exceeds the limit of {limit} bytes (the server's "
+        "inference_max_request_bytes); send the rows in several requests"
     )
+    return JSONResponse(error_body(request.scope, "TOO_LARGE", message), status_code=413)
 
 
 async def model_ready(request: Request) -> Response:
@@ -188,28 +205,53 @@ async def model_ready(request: Request) -> Response:
         number = _version_number(request)
         ready = (await server.target(deployment)).ready(number)
     except AiaasError as exc:
-        return _error(exc)
+        return _error(request, exc)
     return JSONResponse(
         {"name": request.path_params["name"], "ready": ready}, status_code=200 if ready else 400
     )
 
 
+async def _described(request: Request) -> tuple[Deployment, list[str], ModelSignature]:
+    """The deployment a metadata route names, the version numbers it answers with, and their
+    signature; `NotFoundError` for a version it does not serve."""
+    _, server, deployment = await _served_deployment(request, "read")
+    target = await server.target(deployment)
+    versions = target.answering()
+    number = _version_number(request)
+    if number is not None and number not in {version.number for version in versions}:
+        raise NotFoundError(f"the model does not serve version {number}")
+    return deployment, [str(version.number) for version in versions], target.signature
+
+
 async def metadata(request: Request) -> Response:
     try:
-        _, server, deployment = await _served_deployment(request, "read")
-        target = await server.target(deployment)
-        versions = target.answering()
-        number = _version_number(request)
-        if number is not None and number not in {version.number for version in versions}:
-            raise NotFoundError(f"the model does not serve version {number}")
+        deployment, versions, signature = await _described(request)
     except AiaasError as exc:
-        return _error(exc)
+        return _error(request, exc)
     return JSONResponse(
         model_metadata(
             request.path_params["name"],
-            [str(version.number) for version in versions],
+            versions,
             f"aiaas-{deployment.runtime}",
-            target.signature,
+            signature,
+            max_batch_size=deployment.max_batch_size,
+        )
+    )
+
+
+async def config(request: Request) -> Response:
+    try:
+        deployment, _, signature = await _described(request)
+    except AiaasError as exc:
+        return _error(request, exc)
+    return JSONResponse(
+        model_config(
+            request.path_params["name"],
+            f"aiaas-{deployment.runtime}",
+            signature,
+            max_batch_size=deployment.max_batch_size,
+            max_wait_ms=deployment.max_wait_ms,
+            max_request_rows=deployment.max_queue_rows,
         )
     )
 
@@ -229,17 +271,50 @@ async def ready(request: Request) -> Response:
     return JSONResponse({"ready": is_ready}, status_code=200 if is_ready else 503)
 
 
+async def no_such_route(request: Request) -> Response:
+    """Any other request under /v2: Starlette's own 404 and 405 are plain text, which V2 clients
+    cannot read as an error."""
+    allowed = sorted(
+        {
+            method
+            for route in _PROTOCOL_ROUTES
+            if route.matches(request.scope)[0] is Match.PARTIAL
+            for method in route.methods or ()
+        }
+    )
+    if allowed:
+        message = f"this V2 route takes {', '.join(allowed)}, not {request.method}"
+        body = error_body(request.scope, "METHOD_NOT_ALLOWED", message)
+        return JSONResponse(body, status_code=405, headers={"Allow": ", ".join(allowed)})
+    message = (
+        "no such V2 route: the routes are /v2, /v2/health/live, /v2/health/ready and "
+        "/v2/models/{name}[/versions/{version}][/ready|/config|/infer]"
+    )
+    return JSONResponse(error_body(request.scope, "NOT_FOUND", message), status_code=404)
+
+
 _MODEL = "/v2/models/{name}"
 _VERSION = "/v2/models/{name}/versions/{version}"
 
-ROUTES = [
+_PROTOCOL_ROUTES = [
     Route("/v2/health/live", live, methods=["GET"]),
     Route("/v2/health/ready", ready, methods=["GET"]),
     Route("/v2", server_info, methods=["GET"]),
     Route(_MODEL, metadata, methods=["GET"]),
     Route(_VERSION, metadata, methods=["GET"]),
+    Route(f"{_MODEL}/config", config, methods=["GET"]),
+    Route(f"{_VERSION}/config", config, methods=["GET"]),
     Route(f"{_MODEL}/ready", model_ready, methods=["GET"]),
     Route(f"{_VERSION}/ready", model_ready, methods=["GET"]),
     Route(f"{_MODEL}/infer", infer, methods=["POST"]),
     Route(f"{_VERSION}/infer", infer, methods=["POST"]),
+]
+
+_ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+ROUTES = [
+    *_PROTOCOL_ROUTES,
+    # Last, so that they answer only what no route above takes.
+    Route("/v2", no_such_route, methods=_ANY_METHOD),
+    Route("/v2/{path:path}", no_such_route, methods=_ANY_METHOD),
 ]

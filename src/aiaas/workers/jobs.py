@@ -4,6 +4,7 @@ the outcome. The work itself lives in core services."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -11,7 +12,15 @@ from uuid import UUID
 
 from aiaas.core.errors import JobCancelledError
 from aiaas.core.governance.garbage import collect_garbage
-from aiaas.core.jobs import Job, JobState, claim_job, finish_job, reconcile_jobs, renew_heartbeat
+from aiaas.core.jobs import (
+    Job,
+    JobState,
+    claim_job,
+    finish_job,
+    hand_back_job,
+    reconcile_jobs,
+    renew_heartbeat,
+)
 from aiaas.core.platform import Platform
 from aiaas.core.serving.drift_checks import check_drift
 
@@ -36,17 +45,53 @@ async def _keep_claim(platform: Platform, job_id: UUID, worker_id: str, interval
 
 async def run_job(ctx: dict[str, Any], job_id: str) -> dict[str, Any]:
     platform: Platform = ctx["platform"]
-    handlers: Mapping[str, JobHandler] = ctx["job_handlers"]
     worker_id: str = ctx["worker_id"]
-    job = await claim_job(platform, UUID(job_id), worker_id, ctx["stale_after_s"])
+    try:
+        return await _run_claimed(ctx, platform, UUID(job_id), worker_id)
+    except asyncio.CancelledError:
+        # The worker is stopping (SIGINT, SIGTERM): the handler stopped where it could, at a
+        # step boundary after its last checkpoint. The job goes back to the queue at once for
+        # the next worker; arq keeps it queued, since the cancellation propagates.
+        await _to_the_end(ctx, _hand_back(platform, UUID(job_id), worker_id))
+        raise
+
+
+async def _to_the_end(ctx: dict[str, Any], work: Awaitable[None]) -> None:
+    """Await `work` to its end, even through further cancellations (a second Ctrl-C, arq's
+    close). A further one ends arq's wait for this job, so the worker's shutdown also waits
+    for what is in `ctx["hand_backs"]` before it stops the platform."""
+    task = asyncio.ensure_future(work)
+    pending: set[asyncio.Future[None]] = ctx["hand_backs"]
+    pending.add(task)
+    task.add_done_callback(pending.discard)
+    while not task.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(task)
+
+
+async def _hand_back(platform: Platform, job_id: UUID, worker_id: str) -> None:
+    try:
+        job = await hand_back_job(platform, job_id, worker_id)
+    except Exception:  # it then goes stale, and the reconciler hands it on
+        logger.warning("job %s: could not hand it back", job_id, exc_info=True)
+        return
+    if job is not None:
+        logger.info("job %s (%s): %s, as its worker stops", job.id, job.kind, job.state.value)
+
+
+async def _run_claimed(
+    ctx: dict[str, Any], platform: Platform, job_id: UUID, worker_id: str
+) -> dict[str, Any]:
+    handlers: Mapping[str, JobHandler] = ctx["job_handlers"]
+    job = await claim_job(platform, job_id, worker_id, ctx["stale_after_s"])
     if job is None:
-        return {"job_id": job_id, "ran": False}
+        return {"job_id": str(job_id), "ran": False}
     handler = handlers.get(job.kind)
     if handler is None:
         await finish_job(
             platform, job.id, worker_id, JobState.FAILED, f"no handler for job kind {job.kind!r}"
         )
-        return {"job_id": job_id, "ran": False}
+        return {"job_id": str(job_id), "ran": False}
     heartbeat = asyncio.create_task(
         _keep_claim(platform, job.id, worker_id, ctx["heartbeat_interval_s"])
     )
@@ -54,17 +99,15 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> dict[str, Any]:
         note = await handler(platform, job)
     except JobCancelledError as exc:
         await finish_job(platform, job.id, worker_id, JobState.CANCELLED, str(exc) or None)
-        return {"job_id": job_id, "ran": True, "state": JobState.CANCELLED.value}
+        return {"job_id": str(job_id), "ran": True, "state": JobState.CANCELLED.value}
     except Exception as exc:
         logger.exception("job %s (%s) failed", job.id, job.kind)
         await finish_job(platform, job.id, worker_id, JobState.FAILED, str(exc) or repr(exc))
-        return {"job_id": job_id, "ran": True, "state": JobState.FAILED.value}
+        return {"job_id": str(job_id), "ran": True, "state": JobState.FAILED.value}
     finally:
         heartbeat.cancel()
-    # A cancelled run (the worker is stopping) leaves the job RUNNING: its heartbeat goes stale
-    # and another worker reclaims it.
     await finish_job(platform, job.id, worker_id, JobState.SUCCEEDED, note)
-    return {"job_id": job_id, "ran": True, "state": JobState.SUCCEEDED.value}
+    return {"job_id": str(job_id), "ran": True, "state": JobState.SUCCEEDED.value}
 
 
 async def reconcile(ctx: dict[str, Any]) -> dict[str, Any]:

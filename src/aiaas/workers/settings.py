@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
+import msgpack
 from arq.connections import RedisSettings
 from arq.cron import cron
 from arq.worker import func
@@ -19,7 +21,7 @@ from aiaas.core.data.scratch_area import SCRATCH_AREA
 from aiaas.core.jobs import RUN_JOB_FUNCTION
 from aiaas.core.platform import Platform
 from aiaas.core.plugin_manager import AiaasPluginManager
-from aiaas.core.serialization import pack, unpack
+from aiaas.core.serialization import unpack
 from aiaas.workers.handlers import JOB_HANDLERS
 from aiaas.workers.jobs import (
     JobHandler,
@@ -31,6 +33,20 @@ from aiaas.workers.jobs import (
 
 RECONCILE_EVERY_S = 15
 JOB_TIMEOUT_S = 24 * 3600
+
+
+def _exception_text(value: Any) -> str:
+    if isinstance(value, BaseException):
+        return f"{type(value).__name__}: {value}"
+    raise TypeError(f"can not serialize {type(value).__name__!r} object")
+
+
+def pack_job_data(value: Any) -> bytes:
+    """msgpack, as for payloads (`core.serialization`), except that the result arq stores for
+    a job that failed before our code ran (it expired, or was delivered too often) holds the
+    exception, which is kept as its text rather than failing to serialize."""
+    packed: bytes = msgpack.packb(value, use_bin_type=True, default=_exception_text)
+    return packed
 
 
 def worker_settings(
@@ -63,9 +79,12 @@ def worker_settings(
                 else heartbeat_interval_s
             ),
             stale_after_s=config.job_stale_after_s if stale_after_s is None else stale_after_s,
+            hand_backs=set(),
         )
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
+        # The jobs this worker was running go back to the queue before its connections close.
+        await asyncio.gather(*ctx.get("hand_backs", ()))
         platform: Platform | None = ctx.get("platform")
         if platform is not None:
             await platform.stop()
@@ -94,7 +113,7 @@ def worker_settings(
         "on_shutdown": on_shutdown,
         "poll_delay": config.worker_poll_delay_s,
         "max_jobs": config.worker_max_jobs,
-        "job_serializer": pack,
+        "job_serializer": pack_job_data,
         "job_deserializer": unpack,
         "keep_result": 3600,
         "health_check_interval": 10,

@@ -149,16 +149,26 @@ async def test_invalid_expectations_name_each_problem_by_index_and_change_nothin
     with pytest.raises(InputError) as raised:
         await expect(place, version, expectations)
 
+    # Each problem is named by the path of what is wrong, counted from 0 as the list is.
     problems = raised.value.field_errors
-    assert set(problems) == {f"expectations.{index}" for index in range(1, 8)}
-    assert "salary" in problems["expectations.1"]
-    assert "unknown kind 'sparkle'" in problems["expectations.2"]
-    assert "not_null" in problems["expectations.2"]  # it says which kinds there are
-    assert "min is more than max" in problems["expectations.3"]
-    assert "not numeric" in problems["expectations.4"]
-    assert "position" in problems["expectations.5"]
-    assert "blocking" in problems["expectations.6"]
+    assert set(problems) == {
+        "expectations.1.column",
+        "expectations.2.kind",
+        "expectations.3.min",
+        "expectations.4.column",
+        "expectations.5.expression",
+        "expectations.6.blocking",
+        "expectations.7",
+    }
+    assert "salary" in problems["expectations.1.column"]
+    assert "unknown kind 'sparkle'" in problems["expectations.2.kind"]
+    assert "not_null" in problems["expectations.2.kind"]  # it says which kinds there are
+    assert "min (9) is more than max (1)" in problems["expectations.3.min"]
+    assert "not numeric" in problems["expectations.4.column"]
+    assert "position" in problems["expectations.5.expression"]
+    assert problems["expectations.6.blocking"] == "must be true or false"
     assert "object" in problems["expectations.7"]
+    assert raised.value.message.startswith("invalid expectations: expectations.1.column: ")
     assert await stored_expectations(place, version.dataset_id) == [
         {"kind": "not_null", "column": "id"}
     ]
@@ -179,7 +189,7 @@ async def test_expectations_are_vetted_against_the_latest_version(
         await expect(place, second.version, [{"kind": "not_null", "column": "age"}])
     await expect(place, second.version, [{"kind": "not_null", "column": "years"}])
 
-    assert "years" in raised.value.field_errors["expectations.0"]
+    assert "years" in raised.value.field_errors["expectations.0.column"]
 
 
 async def test_a_list_is_required(place: Place, tmp_path: Path) -> None:
@@ -372,7 +382,11 @@ async def test_an_unvalidated_version_with_blocking_expectations_is_refused(
     with pytest.raises(InputError, match="not been validated") as raised:
         await usable(place, version)
 
-    assert raised.value.field_errors == {"datasetVersion": "not validated"}
+    # It says what to do about it, naming the mutation.
+    assert "run validateDatasetVersion" in raised.value.message
+    assert raised.value.field_errors == {
+        "datasetVersion": "not validated: run validateDatasetVersion first"
+    }
 
 
 async def test_an_unvalidated_version_without_blocking_expectations_is_usable(

@@ -252,7 +252,7 @@ async def test_no_cell_of_an_upload_nor_prediction_input_is_in_any_column_of_any
     # The data went where it is read from: it is answered, whole.
     answer = await version_answer(client, admin_token, placed)
     assert placed.needles.cell in json.dumps(answer["preview"])
-    top = answer["columnStats"]["city"]["top_values"][0]
+    top = answer["columnStats"]["city"]["topValues"][0]
     assert top == {"value": placed.needles.cell, "count": 10}
     checks = {check["name"]: check for check in answer["qualityReport"]["checks"]}
     examples = checks["allowed_values(city)"]["examples"]
@@ -552,6 +552,8 @@ async def test_the_upgrade_drops_the_plaintext_and_what_it_dropped_comes_back_se
     async with running(instance_settings) as instance:
         token, placed = await founded(instance, tmp_path)
         answered = await version_answer(instance.client, token, placed)
+        # The statistics as they were stored (the answer names their keys in camelCase).
+        stats = await datasets.version_column_stats(instance.platform, placed.version)
         baselines = await baselines_for(instance.platform, placed.model_version)
         async with instance.platform.metadata.acquire() as connection:
             [report] = await quality.reports_of(connection, placed.version.id)
@@ -568,7 +570,7 @@ async def test_the_upgrade_drops_the_plaintext_and_what_it_dropped_comes_back_se
             "WHERE id = $1",
             placed.version.id,
             json.dumps(answered["preview"]),
-            json.dumps(answered["columnStats"]),
+            json.dumps(stats),
         )
         # What the version answered is what the jsonb columns answered, order and all.
         stored = await connection.fetchrow(
@@ -577,7 +579,7 @@ async def test_the_upgrade_drops_the_plaintext_and_what_it_dropped_comes_back_se
             placed.version.id,
         )
         assert json.dumps(json.loads(stored["preview"])) == json.dumps(answered["preview"])
-        assert json.dumps(json.loads(stored["stats"])) == json.dumps(answered["columnStats"])
+        assert json.dumps(json.loads(stored["stats"])) == json.dumps(stats)
         await connection.execute(
             "UPDATE quality_reports SET checks = $2::jsonb WHERE id = $1",
             report.id,

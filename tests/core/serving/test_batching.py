@@ -9,6 +9,7 @@ batch runs. No assertion is about time; every wait is bounded by `asyncio.timeou
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 import threading
 from collections.abc import AsyncIterator, Awaitable
@@ -125,9 +126,109 @@ async def test_a_request_that_does_not_fit_starts_the_next_batch() -> None:
         sizes = [3, 3, 2]
         await bounded(asyncio.gather(*(batcher.submit({"x": [1.0] * n}) for n in sizes)))
         assert model.batch_sizes == [3, 3, 2]  # first come, first served: the 2 does not jump
+
+
+# Requests larger than a batch -------------------------------------------------------------------
+
+
+async def test_a_request_larger_than_a_batch_is_split_and_answered_in_order() -> None:
+    model = DoublingModel()
+    async with running(model, max_batch_size=4) as batcher:
+        in_flight = await hold_first_batch(batcher, model)
+        large = asyncio.create_task(batcher.submit({"x": [float(i) for i in range(11)]}))
+        small = asyncio.create_task(batcher.submit({"x": [100.0]}))
+        await until(lambda: batcher.queued_rows == 12)
+        model.gate.set()
+        answer = await bounded(large)
+        await bounded(asyncio.gather(in_flight, small))
+
+    assert answer["doubled"].tolist() == [2.0 * i for i in range(11)]
+    assert (await small)["doubled"].tolist() == [200.0]
+    # Chunks of 4, 4 and 3 rows; the last one batched with the request behind it, which only a
+    # full batch could send out (no test waits out max_wait_ms).
+    assert model.batch_sizes == [4, 4, 4, 4]
+    stats = batcher.stats()
+    assert (stats.requests_run, stats.rows_run) == (1 + 3 + 1, 4 + 11 + 1)
+
+
+async def test_a_split_request_equals_its_parts_sent_one_by_one() -> None:
+    values = [float(i) / 7 for i in range(114)]
+    settings = {"max_batch_size": 32, "max_wait_ms": 1, "max_queue_size": 128}
+    async with running(DoublingModel(max_batch_size=32), **settings) as b:
+        whole = await bounded(b.submit({"x": values}))
+        parts = [await bounded(b.submit({"x": values[i : i + 32]})) for i in range(0, 114, 32)]
+    assert whole["doubled"].tolist() == [
+        value for part in parts for value in part["doubled"].tolist()
+    ]
+
+
+async def test_a_request_over_the_queue_size_is_refused_once_naming_the_limit() -> None:
+    model = DoublingModel()
+    async with running(model, max_batch_size=4, max_queue_size=10) as batcher:
+        assert batcher.max_request_rows == 10
         with pytest.raises(InputError) as caught:
-            await batcher.submit({"x": [1.0] * 5})
-        assert caught.value.field_errors == {"x": "5 rows exceed the limit of 4"}
+            # Three inputs, two of them unknown: the size is still told once, for the request.
+            await batcher.submit({"x": [1.0] * 11, "y": [1.0] * 11, "z": [1.0] * 11})
+    error = caught.value
+    assert error.field_errors == {"inputs": "11 rows; at most 10"}
+    assert error.message.count("10") == 1
+    assert "maxQueueRows" in error.message
+    assert model.batch_sizes == []
+    assert batcher.stats().rejected_requests == 0  # bad input, not a full queue
+
+
+async def test_a_split_request_is_queued_whole_or_not_at_all() -> None:
+    model = DoublingModel()
+    async with running(model, max_batch_size=4, max_wait_ms=1, max_queue_size=12) as batcher:
+        in_flight = await hold_first_batch(batcher, model)
+        waiting = asyncio.create_task(batcher.submit({"x": [1.0] * 3}))
+        await until(lambda: batcher.queued_rows == 3)
+
+        with pytest.raises(QueueFullError):
+            await batcher.submit({"x": [2.0] * 10})  # fits the limit, not the room left
+        assert (batcher.queued_rows, batcher.stats().queued_requests) == (3, 1)
+        fits = asyncio.create_task(batcher.submit({"x": [2.0] * 9}))
+        await until(lambda: batcher.queued_rows == 12)
+        model.gate.set()
+        assert (await bounded(fits))["doubled"].tolist() == [4.0] * 9
+        await bounded(asyncio.gather(in_flight, waiting))
+
+
+async def test_a_failing_chunk_fails_its_request_and_drops_the_rest_unrun(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    model = DoublingModel()
+    async with running(model, max_batch_size=4, max_wait_ms=1) as batcher:
+        in_flight = await hold_first_batch(batcher, model)
+        # The second chunk holds the negative value; the third and fourth must never run.
+        failing = asyncio.create_task(batcher.submit({"x": [1.0] * 4 + [-1.0] * 4 + [1.0] * 8}))
+        await until(lambda: batcher.queued_rows == 16)
+        model.gate.set()
+        with pytest.raises(BatchFailedError):
+            await bounded(failing)
+        await bounded(in_flight)
+        assert (await bounded(batcher.submit({"x": [5.0]})))["doubled"].tolist() == [10.0]
+    assert model.batch_sizes == [4, 4, 4, 1]
+    assert batcher.queued_rows == 0
+    gc.collect()  # an exception never retrieved is reported when its future is collected
+    assert "never retrieved" not in caplog.text
+
+
+async def test_a_caller_that_gives_up_on_a_split_request_drops_every_chunk() -> None:
+    model = DoublingModel()
+    async with running(model, max_batch_size=4, max_wait_ms=1) as batcher:
+        in_flight = await hold_first_batch(batcher, model)
+        abandoned = asyncio.create_task(batcher.submit({"x": [9.0] * 10}))
+        kept = asyncio.create_task(batcher.submit({"x": [3.0]}))
+        await until(lambda: batcher.queued_rows == 11)
+        abandoned.cancel()
+        model.gate.set()
+        assert (await bounded(kept))["doubled"].tolist() == [6.0]
+        await bounded(in_flight)
+        with pytest.raises(asyncio.CancelledError):
+            await abandoned
+    assert model.batch_sizes == [4, 1]
+    assert batcher.queued_rows == 0
 
 
 async def test_max_wait_flushes_a_partial_batch() -> None:

@@ -63,9 +63,9 @@ def test_cancelled_run_resumes_and_ends_like_an_uninterrupted_one(
     tmp_path: Path,
 ) -> None:
     table = wine[2]
+    straight = recording_reporter()
     uninterrupted = TabularClassifier().fit(
-        make_run(table, "target", HYPERPARAMETERS, checkpoint_every_steps=5),
-        recording_reporter(),
+        make_run(table, "target", HYPERPARAMETERS, checkpoint_every_steps=5), straight
     )
     assert uninterrupted.steps == 16
 
@@ -90,6 +90,13 @@ def test_cancelled_run_resumes_and_ends_like_an_uninterrupted_one(
     assert resumed.checkpoints == [15, 16]
     assert model.metrics == uninterrupted.metrics
     assert model.bundle == uninterrupted.bundle
+
+    # The same epoch metrics too: epoch 3 (steps 9 to 12) was resumed midway, and its mean
+    # loss still counts steps 9 and 10, which the checkpoint remembers.
+    def reported(reports: list[Any]) -> list[tuple[int, dict[str, float]]]:
+        return [(report.step, dict(report.metrics)) for report in reports]
+
+    assert reported(resumed.progress_reports) == reported(straight.progress_reports[10:])
 
     # Resuming a finished run trains nothing and returns the same model.
     again = recording_reporter()

@@ -6,7 +6,11 @@ import numpy as np
 import pytest
 from sklearn import metrics as sk
 
-from aiaas.plugins.flax_trainers.evaluation import classification_metrics, regression_metrics
+from aiaas.plugins.flax_trainers.evaluation import (
+    classification_metrics,
+    epoch_metrics,
+    regression_metrics,
+)
 
 
 def _probabilities(rows: int, classes: int, seed: int) -> np.ndarray:
@@ -32,19 +36,27 @@ def test_classification_metrics_match_scikit_learn(class_count: int) -> None:
     precision, recall, f1, _ = sk.precision_recall_fscore_support(
         labels, predicted, average=average, zero_division=0
     )
+    # The name says the averaging: the positive class's figures, or the classes' mean.
+    suffix = "" if class_count == 2 else "_macro"
     assert metrics["accuracy"] == pytest.approx(sk.accuracy_score(labels, predicted))
-    assert metrics["precision"] == pytest.approx(precision)
-    assert metrics["recall"] == pytest.approx(recall)
-    assert metrics["f1"] == pytest.approx(f1)
+    assert metrics[f"precision{suffix}"] == pytest.approx(precision)
+    assert metrics[f"recall{suffix}"] == pytest.approx(recall)
+    assert metrics[f"f1{suffix}"] == pytest.approx(f1)
+    other = "_macro" if class_count == 2 else ""
+    assert not {f"precision{other}", f"recall{other}", f"f1{other}"} & set(metrics)
     assert metrics["confusion_matrix"] == sk.confusion_matrix(labels, predicted).tolist()
     assert metrics["labels"] == classes
     assert metrics["validation_examples"] == 200
+    if class_count == 2:
+        assert metrics["positive_label"] == "c1"  # the second in sorted order
+    else:
+        assert "positive_label" not in metrics
     expected_auc = (
         sk.roc_auc_score(labels, probabilities[:, 1])
         if class_count == 2
         else sk.roc_auc_score(labels, probabilities, multi_class="ovr", average="macro")
     )
-    assert metrics["roc_auc"] == pytest.approx(expected_auc)
+    assert metrics[f"roc_auc{suffix}"] == pytest.approx(expected_auc)
     clipped = np.clip(probabilities[np.arange(200), labels], 1e-7, 1)
     assert metrics["loss"] == pytest.approx(-np.mean(np.log(clipped)))
 
@@ -70,3 +82,31 @@ def test_regression_metrics_match_scikit_learn() -> None:
     assert metrics["rmse"] == pytest.approx(np.sqrt(sk.mean_squared_error(targets, predictions)))
     assert metrics["r2"] == pytest.approx(sk.r2_score(targets, predictions))
     assert metrics["loss"] == pytest.approx(sk.mean_squared_error(targets, predictions) / 9)
+
+
+def test_an_epoch_reports_every_figure_as_val_and_leaves_out_the_counts_and_lists() -> None:
+    probabilities = _probabilities(50, 3, seed=0)
+    labels = np.random.default_rng(2).integers(0, 3, 50)
+    metrics = classification_metrics(probabilities, labels, ["a", "b", "c"])
+    reported = epoch_metrics(metrics)
+    assert set(reported) == {
+        "val_loss",
+        "val_accuracy",
+        "val_precision_macro",
+        "val_recall_macro",
+        "val_f1_macro",
+        "val_roc_auc_macro",
+    }
+    assert reported["val_f1_macro"] == metrics["f1_macro"]
+    binary = classification_metrics(_probabilities(20, 2, seed=1), labels[:20] % 2, [0, 1])
+    assert set(epoch_metrics(binary)) == {
+        "val_loss",
+        "val_accuracy",
+        "val_precision",
+        "val_recall",
+        "val_f1",
+        "val_roc_auc",
+    }
+    regression = regression_metrics(np.array([1.0, 2.0, 4.0]), np.array([1.5, 2.0, 3.0]))
+    assert set(epoch_metrics(regression)) == {"val_loss", "val_mae", "val_rmse", "val_r2"}
+    assert epoch_metrics(regression_metrics(np.zeros(0), np.zeros(0))) == {}

@@ -21,6 +21,7 @@ from aiaas.plugins.flax_trainers import (
     aiaas_trainers,
     staging,
 )
+from aiaas.plugins.flax_trainers.evaluation import epoch_metrics
 
 
 def _check_reports(reporter: Any, model: TrainedModel) -> None:
@@ -34,6 +35,18 @@ def _check_reports(reporter: Any, model: TrainedModel) -> None:
     assert last.examples_per_s > 0
     assert last.eta_s == 0
     assert reporter.checkpoints == [model.steps]  # the final state is always checkpointed
+    # Each epoch's last step also carries the epoch's mean loss and its validation metrics,
+    # the last epoch's those of the model.
+    per_epoch = model.steps // last.epoch
+    ends = [report for report in reporter.progress_reports if "train_loss" in report.metrics]
+    assert [report.step for report in ends] == list(range(per_epoch, model.steps + 1, per_epoch))
+    for report in ends:
+        first = report.step - per_epoch
+        losses = [r.metrics["loss"] for r in reporter.progress_reports[first : report.step]]
+        assert report.metrics["train_loss"] == pytest.approx(np.mean(losses))
+    validation = {key: value for key, value in last.metrics.items() if key.startswith("val_")}
+    assert validation == epoch_metrics(model.metrics)
+    assert validation["val_loss"] == model.metrics["loss"]
 
 
 def test_hook_registers_the_four_trainers_without_importing_jax() -> None:
@@ -126,6 +139,7 @@ def test_tabular_regressor_smoke(make_run: Any, recording_reporter: Any) -> None
     assert model.steps == 8
     _check_reports(reporter, model)
     assert set(model.metrics) >= {"loss", "mae", "rmse", "r2"}
+    assert {"val_mae", "val_rmse", "val_r2"} <= set(reporter.progress_reports[-1].metrics)
     assert [spec.as_json() for spec in model.signature.outputs] == [
         {"name": "value", "dtype": "float32", "shape": [-1]}
     ]
@@ -181,6 +195,22 @@ def test_empty_training_split_is_refused(make_run: Any, recording_reporter: Any)
     nulls = pa.table({"a": [1.0, 2.0], "label": pa.array([None, None], pa.int64())})
     with pytest.raises(ValueError, match="training split is empty"):
         TabularClassifier().fit(make_run(nulls, "label"), recording_reporter())
+
+
+def test_without_a_validation_split_epochs_report_only_the_training_loss(
+    make_run: Any, recording_reporter: Any
+) -> None:
+    draw = np.random.default_rng(3)
+    table = pa.table({"a": draw.normal(size=16), "label": draw.integers(0, 2, 16)})
+    reporter = recording_reporter()
+    model = TabularClassifier().fit(
+        make_run(table, "label", {"epochs": 2, "hidden_size": 8}, validation_fraction=0.0),
+        reporter,
+    )
+    assert model.metrics == {"validation_examples": 0, "labels": [0, 1]}
+    ends = [report for report in reporter.progress_reports if "train_loss" in report.metrics]
+    assert [report.step for report in ends] == [1, 2]  # 16 rows: one batch an epoch
+    assert all(set(report.metrics) == {"loss", "train_loss"} for report in ends)
 
 
 def test_single_class_is_refused(make_run: Any, recording_reporter: Any) -> None:

@@ -31,7 +31,7 @@ from aiaas.core.data.datasets import (
     upload_version,
     versions_by_ids,
 )
-from aiaas.core.data.expectations import validators_by_kind
+from aiaas.core.data.expectations import validators_by_kind, vet_checks
 from aiaas.core.data.quality import (
     VALIDATE_JOB,
     QualityReport,
@@ -47,11 +47,13 @@ from aiaas.core.data.tabular.expressions import (
 )
 from aiaas.core.data.tabular.profile import json_value
 from aiaas.core.data.tabular.read_options import ReadOptions
+from aiaas.core.data.tabular.transforms import STEP_SHAPES
 from aiaas.core.data.tabular.types import LOGICAL_TYPES, is_numeric, logical_type
 from aiaas.core.data.uploads import ReceivedFile, copy_upload, save_stream, too_large
 
 __all__ = [
     "LOGICAL_TYPES",
+    "STEP_SHAPES",
     "VALIDATE_JOB",
     "CompiledExpression",
     "Dataset",
@@ -88,4 +90,5 @@ __all__ = [
     "upload_version",
     "validators_by_kind",
     "versions_by_ids",
+    "vet_checks",
 ]

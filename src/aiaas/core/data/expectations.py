@@ -3,23 +3,46 @@
 Each expectation is a JSON object with a `kind`; the registered validator that claims the kind
 (`aiaas_validators`) vets its arguments when the expectations are set, and checks it against a
 version's table when the version is validated. Both the datasets (vetting) and the quality
-reports (checking) use this module, which uses neither.
+reports (checking) use this module, which uses neither. Promotion gates are checks of the same
+make, on model versions, and are vetted here too (`vet_checks`).
+
+Every expectation takes `blocking` besides the arguments of its kind; `docs/reference.md` lists
+both (`aiaas.core.arguments` says how they are vetted and named in errors).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from aiaas.core.errors import InputError
+from aiaas.core.arguments import (
+    Argument,
+    ArgumentType,
+    KindShape,
+    add_problem,
+    path_of,
+    refusal,
+    shape_problems,
+    unknown_key_problems,
+)
 from aiaas.core.validation import CheckResult, Validator
 
 if TYPE_CHECKING:
     from aiaas.core.platform import Platform
 
 MAX_EXPECTATIONS = 200
+BLOCKING = Argument(
+    "blocking",
+    ArgumentType.BOOLEAN,
+    "Whether a failure keeps the version from being trained on; a check that is not blocking "
+    "only lowers the quality score.",
+    default="`true`",
+    example=False,
+)
+EXPECTATION_ARGUMENTS = (BLOCKING,)
+"""What every expectation takes besides `kind` and the arguments of its kind."""
 
 
 def dataset_validators(
@@ -45,33 +68,68 @@ def validators_by_kind(
     return kinds
 
 
+def shapes_by_kind(kinds: Mapping[str, Validator]) -> dict[str, KindShape]:
+    """The shape of each kind whose validator declares one (`Validator.kind_shapes`)."""
+    return {
+        kind: shape
+        for kind, validator in kinds.items()
+        for shape in validator.kind_shapes()
+        if shape.kind == kind
+    }
+
+
+def vet_checks(
+    family: str,
+    checks: Any,
+    kinds: Mapping[str, Validator],
+    common: Sequence[Argument],
+    *,
+    columns: Mapping[str, str],
+    limit: int,
+) -> dict[str, str]:
+    """The problems of a list of checks by path (`family` is the list's: `expectations`,
+    `gates`): each must be an object of a known kind, with only the keys that its kind and
+    `common` take, each of the right type; then its validator vets what a shape cannot, given
+    the `columns` (name → type) of the dataset, or none."""
+    if not isinstance(checks, list) or len(checks) > limit:
+        return {family: f"must be a list of at most {limit} objects"}
+    shapes = shapes_by_kind(kinds)
+    problems: dict[str, str] = {}
+    for index, check in enumerate(checks):
+        where = f"{family}.{index}"
+        if not isinstance(check, dict):
+            problems[where] = "must be an object"
+            continue
+        kind = check.get("kind")
+        if not isinstance(kind, str) or kind not in kinds:
+            said = "required" if kind is None else f"unknown kind {kind!r}"
+            problems[f"{where}.kind"] = f"{said}; known kinds: {', '.join(sorted(kinds))}"
+            continue
+        # The arguments every check of the family takes, as a shape of their own.
+        found: list[str] = list(shape_problems(KindShape(kind, "", tuple(common)), check))
+        shape = shapes.get(kind)
+        if shape is not None:
+            known = ["kind", *(a.name for a in shape.arguments), *(a.name for a in common)]
+            found += unknown_key_problems(kind, check, known)
+        found += kinds[kind].problems(check, columns)
+        for problem in found:
+            add_problem(problems, path_of(where, problem), problem)
+    return problems
+
+
 def vet_expectations(platform: Platform, expectations: Any, columns: Mapping[str, str]) -> None:
     """`InputError` listing every problem of every expectation, or nothing."""
-    if not isinstance(expectations, list) or len(expectations) > MAX_EXPECTATIONS:
-        raise InputError(
-            f"expectations must be a list of at most {MAX_EXPECTATIONS} objects",
-            field_errors={"expectations": "not a list"},
-        )
-    kinds = validators_by_kind(platform)
-    problems: dict[str, str] = {}
-    for index, expectation in enumerate(expectations):
-        if not isinstance(expectation, dict):
-            problems[f"expectations.{index}"] = "must be an object"
-            continue
-        kind = expectation.get("kind")
-        if not isinstance(kind, str) or kind not in kinds:
-            problems[f"expectations.{index}"] = (
-                f"unknown kind {kind!r}; known: {', '.join(sorted(kinds))}"
-            )
-            continue
-        if not isinstance(expectation.get("blocking", True), bool):
-            problems[f"expectations.{index}"] = "blocking must be true or false"
-            continue
-        found = kinds[kind][1].problems(expectation, columns)
-        if found:
-            problems[f"expectations.{index}"] = "; ".join(found)
+    kinds = {kind: validator for kind, (_, validator) in validators_by_kind(platform).items()}
+    problems = vet_checks(
+        "expectations",
+        expectations,
+        kinds,
+        EXPECTATION_ARGUMENTS,
+        columns=columns,
+        limit=MAX_EXPECTATIONS,
+    )
     if problems:
-        raise InputError("invalid expectations", field_errors=problems)
+        raise refusal("invalid expectations", problems)
 
 
 def check_table(

@@ -217,8 +217,9 @@ async def require_usable_for_training(connection: Connection, version_id: UUID) 
     if report is None:
         if any(e.get("blocking", True) for e in dataset.expectations):
             raise InputError(
-                "the dataset version has not been validated against its blocking expectations",
-                field_errors={"datasetVersion": "not validated"},
+                "the dataset version has not been validated against its blocking expectations: "
+                "run validateDatasetVersion on it, and submit again once its job has succeeded",
+                field_errors={"datasetVersion": "not validated: run validateDatasetVersion first"},
             )
         return
     if not report.passed:

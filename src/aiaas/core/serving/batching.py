@@ -17,6 +17,13 @@ that would overflow it is refused at once with `QueueFullError` (a 503 with Retr
 than queued: under overload a fast refusal lets clients back off or go to another replica, while
 an unbounded queue would only grow memory and every caller's latency.
 
+A request may have more rows than a batch: it is queued as consecutive chunks of at most
+`max_batch_size` rows, all at once or not at all, and answered with their outputs joined in row
+order. Each chunk is a request like any other, so the last one batches with whatever waits behind
+it. The most rows a request may have is the queue's size (a deployment's `maxQueueRows`), since
+a larger one could never be queued whole; past it the request is refused with one `InputError`
+that names the limit.
+
 Nothing here imports JAX; the model is any `LoadedModel`.
 """
 
@@ -37,6 +44,7 @@ import numpy as np
 from aiaas.core.errors import BatcherClosedError, BatchFailedError, InputError, QueueFullError
 from aiaas.core.model_inputs import InputChecker
 from aiaas.core.runtimes import LoadedModel
+from aiaas.core.serving.request_chunks import check_request_rows, joined
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +62,7 @@ class BatchRecord:
 
     rows: int
     requests: int
+    """Requests in the batch, each chunk of a request larger than a batch counted as one."""
     waited_s: float
     """From the arrival of the batch's first request to the start of its execution."""
     execution_s: float
@@ -82,6 +91,9 @@ class _Request:
     rows: int
     future: asyncio.Future[dict[str, np.ndarray]]
     arrived_at: float
+    chunks: Sequence[asyncio.Future[dict[str, np.ndarray]]] = ()
+    """When this is one chunk of a request larger than a batch: the futures of all of them,
+    in order (one list, shared by the chunks)."""
 
 
 class AdaptiveBatcher:
@@ -166,12 +178,18 @@ class AdaptiveBatcher:
 
     # Requests ----------------------------------------------------------------------------------
 
+    @property
+    def max_request_rows(self) -> int:
+        """The most rows one request may have: the queue's size, since a larger request could
+        never be queued whole."""
+        return self.max_queue_size
+
     async def submit(
         self, columns: Mapping[str, Sequence[Any] | np.ndarray]
     ) -> dict[str, np.ndarray]:
-        """Predict 1..max_batch_size rows: their outputs by name, rows in the order given.
+        """Predict 1..max_request_rows rows: their outputs by name, rows in the order given.
 
-        Raises `InputError` for inputs the signature refuses (a request over max_batch_size
+        Raises `InputError` for inputs the signature refuses (a request over max_request_rows
         rows included), `QueueFullError` when the queue has no room for these rows,
         `BatcherClosedError` once closing, and `BatchFailedError` when the model fails."""
         if self._closing or self._task is None:
@@ -181,7 +199,8 @@ class AdaptiveBatcher:
     def check(self, columns: Mapping[str, Sequence[Any] | np.ndarray]) -> dict[str, np.ndarray]:
         """The request's inputs as `check_inputs` vets them for this model, or `InputError`.
         For a caller that wants the vetted arrays too (to sample them): then `submit_checked`."""
-        checked = self._checker.check(columns, max_batch=self.max_batch_size)
+        check_request_rows(columns, self.max_request_rows)
+        checked = self._checker.check(columns, max_batch=self.max_request_rows)
         if not checked:
             raise InputError("the model takes no inputs to predict from")
         return checked
@@ -198,12 +217,25 @@ class AdaptiveBatcher:
                 retry_after_s=self._retry_after_s(),
             )
         loop = asyncio.get_running_loop()
-        request = _Request(checked, rows, loop.create_future(), loop.time())
-        self._queue.append(request)
+        if rows <= self.max_batch_size:
+            request = _Request(checked, rows, loop.create_future(), loop.time())
+            self._queue.append(request)
+            self._queued_rows += rows
+            self._arrival.set()
+            # A caller that gives up cancels its future; the loop then drops the request unrun.
+            return await request.future
+        arrived_at = loop.time()
+        futures: list[asyncio.Future[dict[str, np.ndarray]]] = []
+        # One chunk per batch's worth of rows, queued together with nothing in between.
+        for start in range(0, rows, self.max_batch_size):
+            stop = min(start + self.max_batch_size, rows)
+            chunk = {name: values[start:stop] for name, values in checked.items()}
+            future = loop.create_future()
+            self._queue.append(_Request(chunk, stop - start, future, arrived_at, futures))
+            futures.append(future)
         self._queued_rows += rows
         self._arrival.set()
-        # A caller that gives up cancels its future; the loop then drops the request unrun.
-        return await request.future
+        return await joined(futures)
 
     def stats(self) -> BatcherStats:
         return BatcherStats(
@@ -300,6 +332,11 @@ class AdaptiveBatcher:
                     failure = BatchFailedError(f"the model failed on this batch: {error}")
                     failure.__cause__ = error
                     request.future.set_exception(failure)
+                # Its request has failed: the rest of it is dropped now, before the next
+                # batch is gathered, not once its caller hears of the failure. (Its earlier
+                # chunks are answered: the queue is first come, first served.)
+                for chunk in request.chunks:
+                    chunk.cancel()
         else:
             failed = False
             for request, result in zip(batch, results, strict=True):

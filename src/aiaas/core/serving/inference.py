@@ -3,8 +3,9 @@ deployments it knows (`deployment_cache`, which also routes) and the models it h
 (`model_cache`).
 
 A prediction is routed by the deployment's split (the canary takes its percentage of requests at
-random), queued to that version's adaptive batcher, and answered; a shadow version, if any, gets
-a copy afterwards, off the caller's path, and its answer is logged with the one returned.
+random), queued to that version's adaptive batcher (in chunks of the deployment's batch size, when
+it has more rows than a batch, up to its `maxQueueRows`), and answered; a shadow version, if any,
+gets a copy afterwards, off the caller's path, and its answer is logged with the one returned.
 
 The routes of the APIs ask the `InferenceServer` for what they need and nothing more: a
 deployment by the name a protocol gives it, the `ServingTarget` it resolves to (its signature,
@@ -253,7 +254,8 @@ class InferenceServer(ModelCache):
         version_number: int | None = None,
     ) -> Prediction:
         """Answer one request through the deployment's split (or the version it names, which
-        must be one the split serves to callers)."""
+        must be one the split serves to callers). It may have any number of rows up to the
+        deployment's `max_queue_rows`: the batcher splits it into batches."""
         self.start()
         cached = await self.deployment(deployment_id)
         deployment = cached.deployment

@@ -22,7 +22,13 @@ from aiaas.core.training.metric_history import (
     metric_keys,
     metric_series,
 )
-from aiaas.core.training.promotion import PROTECTED_ALIAS
+from aiaas.core.training.promotion import (
+    DEFAULT_GATE_ALIASES,
+    GATE_ARGUMENTS,
+    PROTECTED_ALIAS,
+    gate_validators,
+    vet_promotion_gates,
+)
 from aiaas.core.training.registry import (
     Model,
     ModelAlias,
@@ -48,6 +54,8 @@ from aiaas.core.training.submission import (
 )
 
 __all__ = [
+    "DEFAULT_GATE_ALIASES",
+    "GATE_ARGUMENTS",
     "PROTECTED_ALIAS",
     "TRAINING_JOB",
     "MetricPoint",
@@ -58,6 +66,7 @@ __all__ = [
     "aliases_by_models",
     "cancel_training_job",
     "compare_jobs",
+    "gate_validators",
     "latest_metrics",
     "list_model_versions",
     "list_models",
@@ -73,4 +82,5 @@ __all__ = [
     "set_model_alias",
     "set_promotion_gates",
     "submit_training_job",
+    "vet_promotion_gates",
 ]

@@ -2,8 +2,11 @@
 
 A model's gates are expectations, each of a kind that a validator of `model-version` subjects
 checks (the built-in `promotion_gates` plugin checks `metric_threshold`), run against a one-row
-table of the version's numeric metrics. Each gate guards the aliases it names, `production` when
-it names none. `registry.set_model_alias` refuses a move that a gate fails, with its reason.
+table of the version's numeric metrics. Each gate guards the aliases it lists in `aliases`, and
+`DEFAULT_GATE_ALIASES` when it lists none; moving any other alias does not check it.
+`registry.set_model_alias` refuses a move that a gate fails, with its reason. The default is
+written in the schema (the description of `setModelPromotionGates(gates:)`), the README and
+`docs/reference.md`, all from the constant here.
 
 The rules for alias names live here rather than in the registry, which imports this module:
 gates name aliases too.
@@ -11,14 +14,15 @@ gates name aliases too.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from aiaas.core.data import validators_by_kind
-from aiaas.core.errors import InputError
+from aiaas.core.arguments import Argument, ArgumentType, refusal
+from aiaas.core.data import validators_by_kind, vet_checks
 from aiaas.core.validation import CheckResult, Validator
 
 if TYPE_CHECKING:
@@ -26,9 +30,20 @@ if TYPE_CHECKING:
 
 ALIAS_NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 PROTECTED_ALIAS = "production"
-"""Moving this alias needs `model:promote` (maintainers), not only `model:alias`; a gate that
-names no aliases guards this one."""
+"""Moving this alias needs `model:promote` (maintainers), not only `model:alias`."""
+DEFAULT_GATE_ALIASES = (PROTECTED_ALIAS,)
+"""The aliases a gate that lists none guards."""
 MAX_GATES = 50
+ALIASES = Argument(
+    "aliases",
+    ArgumentType.NAMES,
+    "The aliases whose moves the gate guards: `setModelAlias` checks the gate before it moves "
+    "one of them, and never for another alias.",
+    default=f"`{json.dumps(list(DEFAULT_GATE_ALIASES))}`",
+    example=["staging", "production"],
+)
+GATE_ARGUMENTS = (ALIASES,)
+"""What every gate takes besides `kind` and the arguments of its kind."""
 
 
 def gate_validators(platform: Platform) -> dict[str, Validator]:
@@ -49,42 +64,34 @@ def metrics_table(metrics: Mapping[str, Any]) -> pa.Table:
     return pa.table({key: pa.array(values, pa.float64()) for key, values in numbers.items()})
 
 
-def _gate_aliases(gate: Mapping[str, Any]) -> list[str]:
-    aliases = gate.get("aliases", [PROTECTED_ALIAS])
+def gate_aliases(gate: Mapping[str, Any]) -> list[str]:
+    """The aliases that `gate` guards."""
+    aliases = gate.get(ALIASES.name, list(DEFAULT_GATE_ALIASES))
     return list(aliases) if isinstance(aliases, list) else []
 
 
 def vet_promotion_gates(platform: Platform, gates: Any) -> list[dict[str, Any]]:
-    if not isinstance(gates, list) or len(gates) > MAX_GATES:
-        raise InputError(
-            f"promotion gates must be a list of at most {MAX_GATES} objects",
-            field_errors={"gates": "not a list"},
-        )
-    kinds = gate_validators(platform)
-    problems: dict[str, str] = {}
-    for index, gate in enumerate(gates):
-        where = f"gates.{index}"
-        if not isinstance(gate, dict):
-            problems[where] = "must be an object"
+    """The gates, if every one is valid; `InputError` naming each problem by its path
+    (`gates.0.aliases`) otherwise."""
+    problems = vet_checks(
+        "gates", gates, gate_validators(platform), GATE_ARGUMENTS, columns={}, limit=MAX_GATES
+    )
+    for index, gate in enumerate(gates if isinstance(gates, list) else []):
+        where = f"gates.{index}.{ALIASES.name}"
+        if where in problems or not isinstance(gate, dict):
             continue
-        kind = gate.get("kind")
-        if not isinstance(kind, str) or kind not in kinds:
-            problems[where] = f"unknown kind {kind!r}; known: {', '.join(sorted(kinds))}"
-            continue
-        aliases = gate.get("aliases", [PROTECTED_ALIAS])
-        if (
-            not isinstance(aliases, list)
-            or not aliases
-            or not all(isinstance(a, str) and ALIAS_NAME.fullmatch(a) for a in aliases)
-        ):
-            problems[where] = "aliases must be a non-empty list of alias names"
-            continue
-        # Gates name metrics, which differ between trainers: any metric name may be gated.
-        found = kinds[kind].problems(gate, {})
-        if found:
-            problems[where] = "; ".join(found)
+        bad = [
+            alias
+            for alias in gate_aliases(gate)
+            if not (isinstance(alias, str) and ALIAS_NAME.fullmatch(alias))
+        ]
+        if bad:
+            problems[where] = (
+                f"{bad[0]!r} is not an alias name: 1 to 40 lowercase letters, digits or '-', "
+                "starting with a letter"
+            )
     if problems:
-        raise InputError("invalid promotion gates", field_errors=problems)
+        raise refusal("invalid promotion gates", problems)
     return [dict(gate) for gate in gates]
 
 
@@ -97,7 +104,7 @@ def check_gates(
     """The results of every gate among `gates` (a model's) that applies to `alias`, checked
     against `metrics` (a version's)."""
     kinds = gate_validators(platform)
-    applicable = [gate for gate in gates if alias in _gate_aliases(gate)]
+    applicable = [gate for gate in gates if alias in gate_aliases(gate)]
     table = metrics_table(metrics)
     results: list[CheckResult] = []
     for gate in applicable:

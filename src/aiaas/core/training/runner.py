@@ -16,6 +16,7 @@ archived as it starts does not train at all.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
 import threading
@@ -55,6 +56,9 @@ LIVE_PROGRESS_INTERVAL_S = 0.2
 stream (the latest one), while the metric history keeps every step. Five a second keeps a chart
 moving, and keeps the API's work per subscriber small when a hundred people watch one job."""
 STOP_POLL_INTERVAL_S = 0.25
+STOP_GRACE_S = 2.0
+"""How long a stopping worker waits for the trainer to reach a step boundary: within the
+seconds a supervisor gives a worker to stop (`aiaas dev` gives 4)."""
 
 _END_OF_EVENTS = None
 """Put in the outbox after the last event: the relay publishes what it holds, then stops."""
@@ -63,7 +67,12 @@ _END_OF_EVENTS = None
 class WorkerReporter(TrainingReporter):
     """Carries progress from the training thread to the event loop without making the thread
     wait: every step's metrics go to the metric writer's buffer, and the latest progress, at
-    most once per `LIVE_PROGRESS_INTERVAL_S`, to the live stream."""
+    most once per `LIVE_PROGRESS_INTERVAL_S`, to the live stream.
+
+    A live event's metrics are the latest value of every metric reported: the step's `loss`,
+    and the metrics of the last epoch that ended (`train_loss`, `val_loss`, ...), which only
+    an epoch's last step carries and which would otherwise be lost whenever that step's event
+    is one the interval skips."""
 
     def __init__(
         self,
@@ -79,6 +88,7 @@ class WorkerReporter(TrainingReporter):
         self._job_id = job_id
         self._platform = platform
         self._last_live = 0.0
+        self._latest: dict[str, float] = {}
         self.stop = threading.Event()
         self.last_checkpoint = 0
 
@@ -97,6 +107,7 @@ class WorkerReporter(TrainingReporter):
     def progress(self, progress: Progress) -> None:
         # A diverged run's NaN is kept in the history; live events say null.
         self._writer.add(progress.step, progress.metrics)
+        self._latest.update(progress.metrics)
         now = time.monotonic()
         if now - self._last_live >= LIVE_PROGRESS_INTERVAL_S or progress.step == (
             progress.total_steps
@@ -108,7 +119,7 @@ class WorkerReporter(TrainingReporter):
                     "step": progress.step,
                     "total_steps": progress.total_steps,
                     "epoch": progress.epoch,
-                    "metrics": json_safe(progress.metrics),
+                    "metrics": json_safe(self._latest),
                     "examples_per_s": finite_or_none(progress.examples_per_s),
                     "eta_s": finite_or_none(progress.eta_s),
                 }
@@ -189,8 +200,17 @@ async def _train(platform: Platform, job: Job, run: TrainingRun) -> TrainedModel
     watch = asyncio.create_task(
         _watch_for_stop(platform, job, reporter.stop), name=f"stop-{job.id}"
     )
+    fitting = asyncio.ensure_future(asyncio.to_thread(trainer.fit, run, reporter))
     try:
-        return await asyncio.to_thread(trainer.fit, run, reporter)
+        return await asyncio.shield(fitting)
+    except asyncio.CancelledError:
+        # The worker is stopping: the trainer stops at its next step boundary, having reported
+        # its steps. Waiting for it (a while) keeps those in the history, and keeps it from
+        # writing anything once the job is handed back.
+        reporter.stop.set()
+        with contextlib.suppress(Exception):  # TrainingCancelled, or the wait ran out
+            await asyncio.wait_for(asyncio.shield(fitting), STOP_GRACE_S)
+        raise
     except TrainingCancelled:
         raise JobCancelledError(
             f"stopped at a step boundary; last checkpoint at step {reporter.last_checkpoint}"

@@ -3,7 +3,12 @@
 `submit_training_job` vets everything it can before a job exists (the trainer, its typed
 hyperparameters, the target and features against the version's schema, the split, the version's
 quality gate, the model name) and reports every problem at once; only then does it record the
-QUEUED job, with its audit event, and enqueue it. A worker runs it with
+QUEUED job, with its audit event, and enqueue it.
+
+A model version's metrics come from the validation split alone, so a job without one
+(`validationFraction: 0`) registers a version that no promotion gate can pass: such a job is
+refused while its model has gates. (Gates set after the job was submitted still refuse the
+version when an alias moves, saying it has no such metric.) A worker runs it with
 `aiaas.core.training.runner.run_training`.
 """
 
@@ -31,8 +36,9 @@ from aiaas.core.jobs import (
     publish_state,
     request_cancel,
 )
+from aiaas.core.storage import Connection
 from aiaas.core.trainers import Trainer, split_sizes, vet_hyperparameters
-from aiaas.core.training.registry import check_model_name
+from aiaas.core.training.registry import check_model_name, model_by_name
 
 if TYPE_CHECKING:
     from aiaas.core.platform import Platform
@@ -144,6 +150,31 @@ def _usable_rows(row_count: int, column_stats: Mapping[str, Any], target: str) -
     return round(row_count * (1.0 - null_fraction))
 
 
+async def _gated_without_metrics(
+    connection: Connection,
+    project_id: UUID,
+    model_name: str,
+    rows: int,
+    request: TrainingRequest,
+) -> str | None:
+    """Why a job with no validation split cannot serve the model, when the model has promotion
+    gates: every gate is checked against the version's metrics, which that job cannot have."""
+    if split_sizes(rows, request.validation_fraction).validation > 0:
+        return None
+    model = await model_by_name(connection, project_id, model_name)
+    if model is None or not model.promotion_gates:
+        return None
+    gated = sorted(
+        {gate["metric"] for gate in model.promotion_gates if isinstance(gate.get("metric"), str)}
+    )
+    checked = f" (on {', '.join(gated)})" if gated else ""
+    return (
+        f"must be above 0: model {model_name!r} has promotion gates{checked}, which check "
+        "metrics of the validation split; a version trained without one would have none and "
+        "could never pass them"
+    )
+
+
 async def submit_training_job(
     platform: Platform,
     actor: Principal,
@@ -172,6 +203,12 @@ async def submit_training_job(
             await require_usable_for_training(change.connection, version.id)
         except InputError as exc:
             problems.update(exc.field_errors)
+        if "validationFraction" not in problems:
+            problem = await _gated_without_metrics(
+                change.connection, version.project_id, model_name, rows, request
+            )
+            if problem is not None:
+                problems["validationFraction"] = problem
         if problems:
             raise InputError(
                 f"the training job cannot run: {len(problems)} problem(s)",

@@ -15,7 +15,7 @@ from aiaas.graphql.permissions import (
     requires_in_project,
 )
 from aiaas.graphql.projects.types import AuditEvent
-from aiaas.graphql.relay import from_global_id
+from aiaas.graphql.relay import uuid_of
 
 
 @strawberry.type
@@ -29,7 +29,7 @@ class AuditSubscription:
         self, info: Info, project: strawberry.ID
     ) -> AsyncGenerator[AuditEvent, None]:
         context: RequestContext = info.context
-        _, project_id = from_global_id(project, "project")
+        project_id = uuid_of(project, "Project", "project")
         async for event in context.platform.events.subscribe(audit_channel(project_id)):
             # Checked again for every event, not only at the start: an owner who is removed
             # or demoted must stop hearing the project at once. The enforcer answers from

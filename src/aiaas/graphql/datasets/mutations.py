@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 from strawberry.scalars import JSON
@@ -29,12 +29,17 @@ from aiaas.graphql.datasets.types import (
 from aiaas.graphql.errors import expected
 from aiaas.graphql.jobs.types import Job
 from aiaas.graphql.permissions import project_by_global_id, requires_in_project
-from aiaas.graphql.relay import from_global_id
+from aiaas.graphql.relay import uuid_of
+
+EXPECTATIONS_DESCRIPTION = (
+    'A list of expectations, each {"kind": ..., its arguments, "blocking": true}; `blocking` '
+    "is true unless set. The kinds, their arguments and an example of each: docs/reference.md. "
+    "An error names each problem by its path, e.g. `expectations.2.columns`."
+)
 
 
-def version_of(id: strawberry.ID) -> Any:
-    _, version_id = from_global_id(id)
-    return version_id
+def version_of(id: strawberry.ID, argument: str = "id") -> Any:
+    return uuid_of(id, "DatasetVersion", argument)
 
 
 @strawberry.type
@@ -48,7 +53,7 @@ class DatasetMutation:
     )
     async def upload_dataset(self, info: Info, input: UploadDatasetInput) -> DatasetVersionResult:
         context: RequestContext = info.context
-        _, project_id = from_global_id(input.project, "input.project")
+        project_id = uuid_of(input.project, "Project", "input.project")
 
         async def upload() -> DatasetVersionSuccess:
             # Made here, inside `expected`, so that a bad option answers InvalidInputError.
@@ -89,10 +94,13 @@ class DatasetMutation:
         description="Declare what the dataset's versions must satisfy (a list of expectations).",
     )
     async def set_dataset_expectations(
-        self, info: Info, dataset: strawberry.ID, expectations: JSON
+        self,
+        info: Info,
+        dataset: strawberry.ID,
+        expectations: Annotated[JSON, strawberry.argument(description=EXPECTATIONS_DESCRIPTION)],
     ) -> SetDatasetExpectationsResult:
         context: RequestContext = info.context
-        _, dataset_id = from_global_id(dataset, "dataset")
+        dataset_id = uuid_of(dataset, "Dataset", "dataset")
 
         async def configure() -> SetDatasetExpectationsSuccess:
             updated = await datasets.set_expectations(
@@ -145,7 +153,7 @@ class DatasetMutation:
             added = await datasets.transform_version(
                 context.platform,
                 context.require_principal(),
-                version_of(input.version),
+                version_of(input.version, "input.version"),
                 [step.as_step() for step in input.steps],
                 request_id=context.request_id,
             )

@@ -9,8 +9,9 @@ import strawberry
 from strawberry.file_uploads import Upload
 from strawberry.scalars import JSON
 from strawberry.types import Info
+from strawberry.utils.str_converters import to_camel_case
 
-from aiaas.core.data import datasets, quality
+from aiaas.core.data import LOGICAL_TYPES, STEP_SHAPES, datasets, quality
 from aiaas.core.data.tabular.cells import SHOWN_TEXT_CHARS, TRUNCATION_MARK
 from aiaas.core.data.tabular.normalized import PREVIEW_ROWS, PREVIEW_TRUNCATED_ROWS
 from aiaas.core.pagination import DEFAULT_PAGE_SIZE
@@ -65,7 +66,15 @@ async def resolve_checks(root: QualityReport, info: Info) -> list[QualityCheck]:
 
 async def resolve_column_stats(root: DatasetVersion, info: Info) -> JSON:
     context: RequestContext = info.context
-    return as_json(await datasets.version_column_stats(context.platform, root.record))
+    stats = await datasets.version_column_stats(context.platform, root.record)
+    # Stored with the profile's snake_case keys; answered in GraphQL's casing, as all JSON the
+    # API builds is. Column names are the caller's and stay as they are.
+    return as_json(
+        {
+            column: {to_camel_case(key): value for key, value in entry.items()}
+            for column, entry in stats.items()
+        }
+    )
 
 
 async def resolve_preview(root: DatasetVersion, info: Info) -> JSON:
@@ -116,11 +125,12 @@ class DatasetVersion(Node):
     column_stats: JSON = strawberry.field(
         resolver=resolve_column_stats,
         description=(
-            "Per column: null fraction, distinct count, min/max/mean/std or top values. A top "
+            "Per column name: type, nullFraction, distinctCount and distinctExact, then "
+            "min/max (ordered types), mean/std (numbers) or topValues and topValuesExact. A top "
             f"value whose text is longer than {SHOWN_TEXT_CHARS} characters is cut as a "
             'preview cell is, and carries "truncated": true and "length" (its full length in '
             "characters). A column with cut preview cells lists their row indices (from 0) in "
-            f'"{PREVIEW_TRUNCATED_ROWS}".'
+            f'"{to_camel_case(PREVIEW_TRUNCATED_ROWS)}".'
         ),
     )
     preview: JSON = strawberry.field(
@@ -129,7 +139,7 @@ class DatasetVersion(Node):
             f"The first {PREVIEW_ROWS} rows, as records. A text longer than {SHOWN_TEXT_CHARS} "
             f'characters is cut to its first {SHOWN_TEXT_CHARS}, followed by "{TRUNCATION_MARK} '
             "[N characters]\" where N is its full length; its column's columnStats entry lists "
-            f'the cut rows in "{PREVIEW_TRUNCATED_ROWS}".'
+            f'the cut rows in "{to_camel_case(PREVIEW_TRUNCATED_ROWS)}".'
         ),
     )
     transformation: JSON | None = strawberry.field(
@@ -262,17 +272,40 @@ class ImputeStrategy(Enum):
     CONSTANT = "constant"
 
 
-@strawberry.input(description="One cleaning step; which fields it takes depends on its kind.")
+def _taken_by(argument: str) -> str:
+    """Which step kinds take `argument`, for the description of its field."""
+    kinds = [shape.kind.upper() for shape in STEP_SHAPES if shape.argument(argument) is not None]
+    return ", ".join(kinds)
+
+
+@strawberry.input(
+    description="One cleaning step. Each kind takes its own fields (docs/reference.md lists them "
+    "with their defaults); a field its kind does not take is refused, naming those it takes. "
+    "`column` is always one column, `columns` always a list."
+)
 class TransformStepInput:
     kind: TransformKind
-    columns: list[str] | None = None
-    column: str | None = None
-    strategy: ImputeStrategy | None = None
-    value: JSON | None = None
-    expression: str | None = strawberry.field(
-        default=None, description="For filter_rows: the rows to keep, e.g. `age >= 18`."
+    columns: list[str] | None = strawberry.field(
+        default=None, description=f"Several columns, for {_taken_by('columns')}; default: all."
     )
-    dtype: str | None = None
+    column: str | None = strawberry.field(
+        default=None, description=f"One column, for {_taken_by('column')}."
+    )
+    strategy: ImputeStrategy | None = strawberry.field(
+        default=None, description=f"For {_taken_by('strategy')}: what to fill with."
+    )
+    value: JSON | None = strawberry.field(
+        default=None, description=f"For {_taken_by('value')} with strategy CONSTANT: the fill."
+    )
+    expression: str | None = strawberry.field(
+        default=None,
+        description=f"For {_taken_by('expression')}: the rows to keep, e.g. `age >= 18`.",
+    )
+    dtype: str | None = strawberry.field(
+        default=None,
+        description=f"For {_taken_by('dtype')}: the type to convert to "
+        f"({', '.join(LOGICAL_TYPES)}).",
+    )
 
     def as_step(self) -> dict[str, Any]:
         step: dict[str, Any] = {"kind": self.kind.value}

@@ -31,28 +31,22 @@ from aiaas.graphql.deployments.types import (
 from aiaas.graphql.errors import as_expected_error, expected
 from aiaas.graphql.models.types import ModelVersion
 from aiaas.graphql.permissions import project_by_global_id, requires_in_project
-from aiaas.graphql.relay import from_global_id
+from aiaas.graphql.relay import uuid_of
 
 
-def _uuid_of(global_id: strawberry.ID | None, type_name: str, field: str) -> UUID | None:
-    if global_id is None:
-        return None
-    found_type, object_id = from_global_id(global_id, field)
-    if found_type != type_name:
-        raise InputError(f"{field} must name a {type_name}", field_errors={field: "wrong type"})
-    return object_id
+def _optional_uuid_of(global_id: strawberry.ID | None, type_name: str, field: str) -> UUID | None:
+    return None if global_id is None else uuid_of(global_id, type_name, field)
 
 
 async def _project_of_new_deployment(
     context: RequestContext, source: Any, kwargs: dict[str, Any]
 ) -> UUID | None:
     given: CreateDeploymentInput = kwargs["input"]
+    # A bad id is refused here, naming it; any other bad input is the resolver's to answer.
+    version_id = _optional_uuid_of(given.model_version, "ModelVersion", "input.modelVersion")
+    model_id = _optional_uuid_of(given.model, "Model", "input.model")
     try:
-        new = deployments.NewDeployment(
-            name=given.name,
-            version_id=_uuid_of(given.model_version, "ModelVersion", "modelVersion"),
-            model_id=_uuid_of(given.model, "Model", "model"),
-        )
+        new = deployments.NewDeployment(name=given.name, version_id=version_id, model_id=model_id)
     except InputError:
         return None
     async with context.platform.metadata.acquire() as connection:
@@ -69,7 +63,7 @@ async def _changed(
 ) -> DeploymentResult:
     """Run one of the deployment changes that take nothing but the deployment."""
     context: RequestContext = info.context
-    _, deployment_id = from_global_id(deployment, "deployment")
+    deployment_id = uuid_of(deployment, "Deployment", "deployment")
 
     async def run() -> DeploymentSuccess:
         changed = await change(
@@ -99,8 +93,10 @@ class DeploymentMutation:
         async def create() -> DeploymentSuccess:
             new = deployments.NewDeployment(
                 name=input.name,
-                version_id=_uuid_of(input.model_version, "ModelVersion", "modelVersion"),
-                model_id=_uuid_of(input.model, "Model", "model"),
+                version_id=_optional_uuid_of(
+                    input.model_version, "ModelVersion", "input.modelVersion"
+                ),
+                model_id=_optional_uuid_of(input.model, "Model", "input.model"),
                 alias=input.alias,
                 runtime=input.runtime,
                 batching=deployments.Batching(
@@ -128,15 +124,15 @@ class DeploymentMutation:
         context: RequestContext = info.context
 
         async def update() -> DeploymentSuccess:
-            _, deployment_id = from_global_id(input.deployment, "input.deployment")
+            deployment_id = uuid_of(input.deployment, "Deployment", "input.deployment")
             updated = await deployments.update_traffic(
                 context.platform,
                 context.require_principal(),
                 deployment_id,
                 stable_percent=input.stable_percent,
-                canary_version_id=_uuid_of(input.canary, "ModelVersion", "canary"),
+                canary_version_id=_optional_uuid_of(input.canary, "ModelVersion", "input.canary"),
                 canary_percent=input.canary_percent,
-                shadow_version_id=_uuid_of(input.shadow, "ModelVersion", "shadow"),
+                shadow_version_id=_optional_uuid_of(input.shadow, "ModelVersion", "input.shadow"),
                 request_id=context.request_id,
             )
             wake_rollouts(context.platform)
@@ -168,8 +164,9 @@ class DeploymentMutation:
 
     @strawberry.mutation(
         extensions=requires_in_project("deployment", "predict", _DEPLOYMENT),
-        description="Predict from JSON records, one object of input values per row. Changes "
-        "nothing, so it is not audited; refusals are.",
+        description="Predict from JSON records, one object of input values per row, in order. "
+        "More records than `maxBatchSize` are split into batches, up to the deployment's "
+        "`maxQueueRows` (and 4096). Changes nothing, so it is not audited; refusals are.",
     )
     async def predict(
         self,
@@ -179,7 +176,7 @@ class DeploymentMutation:
         version: int | None = None,
     ) -> PredictResult:
         context: RequestContext = info.context
-        _, deployment_id = from_global_id(deployment, "deployment")
+        deployment_id = uuid_of(deployment, "Deployment", "deployment")
         try:
             columns = records_to_columns(inputs)
             prediction = await context.platform.service(INFERENCE_SERVER).predict(

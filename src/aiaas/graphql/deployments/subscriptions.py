@@ -21,7 +21,7 @@ from aiaas.graphql.permissions import (
     project_by_global_id,
     requires_in_project,
 )
-from aiaas.graphql.relay import from_global_id
+from aiaas.graphql.relay import uuid_of
 from aiaas.graphql.training.subscriptions import REAUTHORIZE_EVERY_S
 
 
@@ -38,7 +38,7 @@ class DeploymentSubscription:
         self, info: Info, deployment_id: strawberry.ID, after: str | None = None
     ) -> AsyncGenerator[DeploymentEvent, None]:
         context: RequestContext = info.context
-        _, deployment_uuid = from_global_id(deployment_id, "deploymentId")
+        deployment_uuid = uuid_of(deployment_id, "Deployment", "deploymentId")
         cursor = parse_cursor(after)
         async with context.platform.metadata.acquire() as connection:
             deployment = await get_deployment(connection, deployment_uuid)

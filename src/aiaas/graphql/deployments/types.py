@@ -2,13 +2,14 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 from uuid import UUID
 
 import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
+from aiaas.core import global_ids
 from aiaas.core.serving import deployments
 from aiaas.core.serving import drift_checks as drift_monitoring
 from aiaas.graphql.errors import ConflictResult, Error, InvalidInputResult, NotFoundResult
@@ -199,6 +200,26 @@ async def deployment_from_domain(info: Info, deployment: deployments.Deployment)
     return Deployment.from_domain(deployment, project.slug)
 
 
+def traffic_json(stored: dict[str, Any]) -> JSON:
+    """A traffic split as an event carries it to API users: `DeploymentTraffic`'s field names,
+    with each version as its global id. (The stream and the row hold the domain's own form.)"""
+    split = deployments.TrafficSplit.from_json(stored)
+
+    def version(version_id: UUID | None) -> str | None:
+        return None if version_id is None else to_global_id("ModelVersion", version_id)
+
+    return cast(
+        JSON,
+        {
+            "stablePercent": 100 - split.canary_percent,
+            "canaryPercent": split.canary_percent,
+            "stableVersion": version(split.stable_version_id),
+            "canaryVersion": version(split.canary_version_id),
+            "shadowVersion": version(split.shadow_version_id),
+        },
+    )
+
+
 @strawberry.type(description="A change of a deployment, as `deploymentEvents` streams it.")
 class DeploymentEvent:
     cursor: str
@@ -206,7 +227,12 @@ class DeploymentEvent:
     state: DeploymentState | None
     reason: str | None
     generation: int | None
-    traffic: JSON | None
+    traffic: JSON | None = strawberry.field(
+        description="The split after the change, named as `DeploymentTraffic` names it, each "
+        'version as its ModelVersion id: {"stablePercent": 90, "canaryPercent": 10, '
+        f'"stableVersion": "{global_ids.example("ModelVersion")}", "canaryVersion": ..., '
+        '"shadowVersion": null}.'
+    )
     at: str | None
 
     @classmethod
@@ -218,7 +244,7 @@ class DeploymentEvent:
             state=DeploymentState(state) if isinstance(state, str) else None,
             reason=event.get("reason"),
             generation=event.get("generation"),
-            traffic=event.get("traffic"),
+            traffic=traffic_json(event["traffic"]) if event.get("traffic") else None,
             at=event.get("at"),
         )
 

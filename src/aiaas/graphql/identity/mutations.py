@@ -30,7 +30,7 @@ from aiaas.graphql.identity.types import (
     User,
 )
 from aiaas.graphql.permissions import public, requires
-from aiaas.graphql.relay import from_global_id, to_global_id
+from aiaas.graphql.relay import to_global_id, uuid_of
 
 
 @strawberry.type
@@ -124,10 +124,8 @@ class IdentityMutation:
         principal = context.require_principal()
         try:
             try:
-                type_name, token_id = from_global_id(id, "id")
-                if type_name != "ApiToken":
-                    raise errors.NotFoundError("no such API token")
-            except (errors.InputError, errors.NotFoundError) as exc:
+                token_id = uuid_of(id, "ApiToken", "id")
+            except errors.InputError as exc:
                 # Refused before the domain's audited change: audited here as it would be.
                 await record_outside_change(
                     context.platform,

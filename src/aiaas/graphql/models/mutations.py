@@ -3,6 +3,8 @@ model's gates."""
 
 from __future__ import annotations
 
+import json
+from typing import Annotated
 from uuid import UUID
 
 import strawberry
@@ -12,7 +14,7 @@ from strawberry.types import Info
 from aiaas.core.audit import record_outside_change
 from aiaas.core.errors import PermissionDeniedError
 from aiaas.core.training import registry as models
-from aiaas.core.training.promotion import PROTECTED_ALIAS
+from aiaas.core.training.promotion import DEFAULT_GATE_ALIASES, PROTECTED_ALIAS
 from aiaas.graphql.context import RequestContext
 from aiaas.graphql.errors import expected
 from aiaas.graphql.models.types import (
@@ -30,7 +32,14 @@ from aiaas.graphql.permissions import (
     project_by_global_id,
     requires_in_project,
 )
-from aiaas.graphql.relay import from_global_id
+from aiaas.graphql.relay import uuid_of
+
+GATES_DESCRIPTION = (
+    'A list of gates, each {"kind": ..., its arguments, "aliases": [...]}. A gate guards the '
+    "moves of the aliases it lists in `aliases`; a gate that lists none guards "
+    f"{json.dumps(list(DEFAULT_GATE_ALIASES))} only. The kinds, their arguments and an example "
+    "of each: docs/reference.md."
+)
 
 
 async def _require_promote(context: RequestContext, version_id: UUID) -> None:
@@ -61,11 +70,12 @@ class ModelMutation:
             "model", "alias", project_by_global_id("version", within="input", of="ModelVersion")
         ),
         description="Point an alias of a model at one of its versions, once the model's "
-        "promotion gates for that alias pass. Moving `production` needs maintainer.",
+        "promotion gates that guard that alias pass (see `setModelPromotionGates`). Moving "
+        "`production` needs maintainer.",
     )
     async def set_model_alias(self, info: Info, input: SetModelAliasInput) -> SetModelAliasResult:
         context: RequestContext = info.context
-        _, version_id = from_global_id(input.version, "input.version")
+        version_id = uuid_of(input.version, "ModelVersion", "input.version")
 
         async def move() -> SetModelAliasSuccess:
             if input.alias == PROTECTED_ALIAS:
@@ -87,14 +97,18 @@ class ModelMutation:
         extensions=requires_in_project(
             "model", "configure", project_by_global_id("model", of="Model")
         ),
-        description="Set the checks a version must pass before an alias moves to it, e.g. "
-        '[{"kind": "metric_threshold", "metric": "f1", "min": 0.8}].',
+        description="Set the checks a version must pass before an alias they guard moves to it, "
+        'e.g. [{"kind": "metric_threshold", "metric": "accuracy", "min": 0.8, '
+        '"aliases": ["staging", "production"]}].',
     )
     async def set_model_promotion_gates(
-        self, info: Info, model: strawberry.ID, gates: JSON
+        self,
+        info: Info,
+        model: strawberry.ID,
+        gates: Annotated[JSON, strawberry.argument(description=GATES_DESCRIPTION)],
     ) -> SetPromotionGatesResult:
         context: RequestContext = info.context
-        _, model_id = from_global_id(model, "model")
+        model_id = uuid_of(model, "Model", "model")
 
         async def configure() -> SetPromotionGatesSuccess:
             updated = await models.set_promotion_gates(

@@ -111,7 +111,8 @@ class Model(Node):
     name: str
     description: str
     promotion_gates: JSON = strawberry.field(
-        description="Checks a version must pass before an alias moves to it."
+        description="Checks a version must pass before an alias they guard moves to it; each "
+        "guards the aliases it lists in `aliases` (see `setModelPromotionGates`)."
     )
     created_at: datetime
     model_uuid: strawberry.Private[UUID]

@@ -26,7 +26,7 @@ from aiaas.graphql.projects.types import (
     RemoveProjectMemberResult,
     RemoveProjectMemberSuccess,
 )
-from aiaas.graphql.relay import from_global_id
+from aiaas.graphql.relay import uuid_of
 
 MEMBER_OF_INPUT = project_by_global_id("project", within="input")
 
@@ -62,7 +62,7 @@ class ProjectMutation:
     )
     async def archive_project(self, info: Info, id: strawberry.ID) -> ArchiveProjectResult:
         context: RequestContext = info.context
-        _, project_id = from_global_id(id)
+        project_id = uuid_of(id, "Project", "id")
 
         async def archive() -> ArchiveProjectSuccess:
             project = await projects.archive_project(
@@ -99,7 +99,7 @@ class ProjectMutation:
         self, info: Info, input: RemoveProjectMemberInput
     ) -> RemoveProjectMemberResult:
         context: RequestContext = info.context
-        _, project_id = from_global_id(input.project, "input.project")
+        project_id = uuid_of(input.project, "Project", "input.project")
 
         async def remove() -> RemoveProjectMemberSuccess:
             await members.remove_member(
@@ -121,7 +121,7 @@ async def _member_change(
     info: Info, input: ProjectMemberInput, change: MemberChange
 ) -> ProjectMemberResult:
     context: RequestContext = info.context
-    _, project_id = from_global_id(input.project, "input.project")
+    project_id = uuid_of(input.project, "Project", "input.project")
 
     async def apply() -> ProjectMemberSuccess:
         member = await change(

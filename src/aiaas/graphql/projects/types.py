@@ -4,7 +4,7 @@ models and deployments), with the inputs and results of the project mutations.""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, cast
+from typing import Annotated, Any, cast
 from uuid import UUID
 
 import strawberry
@@ -30,9 +30,9 @@ from aiaas.graphql.permissions import project_of_source, requires_in_project
 from aiaas.graphql.relay import (
     Connection,
     Node,
-    from_global_id,
     page_connection,
     to_global_id,
+    uuid_of,
 )
 from aiaas.graphql.training.types import TrainingJob, TrainingJobComparison
 
@@ -88,6 +88,16 @@ class AuditEvent:
             correlation_id=event.correlation_id,
             details=cast(JSON, event.details),
         )
+
+
+def _comparison_row(row: Any) -> dict[str, Any]:
+    """A compared job (`core.training.compare_jobs`) as `rows` answers it: with global ids."""
+    version_id = row.model_version_id
+    return {
+        **row.as_json(),
+        "jobId": to_global_id("TrainingJob", row.job.id),
+        "modelVersionId": to_global_id("ModelVersion", version_id) if version_id else None,
+    }
 
 
 @strawberry.type(description="A project: the unit of ownership and of access control.")
@@ -205,14 +215,17 @@ class Project(Node):
     async def compare_training_jobs(
         self, info: Info, ids: list[strawberry.ID]
     ) -> TrainingJobComparison:
-        job_ids = [from_global_id(job_id, "ids")[1] for job_id in ids]
+        job_ids = [
+            uuid_of(job_id, ("TrainingJob", "Job"), f"ids.{index}")
+            for index, job_id in enumerate(ids)
+        ]
         async with info.context.platform.metadata.acquire() as connection:
             rows = await compare_jobs(connection, self.project_uuid, job_ids)
         return TrainingJobComparison(
             jobs=[TrainingJob.from_domain(row.job) for row in rows],
             hyperparameter_names=sorted({k for row in rows for k in row.hyperparameters}),
             metric_names=sorted({k for row in rows for k in row.final_metrics}),
-            rows=cast(JSON, [row.as_json() for row in rows]),
+            rows=cast(JSON, [_comparison_row(row) for row in rows]),
         )
 
     @strawberry.field(extensions=requires_in_project("model", "read", project_of_source))

@@ -12,7 +12,7 @@ from aiaas.core.training import submission
 from aiaas.graphql.context import RequestContext
 from aiaas.graphql.errors import expected
 from aiaas.graphql.permissions import project_by_global_id, requires_in_project
-from aiaas.graphql.relay import from_global_id
+from aiaas.graphql.relay import uuid_of
 from aiaas.graphql.training.types import (
     CancelTrainingJobResult,
     SubmitTrainingJobInput,
@@ -37,7 +37,7 @@ class TrainingMutation:
         self, info: Info, input: SubmitTrainingJobInput
     ) -> SubmitTrainingJobResult:
         context: RequestContext = info.context
-        _, version_id = from_global_id(input.dataset_version, "input.datasetVersion")
+        version_id = uuid_of(input.dataset_version, "DatasetVersion", "input.datasetVersion")
 
         async def submit() -> TrainingJobSuccess:
             if not isinstance(input.hyperparameters, Mapping):
@@ -73,7 +73,7 @@ class TrainingMutation:
     )
     async def cancel_training_job(self, info: Info, id: strawberry.ID) -> CancelTrainingJobResult:
         context: RequestContext = info.context
-        _, job_id = from_global_id(id)
+        job_id = uuid_of(id, "TrainingJob", "id")
 
         async def cancel() -> TrainingJobSuccess:
             job = await submission.cancel_training_job(

@@ -16,7 +16,7 @@ from aiaas.graphql.permissions import (
     project_by_global_id,
     requires_in_project,
 )
-from aiaas.graphql.relay import from_global_id
+from aiaas.graphql.relay import uuid_of
 from aiaas.graphql.training.types import JobEvent
 
 REAUTHORIZE_EVERY_S = 1.0
@@ -36,7 +36,7 @@ class TrainingSubscription:
         self, info: Info, job_id: strawberry.ID, after: str | None = None
     ) -> AsyncGenerator[JobEvent, None]:
         context: RequestContext = info.context
-        _, job_uuid = from_global_id(job_id, "jobId")
+        job_uuid = uuid_of(job_id, ("TrainingJob", "Job"), "jobId")
         cursor = parse_cursor(after)
         job = await context.loader("job").load(job_uuid)
         if job.state in TERMINAL_STATES:

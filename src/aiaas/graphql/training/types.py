@@ -105,7 +105,10 @@ class TrainingJob(Node):
         found = await info.context.loader("model_version_by_job").load(self.job_uuid)
         return ModelVersion.from_domain(found) if found is not None else None
 
-    @strawberry.field(description="The keys of its metric history (loss, ...).")
+    @strawberry.field(
+        description="The keys of its metric history: loss at every step; train_loss and val_* "
+        "(val_loss, val_accuracy, val_f1_macro, val_rmse, ...) at the end of each epoch."
+    )
     async def metric_keys(self, info: Info) -> list[str]:
         found: list[str] | None = await info.context.loader("metric_keys").load(self.job_uuid)
         return found or []
@@ -159,7 +162,11 @@ class JobEvent:
     step: int | None
     total_steps: int | None
     epoch: int | None
-    metrics: JSON | None
+    metrics: JSON | None = strawberry.field(
+        description="Of a progress event: the latest value of each metric, the step's loss and "
+        "the train_loss and val_* of the last epoch that ended. Of a model event: the "
+        "version's metrics."
+    )
     examples_per_second: float | None
     eta_seconds: float | None
     model_version: strawberry.ID | None
@@ -209,7 +216,11 @@ class SubmitTrainingJobInput:
         default_factory=dict, description="Left-out hyperparameters take their defaults."
     )
     validation_fraction: float = strawberry.field(
-        default=0.2, description="Share of rows held out for evaluation, in [0, 1)."
+        default=0.2,
+        description="Share of rows held out for evaluation, in [0, 1), drawn by the seed (not "
+        "stratified). Every epoch's val_* metrics and the model version's metrics are measured "
+        "on it. 0 trains on every row and measures nothing, so it is refused while the model "
+        "has promotion gates.",
     )
     seed: int = 0
     model_name: str | None = strawberry.field(

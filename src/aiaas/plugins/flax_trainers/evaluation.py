@@ -1,4 +1,10 @@
-"""Held-out metrics in plain numpy.
+"""Held-out metrics in plain numpy, on the run's own validation split.
+
+The names say how a figure is averaged (docs/metrics.md). With two classes, `precision`,
+`recall`, `f1` and `roc_auc` are those of the positive class, the second of the sorted classes
+(`True`, `1`, or the later string), recorded as `positive_label`. With more, they are the
+unweighted means over the classes (one-vs-rest for ROC AUC), named `precision_macro`,
+`recall_macro`, `f1_macro` and `roc_auc_macro`.
 
 A metric that cannot be computed (no validation rows, a single class present, a constant
 target) is left out rather than given a made-up value. Precision and recall of a class that was
@@ -7,13 +13,16 @@ never predicted (or never present) count as 0, as scikit-learn does by default.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 _PROBABILITY_FLOOR = 1e-7
 """Log loss clips probabilities so one confident mistake gives a large, finite loss."""
+_NOT_PER_EPOCH = frozenset({"validation_examples", "positive_label"})
+"""Numbers that describe the split rather than the model: the version keeps them, an epoch
+does not repeat them."""
 
 
 def classification_metrics(
@@ -42,16 +51,22 @@ def classification_metrics(
     precision = _safe_divide(true_positives, predicted_totals)
     recall = _safe_divide(true_positives, actual_totals)
     f1 = _safe_divide(2 * precision * recall, precision + recall)
-    if class_count == 2:
-        # Binary: the figures of the positive class, the second of the sorted classes (True, 1).
-        metrics.update(precision=precision[1], recall=recall[1], f1=f1[1])
+    binary = class_count == 2
+    if binary:
+        # The figures of the positive class, the second of the sorted classes (True, 1).
+        metrics["positive_label"] = classes[1]
+        averaged = {"precision": precision[1], "recall": recall[1], "f1": f1[1]}
     else:
-        metrics.update(precision=precision.mean(), recall=recall.mean(), f1=f1.mean())
-    metrics.update({key: float(metrics[key]) for key in ("precision", "recall", "f1")})
+        averaged = {
+            "precision_macro": precision.mean(),
+            "recall_macro": recall.mean(),
+            "f1_macro": f1.mean(),
+        }
+    metrics.update({key: float(value) for key, value in averaged.items()})
 
     roc_auc = _roc_auc(probabilities[known], labels[known], class_count)
     if roc_auc is not None:
-        metrics["roc_auc"] = roc_auc
+        metrics["roc_auc" if binary else "roc_auc_macro"] = roc_auc
     return metrics
 
 
@@ -73,6 +88,19 @@ def regression_metrics(
     if count >= 2 and total > 0:
         metrics["r2"] = 1.0 - float(np.sum(errors**2)) / total
     return metrics
+
+
+def epoch_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """What an epoch reports of an evaluation: its figures, each prefixed `val_` (`val_loss`,
+    `val_f1_macro`), without the counts and lists (`validation_examples`, `labels`,
+    `confusion_matrix`) that only the model version keeps."""
+    return {
+        f"val_{key}": float(value)
+        for key, value in metrics.items()
+        if key not in _NOT_PER_EPOCH
+        and isinstance(value, int | float)
+        and not isinstance(value, bool)
+    }
 
 
 def _safe_divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:

@@ -145,6 +145,10 @@ class FlaxTrainer(Trainer):
         validation_targets = pipeline.encode_classes(
             classes, [labels[index] for index in split.validation]
         )
+
+        def evaluate(probabilities: np.ndarray) -> dict[str, Any]:
+            return classification_metrics(probabilities, validation_targets, classes)
+
         weights = (
             pipeline.balanced_class_weights(train_targets, len(classes))
             if values["balance_classes"]
@@ -157,19 +161,19 @@ class FlaxTrainer(Trainer):
                 train_inputs=prepared.train_inputs,
                 train_targets=train_targets,
                 validation_inputs=prepared.validation_inputs,
+                evaluate=evaluate,
                 class_weights=weights,
             ),
             self._loop_settings(run, values),
             reporter,
         )
-        metrics = classification_metrics(result.validation_outputs, validation_targets, classes)
         label_dtype = {bool: "bool", int: "int64", str: "str"}.get(type(classes[0]), "str")
         outputs = (
             TensorSpec(name="label", dtype=label_dtype, shape=(-1,)),
             TensorSpec(name="probabilities", dtype="float32", shape=(-1, len(classes))),
         )
         return self._trained(
-            run, values, preprocessing, architecture, {"classes": classes}, outputs, result, metrics
+            run, values, preprocessing, architecture, {"classes": classes}, outputs, result
         )
 
     def _fit_regressor(
@@ -185,6 +189,13 @@ class FlaxTrainer(Trainer):
         targets = pipeline.table_column(table, run.target)
         scale = pipeline.fit_standardized_target(targets[split.train])
         standardized = ((targets[split.train] - scale["mean"]) / scale["std"]).astype(np.float32)
+        validation_targets = targets[split.validation]
+
+        def evaluate(predictions: np.ndarray) -> dict[str, Any]:
+            # The model predicts the standardized target; the metrics are in the target's units.
+            unscaled = predictions * scale["std"] + scale["mean"]
+            return regression_metrics(unscaled, validation_targets, scale["std"])
+
         architecture = self.architecture(preprocessing, values, 1)
         result = train.train_and_evaluate(
             architecture,
@@ -192,16 +203,13 @@ class FlaxTrainer(Trainer):
                 train_inputs=prepared.train_inputs,
                 train_targets=standardized,
                 validation_inputs=prepared.validation_inputs,
+                evaluate=evaluate,
             ),
             self._loop_settings(run, values),
             reporter,
         )
-        predictions = result.validation_outputs * scale["std"] + scale["mean"]
-        metrics = regression_metrics(predictions, targets[split.validation], scale["std"])
         outputs = (TensorSpec(name="value", dtype="float32", shape=(-1,)),)
-        return self._trained(
-            run, values, preprocessing, architecture, scale, outputs, result, metrics
-        )
+        return self._trained(run, values, preprocessing, architecture, scale, outputs, result)
 
     def _loop_settings(self, run: TrainingRun, values: Mapping[str, Any]) -> Any:
         from aiaas.plugins.flax_trainers.train import LoopSettings
@@ -227,7 +235,6 @@ class FlaxTrainer(Trainer):
         target: Mapping[str, Any],
         outputs: tuple[TensorSpec, ...],
         result: Any,
-        metrics: dict[str, Any],
     ) -> TrainedModel:
         schema = run.table.schema
         # Strings stay strings (the bundle encodes them); every other column is read as float32.
@@ -250,7 +257,7 @@ class FlaxTrainer(Trainer):
             format=flax_nnx.FORMAT,
             bundle=bundle,
             signature=signature,
-            metrics=metrics,
+            metrics=result.metrics,
             steps=result.steps,
         )
 

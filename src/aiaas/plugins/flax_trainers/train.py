@@ -1,4 +1,4 @@
-"""The train loop: the train step, the eval step and `train_and_evaluate`.
+"""The train loop: the train step, the evaluation and `train_and_evaluate`.
 
 The step is a functional `jax.jit` over the `nnx.split` state (the graph definition is static,
 the parameters and optimizer state are plain pytrees), with the state buffers donated so each
@@ -8,14 +8,21 @@ nothing between host and device.
 
 Losses are read late and in blocks: each step writes its loss into a small device array, and a
 block of `LOSS_BLOCK` steps is read back once the device has finished it, which the host never
-waits for unless the device is `MAX_UNREAD_BLOCKS` behind. Before a checkpoint every loss is
-read at once, and the state checked, so that a diverged state is never saved.
+waits for unless the device is `MAX_UNREAD_BLOCKS` behind (`progress_meter`). Before a
+checkpoint every loss is read at once, and the state checked, so that a diverged state is never
+saved.
+
+Each epoch ends with an evaluation of the validation split: the split is staged on the devices
+once, and one jitted call (`validation_split.compiled_evaluation`) maps the model over all of
+it, batch by batch. Its outputs are read as late as the losses, with the block that holds the
+epoch's last step, whose progress then carries the epoch's metrics: `train_loss`, the mean of
+the epoch's step losses, and the evaluation's figures prefixed `val_`
+(`evaluation.epoch_metrics`). The last epoch's evaluation is the model's.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -31,9 +38,15 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 
 from aiaas.core.errors import TrainingCancelled, TrainingDiverged
-from aiaas.core.trainers import CheckpointSealer, Progress, Task, TrainingReporter
+from aiaas.core.trainers import CheckpointSealer, Task, TrainingReporter
 from aiaas.formats.flax_nnx_models import build_model
 from aiaas.plugins.flax_trainers.checkpoints import CheckpointStore
+from aiaas.plugins.flax_trainers.progress_meter import (
+    LOSS_BLOCK,
+    EpochLoss,
+    ProgressMeter,
+    Unread,
+)
 from aiaas.plugins.flax_trainers.staging import (
     BatchStager,
     Schedule,
@@ -41,17 +54,7 @@ from aiaas.plugins.flax_trainers.staging import (
     partition,
     plan_schedule,
 )
-
-EVAL_BATCH = 1024
-LOSS_BLOCK = 8
-"""Losses are collected on the device and read back this many steps at a time: reading a
-device array costs the host tens of microseconds, too much to pay on every step."""
-MAX_UNREAD_BLOCKS = 2
-"""Blocks the device may run ahead of the losses read back: enough to keep it busy while the
-host reports, few enough that a divergence is caught within a few dozen steps."""
-RATE_WINDOW = 16
-"""Loss blocks over which examples/s is measured: recent enough to follow changes, long enough
-to smooth the jitter."""
+from aiaas.plugins.flax_trainers.validation_split import ValidationSplit, compiled_evaluation
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,6 +63,10 @@ class TrainingArrays:
     train_targets: np.ndarray
     """Class indices (int32) for a classifier, the standardized target (float32) otherwise."""
     validation_inputs: np.ndarray
+    evaluate: Callable[[np.ndarray], dict[str, Any]]
+    """The evaluation of the validation outputs (probabilities [rows, classes] of a classifier,
+    standardized predictions [rows] of a regressor): what the model version records and, as
+    `epoch_metrics`, what each epoch reports."""
     class_weights: np.ndarray | None = None
     """Per-class loss weights of a classifier; None when weighting is off."""
 
@@ -81,8 +88,8 @@ class LoopSettings:
 class TrainingResult:
     params: dict[str, Any]
     """Host numpy arrays, as `nnx.to_pure_dict` nests them."""
-    validation_outputs: np.ndarray
-    """Probabilities [rows, classes] of a classifier, standardized predictions [rows] else."""
+    metrics: dict[str, Any]
+    """`TrainingArrays.evaluate` of the final parameters."""
     steps: int
 
 
@@ -155,66 +162,6 @@ def compiled_train_step(
     return jax.jit(train_step, donate_argnums=(0, 1, 2), out_shardings=replicated)
 
 
-@functools.lru_cache(maxsize=16)
-def compiled_eval_step(graphdef: nnx.GraphDef[Any], task: Task, mesh: Mesh) -> Callable[..., Any]:
-    """Probabilities of a classifier, the standardized prediction of a regressor."""
-
-    def eval_step(params: Any, inputs: jax.Array) -> jax.Array:
-        outputs = nnx.merge(graphdef, params)(inputs)
-        return jax.nn.softmax(outputs) if task == "classification" else outputs[:, 0]
-
-    return jax.jit(eval_step, out_shardings=NamedSharding(mesh, partition("data")))
-
-
-Unread = deque[tuple[int, int, Any]]
-"""Blocks of steps (first, last, their `losses` device array) not read yet, oldest first.
-`Any`, because `jax.Array` does not declare the `is_ready` that every concrete array has."""
-
-
-class _ProgressMeter:
-    """Turns finished losses into `Progress` reports; raises when a loss is not finite."""
-
-    def __init__(
-        self, reporter: TrainingReporter, schedule: Schedule, start_step: int, now: float
-    ) -> None:
-        self.reporter = reporter
-        self.schedule = schedule
-        self.window: deque[tuple[float, int]] = deque([(now, start_step)], maxlen=RATE_WINDOW)
-
-    def report_finished(self, unread: Unread) -> None:
-        """Reports the blocks the device has finished, oldest first, without waiting for it;
-        waits only once it is `MAX_UNREAD_BLOCKS` behind, to bound how late a report (or a
-        divergence) can be."""
-        while unread and (len(unread) > MAX_UNREAD_BLOCKS or unread[0][2].is_ready()):
-            self.report_block(*unread.popleft())
-
-    def report_all(self, unread: Unread) -> None:
-        while unread:
-            self.report_block(*unread.popleft())
-
-    def report_block(self, first: int, last: int, losses: jax.Array) -> None:
-        values = np.asarray(losses).tolist()
-        now = time.perf_counter()
-        self.window.append((now, last))
-        first_time, first_step = self.window[0]
-        steps_per_s = (last - first_step) / max(now - first_time, 1e-9)
-        for step in range(first, last + 1):
-            # Step n (counted from 1) wrote its loss at (n - 1) % LOSS_BLOCK.
-            value = values[(step - 1) % LOSS_BLOCK]
-            if not math.isfinite(value):
-                raise TrainingDiverged(f"loss became {value} at step {step}")
-            self.reporter.progress(
-                Progress(
-                    step=step,
-                    total_steps=self.schedule.total_steps,
-                    epoch=(step - 1) // self.schedule.steps_per_epoch + 1,
-                    metrics={"loss": value},
-                    examples_per_s=steps_per_s * self.schedule.batch_size,
-                    eta_s=(self.schedule.total_steps - step) / max(steps_per_s, 1e-9),
-                )
-            )
-
-
 def _host_state(params: Any, optimizer_state: Any) -> list[np.ndarray]:
     leaves = jax.device_get(jax.tree.leaves((params, optimizer_state)))
     return [np.asarray(leaf) for leaf in leaves]
@@ -252,6 +199,9 @@ def train_and_evaluate(
             step = min(restored.step, schedule.total_steps)
             params, optimizer_state = jax.tree.unflatten(treedef, restored.leaves)
         params, optimizer_state = jax.device_put((params, optimizer_state), replicated)
+        validation = ValidationSplit(
+            arrays.validation_inputs, compiled_evaluation(graphdef, settings.task, mesh), mesh
+        )
         reporter.resumed(step)
         loop = _Loop(
             train_step=compiled_train_step(
@@ -272,13 +222,15 @@ def train_and_evaluate(
             reporter=reporter,
             store=store,
             mesh=mesh,
+            validation=validation,
         )
-        params = loop.run(params, optimizer_state, step)
+        epoch_loss = EpochLoss.from_layout(restored.layout, schedule) if restored else EpochLoss()
+        params, metrics = loop.run(params, optimizer_state, step, epoch_loss)
 
-    eval_step = compiled_eval_step(graphdef, settings.task, mesh)
-    outputs = _evaluate(eval_step, params, arrays.validation_inputs, mesh)
+    if metrics is None:  # resumed at the end: no epoch ended in this run
+        metrics = arrays.evaluate(validation.outputs(validation.dispatch(params)))
     return TrainingResult(
-        params=jax.device_get(params), validation_outputs=outputs, steps=schedule.total_steps
+        params=jax.device_get(params), metrics=metrics, steps=schedule.total_steps
     )
 
 
@@ -292,9 +244,13 @@ class _Loop:
     reporter: TrainingReporter
     store: CheckpointStore
     mesh: Mesh
+    validation: ValidationSplit
 
-    def run(self, params: Any, optimizer_state: Any, step: int) -> Any:
-        """Steps from `step` to the end; returns the final parameters."""
+    def run(
+        self, params: Any, optimizer_state: Any, step: int, epoch_loss: EpochLoss
+    ) -> tuple[Any, dict[str, Any] | None]:
+        """Steps from `step` to the end; returns the final parameters and their evaluation
+        (None when no step was left to run)."""
         schedule, reporter = self.schedule, self.reporter
         weights = self.arrays.class_weights
         class_weights, step_count, losses = jax.device_put(
@@ -305,7 +261,15 @@ class _Loop:
             ),
             NamedSharding(self.mesh, partition()),
         )
-        meter = _ProgressMeter(reporter, schedule, step, time.perf_counter())
+        meter = ProgressMeter(
+            reporter,
+            schedule,
+            step,
+            time.perf_counter(),
+            evaluate=self.arrays.evaluate,
+            validation=self.validation,
+            epoch_loss=epoch_loss,
+        )
         unread: Unread = deque()
         block_first = step + 1  # the first step of the block `losses` is collecting
         staged_key: tuple[int, int] | None = None
@@ -324,6 +288,8 @@ class _Loop:
                 params, optimizer_state, step_count, losses, inputs, targets, class_weights
             )
             step += 1
+            if step % schedule.steps_per_epoch == 0:
+                meter.evaluated(step, self.validation.dispatch(params))
             checkpoint = (
                 step % self.settings.checkpoint_every_steps == 0 or step == schedule.total_steps
             )
@@ -333,10 +299,12 @@ class _Loop:
                 meter.report_finished(unread)
             if checkpoint:
                 meter.report_all(unread)
-                self._checkpoint(step, params, optimizer_state)
-        return params
+                self._checkpoint(step, params, optimizer_state, meter.epoch_loss)
+        return params, meter.final_metrics
 
-    def _checkpoint(self, step: int, params: Any, optimizer_state: Any) -> None:
+    def _checkpoint(
+        self, step: int, params: Any, optimizer_state: Any, epoch_loss: EpochLoss
+    ) -> None:
         """Only a state whose loss (reported just before) and parameters are finite is saved."""
         leaves = _host_state(params, optimizer_state)
         if not _all_finite(leaves):
@@ -345,26 +313,9 @@ class _Loop:
             "batch_size": self.schedule.batch_size,
             "steps_per_epoch": self.schedule.steps_per_epoch,
             "total_steps": self.schedule.total_steps,
+            "epoch_loss_total": epoch_loss.total,
+            "epoch_loss_steps": epoch_loss.steps,
         }
         self.reporter.checkpointing(step)
         self.store.save(step, leaves, layout)
         self.reporter.checkpointed(step)
-
-
-def _evaluate(
-    eval_step: Callable[..., Any], params: Any, inputs: np.ndarray, mesh: Mesh
-) -> np.ndarray:
-    """Outputs for every validation row, in fixed-size batches (the last one padded) so that
-    evaluation compiles once."""
-    count = inputs.shape[0]
-    if count == 0:
-        return np.zeros((0,), dtype=np.float32)
-    batch = min(EVAL_BATCH, 1 << max(0, count - 1).bit_length())
-    batch = -(-batch // mesh.size) * mesh.size
-    sharding = NamedSharding(mesh, partition("data"))
-    outputs = []
-    for start in range(0, count, batch):
-        part = inputs[start : start + batch]
-        padded = np.concatenate([part, np.zeros((batch - len(part), *part.shape[1:]), part.dtype)])
-        outputs.append(np.asarray(eval_step(params, jax.device_put(padded, sharding)))[: len(part)])
-    return np.concatenate(outputs)

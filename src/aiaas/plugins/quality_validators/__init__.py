@@ -1,19 +1,14 @@
 """The built-in data quality validators: schema, completeness, consistency and accuracy.
 
-    schema        {"kind": "column_type", "column": "age", "dtype": "integer"}
-    completeness  {"kind": "not_null", "column": "age"}
-                  {"kind": "row_count", "min": 100, "max": 1000000}
-                  and always: the rows with an empty cell (never blocking)
-    consistency   {"kind": "unique", "columns": ["customer_id"]}
-                  {"kind": "no_duplicate_rows"}
-                  {"kind": "rule", "expression": "start <= end"}
-                  and always: the share of repeated rows (never blocking)
-    accuracy      {"kind": "range", "column": "age", "min": 0, "max": 130}
-                  {"kind": "allowed_values", "column": "country", "values": ["FR", "DE"]}
-                  {"kind": "regex", "column": "email", "pattern": "[^@]+@[^@]+"}
+    schema        column_type
+    completeness  not_null, row_count; and always: the rows with an empty cell (never blocking)
+    consistency   unique, no_duplicate_rows, rule; and always: the share of repeated rows (never
+                  blocking)
+    accuracy      range, allowed_values, regex
 
-Every expectation may say `"blocking": false`; it is blocking otherwise. Schema checks count in
-the consistency score.
+Each module declares the arguments of its kinds (`SHAPES`), from which `docs/reference.md` is
+generated (`aiaas export-reference`), with an example of each. Every expectation may say
+`"blocking": false`; it is blocking otherwise. Schema checks count in the consistency score.
 
 One module per validator, named after what it checks; `results` holds what they share.
 """

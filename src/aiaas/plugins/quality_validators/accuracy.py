@@ -8,9 +8,55 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from aiaas.core.arguments import Argument, ArgumentProblem, ArgumentType, KindShape
 from aiaas.core.data import is_numeric
 from aiaas.core.validation import CheckResult, Expectation, Validator
-from aiaas.plugins.quality_validators.results import column_problems, examples_of, result
+from aiaas.plugins.quality_validators.results import argument_problems, examples_of, result
+
+_COLUMN = Argument("column", ArgumentType.COLUMN, "The column to check.", required=True)
+SHAPES = (
+    KindShape(
+        "range",
+        "Each value of a numeric column lies within bounds (NaN never does).",
+        (
+            _COLUMN,
+            Argument("min", ArgumentType.NUMBER, "The lowest value allowed.", default="no minimum"),
+            Argument(
+                "max", ArgumentType.NUMBER, "The highest value allowed.", default="no maximum"
+            ),
+        ),
+        {"kind": "range", "column": "age", "min": 0, "max": 130},
+        at_least_one_of=("min", "max"),
+    ),
+    KindShape(
+        "allowed_values",
+        "Each value of the column is one of a list.",
+        (
+            _COLUMN,
+            Argument(
+                "values",
+                ArgumentType.VALUES,
+                "The values allowed, all of one type (that of the column).",
+                required=True,
+            ),
+        ),
+        {"kind": "allowed_values", "column": "country", "values": ["FR", "DE", "US"]},
+    ),
+    KindShape(
+        "regex",
+        "Each value of the column, as text, matches a regular expression as a whole.",
+        (
+            _COLUMN,
+            Argument(
+                "pattern",
+                ArgumentType.TEXT,
+                "The regular expression (RE2 syntax), anchored at both ends.",
+                required=True,
+            ),
+        ),
+        {"kind": "regex", "column": "email", "pattern": "[^@]+@[^@]+\\.[a-z]+"},
+    ),
+)
 
 
 def _compiles(pattern: str) -> bool:
@@ -27,40 +73,31 @@ def _compiles(pattern: str) -> bool:
 
 class AccuracyValidator(Validator):
     def expectation_kinds(self) -> frozenset[str]:
-        return frozenset({"range", "allowed_values", "regex"})
+        return frozenset(shape.kind for shape in SHAPES)
+
+    def kind_shapes(self) -> Sequence[KindShape]:
+        return SHAPES
 
     def problems(self, expectation: Expectation, columns: Mapping[str, str]) -> list[str]:
-        problems = column_problems(expectation, columns)
-        kind = expectation.get("kind")
+        problems = argument_problems(self, expectation, columns)
+        if problems:
+            return problems
+        kind, name = expectation.get("kind"), expectation["column"]
         if kind == "range":
             low, high = expectation.get("min"), expectation.get("max")
-            numbers = [b for b in (low, high) if b is not None]
-            if not numbers or not all(
-                isinstance(b, int | float) and not isinstance(b, bool) for b in numbers
-            ):
-                problems.append("range needs a numeric min, max or both")
-            elif low is not None and high is not None and low > high:
-                problems.append("min is more than max")
-            name = expectation.get("column")
-            if (
-                columns
-                and isinstance(name, str)
-                and columns.get(name) not in {None, "integer", "float"}
-            ):
-                problems.append(f"column {name!r} is not numeric")
+            if low is not None and high is not None and low > high:
+                problems.append(ArgumentProblem("min", f"min ({low}) is more than max ({high})"))
+            if columns.get(name, "integer") not in {"integer", "float"}:
+                problems.append(
+                    ArgumentProblem("column", f"column {name!r} is not numeric: {columns[name]}")
+                )
         elif kind == "allowed_values":
-            values = expectation.get("values")
-            if not isinstance(values, list) or not values:
-                problems.append("values must be a non-empty list")
-            else:
-                try:
-                    pa.array(values)
-                except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-                    problems.append("values must all be of one type")
-        elif kind == "regex":
-            pattern = expectation.get("pattern")
-            if not isinstance(pattern, str) or not _compiles(pattern):
-                problems.append("pattern must be a valid regular expression")
+            try:
+                pa.array(expectation["values"])
+            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+                problems.append(ArgumentProblem("values", "must all be of one type"))
+        elif kind == "regex" and not _compiles(expectation["pattern"]):
+            problems.append(ArgumentProblem("pattern", "must be a valid regular expression"))
         return problems
 
     def validate(self, table: pa.Table, expectations: Sequence[Expectation]) -> list[CheckResult]:

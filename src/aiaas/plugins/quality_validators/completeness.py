@@ -8,26 +8,43 @@ from collections.abc import Mapping, Sequence
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from aiaas.core.arguments import Argument, ArgumentProblem, ArgumentType, KindShape
 from aiaas.core.validation import CheckResult, Expectation, Validator
-from aiaas.plugins.quality_validators.results import column_problems, result
+from aiaas.plugins.quality_validators.results import argument_problems, result
+
+SHAPES = (
+    KindShape(
+        "not_null",
+        "The column has a value in every row.",
+        (Argument("column", ArgumentType.COLUMN, "The column to check.", required=True),),
+        {"kind": "not_null", "column": "email"},
+    ),
+    KindShape(
+        "row_count",
+        "The version has a number of rows within bounds.",
+        (
+            Argument("min", ArgumentType.COUNT, "The fewest rows allowed.", default="no minimum"),
+            Argument("max", ArgumentType.COUNT, "The most rows allowed.", default="no maximum"),
+        ),
+        {"kind": "row_count", "min": 3, "max": 1000000},
+        at_least_one_of=("min", "max"),
+    ),
+)
 
 
 class CompletenessValidator(Validator):
     def expectation_kinds(self) -> frozenset[str]:
-        return frozenset({"not_null", "row_count"})
+        return frozenset(shape.kind for shape in SHAPES)
+
+    def kind_shapes(self) -> Sequence[KindShape]:
+        return SHAPES
 
     def problems(self, expectation: Expectation, columns: Mapping[str, str]) -> list[str]:
-        if expectation.get("kind") == "not_null":
-            return column_problems(expectation, columns)
-        bounds = [expectation.get(key) for key in ("min", "max")]
-        if all(bound is None for bound in bounds):
-            return ["row_count needs min, max or both"]
-        if any(bound is not None and (not isinstance(bound, int) or bound < 0) for bound in bounds):
-            return ["min and max must be whole numbers, zero or more"]
-        low, high = bounds
-        if low is not None and high is not None and low > high:
-            return ["min is more than max"]
-        return []
+        found = argument_problems(self, expectation, columns)
+        low, high = expectation.get("min"), expectation.get("max")
+        if not found and low is not None and high is not None and low > high:
+            found.append(ArgumentProblem("min", f"min ({low}) is more than max ({high})"))
+        return found
 
     def validate(self, table: pa.Table, expectations: Sequence[Expectation]) -> list[CheckResult]:
         results = []

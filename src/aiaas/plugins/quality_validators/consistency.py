@@ -9,10 +9,46 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from aiaas.core.arguments import Argument, ArgumentProblem, ArgumentType, KindShape
 from aiaas.core.data import compile_expression, evaluate_mask, json_value
 from aiaas.core.errors import InputError
 from aiaas.core.validation import MAX_EXAMPLES, CheckResult, Expectation, Validator
-from aiaas.plugins.quality_validators.results import column_problems, result
+from aiaas.plugins.quality_validators.results import argument_problems, result
+
+SHAPES = (
+    KindShape(
+        "unique",
+        "No two rows have the same values in the columns, taken together: a key.",
+        (
+            Argument(
+                "columns",
+                ArgumentType.COLUMNS,
+                "The columns that form the key; one column is a list of one.",
+                required=True,
+            ),
+        ),
+        {"kind": "unique", "columns": ["customer_id"]},
+    ),
+    KindShape(
+        "no_duplicate_rows",
+        "No row repeats an earlier row in every column.",
+        (),
+        {"kind": "no_duplicate_rows"},
+    ),
+    KindShape(
+        "rule",
+        "A condition across columns holds on every row (a row where it is unknown passes).",
+        (
+            Argument(
+                "expression",
+                ArgumentType.TEXT,
+                "The condition, in the expression language of `filter_rows`.",
+                required=True,
+            ),
+        ),
+        {"kind": "rule", "expression": "signup_date <= last_order_date"},
+    ),
+)
 
 
 def _duplicate_rows(table: pa.Table, keys: list[str]) -> tuple[int, list[Any]]:
@@ -26,24 +62,19 @@ def _duplicate_rows(table: pa.Table, keys: list[str]) -> tuple[int, list[Any]]:
 
 class ConsistencyValidator(Validator):
     def expectation_kinds(self) -> frozenset[str]:
-        return frozenset({"unique", "no_duplicate_rows", "rule"})
+        return frozenset(shape.kind for shape in SHAPES)
+
+    def kind_shapes(self) -> Sequence[KindShape]:
+        return SHAPES
 
     def problems(self, expectation: Expectation, columns: Mapping[str, str]) -> list[str]:
-        kind = expectation.get("kind")
-        if kind == "unique":
-            names = expectation.get("columns")
-            if not isinstance(names, list) or not names:
-                return ["columns must be a non-empty list"]
-            return [p for name in names for p in column_problems({"column": name}, columns)]
-        if kind == "rule":
-            text = expectation.get("expression")
-            if not isinstance(text, str):
-                return ["expression must be text"]
+        found = argument_problems(self, expectation, columns)
+        if not found and expectation.get("kind") == "rule":
             try:
-                compile_expression(text, list(columns) if columns else [])
+                compile_expression(expectation["expression"], list(columns) if columns else [])
             except InputError as exc:
-                return [exc.message]
-        return []
+                found.append(ArgumentProblem("expression", exc.message))
+        return found
 
     def validate(self, table: pa.Table, expectations: Sequence[Expectation]) -> list[CheckResult]:
         results = []

@@ -1,4 +1,5 @@
-"""What the built-in validators share: a check's result, and the vetting of a column argument."""
+"""What the built-in validators share: a check's result, and the vetting of arguments by the
+shape of their kind."""
 
 from __future__ import annotations
 
@@ -7,23 +8,27 @@ from typing import Any
 
 import pyarrow as pa
 
+from aiaas.core.arguments import shape_problems
 from aiaas.core.data import json_value
-from aiaas.core.validation import MAX_EXAMPLES, CheckResult, Dimension, Expectation
+from aiaas.core.validation import MAX_EXAMPLES, CheckResult, Dimension, Expectation, Validator
 
 
 def blocking(expectation: Expectation) -> bool:
     return bool(expectation.get("blocking", True))
 
 
-def column_problems(
-    expectation: Expectation, columns: Mapping[str, str], key: str = "column"
+def argument_problems(
+    validator: Validator, expectation: Expectation, columns: Mapping[str, str]
 ) -> list[str]:
-    name = expectation.get(key)
-    if not isinstance(name, str) or not name:
-        return [f"{key} must name a column"]
-    if columns and name not in columns:
-        return [f"column {name!r} does not exist (columns: {', '.join(sorted(columns))})"]
-    return []
+    """What the shape of the expectation's kind (`kind_shapes`) finds wrong with its arguments:
+    a missing or mistyped one, a column the dataset does not have."""
+    shape = next(
+        (shape for shape in validator.kind_shapes() if shape.kind == expectation.get("kind")),
+        None,
+    )
+    if shape is None:
+        return [f"kind must be one of {', '.join(sorted(validator.expectation_kinds()))}"]
+    return list(shape_problems(shape, expectation, columns=columns))
 
 
 def examples_of(values: pa.Array | pa.ChunkedArray) -> list[Any]:

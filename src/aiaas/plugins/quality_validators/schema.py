@@ -6,21 +6,39 @@ from collections.abc import Mapping, Sequence
 
 import pyarrow as pa
 
+from aiaas.core.arguments import Argument, ArgumentType, KindShape
 from aiaas.core.data import LOGICAL_TYPES, logical_type
 from aiaas.core.validation import CheckResult, Expectation, Validator
-from aiaas.plugins.quality_validators.results import column_problems, result
+from aiaas.plugins.quality_validators.results import argument_problems, result
+
+SHAPES = (
+    KindShape(
+        "column_type",
+        "Each value of the column is of the declared type.",
+        (
+            Argument("column", ArgumentType.COLUMN, "The column to check.", required=True),
+            Argument(
+                "dtype",
+                ArgumentType.TEXT,
+                "The logical type its values must have.",
+                required=True,
+                choices=tuple(LOGICAL_TYPES),
+            ),
+        ),
+        {"kind": "column_type", "column": "age", "dtype": "integer"},
+    ),
+)
 
 
 class SchemaValidator(Validator):
     def expectation_kinds(self) -> frozenset[str]:
-        return frozenset({"column_type"})
+        return frozenset(shape.kind for shape in SHAPES)
+
+    def kind_shapes(self) -> Sequence[KindShape]:
+        return SHAPES
 
     def problems(self, expectation: Expectation, columns: Mapping[str, str]) -> list[str]:
-        problems = column_problems(expectation, columns)
-        dtype = expectation.get("dtype")
-        if not isinstance(dtype, str) or dtype not in LOGICAL_TYPES:
-            problems.append(f"dtype must be one of {', '.join(LOGICAL_TYPES)}")
-        return problems
+        return argument_problems(self, expectation, columns)
 
     def validate(self, table: pa.Table, expectations: Sequence[Expectation]) -> list[CheckResult]:
         results = []

@@ -34,6 +34,7 @@ from aiaas.rest.inference_protocol.decoding import (
 from aiaas.rest.inference_protocol.encoding import (
     check_requested_outputs,
     encode_infer_response,
+    model_config,
     model_metadata,
     server_metadata,
     v2_datatype,
@@ -49,6 +50,7 @@ __all__ = [
     "RequestedOutput",
     "check_requested_outputs",
     "encode_infer_response",
+    "model_config",
     "model_metadata",
     "parse_infer_request",
     "server_metadata",

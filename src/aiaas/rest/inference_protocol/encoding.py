@@ -88,15 +88,48 @@ def encode_infer_response(
 
 
 def model_metadata(
-    name: str, versions: Sequence[str], platform: str, signature: ModelSignature
+    name: str,
+    versions: Sequence[str],
+    platform: str,
+    signature: ModelSignature,
+    *,
+    max_batch_size: int,
 ) -> dict[str, Any]:
-    """The V2 model metadata response."""
+    """The V2 model metadata response. Shapes are the signature's, whose first dimension is
+    the rows (-1: any number); `max_batch_size` is an addition of ours, the rows of one batch
+    (a request may have more: they are split into batches)."""
     return {
         "name": name,
         "versions": list(versions),
         "platform": platform,
         "inputs": [_tensor_metadata(spec) for spec in signature.inputs],
         "outputs": [_tensor_metadata(spec) for spec in signature.outputs],
+        "max_batch_size": max_batch_size,
+    }
+
+
+def model_config(
+    name: str,
+    platform: str,
+    signature: ModelSignature,
+    *,
+    max_batch_size: int,
+    max_wait_ms: float,
+    max_request_rows: int,
+) -> dict[str, Any]:
+    """The model as Triton's model configuration (`GET .../config`, tritonclient's
+    `get_model_config`): the fields a client reads, in Triton's JSON form. As Triton's, a
+    batching model's `dims` leave out the first dimension, the rows: an input of shape [-1] has
+    dims [], one of [-1, 3] has [3]. `parameters.max_request_rows` is ours: the most rows one
+    request may have (Triton refuses more than `max_batch_size`; here they are split)."""
+    return {
+        "name": name,
+        "platform": platform,
+        "max_batch_size": max_batch_size,
+        "input": [_tensor_config(spec) for spec in signature.inputs],
+        "output": [_tensor_config(spec) for spec in signature.outputs],
+        "dynamic_batching": {"max_queue_delay_microseconds": round(max_wait_ms * 1000)},
+        "parameters": {"max_request_rows": {"string_value": str(max_request_rows)}},
     }
 
 
@@ -139,3 +172,13 @@ def _binary_of(array: np.ndarray) -> bytes:
 
 def _tensor_metadata(spec: TensorSpec) -> dict[str, Any]:
     return {"name": spec.name, "datatype": v2_datatype(spec.dtype), "shape": list(spec.shape)}
+
+
+def _tensor_config(spec: TensorSpec) -> dict[str, Any]:
+    datatype = v2_datatype(spec.dtype)
+    # Triton's configuration names V2's BYTES "STRING"; every other type as V2 does.
+    return {
+        "name": spec.name,
+        "data_type": f"TYPE_{'STRING' if datatype == 'BYTES' else datatype}",
+        "dims": list(spec.shape[1:]),
+    }

@@ -1,0 +1,141 @@
+"""GraphiQL works offline: its page names no other host, and the app itself serves every script
+and stylesheet the page loads, to a browser that has no token, with the digest the page checks."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import AsyncIterator
+from html.parser import HTMLParser
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+import pytest
+
+from aiaas.app import create_app
+from aiaas.core.bootstrap import create_platform
+from aiaas.core.config import Config, Mode
+from aiaas.graphql.graphiql import ASSETS_DIR, ASSETS_PATH
+
+PAGE_URL = "http://aiaas.test/graphql"
+CONTENT_TYPES = {
+    ".js": {"text/javascript", "application/javascript"},
+    ".css": {"text/css"},
+}
+
+
+class References(HTMLParser):
+    """Every URL the page's elements name, with the integrity each one declares."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: dict[str, str | None] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        named = dict(attrs)
+        for attribute in ("src", "href"):
+            if url := named.get(attribute):
+                self.urls[url] = named.get("integrity")
+
+
+async def graphiql_page(client: httpx.AsyncClient) -> str:
+    response = await client.get("/graphql", headers={"accept": "text/html"})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    return response.text
+
+
+def references(page: str) -> dict[str, str | None]:
+    parser = References()
+    parser.feed(page)
+    return parser.urls
+
+
+def sri(body: bytes) -> str:
+    return "sha384-" + base64.b64encode(hashlib.sha384(body).digest()).decode()
+
+
+async def test_the_page_names_no_other_host(client: httpx.AsyncClient) -> None:
+    page = await graphiql_page(client)
+    urls = references(page)
+
+    elsewhere = [
+        url
+        for url in urls
+        if urlsplit(url).scheme != "data"
+        and urlsplit(urljoin(PAGE_URL, url)).netloc != "aiaas.test"
+    ]
+    assert urls, "the page loads nothing: this test would prove nothing"
+    assert elsewhere == []
+    for cdn in ("unpkg.com", "jsdelivr", "cdnjs", "esm.sh"):
+        assert cdn not in page
+
+
+async def test_every_asset_the_page_loads_is_served_without_a_token(
+    client: httpx.AsyncClient,
+) -> None:
+    # `client` sends no Authorization header, as a browser loading a <script> does not.
+    assets = {
+        url: integrity
+        for url, integrity in references(await graphiql_page(client)).items()
+        if urlsplit(url).scheme != "data"
+    }
+
+    kinds = {urlsplit(url).path.rsplit(".", 1)[-1] for url in assets}
+    assert kinds == {"js", "css"}
+    for url, integrity in assets.items():
+        response = await client.get(urljoin(PAGE_URL, url))
+        assert response.status_code == 200, url
+        content_type = response.headers["content-type"].split(";")[0]
+        assert content_type in CONTENT_TYPES["." + url.rsplit(".", 1)[-1]], (url, content_type)
+        assert integrity == sri(response.content), f"{url}: the page checks another digest"
+
+
+async def test_each_shipped_script_and_stylesheet_is_loaded_by_the_page(
+    client: httpx.AsyncClient,
+) -> None:
+    # A file nobody loads is weight in the package for nothing.
+    loaded = {urlsplit(url).path for url in references(await graphiql_page(client))}
+    shipped = {
+        f"{ASSETS_PATH}/{path.name}"
+        for path in ASSETS_DIR.iterdir()
+        if path.suffix in CONTENT_TYPES
+    }
+
+    assert shipped == loaded & shipped
+    assert shipped
+
+
+def test_each_bundled_package_has_its_license() -> None:
+    licenses = {path.name for path in ASSETS_DIR.glob("LICENSE.*")}
+
+    assert licenses == {"LICENSE.graphiql", "LICENSE.react", "LICENSE.graphiql-explorer"}
+    for name in licenses:
+        assert "MIT License" in (ASSETS_DIR / name).read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+async def production_client(config: Config) -> AsyncIterator[httpx.AsyncClient]:
+    platform = create_platform(config.model_copy(update={"mode": Mode.PRODUCTION}))
+    await platform.start()
+    try:
+        transport = httpx.ASGITransport(app=create_app(platform=platform))
+        async with httpx.AsyncClient(transport=transport, base_url="http://aiaas.test") as client:
+            yield client
+    finally:
+        await platform.stop()
+
+
+async def test_production_serves_no_graphiql_asset(
+    production_client: httpx.AsyncClient, admin_token: str
+) -> None:
+    # GraphiQL is off in production; so are its files, which are public where they are served.
+    url = f"{ASSETS_PATH}/graphiql.min.js"
+
+    anonymous = await production_client.get(url)
+    with_token = await production_client.get(
+        url, headers={"authorization": f"Bearer {admin_token}"}
+    )
+
+    assert anonymous.status_code == 401
+    assert with_token.status_code == 404
