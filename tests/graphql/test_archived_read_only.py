@@ -246,6 +246,16 @@ REFUSED: dict[str, Call] = {
             }
         },
     ),
+    "submitBatchPredictionJob": Call(
+        "mutation($input: SubmitBatchPredictionJobInput!) { "
+        "submitBatchPredictionJob(input: $input) { ...refusal } }",
+        lambda world: {
+            "input": {
+                "datasetVersion": gid("DatasetVersion", world.version.id),
+                "modelVersion": gid("ModelVersion", world.model_version.id),
+            }
+        },
+    ),
     "setModelAlias": Call(
         "mutation($input: SetModelAliasInput!) { setModelAlias(input: $input) { ...refusal } }",
         lambda world: {

@@ -413,7 +413,9 @@ async def job_events_of(world: World, persona: Persona) -> dict[str, Any]:
     return {"job": to_global_id("TrainingJob", await queued_training_job(world))}
 
 
-async def registered_model_version(world: World) -> models.ModelVersion:
+async def registered_model_version(
+    world: World, signature: dict[str, Any] | None = None
+) -> models.ModelVersion:
     """A model version registered as a finished job registers one (without the training, which
     these authorization cases do not need)."""
     owner = world.owner.principal
@@ -438,7 +440,7 @@ async def registered_model_version(world: World) -> models.ModelVersion:
                 format="flax-nnx",
                 artifact_key=stored.key,
                 size_bytes=stored.size_bytes,
-                signature={"inputs": [], "outputs": []},
+                signature=signature or {"inputs": [], "outputs": []},
                 metrics={"f1": 1.0},
                 hyperparameters={},
                 created_by=owner.user_id,
@@ -475,6 +477,23 @@ async def create_deployment_input(world: World, persona: Persona) -> dict[str, A
     version = await registered_model_version(world)
     name = unique("d")[:60].lower()
     return {"input": {"name": name, "modelVersion": to_global_id("ModelVersion", version.id)}}
+
+
+async def batch_prediction_input(world: World, persona: Persona) -> dict[str, Any]:
+    # A signature the training version's columns satisfy: the job is queued, never run.
+    version = await registered_model_version(
+        world,
+        {
+            "inputs": [{"name": "id", "dtype": "float32", "shape": [-1]}],
+            "outputs": [{"name": "score", "dtype": "float32", "shape": [-1]}],
+        },
+    )
+    return {
+        "input": {
+            "datasetVersion": to_global_id("DatasetVersion", training_version(world).id),
+            "modelVersion": to_global_id("ModelVersion", version.id),
+        }
+    }
 
 
 async def fresh_deployment_id(world: World, persona: Persona) -> dict[str, Any]:
@@ -528,6 +547,12 @@ OPERATIONS: dict[str, Operation] = {
         with_variables(fresh_deployment_id),
     ),
     "Query.trainers": Operation("{ trainers { name } }"),
+    "Mutation.submitBatchPredictionJob": Operation(
+        """mutation($input: SubmitBatchPredictionJobInput!) {
+          submitBatchPredictionJob(input: $input) { __typename }
+        }""",
+        with_variables(batch_prediction_input),
+    ),
     "Mutation.submitTrainingJob": Operation(
         """mutation($input: SubmitTrainingJobInput!) {
           submitTrainingJob(input: $input) { __typename }

@@ -9,6 +9,7 @@ Each group of commands has its module:
 - `audit`: `audit verify`, the audit trail's hash chains;
 - `inspection`: `export-schema`, `export-access-control`, `export-error-codes`,
   `export-reference` and `plugins`;
+- `user`: `login` and `logout`, the credentials of the SDK (`aiaas.client`);
 - `common`: what they share (error reporting, the configuration, an operator's platform).
 """
 
@@ -19,7 +20,7 @@ from pathlib import Path
 import click
 
 from aiaas import __version__
-from aiaas.cli import audit, database, identity, inspection, maintenance, processes
+from aiaas.cli import audit, database, identity, inspection, maintenance, processes, user
 from aiaas.core.config import load_config
 from aiaas.core.errors import ConfigError
 from aiaas.core.plugins import create_plugin_manager
@@ -89,6 +90,8 @@ for _command in (
     inspection.export_error_codes,
     inspection.export_reference,
     inspection.plugins,
+    user.login,
+    user.logout,
 ):
     cli.add_command(_command)
 

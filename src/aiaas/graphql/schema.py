@@ -25,6 +25,7 @@ from aiaas.core.platform import Platform
 from aiaas.graphql.audit.subscriptions import AuditSubscription
 from aiaas.graphql.datasets.mutations import DatasetMutation
 from aiaas.graphql.datasets.types import Dataset, DatasetVersion
+from aiaas.graphql.deployments.batch_prediction import BatchPredictionMutation
 from aiaas.graphql.deployments.mutations import DeploymentMutation
 from aiaas.graphql.deployments.subscriptions import DeploymentSubscription
 from aiaas.graphql.deployments.types import Deployment
@@ -66,6 +67,7 @@ BUILTIN_MUTATIONS: tuple[type, ...] = (
     TrainingMutation,
     ModelMutation,
     DeploymentMutation,
+    BatchPredictionMutation,
 )
 BUILTIN_SUBSCRIPTIONS: tuple[type, ...] = (
     AuditSubscription,

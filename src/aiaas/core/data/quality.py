@@ -34,7 +34,8 @@ from aiaas.core.errors import ConflictError, InputError
 from aiaas.core.governance.sealed_values import SealedColumn
 from aiaas.core.governance.vault import VAULT
 from aiaas.core.identity.projects import ChangeInProject, hold_project
-from aiaas.core.jobs import Job, enqueue_job, insert_job
+from aiaas.core.job_submission import record_new_job
+from aiaas.core.jobs import Job, enqueue_job
 from aiaas.core.storage import Connection
 from aiaas.core.validation import quality_scores
 
@@ -115,18 +116,12 @@ async def submit_validation(
         # Locked until the job is recorded, so that a deletion either sees the job as a user
         # of the version or happens first and is seen here.
         await lock_live_version(change.connection, version_id)
-        job = await insert_job(
-            change.connection,
+        job = await record_new_job(
+            change,
             project_id=version.project_id,
             kind=VALIDATE_JOB,
             payload={"dataset_version_id": str(version_id)},
             created_by=actor.user_id,
-        )
-        await change.record(
-            object_type="job",
-            object_id=str(job.id),
-            project_id=version.project_id,
-            details={"kind": VALIDATE_JOB, "dataset_version_id": str(version_id)},
         )
     await enqueue_job(platform, job.id)
     return job

@@ -25,13 +25,13 @@ from aiaas.core.data.datasets import datasets_by_ids, get_version, lock_live_ver
 from aiaas.core.data.quality import require_usable_for_training
 from aiaas.core.errors import ConflictError, InputError, NotFoundError
 from aiaas.core.identity.projects import ChangeInProject
+from aiaas.core.job_submission import record_new_job
 from aiaas.core.jobs import (
     Job,
     JobState,
     cancel_queued_job,
     enqueue_job,
     get_job,
-    insert_job,
     lock_job,
     publish_state,
     request_cancel,
@@ -224,18 +224,12 @@ async def submit_training_job(
             "seed": request.seed,
             "model_name": model_name,
         }
-        job = await insert_job(
-            change.connection,
+        job = await record_new_job(
+            change,
             project_id=version.project_id,
             kind=TRAINING_JOB,
             payload=payload,
             created_by=actor.user_id,
-        )
-        await change.record(
-            object_type="job",
-            object_id=str(job.id),
-            project_id=version.project_id,
-            details={"kind": TRAINING_JOB, **payload},
         )
     await publish_state(platform, job)
     await enqueue_job(platform, job.id)

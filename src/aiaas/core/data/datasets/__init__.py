@@ -21,6 +21,7 @@ from aiaas.core.data.datasets.changes import (
     NewVersion,
     check_dataset_name,
     delete_version,
+    record_derived_version,
     set_expectations,
     transform_version,
     upload_version,
@@ -38,6 +39,7 @@ from aiaas.core.data.datasets.records import (
     list_versions,
     lock_live_version,
     version_users,
+    version_with_step,
     versions_by_ids,
 )
 from aiaas.core.data.datasets.sealed_profile import version_column_stats, version_preview
@@ -60,6 +62,7 @@ __all__ = [
     "list_versions",
     "lock_live_version",
     "read_version_table",
+    "record_derived_version",
     "scratch",
     "set_expectations",
     "transform_version",
@@ -67,5 +70,6 @@ __all__ = [
     "version_column_stats",
     "version_preview",
     "version_users",
+    "version_with_step",
     "versions_by_ids",
 ]

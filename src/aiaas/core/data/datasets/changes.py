@@ -274,6 +274,38 @@ async def transform_version(
         )
 
 
+async def record_derived_version(
+    change: AuditedChange,
+    *,
+    parent: DatasetVersion,
+    dataset_name: str,
+    table: NormalizedTable,
+    profile: SealedProfile,
+    content_sha256: str,
+    artifact_key: str,
+    owner: Principal,
+    transformation: list[dict[str, Any]],
+) -> NewVersion:
+    """Record a version that another domain's work made from `parent` (batch scoring), as a
+    version of `dataset_name` in the parent's project (made if need be), inside the caller's
+    begun change: its file already written, profiled, sealed (`profile`) and stored."""
+    check_dataset_name(dataset_name)
+    connection: Connection = change.connection
+    await lock_live_version(connection, parent.id)
+    dataset = await _dataset_for_update(connection, parent.project_id, dataset_name, owner, "")
+    return await _record_version(
+        change,
+        dataset,
+        table,
+        profile,
+        content_sha256,
+        artifact_key,
+        owner,
+        parent=parent,
+        transformation=transformation,
+    )
+
+
 class ModelsUsingVersion(Protocol):
     """What answers which registered models were trained on a dataset version, one description
     each ("model NAME version N"), inside the caller's transaction.

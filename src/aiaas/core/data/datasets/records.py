@@ -185,6 +185,20 @@ async def version_by_content(
     return await live_version_with_content(connection, dataset_id, content_sha256)
 
 
+async def version_with_step(
+    connection: Connection, project_id: UUID, step: dict[str, Any]
+) -> DatasetVersion | None:
+    """The project's version whose transformation has a step holding every field of `step`:
+    the one a job recorded itself in, once it made it."""
+    row = await connection.fetchrow(
+        f"SELECT {VERSION_COLUMNS} FROM dataset_versions "
+        "WHERE project_id = $1 AND transformation @> $2::jsonb",
+        project_id,
+        [step],
+    )
+    return to_version(row) if row is not None else None
+
+
 async def lock_live_version(connection: Connection, version_id: UUID) -> None:
     """Hold the version against deletion until the transaction ends; `ConflictError` if it
     is already deleted. A deletion that started meanwhile is waited for, then seen."""

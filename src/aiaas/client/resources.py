@@ -1,0 +1,207 @@
+"""The objects a `Client` answers: projects, dataset versions and jobs. Each holds its client
+and the fields it was read with; methods that need the server's current state ask it again."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from aiaas.client.connection import Client
+from aiaas.client.errors import JobFailedError, NotFoundError, raise_for
+from aiaas.client.generated.datasets import QualityReportQueryNodeDatasetVersion
+from aiaas.client.generated.datasets import (
+    QualityReportQueryNodeDatasetVersionQualityReport as QualityReport,
+)
+from aiaas.client.generated.jobs import JobQueryNodeJob
+from aiaas.client.generated.schema_types import JobState, SubmitTrainingJobInput
+from aiaas.client.training import TrainingJob
+from aiaas.client.transport import answered, check_response
+from aiaas.client.uploads import Source, chunks, opened, progress_wanted
+
+__all__ = ["DatasetVersion", "Job", "Project", "QualityReport"]
+
+UPLOAD_ANSWER_TIMEOUT_S = 600.0
+"""How long an upload may wait for its answer once sent: the server ingests the whole file
+(normalizes it to Parquet, profiles it) before it answers."""
+
+_FINISHED = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+
+
+@dataclass
+class Project:
+    """A project the caller is a member of. `id` is its global id."""
+
+    client: Client = field(repr=False)
+    id: str
+    slug: str
+    name: str
+    description: str
+    role: str | None
+
+    @classmethod
+    def of(cls, client: Client, fields: Any) -> Project:
+        role = fields.viewer_role.value if fields.viewer_role else None
+        return cls(client, fields.id, fields.slug, fields.name, fields.description, role)
+
+    def upload(
+        self,
+        source: Source,
+        name: str,
+        *,
+        description: str = "",
+        progress: bool | None = None,
+    ) -> DatasetVersion:
+        """Upload `source` as a version of dataset `name` (created if there is none).
+
+        `source` is a path or binary file (CSV or Parquet, told from its bytes), a pyarrow
+        Table or a pandas DataFrame (sent as Parquet). It streams to the server in chunks; a
+        progress bar shows on stderr in a terminal or a notebook unless `progress=False`.
+        Content uploaded before answers its existing version (`version.created` is False).
+        Interrupted (Ctrl-C), the upload leaves no version on the server.
+        """
+        client = self.client
+        path = f"/v1/projects/{quote(self.slug, safe='')}/datasets/{quote(name, safe='')}/versions"
+        timeout = httpx.Timeout(client.timeout, read=max(client.timeout, UPLOAD_ANSWER_TIMEOUT_S))
+        with opened(source) as body, chunks(body, progress_wanted(progress)) as content:
+            params = {"format": body.format}
+            if description:
+                params["description"] = description
+            headers = {"Content-Length": str(body.size), "Content-Type": "application/octet-stream"}
+            with answered(client.url):
+                # An interruption (Ctrl-C) while `content` is read closes the connection
+                # mid-body: the server stops the upload and keeps nothing of it.
+                response = client.http.post(
+                    path, content=content, params=params, headers=headers, timeout=timeout
+                )
+        return DatasetVersion.from_rest(client, check_response(client.url, response))
+
+    def train(
+        self,
+        version: DatasetVersion | str,
+        *,
+        trainer: str,
+        target: str,
+        features: list[str] | None = None,
+        validation_fraction: float | None = None,
+        seed: int | None = None,
+        model_name: str | None = None,
+        **hyperparameters: Any,
+    ) -> TrainingJob:
+        """Queue a training job on `version` (a `DatasetVersion` or its global id) with
+        `trainer`'s `hyperparameters` (left-out ones take their defaults); `.wait()` on the
+        answer follows it. `InvalidInputError` names what is wrong with the request."""
+        job_input: SubmitTrainingJobInput = {
+            "datasetVersion": version if isinstance(version, str) else version.id,
+            "trainer": trainer,
+            "target": target,
+            "hyperparameters": hyperparameters,
+        }
+        if features is not None:
+            job_input["features"] = features
+        if validation_fraction is not None:
+            job_input["validationFraction"] = validation_fraction
+        if seed is not None:
+            job_input["seed"] = seed
+        if model_name is not None:
+            job_input["modelName"] = model_name
+        answer = self.client.api.submit_training_job(input=job_input).submit_training_job
+        return TrainingJob.of(self.client, raise_for(answer).job)
+
+
+@dataclass
+class DatasetVersion:
+    """An immutable version of a dataset, as the upload or a query answered it."""
+
+    client: Client = field(repr=False)
+    id: str
+    dataset_id: str
+    number: int
+    row_count: int
+    size_bytes: int
+    source_format: str
+    content_sha256: str
+    columns: list[dict[str, str]]
+    created_at: datetime
+    created: bool = True
+    """False when the same content was uploaded before and this is that version."""
+    uuid: str = ""
+    """The raw UUID beside the global id, for matching rows of one's own; no argument takes it."""
+
+    @classmethod
+    def from_rest(cls, client: Client, body: dict[str, Any]) -> DatasetVersion:
+        version = body["version"]
+        return cls(
+            client,
+            id=version["id"],
+            dataset_id=version["datasetId"],
+            number=version["number"],
+            row_count=version["rowCount"],
+            size_bytes=version["sizeBytes"],
+            source_format=version["sourceFormat"],
+            content_sha256=version["contentSha256"],
+            columns=list(version["columns"]),
+            created_at=datetime.fromisoformat(version["createdAt"]),
+            created=bool(body.get("created", True)),
+            uuid=str(version.get("uuid", "")),
+        )
+
+    def validate(self) -> Job:
+        """Queue a check against the dataset's expectations; `.wait()` on the answer, then
+        read `quality_report`."""
+        answer = self.client.api.validate_dataset_version(id=self.id).validate_dataset_version
+        queued = raise_for(answer)
+        return Job.of(self.client, queued.job)
+
+    @property
+    def quality_report(self) -> QualityReport | None:
+        """Its latest quality report, asked of the server now; None before any validation."""
+        node = self.client.api.quality_report(version=self.id).node
+        if not isinstance(node, QualityReportQueryNodeDatasetVersion):
+            raise NotFoundError(f"dataset version {self.id} is gone", "NOT_FOUND")
+        return node.quality_report
+
+
+@dataclass
+class Job:
+    """A background job (a validation, a training...) as last read."""
+
+    client: Client = field(repr=False)
+    id: str
+    kind: str
+    state: JobState
+    reason: str | None = None
+    finished_at: datetime | None = None
+
+    @classmethod
+    def of(cls, client: Client, fields: Any) -> Job:
+        return cls(client, fields.id, fields.kind, fields.state, fields.reason, fields.finished_at)
+
+    @property
+    def finished(self) -> bool:
+        return self.state in _FINISHED
+
+    def refresh(self) -> Job:
+        """Read its state again; answers itself."""
+        node = self.client.api.job(id=self.id).node
+        if not isinstance(node, JobQueryNodeJob):
+            raise NotFoundError(f"job {self.id} is gone", "NOT_FOUND")
+        self.state, self.reason, self.finished_at = node.state, node.reason, node.finished_at
+        return self
+
+    def wait(self, timeout: float | None = None, poll_interval: float = 0.25) -> Job:
+        """Return once it has finished, SUCCEEDED; `JobFailedError` if it FAILED or was
+        CANCELLED, `TimeoutError` if it is still going after `timeout` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.refresh().finished:
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"job {self.id} is still {self.state.value} after {timeout} s")
+            time.sleep(poll_interval)
+        if self.state is not JobState.SUCCEEDED:
+            why = f": {self.reason}" if self.reason else ""
+            raise JobFailedError(f"{self.kind} job {self.id} {self.state.value}{why}", self)
+        return self

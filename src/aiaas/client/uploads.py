@@ -1,0 +1,142 @@
+"""What an upload sends: a file as it is, or a table written to Parquet first; its format told
+from its first bytes; its body read in chunks as the request goes, behind a progress bar."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, cast
+
+from aiaas.client.errors import UnsupportedFileError
+
+CHUNK_BYTES = 1 << 20
+_SNIFF_BYTES = 64 << 10
+_PARQUET_MAGIC = b"PAR1"
+
+Source = str | os.PathLike[str] | IO[bytes] | Any
+"""A path, a binary file open for reading, a pyarrow Table or a pandas DataFrame."""
+
+
+@dataclass
+class Body:
+    """An upload's bytes: a binary file from its current position, `size` bytes long."""
+
+    file: IO[bytes]
+    size: int
+    format: str
+    label: str
+
+
+def _is_table(source: object) -> bool:
+    module = type(source).__module__
+    return module.startswith(("pyarrow", "pandas")) and hasattr(
+        source, "num_rows" if module.startswith("pyarrow") else "columns"
+    )
+
+
+def _sniff(file: IO[bytes], label: str) -> str:
+    """csv or parquet, from the first bytes; `UnsupportedFileError` for anything else."""
+    start = file.tell()
+    head = file.read(_SNIFF_BYTES)
+    file.seek(start)
+    if head.startswith(_PARQUET_MAGIC):
+        return "parquet"
+    # A text file has no NUL byte; images, archives, spreadsheets and pickles all do early on.
+    if head and b"\x00" not in head:
+        return "csv"
+    what = "empty" if not head else "neither CSV nor Parquet"
+    raise UnsupportedFileError(f"{label} is {what}: upload a CSV or a Parquet file")
+
+
+@contextlib.contextmanager
+def opened(source: Source) -> Iterator[Body]:
+    """The body to send for `source`. A table is written to a temporary Parquet file, removed
+    on the way out, so that its size is known and memory holds one chunk at a time."""
+    if _is_table(source):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = (
+            source
+            if isinstance(source, pa.Table)
+            else pa.Table.from_pandas(source, preserve_index=False)
+        )
+        with tempfile.TemporaryFile() as file:
+            pq.write_table(table, file)
+            size = file.tell()
+            file.seek(0)
+            yield Body(file, size, "parquet", f"a table of {table.num_rows} rows")
+        return
+    if isinstance(source, str | os.PathLike):
+        path = Path(source)
+        with path.open("rb") as file:
+            yield Body(file, path.stat().st_size, _sniff(file, str(path)), path.name)
+        return
+    if isinstance(source, io.IOBase) or hasattr(source, "read"):
+        source = cast(IO[bytes], source)
+        start = source.tell()
+        size = source.seek(0, os.SEEK_END) - start
+        source.seek(start)
+        label = str(getattr(source, "name", "the file"))
+        yield Body(source, size, _sniff(source, label), label)
+        return
+    raise UnsupportedFileError(
+        f"cannot upload a {type(source).__name__}: pass a path, a binary file, a pyarrow Table"
+        " or a pandas DataFrame"
+    )
+
+
+def progress_wanted(progress: bool | None) -> bool:
+    """`progress` if given; otherwise on in a terminal (stderr) or a notebook."""
+    if progress is not None:
+        return progress
+    return sys.stderr.isatty() or "ipykernel" in sys.modules
+
+
+@contextlib.contextmanager
+def chunks(body: Body, progress: bool) -> Iterator[Iterator[bytes]]:
+    """The body's chunks, advancing a rich progress bar on stderr when `progress`."""
+    if not progress:
+        yield _read(body, None)
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn("uploading {task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        # A terminal's bar goes once done; elsewhere (a log, a pipe) its final state stays.
+        transient=console.is_terminal,
+    ) as bar:
+        task = bar.add_task(body.label, total=body.size)
+        yield _read(body, lambda sent: bar.advance(task, sent))
+
+
+def _read(body: Body, advance: Any) -> Iterator[bytes]:
+    remaining = body.size
+    while remaining > 0:
+        chunk = body.file.read(min(CHUNK_BYTES, remaining))
+        if not chunk:
+            return
+        remaining -= len(chunk)
+        if advance is not None:
+            advance(len(chunk))
+        yield chunk

@@ -1,0 +1,296 @@
+"""Running a batch prediction job in a worker (`run_batch_prediction`, the handler of
+`BATCH_PREDICTION_JOB` jobs): the model loaded, the version scored part by part
+(`batch_scoring`), the output registered.
+
+`run_batch_prediction` is the worker's handler. It loads the model version with the serving
+runtime, in this process and with no HTTP in between, then streams the version's Parquet
+artifact in record batches of `READ_BATCH_ROWS`: each is cut into model batches of
+`SCORING_BATCH_ROWS`, checked as a prediction request is (`check_inputs`), predicted in a
+thread, and written, with its prediction columns appended, as one part (below). Memory holds
+the model and one record batch at a time, whatever the version's size. Progress goes to the
+job's event stream (`progress` events: `step` rows done of `total_steps`).
+
+The output is a new version of the named dataset (`<dataset>-predictions` by default) in the
+same project. Its lineage names both sources: its parent is the scored version, and its
+`transformation` is one `batch_prediction` step naming the model version and the job. A 1-D
+output of the signature becomes one column named after it (`predicted_label`,
+`predicted_value`); a 2-D one becomes one column per position (`predicted_probabilities_0`,
+`predicted_probabilities_1`...).
+
+Each record batch, scored, is one part: an Arrow IPC stream sealed with the project's data
+key (as training checkpoints are), renamed into the job's checkpoint directory once whole. A
+job whose worker is killed is claimed again once its heartbeat goes stale (or handed back at
+once by a worker that stops cleanly); the next run skips the rows its finished parts hold, says
+so with a `resumed` event, and scores the rest. Once every row is scored, the parts are joined
+into the output file, and the directory is removed when the job ends, whatever its outcome but
+a stop. Exactly one output version comes of a job: it is registered in one transaction that
+holds the job's row and checks that this worker still holds the claim, and a run that finds
+its job's version registered already (a worker that died between registering and recording
+the outcome) scores nothing again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+from uuid import UUID
+
+from aiaas.core.auth import Principal
+from aiaas.core.compilation_cache import use_compilation_cache
+from aiaas.core.data.datasets import (
+    DatasetVersion,
+    NewVersion,
+    get_version,
+    record_derived_version,
+    scratch,
+    version_with_step,
+)
+from aiaas.core.data.datasets.sealed_profile import seal_profile
+from aiaas.core.data.tabular.normalized import NormalizedTable
+from aiaas.core.errors import ConflictError
+from aiaas.core.event_streams import publish_job_events_quietly
+from aiaas.core.governance import VAULT, artifacts_kept_on_success
+from aiaas.core.identity.projects import ChangeInProject, projects_by_ids
+from aiaas.core.jobs import Job, lock_job
+from aiaas.core.serving.batch_prediction import BATCH_PREDICTION_JOB, READ_BATCH_ROWS
+from aiaas.core.serving.batch_scoring import Parts, Progress, join_parts, score_file
+from aiaas.core.signatures import ModelSignature
+from aiaas.core.storage import Connection, sha256_of
+from aiaas.core.training.checkpoint_sealing import ProjectCheckpointSealer
+from aiaas.core.training.registry import ModelVersion, get_model_version
+
+if TYPE_CHECKING:
+    from aiaas.core.platform import Platform
+
+logger = logging.getLogger(__name__)
+
+PROGRESS_INTERVAL_S = 0.5
+"""At most one progress event per interval goes to the job's stream: it is for people."""
+T = TypeVar("T")
+
+
+async def _relay_progress(platform: Platform, job_id: UUID, progress: Progress) -> None:
+    sent = -1
+    while True:
+        if progress.rows != sent:
+            sent = progress.rows
+            await publish_job_events_quietly(
+                platform.redis,
+                job_id,
+                [
+                    {
+                        "type": "progress",
+                        "step": sent,
+                        "total_steps": progress.total,
+                        "parts": progress.parts,
+                    }
+                ],
+            )
+        await asyncio.sleep(PROGRESS_INTERVAL_S)
+
+
+async def _in_thread_until_done(stop: threading.Event, work: Callable[[], T]) -> T:
+    """`work` in a thread. Cancelled (the worker stops), the thread is told to stop at its next
+    part and waited for, so that what it writes is whole before the job is handed back."""
+    future = asyncio.get_running_loop().run_in_executor(None, work)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        stop.set()
+        with contextlib.suppress(BaseException):
+            await future
+        raise
+
+
+async def _load_model(platform: Platform, version: ModelVersion, payload: dict[str, Any]) -> Any:
+    chunks = [
+        chunk
+        async for chunk in platform.service(VAULT).open(version.project_id, version.artifact_key)
+    ]
+    runtime = platform.serving_runtime(payload["runtime"])
+    use_compilation_cache(platform.config)
+    # Not warmed up: a job meets two batch shapes (full, and its last batch), compiled when
+    # first met, where warming would compile every bucket up to the batch size.
+    return await asyncio.to_thread(
+        runtime.load, b"".join(chunks), max_batch_size=int(payload["max_batch_size"])
+    )
+
+
+async def output_of_job(connection: Connection, job: Job) -> DatasetVersion | None:
+    """The version a batch prediction job registered, if it did."""
+    return await version_with_step(
+        connection, job.project_id, {"step": BATCH_PREDICTION_JOB, "job_id": str(job.id)}
+    )
+
+
+def _archived(slug: str) -> ConflictError:
+    return ConflictError(
+        f"project {slug!r} is archived, so it is read-only: the job registers no dataset version",
+        details={"project": slug},
+    )
+
+
+async def _register(
+    platform: Platform,
+    job: Job,
+    parent: DatasetVersion,
+    model_version: ModelVersion,
+    table: NormalizedTable,
+) -> NewVersion:
+    if job.created_by is None:
+        raise RuntimeError("the job has no submitter to own its output version")
+    owner = Principal(
+        user_id=job.created_by,
+        username="batch-prediction",
+        is_admin=False,
+        authenticated_by="job",
+    )
+    content_sha256 = await asyncio.to_thread(sha256_of, table.path)
+    change = ChangeInProject(
+        platform, None, "batch_prediction.register", None, project_id=job.project_id, deferred=True
+    )
+    try:
+        async with artifacts_kept_on_success(platform) as pending, change:
+            stored = await pending.store_file(job.project_id, table.path)
+            profile = await seal_profile(platform, job.project_id, table)
+            connection = await change.begin()
+            locked = await lock_job(connection, job.id)
+            if locked is None or locked.claimed_by != job.claimed_by:
+                # Another worker took the job over: its output is that worker's to register.
+                raise RuntimeError("the job was claimed by another worker while it scored")
+            return await record_derived_version(
+                change,
+                parent=parent,
+                dataset_name=job.payload["output_dataset"],
+                table=table,
+                profile=profile,
+                content_sha256=content_sha256,
+                artifact_key=stored.key,
+                owner=owner,
+                transformation=[
+                    {
+                        "step": BATCH_PREDICTION_JOB,
+                        "job_id": str(job.id),
+                        "model_version_id": str(model_version.id),
+                        "deployment_id": job.payload.get("deployment_id"),
+                    }
+                ],
+            )
+    except ConflictError:
+        if change.project is not None and change.project.is_archived:
+            raise _archived(change.project.slug) from None
+        raise
+
+
+async def run_batch_prediction(platform: Platform, job: Job) -> str:
+    """The job handler: score the version, part by part from where an earlier run of the job
+    stopped, register the output. Returns the job's note."""
+    payload = job.payload
+    checkpoint_dir = platform.config.resolved_checkpoint_dir / str(job.id)
+    async with platform.metadata.acquire() as connection:
+        registered = await output_of_job(connection, job)
+        version = await get_version(connection, UUID(payload["dataset_version_id"]))
+        model_version = await get_model_version(connection, UUID(payload["model_version_id"]))
+        project = (await projects_by_ids(connection, [job.project_id]))[job.project_id]
+    if registered is not None:
+        # An earlier run registered it and died before recording the outcome.
+        await asyncio.to_thread(shutil.rmtree, checkpoint_dir, True)
+        return f"registered {payload['output_dataset']} version {registered.number}"
+    try:
+        added = await _score_and_register(
+            platform, job, version, model_version, project.slug if project.is_archived else None
+        )
+    except asyncio.CancelledError:
+        raise  # the worker stops: the parts stay for the run that resumes the job
+    except BaseException:
+        # A failed job is not run again: what it scored is of no further use.
+        await asyncio.to_thread(shutil.rmtree, checkpoint_dir, True)
+        raise
+    await asyncio.to_thread(shutil.rmtree, checkpoint_dir, True)
+    return (
+        f"scored {added.version.row_count} rows into {payload['output_dataset']} "
+        f"version {added.version.number}"
+    )
+
+
+async def _score_and_register(
+    platform: Platform,
+    job: Job,
+    version: DatasetVersion,
+    model_version: ModelVersion,
+    archived_slug: str | None,
+) -> NewVersion:
+    payload = job.payload
+    if archived_slug is not None:
+        raise _archived(archived_slug)  # no use scoring what could not be registered
+    if version.deleted_at is not None:
+        raise ConflictError("the dataset version was deleted")
+    signature = ModelSignature.from_json(model_version.signature)
+    checkpoint_dir = platform.config.resolved_checkpoint_dir / str(job.id)
+    await asyncio.to_thread(checkpoint_dir.mkdir, parents=True, exist_ok=True)
+    sealer = ProjectCheckpointSealer(
+        job.project_id, await platform.service(VAULT).data_key(job.project_id)
+    )
+    parts = Parts(checkpoint_dir, sealer)
+    progress = Progress(total=version.row_count)
+    stop = threading.Event()
+    batch_rows = int(payload.get("batch_rows", READ_BATCH_ROWS))
+    times = {"started": time.perf_counter()}
+    with scratch(platform) as work:
+        finished = await asyncio.to_thread(parts.finished)
+        done = sum(rows for _, rows in finished)
+        if done:
+            await publish_job_events_quietly(
+                platform.redis,
+                job.id,
+                [{"type": "resumed", "step": done, "total_steps": version.row_count}],
+            )
+        if done < version.row_count:
+            model = await _load_model(platform, model_version, payload)
+            times["loaded"] = time.perf_counter()
+            source = work / "input.parquet"
+            await platform.service(VAULT).read_to_file(
+                version.project_id, version.artifact_key, source
+            )
+            relay = asyncio.create_task(_relay_progress(platform, job.id, progress))
+            try:
+                await _in_thread_until_done(
+                    stop,
+                    lambda: score_file(model, signature, source, parts, batch_rows, progress, stop),
+                )
+            finally:
+                relay.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await relay
+            await asyncio.to_thread(source.unlink)
+        times["scored"] = time.perf_counter()
+        table = await _in_thread_until_done(
+            stop, lambda: join_parts(signature, parts, work / "output.parquet")
+        )
+        times["joined"] = time.perf_counter()
+        await publish_job_events_quietly(
+            platform.redis,
+            job.id,
+            [{"type": "progress", "step": table.row_count, "total_steps": version.row_count}],
+        )
+        added = await _register(platform, job, version, model_version, table)
+    ended_at = time.perf_counter()
+    logger.info(
+        "job %s: scored %d rows (%d resumed) in %.2f s: loading the model %.2f s, scoring "
+        "%.2f s, joining the parts %.2f s, registering %.2f s",
+        job.id,
+        table.row_count,
+        done,
+        ended_at - times["started"],
+        times.get("loaded", times["started"]) - times["started"],
+        times["scored"] - times.get("loaded", times["started"]),
+        times["joined"] - times["scored"],
+        ended_at - times["joined"],
+    )
+    return added
