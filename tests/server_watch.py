@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -14,7 +15,13 @@ import psutil
 import pytest
 
 from aiaas.core.config import Config
-from support import RunningServer, running_server, server_environment, wait_until_ready
+from support import (
+    AIAAS_COMMAND,
+    RunningServer,
+    running_server,
+    server_environment,
+    wait_until_ready,
+)
 
 
 @dataclass
@@ -111,3 +118,35 @@ async def watched_server(
     with running_server(environment, tmp_path_factory.mktemp("server") / "serve.log") as running:
         await wait_until_ready(running)
         yield Server(running=running, temp_dir=temp_dir, data_dir=data_dir)
+
+
+@contextlib.asynccontextmanager
+async def served_with_worker(
+    config: Config, tmp_path_factory: pytest.TempPathFactory, name: str
+) -> AsyncIterator[Server]:
+    """`aiaas serve` and one `aiaas worker` on the module's database and queue, with a temp dir
+    and a data dir of their own, so that what the server keeps can be listed."""
+    temp_dir = tmp_path_factory.mktemp(f"{name}-tmp")
+    data_dir = tmp_path_factory.mktemp(f"{name}-data")
+    logs = tmp_path_factory.mktemp(f"{name}-logs")
+    environment = server_environment(
+        config,
+        TMPDIR=str(temp_dir),
+        AIAAS_DATA_DIR=str(data_dir),
+        AIAAS_QUEUE_NAME=config.queue_name,
+    )
+    with (logs / "worker.log").open("wb") as log:
+        worker = subprocess.Popen(
+            [*AIAAS_COMMAND, "worker"], env=environment, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        with running_server(environment, logs / "serve.log") as running:
+            await wait_until_ready(running, timeout_s=60)
+            yield Server(running=running, temp_dir=temp_dir, data_dir=data_dir)
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(15)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()

@@ -78,11 +78,16 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
     assert import_cycles(cyclic) == [["a.one", "a.three", "a.two"]]
 
 
+# Written by a tool, not read in a sitting: migrations each hold one revision, and the SDK's
+# typed layer is regenerated from schema.graphql (its staleness test is its check).
+NOT_HAND_WRITTEN = ("migrations/versions/", "client/generated/")
+
+
 def test_no_module_is_longer_than_a_sitting() -> None:
     too_long = {
         str(path.relative_to(SOURCE)): lines
         for path in sorted(SOURCE.rglob("*.py"))
-        if "migrations/versions" not in path.as_posix()
+        if not any(part in path.as_posix() for part in NOT_HAND_WRITTEN)
         and (lines := len(path.read_text().splitlines())) > LARGEST_MODULE_LINES
     }
     assert too_long == {}

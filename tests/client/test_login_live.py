@@ -56,7 +56,7 @@ def test_a_refused_token_is_one_line_and_stores_nothing(server: RunningServer) -
     result = CliRunner().invoke(
         cli, ["login", "--url", server.base_url, "--token", "aiaas_not-a-token"]
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 3
     [line] = result.output.splitlines()
     assert line.startswith(f"error: the aiaas server at {server.base_url} refused the token")
     assert credentials.load() is None
@@ -65,7 +65,7 @@ def test_a_refused_token_is_one_line_and_stores_nothing(server: RunningServer) -
 def test_an_unreachable_url_is_one_line_and_stores_nothing() -> None:
     url = f"http://127.0.0.1:{free_port()}"
     result = CliRunner().invoke(cli, ["login", "--url", url, "--token", "aiaas_token"])
-    assert result.exit_code == 1
+    assert result.exit_code == 3
     [line] = result.output.splitlines()
     assert line.startswith(f"error: cannot reach the aiaas server at {url}")
     assert credentials.load() is None

@@ -12,11 +12,9 @@ from __future__ import annotations
 import contextlib
 import io
 import socket
-import subprocess
-import sys
 import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas
@@ -38,59 +36,16 @@ from aiaas.client.errors import (
 )
 from aiaas.client.generated.schema_types import JobState
 from aiaas.client.uploads import CHUNK_BYTES
-from aiaas.core.config import Config
 from aiaas.core.platform import Platform
 from server_watch import Server, walk
 from support import (
     free_port,
     new_account,
     poll_until,
-    running_server,
-    server_environment,
-    wait_until_ready,
 )
 from upload_files import fresh_csv
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-async def server(config: Config, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Server]:
-    """`aiaas serve` and one `aiaas worker` on the module's database, queue and a data dir of
-    their own, so that what the server keeps can be listed."""
-    temp_dir = tmp_path_factory.mktemp("sdk-tmp")
-    data_dir = tmp_path_factory.mktemp("sdk-data")
-    logs = tmp_path_factory.mktemp("sdk-logs")
-    environment = server_environment(
-        config,
-        TMPDIR=str(temp_dir),
-        AIAAS_DATA_DIR=str(data_dir),
-        AIAAS_QUEUE_NAME=config.queue_name,
-    )
-    with (logs / "worker.log").open("wb") as log:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "aiaas", "worker"],
-            env=environment,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        with running_server(environment, logs / "serve.log") as running:
-            await wait_until_ready(running, timeout_s=60)
-            yield Server(running=running, temp_dir=temp_dir, data_dir=data_dir)
-    finally:
-        worker.terminate()
-        try:
-            worker.wait(15)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
-
-
-@pytest.fixture(scope="module")
-def client(server: Server, admin_token: str) -> Iterator[Client]:
-    with Client(server.running.base_url, admin_token) as client:
-        yield client
 
 
 @pytest.fixture(scope="module")

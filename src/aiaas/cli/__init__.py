@@ -10,6 +10,8 @@ Each group of commands has its module:
 - `inspection`: `export-schema`, `export-access-control`, `export-error-codes`,
   `export-reference` and `plugins`;
 - `user`: `login` and `logout`, the credentials of the SDK (`aiaas.client`);
+- `user_projects` and `user_training`: `projects`, `datasets`, `train`, `jobs` and `models`,
+  the user commands, through the SDK (`user_common`: their exit codes and output);
 - `common`: what they share (error reporting, the configuration, an operator's platform).
 """
 
@@ -20,7 +22,17 @@ from pathlib import Path
 import click
 
 from aiaas import __version__
-from aiaas.cli import audit, database, identity, inspection, maintenance, processes, user
+from aiaas.cli import (
+    audit,
+    database,
+    identity,
+    inspection,
+    maintenance,
+    processes,
+    user,
+    user_projects,
+    user_training,
+)
 from aiaas.core.config import load_config
 from aiaas.core.errors import ConfigError
 from aiaas.core.plugins import create_plugin_manager
@@ -92,6 +104,11 @@ for _command in (
     inspection.plugins,
     user.login,
     user.logout,
+    user_projects.projects,
+    user_projects.datasets,
+    user_training.train,
+    user_training.jobs,
+    user_training.models,
 ):
     cli.add_command(_command)
 

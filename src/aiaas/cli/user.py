@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import click
 
-from aiaas.cli.common import fail
+from aiaas.cli.user_common import user_command
 from aiaas.client import Client
 from aiaas.client.credentials import Credentials, credentials_path, forget, store
-from aiaas.client.errors import AiaasClientError
 
 
 @click.command()
@@ -20,14 +19,13 @@ from aiaas.client.errors import AiaasClientError
     envvar="AIAAS_TOKEN",
     help="An API token (also AIAAS_TOKEN; prompted for, unechoed, when neither is given).",
 )
+@user_command
 def login(url: str, token: str) -> None:
-    """Check a server URL and API token, then store them for the SDK and the CLI."""
-    try:
-        with Client(url, token) as client:
-            viewer = client.api.viewer().viewer
-            stored = store(Credentials(client.url, token))
-    except AiaasClientError as exc:
-        fail(str(exc))
+    """Check a server URL and API token, then store them for the SDK and the CLI. Exits 3 when
+    the server cannot be reached or refuses the token, as the other user commands do."""
+    with Client(url, token) as client:
+        viewer = client.api.viewer().viewer
+        stored = store(Credentials(client.url, token))
     click.echo(f"logged in to {client.url} as {viewer.username}; credentials in {stored}")
 
 

@@ -7,6 +7,9 @@
     version = project.upload("transactions.csv", name="transactions")
     version.validate().wait()
     print(version.quality_report.q)
+    job = project.train(version, trainer="tabular-classifier", target="is_fraud").wait()
+    deployment = job.model_version.deploy("fraud", max_batch_size=64).wait_ready()
+    predictions = deployment.predict(test_frame)  # a DataFrame, in the rows' order
 
 Every failure the API reports is an exception of `aiaas.client.errors`; this package imports
 nothing of the server (`aiaas.core` and the rest), only httpx, pydantic and rich.
@@ -19,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from aiaas.client.client import AsyncClient, Client
+    from aiaas.client.deployments import Deployment, Model, ModelVersion
     from aiaas.client.resources import DatasetVersion, Job, Project, QualityReport
     from aiaas.client.training import JobEvent, TrainingJob
 
@@ -26,8 +30,11 @@ __all__ = [
     "AsyncClient",
     "Client",
     "DatasetVersion",
+    "Deployment",
     "Job",
     "JobEvent",
+    "Model",
+    "ModelVersion",
     "Project",
     "QualityReport",
     "TrainingJob",
@@ -37,6 +44,9 @@ _HOMES = {
     "AsyncClient": "aiaas.client.client",
     "Client": "aiaas.client.client",
     "DatasetVersion": "aiaas.client.resources",
+    "Deployment": "aiaas.client.deployments",
+    "Model": "aiaas.client.deployments",
+    "ModelVersion": "aiaas.client.deployments",
     "Job": "aiaas.client.resources",
     "Project": "aiaas.client.resources",
     "QualityReport": "aiaas.client.resources",

@@ -12,7 +12,9 @@ import httpx
 from aiaas.client import credentials
 from aiaas.client.api import AsyncApi, SyncApi
 from aiaas.client.errors import AiaasClientError, NotFoundError, raise_for
+from aiaas.client.generated.training import TrainingJobQueryNodeTrainingJob
 from aiaas.client.resources import DatasetVersion, Project
+from aiaas.client.training import TrainingJob
 from aiaas.client.transport import (
     DEFAULT_TIMEOUT_S,
     base_url,
@@ -79,6 +81,25 @@ class Client:
         if found is None:
             raise NotFoundError(f"no project {slug!r} (or none you may see)", "NOT_FOUND")
         return Project.of(self, found)
+
+    def projects(self) -> list[Project]:
+        """The projects the caller is a member of (an admin: all), oldest first."""
+        projects: list[Project] = []
+        after: str | None = None
+        while True:
+            page = self.api.viewer_projects(after=after).projects
+            projects.extend(Project.of(self, node) for node in page.nodes)
+            if not page.page_info.has_next_page:
+                return projects
+            after = page.page_info.end_cursor
+
+    def training_job(self, id: str) -> TrainingJob:
+        """The training job `id` (a global id); `NotFoundError` if there is none the caller
+        may see."""
+        node = self.api.training_job(id=id).node
+        if not isinstance(node, TrainingJobQueryNodeTrainingJob):
+            raise NotFoundError(f"no training job {id!r} (or none you may see)", "NOT_FOUND")
+        return TrainingJob.of(self, node)
 
     def create_project(self, slug: str, name: str | None = None, description: str = "") -> Project:
         """A new project, owned by the caller; `InvalidInputError` for a bad slug,

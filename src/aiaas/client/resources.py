@@ -12,7 +12,11 @@ from urllib.parse import quote
 import httpx
 
 from aiaas.client.connection import Client
+from aiaas.client.deployments import Deployment, Model
 from aiaas.client.errors import JobFailedError, NotFoundError, raise_for
+from aiaas.client.generated.cli import (
+    ProjectModelsQueryProjectModelsNodes as ProjectModel,
+)
 from aiaas.client.generated.datasets import QualityReportQueryNodeDatasetVersion
 from aiaas.client.generated.datasets import (
     QualityReportQueryNodeDatasetVersionQualityReport as QualityReport,
@@ -23,7 +27,7 @@ from aiaas.client.training import TrainingJob
 from aiaas.client.transport import answered, check_response
 from aiaas.client.uploads import Source, chunks, opened, progress_wanted
 
-__all__ = ["DatasetVersion", "Job", "Project", "QualityReport"]
+__all__ = ["DatasetVersion", "Job", "Project", "ProjectModel", "QualityReport"]
 
 UPLOAD_ANSWER_TIMEOUT_S = 600.0
 """How long an upload may wait for its answer once sent: the server ingests the whole file
@@ -112,6 +116,53 @@ class Project:
         answer = self.client.api.submit_training_job(input=job_input).submit_training_job
         return TrainingJob.of(self.client, raise_for(answer).job)
 
+    def model(self, name: str) -> Model:
+        """Its registered model `name`: `.versions`, `.version(n)`."""
+        return Model(self.client, self.slug, name)
+
+    def deployment(self, name: str) -> Deployment:
+        """Its live deployment `name`; `NotFoundError` if there is none."""
+        found = self.client.api.project_deployment(slug=self.slug, name=name).project
+        if found is None or found.deployment is None:
+            raise NotFoundError(f"no deployment {name!r} in project {self.slug!r}", "NOT_FOUND")
+        return Deployment.of(self.client, found.deployment)
+
+    def latest_version(self, dataset: str) -> DatasetVersion:
+        """The latest version of its dataset `dataset`; `NotFoundError` if it has none."""
+        found = self.client.api.latest_dataset_version(slug=self.slug, name=dataset).project
+        if found is None:
+            raise NotFoundError(f"no project {self.slug!r} (or none you may see)", "NOT_FOUND")
+        if found.dataset is None or found.dataset.latest_version is None:
+            raise NotFoundError(f"no dataset {dataset!r} in project {self.slug!r}", "NOT_FOUND")
+        return DatasetVersion.of(self.client, found.dataset.latest_version)
+
+    def training_jobs(self) -> list[TrainingJob]:
+        """Its training jobs, oldest first."""
+        jobs: list[TrainingJob] = []
+        after: str | None = None
+        while True:
+            found = self.client.api.project_training_jobs(slug=self.slug, after=after).project
+            if found is None:
+                raise NotFoundError(f"no project {self.slug!r} (or none you may see)", "NOT_FOUND")
+            page = found.training_jobs
+            jobs.extend(TrainingJob.of(self.client, node) for node in page.nodes)
+            if not page.page_info.has_next_page:
+                return jobs
+            after = page.page_info.end_cursor
+
+    def models(self) -> list[ProjectModel]:
+        """Its registered models, each with its versions (the latest 100) and aliases."""
+        models: list[ProjectModel] = []
+        after: str | None = None
+        while True:
+            found = self.client.api.project_models(slug=self.slug, after=after).project
+            if found is None:
+                raise NotFoundError(f"no project {self.slug!r} (or none you may see)", "NOT_FOUND")
+            models.extend(found.models.nodes)
+            if not found.models.page_info.has_next_page:
+                return models
+            after = found.models.page_info.end_cursor
+
 
 @dataclass
 class DatasetVersion:
@@ -148,6 +199,23 @@ class DatasetVersion:
             created_at=datetime.fromisoformat(version["createdAt"]),
             created=bool(body.get("created", True)),
             uuid=str(version.get("uuid", "")),
+        )
+
+    @classmethod
+    def of(cls, client: Client, fields: Any) -> DatasetVersion:
+        """From the `DatasetVersionFields` of a query."""
+        return cls(
+            client,
+            id=fields.id,
+            dataset_id=fields.dataset.id,
+            number=fields.number,
+            row_count=fields.row_count,
+            size_bytes=fields.size_bytes,
+            source_format=fields.source_format,
+            content_sha256=fields.content_sha256,
+            columns=[{"name": column.name, "type": column.type} for column in fields.columns],
+            created_at=fields.created_at,
+            created=False,
         )
 
     def validate(self) -> Job:

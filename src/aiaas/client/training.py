@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from aiaas.client.connection import Client
-from aiaas.client.errors import JobFailedError, NotFoundError
+from aiaas.client.deployments import ModelVersion
+from aiaas.client.errors import JobFailedError, NotFoundError, raise_for
 from aiaas.client.generated.documents import JOB_EVENTS_DOCUMENT
 from aiaas.client.generated.schema_types import JobState
 from aiaas.client.generated.training import (
@@ -61,12 +62,28 @@ class TrainingJob:
     def finished(self) -> bool:
         return self.state in _FINISHED
 
+    @property
+    def model_version(self) -> ModelVersion | None:
+        """The model version it registered (asked of the server); None before it has one."""
+        if self.model_version_id is None:
+            self.refresh()
+        if self.model_version_id is None:
+            return None
+        return ModelVersion.get(self.client, self.model_version_id)
+
     def refresh(self) -> TrainingJob:
         """Read its state again; answers itself."""
         node = self.client.api.training_job(id=self.id).node
         if not isinstance(node, TrainingJobQueryNodeTrainingJob):
             raise NotFoundError(f"training job {self.id} is gone", "NOT_FOUND")
         self._read(node)
+        return self
+
+    def cancel(self) -> TrainingJob:
+        """Ask the server to cancel it: at once if queued, at its next step if running.
+        Answers itself as the server then saw it; `ConflictError` once it has finished."""
+        answer = self.client.api.cancel_training_job(id=self.id).cancel_training_job
+        self._read(raise_for(answer).job)
         return self
 
     def events(self) -> Iterator[JobEvent]:

@@ -7,6 +7,17 @@ from enum import StrEnum
 from typing import Any, Required, TypedDict
 
 
+class DeploymentState(StrEnum):
+    """CREATING → WARMING → READY ⇄ UPDATING; STOPPED once deleted, FAILED when the first rollout failed."""
+
+    CREATING = "CREATING"
+    WARMING = "WARMING"
+    READY = "READY"
+    UPDATING = "UPDATING"
+    STOPPED = "STOPPED"
+    FAILED = "FAILED"
+
+
 class JobState(StrEnum):
     """Where a background job is in its life."""
 
@@ -26,6 +37,18 @@ class ProjectRole(StrEnum):
     OWNER = "OWNER"
 
 
+class CreateDeploymentInput(TypedDict, total=False):
+    name: Required[str]
+    modelVersion: str | None
+    model: str | None
+    alias: str | None
+    runtime: str
+    maxBatchSize: int
+    maxWaitMs: float
+    maxQueueRows: int | None
+    driftThreshold: float | None
+
+
 class CreateProjectInput(TypedDict, total=False):
     slug: Required[str]
     name: Required[str]
@@ -43,4 +66,20 @@ class SubmitTrainingJobInput(TypedDict, total=False):
     modelName: str | None
 
 
-__all__ = ["CreateProjectInput", "JobState", "ProjectRole", "SubmitTrainingJobInput"]
+class UpdateDeploymentTrafficInput(TypedDict, total=False):
+    deployment: Required[str]
+    stablePercent: Required[int]
+    canary: str | None
+    canaryPercent: int
+    shadow: str | None
+
+
+__all__ = [
+    "CreateDeploymentInput",
+    "CreateProjectInput",
+    "DeploymentState",
+    "JobState",
+    "ProjectRole",
+    "SubmitTrainingJobInput",
+    "UpdateDeploymentTrafficInput",
+]

@@ -5,22 +5,38 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiaas.client.generated import datasets, jobs, projects, training, viewer
+from aiaas.client.generated import cli, datasets, deployments, jobs, projects, training, viewer
 from aiaas.client.generated.documents import (
+    CANCEL_TRAINING_JOB_DOCUMENT,
+    CREATE_DEPLOYMENT_DOCUMENT,
     CREATE_PROJECT_DOCUMENT,
     DATASET_VERSION_DOCUMENT,
+    DELETE_DEPLOYMENT_DOCUMENT,
+    DEPLOYMENT_DOCUMENT,
     JOB_DOCUMENT,
+    LATEST_DATASET_VERSION_DOCUMENT,
+    MODEL_VERSION_DOCUMENT,
+    PROJECT_DEPLOYMENT_DOCUMENT,
     PROJECT_DOCUMENT,
+    PROJECT_MODEL_DOCUMENT,
+    PROJECT_MODELS_DOCUMENT,
+    PROJECT_TRAINING_JOBS_DOCUMENT,
+    PROMOTE_DEPLOYMENT_DOCUMENT,
     QUALITY_REPORT_DOCUMENT,
+    ROLLBACK_DEPLOYMENT_DOCUMENT,
     SUBMIT_TRAINING_JOB_DOCUMENT,
     TRAINING_JOB_DOCUMENT,
     TRAINING_JOB_METRICS_DOCUMENT,
+    UPDATE_DEPLOYMENT_TRAFFIC_DOCUMENT,
     VALIDATE_DATASET_VERSION_DOCUMENT,
     VIEWER_DOCUMENT,
+    VIEWER_PROJECTS_DOCUMENT,
 )
 from aiaas.client.generated.schema_types import (
+    CreateDeploymentInput,
     CreateProjectInput,
     SubmitTrainingJobInput,
+    UpdateDeploymentTrafficInput,
 )
 
 
@@ -32,6 +48,63 @@ class SyncOperations:
     ) -> dict[str, Any]:
         """The `data` of the answer; raises for `errors` or a failed request."""
         raise NotImplementedError
+
+    def viewer_projects(
+        self, *, first: int | None = None, after: str | None = None
+    ) -> cli.ViewerProjectsQuery:
+        """The `ViewerProjects` query."""
+        variables: dict[str, Any] = {}
+        if first is not None:
+            variables["first"] = first
+        if after is not None:
+            variables["after"] = after
+        data = self.execute(VIEWER_PROJECTS_DOCUMENT, "ViewerProjects", variables)
+        return cli.ViewerProjectsQuery.model_validate(data)
+
+    def project_training_jobs(
+        self, *, slug: str, first: int | None = None, after: str | None = None
+    ) -> cli.ProjectTrainingJobsQuery:
+        """The `ProjectTrainingJobs` query."""
+        variables: dict[str, Any] = {
+            "slug": slug,
+        }
+        if first is not None:
+            variables["first"] = first
+        if after is not None:
+            variables["after"] = after
+        data = self.execute(PROJECT_TRAINING_JOBS_DOCUMENT, "ProjectTrainingJobs", variables)
+        return cli.ProjectTrainingJobsQuery.model_validate(data)
+
+    def project_models(
+        self, *, slug: str, first: int | None = None, after: str | None = None
+    ) -> cli.ProjectModelsQuery:
+        """The `ProjectModels` query."""
+        variables: dict[str, Any] = {
+            "slug": slug,
+        }
+        if first is not None:
+            variables["first"] = first
+        if after is not None:
+            variables["after"] = after
+        data = self.execute(PROJECT_MODELS_DOCUMENT, "ProjectModels", variables)
+        return cli.ProjectModelsQuery.model_validate(data)
+
+    def cancel_training_job(self, *, id: str) -> cli.CancelTrainingJobMutation:
+        """The `CancelTrainingJob` mutation."""
+        variables: dict[str, Any] = {
+            "id": id,
+        }
+        data = self.execute(CANCEL_TRAINING_JOB_DOCUMENT, "CancelTrainingJob", variables)
+        return cli.CancelTrainingJobMutation.model_validate(data)
+
+    def latest_dataset_version(self, *, slug: str, name: str) -> cli.LatestDatasetVersionQuery:
+        """The `LatestDatasetVersion` query."""
+        variables: dict[str, Any] = {
+            "slug": slug,
+            "name": name,
+        }
+        data = self.execute(LATEST_DATASET_VERSION_DOCUMENT, "LatestDatasetVersion", variables)
+        return cli.LatestDatasetVersionQuery.model_validate(data)
 
     def dataset_version(self, *, id: str) -> datasets.DatasetVersionQuery:
         """The `DatasetVersion` query."""
@@ -56,6 +129,90 @@ class SyncOperations:
         }
         data = self.execute(VALIDATE_DATASET_VERSION_DOCUMENT, "ValidateDatasetVersion", variables)
         return datasets.ValidateDatasetVersionMutation.model_validate(data)
+
+    def project_model(
+        self, *, slug: str, name: str, first: int | None = None
+    ) -> deployments.ProjectModelQuery:
+        """The `ProjectModel` query."""
+        variables: dict[str, Any] = {
+            "slug": slug,
+            "name": name,
+        }
+        if first is not None:
+            variables["first"] = first
+        data = self.execute(PROJECT_MODEL_DOCUMENT, "ProjectModel", variables)
+        return deployments.ProjectModelQuery.model_validate(data)
+
+    def model_version(self, *, id: str) -> deployments.ModelVersionQuery:
+        """The `ModelVersion` query."""
+        variables: dict[str, Any] = {
+            "id": id,
+        }
+        data = self.execute(MODEL_VERSION_DOCUMENT, "ModelVersion", variables)
+        return deployments.ModelVersionQuery.model_validate(data)
+
+    def deployment(self, *, id: str) -> deployments.DeploymentQuery:
+        """The `Deployment` query."""
+        variables: dict[str, Any] = {
+            "id": id,
+        }
+        data = self.execute(DEPLOYMENT_DOCUMENT, "Deployment", variables)
+        return deployments.DeploymentQuery.model_validate(data)
+
+    def project_deployment(self, *, slug: str, name: str) -> deployments.ProjectDeploymentQuery:
+        """The `ProjectDeployment` query."""
+        variables: dict[str, Any] = {
+            "slug": slug,
+            "name": name,
+        }
+        data = self.execute(PROJECT_DEPLOYMENT_DOCUMENT, "ProjectDeployment", variables)
+        return deployments.ProjectDeploymentQuery.model_validate(data)
+
+    def create_deployment(
+        self, *, input: CreateDeploymentInput
+    ) -> deployments.CreateDeploymentMutation:
+        """The `CreateDeployment` mutation."""
+        variables: dict[str, Any] = {
+            "input": input,
+        }
+        data = self.execute(CREATE_DEPLOYMENT_DOCUMENT, "CreateDeployment", variables)
+        return deployments.CreateDeploymentMutation.model_validate(data)
+
+    def update_deployment_traffic(
+        self, *, input: UpdateDeploymentTrafficInput
+    ) -> deployments.UpdateDeploymentTrafficMutation:
+        """The `UpdateDeploymentTraffic` mutation."""
+        variables: dict[str, Any] = {
+            "input": input,
+        }
+        data = self.execute(
+            UPDATE_DEPLOYMENT_TRAFFIC_DOCUMENT, "UpdateDeploymentTraffic", variables
+        )
+        return deployments.UpdateDeploymentTrafficMutation.model_validate(data)
+
+    def promote_deployment(self, *, deployment: str) -> deployments.PromoteDeploymentMutation:
+        """The `PromoteDeployment` mutation."""
+        variables: dict[str, Any] = {
+            "deployment": deployment,
+        }
+        data = self.execute(PROMOTE_DEPLOYMENT_DOCUMENT, "PromoteDeployment", variables)
+        return deployments.PromoteDeploymentMutation.model_validate(data)
+
+    def rollback_deployment(self, *, deployment: str) -> deployments.RollbackDeploymentMutation:
+        """The `RollbackDeployment` mutation."""
+        variables: dict[str, Any] = {
+            "deployment": deployment,
+        }
+        data = self.execute(ROLLBACK_DEPLOYMENT_DOCUMENT, "RollbackDeployment", variables)
+        return deployments.RollbackDeploymentMutation.model_validate(data)
+
+    def delete_deployment(self, *, deployment: str) -> deployments.DeleteDeploymentMutation:
+        """The `DeleteDeployment` mutation."""
+        variables: dict[str, Any] = {
+            "deployment": deployment,
+        }
+        data = self.execute(DELETE_DEPLOYMENT_DOCUMENT, "DeleteDeployment", variables)
+        return deployments.DeleteDeploymentMutation.model_validate(data)
 
     def job(self, *, id: str) -> jobs.JobQuery:
         """The `Job` query."""

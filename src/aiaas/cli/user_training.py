@@ -1,0 +1,203 @@
+"""`aiaas train`, `aiaas jobs list|show|follow|cancel` and `aiaas models list|show`, through
+the SDK."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from aiaas.cli.common import fail
+from aiaas.cli.user_common import (
+    EXIT_REFUSED,
+    connect,
+    emit,
+    emit_record,
+    json_option,
+    user_command,
+)
+from aiaas.client.errors import JobFailedError, NotFoundError
+from aiaas.client.resources import ProjectModel
+from aiaas.client.training import TrainingJob
+
+_JOB_COLUMNS = ("id", "state", "trainer", "target", "model version", "reason")
+
+
+def parse_params(pairs: Sequence[str]) -> dict[str, Any]:
+    """`--param k=v`s as hyperparameters: each value JSON where it parses (numbers, booleans,
+    lists), else the text itself."""
+    parameters: dict[str, Any] = {}
+    for pair in pairs:
+        key, equals, text = pair.partition("=")
+        if not equals or not key.strip():
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--param")
+        try:
+            parameters[key.strip()] = json.loads(text)
+        except ValueError:
+            parameters[key.strip()] = text
+    return parameters
+
+
+def _job_row(job: TrainingJob) -> tuple[Any, ...]:
+    return (job.id, job.state, job.trainer, job.target, job.model_version_id, job.reason)
+
+
+def _show_job(job: TrainingJob, as_json: bool) -> None:
+    emit_record(job, as_json, list(zip(_JOB_COLUMNS, _job_row(job), strict=True)), "training job")
+
+
+def _follow(job: TrainingJob, as_json: bool) -> None:
+    """Follow `job` to its end with a progress bar on stderr, then show it; exit 1 unless it
+    SUCCEEDED."""
+    try:
+        job.wait(progress=True)
+    except JobFailedError as exc:
+        _show_job(job, as_json)
+        fail(str(exc), EXIT_REFUSED)
+    _show_job(job, as_json)
+
+
+@click.command()
+@click.option("--project", "-p", required=True, help="The project's slug.")
+@click.option("--dataset", "-d", required=True, help="The dataset; its latest version is used.")
+@click.option("--trainer", "-t", required=True, help="The trainer, e.g. tabular-classifier.")
+@click.option("--target", required=True, help="The column to predict.")
+@click.option("--feature", "features", multiple=True, help="A feature column (default: all).")
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A hyperparameter; VALUE is JSON where it parses (3, 0.1, true), else text.",
+)
+@click.option("--model-name", help="The model to register into (default: the trainer's).")
+@click.option("--follow", "-f", is_flag=True, help="Follow it to its end with a progress bar.")
+@json_option
+@user_command
+def train(
+    project: str,
+    dataset: str,
+    trainer: str,
+    target: str,
+    features: tuple[str, ...],
+    params: tuple[str, ...],
+    model_name: str | None,
+    follow: bool,
+    as_json: bool,
+) -> None:
+    """Queue a training job on the latest version of a dataset; with --follow, exit non-zero
+    unless it succeeds."""
+    hyperparameters = parse_params(params)
+    with connect() as client:
+        handle = client.project_handle(project)
+        version = handle.latest_version(dataset)
+        job = handle.train(
+            version,
+            trainer=trainer,
+            target=target,
+            features=list(features) or None,
+            model_name=model_name,
+            **hyperparameters,
+        )
+        if follow:
+            _follow(job, as_json)
+        else:
+            _show_job(job, as_json)
+
+
+@click.group()
+def jobs() -> None:
+    """Training jobs: list a project's, show, follow or cancel one by its id."""
+
+
+@jobs.command("list")
+@click.option("--project", "-p", required=True, help="The project's slug.")
+@json_option
+@user_command
+def list_jobs(project: str, as_json: bool) -> None:
+    """A project's training jobs, oldest first."""
+    with connect() as client:
+        found = client.project_handle(project).training_jobs()
+    emit(found, as_json, _JOB_COLUMNS, [_job_row(job) for job in found])
+
+
+@jobs.command("show")
+@click.argument("job_id")
+@json_option
+@user_command
+def show_job(job_id: str, as_json: bool) -> None:
+    """Training job JOB_ID as it is now."""
+    with connect() as client:
+        _show_job(client.training_job(job_id), as_json)
+
+
+@jobs.command("follow")
+@click.argument("job_id")
+@json_option
+@user_command
+def follow_job(job_id: str, as_json: bool) -> None:
+    """Follow training job JOB_ID to its end; exit non-zero unless it succeeds."""
+    with connect() as client:
+        _follow(client.training_job(job_id), as_json)
+
+
+@jobs.command("cancel")
+@click.argument("job_id")
+@json_option
+@user_command
+def cancel_job(job_id: str, as_json: bool) -> None:
+    """Cancel training job JOB_ID: at once if queued, at its next step if running."""
+    with connect() as client:
+        _show_job(client.training_job(job_id).cancel(), as_json)
+
+
+@click.group()
+def models() -> None:
+    """A project's registered models and their versions."""
+
+
+def _aliases(model: ProjectModel) -> str:
+    return ", ".join(f"{alias.alias}->v{alias.version.number}" for alias in model.aliases)
+
+
+@models.command("list")
+@click.option("--project", "-p", required=True, help="The project's slug.")
+@json_option
+@user_command
+def list_models(project: str, as_json: bool) -> None:
+    """A project's models, with their latest version and aliases."""
+    with connect() as client:
+        found = client.project_handle(project).models()
+    rows = [
+        (
+            model.name,
+            len(model.versions.nodes),
+            max((version.number for version in model.versions.nodes), default=None),
+            _aliases(model),
+            model.id,
+        )
+        for model in found
+    ]
+    emit(found, as_json, ("name", "versions", "latest", "aliases", "id"), rows)
+
+
+@models.command("show")
+@click.argument("name")
+@click.option("--project", "-p", required=True, help="The project's slug.")
+@json_option
+@user_command
+def show_model(name: str, project: str, as_json: bool) -> None:
+    """Model NAME's versions: trainer, format, metrics and aliases."""
+    with connect() as client:
+        found = [model for model in client.project_handle(project).models() if model.name == name]
+    if not found:
+        raise NotFoundError(f"no model {name!r} in project {project!r}", "NOT_FOUND")
+    [model] = found
+    rows = [
+        (v.number, v.trainer, v.format, v.metrics, ", ".join(v.aliases), v.created_at, v.id)
+        for v in model.versions.nodes
+    ]
+    columns = ("version", "trainer", "format", "metrics", "aliases", "created", "id")
+    emit(model, as_json, columns, rows, title=f"model {name}")
