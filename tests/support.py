@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
+import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Origin, Subprotocol
@@ -167,6 +168,17 @@ def running_server(environment: dict[str, str], log_path: Path) -> Iterator[Runn
         if process.poll() is None:
             process.kill()
         process.wait(timeout=10)
+
+
+@contextlib.asynccontextmanager
+async def ready_server(
+    config: Config, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[RunningServer]:
+    """`aiaas serve` on the module's database and Redis, once `/readyz` answers 200."""
+    environment = server_environment(config)
+    with running_server(environment, tmp_path_factory.mktemp("server") / "serve.log") as running:
+        await wait_until_ready(running)
+        yield running
 
 
 async def wait_until_ready(server: RunningServer, timeout_s: float = 20) -> None:

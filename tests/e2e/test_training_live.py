@@ -36,12 +36,11 @@ from support import (
     UserWithToken,
     acknowledged_socket,
     poll_until,
+    ready_server,
     receive,
-    running_server,
     send,
     server_environment,
     user_with_token,
-    wait_until_ready,
 )
 
 pytestmark = pytest.mark.slow
@@ -168,9 +167,7 @@ async def wait_for(platform: Platform, job_id: uuid.UUID, check: Any, timeout_s:
 async def server(
     config: Config, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[RunningServer]:
-    environment = server_environment(config)
-    with running_server(environment, tmp_path_factory.mktemp("server") / "serve.log") as running:
-        await wait_until_ready(running)
+    async with ready_server(config, tmp_path_factory) as running:
         yield running
 
 

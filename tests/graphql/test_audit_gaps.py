@@ -40,13 +40,11 @@ from support import (
     data_of,
     messages_until_closed,
     open_socket,
+    ready_server,
     receive,
-    running_server,
     send,
-    server_environment,
     subscription_context,
     user_with_token,
-    wait_until_ready,
 )
 
 SECRET_MARKER = "do-not-store-this"
@@ -291,9 +289,7 @@ async def test_an_unexpected_error_in_a_subscription_stream_leaves_a_row(
 async def server(
     config: Config, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[RunningServer]:
-    environment = server_environment(config)
-    with running_server(environment, tmp_path_factory.mktemp("server") / "serve.log") as running:
-        await wait_until_ready(running)
+    async with ready_server(config, tmp_path_factory) as running:
         yield running
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from collections.abc import AsyncIterator
 from html.parser import HTMLParser
 from urllib.parse import urljoin, urlsplit
@@ -139,3 +140,14 @@ async def test_production_serves_no_graphiql_asset(
 
     assert anonymous.status_code == 401
     assert with_token.status_code == 404
+
+
+def test_the_shipped_scripts_evaluate_no_text_as_code() -> None:
+    """The bundles call `RegExp.prototype.exec` (pattern matching on a string) but never `eval`;
+    the one `Function` constructor is webpack's way to find the global object where
+    `globalThis` is missing, a branch no browser GraphiQL supports takes."""
+    for script in sorted(ASSETS_DIR.glob("*.js")):
+        text = script.read_text(encoding="utf-8")
+        assert not re.search(r"(?<![\w$.])eval\s*\(", text), script.name
+        constructed = re.findall(r"new Function\(([^)]*)\)", text)
+        assert constructed in ([], ["'return this'"]), (script.name, constructed)

@@ -30,12 +30,10 @@ from support import (
     RunningServer,
     UserWithToken,
     messages_until_closed,
+    ready_server,
     receive,
-    running_server,
     send,
-    server_environment,
     user_with_token,
-    wait_until_ready,
 )
 
 README = Path(__file__).parents[2] / "README.md"
@@ -48,9 +46,7 @@ UNKNOWN_TOKEN = f"aiaas_{'0' * 12}_{'A' * 43}"
 async def server(
     config: Config, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[RunningServer]:
-    environment = server_environment(config)
-    with running_server(environment, tmp_path_factory.mktemp("server") / "serve.log") as running:
-        await wait_until_ready(running)
+    async with ready_server(config, tmp_path_factory) as running:
         yield running
 
 

@@ -30,10 +30,10 @@ from aiaas.core.data.datasets import (
     read_version_table,
 )
 from aiaas.core.data.expectations import check_table
-from aiaas.core.errors import ConflictError, InputError
+from aiaas.core.errors import InputError
 from aiaas.core.governance.sealed_values import SealedColumn
 from aiaas.core.governance.vault import VAULT
-from aiaas.core.identity.projects import ChangeInProject, hold_project
+from aiaas.core.identity.projects import ChangeInProject, archived_job_result, hold_project
 from aiaas.core.job_submission import record_new_job
 from aiaas.core.jobs import Job, enqueue_job
 from aiaas.core.storage import Connection
@@ -146,11 +146,7 @@ async def run_validation(platform: Platform, job: Job) -> str:
         # A project archived while the job ran takes no report: the job fails saying so.
         project = await hold_project(connection, version.project_id)
         if project.is_archived:
-            raise ConflictError(
-                f"project {project.slug!r} is archived, so it is read-only: "
-                "the validation stores no report",
-                details={"project": project.slug},
-            )
+            raise archived_job_result(project.slug, "the validation stores no report")
         # Results of the same job are stored once, whatever the retries.
         await connection.execute("DELETE FROM quality_reports WHERE job_id = $1", job.id)
         await connection.execute(

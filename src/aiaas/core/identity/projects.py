@@ -164,6 +164,15 @@ def refuse_if_archived(project: Project) -> Project:
     return project
 
 
+def archived_job_result(slug: str, outcome: str) -> ConflictError:
+    """Why a job whose project was archived before its result was stored ends FAILED:
+    `outcome` says what it leaves out ("the job registers no model version")."""
+    return ConflictError(
+        f"project {slug!r} is archived, so it is read-only: {outcome}",
+        details={"project": slug},
+    )
+
+
 async def hold_open_project(connection: Connection, project_id: UUID) -> Project:
     """`hold_project`, refusing an archived project with `ConflictError`: for a change that
     must not land in one. Inside a transaction, the project cannot be archived until the change

@@ -56,7 +56,7 @@ from aiaas.core.data.tabular.normalized import NormalizedTable
 from aiaas.core.errors import ConflictError
 from aiaas.core.event_streams import publish_job_events_quietly
 from aiaas.core.governance import VAULT, artifacts_kept_on_success
-from aiaas.core.identity.projects import ChangeInProject, projects_by_ids
+from aiaas.core.identity.projects import ChangeInProject, archived_job_result, projects_by_ids
 from aiaas.core.jobs import Job, lock_job
 from aiaas.core.serving.batch_prediction import BATCH_PREDICTION_JOB, READ_BATCH_ROWS
 from aiaas.core.serving.batch_scoring import Parts, Progress, join_parts, score_file
@@ -130,10 +130,7 @@ async def output_of_job(connection: Connection, job: Job) -> DatasetVersion | No
 
 
 def _archived(slug: str) -> ConflictError:
-    return ConflictError(
-        f"project {slug!r} is archived, so it is read-only: the job registers no dataset version",
-        details={"project": slug},
-    )
+    return archived_job_result(slug, "the job registers no dataset version")
 
 
 async def _register(

@@ -32,7 +32,12 @@ from aiaas.core.data.datasets import get_version, read_version_table
 from aiaas.core.errors import ConflictError, JobCancelledError, TrainingCancelled
 from aiaas.core.event_streams import publish_job_events_quietly
 from aiaas.core.governance import VAULT, artifacts_kept_on_success
-from aiaas.core.identity.projects import ChangeInProject, Project, projects_by_ids
+from aiaas.core.identity.projects import (
+    ChangeInProject,
+    Project,
+    archived_job_result,
+    projects_by_ids,
+)
 from aiaas.core.jobs import Job, JobState, get_job, lock_job
 from aiaas.core.serialization import finite_or_none, json_safe
 from aiaas.core.trainers import Progress, TrainedModel, TrainingReporter, TrainingRun
@@ -228,12 +233,7 @@ async def _train(platform: Platform, job: Job, run: TrainingRun) -> TrainedModel
 
 
 def _archived(project: Project) -> ConflictError:
-    """Why a job of an archived project ends FAILED, registering nothing."""
-    return ConflictError(
-        f"project {project.slug!r} is archived, so it is read-only: "
-        "the job registers no model version",
-        details={"project": project.slug},
-    )
+    return archived_job_result(project.slug, "the job registers no model version")
 
 
 async def _register(
