@@ -122,8 +122,11 @@ class PeakMemory:
         self._thread.join()
 
 
-def start_platform(data_dir: Path, **settings: str) -> tuple[subprocess.Popen[str], str, str]:
-    """`aiaas dev` on embedded services; `settings` are extra AIAAS_* variables."""
+def start_platform(
+    data_dir: Path, log: Path | None = None, **settings: str
+) -> tuple[subprocess.Popen[str], str, str]:
+    """`aiaas dev` on embedded services; `settings` are extra AIAAS_* variables. The processes'
+    logs (their standard error) go to `log` if given, else nowhere."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("AIAAS_")}
     environment["AIAAS_UPLOAD_MAX_BYTES"] = str(8 * 1024**3)
     environment.update(settings)
@@ -131,7 +134,7 @@ def start_platform(data_dir: Path, **settings: str) -> tuple[subprocess.Popen[st
         [sys.executable, "-m", "aiaas", "dev", "--data-dir", str(data_dir), "--port", "0"],
         env=environment,
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=log.open("ab") if log is not None else subprocess.DEVNULL,
         text=True,
     )
     assert process.stdout is not None

@@ -167,6 +167,7 @@ def upload_requests(draw: st.DrawFn, token: bytes) -> HostileRequest:
     project = draw(segments(SLUG)) if "project" in broken else SLUG.encode()
     dataset = draw(segments("fz") if "dataset" in broken else st.sampled_from([b"fz", b"fz-2"]))
     tails = [b"/versions/", b"", b"/versions/1", b"/versions%2f", b"/versions/.."]
+    tails += [b"/versions/1/data", b"/versions/%00/data", b"/versions/1e3/data"]  # the download
     tail = draw(st.sampled_from(tails)) if "tail" in broken else b"/versions"
     options = HOSTILE_UPLOAD_OPTIONS if "options" in broken else PLAIN_UPLOAD_OPTIONS
     query = draw(query_string(options))

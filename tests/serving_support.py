@@ -9,6 +9,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from sklearn.datasets import load_diabetes, load_wine
 
 from aiaas.core.audit import AuditedChange
@@ -147,3 +148,18 @@ async def wine_versions(
         found[version.number] = version
     assert sorted(found) == [1, 2]
     return found
+
+
+def assert_same_stats(
+    found: dict[str, dict[str, Any]], expected: dict[str, dict[str, Any]]
+) -> None:
+    """Equal column statistics, a mean or a deviation to rounding (merged batch by batch, they
+    depend on where the batches were cut)."""
+    assert set(found) == set(expected)
+    for name, stats in expected.items():
+        assert set(found[name]) == set(stats), name
+        for key, value in stats.items():
+            if isinstance(value, float):
+                assert found[name][key] == pytest.approx(value, rel=1e-9), (name, key)
+            else:
+                assert found[name][key] == value, (name, key)

@@ -1,35 +1,37 @@
 """The user commands as real `aiaas` processes against a real `aiaas serve` and `aiaas worker`:
-`projects list|create`, `datasets upload`, `train --follow`, `jobs list|show|follow|cancel` and
-`models list|show`, each as a table and as `--json`; and the exit codes of what is refused (a
+`projects list|create`, `datasets upload`, `train --follow`, `jobs list|show|follow|cancel`
+(cancel of a training and of a batch prediction job) and `models list|show`, each as a table
+and as `--json`; and the exit codes of what is refused (a
 refused token, an unreachable URL, an unknown project, a file that is neither CSV nor Parquet,
 a bad `--param`, a training job that did not succeed), each one line on stderr."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas
+import pyarrow as pa
 import pytest
-from sklearn.datasets import load_wine
 
+from aiaas.client import BatchPredictionJob, Client
+from aiaas.client.errors import JobFailedError
 from aiaas.core.config import Config
+from aiaas.core.identity.accounts import verify_token
+from aiaas.core.platform import Platform
+from aiaas.core.serving.batch_prediction import BatchPredictionRequest, submit_batch_prediction
+from aiaas.graphql.relay import from_global_id, to_global_id
 from server_watch import served_with_worker
 from support import (
     RunningServer,
-    clean_environment,
     free_port,
 )
+from user_cli import Cli, assert_one_line_error, cli_of, wine_frame
 
 pytestmark = pytest.mark.slow
-
-AIAAS = [sys.executable, "-m", "aiaas"]
 
 
 @pytest.fixture(scope="module")
@@ -40,47 +42,9 @@ async def server(
         yield served.running
 
 
-@dataclass(frozen=True)
-class Cli:
-    """The `aiaas` command with its environment: a server URL and token, no stored credentials."""
-
-    environment: dict[str, str]
-
-    def __call__(self, *arguments: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*AIAAS, *arguments],
-            env=self.environment,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-
-    def json(self, *arguments: str, timeout: float = 120) -> Any:
-        result = self(*arguments, "--json", timeout=timeout)
-        assert result.returncode == 0, result.stderr
-        return json.loads(result.stdout)
-
-    def with_(self, **variables: str) -> Cli:
-        return Cli({**self.environment, **variables})
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess[str], exit_code: int) -> str:
-    assert result.returncode == exit_code, (result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr
-    [line] = result.stderr.strip().splitlines()
-    assert line.startswith("error: ")
-    return line
-
-
 @pytest.fixture(scope="module")
 def cli(server: RunningServer, admin_token: str, tmp_path_factory: pytest.TempPathFactory) -> Cli:
-    environment = clean_environment(
-        AIAAS_URL=server.base_url,
-        AIAAS_TOKEN=admin_token,
-        XDG_CONFIG_HOME=str(tmp_path_factory.mktemp("user-cli-config")),
-        COLUMNS="300",  # rich's tables, off a terminal, are 80 columns wide otherwise
-    )
-    return Cli(environment)
+    return cli_of(server.base_url, admin_token, tmp_path_factory.mktemp("user-cli-config"))
 
 
 @pytest.fixture(scope="module")
@@ -94,9 +58,7 @@ def project(cli: Cli) -> str:
 
 @pytest.fixture(scope="module")
 def wine_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    data = load_wine()
-    frame = pandas.DataFrame(data.data, columns=[f"f{i}" for i in range(data.data.shape[1])])
-    frame["label"] = data.target
+    frame = wine_frame()
     path = tmp_path_factory.mktemp("user-cli-files") / "wine.csv"
     frame.to_csv(path, index=False)
     return path
@@ -230,3 +192,50 @@ def test_params_are_json_where_they_parse_and_bad_requests_are_refused(
     assert "KEY=VALUE" in not_a_pair.stderr
     assert_one_line_error(cli("jobs", "list", "--project", "no-such-project"), 1)
     assert_one_line_error(cli("train", "-p", project, "-d", "none", "-t", "x", "--target", "y"), 1)
+
+
+async def test_a_batch_prediction_job_is_cancelled_by_its_kind(
+    cli: Cli,
+    server: RunningServer,
+    platform: Platform,
+    admin_token: str,
+    project: str,
+    wine_csv: Path,
+    uploaded: dict[str, Any],
+) -> None:
+    trained = cli.json(
+        "train",
+        *("--project", project, "--dataset", "wine", "--model-name", "wine-batch"),
+        *("--trainer", "tabular-classifier", "--target", "label"),
+        *("--param", "epochs=1", "--follow"),
+        timeout=600,
+    )
+    frame = pandas.read_csv(wine_csv)
+    with Client(server.base_url, admin_token) as client:
+        many = client.project(project).upload(
+            pa.concat_tables([pa.Table.from_pandas(frame)] * 100), name="wine-many", progress=False
+        )
+        async with platform.metadata.acquire() as connection:
+            admin = await verify_token(connection, admin_token, "test")
+        # Parts of one row each, of 17,800 rows: still running well after `aiaas` starts.
+        queued = await submit_batch_prediction(
+            platform,
+            admin,
+            BatchPredictionRequest(
+                dataset_version_id=from_global_id(many.id)[1],
+                model_version_id=from_global_id(trained["model_version_id"])[1],
+                batch_rows=1,
+            ),
+        )
+        job_id = to_global_id("Job", queued.id)
+        cancelled = cli.json("jobs", "cancel", job_id)
+        assert cancelled["id"] == job_id
+        assert cancelled["state"] in ("CANCELLED", "RUNNING")  # RUNNING: it stops at a part
+        job = BatchPredictionJob.get(client, job_id)
+        with pytest.raises(JobFailedError):
+            job.wait(progress=False, timeout=120)
+        assert job.state.value == "CANCELLED"
+    again = cli("jobs", "cancel", job_id)
+    assert "CANCELLED already" in assert_one_line_error(again, 1)
+    table = cli("jobs", "cancel", trained["id"])  # a training job's id: cancelled as one
+    assert "SUCCEEDED already" in assert_one_line_error(table, 1)

@@ -4,7 +4,7 @@ classifier uploaded, trained by the worker and found as `job.model_version` and 
 `maxBatchSize` 32, equal to tritonclient's answers row by row, in the frame's order; a frame
 missing input columns refused naming them with no request sent; a stopped deployment refused;
 a refusal of the V2 API (`{"error", "code"}`) a typed exception; a canary, its promotion and
-the rollback round trip."""
+the rollback round trip; the drift reports of the served version."""
 
 from __future__ import annotations
 
@@ -26,43 +26,12 @@ from aiaas.client.deployments import (
 )
 from aiaas.client.errors import InvalidInputError, NotFoundError
 from aiaas.client.generated.schema_types import DeploymentState
+from aiaas.core.platform import Platform
+from aiaas.core.serving.drift_checks import check_drift
 from server_watch import Server
-from serving_support import FAST, wine_table
+from serving_support import wine_table
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def project_slug(client: Client) -> str:
-    slug = f"sdk-deploy-{uuid.uuid4().hex[:8]}"
-    client.create_project(slug, name="SDK deploy")
-    return slug
-
-
-@pytest.fixture(scope="module")
-def versions(client: Client, project_slug: str) -> list[ModelVersion]:
-    """Versions 1 and 2 of a wine classifier (seeds 0 and 1), trained by the worker."""
-    project = client.project(project_slug)
-    wine = project.upload(wine_table(), name="wine", progress=False)
-    trained = []
-    for seed in (0, 1):
-        job = project.train(
-            wine,
-            trainer="tabular-classifier",
-            target="cultivar",
-            seed=seed,
-            model_name="wine",
-            **FAST,
-        )
-        version = job.wait(progress=False).model_version
-        assert version is not None
-        trained.append(version)
-    return trained
-
-
-@pytest.fixture(scope="module")
-def deployment(versions: list[ModelVersion]) -> Deployment:
-    return versions[0].deploy("wine", max_batch_size=32, max_wait_ms=2).wait_ready(timeout=120)
 
 
 def features(start: int, stop: int) -> dict[str, np.ndarray]:
@@ -193,3 +162,19 @@ def test_a_refusal_of_the_v2_api_is_a_typed_exception_with_its_message(
         deployment.predict(columns)
     assert "alcohol" in str(refused.value)
     assert refused.value.code
+
+
+async def test_drift_reports_are_read_per_served_version(
+    deployment: Deployment, versions: list[ModelVersion], platform: Platform
+) -> None:
+    assert deployment.refresh().drift() == []  # no check has run yet
+    # The worker's periodic check, run now against the same database.
+    await check_drift(platform)
+
+    [report] = deployment.drift()
+    assert report.model_version.number == versions[0].number
+    assert report.threshold == platform.config.drift_psi_threshold
+    if report.sample_count < platform.config.drift_min_samples:
+        # Too few samples for a PSI: the report says so rather than guess.
+        assert (report.max_psi, report.alert) == (None, False)
+    assert report.computed_at >= report.window_start

@@ -221,6 +221,21 @@ async def test_a_token_of_someone_outside_the_project_cannot_upload_into_it(
         client.upload(project_slug, "rows", io.BytesIO(fresh_csv()), progress=False)
 
 
+def test_an_upload_into_an_archived_project_is_a_conflict(client: Client) -> None:
+    slug = f"sdk-archived-{uuid.uuid4().hex[:8]}"
+    project = client.create_project(slug)
+    archive = "mutation($id: ID!) { archiveProject(id: $id) { __typename } }"
+    archived = client.http.post(
+        "/graphql", json={"query": archive, "variables": {"id": project.id}}
+    )
+
+    assert archived.json()["data"]["archiveProject"]["__typename"] == "ArchiveProjectSuccess"
+    # The REST route's 409 is the same refusal GraphQL answers as its ConflictError member.
+    with pytest.raises(ConflictError, match="archived") as refused:
+        client.upload(slug, "rows", io.BytesIO(fresh_csv()), progress=False)
+    assert refused.value.code == "CONFLICT"
+
+
 def test_an_unreachable_server_is_one_sentence_naming_the_url() -> None:
     url = f"http://127.0.0.1:{free_port()}"
     with Client(url, "aiaas_token") as client:

@@ -122,6 +122,20 @@ def test_unknown_environment_key_is_refused_with_a_suggestion() -> None:
     assert "did you mean AIAAS_DATABASE_URL?" in message
 
 
+def test_the_sdks_url_and_token_in_the_environment_are_no_settings_and_not_refused() -> None:
+    # The tutorial exports them in the terminal where an operator then runs `aiaas users`,
+    # `aiaas tokens` or `aiaas backup`: they must not stop those commands.
+    config = load_config(
+        {"AIAAS_URL": "http://127.0.0.1:8000", "AIAAS_TOKEN": "aiaas_x_y", "AIAAS_PORT": "9000"}
+    )
+
+    assert config.port == 9000
+    assert config == load_config({"AIAAS_PORT": "9000"})
+    # A misspelling of them is still refused.
+    with pytest.raises(ConfigError, match="unknown configuration key AIAAS_TOKN"):
+        load_config({"AIAAS_TOKN": "aiaas_x_y"})
+
+
 def test_unknown_toml_key_is_refused_with_a_suggestion(tmp_path: Path) -> None:
     path = write_toml(tmp_path, 'databse_url = "postgresql://localhost/aiaas"\n')
 

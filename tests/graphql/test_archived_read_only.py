@@ -256,6 +256,11 @@ REFUSED: dict[str, Call] = {
             }
         },
     ),
+    # Needs dataset:transform, as submitting does; any job of the project shows whose it is.
+    "cancelBatchPredictionJob": Call(
+        "mutation($id: ID!) { cancelBatchPredictionJob(id: $id) { ...refusal } }",
+        lambda world: {"id": gid("Job", world.queued_job)},
+    ),
     "setModelAlias": Call(
         "mutation($input: SetModelAliasInput!) { setModelAlias(input: $input) { ...refusal } }",
         lambda world: {

@@ -33,6 +33,7 @@ from aiaas.core.identity.access import ROLE_HIERARCHY, ProjectRole
 from aiaas.core.identity.accounts import User, create_user, insert_token, verify_token
 from aiaas.core.platform import Platform
 from aiaas.core.serving import deployments
+from aiaas.core.serving.batch_prediction import BatchPredictionRequest, submit_batch_prediction
 from aiaas.core.training import TrainingRequest, submit_training_job
 from aiaas.core.training import registry as models
 from aiaas.graphql.permissions import root_field_policies
@@ -496,6 +497,22 @@ async def batch_prediction_input(world: World, persona: Persona) -> dict[str, An
     }
 
 
+async def fresh_batch_prediction_job_id(world: World, persona: Persona) -> dict[str, Any]:
+    # Cancelling is for good: each case cancels a queued job of its own (no worker runs here).
+    owner = world.owner.principal
+    assert owner is not None
+    request = (await batch_prediction_input(world, persona))["input"]
+    job = await submit_batch_prediction(
+        world.platform,
+        owner,
+        BatchPredictionRequest(
+            dataset_version_id=training_version(world).id,
+            model_version_id=from_global_id(request["modelVersion"])[1],
+        ),
+    )
+    return {"id": to_global_id("Job", job.id)}
+
+
 async def fresh_deployment_id(world: World, persona: Persona) -> dict[str, Any]:
     return {"id": to_global_id("Deployment", await fresh_deployment(world))}
 
@@ -552,6 +569,10 @@ OPERATIONS: dict[str, Operation] = {
           submitBatchPredictionJob(input: $input) { __typename }
         }""",
         with_variables(batch_prediction_input),
+    ),
+    "Mutation.cancelBatchPredictionJob": Operation(
+        "mutation($id: ID!) { cancelBatchPredictionJob(id: $id) { __typename } }",
+        with_variables(fresh_batch_prediction_job_id),
     ),
     "Mutation.submitTrainingJob": Operation(
         """mutation($input: SubmitTrainingJobInput!) {

@@ -80,6 +80,7 @@ EXPECTED_TYPES: dict[tuple[str, str], tuple[str, ...]] = {
     ("Mutation.submitBatchPredictionJob", "input.datasetVersion"): ("DatasetVersion",),
     ("Mutation.submitBatchPredictionJob", "input.modelVersion"): ("ModelVersion",),
     ("Mutation.submitBatchPredictionJob", "input.deployment"): ("Deployment",),
+    ("Mutation.cancelBatchPredictionJob", "id"): ("Job",),
     ("Subscription.projectAuditEvents", "project"): ("Project",),
     ("Subscription.jobEvents", "jobId"): ("TrainingJob", "Job"),
     ("Subscription.deploymentEvents", "deploymentId"): ("Deployment",),

@@ -8,10 +8,12 @@ Each group of commands has its module:
 - `maintenance`: `keys`, `gc` and `backup`;
 - `audit`: `audit verify`, the audit trail's hash chains;
 - `inspection`: `export-schema`, `export-access-control`, `export-error-codes`,
-  `export-reference` and `plugins`;
+  `export-reference`, `export-graphql-reference` and `plugins`;
 - `user`: `login` and `logout`, the credentials of the SDK (`aiaas.client`);
-- `user_projects` and `user_training`: `projects`, `datasets`, `train`, `jobs` and `models`,
-  the user commands, through the SDK (`user_common`: their exit codes and output);
+- `user_projects`, `user_training` and `user_deploy`: `projects`, `datasets`, `train`, `jobs`,
+  `models`, `deploy` and `deployments`, the user commands, through the SDK (`user_common`: their
+  exit codes and output);
+- `user_predict`: `predict`, a file scored by a deployment, online or by a batch job;
 - `common`: what they share (error reporting, the configuration, an operator's platform).
 """
 
@@ -30,6 +32,8 @@ from aiaas.cli import (
     maintenance,
     processes,
     user,
+    user_deploy,
+    user_predict,
     user_projects,
     user_training,
 )
@@ -101,6 +105,7 @@ for _command in (
     inspection.export_access_control,
     inspection.export_error_codes,
     inspection.export_reference,
+    inspection.export_graphql_reference,
     inspection.plugins,
     user.login,
     user.logout,
@@ -109,6 +114,9 @@ for _command in (
     user_training.train,
     user_training.jobs,
     user_training.models,
+    user_deploy.deploy,
+    user_deploy.deployments,
+    user_predict.predict,
 ):
     cli.add_command(_command)
 

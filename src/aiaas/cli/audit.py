@@ -8,7 +8,13 @@ from typing import TYPE_CHECKING
 
 import click
 
-from aiaas.cli.common import EXIT_FAILURE, fail, operator_platform, reports_errors
+from aiaas.cli.common import (
+    EXIT_FAILURE,
+    fail,
+    on_dev_data_dir,
+    operator_platform,
+    reports_errors,
+)
 
 if TYPE_CHECKING:
     from aiaas.core.audit_chain import TrailVerification
@@ -27,6 +33,7 @@ def audit() -> None:
     "a later run proves against it that no event was cut off the end or rewritten.",
 )
 @reports_errors
+@on_dev_data_dir()
 def verify_audit_command(heads: bool) -> None:
     """Check that every audit event is the one written, in the order written, with none
     removed; exit 1 naming the first broken link of each broken chain."""

@@ -102,6 +102,24 @@ def export_reference(output: Path | None) -> None:
         output.write_text(page, encoding="utf-8")
 
 
+@click.command("export-graphql-reference")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the page to this file instead of standard output.",
+)
+def export_graphql_reference(output: Path | None) -> None:
+    """Print docs/graphql.md: every query, mutation, subscription and type of the GraphQL
+    API, from the schema the server serves."""
+    from aiaas.cli.graphql_page import render_graphql_reference
+
+    page = render_graphql_reference(builtin_schema_sdl())
+    if output is None:
+        click.echo(page, nl=False)
+    else:
+        output.write_text(page, encoding="utf-8")
+
+
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @reports_errors

@@ -1,6 +1,6 @@
-"""What the user commands (`projects`, `datasets`, `train`, `jobs`, `models`) share: the SDK
-client they run through, their exit codes, and their output (a rich table, or JSON with
-`--json`).
+"""What the user commands (`projects`, `datasets`, `train`, `jobs`, `models`, `deploy`,
+`deployments`) share: the SDK client they run through, their exit codes, and their output (a rich
+table, or JSON with `--json`).
 
 Exit codes, the same for every user command:
 
@@ -81,6 +81,7 @@ def user_command(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+project_option = click.option("-p", "--project", required=True, help="The project's slug.")
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Machine output: JSON on stdout, for scripts."
 )

@@ -1,12 +1,21 @@
-"""`aiaas projects list|create` and `aiaas datasets upload`, through the SDK."""
+"""`aiaas projects list|create` and `aiaas datasets upload|download`, through the SDK."""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import click
 
-from aiaas.cli.user_common import connect, emit, emit_record, json_option, user_command
+from aiaas.cli.user_common import (
+    connect,
+    emit,
+    emit_record,
+    json_option,
+    project_option,
+    user_command,
+)
+from aiaas.client.downloads import download_version, parquet_to_csv
 from aiaas.client.resources import DatasetVersion, Project
 
 _PROJECT_COLUMNS = ("slug", "name", "role", "description", "id")
@@ -46,7 +55,7 @@ def create_project(slug: str, name: str | None, description: str, as_json: bool)
 
 @click.group()
 def datasets() -> None:
-    """Datasets of a project: upload a CSV or Parquet file as a new version."""
+    """Datasets of a project: upload a CSV or Parquet file as a new version, download one."""
 
 
 def version_fields(version: DatasetVersion) -> list[tuple[str, object]]:
@@ -64,7 +73,7 @@ def version_fields(version: DatasetVersion) -> list[tuple[str, object]]:
 
 @datasets.command("upload")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--project", "-p", required=True, help="The project's slug.")
+@project_option
 @click.option("--name", "-n", required=True, help="The dataset (created if there is none).")
 @click.option("--description", default="", help="What this version holds.")
 @json_option
@@ -77,3 +86,42 @@ def upload(file: Path, project: str, name: str, description: str, as_json: bool)
             project, name, file, description=description, progress=None if not as_json else False
         )
     emit_record(version, as_json, version_fields(version), f"{project}/{name}")
+
+
+@datasets.command("download")
+@project_option
+@click.option("--name", "-n", required=True, help="The dataset.")
+@click.option("--version", "-v", type=click.IntRange(min=1), help="Its version (default: latest).")
+@click.option(
+    "--output",
+    "-o",
+    required=True,
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="The file to write: Parquet, or CSV when its name ends in .csv.",
+)
+@json_option
+@user_command
+def download(project: str, name: str, version: int | None, output: Path, as_json: bool) -> None:
+    """Download a version of dataset NAME to the file --output names (Parquet, or CSV for a
+    .csv name), written whole or not at all."""
+    with connect() as client:
+        if version is None:
+            version = client.project_handle(project).latest_version(name).number
+        if output.suffix.lower() != ".csv":
+            download_version(client, project, name, version, output)
+        else:
+            with tempfile.TemporaryDirectory(prefix="aiaas-download-") as directory:
+                parquet = download_version(
+                    client, project, name, version, Path(directory) / "version.parquet"
+                )
+                parquet_to_csv(parquet, output)
+    file_format = "csv" if output.suffix.lower() == ".csv" else "parquet"
+    written = {
+        "project": project,
+        "dataset": name,
+        "version": version,
+        "format": file_format,
+        "path": str(output),
+        "bytes": output.stat().st_size,
+    }
+    emit_record(written, as_json, list(written.items()), f"{project}/{name}")

@@ -16,9 +16,12 @@ from aiaas.cli.user_common import (
     emit,
     emit_record,
     json_option,
+    project_option,
     user_command,
 )
+from aiaas.client.batch import BATCH_PREDICTION_KIND, BatchPredictionJob
 from aiaas.client.errors import JobFailedError, NotFoundError
+from aiaas.client.generated.jobs import JobQueryNodeJob
 from aiaas.client.resources import ProjectModel
 from aiaas.client.training import TrainingJob
 
@@ -60,7 +63,7 @@ def _follow(job: TrainingJob, as_json: bool) -> None:
 
 
 @click.command()
-@click.option("--project", "-p", required=True, help="The project's slug.")
+@project_option
 @click.option("--dataset", "-d", required=True, help="The dataset; its latest version is used.")
 @click.option("--trainer", "-t", required=True, help="The trainer, e.g. tabular-classifier.")
 @click.option("--target", required=True, help="The column to predict.")
@@ -72,7 +75,7 @@ def _follow(job: TrainingJob, as_json: bool) -> None:
     metavar="KEY=VALUE",
     help="A hyperparameter; VALUE is JSON where it parses (3, 0.1, true), else text.",
 )
-@click.option("--model-name", help="The model to register into (default: the trainer's).")
+@click.option("--model-name", help="The model to register into (default: the dataset's name).")
 @click.option("--follow", "-f", is_flag=True, help="Follow it to its end with a progress bar.")
 @json_option
 @user_command
@@ -109,15 +112,16 @@ def train(
 
 @click.group()
 def jobs() -> None:
-    """Training jobs: list a project's, show, follow or cancel one by its id."""
+    """Training jobs: list a project's, show, follow or cancel one by its id (cancel also
+    takes a batch prediction job's)."""
 
 
 @jobs.command("list")
-@click.option("--project", "-p", required=True, help="The project's slug.")
+@project_option
 @json_option
 @user_command
 def list_jobs(project: str, as_json: bool) -> None:
-    """A project's training jobs, oldest first."""
+    """A project's training jobs, newest first."""
     with connect() as client:
         found = client.project_handle(project).training_jobs()
     emit(found, as_json, _JOB_COLUMNS, [_job_row(job) for job in found])
@@ -143,14 +147,25 @@ def follow_job(job_id: str, as_json: bool) -> None:
         _follow(client.training_job(job_id), as_json)
 
 
+def _show_batch_job(job: BatchPredictionJob, as_json: bool) -> None:
+    fields = [("id", job.id), ("kind", BATCH_PREDICTION_KIND), ("state", job.state)]
+    emit_record(job, as_json, [*fields, ("reason", job.reason)], "batch prediction job")
+
+
 @jobs.command("cancel")
 @click.argument("job_id")
 @json_option
 @user_command
 def cancel_job(job_id: str, as_json: bool) -> None:
-    """Cancel training job JOB_ID: at once if queued, at its next step if running."""
+    """Cancel job JOB_ID, a training or a batch prediction job: at once if queued, at its
+    next step (or part) if running."""
     with connect() as client:
-        _show_job(client.training_job(job_id).cancel(), as_json)
+        # A batch prediction job's id is a Job's; a training job's reads as a TrainingJob.
+        found = client.api.job(id=job_id).node
+        if isinstance(found, JobQueryNodeJob) and found.kind == BATCH_PREDICTION_KIND:
+            _show_batch_job(BatchPredictionJob.get(client, job_id).cancel(), as_json)
+        else:
+            _show_job(client.training_job(job_id).cancel(), as_json)
 
 
 @click.group()
@@ -163,7 +178,7 @@ def _aliases(model: ProjectModel) -> str:
 
 
 @models.command("list")
-@click.option("--project", "-p", required=True, help="The project's slug.")
+@project_option
 @json_option
 @user_command
 def list_models(project: str, as_json: bool) -> None:
@@ -185,7 +200,7 @@ def list_models(project: str, as_json: bool) -> None:
 
 @models.command("show")
 @click.argument("name")
-@click.option("--project", "-p", required=True, help="The project's slug.")
+@project_option
 @json_option
 @user_command
 def show_model(name: str, project: str, as_json: bool) -> None:

@@ -10,6 +10,7 @@
     job = project.train(version, trainer="tabular-classifier", target="is_fraud").wait()
     deployment = job.model_version.deploy("fraud", max_batch_size=64).wait_ready()
     predictions = deployment.predict(test_frame)  # a DataFrame, in the rows' order
+    scored = deployment.batch_predict(version).wait().output  # a new DatasetVersion
 
 Every failure the API reports is an exception of `aiaas.client.errors`; this package imports
 nothing of the server (`aiaas.core` and the rest), only httpx, pydantic and rich.
@@ -21,6 +22,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from aiaas.client.batch import BatchPredictionJob
     from aiaas.client.client import AsyncClient, Client
     from aiaas.client.deployments import Deployment, Model, ModelVersion
     from aiaas.client.resources import DatasetVersion, Job, Project, QualityReport
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AsyncClient",
+    "BatchPredictionJob",
     "Client",
     "DatasetVersion",
     "Deployment",
@@ -42,6 +45,7 @@ __all__ = [
 
 _HOMES = {
     "AsyncClient": "aiaas.client.client",
+    "BatchPredictionJob": "aiaas.client.batch",
     "Client": "aiaas.client.client",
     "DatasetVersion": "aiaas.client.resources",
     "Deployment": "aiaas.client.deployments",

@@ -12,6 +12,7 @@ import httpx
 from aiaas.client import credentials
 from aiaas.client.api import AsyncApi, SyncApi
 from aiaas.client.errors import AiaasClientError, NotFoundError, raise_for
+from aiaas.client.generated.datasets import DatasetVersionQueryNodeDatasetVersion
 from aiaas.client.generated.training import TrainingJobQueryNodeTrainingJob
 from aiaas.client.resources import DatasetVersion, Project
 from aiaas.client.training import TrainingJob
@@ -100,6 +101,14 @@ class Client:
         if not isinstance(node, TrainingJobQueryNodeTrainingJob):
             raise NotFoundError(f"no training job {id!r} (or none you may see)", "NOT_FOUND")
         return TrainingJob.of(self, node)
+
+    def dataset_version(self, id: str) -> DatasetVersion:
+        """The dataset version `id` (a global id); `NotFoundError` if there is none the caller
+        may see."""
+        node = self.api.dataset_version(id=id).node
+        if not isinstance(node, DatasetVersionQueryNodeDatasetVersion):
+            raise NotFoundError(f"no dataset version {id!r} (or none you may see)", "NOT_FOUND")
+        return DatasetVersion.of(self, node)
 
     def create_project(self, slug: str, name: str | None = None, description: str = "") -> Project:
         """A new project, owned by the caller; `InvalidInputError` for a bad slug,

@@ -3,7 +3,7 @@ the client, which imports them."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 
@@ -18,3 +18,7 @@ class Client(Protocol):
     url: str
     token: str
     timeout: float
+
+    def dataset_version(self, id: str) -> Any:
+        """The `DatasetVersion` of global id `id` (typed where it is defined: its module sits
+        above the objects that need one)."""

@@ -16,6 +16,7 @@ import httpx
 import numpy as np
 
 from aiaas.client import v2
+from aiaas.client.batch import BatchPredictionJob, Identified, submit_batch_prediction
 from aiaas.client.connection import Client
 from aiaas.client.errors import (
     AiaasClientError,
@@ -33,6 +34,7 @@ from aiaas.client.generated.schema_types import (
     DeploymentState,
     UpdateDeploymentTrafficInput,
 )
+from aiaas.client.monitoring import DriftReport, drift_reports
 from aiaas.client.transport import answered, check_response
 
 if TYPE_CHECKING:
@@ -146,6 +148,17 @@ class ModelVersion:
             settings["driftThreshold"] = drift_threshold
         answer = self.client.api.create_deployment(input=settings).create_deployment
         return Deployment.of(self.client, raise_for(answer).deployment)
+
+    def batch_predict(
+        self, dataset_version: Identified | str, *, output_dataset: str | None = None
+    ) -> BatchPredictionJob:
+        """Score every row of `dataset_version` (a `DatasetVersion` or its global id) in a
+        background job, into a new version of `output_dataset` (`<dataset>-predictions` by
+        default): `.wait()` on the answer, then `.output`. `InvalidInputError` names what is
+        refused (feature columns the version lacks...); no job is made then."""
+        return submit_batch_prediction(
+            self.client, dataset_version, output_dataset, model_version=self.id
+        )
 
 
 @dataclass
@@ -301,6 +314,18 @@ class Deployment:
         answer = self.client.api.delete_deployment(deployment=self.id).delete_deployment
         self._read(raise_for(answer).deployment)
         return self
+
+    def drift(self) -> list[DriftReport]:
+        """The newest drift report of each version it serves; empty before the first check."""
+        return drift_reports(self.client, self.id)
+
+    def batch_predict(
+        self, dataset_version: Identified | str, *, output_dataset: str | None = None
+    ) -> BatchPredictionJob:
+        """As `ModelVersion.batch_predict`, with its stable version and runtime."""
+        return submit_batch_prediction(
+            self.client, dataset_version, output_dataset, deployment=self.id
+        )
 
     def predict(self, frame: Frame, *, concurrency: int = DEFAULT_CONCURRENCY) -> pandas.DataFrame:
         """The model's outputs for the rows of `frame`, one row each, in its order.

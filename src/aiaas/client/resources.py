@@ -3,17 +3,20 @@ and the fields it was read with; methods that need the server's current state as
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
 
+from aiaas.client import downloads
 from aiaas.client.connection import Client
 from aiaas.client.deployments import Deployment, Model
-from aiaas.client.errors import JobFailedError, NotFoundError, raise_for
+from aiaas.client.errors import AiaasClientError, JobFailedError, NotFoundError, raise_for
 from aiaas.client.generated.cli import (
     ProjectModelsQueryProjectModelsNodes as ProjectModel,
 )
@@ -26,6 +29,10 @@ from aiaas.client.generated.schema_types import JobState, SubmitTrainingJobInput
 from aiaas.client.training import TrainingJob
 from aiaas.client.transport import answered, check_response
 from aiaas.client.uploads import Source, chunks, opened, progress_wanted
+
+if TYPE_CHECKING:
+    import pandas
+    import pyarrow
 
 __all__ = ["DatasetVersion", "Job", "Project", "ProjectModel", "QualityReport"]
 
@@ -82,7 +89,8 @@ class Project:
                 response = client.http.post(
                     path, content=content, params=params, headers=headers, timeout=timeout
                 )
-        return DatasetVersion.from_rest(client, check_response(client.url, response))
+        answer = check_response(client.url, response)
+        return DatasetVersion.from_rest(client, answer, project_slug=self.slug, dataset_name=name)
 
     def train(
         self,
@@ -137,7 +145,7 @@ class Project:
         return DatasetVersion.of(self.client, found.dataset.latest_version)
 
     def training_jobs(self) -> list[TrainingJob]:
-        """Its training jobs, oldest first."""
+        """Its training jobs, newest first."""
         jobs: list[TrainingJob] = []
         after: str | None = None
         while True:
@@ -182,9 +190,15 @@ class DatasetVersion:
     """False when the same content was uploaded before and this is that version."""
     uuid: str = ""
     """The raw UUID beside the global id, for matching rows of one's own; no argument takes it."""
+    project_slug: str = ""
+    """Its project's slug, where it was read through its project: what `download` needs."""
+    dataset_name: str = ""
+    """Its dataset's name, likewise."""
 
     @classmethod
-    def from_rest(cls, client: Client, body: dict[str, Any]) -> DatasetVersion:
+    def from_rest(
+        cls, client: Client, body: dict[str, Any], *, project_slug: str = "", dataset_name: str = ""
+    ) -> DatasetVersion:
         version = body["version"]
         return cls(
             client,
@@ -199,6 +213,8 @@ class DatasetVersion:
             created_at=datetime.fromisoformat(version["createdAt"]),
             created=bool(body.get("created", True)),
             uuid=str(version.get("uuid", "")),
+            project_slug=project_slug,
+            dataset_name=dataset_name,
         )
 
     @classmethod
@@ -216,6 +232,8 @@ class DatasetVersion:
             columns=[{"name": column.name, "type": column.type} for column in fields.columns],
             created_at=fields.created_at,
             created=False,
+            project_slug=fields.dataset.project_slug,
+            dataset_name=fields.dataset.name,
         )
 
     def validate(self) -> Job:
@@ -232,6 +250,28 @@ class DatasetVersion:
         if not isinstance(node, QualityReportQueryNodeDatasetVersion):
             raise NotFoundError(f"dataset version {self.id} is gone", "NOT_FOUND")
         return node.quality_report
+
+    def _located(self) -> tuple[str, str]:
+        if not (self.project_slug and self.dataset_name):
+            raise AiaasClientError(
+                f"dataset version {self.id} does not know its project: read it through its "
+                "project (`project.upload`, `project.latest_version`) to download it"
+            )
+        return self.project_slug, self.dataset_name
+
+    def download(self, path: str | os.PathLike[str]) -> Path:
+        """Its rows as a Parquet file at `path` (replaced whole if it exists), streamed to a
+        temporary file beside it and renamed once complete: interrupted (Ctrl-C) or refused,
+        it leaves `path` as it was. Answers the path."""
+        return downloads.download_version(self.client, *self._located(), self.number, path)
+
+    def to_arrow(self) -> pyarrow.Table:
+        """Its rows as a pyarrow Table (downloaded to a temporary file first)."""
+        return downloads.read_version(self.client, *self._located(), self.number)
+
+    def to_pandas(self) -> pandas.DataFrame:
+        """Its rows as a pandas DataFrame."""
+        return self.to_arrow().to_pandas()
 
 
 @dataclass

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from websockets.exceptions import ConnectionClosed, InvalidHandshake
+from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidHandshake
 from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
@@ -55,6 +55,22 @@ def _opened(url: str, token: str, timeout: float) -> Iterator[ClientConnection]:
         yield socket
 
 
+def _messages(socket: ClientConnection, deadline: float | None) -> Iterator[str | bytes]:
+    """The socket's messages until it closes; a builtin `TimeoutError` once `deadline` (of
+    `time.monotonic()`) passes."""
+    if deadline is None:
+        yield from socket
+        return
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the subscription did not end in time")
+        try:
+            yield socket.recv(left)  # TimeoutError when nothing comes in time
+        except ConnectionClosedOK:
+            return
+
+
 def subscribe(
     url: str,
     token: str,
@@ -62,16 +78,18 @@ def subscribe(
     variables: Callable[[], dict[str, Any]],
     *,
     timeout: float,
+    deadline: float | None = None,
 ) -> Iterator[dict[str, Any]]:
     """The `data` of each event, until the server completes the subscription. After a dropped
-    connection it subscribes again with `variables()` (which carry the last cursor seen)."""
+    connection it subscribes again with `variables()` (which carry the last cursor seen).
+    A builtin `TimeoutError` once `deadline` (of `time.monotonic()`) passes before the end."""
     failures = 0
     while True:
         try:
             with _opened(url, token, timeout) as socket:
                 payload = {"query": document, "variables": variables()}
                 socket.send(json.dumps({"id": "1", "type": "subscribe", "payload": payload}))
-                for raw in socket:
+                for raw in _messages(socket, deadline):
                     message = json.loads(raw)
                     kind = message["type"]
                     if kind == "next":

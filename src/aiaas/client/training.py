@@ -3,8 +3,7 @@ and their metric histories as DataFrames."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +18,7 @@ from aiaas.client.generated.training import (
     TrainingJobMetricsQueryNodeTrainingJob,
     TrainingJobQueryNodeTrainingJob,
 )
+from aiaas.client.progress import job_progress_bar
 from aiaas.client.subscriptions import subscribe
 from aiaas.client.uploads import progress_wanted
 
@@ -107,7 +107,9 @@ class TrainingJob:
         """Follow it until it ends, with a progress bar (step, loss, ETA) on stderr in a
         terminal or a notebook unless `progress=False`. Answers itself once SUCCEEDED;
         `JobFailedError` if it FAILED or was CANCELLED."""
-        with _progress_bar(progress_wanted(progress), self.trainer) as show:
+        with job_progress_bar(
+            progress_wanted(progress), f"training {self.trainer}", with_loss=True
+        ) as show:
             for event in self.events():
                 show(event)
         self.refresh()
@@ -127,41 +129,3 @@ class TrainingJob:
             raise NotFoundError(f"training job {self.id} is gone", "NOT_FOUND")
         rows = [point.model_dump() for point in found.metrics]
         return pandas.DataFrame(rows, columns=["step", "value", "min", "max"])
-
-
-@contextlib.contextmanager
-def _progress_bar(wanted: bool, label: str) -> Iterator[Callable[[JobEvent], None]]:
-    if not wanted:
-        yield lambda event: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    console = Console(stderr=True)
-    with Progress(
-        TextColumn("training {task.description} [{task.fields[state]}]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]}"),
-        TextColumn("ETA {task.fields[eta]}"),
-        console=console,
-        transient=console.is_terminal,
-    ) as bar:
-        task = bar.add_task(label, total=None, state="QUEUED", loss="-", eta="-")
-
-        def show(event: JobEvent) -> None:
-            changes: dict[str, Any] = {}
-            if event.state is not None:
-                changes["state"] = event.state.value
-            if event.total_steps:
-                changes["total"] = event.total_steps
-            if event.step is not None:
-                changes["completed"] = event.step
-            loss = (event.metrics or {}).get("loss") if event.type == "progress" else None
-            if isinstance(loss, int | float):
-                changes["loss"] = f"{loss:.4g}"
-            if event.eta_seconds is not None:
-                changes["eta"] = f"{event.eta_seconds:.0f} s"
-            bar.update(task, **changes)
-
-        yield show

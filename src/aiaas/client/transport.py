@@ -13,6 +13,7 @@ from aiaas.client.errors import (
     AiaasClientError,
     ApiError,
     AuthenticationError,
+    ConflictError,
     GraphQLRequestError,
     InvalidInputError,
     NotFoundError,
@@ -98,6 +99,8 @@ def check_response(url: str, response: httpx.Response) -> Any:
         raise NotFoundError(message, code)
     if response.status_code == 403:
         raise PermissionDeniedError(message, code)
+    if response.status_code == 409:
+        raise ConflictError(message, code)  # as GraphQL's ConflictError: e.g. an archived project
     if response.status_code >= 500 and not code:
         raise ServerConnectionError(
             f"the aiaas server at {url} failed to answer (HTTP {response.status_code})"

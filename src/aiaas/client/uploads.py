@@ -54,6 +54,13 @@ def _sniff(file: IO[bytes], label: str) -> str:
     raise UnsupportedFileError(f"{label} is {what}: upload a CSV or a Parquet file")
 
 
+def format_of(path: str | os.PathLike[str]) -> str:
+    """csv or parquet, told from the file's first bytes as an upload tells it;
+    `UnsupportedFileError` for anything else."""
+    with open(path, "rb") as file:
+        return _sniff(file, str(path))
+
+
 @contextlib.contextmanager
 def opened(source: Source) -> Iterator[Body]:
     """The body to send for `source`. A table is written to a temporary Parquet file, removed

@@ -23,7 +23,7 @@ from aiaas.core.setting_types import MasterKeyText, PostgresUrl, RedisUrl, redac
 
 ENV_PREFIX = "AIAAS_"
 CONFIG_FILE_ENV = "AIAAS_CONFIG_FILE"
-"""Names the TOML file to read. It is the one `AIAAS_*` variable that is not a `Config` field."""
+"""Names the TOML file to read. Not a field; nor are the SDK's AIAAS_URL and AIAAS_TOKEN."""
 
 
 class Mode(StrEnum):
@@ -345,7 +345,7 @@ def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
     known = {env_name(field): field for field in Config.model_fields}
     values: dict[str, Any] = {}
     for key, raw in environ.items():
-        if not key.startswith(ENV_PREFIX) or key == CONFIG_FILE_ENV:
+        if not key.startswith(ENV_PREFIX) or key in (CONFIG_FILE_ENV, "AIAAS_URL", "AIAAS_TOKEN"):
             continue
         if key not in known:
             raise _unknown_key_error(key, [*known, CONFIG_FILE_ENV], "the environment")

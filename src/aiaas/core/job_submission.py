@@ -1,15 +1,28 @@
-"""Recording a job a user submits: inserted and audited in the submitting change's own
-transaction, so that a job and its audit event exist together or not at all."""
+"""Recording a job a user submits, and cancelling one: each inserted or changed and audited in
+the change's own transaction, so that a job's change and its audit event exist together or not
+at all."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from aiaas.core.jobs import Job, insert_job
+from aiaas.core.audit import AuditedChange
+from aiaas.core.auth import Principal
+from aiaas.core.errors import ConflictError, NotFoundError
+from aiaas.core.jobs import (
+    Job,
+    JobState,
+    cancel_queued_job,
+    get_job,
+    insert_job,
+    lock_job,
+    publish_state,
+    request_cancel,
+)
 
 if TYPE_CHECKING:
-    from aiaas.core.audit import AuditedChange
+    from aiaas.core.platform import Platform
 
 
 async def record_new_job(
@@ -32,3 +45,51 @@ async def record_new_job(
         details={"kind": kind, **payload},
     )
     return job
+
+
+async def cancel_job(
+    platform: Platform,
+    actor: Principal,
+    job_id: UUID,
+    *,
+    kind: str,
+    action: str,
+    request_id: str | None = None,
+) -> Job:
+    """Cancel the job of kind `kind`, audited as `action`: a queued one at once (CANCELLED);
+    a running one is asked to stop, which its handler does at its next step or part (it ends
+    CANCELLED then). `NotFoundError` for a job of another kind or none, as if there were none;
+    `ConflictError` for one that has finished. The job as the change left it."""
+    what = f"{kind.replace('_', ' ')} job"
+    async with platform.metadata.acquire() as connection:
+        job = await get_job(connection, job_id)
+    if job is None or job.kind != kind:
+        raise NotFoundError(f"no such {what}")
+    async with AuditedChange(
+        platform, actor, action, request_id, project_id=job.project_id
+    ) as change:
+        # Locked: no worker's claim can slip in between reading the state and changing it.
+        locked = await lock_job(change.connection, job_id)
+        if locked is None:
+            raise NotFoundError(f"no such {what}")
+        state = locked.state
+        if state not in (JobState.QUEUED, JobState.RUNNING):
+            raise ConflictError(f"the job is {state.value} already; there is nothing to cancel")
+        cancelled = None
+        if state is JobState.QUEUED:
+            cancelled = await cancel_queued_job(
+                change.connection, job_id, f"cancelled by {actor.username} before it started"
+            )
+        # The row is locked, so a queued job is still queued; asking is the running case.
+        current = cancelled or await request_cancel(
+            change.connection, job_id, f"cancelled by {actor.username}"
+        )
+        await change.record(
+            object_type="job",
+            object_id=str(job_id),
+            project_id=job.project_id,
+            details={"state": state.value},
+        )
+    if cancelled is not None:
+        await publish_state(platform, cancelled)
+    return current

@@ -49,7 +49,7 @@ _MESSAGE_CHARS = 300
 """The most of a refusal's message that its audit row keeps."""
 
 
-def _check_text(request: Request) -> None:
+def check_text(request: Request) -> None:
     """Every path segment and query option is text the database can store, before any of it
     is looked up or read: `InputError` naming the first that is not."""
     named = [*request.path_params.items(), *request.query_params.multi_items()]
@@ -104,7 +104,7 @@ async def upload_version(request: Request) -> Response:
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise too_large(limit)
-        _check_text(request)
+        check_text(request)
         options = _read_options(request)
         async with platform.metadata.acquire() as connection:
             project = await project_by_slug(connection, request.path_params["project"])
@@ -135,7 +135,9 @@ async def upload_version(request: Request) -> Response:
         # Once handed over, the domain's audited change has recorded the refusal; but a
         # cancelled change records nothing, so a client gone meanwhile is recorded here.
         if not handed_over or isinstance(exc, ClientGoneError):
-            await _record_refusal(platform, principal, exc, project_id, request_id)
+            await record_refusal(
+                platform, principal, exc, project_id, request_id, action="dataset.upload"
+            )
         if isinstance(exc, InputError) and exc.field_errors.get("file", "").startswith("larger"):
             return JSONResponse(
                 {"error": {"code": "PAYLOAD_TOO_LARGE", "message": exc.message}}, status_code=413
@@ -147,14 +149,16 @@ async def upload_version(request: Request) -> Response:
     )
 
 
-async def _record_refusal(
+async def record_refusal(
     platform: Platform,
     principal: Principal,
     exc: AiaasError,
     project_id: UUID | None,
     request_id: str,
+    *,
+    action: str,
 ) -> None:
-    """A `denied` row when the caller may not upload here (told "not found" or not), a
+    """A `denied` row when the caller may not do `action` here (told "not found" or not), a
     `failed` one for everything else; under the project, so that its owners see it."""
     denied = isinstance(exc, AuthenticationError | PermissionDeniedError | ConcealedDenialError)
     details = {"code": exc.code}
@@ -165,7 +169,7 @@ async def _record_refusal(
     await record_outside_change(
         platform,
         actor=principal,
-        action="dataset.upload",
+        action=action,
         outcome="denied" if denied else "failed",
         request_id=request_id,
         project_id=project_id,

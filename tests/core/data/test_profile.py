@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from aiaas.core.data.tabular import profile as profile_module
 from aiaas.core.data.tabular.cells import SHOWN_TEXT_CHARS, TRUNCATION_MARK, cut_text
+from aiaas.core.data.tabular.normalized import PREVIEW_TRUNCATED_ROWS, write_normalized
 from aiaas.core.data.tabular.profile import (
     TableProfile,
     count_distinct_sorted,
@@ -245,3 +246,37 @@ def test_counting_holds_only_the_beginning_of_each_long_text() -> None:
     held = [str(key) for key in profile.columns[0].counts]
     assert len(held) == 50
     assert max(len(key) for key in held) < SHOWN_TEXT_CHARS + 30
+
+
+def test_known_statistics_are_taken_as_they_are_and_the_other_columns_profiled(
+    tmp_path: Path,
+) -> None:
+    # A scored version's input columns: their statistics are the scored version's.
+    table = pa.table({"x": [1.0, 2.0, 2.0], "label": ["a", "b", "b"], "n": [1, 2, 3]})
+    batches = table.to_batches(max_chunksize=2)
+    full = write_normalized(iter(batches), table.schema, tmp_path / "full.parquet", "derived")
+    known = {
+        # Taken, not computed again: a mean no profile of this column would give shows it. The
+        # preview's marks are this file's own, whatever the known statistics say.
+        "x": {**full.column_stats["x"], "mean": 99.0, PREVIEW_TRUNCATED_ROWS: [1]},
+        # Of another type: the statistics of some other column, not taken.
+        "n": {**full.column_stats["n"], "type": "string", "mean": 99.0},
+        "absent": {"type": "float"},
+    }
+
+    partly = write_normalized(
+        iter(batches),
+        table.schema,
+        tmp_path / "partly.parquet",
+        "derived",
+        known_column_stats=known,
+    )
+
+    assert partly.column_stats == {
+        "x": {**full.column_stats["x"], "mean": 99.0},
+        "label": full.column_stats["label"],
+        "n": full.column_stats["n"],
+    }
+    assert partly.preview == full.preview
+    assert partly.row_count == 3
+    assert pq.read_table(partly.path).equals(table)

@@ -22,6 +22,7 @@ from arq.worker import Worker
 from aiaas.core.auth import Principal
 from aiaas.core.config import Config
 from aiaas.core.data import datasets
+from aiaas.core.data.tabular.normalized import write_normalized
 from aiaas.core.errors import ConflictError, InputError, NotFoundError
 from aiaas.core.identity.access import ProjectRole
 from aiaas.core.identity.projects import archive_project
@@ -35,7 +36,7 @@ from aiaas.core.serving.rollout import RolloutSupervisor
 from aiaas.core.training import registry as models
 from aiaas.workers.settings import worker_settings
 from e2e.test_training_live import start_worker, stream_events, wait_for, worker_processes
-from serving_support import train_version, upload, wine_table
+from serving_support import assert_same_stats, train_version, upload, wine_table
 from support import Team, audit_mark, events_since, leftovers, new_team, poll_until, project_state
 
 __all__ = ["worker_processes"]  # the fixture, used by the kill test
@@ -137,6 +138,7 @@ async def test_a_version_scored_with_a_deployment_equals_its_predictions_in_row_
     wine: datasets.DatasetVersion,
     version: models.ModelVersion,
     deployment: Deployment,
+    tmp_path: Path,
 ) -> None:
     mark = await audit_mark(platform)
     job = await submit_batch_prediction(
@@ -180,6 +182,13 @@ async def test_a_version_scored_with_a_deployment_equals_its_predictions_in_row_
     assert table["predicted_label"].to_pylist() == served.outputs["label"].tolist()
     scored = np.stack([table[f"predicted_probabilities_{i}"].to_numpy() for i in range(3)], axis=1)
     np.testing.assert_allclose(scored, served.outputs["probabilities"], rtol=1e-6, atol=1e-7)
+    # Its statistics are those of its whole table: the input columns' taken from the scored
+    # version (the same values), the prediction columns' profiled.
+    whole = write_normalized(
+        iter(table.to_batches()), table.schema, tmp_path / "whole.parquet", "derived"
+    )
+    assert_same_stats(await datasets.version_column_stats(platform, output), whole.column_stats)
+    assert await datasets.version_preview(platform, output) == whole.preview
     # Progress on the job's stream, up to every row; the parts are gone once registered.
     progress = [e for e in await stream_events(platform, job.id) if e["type"] == "progress"]
     assert progress[-1]["step"] == progress[-1]["total_steps"] == source.num_rows

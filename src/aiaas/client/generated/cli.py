@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, Tag
 
 from aiaas.client.base_model import GraphQLModel, by_typename
-from aiaas.client.generated.schema_types import JobState, ProjectRole
+from aiaas.client.generated.schema_types import DeploymentState, JobState, ProjectRole
 
 
 class ViewerProjectsQueryProjectsNodes(GraphQLModel):
@@ -196,6 +196,7 @@ class LatestDatasetVersionQueryProjectDatasetLatestVersionColumns(GraphQLModel):
 class LatestDatasetVersionQueryProjectDatasetLatestVersionDataset(GraphQLModel):
     id: str
     name: str
+    project_slug: str = Field(alias="projectSlug")
 
 
 class LatestDatasetVersionQueryProjectDatasetLatestVersion(GraphQLModel):
@@ -222,6 +223,84 @@ class LatestDatasetVersionQueryProject(GraphQLModel):
 
 class LatestDatasetVersionQuery(GraphQLModel):
     project: LatestDatasetVersionQueryProject | None
+
+
+class ProjectDeploymentsQueryProjectDeploymentsNodesTrafficStableVersion(GraphQLModel):
+    id: str
+    number: int
+    signature: Any
+
+
+class ProjectDeploymentsQueryProjectDeploymentsNodesTrafficCanaryVersion(GraphQLModel):
+    id: str
+    number: int
+
+
+class ProjectDeploymentsQueryProjectDeploymentsNodesTrafficShadowVersion(GraphQLModel):
+    id: str
+    number: int
+
+
+class ProjectDeploymentsQueryProjectDeploymentsNodesTraffic(GraphQLModel):
+    stable_percent: int = Field(alias="stablePercent")
+    canary_percent: int = Field(alias="canaryPercent")
+    stable_version: ProjectDeploymentsQueryProjectDeploymentsNodesTrafficStableVersion = Field(
+        alias="stableVersion"
+    )
+    canary_version: ProjectDeploymentsQueryProjectDeploymentsNodesTrafficCanaryVersion | None = (
+        Field(alias="canaryVersion")
+    )
+    shadow_version: ProjectDeploymentsQueryProjectDeploymentsNodesTrafficShadowVersion | None = (
+        Field(alias="shadowVersion")
+    )
+
+
+class ProjectDeploymentsQueryProjectDeploymentsNodesPreviousStableVersion(GraphQLModel):
+    id: str
+    number: int
+
+
+class ProjectDeploymentsQueryProjectDeploymentsNodesModel(GraphQLModel):
+    name: str
+
+
+class ProjectDeploymentsQueryProjectDeploymentsNodes(GraphQLModel):
+    id: str
+    name: str
+    state: DeploymentState
+    reason: str | None
+    runtime: str
+    v2_model_name: str = Field(alias="v2ModelName")
+    max_batch_size: int = Field(alias="maxBatchSize")
+    max_wait_ms: float = Field(alias="maxWaitMs")
+    max_queue_rows: int = Field(alias="maxQueueRows")
+    generation: int
+    traffic: ProjectDeploymentsQueryProjectDeploymentsNodesTraffic
+    previous_stable_version: (
+        ProjectDeploymentsQueryProjectDeploymentsNodesPreviousStableVersion | None
+    ) = Field(alias="previousStableVersion")
+    source_alias: str | None = Field(alias="sourceAlias")
+    created_at: datetime = Field(alias="createdAt")
+    ready_at: datetime | None = Field(alias="readyAt")
+    model: ProjectDeploymentsQueryProjectDeploymentsNodesModel
+
+
+class ProjectDeploymentsQueryProjectDeploymentsPageInfo(GraphQLModel):
+    has_next_page: bool = Field(alias="hasNextPage")
+    end_cursor: str | None = Field(alias="endCursor")
+
+
+class ProjectDeploymentsQueryProjectDeployments(GraphQLModel):
+    nodes: list[ProjectDeploymentsQueryProjectDeploymentsNodes]
+    page_info: ProjectDeploymentsQueryProjectDeploymentsPageInfo = Field(alias="pageInfo")
+
+
+class ProjectDeploymentsQueryProject(GraphQLModel):
+    deployments: ProjectDeploymentsQueryProjectDeployments
+
+
+class ProjectDeploymentsQuery(GraphQLModel):
+    project: ProjectDeploymentsQueryProject | None
 
 
 for _model in list(globals().values()):

@@ -20,6 +20,7 @@ class DatasetVersionQueryNodeDatasetVersionColumns(GraphQLModel):
 class DatasetVersionQueryNodeDatasetVersionDataset(GraphQLModel):
     id: str
     name: str
+    project_slug: str = Field(alias="projectSlug")
 
 
 class DatasetVersionQueryNodeDatasetVersion(GraphQLModel):

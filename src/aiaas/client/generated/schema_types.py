@@ -55,6 +55,15 @@ class CreateProjectInput(TypedDict, total=False):
     description: str
 
 
+class SubmitBatchPredictionJobInput(TypedDict, total=False):
+    """What to score and with what: exactly one of modelVersion and deployment."""
+
+    datasetVersion: Required[str]
+    modelVersion: str | None
+    deployment: str | None
+    outputDataset: str | None
+
+
 class SubmitTrainingJobInput(TypedDict, total=False):
     datasetVersion: Required[str]
     trainer: Required[str]
@@ -80,6 +89,7 @@ __all__ = [
     "DeploymentState",
     "JobState",
     "ProjectRole",
+    "SubmitBatchPredictionJobInput",
     "SubmitTrainingJobInput",
     "UpdateDeploymentTrafficInput",
 ]

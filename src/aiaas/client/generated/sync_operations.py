@@ -5,18 +5,32 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiaas.client.generated import cli, datasets, deployments, jobs, projects, training, viewer
+from aiaas.client.generated import (
+    batch,
+    cli,
+    datasets,
+    deployments,
+    jobs,
+    monitoring,
+    projects,
+    training,
+    viewer,
+)
 from aiaas.client.generated.documents import (
+    BATCH_PREDICTION_JOB_DOCUMENT,
+    CANCEL_BATCH_PREDICTION_JOB_DOCUMENT,
     CANCEL_TRAINING_JOB_DOCUMENT,
     CREATE_DEPLOYMENT_DOCUMENT,
     CREATE_PROJECT_DOCUMENT,
     DATASET_VERSION_DOCUMENT,
     DELETE_DEPLOYMENT_DOCUMENT,
     DEPLOYMENT_DOCUMENT,
+    DEPLOYMENT_DRIFT_DOCUMENT,
     JOB_DOCUMENT,
     LATEST_DATASET_VERSION_DOCUMENT,
     MODEL_VERSION_DOCUMENT,
     PROJECT_DEPLOYMENT_DOCUMENT,
+    PROJECT_DEPLOYMENTS_DOCUMENT,
     PROJECT_DOCUMENT,
     PROJECT_MODEL_DOCUMENT,
     PROJECT_MODELS_DOCUMENT,
@@ -24,6 +38,7 @@ from aiaas.client.generated.documents import (
     PROMOTE_DEPLOYMENT_DOCUMENT,
     QUALITY_REPORT_DOCUMENT,
     ROLLBACK_DEPLOYMENT_DOCUMENT,
+    SUBMIT_BATCH_PREDICTION_JOB_DOCUMENT,
     SUBMIT_TRAINING_JOB_DOCUMENT,
     TRAINING_JOB_DOCUMENT,
     TRAINING_JOB_METRICS_DOCUMENT,
@@ -35,6 +50,7 @@ from aiaas.client.generated.documents import (
 from aiaas.client.generated.schema_types import (
     CreateDeploymentInput,
     CreateProjectInput,
+    SubmitBatchPredictionJobInput,
     SubmitTrainingJobInput,
     UpdateDeploymentTrafficInput,
 )
@@ -48,6 +64,36 @@ class SyncOperations:
     ) -> dict[str, Any]:
         """The `data` of the answer; raises for `errors` or a failed request."""
         raise NotImplementedError
+
+    def submit_batch_prediction_job(
+        self, *, input: SubmitBatchPredictionJobInput
+    ) -> batch.SubmitBatchPredictionJobMutation:
+        """The `SubmitBatchPredictionJob` mutation."""
+        variables: dict[str, Any] = {
+            "input": input,
+        }
+        data = self.execute(
+            SUBMIT_BATCH_PREDICTION_JOB_DOCUMENT, "SubmitBatchPredictionJob", variables
+        )
+        return batch.SubmitBatchPredictionJobMutation.model_validate(data)
+
+    def cancel_batch_prediction_job(self, *, id: str) -> batch.CancelBatchPredictionJobMutation:
+        """The `CancelBatchPredictionJob` mutation."""
+        variables: dict[str, Any] = {
+            "id": id,
+        }
+        data = self.execute(
+            CANCEL_BATCH_PREDICTION_JOB_DOCUMENT, "CancelBatchPredictionJob", variables
+        )
+        return batch.CancelBatchPredictionJobMutation.model_validate(data)
+
+    def batch_prediction_job(self, *, id: str) -> batch.BatchPredictionJobQuery:
+        """The `BatchPredictionJob` query."""
+        variables: dict[str, Any] = {
+            "id": id,
+        }
+        data = self.execute(BATCH_PREDICTION_JOB_DOCUMENT, "BatchPredictionJob", variables)
+        return batch.BatchPredictionJobQuery.model_validate(data)
 
     def viewer_projects(
         self, *, first: int | None = None, after: str | None = None
@@ -105,6 +151,20 @@ class SyncOperations:
         }
         data = self.execute(LATEST_DATASET_VERSION_DOCUMENT, "LatestDatasetVersion", variables)
         return cli.LatestDatasetVersionQuery.model_validate(data)
+
+    def project_deployments(
+        self, *, slug: str, first: int | None = None, after: str | None = None
+    ) -> cli.ProjectDeploymentsQuery:
+        """The `ProjectDeployments` query."""
+        variables: dict[str, Any] = {
+            "slug": slug,
+        }
+        if first is not None:
+            variables["first"] = first
+        if after is not None:
+            variables["after"] = after
+        data = self.execute(PROJECT_DEPLOYMENTS_DOCUMENT, "ProjectDeployments", variables)
+        return cli.ProjectDeploymentsQuery.model_validate(data)
 
     def dataset_version(self, *, id: str) -> datasets.DatasetVersionQuery:
         """The `DatasetVersion` query."""
@@ -221,6 +281,14 @@ class SyncOperations:
         }
         data = self.execute(JOB_DOCUMENT, "Job", variables)
         return jobs.JobQuery.model_validate(data)
+
+    def deployment_drift(self, *, id: str) -> monitoring.DeploymentDriftQuery:
+        """The `DeploymentDrift` query."""
+        variables: dict[str, Any] = {
+            "id": id,
+        }
+        data = self.execute(DEPLOYMENT_DRIFT_DOCUMENT, "DeploymentDrift", variables)
+        return monitoring.DeploymentDriftQuery.model_validate(data)
 
     def project(self, *, slug: str) -> projects.ProjectQuery:
         """The `Project` query."""

@@ -111,7 +111,8 @@ PROJECT_GRANTS: dict[ProjectRole, tuple[Grant, ...]] = {
         Grant(
             "dataset",
             "read",
-            "Read datasets, their versions, profiles and quality reports",
+            "Read datasets, their versions, profiles and quality reports, and download a "
+            "version's rows",
             Effect.READS,
         ),
         Grant(

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import shutil
 import threading
 import time
@@ -38,7 +37,8 @@ from aiaas.core.identity.projects import (
     archived_job_result,
     projects_by_ids,
 )
-from aiaas.core.jobs import Job, JobState, get_job, lock_job
+from aiaas.core.job_watch import watch_for_stop
+from aiaas.core.jobs import Job, lock_job
 from aiaas.core.serialization import finite_or_none, json_safe
 from aiaas.core.trainers import Progress, TrainedModel, TrainingReporter, TrainingRun
 from aiaas.core.training.checkpoint_sealing import ProjectCheckpointSealer
@@ -54,13 +54,10 @@ from aiaas.core.training.registry import (
 if TYPE_CHECKING:
     from aiaas.core.platform import Platform
 
-logger = logging.getLogger(__name__)
-
 LIVE_PROGRESS_INTERVAL_S = 0.2
 """Live progress is for people watching: at most one progress event per interval goes to the
 stream (the latest one), while the metric history keeps every step. Five a second keeps a chart
 moving, and keeps the API's work per subscriber small when a hundred people watch one job."""
-STOP_POLL_INTERVAL_S = 0.25
 STOP_GRACE_S = 2.0
 """How long a stopping worker waits for the trainer to reach a step boundary: within the
 seconds a supervisor gives a worker to stop (`aiaas dev` gives 4)."""
@@ -165,25 +162,6 @@ async def _relay_events(
             return
 
 
-async def _watch_for_stop(platform: Platform, job: Job, stop: threading.Event) -> None:
-    """Stop the trainer once the job is cancelled, or once this worker no longer holds it."""
-    while not stop.is_set():
-        await asyncio.sleep(STOP_POLL_INTERVAL_S)
-        try:
-            async with platform.metadata.acquire() as connection:
-                current = await get_job(connection, job.id)
-        except Exception:  # a passing database failure must not end the watch
-            logger.warning("job %s: could not check for cancellation", job.id, exc_info=True)
-            continue
-        if (
-            current is None
-            or current.cancel_requested_at is not None
-            or current.state is not JobState.RUNNING
-            or current.claimed_by != job.claimed_by
-        ):
-            stop.set()
-
-
 def _training_table(table: pa.Table, target: str, features: Sequence[str]) -> pa.Table:
     selected = table.select([*features, target])
     return selected.filter(pc.is_valid(selected.column(target)))
@@ -202,9 +180,7 @@ async def _train(platform: Platform, job: Job, run: TrainingRun) -> TrainedModel
     await writer.start()
     reporter = WorkerReporter(loop, outbox, writer, job.id, platform)
     relay = asyncio.create_task(_relay_events(platform, job.id, outbox), name=f"events-{job.id}")
-    watch = asyncio.create_task(
-        _watch_for_stop(platform, job, reporter.stop), name=f"stop-{job.id}"
-    )
+    watch = asyncio.create_task(watch_for_stop(platform, job, reporter.stop), name=f"stop-{job.id}")
     fitting = asyncio.ensure_future(asyncio.to_thread(trainer.fit, run, reporter))
     try:
         return await asyncio.shield(fitting)

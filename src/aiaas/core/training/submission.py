@@ -1,4 +1,4 @@
-"""Submitting a training job, vetted before it exists, and cancelling one.
+"""Submitting a training job, vetted before it exists, and cancelling one (`cancel_job`).
 
 `submit_training_job` vets everything it can before a job exists (the trainer, its typed
 hyperparameters, the target and features against the version's schema, the split, the version's
@@ -19,23 +19,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from aiaas.core.audit import AuditedChange
 from aiaas.core.auth import Principal
 from aiaas.core.data.datasets import datasets_by_ids, get_version, lock_live_version
 from aiaas.core.data.quality import require_usable_for_training
-from aiaas.core.errors import ConflictError, InputError, NotFoundError
+from aiaas.core.errors import InputError
 from aiaas.core.identity.projects import ChangeInProject
-from aiaas.core.job_submission import record_new_job
-from aiaas.core.jobs import (
-    Job,
-    JobState,
-    cancel_queued_job,
-    enqueue_job,
-    get_job,
-    lock_job,
-    publish_state,
-    request_cancel,
-)
+from aiaas.core.job_submission import cancel_job, record_new_job
+from aiaas.core.jobs import Job, enqueue_job, publish_state
 from aiaas.core.storage import Connection
 from aiaas.core.trainers import Trainer, split_sizes, vet_hyperparameters
 from aiaas.core.training.registry import check_model_name, model_by_name
@@ -240,35 +230,6 @@ async def cancel_training_job(
     platform: Platform, actor: Principal, job_id: UUID, *, request_id: str | None = None
 ) -> Job:
     """A queued job is cancelled at once; a running one stops at its next step boundary."""
-    async with platform.metadata.acquire() as connection:
-        job = await get_job(connection, job_id)
-    if job is None or job.kind != TRAINING_JOB:
-        raise NotFoundError("no such training job")
-    async with AuditedChange(
-        platform, actor, "training.cancel", request_id, project_id=job.project_id
-    ) as change:
-        locked = await lock_job(change.connection, job_id)
-        if locked is None:
-            raise NotFoundError("no such training job")
-        state = locked.state
-        if state not in (JobState.QUEUED, JobState.RUNNING):
-            raise ConflictError(f"the job is {state.value} already; there is nothing to cancel")
-        if state is JobState.QUEUED:
-            cancelled = await cancel_queued_job(
-                change.connection, job_id, f"cancelled by {actor.username} before it started"
-            )
-        else:
-            asked = await request_cancel(
-                change.connection, job_id, f"cancelled by {actor.username}"
-            )
-            cancelled = None
-        await change.record(
-            object_type="job",
-            object_id=str(job_id),
-            project_id=job.project_id,
-            details={"state": state.value},
-        )
-    if cancelled is not None:
-        await publish_state(platform, cancelled)
-        return cancelled
-    return asked
+    return await cancel_job(
+        platform, actor, job_id, kind=TRAINING_JOB, action="training.cancel", request_id=request_id
+    )

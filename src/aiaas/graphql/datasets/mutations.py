@@ -23,13 +23,24 @@ from aiaas.graphql.datasets.types import (
     SetDatasetExpectationsSuccess,
     TransformDatasetVersionInput,
     UploadDatasetInput,
-    ValidateDatasetVersionResult,
-    ValidationQueued,
 )
-from aiaas.graphql.errors import expected
+from aiaas.graphql.errors import ConflictResult, InvalidInputResult, NotFoundResult, expected
 from aiaas.graphql.jobs.types import Job
 from aiaas.graphql.permissions import project_by_global_id, requires_in_project
 from aiaas.graphql.relay import uuid_of
+
+
+# Here rather than with the other result types: `Job` names `DatasetVersion` (the version a
+# batch prediction job made), so the dataset types name no job.
+@strawberry.type
+class ValidationQueued:
+    job: Job
+
+
+ValidateDatasetVersionResult = Annotated[
+    ValidationQueued | NotFoundResult | ConflictResult | InvalidInputResult,
+    strawberry.union("ValidateDatasetVersionResult"),
+]
 
 EXPECTATIONS_DESCRIPTION = (
     'A list of expectations, each {"kind": ..., its arguments, "blocking": true}; `blocking` '

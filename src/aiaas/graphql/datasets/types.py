@@ -17,7 +17,6 @@ from aiaas.core.data.tabular.normalized import PREVIEW_ROWS, PREVIEW_TRUNCATED_R
 from aiaas.core.pagination import DEFAULT_PAGE_SIZE
 from aiaas.graphql.context import RequestContext
 from aiaas.graphql.errors import ConflictResult, InvalidInputResult, NotFoundResult
-from aiaas.graphql.jobs.types import Job
 from aiaas.graphql.relay import Connection, Node, connection_from_page, to_global_id
 
 
@@ -200,6 +199,14 @@ class Dataset(Node):
     dataset_uuid: strawberry.Private[UUID]
     project_uuid: strawberry.Private[UUID]
 
+    @strawberry.field(
+        description="The slug of its project, which its REST routes (upload, download) name."
+    )
+    async def project_slug(self, info: Info) -> str:
+        found = await info.context.loader("project").load(self.project_uuid)
+        slug: str = found.slug
+        return slug
+
     @strawberry.field(description="Its versions, oldest first; deleted ones only if asked.")
     async def versions(
         self,
@@ -338,11 +345,6 @@ class SetDatasetExpectationsSuccess:
 
 
 @strawberry.type
-class ValidationQueued:
-    job: Job
-
-
-@strawberry.type
 class DeleteDatasetVersionSuccess:
     version: DatasetVersion
 
@@ -354,10 +356,6 @@ DatasetVersionResult = Annotated[
 SetDatasetExpectationsResult = Annotated[
     SetDatasetExpectationsSuccess | InvalidInputResult | NotFoundResult | ConflictResult,
     strawberry.union("SetDatasetExpectationsResult"),
-]
-ValidateDatasetVersionResult = Annotated[
-    ValidationQueued | NotFoundResult | ConflictResult | InvalidInputResult,
-    strawberry.union("ValidateDatasetVersionResult"),
 ]
 DeleteDatasetVersionResult = Annotated[
     DeleteDatasetVersionSuccess | NotFoundResult | ConflictResult | InvalidInputResult,

@@ -1,4 +1,5 @@
-"""Batch scoring: submitting a job that scores a whole dataset version into a new one."""
+"""Batch scoring: submitting a job that scores a whole dataset version into a new one, and
+cancelling it."""
 
 from __future__ import annotations
 
@@ -42,6 +43,16 @@ class SubmitBatchPredictionJobInput:
 class BatchPredictionQueued:
     job: Job
 
+
+@strawberry.type(description="The batch prediction job, as the change left it.")
+class BatchPredictionJobSuccess:
+    job: Job
+
+
+CancelBatchPredictionJobResult = Annotated[
+    BatchPredictionJobSuccess | InvalidInputResult | NotFoundResult | ConflictResult,
+    strawberry.union("CancelBatchPredictionJobResult"),
+]
 
 SubmitBatchPredictionJobResult = Annotated[
     BatchPredictionQueued | InvalidInputResult | NotFoundResult | ConflictResult,
@@ -92,3 +103,25 @@ class BatchPredictionMutation:
             return BatchPredictionQueued(job=Job.from_domain(job))
 
         return await expected(submit)
+
+    @strawberry.mutation(
+        extensions=requires_in_project(
+            "dataset", "transform", project_by_global_id("id", of="Job")
+        ),
+        description="Cancel a batch prediction job: at once if it is queued; if it is running, "
+        "it stops at its next part, registers no dataset version and ends CANCELLED. A job "
+        "that has finished is a ConflictError.",
+    )
+    async def cancel_batch_prediction_job(
+        self, info: Info, id: strawberry.ID
+    ) -> CancelBatchPredictionJobResult:
+        context: RequestContext = info.context
+        job_id = uuid_of(id, "Job", "id")
+
+        async def cancel() -> BatchPredictionJobSuccess:
+            job = await batch_prediction.cancel_batch_prediction(
+                context.platform, context.require_principal(), job_id, request_id=context.request_id
+            )
+            return BatchPredictionJobSuccess(job=Job.from_domain(job))
+
+        return await expected(cancel)

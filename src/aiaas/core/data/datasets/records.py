@@ -159,6 +159,19 @@ async def get_version(connection: Connection, version_id: UUID) -> DatasetVersio
     return found
 
 
+async def version_by_number(
+    connection: Connection, dataset_id: UUID, number: int
+) -> DatasetVersion | None:
+    """The dataset's version `number`, deleted or not (the caller says what a deleted one
+    answers)."""
+    row = await connection.fetchrow(
+        f"SELECT {VERSION_COLUMNS} FROM dataset_versions WHERE dataset_id = $1 AND number = $2",
+        dataset_id,
+        number,
+    )
+    return to_version(row) if row is not None else None
+
+
 # For the changes: the same content, and the locks -------------------------------------------
 
 

@@ -12,7 +12,7 @@ one. The key is there only for a column with a cut cell.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,9 +71,23 @@ def write_normalized(
     schema: pa.Schema,
     destination: Path,
     source_format: SourceFormat | Literal["derived"],
+    known_column_stats: Mapping[str, dict[str, Any]] | None = None,
 ) -> NormalizedTable:
-    """Write `batches` (cast to `schema`) as the normalized Parquet file, profiling as it goes."""
-    profile = TableProfile(schema)
+    """Write `batches` (cast to `schema`) as the normalized Parquet file, profiling as it goes.
+
+    `known_column_stats` are the statistics of columns this file holds unchanged, every row in
+    the same order, from a version profiled already (a batch prediction's input columns): those
+    columns are not profiled again, their statistics being a function of their values alone.
+    Profiling is most of the cost of writing a file of numbers, and a scored version adds a few
+    columns to many."""
+    given = known_column_stats or {}
+    known = {
+        field.name: _without_preview_marks(given[field.name])
+        for field in schema
+        # Of the same logical type, or they are not statistics of this column.
+        if given.get(field.name, {}).get("type") == logical_type(field.type)
+    }
+    profile = TableProfile(schema, only=[field.name for field in schema if field.name not in known])
     preview = Preview()
     # A batch is written on a second thread while the next one is profiled: Arrow releases the
     # GIL in both, so they overlap on two cores. One batch in flight keeps memory bounded.
@@ -99,7 +113,11 @@ def write_normalized(
         if in_flight is not None:
             in_flight.result()
     profile.count_distinct_from(destination)
-    column_stats = profile.result()
+    profiled = profile.result()
+    column_stats = {
+        field.name: known[field.name] if field.name in known else profiled[field.name]
+        for field in schema
+    }
     preview.mark(column_stats)
     return NormalizedTable(
         path=destination,
@@ -110,6 +128,12 @@ def write_normalized(
         preview=preview.records,
         size_bytes=destination.stat().st_size,
     )
+
+
+def _without_preview_marks(stats: dict[str, Any]) -> dict[str, Any]:
+    """A column's statistics less the preview's marks, which `Preview.mark` sets again from
+    this file's own preview."""
+    return {key: value for key, value in stats.items() if key != PREVIEW_TRUNCATED_ROWS}
 
 
 def read_table(path: Path) -> pa.Table:

@@ -11,7 +11,7 @@ to `EXACT_DISTINCT_ROWS` rows; larger ones report no distinct count."""
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable
+from collections.abc import Collection, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -172,15 +172,22 @@ class ColumnProfile:
 
 
 class TableProfile:
-    """Profiles of every column of a table, fed batch by batch."""
+    """Profiles of every column of a table, or of the columns named in `only`, fed batch by
+    batch (each batch of the whole `schema`)."""
 
-    def __init__(self, schema: pa.Schema) -> None:
-        self.columns = [ColumnProfile(field.name, field.type) for field in schema]
+    def __init__(self, schema: pa.Schema, only: Collection[str] | None = None) -> None:
+        profiled = [
+            (index, field)
+            for index, field in enumerate(schema)
+            if only is None or field.name in only
+        ]
+        self._indexes = [index for index, _ in profiled]
+        self.columns = [ColumnProfile(field.name, field.type) for _, field in profiled]
         self.rows = 0
 
     def update(self, batch: pa.RecordBatch | pa.Table) -> None:
         self.rows += batch.num_rows
-        for index, column in enumerate(self.columns):
+        for index, column in zip(self._indexes, self.columns, strict=True):
             column.update(batch.column(index))
 
     def count_distinct_from(self, parquet_path: Path) -> None:
