@@ -21,19 +21,37 @@ from flax import nnx
 
 
 class MultilayerPerceptron(nnx.Module):
-    """Dense ReLU layers over encoded tabular features, [batch, features] → [batch, outputs]."""
+    """Dense ReLU layers over encoded tabular features, [batch, features] → [batch, outputs].
+
+    `dropout` zeroes that fraction of each hidden layer's units (scaling the rest up) only when
+    the call is given a `dropout_key`, as the train step does: evaluation and serving call the
+    model without one, so they are deterministic and read every unit."""
 
     def __init__(
-        self, inputs: int, hidden_size: int, hidden_layers: int, outputs: int, *, rngs: nnx.Rngs
+        self,
+        inputs: int,
+        hidden_size: int,
+        hidden_layers: int,
+        outputs: int,
+        *,
+        rngs: nnx.Rngs,
+        dropout: float = 0.0,
     ) -> None:
         sizes = [inputs] + [hidden_size] * hidden_layers
         self.hidden = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in itertools.pairwise(sizes)])
         self.head = nnx.Linear(sizes[-1], outputs, rngs=rngs)
+        # A plain float: static, part of the graph definition, not a parameter to save.
+        self.dropout = float(dropout)
 
-    def __call__(self, inputs: jax.Array) -> jax.Array:
+    def __call__(self, inputs: jax.Array, dropout_key: jax.Array | None = None) -> jax.Array:
         hidden = inputs
-        for layer in self.hidden:
+        for index, layer in enumerate(self.hidden):
             hidden = jax.nn.relu(layer(hidden))
+            if dropout_key is not None and self.dropout > 0:
+                kept = jax.random.bernoulli(
+                    jax.random.fold_in(dropout_key, index), 1.0 - self.dropout, hidden.shape
+                )
+                hidden = jnp.where(kept, hidden / (1.0 - self.dropout), 0.0)
         return self.head(hidden)
 
 
@@ -125,6 +143,8 @@ def build_model(architecture: Mapping[str, Any], rngs: nnx.Rngs) -> nnx.Module:
             architecture["hidden_layers"],
             architecture["outputs"],
             rngs=rngs,
+            # Bundles saved before dropout existed have no such key.
+            dropout=architecture.get("dropout", 0.0),
         )
     if kind == "embedding_bag":
         return HashedEmbeddingBag(

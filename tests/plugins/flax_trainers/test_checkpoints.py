@@ -129,12 +129,13 @@ def test_divergence_raises_and_keeps_the_last_good_checkpoint(
     assert max(reporter.checkpoints) < diverged_at
     assert all(np.isfinite(report.metrics["loss"]) for report in reporter.progress_reports)
 
-    # The last good checkpoint restores, and holds finite parameters and optimizer state.
+    # The last good checkpoint restores, and holds finite parameters and optimizer state, and
+    # early stopping's best parameters after them.
     optimizer = train.make_optimizer(100.0, 1.0)
     architecture = {"kind": "mlp", "inputs": 13, "hidden_size": 128, "hidden_layers": 2}
     _, params, optimizer_state = train.initial_state({**architecture, "outputs": 3}, 0, optimizer)
     with CheckpointStore(directory) as store:
-        restored = store.restore_latest(jax.tree.leaves((params, optimizer_state)))
+        restored = store.restore_latest(jax.tree.leaves((params, optimizer_state, params)))
     assert restored is not None
     assert restored.step == max(reporter.checkpoints)
     assert all(np.isfinite(leaf).all() for leaf in restored.leaves)

@@ -36,7 +36,7 @@ def _check_reports(reporter: Any, model: TrainedModel) -> None:
     assert last.eta_s == 0
     assert reporter.checkpoints == [model.steps]  # the final state is always checkpointed
     # Each epoch's last step also carries the epoch's mean loss and its validation metrics,
-    # the last epoch's those of the model.
+    # the best epoch's (early stopping keeps its weights) those of the model.
     per_epoch = model.steps // last.epoch
     ends = [report for report in reporter.progress_reports if "train_loss" in report.metrics]
     assert [report.step for report in ends] == list(range(per_epoch, model.steps + 1, per_epoch))
@@ -44,9 +44,12 @@ def _check_reports(reporter: Any, model: TrainedModel) -> None:
         first = report.step - per_epoch
         losses = [r.metrics["loss"] for r in reporter.progress_reports[first : report.step]]
         assert report.metrics["train_loss"] == pytest.approx(np.mean(losses))
-    validation = {key: value for key, value in last.metrics.items() if key.startswith("val_")}
+    best = ends[model.metrics["best_epoch"] - 1]
+    assert min(report.metrics["val_loss"] for report in ends) == best.metrics["val_loss"]
+    validation = {key: value for key, value in best.metrics.items() if key.startswith("val_")}
     assert validation == epoch_metrics(model.metrics)
     assert validation["val_loss"] == model.metrics["loss"]
+    assert model.metrics["epochs_run"] == last.epoch
 
 
 def test_hook_registers_the_four_trainers_without_importing_jax() -> None:
@@ -281,7 +284,14 @@ def test_wrong_image_columns_and_missing_text_column_are_refused(
         (TabularClassifier(), {"batch_size": 2.5}, "batch_size"),
         (TabularClassifier(), {"hidden_layers": True}, "hidden_layers"),
         (TabularClassifier(), {"balance_classes": 1}, "balance_classes"),
-        (TabularClassifier(), {"dropout": 0.5}, "dropout"),
+        (TabularClassifier(), {"dropout": 0.95}, "dropout"),
+        (TabularRegressor(), {"dropout": -0.1}, "dropout"),
+        (TabularRegressor(), {"patience": -1}, "patience"),
+        (TabularRegressor(), {"patience": 1001}, "patience"),
+        (TabularRegressor(), {"patience": "ten"}, "patience"),
+        (TabularRegressor(), {"lr_schedule": "step"}, "lr_schedule"),
+        (TabularRegressor(), {"warmup_fraction": 0.6}, "warmup_fraction"),
+        (TextClassifier(), {"dropout": 0.5}, "dropout"),  # no hidden layers to drop from
         (TabularRegressor(), {"balance_classes": True}, "balance_classes"),
         (TextClassifier(), {"analyzer": "bpe"}, "analyzer"),
         (TextClassifier(), {"buckets": 10**9}, "buckets"),

@@ -20,9 +20,9 @@ import numpy as np
 
 _PROBABILITY_FLOOR = 1e-7
 """Log loss clips probabilities so one confident mistake gives a large, finite loss."""
-_NOT_PER_EPOCH = frozenset({"validation_examples", "positive_label"})
-"""Numbers that describe the split rather than the model: the version keeps them, an epoch
-does not repeat them."""
+_NOT_PER_EPOCH = frozenset({"validation_examples", "positive_label", "best_epoch", "epochs_run"})
+"""Numbers that describe the split or the run rather than the model: the version keeps them, an
+epoch does not repeat them."""
 
 
 def classification_metrics(

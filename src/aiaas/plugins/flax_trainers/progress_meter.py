@@ -15,6 +15,7 @@ import numpy as np
 
 from aiaas.core.errors import TrainingDiverged
 from aiaas.core.trainers import Progress, TrainingReporter
+from aiaas.plugins.flax_trainers.early_stopping import EarlyStopping
 from aiaas.plugins.flax_trainers.evaluation import epoch_metrics
 from aiaas.plugins.flax_trainers.staging import Schedule
 from aiaas.plugins.flax_trainers.validation_split import ValidationSplit
@@ -69,6 +70,7 @@ class ProgressMeter:
         evaluate: Callable[[np.ndarray], dict[str, Any]],
         validation: ValidationSplit,
         epoch_loss: EpochLoss,
+        stopping: EarlyStopping | None = None,
     ) -> None:
         self.reporter = reporter
         self.schedule = schedule
@@ -79,8 +81,7 @@ class ProgressMeter:
         self.evaluations: dict[int, Any] = {}
         """Evaluations dispatched at the end of an epoch, by its last step, not read yet
         (`Any`, as in `Unread`)."""
-        self.final_metrics: dict[str, Any] | None = None
-        """The evaluation at the last step, once reported."""
+        self.stopping = stopping
 
     def evaluated(self, step: int, dispatched: jax.Array | None) -> None:
         self.evaluations[step] = dispatched
@@ -111,6 +112,9 @@ class ProgressMeter:
         first_time, first_step = self.window[0]
         steps_per_s = (last - first_step) / max(now - first_time, 1e-9)
         for step in range(first, last + 1):
+            if self.stopping is not None and step > (self.stopping.stop_step or step):
+                self.evaluations.clear()
+                return  # run past the epoch at which early stopping stopped: not counted
             # Step n (counted from 1) wrote its loss at (n - 1) % LOSS_BLOCK.
             value = values[(step - 1) % LOSS_BLOCK]
             if not math.isfinite(value):
@@ -137,7 +141,7 @@ class ProgressMeter:
         self.epoch_loss = EpochLoss()
         if step in self.evaluations:
             evaluation = self.evaluate(self.validation.outputs(self.evaluations.pop(step)))
-            if step == self.schedule.total_steps:
-                self.final_metrics = evaluation
+            if self.stopping is not None:
+                self.stopping.judge(step, evaluation)
             metrics.update(epoch_metrics(evaluation))
         return metrics

@@ -17,7 +17,11 @@ once, and one jitted call (`validation_split.compiled_evaluation`) maps the mode
 it, batch by batch. Its outputs are read as late as the losses, with the block that holds the
 epoch's last step, whose progress then carries the epoch's metrics: `train_loss`, the mean of
 the epoch's step losses, and the evaluation's figures prefixed `val_`
-(`evaluation.epoch_metrics`). The last epoch's evaluation is the model's.
+(`evaluation.epoch_metrics`).
+
+Early stopping (`early_stopping`) judges each epoch's `val_loss` as it is read, and keeps a
+device copy of the best epoch's parameters; those are the model's, and so is their evaluation.
+Without it (patience 0, no validation split) the last epoch's are.
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ from aiaas.core.errors import TrainingCancelled, TrainingDiverged
 from aiaas.core.trainers import CheckpointSealer, Task, TrainingReporter
 from aiaas.formats.flax_nnx_models import build_model
 from aiaas.plugins.flax_trainers.checkpoints import CheckpointStore
+from aiaas.plugins.flax_trainers.early_stopping import EarlyStopping
+from aiaas.plugins.flax_trainers.optimizer import make_optimizer
 from aiaas.plugins.flax_trainers.progress_meter import (
     LOSS_BLOCK,
     EpochLoss,
@@ -79,6 +85,10 @@ class LoopSettings:
     learning_rate: float
     weight_decay: float
     seed: int
+    patience: int = 0
+    """Early stopping's (`early_stopping`); 0 keeps the last epoch's parameters."""
+    lr_schedule: str = "constant"
+    warmup_fraction: float = 0.0
     checkpoint_dir: Path
     checkpoint_every_steps: int
     checkpoint_sealer: CheckpointSealer | None = None
@@ -89,8 +99,10 @@ class TrainingResult:
     params: dict[str, Any]
     """Host numpy arrays, as `nnx.to_pure_dict` nests them."""
     metrics: dict[str, Any]
-    """`TrainingArrays.evaluate` of the final parameters."""
+    """`TrainingArrays.evaluate` of the returned parameters, with `best_epoch` and
+    `epochs_run` when early stopping ran."""
     steps: int
+    """The steps that count: up to the epoch at which early stopping stopped, else all."""
 
 
 def initial_state(
@@ -101,8 +113,17 @@ def initial_state(
     return graphdef, params, optimizer.init(params)
 
 
-def make_optimizer(learning_rate: float, weight_decay: float) -> optax.GradientTransformation:
-    return optax.adamw(learning_rate, weight_decay=weight_decay)
+def _optimizer_of(settings: LoopSettings, total_steps: int = 1) -> optax.GradientTransformation:
+    """The run's optimizer; its state's structure does not depend on `total_steps`, so
+    `initial_state` can build it before the schedule is planned."""
+    warmup_steps = round(settings.warmup_fraction * total_steps)
+    return make_optimizer(
+        settings.learning_rate,
+        settings.weight_decay,
+        settings.lr_schedule,
+        total_steps,
+        warmup_steps,
+    )
 
 
 def loss_of(
@@ -120,9 +141,9 @@ def loss_of(
 def compiled_train_step(
     graphdef: nnx.GraphDef[Any],
     task: Task,
-    learning_rate: float,
-    weight_decay: float,
+    optimizer_settings: tuple[float, float, str, float],
     weighted: bool,
+    dropout_seed: int | None,
     schedule: Schedule,
     mesh: Mesh,
 ) -> Callable[..., Any]:
@@ -132,8 +153,18 @@ def compiled_train_step(
     `step(params, optimizer_state, step_count, losses, inputs, targets, class_weights)`
     returns the three updated (and donated) states and `losses` with this step's loss written
     at `step_count % LOSS_BLOCK`. The step count lives on the device and says which batch of
-    the staged chunk to take, so a step sends nothing."""
-    optimizer = make_optimizer(learning_rate, weight_decay)
+    the staged chunk to take, so a step sends nothing. `optimizer_settings`: learning rate,
+    weight decay, schedule and warmup fraction. `dropout_seed`: for a model with dropout (an
+    MLP's), whose key each step derives from it and the step count; None for any other."""
+    learning_rate, weight_decay, lr_schedule, warmup_fraction = optimizer_settings
+    total_steps = schedule.total_steps
+    optimizer = make_optimizer(
+        learning_rate,
+        weight_decay,
+        lr_schedule,
+        total_steps,
+        round(warmup_fraction * total_steps),
+    )
 
     def train_step(
         params: Any,
@@ -149,7 +180,12 @@ def compiled_train_step(
         batch_inputs, batch_targets = inputs[position], targets[position]
 
         def loss_fn(trainable: Any) -> jax.Array:
-            outputs = nnx.merge(graphdef, trainable)(batch_inputs)
+            model = nnx.merge(graphdef, trainable)
+            if dropout_seed is None:
+                outputs = model(batch_inputs)
+            else:
+                key = jax.random.fold_in(jax.random.key(dropout_seed), step_count)
+                outputs = model(batch_inputs, dropout_key=key)
             # Unweighted, the loss skips the per-example weight lookup altogether.
             return loss_of(task, outputs, batch_targets, class_weights if weighted else None)
 
@@ -162,8 +198,8 @@ def compiled_train_step(
     return jax.jit(train_step, donate_argnums=(0, 1, 2), out_shardings=replicated)
 
 
-def _host_state(params: Any, optimizer_state: Any) -> list[np.ndarray]:
-    leaves = jax.device_get(jax.tree.leaves((params, optimizer_state)))
+def _host_state(*trees: Any) -> list[np.ndarray]:
+    leaves = jax.device_get(jax.tree.leaves(trees))
     return [np.asarray(leaf) for leaf in leaves]
 
 
@@ -179,13 +215,19 @@ def train_and_evaluate(
 ) -> TrainingResult:
     mesh = data_mesh()
     replicated = NamedSharding(mesh, partition())
-    optimizer = make_optimizer(settings.learning_rate, settings.weight_decay)
-    graphdef, params, optimizer_state = initial_state(architecture, settings.seed, optimizer)
+    graphdef, params, optimizer_state = initial_state(
+        architecture, settings.seed, _optimizer_of(settings)
+    )
     treedef = jax.tree.structure((params, optimizer_state))
+    state_leaves = len(jax.tree.leaves((params, optimizer_state)))
+    # Early stopping keeps the best epoch's parameters, and a checkpoint keeps them too (after
+    # the train state), so that a resumed run ends like an uninterrupted one.
+    stopping_on = settings.patience > 0 and arrays.validation_inputs.shape[0] > 0
+    template = _host_state(params, optimizer_state, *([params] if stopping_on else []))
     row_bytes = arrays.train_inputs[:1].nbytes + arrays.train_targets[:1].nbytes
 
     with CheckpointStore(settings.checkpoint_dir, settings.checkpoint_sealer) as store:
-        restored = store.restore_latest(_host_state(params, optimizer_state))
+        restored = store.restore_latest(template)
         schedule = plan_schedule(
             arrays.train_inputs.shape[0],
             settings.epochs,
@@ -195,21 +237,43 @@ def train_and_evaluate(
             restored.layout.get("batch_size") if restored else None,
         )
         step = 0
+        best_params = None
         if restored is not None:
             step = min(restored.step, schedule.total_steps)
-            params, optimizer_state = jax.tree.unflatten(treedef, restored.leaves)
+            params, optimizer_state = jax.tree.unflatten(treedef, restored.leaves[:state_leaves])
+            if stopping_on:
+                best_params = jax.device_put(
+                    jax.tree.unflatten(jax.tree.structure(params), restored.leaves[state_leaves:]),
+                    replicated,
+                )
         params, optimizer_state = jax.device_put((params, optimizer_state), replicated)
+        stopping = (
+            EarlyStopping(
+                settings.patience,
+                schedule.steps_per_epoch,
+                restored.layout if restored else None,
+                best_params,
+            )
+            if stopping_on
+            else None
+        )
         validation = ValidationSplit(
             arrays.validation_inputs, compiled_evaluation(graphdef, settings.task, mesh), mesh
         )
         reporter.resumed(step)
+        dropout = architecture.get("kind") == "mlp" and architecture.get("dropout", 0.0) > 0
         loop = _Loop(
             train_step=compiled_train_step(
                 graphdef,
                 settings.task,
-                settings.learning_rate,
-                settings.weight_decay,
+                (
+                    settings.learning_rate,
+                    settings.weight_decay,
+                    settings.lr_schedule,
+                    settings.warmup_fraction,
+                ),
                 arrays.class_weights is not None,
+                settings.seed if dropout else None,
                 schedule,
                 mesh,
             ),
@@ -223,15 +287,22 @@ def train_and_evaluate(
             store=store,
             mesh=mesh,
             validation=validation,
+            stopping=stopping,
         )
         epoch_loss = EpochLoss.from_layout(restored.layout, schedule) if restored else EpochLoss()
-        params, metrics = loop.run(params, optimizer_state, step, epoch_loss)
+        params = loop.run(params, optimizer_state, step, epoch_loss)
 
-    if metrics is None:  # resumed at the end: no epoch ended in this run
-        metrics = arrays.evaluate(validation.outputs(validation.dispatch(params)))
-    return TrainingResult(
-        params=jax.device_get(params), metrics=metrics, steps=schedule.total_steps
-    )
+    steps = schedule.total_steps
+    if stopping is not None and stopping.best_params is not None:
+        params = stopping.best_params
+    # The evaluation of the parameters kept: the same compiled call on the same parameters as
+    # the best (or last) epoch's, so the same figures.
+    metrics = arrays.evaluate(validation.outputs(validation.dispatch(params)))
+    if stopping is not None:
+        steps = stopping.stop_step or steps
+        metrics["best_epoch"] = stopping.best_epoch
+        metrics["epochs_run"] = steps // schedule.steps_per_epoch
+    return TrainingResult(params=jax.device_get(params), metrics=metrics, steps=steps)
 
 
 @dataclass(kw_only=True)
@@ -245,12 +316,11 @@ class _Loop:
     store: CheckpointStore
     mesh: Mesh
     validation: ValidationSplit
+    stopping: EarlyStopping | None
 
-    def run(
-        self, params: Any, optimizer_state: Any, step: int, epoch_loss: EpochLoss
-    ) -> tuple[Any, dict[str, Any] | None]:
-        """Steps from `step` to the end; returns the final parameters and their evaluation
-        (None when no step was left to run)."""
+    def run(self, params: Any, optimizer_state: Any, step: int, epoch_loss: EpochLoss) -> Any:
+        """Steps from `step` to the end, or until early stopping stops; returns the last
+        parameters."""
         schedule, reporter = self.schedule, self.reporter
         weights = self.arrays.class_weights
         class_weights, step_count, losses = jax.device_put(
@@ -269,6 +339,7 @@ class _Loop:
             evaluate=self.arrays.evaluate,
             validation=self.validation,
             epoch_loss=epoch_loss,
+            stopping=self.stopping,
         )
         unread: Unread = deque()
         block_first = step + 1  # the first step of the block `losses` is collecting
@@ -290,6 +361,8 @@ class _Loop:
             step += 1
             if step % schedule.steps_per_epoch == 0:
                 meter.evaluated(step, self.validation.dispatch(params))
+                if self.stopping is not None:
+                    self.stopping.keep(step, params)
             checkpoint = (
                 step % self.settings.checkpoint_every_steps == 0 or step == schedule.total_steps
             )
@@ -299,13 +372,23 @@ class _Loop:
                 meter.report_finished(unread)
             if checkpoint:
                 meter.report_all(unread)
+            if self.stopping is not None and self.stopping.stop_step is not None:
+                # The steps run past the stopping epoch are dropped, and so is their state:
+                # no checkpoint of it.
+                if block_first <= step:
+                    unread.append((block_first, step, losses))
+                meter.report_all(unread)
+                return params
+            if checkpoint:
                 self._checkpoint(step, params, optimizer_state, meter.epoch_loss)
-        return params, meter.final_metrics
+        return params
 
     def _checkpoint(
         self, step: int, params: Any, optimizer_state: Any, epoch_loss: EpochLoss
     ) -> None:
-        """Only a state whose loss (reported just before) and parameters are finite is saved."""
+        """Only a state whose loss (reported just before) and parameters are finite is saved.
+        Every epoch that ended has been judged by then, so early stopping's best parameters
+        (the current ones while there is none) are saved with it."""
         leaves = _host_state(params, optimizer_state)
         if not _all_finite(leaves):
             raise TrainingDiverged(f"the training state became non-finite at step {step}")
@@ -316,6 +399,10 @@ class _Loop:
             "epoch_loss_total": epoch_loss.total,
             "epoch_loss_steps": epoch_loss.steps,
         }
+        if self.stopping is not None:
+            best = self.stopping.best_params
+            leaves += _host_state(params if best is None else best)
+            layout.update(self.stopping.checkpoint_layout())
         self.reporter.checkpointing(step)
         self.store.save(step, leaves, layout)
         self.reporter.checkpointed(step)

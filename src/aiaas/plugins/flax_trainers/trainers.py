@@ -51,6 +51,36 @@ def _common(learning_rate: float, epochs: int, batch_size: int) -> list[HyperPar
             minimum=0.0,
             maximum=10.0,
         ),
+        HyperParameter(
+            name="patience",
+            type="int",
+            default=10,
+            description=(
+                "early stopping: epochs without a lower val_loss before training stops; the "
+                "best epoch's weights are kept either way (0: off, the last epoch's weights). "
+                "Without a validation split it cannot run, and the last epoch's weights are kept"
+            ),
+            minimum=0,
+            maximum=1000,
+        ),
+        HyperParameter(
+            name="lr_schedule",
+            type="str",
+            default="constant",
+            description=(
+                "learning rate over the run: constant, or cosine (decaying to 1% of "
+                "learning_rate by the last of all epochs), either after the warmup"
+            ),
+            choices=("constant", "cosine"),
+        ),
+        HyperParameter(
+            name="warmup_fraction",
+            type="float",
+            default=0.0,
+            description="share of all steps over which the learning rate rises linearly from 0",
+            minimum=0.0,
+            maximum=0.5,
+        ),
     ]
 
 
@@ -79,11 +109,21 @@ class _TabularTrainer(FlaxTrainer):
             _int("hidden_size", 128, 1, 4096, "units per hidden layer"),
             _int("hidden_layers", 2, 0, 8, "hidden layers (0: a linear model)"),
             _int("max_categories", 50, 1, 1000, "one-hot width cap per string column"),
+            HyperParameter(
+                name="dropout",
+                type="float",
+                default=0.0,
+                description="share of hidden units dropped at each training step (never when "
+                "evaluating or serving)",
+                minimum=0.0,
+                maximum=0.9,
+            ),
         ]
         if self.task == "classification":
             return [*_common(1e-3, 20, 32), *specific, BALANCE_CLASSES]
         # Fewer passes for a regressor: fitting a noisy target closely is overfitting it, and a
         # squared error keeps rewarding that long after a classifier's accuracy has settled.
+        # (More epochs cost nothing but time: early stopping keeps the best epoch's weights.)
         return [*_common(1e-3, 10, 32), *specific]
 
     def feature_problems(
@@ -111,6 +151,7 @@ class _TabularTrainer(FlaxTrainer):
             "hidden_size": values["hidden_size"],
             "hidden_layers": values["hidden_layers"],
             "outputs": outputs,
+            "dropout": values["dropout"],
         }
 
 
