@@ -174,6 +174,9 @@ class Reader:
         assert answer.status_code == 200 and not body.get("errors"), (
             f"{block.where}: {answer.status_code} {json.dumps(body, indent=2)}"
         )
+        # A mutation's refusal is a member of its result union, not a GraphQL error.
+        refusals = [name for name in _typenames(body["data"]) if name.endswith("Error")]
+        assert not refusals, f"{block.where}: answered {refusals}: {json.dumps(body, indent=2)}"
         print(json.dumps(body["data"], indent=2))
 
     def _toml(self, block: Block, code: str) -> None:
@@ -182,3 +185,13 @@ class Reader:
         settings = tomllib.loads(code)
         unknown = sorted(set(settings) - set(Config.model_fields))
         assert not unknown, f"{block.where}: no such settings: {unknown}"
+
+
+def _typenames(value: Any) -> list[str]:
+    """Every `__typename` in a GraphQL answer, however deep."""
+    if isinstance(value, dict):
+        own = [value["__typename"]] if isinstance(value.get("__typename"), str) else []
+        return own + [name for item in value.values() for name in _typenames(item)]
+    if isinstance(value, list):
+        return [name for item in value for name in _typenames(item)]
+    return []

@@ -165,7 +165,8 @@ def test_a_cancelled_job_is_followed_to_a_non_zero_exit(
         "train",
         *("--project", project, "--dataset", "wine"),
         *("--trainer", "tabular-classifier", "--target", "label"),
-        *("--param", "epochs=500", "--param", "batch_size=8"),
+        # No early stopping: the job must still be running when it is cancelled.
+        *("--param", "epochs=500", "--param", "batch_size=8", "--param", "patience=0"),
     )
     assert queued["state"] in ("QUEUED", "RUNNING")
     cancelled = cli("jobs", "cancel", queued["id"])

@@ -68,3 +68,19 @@ def test_exported_variables_carry_to_the_next_blocks_and_a_failure_names_its_lin
     assert reader.namespace["seen"] == "hello"
     with pytest.raises(AssertionError, match=r"page.md:10: exited 1"):
         reader.run(third)
+
+
+def test_a_graphql_block_answered_with_a_refusal_fails(
+    docs_server: DocsServer, tmp_path: Path
+) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(
+        "```sh\nexport AIAAS_TOKEN=$(cat ~/.local/share/aiaas/admin-token)\n```\n\n"
+        '```graphql\nmutation { createProject(input: {slug: "Not A Slug", name: "x"}) '
+        "{ __typename ... on Error { message } } }\n```\n"
+    )
+    reader = Reader(docs_server.base_url, docs_server.home, tmp_path)
+    token, mutation = blocks_of(page)
+    reader.run(token)
+    with pytest.raises(AssertionError, match=r"page.md:5: answered \['InvalidInputError'\]"):
+        reader.run(mutation)

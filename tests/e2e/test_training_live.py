@@ -94,7 +94,8 @@ async def submit_wine_job(
             dataset_version_id=version.id,
             trainer="tabular-classifier",
             target="label",
-            hyperparameters={"epochs": epochs, "batch_size": 16},
+            # Every epoch runs (no early stopping): the tests time kills and restarts by it.
+            hyperparameters={"epochs": epochs, "batch_size": 16, "patience": 0},
         ),
     )
 

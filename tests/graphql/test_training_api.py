@@ -412,7 +412,11 @@ async def test_a_running_job_is_cancelled_at_a_step_boundary(
     result = await submit(
         client,
         developer,
-        **submission(wine, hyperparameters={"epochs": 5000, "batch_size": 8}, modelName="slow"),
+        **submission(
+            wine,
+            hyperparameters={"epochs": 5000, "batch_size": 8, "patience": 0},
+            modelName="slow",
+        ),
     )
     job_id = result["job"]["id"]
     await wait_for_state(platform, job_id, {JobState.RUNNING})

@@ -95,6 +95,11 @@ def test_early_stopping_stops_and_keeps_the_best_epoch(
     assert epochs_run == best_epoch + 3 < 300
     assert len(ends) == epochs_run  # nothing reported past the epoch it stopped at
     assert model.steps == reporter.progress_reports[-1].step
+    # The last progress says the run is complete, so followers' bars end full (and the worker
+    # passes it on live); the ones before it still count towards the planned 300 epochs.
+    last, before = reporter.progress_reports[-1], reporter.progress_reports[-2]
+    assert last.total_steps == last.step and last.eta_s == 0
+    assert before.total_steps > last.step
     losses = [report.metrics["val_loss"] for report in ends]
     assert min(losses) == losses[best_epoch - 1] < losses[-1]
     best = ends[best_epoch - 1].metrics

@@ -124,14 +124,19 @@ class ProgressMeter:
             self.epoch_loss.steps += 1
             if step % self.schedule.steps_per_epoch == 0:
                 metrics.update(self._epoch_metrics(step))
+            # Once early stopping has stopped the run at this step, the run's length is known:
+            # its last progress says so, and is the one every follower gets (the reporter
+            # always passes on a run's last step), with nothing left to wait for.
+            stopped = self.stopping is not None and self.stopping.stop_step == step
+            total_steps = step if stopped else self.schedule.total_steps
             self.reporter.progress(
                 Progress(
                     step=step,
-                    total_steps=self.schedule.total_steps,
+                    total_steps=total_steps,
                     epoch=(step - 1) // self.schedule.steps_per_epoch + 1,
                     metrics=metrics,
                     examples_per_s=steps_per_s * self.schedule.batch_size,
-                    eta_s=(self.schedule.total_steps - step) / max(steps_per_s, 1e-9),
+                    eta_s=(total_steps - step) / max(steps_per_s, 1e-9),
                 )
             )
 
