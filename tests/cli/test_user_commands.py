@@ -29,7 +29,7 @@ from support import (
     RunningServer,
     free_port,
 )
-from user_cli import Cli, assert_one_line_error, cli_of, wine_frame
+from user_cli import Cli, assert_one_line_error, cli_of
 
 pytestmark = pytest.mark.slow
 
@@ -54,22 +54,6 @@ def project(cli: Cli) -> str:
     assert result.returncode == 0, result.stderr
     assert slug in result.stdout and "CLI project" in result.stdout
     return slug
-
-
-@pytest.fixture(scope="module")
-def wine_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    frame = wine_frame()
-    path = tmp_path_factory.mktemp("user-cli-files") / "wine.csv"
-    frame.to_csv(path, index=False)
-    return path
-
-
-@pytest.fixture(scope="module")
-def uploaded(cli: Cli, project: str, wine_csv: Path) -> dict[str, Any]:
-    version: dict[str, Any] = cli.json(
-        "datasets", "upload", str(wine_csv), "--project", project, "--name", "wine"
-    )
-    return version
 
 
 def test_projects_are_created_and_listed_as_a_table_and_as_json(cli: Cli, project: str) -> None:

@@ -19,7 +19,7 @@ import pytest
 from aiaas.core.config import Config
 from aiaas.core.platform import Platform
 from server_watch import Server, served_with_worker
-from user_cli import Cli, assert_one_line_error, cli_of, wine_frame
+from user_cli import Cli, assert_one_line_error, cli_of
 
 pytestmark = pytest.mark.slow
 
@@ -42,22 +42,6 @@ def project(cli: Cli) -> str:
     slug = f"deploy-{uuid.uuid4().hex[:8]}"
     assert cli("projects", "create", slug).returncode == 0
     return slug
-
-
-@pytest.fixture(scope="module")
-def wine_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    frame = wine_frame()
-    path = tmp_path_factory.mktemp("deploy-cli-files") / "wine.csv"
-    frame.to_csv(path, index=False)
-    return path
-
-
-@pytest.fixture(scope="module")
-def uploaded(cli: Cli, project: str, wine_csv: Path) -> dict[str, Any]:
-    version: dict[str, Any] = cli.json(
-        "datasets", "upload", str(wine_csv), "--project", project, "--name", "wine"
-    )
-    return version
 
 
 @pytest.fixture(scope="module")

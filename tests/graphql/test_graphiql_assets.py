@@ -151,3 +151,23 @@ def test_the_shipped_scripts_evaluate_no_text_as_code() -> None:
         assert not re.search(r"(?<![\w$.])eval\s*\(", text), script.name
         constructed = re.findall(r"new Function\(([^)]*)\)", text)
         assert constructed in ([], ["'return this'"]), (script.name, constructed)
+
+
+async def test_the_page_runs_only_its_own_scripts_and_no_text_as_code(
+    client: httpx.AsyncClient,
+) -> None:
+    answer = await client.get("/graphql", headers={"accept": "text/html"})
+    policy = answer.headers["content-security-policy"]
+    script_src = next(
+        part.split()[1:] for part in policy.split(";") if part.split()[0] == "script-src"
+    )
+    # No 'unsafe-eval': the browser refuses eval and new Function(text) whatever a bundle does.
+    assert "'unsafe-eval'" not in script_src and "'unsafe-inline'" not in script_src
+    inline = re.findall(r"<script>(.*?)</script>", answer.text, flags=re.DOTALL)
+    assert inline, "the page boots GraphiQL from an inline script"
+    allowed = {"'self'"} | {
+        f"'sha256-{base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()}'"
+        for body in inline
+    }
+    assert set(script_src) == allowed
+    assert "object-src 'none'" in policy

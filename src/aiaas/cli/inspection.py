@@ -35,89 +35,68 @@ def builtin_schema_sdl() -> str:
     return str(builtin_schema().as_str()) + "\n"
 
 
-@click.command("export-schema")
-@click.option(
+output_option = click.option(
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the SDL to this file instead of standard output.",
+    help="Write it to this file instead of standard output.",
 )
+
+
+def write_page(page: str, output: Path | None) -> None:
+    """What each `export-*` command prints: to standard output, or to `--output`."""
+    if output is None:
+        click.echo(page, nl=False)
+    else:
+        output.write_text(page, encoding="utf-8")
+
+
+@click.command("export-schema")
+@output_option
 def export_schema(output: Path | None) -> None:
     """Print the GraphQL schema (SDL) of the built-in plugins, as schema.graphql holds it."""
-    sdl = builtin_schema_sdl()
-    if output is None:
-        click.echo(sdl, nl=False)
-    else:
-        output.write_text(sdl, encoding="utf-8")
+    write_page(builtin_schema_sdl(), output)
 
 
 @click.command("export-access-control")
-@click.option(
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the page to this file instead of standard output.",
-)
+@output_option
 def export_access_control(output: Path | None) -> None:
     """Print docs/access-control.md: the grants of each role and the grant of each field."""
     from aiaas.access_matrix import render_access_control
 
     page = render_access_control(builtin_schema())
-    if output is None:
-        click.echo(page, nl=False)
-    else:
-        output.write_text(page, encoding="utf-8")
+    write_page(page, output)
 
 
 @click.command("export-error-codes")
-@click.option(
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the page to this file instead of standard output.",
-)
+@output_option
 def export_error_codes(output: Path | None) -> None:
     """Print docs/errors.md: every error code, its HTTP status and what it means."""
     from aiaas.error_reference import render_error_reference
 
     page = render_error_reference()
-    if output is None:
-        click.echo(page, nl=False)
-    else:
-        output.write_text(page, encoding="utf-8")
+    write_page(page, output)
 
 
 @click.command("export-reference")
-@click.option(
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the page to this file instead of standard output.",
-)
+@output_option
 def export_reference(output: Path | None) -> None:
     """Print docs/reference.md: each expectation kind, cleaning step and promotion gate, with
     its arguments and an example."""
     from aiaas.cli.reference_page import render_reference
 
     page = render_reference()
-    if output is None:
-        click.echo(page, nl=False)
-    else:
-        output.write_text(page, encoding="utf-8")
+    write_page(page, output)
 
 
 @click.command("export-graphql-reference")
-@click.option(
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the page to this file instead of standard output.",
-)
+@output_option
 def export_graphql_reference(output: Path | None) -> None:
     """Print docs/graphql.md: every query, mutation, subscription and type of the GraphQL
     API, from the schema the server serves."""
     from aiaas.cli.graphql_page import render_graphql_reference
 
     page = render_graphql_reference(builtin_schema_sdl())
-    if output is None:
-        click.echo(page, nl=False)
-    else:
-        output.write_text(page, encoding="utf-8")
+    write_page(page, output)
 
 
 @click.command()

@@ -22,6 +22,7 @@ from aiaas.client.generated.batch import BatchPredictionJobQueryNodeJob
 from aiaas.client.generated.documents import JOB_EVENTS_DOCUMENT
 from aiaas.client.generated.schema_types import JobState, SubmitBatchPredictionJobInput
 from aiaas.client.generated.training import JobEventsEvent, JobEventsEventJobEvents
+from aiaas.client.job_states import FINISHED
 from aiaas.client.progress import job_progress_bar
 from aiaas.client.subscriptions import subscribe
 from aiaas.client.uploads import progress_wanted
@@ -30,7 +31,6 @@ __all__ = ["BATCH_PREDICTION_KIND", "BatchPredictionJob", "submit_batch_predicti
 
 BATCH_PREDICTION_KIND = "batch_prediction"
 """The `kind` of a batch prediction job, as `Job.kind` reads."""
-_FINISHED = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
 
 JobEvent = JobEventsEventJobEvents
 
@@ -95,7 +95,7 @@ class BatchPredictionJob:
 
     @property
     def finished(self) -> bool:
-        return self.state in _FINISHED
+        return self.state in FINISHED
 
     def _node(self) -> BatchPredictionJobQueryNodeJob:
         node = self.client.api.batch_prediction_job(id=self.id).node

@@ -26,6 +26,7 @@ from aiaas.client.generated.datasets import (
 )
 from aiaas.client.generated.jobs import JobQueryNodeJob
 from aiaas.client.generated.schema_types import JobState, SubmitTrainingJobInput
+from aiaas.client.job_states import FINISHED
 from aiaas.client.training import TrainingJob
 from aiaas.client.transport import answered, check_response
 from aiaas.client.uploads import Source, chunks, opened, progress_wanted
@@ -39,8 +40,6 @@ __all__ = ["DatasetVersion", "Job", "Project", "ProjectModel", "QualityReport"]
 UPLOAD_ANSWER_TIMEOUT_S = 600.0
 """How long an upload may wait for its answer once sent: the server ingests the whole file
 (normalizes it to Parquet, profiles it) before it answers."""
-
-_FINISHED = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
 
 
 @dataclass
@@ -291,7 +290,7 @@ class Job:
 
     @property
     def finished(self) -> bool:
-        return self.state in _FINISHED
+        return self.state in FINISHED
 
     def refresh(self) -> Job:
         """Read its state again; answers itself."""

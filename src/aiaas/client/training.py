@@ -18,6 +18,7 @@ from aiaas.client.generated.training import (
     TrainingJobMetricsQueryNodeTrainingJob,
     TrainingJobQueryNodeTrainingJob,
 )
+from aiaas.client.job_states import FINISHED
 from aiaas.client.progress import job_progress_bar
 from aiaas.client.subscriptions import subscribe
 from aiaas.client.uploads import progress_wanted
@@ -28,8 +29,6 @@ if TYPE_CHECKING:
 JobEvent = JobEventsEventJobEvents
 """One event of a job: `type` (state, progress, checkpoint, resumed, model), `cursor`, and the
 fields of its type (`state`; `step`, `total_steps`, `metrics`, `eta_seconds`...)."""
-
-_FINISHED = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
 
 
 @dataclass
@@ -60,7 +59,7 @@ class TrainingJob:
 
     @property
     def finished(self) -> bool:
-        return self.state in _FINISHED
+        return self.state in FINISHED
 
     @property
     def model_version(self) -> ModelVersion | None:

@@ -43,7 +43,7 @@ from aiaas.core.auth import Credentials
 from aiaas.core.errors import AuthenticationError
 from aiaas.core.platform import Platform
 from aiaas.graphql.context import RequestContext
-from aiaas.graphql.graphiql import graphiql_page
+from aiaas.graphql.graphiql import graphiql_page, graphiql_policy
 from aiaas.graphql.loaders import make_loaders
 from aiaas.graphql.schema import build_schema
 from aiaas.requests import request_id_of
@@ -250,7 +250,7 @@ class GraphQLView(GraphQL[RequestContext, None]):
         return context
 
     async def render_graphql_ide(self, request: Request) -> Response:
-        return HTMLResponse(graphiql_page())
+        return HTMLResponse(graphiql_page(), headers={"Content-Security-Policy": graphiql_policy()})
 
     async def on_ws_connect(self, context: RequestContext) -> dict[str, object] | None:
         presented = connection_init_authorizations(context.connection_params)
