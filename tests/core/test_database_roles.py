@@ -21,6 +21,8 @@ from aiaas.core.errors import ConfigError
 from aiaas.core.platform import Platform
 from aiaas.embedded.database_roles import RoleCredentials, ensure_login_role
 from aiaas.migrations.privileges import (
+    OPTUNA_OBJECTS_QUERY,
+    OPTUNA_SCHEMA,
     SCHEMA_OBJECTS_QUERY,
     application_grants,
     schema_objects,
@@ -100,20 +102,37 @@ async def test_the_application_role_owns_nothing_and_holds_no_power(platform: Pl
         assert privileges == ["INSERT", "SELECT"]
 
 
-async def test_every_table_but_the_trail_and_the_revision_is_read_write(platform: Platform) -> None:
+async def granted_in(platform: Platform, schema: str) -> tuple[dict[str, list[str]], set[str]]:
+    """The application role's privileges on each table of `schema`, and the tables there."""
     async with platform.metadata.acquire() as connection:
         rows = await connection.fetch(
             "SELECT table_name, array_agg(privilege_type ORDER BY privilege_type) AS granted "
-            "FROM information_schema.role_table_grants WHERE grantee = current_user "
-            "GROUP BY table_name"
+            "FROM information_schema.role_table_grants "
+            "WHERE grantee = current_user AND table_schema = $1 GROUP BY table_name",
+            schema,
         )
         tables = await connection.fetch(
-            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+            "SELECT tablename FROM pg_tables WHERE schemaname = $1", schema
         )
-    granted = {row["table_name"]: row["granted"] for row in rows}
-    assert set(granted) == {row["tablename"] for row in tables}
+    return {row["table_name"]: row["granted"] for row in rows}, {r["tablename"] for r in tables}
+
+
+async def test_every_table_but_the_trail_and_the_revision_is_read_write(platform: Platform) -> None:
+    granted, tables = await granted_in(platform, "public")
+    assert set(granted) == tables
     assert granted.pop("audit_events") == ["INSERT", "SELECT"]
     assert granted.pop("alembic_version") == ["SELECT"]
+    assert all(value == ["DELETE", "INSERT", "SELECT", "UPDATE"] for value in granted.values())
+
+
+async def test_optunas_tables_are_granted_but_its_schema_versions_are_read_only(
+    platform: Platform,
+) -> None:
+    granted, tables = await granted_in(platform, OPTUNA_SCHEMA)
+    assert "trials" in tables
+    assert set(granted) == tables
+    assert granted.pop("alembic_version") == ["SELECT"]
+    assert granted.pop("version_info") == ["SELECT"]
     assert all(value == ["DELETE", "INSERT", "SELECT", "UPDATE"] for value in granted.values())
 
 
@@ -152,11 +171,12 @@ async def test_db_grants_prints_what_the_upgrade_granted(config: Config) -> None
     try:
         schema = await connection.fetchval("SELECT current_schema()")
         rows = [tuple(row) for row in await connection.fetch(SCHEMA_OBJECTS_QUERY)]
+        optuna_rows = [tuple(row) for row in await connection.fetch(OPTUNA_OBJECTS_QUERY)]
     finally:
         await connection.close()
     assert statements == application_grants(
         TEST_APPLICATION_ROLE.name, schema_objects(schema, rows)
-    )
+    ) + application_grants(TEST_APPLICATION_ROLE.name, schema_objects(OPTUNA_SCHEMA, optuna_rows))
     assert (
         f'GRANT SELECT, INSERT ON TABLE "public"."audit_events" TO "{TEST_APPLICATION_ROLE.name}"'
         in statements

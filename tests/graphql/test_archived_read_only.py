@@ -33,7 +33,13 @@ from aiaas.core.identity import members
 from aiaas.core.identity.access import ProjectRole, allowed_in_archived_project
 from aiaas.core.identity.projects import ARCHIVED_IS_READ_ONLY
 from aiaas.core.platform import Platform
-from aiaas.core.training import TrainingRequest, submit_training_job
+from aiaas.core.training import (
+    SearchDimension,
+    SweepRequest,
+    TrainingRequest,
+    create_sweep,
+    submit_training_job,
+)
 from aiaas.core.training import registry as models
 from aiaas.graphql.permissions import root_field_policies
 from aiaas.graphql.relay import to_global_id
@@ -69,6 +75,7 @@ PLATFORM_MUTATIONS = {
 ALLOWED = {
     "predict": "reads: a running deployment keeps serving",
     "cancelTrainingJob": "stops a job already queued or running",
+    "cancelSweep": "stops a sweep and its running trials",
     "deleteDeployment": "stops a deployment: the only way an archived project's serving ends",
 }
 """Mutations that act in a project and still succeed once it is archived, and why."""
@@ -90,6 +97,8 @@ class Archived:
     deployment: dict[str, Any]
     """A deployment that was READY when the project was archived."""
     queued_job: uuid.UUID
+    sweep: uuid.UUID
+    """A sweep whose first trial is queued."""
 
     @property
     def owner_token(self) -> str:
@@ -139,6 +148,19 @@ async def archived(
             hyperparameters={"epochs": 1},
         ),
     )
+    sweep = await create_sweep(
+        platform,
+        owner,
+        SweepRequest(
+            dataset_version_id=version.id,
+            trainer="tabular-classifier",
+            target="cultivar",
+            search_space=[SearchDimension(name="learning_rate", low=1e-4, high=1e-2)],
+            objective_metric="accuracy",
+            hyperparameters={"epochs": 1},
+            n_trials=2,
+        ),
+    )
     answer = data_of(
         await graphql(
             app_client,
@@ -156,6 +178,7 @@ async def archived(
         model_version=model_version,
         deployment=deployment,
         queued_job=job.id,
+        sweep=sweep.id,
     )
 
 
@@ -260,6 +283,22 @@ REFUSED: dict[str, Call] = {
     "cancelBatchPredictionJob": Call(
         "mutation($id: ID!) { cancelBatchPredictionJob(id: $id) { ...refusal } }",
         lambda world: {"id": gid("Job", world.queued_job)},
+    ),
+    "createSweep": Call(
+        "mutation($input: CreateSweepInput!) { createSweep(input: $input) { ...refusal } }",
+        lambda world: {
+            "input": {
+                "datasetVersion": gid("DatasetVersion", world.version.id),
+                "trainer": "tabular-classifier",
+                "target": "cultivar",
+                "searchSpace": [{"name": "learning_rate", "low": 0.0001, "high": 0.01}],
+                "objective": {"metric": "accuracy"},
+            }
+        },
+    ),
+    "promoteSweepTrial": Call(
+        'mutation($id: ID!) { promoteSweepTrial(id: $id, alias: "staging") { ...refusal } }',
+        lambda world: {"id": gid("Sweep", world.sweep)},
     ),
     "setModelAlias": Call(
         "mutation($input: SetModelAliasInput!) { setModelAlias(input: $input) { ...refusal } }",
@@ -470,6 +509,19 @@ async def test_reads_and_stops_still_work_in_an_archived_project(
         )
     )["cancelTrainingJob"]
     assert cancelled == {"__typename": "TrainingJobSuccess", "job": {"state": "CANCELLED"}}
+    sweep = data_of(
+        await graphql(
+            app_client,
+            "mutation($id: ID!) { cancelSweep(id: $id) { __typename "
+            "... on SweepSuccess { sweep { state trials { state } } } } }",
+            {"id": gid("Sweep", archived.sweep)},
+            token=archived.owner_token,
+        )
+    )["cancelSweep"]
+    assert sweep == {
+        "__typename": "SweepSuccess",
+        "sweep": {"state": "CANCELLED", "trials": [{"state": "FAIL"}]},
+    }
     stopped = data_of(
         await graphql(
             app_client,

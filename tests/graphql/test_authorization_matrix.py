@@ -34,7 +34,13 @@ from aiaas.core.identity.accounts import User, create_user, insert_token, verify
 from aiaas.core.platform import Platform
 from aiaas.core.serving import deployments
 from aiaas.core.serving.batch_prediction import BatchPredictionRequest, submit_batch_prediction
-from aiaas.core.training import TrainingRequest, submit_training_job
+from aiaas.core.training import (
+    SearchDimension,
+    SweepRequest,
+    TrainingRequest,
+    create_sweep,
+    submit_training_job,
+)
 from aiaas.core.training import registry as models
 from aiaas.graphql.permissions import root_field_policies
 from aiaas.graphql.relay import from_global_id, to_global_id
@@ -414,6 +420,43 @@ async def job_events_of(world: World, persona: Persona) -> dict[str, Any]:
     return {"job": to_global_id("TrainingJob", await queued_training_job(world))}
 
 
+async def sweep_input(world: World, persona: Persona) -> dict[str, Any]:
+    return {
+        "input": {
+            "datasetVersion": to_global_id("DatasetVersion", training_version(world).id),
+            "trainer": "tabular-classifier",
+            "target": "label",
+            "features": ["id"],
+            "hyperparameters": {"epochs": 1},
+            "searchSpace": [{"name": "learning_rate", "low": 0.0001, "high": 0.01, "log": True}],
+            "objective": {"metric": "accuracy"},
+            "nTrials": 2,
+        }
+    }
+
+
+async def fresh_sweep_id(world: World, persona: Persona) -> dict[str, Any]:
+    """A sweep of the world's project; no worker runs here, so its first trial stays QUEUED
+    and the sweep RUNNING."""
+    owner = world.owner.principal
+    assert owner is not None
+    sweep = await create_sweep(
+        world.platform,
+        owner,
+        SweepRequest(
+            dataset_version_id=training_version(world).id,
+            trainer="tabular-classifier",
+            target="label",
+            features=["id"],
+            hyperparameters={"epochs": 1},
+            search_space=[SearchDimension(name="learning_rate", low=1e-4, high=1e-2, log=True)],
+            objective_metric="accuracy",
+            n_trials=2,
+        ),
+    )
+    return {"id": to_global_id("Sweep", sweep.id)}
+
+
 async def registered_model_version(
     world: World, signature: dict[str, Any] | None = None
 ) -> models.ModelVersion:
@@ -593,6 +636,23 @@ OPERATIONS: dict[str, Operation] = {
           setModelPromotionGates(model: $model, gates: $gates) { __typename }
         }""",
         with_variables(model_gates_input),
+    ),
+    "Mutation.createSweep": Operation(
+        "mutation($input: CreateSweepInput!) { createSweep(input: $input) { __typename } }",
+        with_variables(sweep_input),
+    ),
+    "Mutation.cancelSweep": Operation(
+        "mutation($id: ID!) { cancelSweep(id: $id) { __typename } }",
+        with_variables(fresh_sweep_id),
+    ),
+    "Mutation.promoteSweepTrial": Operation(
+        # No trial has completed: a ConflictError, given only past authorization.
+        'mutation($id: ID!) { promoteSweepTrial(id: $id, alias: "staging") { __typename } }',
+        with_variables(fresh_sweep_id),
+    ),
+    "Subscription.sweepEvents": Operation(
+        "subscription($id: ID!) { sweepEvents(sweepId: $id) { type state } }",
+        with_variables(fresh_sweep_id),
     ),
     "Subscription.jobEvents": Operation(
         "subscription($job: ID!) { jobEvents(jobId: $job) { type state } }",

@@ -28,6 +28,7 @@ from aiaas.core.config import build_config
 from aiaas.core.identity import accounts as identity
 from aiaas.core.identity.access import ProjectRole
 from aiaas.core.platform import Platform
+from aiaas.core.training import SearchDimension, SweepRequest, create_sweep
 from aiaas.graphql.relay import from_global_id, to_global_id
 from aiaas.graphql.schema import build_schema
 from deployment_calls import create, settled
@@ -84,6 +85,10 @@ EXPECTED_TYPES: dict[tuple[str, str], tuple[str, ...]] = {
     ("Subscription.projectAuditEvents", "project"): ("Project",),
     ("Subscription.jobEvents", "jobId"): ("TrainingJob", "Job"),
     ("Subscription.deploymentEvents", "deploymentId"): ("Deployment",),
+    ("Mutation.createSweep", "input.datasetVersion"): ("DatasetVersion",),
+    ("Mutation.cancelSweep", "id"): ("Sweep",),
+    ("Mutation.promoteSweepTrial", "id"): ("Sweep",),
+    ("Subscription.sweepEvents", "sweepId"): ("Sweep",),
 }
 
 
@@ -172,6 +177,19 @@ async def world(platform: Platform, app: Any) -> World:
         dataset_id = await connection.fetchval(
             "SELECT dataset_id FROM dataset_versions WHERE id = $1", uuid.UUID(upload["uuid"])
         )
+    # No worker runs here: its first trial stays queued, and the sweep running.
+    sweep = await create_sweep(
+        platform,
+        owner.principal,
+        SweepRequest(
+            dataset_version_id=uuid.UUID(upload["uuid"]),
+            trainer="tabular-classifier",
+            target="cultivar",
+            search_space=[SearchDimension(name="learning_rate", low=1e-4, high=1e-2)],
+            objective_metric="accuracy",
+            n_trials=1,
+        ),
+    )
     issued = await identity.create_api_token(
         platform, None, user_id=owner.principal.user_id, name="one-id"
     )
@@ -191,6 +209,7 @@ async def world(platform: Platform, app: Any) -> World:
             "ModelVersion": model_version.id,
             "Deployment": from_global_id(deployment)[1],
             "ApiToken": token_id,
+            "Sweep": sweep.id,
         },
         upload=upload,
     )

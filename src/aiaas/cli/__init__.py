@@ -14,6 +14,7 @@ Each group of commands has its module:
   `models`, `deploy` and `deployments`, the user commands, through the SDK (`user_common`: their
   exit codes and output);
 - `user_predict`: `predict`, a file scored by a deployment, online or by a batch job;
+- `user_sweeps`: `sweep create` and `sweeps`, hyperparameter sweeps;
 - `common`: what they share (error reporting, the configuration, an operator's platform).
 """
 
@@ -35,6 +36,7 @@ from aiaas.cli import (
     user_deploy,
     user_predict,
     user_projects,
+    user_sweeps,
     user_training,
 )
 from aiaas.core.config import load_config
@@ -114,6 +116,8 @@ for _command in (
     user_training.train,
     user_training.jobs,
     user_training.models,
+    user_sweeps.sweep,
+    user_sweeps.sweeps,
     user_deploy.deploy,
     user_deploy.deployments,
     user_predict.predict,

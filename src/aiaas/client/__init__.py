@@ -8,6 +8,9 @@
     version.validate().wait()
     print(version.quality_report.q)
     job = project.train(version, trainer="tabular-classifier", target="is_fraud").wait()
+    sweep = project.create_sweep(version, trainer="tabular-classifier", target="is_fraud",
+                                 search_space={"hidden_size": [32, 64]}, objective="f1_macro")
+    print(sweep.wait().best_trial)  # each trial a training job; `sweep.promote("staging")`
     deployment = job.model_version.deploy("fraud", max_batch_size=64).wait_ready()
     predictions = deployment.predict(test_frame)  # a DataFrame, in the rows' order
     scored = deployment.batch_predict(version).wait().output  # a new DatasetVersion
@@ -26,6 +29,7 @@ if TYPE_CHECKING:
     from aiaas.client.client import AsyncClient, Client
     from aiaas.client.deployments import Deployment, Model, ModelVersion
     from aiaas.client.resources import DatasetVersion, Job, Project, QualityReport
+    from aiaas.client.sweeps import Sweep, SweepTrial
     from aiaas.client.training import JobEvent, TrainingJob
 
 __all__ = [
@@ -40,6 +44,8 @@ __all__ = [
     "ModelVersion",
     "Project",
     "QualityReport",
+    "Sweep",
+    "SweepTrial",
     "TrainingJob",
 ]
 
@@ -55,6 +61,8 @@ _HOMES = {
     "Project": "aiaas.client.resources",
     "QualityReport": "aiaas.client.resources",
     "JobEvent": "aiaas.client.training",
+    "Sweep": "aiaas.client.sweeps",
+    "SweepTrial": "aiaas.client.sweeps",
     "TrainingJob": "aiaas.client.training",
 }
 

@@ -15,6 +15,7 @@ from aiaas.client.errors import AiaasClientError, NotFoundError, raise_for
 from aiaas.client.generated.datasets import DatasetVersionQueryNodeDatasetVersion
 from aiaas.client.generated.training import TrainingJobQueryNodeTrainingJob
 from aiaas.client.resources import DatasetVersion, Project
+from aiaas.client.sweeps import Sweep
 from aiaas.client.training import TrainingJob
 from aiaas.client.transport import (
     DEFAULT_TIMEOUT_S,
@@ -101,6 +102,10 @@ class Client:
         if not isinstance(node, TrainingJobQueryNodeTrainingJob):
             raise NotFoundError(f"no training job {id!r} (or none you may see)", "NOT_FOUND")
         return TrainingJob.of(self, node)
+
+    def sweep(self, id: str) -> Sweep:
+        """The sweep `id` (a global id); `NotFoundError` if there is none the caller may see."""
+        return Sweep.get(self, id)
 
     def dataset_version(self, id: str) -> DatasetVersion:
         """The dataset version `id` (a global id); `NotFoundError` if there is none the caller

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 from urllib.parse import quote
 
 import httpx
@@ -27,6 +27,7 @@ from aiaas.client.generated.datasets import (
 from aiaas.client.generated.jobs import JobQueryNodeJob
 from aiaas.client.generated.schema_types import JobState, SubmitTrainingJobInput
 from aiaas.client.job_states import FINISHED
+from aiaas.client.sweeps import Sweep, SweepOptions, submit_sweep
 from aiaas.client.training import TrainingJob
 from aiaas.client.transport import answered, check_response
 from aiaas.client.uploads import Source, chunks, opened, progress_wanted
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     import pandas
     import pyarrow
 
-__all__ = ["DatasetVersion", "Job", "Project", "ProjectModel", "QualityReport"]
+__all__ = ["DatasetVersion", "Job", "Project", "ProjectModel", "QualityReport", "Sweep"]
 
 UPLOAD_ANSWER_TIMEOUT_S = 600.0
 """How long an upload may wait for its answer once sent: the server ingests the whole file
@@ -123,6 +124,30 @@ class Project:
         answer = self.client.api.submit_training_job(input=job_input).submit_training_job
         return TrainingJob.of(self.client, raise_for(answer).job)
 
+    def create_sweep(self, version: DatasetVersion | str, **options: Unpack[SweepOptions]) -> Sweep:
+        """Search `trainer`'s hyperparameters on `version` (a `DatasetVersion` or its global
+        id): `n_trials` training jobs, `parallelism` at once, each with one point of
+        `search_space` ({"learning_rate": {"low": 1e-4, "high": 1e-1, "log": True},
+        "hidden_size": [32, 64, 128]}: a list means choices, a mapping a range) and the fixed
+        `hyperparameters`, judged by `objective` ("accuracy", or ("rmse", "minimize")); see
+        `SweepOptions` for the rest. `.wait()` on the answer follows it. `InvalidInputError`
+        names every field refused, and no sweep is made then."""
+        version_id = version if isinstance(version, str) else version.id
+        return submit_sweep(self.client, version_id, options)
+
+    def sweeps(self) -> list[Sweep]:
+        """Its sweeps, newest first."""
+        sweeps: list[Sweep] = []
+        after: str | None = None
+        while True:
+            found = self.client.api.project_sweeps(slug=self.slug, after=after).project
+            if found is None:
+                raise NotFoundError(f"no project {self.slug!r} (or none you may see)", "NOT_FOUND")
+            sweeps.extend(Sweep.of(self.client, node) for node in found.sweeps.nodes)
+            if not found.sweeps.page_info.has_next_page:
+                return sweeps
+            after = found.sweeps.page_info.end_cursor
+
     def model(self, name: str) -> Model:
         """Its registered model `name`: `.versions`, `.version(n)`."""
         return Model(self.client, self.slug, name)
@@ -142,6 +167,21 @@ class Project:
         if found.dataset is None or found.dataset.latest_version is None:
             raise NotFoundError(f"no dataset {dataset!r} in project {self.slug!r}", "NOT_FOUND")
         return DatasetVersion.of(self.client, found.dataset.latest_version)
+
+    def dataset_version(self, dataset: str, number: int) -> DatasetVersion:
+        """Version `number` of its dataset `dataset`; `NotFoundError` if there is none."""
+        after: str | None = None
+        while True:
+            found = self.client.api.dataset_versions(slug=self.slug, name=dataset, after=after)
+            if found.project is None or found.project.dataset is None:
+                raise NotFoundError(f"no dataset {dataset!r} in project {self.slug!r}", "NOT_FOUND")
+            page = found.project.dataset.versions
+            for node in page.nodes:
+                if node.number == number:
+                    return DatasetVersion.of(self.client, node)
+            if not page.page_info.has_next_page:
+                raise NotFoundError(f"dataset {dataset!r} has no version {number}", "NOT_FOUND")
+            after = page.page_info.end_cursor
 
     def training_jobs(self) -> list[TrainingJob]:
         """Its training jobs, newest first."""

@@ -181,6 +181,12 @@ async def lock_job(connection: Connection, job_id: UUID) -> Job | None:
     return _to_job(row) if row is not None else None
 
 
+async def hold_jobs(connection: Connection, job_ids: list[UUID]) -> None:
+    """Share-lock the jobs until the caller's transaction ends: no worker can claim one of
+    them (take it over) meanwhile, while heartbeats and reads go on."""
+    await connection.execute("SELECT 1 FROM jobs WHERE id = ANY($1::uuid[]) FOR SHARE", job_ids)
+
+
 async def unfinished_jobs_naming(connection: Connection, field: str, value: str) -> list[Job]:
     """The jobs not yet finished (QUEUED or RUNNING) whose payload holds `value` under `field`:
     what will still read the thing it names, so that thing must stay."""

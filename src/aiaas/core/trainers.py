@@ -26,6 +26,25 @@ from aiaas.core.signatures import ModelSignature
 
 Task = Literal["classification", "regression"]
 ParameterType = Literal["int", "float", "bool", "str"]
+Direction = Literal["minimize", "maximize"]
+
+TASK_OBJECTIVES: Mapping[Task, Mapping[str, Direction]] = {
+    "classification": {
+        "loss": "minimize",
+        "accuracy": "maximize",
+        "f1": "maximize",
+        "f1_macro": "maximize",
+        "precision": "maximize",
+        "precision_macro": "maximize",
+        "recall": "maximize",
+        "recall_macro": "maximize",
+        "roc_auc": "maximize",
+        "roc_auc_macro": "maximize",
+    },
+    "regression": {"loss": "minimize", "mae": "minimize", "rmse": "minimize", "r2": "maximize"},
+}
+"""The evaluation figures of the built-in trainers by task (docs/metrics.md), each with the
+direction that makes it better. A binary classifier reports `f1`, a multi-class one `f1_macro`."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -230,6 +249,13 @@ class Trainer(abc.ABC):
             "additionalProperties": False,
             "properties": {p.name: p.json_schema() for p in self.hyperparameters()},
         }
+
+    def objective_metrics(self) -> Mapping[str, Direction]:
+        """The figures of the evaluation a sweep may optimize, each with the direction that
+        improves it. Each must be in the model version's metrics, and reported at the end of
+        every epoch as `val_<name>` (that is what pruning judges). By default those of the
+        trainer's task, as the built-in trainers report them."""
+        return TASK_OBJECTIVES[self.task]
 
     @abc.abstractmethod
     def target_problem(self, column_type: str) -> str | None:

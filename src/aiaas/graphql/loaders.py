@@ -28,6 +28,7 @@ from aiaas.core.training.registry import (
     model_versions_by_jobs,
     models_by_ids,
 )
+from aiaas.core.training.sweep_records import sweeps_by_ids, trials_of
 
 KeyT = TypeVar("KeyT")
 ValueT = TypeVar("ValueT")
@@ -67,4 +68,6 @@ def make_loaders(platform: Platform) -> dict[str, DataLoader[Any, Any]]:
         "deployment": loader_by_key(platform, deployments_by_ids),
         "metric_keys": loader_by_key(platform, metric_keys),
         "latest_metrics": loader_by_key(platform, latest_metrics),
+        "sweep": loader_by_key(platform, sweeps_by_ids),
+        "sweep_trials": loader_by_key(platform, trials_of),
     }

@@ -21,6 +21,7 @@ from aiaas.graphql.models.types import Model, ModelVersion
 from aiaas.graphql.permissions import authorize_in_project, requires
 from aiaas.graphql.projects.types import Project
 from aiaas.graphql.relay import Node, from_global_id
+from aiaas.graphql.sweeps.types import Sweep
 from aiaas.graphql.training.types import TrainingJob
 
 
@@ -93,6 +94,7 @@ _NODE_TYPES: dict[str, NodeFetcher] = {
     "Model": _owned("model", "model", Model.from_domain),
     "ModelVersion": _owned("model_version", "model", ModelVersion.from_domain),
     "Deployment": _deployment,
+    "Sweep": _owned("sweep", "sweep", Sweep.from_domain),
 }
 
 

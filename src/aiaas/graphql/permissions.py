@@ -202,6 +202,7 @@ OWNED_TYPES = {
     "Model": "model",
     "ModelVersion": "model_version",
     "Deployment": "deployment",
+    "Sweep": "sweep",
 }
 
 

@@ -44,6 +44,9 @@ from aiaas.graphql.projects.mutations import ProjectMutation
 from aiaas.graphql.projects.queries import ProjectQuery
 from aiaas.graphql.projects.types import Project
 from aiaas.graphql.scalars import SCALAR_OVERRIDES
+from aiaas.graphql.sweeps.mutations import SweepMutation
+from aiaas.graphql.sweeps.subscriptions import SweepSubscription
+from aiaas.graphql.sweeps.types import Sweep
 from aiaas.graphql.system.queries import SystemQuery
 from aiaas.graphql.training.mutations import TrainingMutation
 from aiaas.graphql.training.queries import TrainingQuery
@@ -65,6 +68,7 @@ BUILTIN_MUTATIONS: tuple[type, ...] = (
     ProjectMutation,
     DatasetMutation,
     TrainingMutation,
+    SweepMutation,
     ModelMutation,
     DeploymentMutation,
     BatchPredictionMutation,
@@ -72,6 +76,7 @@ BUILTIN_MUTATIONS: tuple[type, ...] = (
 BUILTIN_SUBSCRIPTIONS: tuple[type, ...] = (
     AuditSubscription,
     TrainingSubscription,
+    SweepSubscription,
     DeploymentSubscription,
 )
 
@@ -194,6 +199,7 @@ def build_schema(platform: Platform) -> strawberry.Schema:
             DatasetVersion,
             Job,
             TrainingJob,
+            Sweep,
             Model,
             ModelVersion,
             Deployment,

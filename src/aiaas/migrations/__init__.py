@@ -16,6 +16,8 @@ from aiaas.core.config import Config
 from aiaas.core.errors import ConfigError
 from aiaas.core.storage import Connection
 from aiaas.migrations.privileges import (
+    OPTUNA_OBJECTS_QUERY,
+    OPTUNA_SCHEMA,
     OWNED_BY_ROLE_QUERY,
     SCHEMA_OBJECTS_QUERY,
     application_grants,
@@ -101,9 +103,14 @@ async def application_grants_for(config: Config) -> list[str]:
     try:
         schema = await connection.fetchval("SELECT current_schema()")
         rows = [tuple(row) for row in await connection.fetch(SCHEMA_OBJECTS_QUERY)]
+        optuna_rows = [tuple(row) for row in await connection.fetch(OPTUNA_OBJECTS_QUERY)]
     finally:
         await connection.close()
-    return application_grants(role_of(str(config.database_url)), schema_objects(schema, rows))
+    role = role_of(str(config.database_url))
+    statements = application_grants(role, schema_objects(schema, rows))
+    if optuna_rows:
+        statements += application_grants(role, schema_objects(OPTUNA_SCHEMA, optuna_rows))
+    return statements
 
 
 async def audit_trail_exposure(connection: Connection) -> str | None:
@@ -184,7 +191,11 @@ async def _grant_application_role(connection: AsyncConnection, role: str) -> Non
             "then upgrade again"
         )
     rows = [tuple(row) for row in await connection.execute(text(SCHEMA_OBJECTS_QUERY))]
-    for statement in application_grants(role, schema_objects(schema, list(rows))):
+    statements = application_grants(role, schema_objects(schema, list(rows)))
+    optuna_rows = [tuple(row) for row in await connection.execute(text(OPTUNA_OBJECTS_QUERY))]
+    if optuna_rows:
+        statements += application_grants(role, schema_objects(OPTUNA_SCHEMA, list(optuna_rows)))
+    for statement in statements:
         await connection.execute(text(statement))
 
 

@@ -19,7 +19,11 @@ from dataclasses import dataclass
 
 # Tables the application may not change freely, and what it may do on each.
 APPEND_ONLY_TABLES = {"audit_events": "SELECT, INSERT"}
-READ_ONLY_TABLES = {"alembic_version": "SELECT"}
+# `alembic_version` is the platform's revision, and in the `optuna` schema Optuna's; `version_info`
+# is Optuna's record of the schema version, which it only reads once the migrations wrote it.
+READ_ONLY_TABLES = {"alembic_version": "SELECT", "version_info": "SELECT"}
+OPTUNA_SCHEMA = "optuna"
+"""The schema of Optuna's study storage (revision 0009), granted like the platform's own."""
 READ_WRITE = "SELECT, INSERT, UPDATE, DELETE"
 # nextval for rows that number themselves, currval and reading; never setval (UPDATE), which
 # could renumber the audit trail's ids.
@@ -64,15 +68,22 @@ def application_grants(role: str, objects: SchemaObjects) -> list[str]:
     return statements
 
 
-# Every table and sequence of the schema, by kind then name.
-SCHEMA_OBJECTS_QUERY = """
+def schema_objects_query(namespace: str = "current_schema()::regnamespace") -> str:
+    """Every table and sequence of a schema, by kind then name. `namespace` is an SQL expression
+    of the schema's oid: the current schema's by default, or a constant of this module."""
+    return f"""
 SELECT 'table', c.relname FROM pg_class c
- WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p')
+ WHERE c.relnamespace = {namespace} AND c.relkind IN ('r', 'p')
 UNION ALL
 SELECT 'sequence', c.relname FROM pg_class c
- WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'S'
+ WHERE c.relnamespace = {namespace} AND c.relkind = 'S'
 ORDER BY 1, 2
 """
+
+
+SCHEMA_OBJECTS_QUERY = schema_objects_query()
+OPTUNA_OBJECTS_QUERY = schema_objects_query(f"to_regnamespace('{OPTUNA_SCHEMA}')")
+"""Empty where the schema does not exist (a database below revision 0009)."""
 
 
 def schema_objects(schema: str, rows: list[tuple[str, str]]) -> SchemaObjects:

@@ -23,6 +23,7 @@ from aiaas.core.jobs import (
 )
 from aiaas.core.platform import Platform
 from aiaas.core.serving.drift_checks import check_drift
+from aiaas.core.training import advance_running_sweeps
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +113,12 @@ async def _run_claimed(
 
 async def reconcile(ctx: dict[str, Any]) -> dict[str, Any]:
     requeued = await reconcile_jobs(ctx["platform"], ctx["stale_after_s"])
-    return {"requeued": [str(job_id) for job_id in requeued]}
+    # After the jobs: a sweep's trials whose jobs were abandoned have ended by now.
+    sweeps = await advance_running_sweeps(ctx["platform"])
+    return {
+        "requeued": [str(job_id) for job_id in requeued],
+        "finished_sweeps": [str(sweep_id) for sweep_id in sweeps],
+    }
 
 
 async def collect_garbage_job(ctx: dict[str, Any]) -> dict[str, Any]:

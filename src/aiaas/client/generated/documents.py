@@ -999,6 +999,447 @@ fragment ProjectFields on Project {
 }
 """
 
+CREATE_SWEEP_DOCUMENT = """
+mutation CreateSweep($input: CreateSweepInput!) {
+  createSweep(input: $input) {
+    __typename
+    ... on SweepSuccess {
+      sweep {
+        ...SweepFields
+        trials {
+          ...SweepTrialFields
+        }
+      }
+    }
+    ...ErrorFields
+  }
+}
+
+fragment ErrorFields on Error {
+  message
+  code
+  ... on InvalidInputError {
+    fieldErrors {
+      field
+      message
+    }
+  }
+  ... on RateLimitedError {
+    retryAfterSeconds
+  }
+}
+
+fragment SweepFields on Sweep {
+  id
+  state
+  reason
+  createdAt
+  finishedAt
+  trainer
+  target
+  hyperparameters
+  nTrials
+  parallelism
+  sampler
+  pruner
+  modelName
+  promoteTo
+  bestTrialNumber
+  objective {
+    metric
+    direction
+  }
+  promotedVersion {
+    id
+    number
+  }
+}
+
+fragment SweepTrialFields on SweepTrial {
+  number
+  state
+  value
+  params
+  prunedAtEpoch
+  startedAt
+  finishedAt
+  job {
+    id
+  }
+  modelVersion {
+    id
+    number
+  }
+}
+"""
+
+CANCEL_SWEEP_DOCUMENT = """
+mutation CancelSweep($id: ID!) {
+  cancelSweep(id: $id) {
+    __typename
+    ... on SweepSuccess {
+      sweep {
+        ...SweepFields
+        trials {
+          ...SweepTrialFields
+        }
+      }
+    }
+    ...ErrorFields
+  }
+}
+
+fragment ErrorFields on Error {
+  message
+  code
+  ... on InvalidInputError {
+    fieldErrors {
+      field
+      message
+    }
+  }
+  ... on RateLimitedError {
+    retryAfterSeconds
+  }
+}
+
+fragment SweepFields on Sweep {
+  id
+  state
+  reason
+  createdAt
+  finishedAt
+  trainer
+  target
+  hyperparameters
+  nTrials
+  parallelism
+  sampler
+  pruner
+  modelName
+  promoteTo
+  bestTrialNumber
+  objective {
+    metric
+    direction
+  }
+  promotedVersion {
+    id
+    number
+  }
+}
+
+fragment SweepTrialFields on SweepTrial {
+  number
+  state
+  value
+  params
+  prunedAtEpoch
+  startedAt
+  finishedAt
+  job {
+    id
+  }
+  modelVersion {
+    id
+    number
+  }
+}
+"""
+
+PROMOTE_SWEEP_TRIAL_DOCUMENT = """
+mutation PromoteSweepTrial($id: ID!, $alias: String!, $trialNumber: Int) {
+  promoteSweepTrial(id: $id, alias: $alias, trialNumber: $trialNumber) {
+    __typename
+    ... on PromoteSweepTrialSuccess {
+      sweep {
+        ...SweepFields
+        trials {
+          ...SweepTrialFields
+        }
+      }
+      modelVersion {
+        ...ModelVersionFields
+      }
+    }
+    ...ErrorFields
+  }
+}
+
+fragment ErrorFields on Error {
+  message
+  code
+  ... on InvalidInputError {
+    fieldErrors {
+      field
+      message
+    }
+  }
+  ... on RateLimitedError {
+    retryAfterSeconds
+  }
+}
+
+fragment ModelVersionFields on ModelVersion {
+  id
+  number
+  trainer
+  format
+  signature
+  metrics
+  aliases
+  createdAt
+  model {
+    id
+    name
+  }
+}
+
+fragment SweepFields on Sweep {
+  id
+  state
+  reason
+  createdAt
+  finishedAt
+  trainer
+  target
+  hyperparameters
+  nTrials
+  parallelism
+  sampler
+  pruner
+  modelName
+  promoteTo
+  bestTrialNumber
+  objective {
+    metric
+    direction
+  }
+  promotedVersion {
+    id
+    number
+  }
+}
+
+fragment SweepTrialFields on SweepTrial {
+  number
+  state
+  value
+  params
+  prunedAtEpoch
+  startedAt
+  finishedAt
+  job {
+    id
+  }
+  modelVersion {
+    id
+    number
+  }
+}
+"""
+
+SWEEP_DOCUMENT = """
+query Sweep($id: ID!) {
+  node(id: $id) {
+    __typename
+    ... on Sweep {
+      ...SweepFields
+      trials {
+        ...SweepTrialFields
+      }
+    }
+  }
+}
+
+fragment SweepFields on Sweep {
+  id
+  state
+  reason
+  createdAt
+  finishedAt
+  trainer
+  target
+  hyperparameters
+  nTrials
+  parallelism
+  sampler
+  pruner
+  modelName
+  promoteTo
+  bestTrialNumber
+  objective {
+    metric
+    direction
+  }
+  promotedVersion {
+    id
+    number
+  }
+}
+
+fragment SweepTrialFields on SweepTrial {
+  number
+  state
+  value
+  params
+  prunedAtEpoch
+  startedAt
+  finishedAt
+  job {
+    id
+  }
+  modelVersion {
+    id
+    number
+  }
+}
+"""
+
+SWEEP_ANALYSIS_DOCUMENT = """
+query SweepAnalysis($id: ID!) {
+  node(id: $id) {
+    __typename
+    ... on Sweep {
+      history {
+        number
+        value
+        bestValue
+      }
+      importances {
+        name
+        importance
+      }
+      curves {
+        number
+        values {
+          epoch
+          value
+        }
+      }
+    }
+  }
+}
+"""
+
+PROJECT_SWEEPS_DOCUMENT = """
+query ProjectSweeps($slug: String!, $first: Int! = 100, $after: String) {
+  project(slug: $slug) {
+    sweeps(first: $first, after: $after) {
+      nodes {
+        ...SweepFields
+        trials {
+          ...SweepTrialFields
+        }
+      }
+      pageInfo {
+        hasNextPage
+        endCursor
+      }
+    }
+  }
+}
+
+fragment SweepFields on Sweep {
+  id
+  state
+  reason
+  createdAt
+  finishedAt
+  trainer
+  target
+  hyperparameters
+  nTrials
+  parallelism
+  sampler
+  pruner
+  modelName
+  promoteTo
+  bestTrialNumber
+  objective {
+    metric
+    direction
+  }
+  promotedVersion {
+    id
+    number
+  }
+}
+
+fragment SweepTrialFields on SweepTrial {
+  number
+  state
+  value
+  params
+  prunedAtEpoch
+  startedAt
+  finishedAt
+  job {
+    id
+  }
+  modelVersion {
+    id
+    number
+  }
+}
+"""
+
+DATASET_VERSIONS_DOCUMENT = """
+query DatasetVersions($slug: String!, $name: String!, $first: Int! = 100, $after: String) {
+  project(slug: $slug) {
+    dataset(name: $name) {
+      versions(first: $first, after: $after) {
+        nodes {
+          ...DatasetVersionFields
+        }
+        pageInfo {
+          hasNextPage
+          endCursor
+        }
+      }
+    }
+  }
+}
+
+fragment DatasetVersionFields on DatasetVersion {
+  id
+  number
+  contentSha256
+  sourceFormat
+  rowCount
+  sizeBytes
+  createdAt
+  columns {
+    name
+    type
+  }
+  dataset {
+    id
+    name
+    projectSlug
+  }
+}
+"""
+
+SWEEP_EVENTS_DOCUMENT = """
+subscription SweepEvents($sweepId: ID!, $after: String) {
+  sweepEvents(sweepId: $sweepId, after: $after) {
+    cursor
+    type
+    state
+    reason
+    trialNumber
+    trialState
+    epoch
+    value
+    params
+    job
+    modelVersion
+    alias
+  }
+}
+"""
+
 SUBMIT_TRAINING_JOB_DOCUMENT = """
 mutation SubmitTrainingJob($input: SubmitTrainingJobInput!) {
   submitTrainingJob(input: $input) {

@@ -28,6 +28,13 @@ class JobState(StrEnum):
     CANCELLED = "CANCELLED"
 
 
+class ObjectiveDirection(StrEnum):
+    """Whether a smaller or a larger objective is better."""
+
+    MINIMIZE = "MINIMIZE"
+    MAXIMIZE = "MAXIMIZE"
+
+
 class ProjectRole(StrEnum):
     """Each role holds every grant of the roles below it (docs/access-control.md)."""
 
@@ -35,6 +42,41 @@ class ProjectRole(StrEnum):
     DEVELOPER = "DEVELOPER"
     MAINTAINER = "MAINTAINER"
     OWNER = "OWNER"
+
+
+class SweepPruner(StrEnum):
+    """How a sweep stops trials that lag, judged at every epoch's end."""
+
+    NONE = "NONE"
+    MEDIAN = "MEDIAN"
+    SUCCESSIVE_HALVING = "SUCCESSIVE_HALVING"
+    HYPERBAND = "HYPERBAND"
+
+
+class SweepSampler(StrEnum):
+    """How a sweep picks its next trial's hyperparameters."""
+
+    TPE = "TPE"
+    RANDOM = "RANDOM"
+    CMA_ES = "CMA_ES"
+
+
+class SweepState(StrEnum):
+    """Where a sweep is in its life."""
+
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+class SweepTrialState(StrEnum):
+    """How a trial ended, as Optuna records it."""
+
+    RUNNING = "RUNNING"
+    COMPLETE = "COMPLETE"
+    PRUNED = "PRUNED"
+    FAIL = "FAIL"
 
 
 class CreateDeploymentInput(TypedDict, total=False):
@@ -53,6 +95,36 @@ class CreateProjectInput(TypedDict, total=False):
     slug: Required[str]
     name: Required[str]
     description: str
+
+
+class CreateSweepInput(TypedDict, total=False):
+    datasetVersion: Required[str]
+    trainer: Required[str]
+    target: Required[str]
+    searchSpace: Required[list[SearchDimensionInput]]
+    objective: Required[SweepObjectiveInput]
+    features: list[str] | None
+    hyperparameters: Any
+    nTrials: int
+    parallelism: int
+    timeBudgetSeconds: float | None
+    sampler: SweepSampler
+    pruner: SweepPruner
+    validationFraction: float
+    seed: int
+    modelName: str | None
+    promoteTo: str | None
+
+
+class SearchDimensionInput(TypedDict, total=False):
+    """One hyperparameter to search: low and high (inclusive; on a log scale, or in steps) for numbers, or choices for any type. A flag, or a word with declared choices, searches all its values when neither is given."""
+
+    name: Required[str]
+    low: float | None
+    high: float | None
+    log: bool
+    step: float | None
+    choices: list[Any] | None
 
 
 class SubmitBatchPredictionJobInput(TypedDict, total=False):
@@ -75,6 +147,11 @@ class SubmitTrainingJobInput(TypedDict, total=False):
     modelName: str | None
 
 
+class SweepObjectiveInput(TypedDict, total=False):
+    metric: Required[str]
+    direction: ObjectiveDirection | None
+
+
 class UpdateDeploymentTrafficInput(TypedDict, total=False):
     deployment: Required[str]
     stablePercent: Required[int]
@@ -86,10 +163,18 @@ class UpdateDeploymentTrafficInput(TypedDict, total=False):
 __all__ = [
     "CreateDeploymentInput",
     "CreateProjectInput",
+    "CreateSweepInput",
     "DeploymentState",
     "JobState",
+    "ObjectiveDirection",
     "ProjectRole",
+    "SearchDimensionInput",
     "SubmitBatchPredictionJobInput",
     "SubmitTrainingJobInput",
+    "SweepObjectiveInput",
+    "SweepPruner",
+    "SweepSampler",
+    "SweepState",
+    "SweepTrialState",
     "UpdateDeploymentTrafficInput",
 ]

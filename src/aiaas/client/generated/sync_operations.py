@@ -13,16 +13,20 @@ from aiaas.client.generated import (
     jobs,
     monitoring,
     projects,
+    sweeps,
     training,
     viewer,
 )
 from aiaas.client.generated.documents import (
     BATCH_PREDICTION_JOB_DOCUMENT,
     CANCEL_BATCH_PREDICTION_JOB_DOCUMENT,
+    CANCEL_SWEEP_DOCUMENT,
     CANCEL_TRAINING_JOB_DOCUMENT,
     CREATE_DEPLOYMENT_DOCUMENT,
     CREATE_PROJECT_DOCUMENT,
+    CREATE_SWEEP_DOCUMENT,
     DATASET_VERSION_DOCUMENT,
+    DATASET_VERSIONS_DOCUMENT,
     DELETE_DEPLOYMENT_DOCUMENT,
     DEPLOYMENT_DOCUMENT,
     DEPLOYMENT_DRIFT_DOCUMENT,
@@ -34,12 +38,16 @@ from aiaas.client.generated.documents import (
     PROJECT_DOCUMENT,
     PROJECT_MODEL_DOCUMENT,
     PROJECT_MODELS_DOCUMENT,
+    PROJECT_SWEEPS_DOCUMENT,
     PROJECT_TRAINING_JOBS_DOCUMENT,
     PROMOTE_DEPLOYMENT_DOCUMENT,
+    PROMOTE_SWEEP_TRIAL_DOCUMENT,
     QUALITY_REPORT_DOCUMENT,
     ROLLBACK_DEPLOYMENT_DOCUMENT,
     SUBMIT_BATCH_PREDICTION_JOB_DOCUMENT,
     SUBMIT_TRAINING_JOB_DOCUMENT,
+    SWEEP_ANALYSIS_DOCUMENT,
+    SWEEP_DOCUMENT,
     TRAINING_JOB_DOCUMENT,
     TRAINING_JOB_METRICS_DOCUMENT,
     UPDATE_DEPLOYMENT_TRAFFIC_DOCUMENT,
@@ -50,6 +58,7 @@ from aiaas.client.generated.documents import (
 from aiaas.client.generated.schema_types import (
     CreateDeploymentInput,
     CreateProjectInput,
+    CreateSweepInput,
     SubmitBatchPredictionJobInput,
     SubmitTrainingJobInput,
     UpdateDeploymentTrafficInput,
@@ -305,6 +314,80 @@ class SyncOperations:
         }
         data = self.execute(CREATE_PROJECT_DOCUMENT, "CreateProject", variables)
         return projects.CreateProjectMutation.model_validate(data)
+
+    def create_sweep(self, *, input: CreateSweepInput) -> sweeps.CreateSweepMutation:
+        """The `CreateSweep` mutation."""
+        variables: dict[str, Any] = {
+            "input": input,
+        }
+        data = self.execute(CREATE_SWEEP_DOCUMENT, "CreateSweep", variables)
+        return sweeps.CreateSweepMutation.model_validate(data)
+
+    def cancel_sweep(self, *, id: str) -> sweeps.CancelSweepMutation:
+        """The `CancelSweep` mutation."""
+        variables: dict[str, Any] = {
+            "id": id,
+        }
+        data = self.execute(CANCEL_SWEEP_DOCUMENT, "CancelSweep", variables)
+        return sweeps.CancelSweepMutation.model_validate(data)
+
+    def promote_sweep_trial(
+        self, *, id: str, alias: str, trial_number: int | None = None
+    ) -> sweeps.PromoteSweepTrialMutation:
+        """The `PromoteSweepTrial` mutation."""
+        variables: dict[str, Any] = {
+            "id": id,
+            "alias": alias,
+        }
+        if trial_number is not None:
+            variables["trialNumber"] = trial_number
+        data = self.execute(PROMOTE_SWEEP_TRIAL_DOCUMENT, "PromoteSweepTrial", variables)
+        return sweeps.PromoteSweepTrialMutation.model_validate(data)
+
+    def sweep(self, *, id: str) -> sweeps.SweepQuery:
+        """The `Sweep` query."""
+        variables: dict[str, Any] = {
+            "id": id,
+        }
+        data = self.execute(SWEEP_DOCUMENT, "Sweep", variables)
+        return sweeps.SweepQuery.model_validate(data)
+
+    def sweep_analysis(self, *, id: str) -> sweeps.SweepAnalysisQuery:
+        """The `SweepAnalysis` query."""
+        variables: dict[str, Any] = {
+            "id": id,
+        }
+        data = self.execute(SWEEP_ANALYSIS_DOCUMENT, "SweepAnalysis", variables)
+        return sweeps.SweepAnalysisQuery.model_validate(data)
+
+    def project_sweeps(
+        self, *, slug: str, first: int | None = None, after: str | None = None
+    ) -> sweeps.ProjectSweepsQuery:
+        """The `ProjectSweeps` query."""
+        variables: dict[str, Any] = {
+            "slug": slug,
+        }
+        if first is not None:
+            variables["first"] = first
+        if after is not None:
+            variables["after"] = after
+        data = self.execute(PROJECT_SWEEPS_DOCUMENT, "ProjectSweeps", variables)
+        return sweeps.ProjectSweepsQuery.model_validate(data)
+
+    def dataset_versions(
+        self, *, slug: str, name: str, first: int | None = None, after: str | None = None
+    ) -> sweeps.DatasetVersionsQuery:
+        """The `DatasetVersions` query."""
+        variables: dict[str, Any] = {
+            "slug": slug,
+            "name": name,
+        }
+        if first is not None:
+            variables["first"] = first
+        if after is not None:
+            variables["after"] = after
+        data = self.execute(DATASET_VERSIONS_DOCUMENT, "DatasetVersions", variables)
+        return sweeps.DatasetVersionsQuery.model_validate(data)
 
     def submit_training_job(
         self, *, input: SubmitTrainingJobInput

@@ -9,7 +9,9 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, Tag
 
 from aiaas.client.base_model import GraphQLModel, by_typename
-from aiaas.client.generated.schema_types import JobState
+from aiaas.client.generated.schema_types import (
+    JobState,
+)
 
 
 class SubmitTrainingJobMutationSubmitTrainingJobConflictError(GraphQLModel):

@@ -131,6 +131,12 @@ PROJECT_GRANTS: dict[ProjectRole, tuple[Grant, ...]] = {
             "deployment", "read", "Read deployments, their traffic, events and drift", Effect.READS
         ),
         Grant(
+            "sweep",
+            "read",
+            "Read sweeps, their trials, optimization history, importances and events",
+            Effect.READS,
+        ),
+        Grant(
             "deployment",
             "predict",
             "Call a deployment's predictions (GraphQL and V2 REST)",
@@ -154,6 +160,13 @@ PROJECT_GRANTS: dict[ProjectRole, tuple[Grant, ...]] = {
         Grant("dataset", "configure", "Set a dataset's expectations", Effect.CHANGES),
         Grant("training", "submit", "Submit training jobs", Effect.CHANGES),
         Grant("training", "cancel", "Cancel training jobs", Effect.STOPS),
+        Grant(
+            "sweep",
+            "create",
+            "Create hyperparameter sweeps, whose trials are training jobs",
+            Effect.CHANGES,
+        ),
+        Grant("sweep", "cancel", "Cancel sweeps and their running trials", Effect.STOPS),
         Grant("model", "alias", "Move a model's aliases, except production", Effect.CHANGES),
         Grant("deployment", "create", "Deploy a model version", Effect.CHANGES),
         Grant(

@@ -8,6 +8,10 @@
 - `registry`: models, their immutable versions and the aliases deployments follow;
   `promotion`: the gates a version passes before an alias moves to it.
 - `comparison`: jobs side by side, their hyperparameters and final metrics.
+- sweeps: `sweep_spec` (what a sweep searches, vetted against its trainer), `sweep_studies`
+  (Optuna's storage, samplers and pruners), `sweep_records` (sweeps and trials as stored, and
+  their event stream), `sweep_driver` (settling, starting and finishing trials), `sweep_trials`
+  (a trial's pruning as its job runs) and `sweeps` (creating, cancelling, promoting).
 
 `__all__` is what other domains (serving follows versions and aliases), the interfaces (GraphQL
 and the workers) and plugins use; anything else is the domain's own business and may change.
@@ -52,24 +56,63 @@ from aiaas.core.training.submission import (
     cancel_training_job,
     submit_training_job,
 )
+from aiaas.core.training.sweep_driver import advance_running_sweeps
+from aiaas.core.training.sweep_records import (
+    SWEEP_EVENTS,
+    SWEEP_STREAM,
+    Sweep,
+    SweepState,
+    SweepTrial,
+    TrialState,
+    best_of,
+    get_sweep,
+    list_sweeps,
+    sweeps_by_ids,
+    trials_by_jobs,
+    trials_of,
+)
+from aiaas.core.training.sweep_spec import Pruner, Sampler, SearchDimension, SweepRequest
+from aiaas.core.training.sweeps import (
+    cancel_sweep,
+    create_sweep,
+    parameter_importances,
+    promote_sweep_trial,
+    trial_curves,
+)
 
 __all__ = [
     "DEFAULT_GATE_ALIASES",
     "GATE_ARGUMENTS",
     "PROTECTED_ALIAS",
+    "SWEEP_EVENTS",
+    "SWEEP_STREAM",
     "TRAINING_JOB",
     "MetricPoint",
     "Model",
     "ModelAlias",
     "ModelVersion",
+    "Pruner",
+    "Sampler",
+    "SearchDimension",
+    "Sweep",
+    "SweepRequest",
+    "SweepState",
+    "SweepTrial",
     "TrainingRequest",
+    "TrialState",
+    "advance_running_sweeps",
     "aliases_by_models",
+    "best_of",
+    "cancel_sweep",
     "cancel_training_job",
     "compare_jobs",
+    "create_sweep",
     "gate_validators",
+    "get_sweep",
     "latest_metrics",
     "list_model_versions",
     "list_models",
+    "list_sweeps",
     "metric_keys",
     "metric_series",
     "model_by_name",
@@ -77,10 +120,16 @@ __all__ = [
     "model_versions_by_jobs",
     "models_by_ids",
     "models_trained_on",
+    "parameter_importances",
+    "promote_sweep_trial",
     "resolve_alias",
     "run_training",
     "set_model_alias",
     "set_promotion_gates",
     "submit_training_job",
+    "sweeps_by_ids",
+    "trial_curves",
+    "trials_by_jobs",
+    "trials_of",
     "vet_promotion_gates",
 ]

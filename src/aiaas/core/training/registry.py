@@ -319,13 +319,16 @@ async def set_promotion_gates(
 
 async def set_model_alias(
     platform: Platform,
-    actor: Principal,
+    actor: Principal | None,
     version_id: UUID,
     alias: str,
     *,
     request_id: str | None = None,
+    on_behalf_of: UUID | None = None,
 ) -> tuple[ModelAlias, ModelVersion]:
-    """Point `alias` of the version's model at the version, once its gates pass."""
+    """Point `alias` of the version's model at the version, once its gates pass. Without an
+    actor (a sweep promoting its best trial as it ends) the move is the platform's, on behalf
+    of `on_behalf_of`, who then shows as having moved it."""
     async with platform.metadata.acquire() as connection:
         version = await get_model_version(connection, version_id)
     async with ChangeInProject(
@@ -368,7 +371,7 @@ async def set_model_alias(
             model.id,
             alias,
             version.id,
-            actor.user_id,
+            actor.user_id if actor is not None else on_behalf_of,
         )
         await change.record(
             object_type="model",

@@ -20,7 +20,7 @@ import contextlib
 import shutil
 import threading
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -49,6 +49,12 @@ from aiaas.core.training.registry import (
     NewModelVersion,
     model_versions_by_jobs,
     register_model_version,
+)
+from aiaas.core.training.sweep_trials import (
+    EpochListener,
+    TrialPruning,
+    run_trial,
+    trial_pruning,
 )
 
 if TYPE_CHECKING:
@@ -83,8 +89,10 @@ class WorkerReporter(TrainingReporter):
         writer: MetricWriter,
         job_id: UUID,
         platform: Platform,
+        epoch_listener: EpochListener | None = None,
     ) -> None:
         self._loop = loop
+        self._epoch_listener = epoch_listener
         self._outbox = outbox
         self._writer = writer
         self._job_id = job_id
@@ -110,6 +118,8 @@ class WorkerReporter(TrainingReporter):
         # A diverged run's NaN is kept in the history; live events say null.
         self._writer.add(progress.step, progress.metrics)
         self._latest.update(progress.metrics)
+        if self._epoch_listener is not None and "val_loss" in progress.metrics:
+            self._epoch_listener(progress.epoch, progress.metrics)
         now = time.monotonic()
         if now - self._last_live >= LIVE_PROGRESS_INTERVAL_S or progress.step == (
             progress.total_steps
@@ -171,14 +181,21 @@ async def _bundle_chunks(bundle: bytes) -> AsyncIterator[bytes]:
     yield bundle
 
 
-async def _train(platform: Platform, job: Job, run: TrainingRun) -> TrainedModel:
-    """`fit` in a thread, with its progress relayed and its cancellation watched."""
+async def _train(
+    platform: Platform, job: Job, run: TrainingRun, pruning: TrialPruning | None
+) -> TrainedModel:
+    """`fit` in a thread, with its progress relayed, its cancellation watched, and, for a
+    sweep's trial, its objective judged by the sweep's pruner."""
     trainer = platform.trainer(job.payload["trainer"])
     loop = asyncio.get_running_loop()
     outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
     writer = MetricWriter(platform.metadata, job.id)
     await writer.start()
-    reporter = WorkerReporter(loop, outbox, writer, job.id, platform)
+    reporter = WorkerReporter(
+        loop, outbox, writer, job.id, platform, pruning.epoch_ended if pruning else None
+    )
+    if pruning is not None:
+        pruning.start(reporter.stop)
     relay = asyncio.create_task(_relay_events(platform, job.id, outbox), name=f"events-{job.id}")
     watch = asyncio.create_task(watch_for_stop(platform, job, reporter.stop), name=f"stop-{job.id}")
     fitting = asyncio.ensure_future(asyncio.to_thread(trainer.fit, run, reporter))
@@ -199,6 +216,8 @@ async def _train(platform: Platform, job: Job, run: TrainingRun) -> TrainedModel
     finally:
         reporter.stop.set()
         watch.cancel()
+        if pruning is not None:
+            await pruning.close()
         # Every point reported is committed before the job's outcome is: a chart never misses
         # the last steps of a finished job.
         try:
@@ -249,7 +268,17 @@ async def _register(
 
 
 async def run_training(platform: Platform, job: Job) -> str:
-    """The job handler: train, evaluate, register the model version. Returns the job's note."""
+    """The job handler: train, evaluate, register the model version. Returns the job's note.
+    A sweep's trial also reports to its sweep (`sweep_trials.run_trial`)."""
+    pruning = await trial_pruning(platform, job)
+    return await run_trial(
+        platform, job, pruning, lambda: _train_and_register(platform, job, pruning)
+    )
+
+
+async def _train_and_register(
+    platform: Platform, job: Job, pruning: TrialPruning | None
+) -> tuple[str, Mapping[str, Any]]:
     payload = job.payload
     async with platform.metadata.acquire() as connection:
         registered = (await model_versions_by_jobs(connection, [job.id])).get(job.id)
@@ -275,7 +304,7 @@ async def run_training(platform: Platform, job: Job) -> str:
                 job.project_id, await platform.service(VAULT).data_key(job.project_id)
             ),
         )
-        trained = await _train(platform, job, run)
+        trained = await _train(platform, job, run, pruning)
         registered = await _register(platform, job, version.id, trained)
         await publish_job_events_quietly(
             platform.redis,
@@ -292,4 +321,4 @@ async def run_training(platform: Platform, job: Job) -> str:
     # Else an earlier run registered it and died before recording the outcome: nothing to
     # train again. The weights are registered; the checkpoints only served to resume.
     await asyncio.to_thread(shutil.rmtree, checkpoint_dir, True)
-    return f"registered {payload['model_name']} version {registered.number}"
+    return f"registered {payload['model_name']} version {registered.number}", registered.metrics

@@ -20,7 +20,12 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from aiaas.core.auth import Principal
-from aiaas.core.data.datasets import datasets_by_ids, get_version, lock_live_version
+from aiaas.core.data.datasets import (
+    DatasetVersion,
+    datasets_by_ids,
+    get_version,
+    lock_live_version,
+)
 from aiaas.core.data.quality import require_usable_for_training
 from aiaas.core.errors import InputError
 from aiaas.core.identity.projects import ChangeInProject
@@ -29,6 +34,7 @@ from aiaas.core.jobs import Job, enqueue_job, publish_state
 from aiaas.core.storage import Connection
 from aiaas.core.trainers import Trainer, split_sizes, vet_hyperparameters
 from aiaas.core.training.registry import check_model_name, model_by_name
+from aiaas.core.training.sweep_records import SweepTrialLink
 
 if TYPE_CHECKING:
     from aiaas.core.platform import Platform
@@ -165,13 +171,55 @@ async def _gated_without_metrics(
     )
 
 
+@dataclass(frozen=True)
+class VettedTraining:
+    hyperparameters: dict[str, Any]
+    features: list[str]
+    model_name: str
+    problems: dict[str, str]
+
+
+async def vet_training(
+    platform: Platform,
+    connection: Connection,
+    version: DatasetVersion,
+    dataset_name: str,
+    request: TrainingRequest,
+) -> VettedTraining:
+    """Everything wrong with training `request` on `version`, found at once; the version is
+    locked by the caller."""
+    rows = _usable_rows(version.row_count, version.column_stats, request.target)
+    values, features, problems = _vet(platform, request, version.column_types, rows)
+    model_name = request.model_name or dataset_name
+    try:
+        check_model_name(model_name)
+    except InputError as exc:
+        problems.update(exc.field_errors)
+    try:
+        await require_usable_for_training(connection, version.id)
+    except InputError as exc:
+        problems.update(exc.field_errors)
+    if "validationFraction" not in problems:
+        problem = await _gated_without_metrics(
+            connection, version.project_id, model_name, rows, request
+        )
+        if problem is not None:
+            problems["validationFraction"] = problem
+    return VettedTraining(values, features, model_name, problems)
+
+
 async def submit_training_job(
     platform: Platform,
-    actor: Principal,
+    actor: Principal | None,
     request: TrainingRequest,
     *,
     request_id: str | None = None,
+    created_by: UUID | None = None,
+    sweep_trial: SweepTrialLink | None = None,
 ) -> Job:
+    """Vet, record and enqueue a training job. A sweep's trial has no actor (the sweep starts
+    it, audited as the platform's) and is created by the sweep's creator; its link to the
+    sweep is recorded with it."""
     async with platform.metadata.acquire() as connection:
         version = await get_version(connection, request.dataset_version_id)
         dataset = (await datasets_by_ids(connection, [version.dataset_id]))[version.dataset_id]
@@ -182,45 +230,33 @@ async def submit_training_job(
         # Locked until the job is recorded, so that a deletion of the version either sees the
         # job as its user or happens first and is seen here.
         await lock_live_version(change.connection, version.id)
-        rows = _usable_rows(version.row_count, version.column_stats, request.target)
-        values, features, problems = _vet(platform, request, version.column_types, rows)
-        model_name = request.model_name or dataset.name
-        try:
-            check_model_name(model_name)
-        except InputError as exc:
-            problems.update(exc.field_errors)
-        try:
-            await require_usable_for_training(change.connection, version.id)
-        except InputError as exc:
-            problems.update(exc.field_errors)
-        if "validationFraction" not in problems:
-            problem = await _gated_without_metrics(
-                change.connection, version.project_id, model_name, rows, request
-            )
-            if problem is not None:
-                problems["validationFraction"] = problem
-        if problems:
+        vetted = await vet_training(platform, change.connection, version, dataset.name, request)
+        if vetted.problems:
             raise InputError(
-                f"the training job cannot run: {len(problems)} problem(s)",
-                field_errors=problems,
+                f"the training job cannot run: {len(vetted.problems)} problem(s)",
+                field_errors=vetted.problems,
             )
-        payload = {
+        payload: dict[str, Any] = {
             "dataset_version_id": str(version.id),
             "trainer": request.trainer,
             "target": request.target,
-            "features": features,
-            "hyperparameters": values,
+            "features": vetted.features,
+            "hyperparameters": vetted.hyperparameters,
             "validation_fraction": request.validation_fraction,
             "seed": request.seed,
-            "model_name": model_name,
+            "model_name": vetted.model_name,
         }
+        if sweep_trial is not None:
+            payload["sweep"] = sweep_trial.as_payload()
         job = await record_new_job(
             change,
             project_id=version.project_id,
             kind=TRAINING_JOB,
             payload=payload,
-            created_by=actor.user_id,
+            created_by=actor.user_id if actor is not None else created_by,
         )
+        if sweep_trial is not None:
+            await sweep_trial.record(change.connection, job.id)
     await publish_state(platform, job)
     await enqueue_job(platform, job.id)
     return job

@@ -18,7 +18,7 @@ from aiaas.core.identity import members, projects
 from aiaas.core.identity.access import ProjectRole as CoreProjectRole
 from aiaas.core.pagination import DEFAULT_PAGE_SIZE
 from aiaas.core.serving import deployments as core_deployments
-from aiaas.core.training import TRAINING_JOB, compare_jobs
+from aiaas.core.training import TRAINING_JOB, compare_jobs, list_sweeps
 from aiaas.core.training import registry as core_models
 from aiaas.graphql.context import RequestContext
 from aiaas.graphql.datasets.types import Dataset
@@ -34,6 +34,7 @@ from aiaas.graphql.relay import (
     to_global_id,
     uuid_of,
 )
+from aiaas.graphql.sweeps.types import Sweep
 from aiaas.graphql.training.types import TrainingJob, TrainingJobComparison
 
 ProjectRole = strawberry.enum(
@@ -205,6 +206,17 @@ class Project(Node):
             TRAINING_JOB,
             first=first,
             after=after,
+        )
+
+    @strawberry.field(
+        extensions=requires_in_project("sweep", "read", project_of_source),
+        description="The project's hyperparameter sweeps, newest first.",
+    )
+    async def sweeps(
+        self, info: Info, first: int = DEFAULT_PAGE_SIZE, after: str | None = None
+    ) -> Connection[Sweep]:
+        return await page_connection(
+            info, Sweep.from_domain, list_sweeps, self.project_uuid, first=first, after=after
         )
 
     @strawberry.field(
