@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
@@ -29,6 +29,7 @@ from aiaas.embedded.database_roles import ensure_login_role
 from aiaas.embedded.postgres import EmbeddedPostgres, read_or_create_secret
 from aiaas.embedded.processes import Child
 from aiaas.embedded.redis import EmbeddedRedis
+from object_store import ObjectStoreServer, seaweedfs
 from support import (
     TEST_APPLICATION_ROLE,
     TEST_OWNER_ROLE,
@@ -81,6 +82,13 @@ async def services(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Se
     yield Services(server_url=database_url, redis_url=redis_url)
     for child in reversed(children):
         await child.stop(10)
+
+
+@pytest.fixture(scope="session")
+def object_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectStoreServer]:
+    """A real S3 gateway (SeaweedFS) for the `s3` artifact store, started on first use."""
+    with seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

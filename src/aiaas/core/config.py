@@ -16,9 +16,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from aiaas.core.errors import ConfigError
+from aiaas.core.object_store_settings import ObjectStoreSettings
 from aiaas.core.setting_types import MasterKeyText, PostgresUrl, RedisUrl, redact_url
 
 ENV_PREFIX = "AIAAS_"
@@ -45,7 +46,7 @@ def default_data_dir() -> Path:
     return Path(base) / "aiaas"
 
 
-class Config(BaseModel):
+class Config(ObjectStoreSettings):
     """Every setting of the platform. Field docs are the reference text of docs/configuration.md."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
@@ -232,7 +233,6 @@ class Config(BaseModel):
         description="JAX's persistent compilation cache, shared by training and serving; "
         "defaults to `<data_dir>/jax-cache`.",
     )
-
     role: ServerRole = Field(
         ServerRole.ALL,
         description="What `aiaas serve` answers: `all`; `api` (GraphQL and uploads, no V2 "

@@ -24,6 +24,7 @@ ENTRY_POINT_GROUP = "aiaas"
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "aiaas.plugins.postgres_metadata",
     "aiaas.plugins.filesystem_artifacts",
+    "aiaas.plugins.s3_artifacts",
     "aiaas.plugins.token_auth",
     "aiaas.plugins.casbin_policy",
     "aiaas.plugins.quality_validators",

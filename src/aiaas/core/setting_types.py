@@ -12,7 +12,7 @@ import re
 from typing import Annotated
 from urllib.parse import SplitResult, parse_qs, urlsplit
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, PlainSerializer, SecretStr
 
 _PASSWORD_PARAMETER = re.compile(r"(?i)([?&]password=)[^&]*")
 
@@ -91,3 +91,13 @@ def _check_master_key(encoded: str) -> str:
 PostgresUrl = Annotated[str, AfterValidator(_check_postgres_url)]
 MasterKeyText = Annotated[str, AfterValidator(_check_master_key)]
 RedisUrl = Annotated[str, AfterValidator(_check_redis_url)]
+
+
+def _reveal(secret: SecretStr) -> str:
+    return secret.get_secret_value()
+
+
+SecretText = Annotated[SecretStr, PlainSerializer(_reveal, when_used="json")]
+"""A secret that never prints: its repr and str are masked, and code reads it with
+`get_secret_value()`. Only a JSON dump reveals it, which `config_environment` needs to hand the
+whole configuration to a child process."""
