@@ -7,15 +7,17 @@ from __future__ import annotations
 import copy
 import re
 import shlex
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 import yaml
-from prometheus_client import CollectorRegistry
+from prometheus_client.metrics_core import Metric
 
 from aiaas.cli import cli
+from aiaas.core.api_metrics import ApiMetrics
+from aiaas.core.job_metrics import JobSnapshot, job_families
 from aiaas.core.serving.metrics import ServingMetrics
 
 CLUSTER_SCOPED = {"Namespace", "PersistentVolume", "ClusterRole", "ClusterRoleBinding"}
@@ -30,18 +32,21 @@ _SUFFIXES = {
 }
 
 
-def series_of(registry: CollectorRegistry) -> set[str]:
-    """Every series name a registry can expose, labelled children or not yet."""
+def series_of(families: Iterable[Metric]) -> set[str]:
+    """Every series name the families can expose, labelled children or not yet."""
     return {
-        family.name + suffix
-        for family in registry.collect()
-        for suffix in _SUFFIXES.get(family.type, ("",))
+        family.name + suffix for family in families for suffix in _SUFFIXES.get(family.type, ("",))
     }
 
 
 def exported_series() -> set[str]:
-    # The registries of every process that answers /metrics: today `aiaas serve`'s alone.
-    return series_of(ServingMetrics().registry)
+    # What every process that answers /metrics (`aiaas serve`, any role) exposes: its serving
+    # and API series, and the job series it reads from PostgreSQL. Workers serve no HTTP.
+    return (
+        series_of(ServingMetrics().registry.collect())
+        | series_of(ApiMetrics(operation_names_max=1).registry.collect())
+        | series_of(job_families(JobSnapshot()))
+    )
 
 
 _STRINGS = re.compile(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'|`[^`]*`')

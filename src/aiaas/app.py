@@ -30,6 +30,7 @@ from aiaas.rest import dataset_download
 from aiaas.rest import datasets as dataset_rest
 from aiaas.rest import inference as inference_rest
 from aiaas.rest import metrics as metrics_rest
+from aiaas.rest.http_metrics import HttpMetricsMiddleware
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +134,7 @@ def create_app(config: Config | None = None, *, platform: Platform | None = None
             # Outermost: every answer carries the request id, and every unexpected error is
             # logged, answered and audited with it.
             Middleware(RequestIdMiddleware, platform=platform),
+            Middleware(HttpMetricsMiddleware, platform=platform),  # sees every answer
             Middleware(
                 CORSMiddleware,
                 allow_origins=list(config.cors_origins),

@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aiaas.core.audit import correlated, record_outside_change
 from aiaas.core.auth import Principal
+from aiaas.core.log_records import log_context
 
 if TYPE_CHECKING:
     from aiaas.core.platform import Platform
@@ -157,7 +158,7 @@ class RequestIdMiddleware:
                 message["headers"] = [*message.get("headers", []), *echoed]
             await send(message)
 
-        with correlated(correlation_id):
+        with correlated(correlation_id), log_context(request_id=request_id):
             try:
                 await self.app(scope, receive, send_with_id)
             except ClientDisconnect:

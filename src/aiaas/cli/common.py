@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
+from aiaas.core import log_records
 from aiaas.core.config import Config, load_config
 from aiaas.core.errors import AiaasError, ConfigError, InputError
+from aiaas.core.logging_settings import LogFormat
 
 if TYPE_CHECKING:
     from aiaas.core.platform import Platform
@@ -51,18 +53,10 @@ def reports_errors(command: F) -> F:
 
 
 def configure_logging(config: Config) -> None:
-    logging.basicConfig(
-        level=config.log_level.upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
-    # Casbin logs its whole model at INFO each time an enforcer is built.
-    logging.getLogger("casbin").setLevel(max(logging.WARNING, logging.root.level))
-    # absl, which flax imports (and Orbax logged through, about 25 lines a checkpoint), speaks
-    # at INFO about its own workings: heard only when debugging is asked for.
-    requested = logging.getLevelName(config.log_level.upper())
-    logging.getLogger("absl").setLevel(
-        logging.DEBUG if requested <= logging.DEBUG else max(logging.WARNING, requested)
-    )
+    """Every logger's lines to stderr, in `log_format` and redacted (aiaas.core.log_records)."""
+    log_records.configure_logging(config)
+    # In JSON, a warning printed as is would be the one line of stderr that is not an object.
+    logging.captureWarnings(config.log_format is LogFormat.JSON)
 
 
 DEV_INSTANCE = "aiaas.dev_instance"

@@ -24,6 +24,7 @@ from aiaas.cli.common import (
     require_services,
 )
 from aiaas.core.config import ServerRole
+from aiaas.core.logging_settings import LogFormat
 
 
 @click.command()
@@ -66,6 +67,7 @@ def serve(host: str | None, port: int | None, fd: int | None, role: str | None) 
     """Run the API server (uvicorn) against the configured PostgreSQL and Redis."""
     os.umask(0o077)  # what this process makes is its user's alone
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
     from aiaas.app import create_app
     from aiaas.embedded.dev import DevError, bind_api_socket
@@ -85,6 +87,9 @@ def serve(host: str | None, port: int | None, fd: int | None, role: str | None) 
         uvicorn.Config(
             create_app(config),
             log_level=config.log_level,
+            # In JSON, uvicorn's own lines (its access log too) go to our handler; in text
+            # they keep uvicorn's format, as before `log_format` existed.
+            log_config=LOGGING_CONFIG if config.log_format is LogFormat.TEXT else None,
             lifespan="on",
             timeout_graceful_shutdown=5,
         )

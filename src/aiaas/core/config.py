@@ -19,6 +19,8 @@ from typing import Any
 from pydantic import ConfigDict, Field, ValidationError
 
 from aiaas.core.errors import ConfigError
+from aiaas.core.logging_settings import LoggingSettings
+from aiaas.core.metrics_settings import MetricsSettings
 from aiaas.core.object_store_settings import ObjectStoreSettings
 from aiaas.core.setting_types import MasterKeyText, PostgresUrl, RedisUrl, redact_url
 
@@ -46,7 +48,7 @@ def default_data_dir() -> Path:
     return Path(base) / "aiaas"
 
 
-class Config(ObjectStoreSettings):
+class Config(ObjectStoreSettings, LoggingSettings, MetricsSettings):
     """Every setting of the platform. Field docs are the reference text of docs/configuration.md."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
@@ -198,7 +200,6 @@ class Config(ObjectStoreSettings):
     session_ttl_s: int = Field(
         12 * 3600, ge=60, description="Lifetime of a session token from `login`."
     )
-    log_level: str = Field("info", pattern="^(debug|info|warning|error)$", description="Log level.")
     queue_name: str = Field(
         "aiaas:queue", min_length=1, description="Name of the arq queue in Redis."
     )
@@ -326,7 +327,6 @@ class Config(ObjectStoreSettings):
 
 _URL_FIELDS = frozenset({"database_url", "database_owner_url", "redis_url"})
 _SECRET_FIELDS = frozenset({"master_key", "previous_master_keys"})
-
 # Fields that take a list: in the environment they are written comma separated.
 _LIST_FIELDS = frozenset({"plugins", "public_paths", "cors_origins", "previous_master_keys"})
 

@@ -40,6 +40,7 @@ from aiaas.core.errors import (
     ServiceUnavailableError,
     SubscriberTooSlowError,
 )
+from aiaas.core.log_records import detached_context
 
 logger = logging.getLogger(__name__)
 
@@ -281,7 +282,9 @@ class EventStreamRelay:
         source = self._sources.get(job_id)
         if source is None:
             source = self._sources[job_id] = _Source(job_id)
-            source.task = asyncio.create_task(self._follow(source), name=f"job-events:{job_id}")
+            source.task = asyncio.create_task(
+                self._follow(source), name=f"job-events:{job_id}", context=detached_context()
+            )
         source.subscribers.add(subscriber)
         return source
 

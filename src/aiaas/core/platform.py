@@ -31,6 +31,7 @@ from aiaas.core.errors import (
     SchemaOutdatedError,
 )
 from aiaas.core.event_streams import EventStreamRelay
+from aiaas.core.log_records import bind_log_context
 from aiaas.core.plugin_manager import AiaasPluginManager
 from aiaas.core.pubsub import EventHub
 from aiaas.core.registry import Registries, Registry, load_registries
@@ -294,6 +295,7 @@ class Platform:
         for _, authenticator in self.authenticators:
             principal = await authenticator.authenticate(credentials, self.metadata)
             if principal is not None:
+                bind_log_context(user=principal.username)  # the rest of the request's lines
                 return principal
         raise AuthenticationError("unrecognised credentials: expected `Bearer <API token>`")
 

@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
 from aiaas.core.errors import SubscriberTooSlowError
+from aiaas.core.log_records import detached_context
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +65,9 @@ class EventHub:
                 await self._pubsub.subscribe(channel)
             self._queues[channel].add(queue)
             if self._reader is None or self._reader.done():
-                self._reader = asyncio.create_task(self._read(), name="event-hub-reader")
+                self._reader = asyncio.create_task(
+                    self._read(), name="event-hub-reader", context=detached_context()
+                )
 
     async def _remove(self, channel: str, queue: asyncio.Queue[Any]) -> None:
         async with self._lock:

@@ -39,6 +39,7 @@ from aiaas.graphql.jobs.types import Job
 from aiaas.graphql.models.mutations import ModelMutation
 from aiaas.graphql.models.types import Model, ModelVersion
 from aiaas.graphql.node import NodeQuery
+from aiaas.graphql.operation_metrics import OperationMetrics
 from aiaas.graphql.permissions import root_field_policies
 from aiaas.graphql.projects.mutations import ProjectMutation
 from aiaas.graphql.projects.queries import ProjectQuery
@@ -157,7 +158,8 @@ def schema_extensions(config: Config) -> list[Any]:
     ]
     if not config.is_dev:
         extensions += [DisableIntrospection, ProductionErrors]
-    return extensions
+    # Innermost, so that it classifies errors before ProductionErrors masks them.
+    return [*extensions, OperationMetrics]
 
 
 def _merge(name: str, types: Iterable[type], description: str | None = None) -> Any:

@@ -41,6 +41,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import Connec
 from aiaas.core.audit import record_outside_change
 from aiaas.core.auth import Credentials
 from aiaas.core.errors import AuthenticationError
+from aiaas.core.log_records import detached_context
 from aiaas.core.platform import Platform
 from aiaas.graphql.context import RequestContext
 from aiaas.graphql.graphiql import graphiql_page, graphiql_policy
@@ -136,7 +137,9 @@ class SessionGuard:
     def watch(self, credentials: Credentials, websocket: WebSocket) -> None:
         self.sockets.setdefault(credentials, set()).add(websocket)
         if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._check_periodically(), name="session-guard")
+            self._task = asyncio.create_task(
+                self._check_periodically(), name="session-guard", context=detached_context()
+            )
 
     def forget(self, websocket: WebSocket) -> None:
         for credentials in [c for c, sockets in self.sockets.items() if websocket in sockets]:

@@ -21,6 +21,7 @@ from aiaas.core.jobs import (
     reconcile_jobs,
     renew_heartbeat,
 )
+from aiaas.core.log_records import bind_log_context
 from aiaas.core.platform import Platform
 from aiaas.core.serving.drift_checks import check_drift
 from aiaas.core.training import advance_running_sweeps
@@ -47,6 +48,7 @@ async def _keep_claim(platform: Platform, job_id: UUID, worker_id: str, interval
 async def run_job(ctx: dict[str, Any], job_id: str) -> dict[str, Any]:
     platform: Platform = ctx["platform"]
     worker_id: str = ctx["worker_id"]
+    bind_log_context(job_id=job_id)  # arq runs each job in a task of its own: it ends there
     try:
         return await _run_claimed(ctx, platform, UUID(job_id), worker_id)
     except asyncio.CancelledError:
@@ -87,6 +89,7 @@ async def _run_claimed(
     job = await claim_job(platform, job_id, worker_id, ctx["stale_after_s"])
     if job is None:
         return {"job_id": str(job_id), "ran": False}
+    bind_log_context(project=job.project_id)
     handler = handlers.get(job.kind)
     if handler is None:
         await finish_job(

@@ -30,6 +30,7 @@ from aiaas.core.identity.access import (
     required_grant_to_manage,
 )
 from aiaas.core.identity.projects import hold_open_project, lock_project, refuse_if_archived
+from aiaas.core.log_records import bind_log_context
 from aiaas.core.pagination import Order, Page, fetch_page
 from aiaas.core.storage import Connection, Record
 
@@ -117,6 +118,7 @@ async def authorize_in_project(
         raise AuthenticationError("authentication required: send `Bearer <API token>`")
     if project_id is None:
         raise NotFoundError("no such project")
+    bind_log_context(project=project_id)  # the rest of the request's lines are about it
     try:
         authorized = await platform.authorize(principal, str(project_id), resource, action)
     except PermissionDeniedError:

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from aiaas.core.errors import BatcherClosedError, BatchFailedError, InputError, QueueFullError
+from aiaas.core.log_records import detached_context
 from aiaas.core.model_inputs import InputChecker
 from aiaas.core.runtimes import LoadedModel
 from aiaas.core.serving.request_chunks import check_request_rows, joined
@@ -150,7 +151,7 @@ class AdaptiveBatcher:
             raise BatcherClosedError("this batcher has been closed")
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(
-                self._run(), name=f"adaptive-batcher-{id(self):x}"
+                self._run(), name=f"adaptive-batcher-{id(self):x}", context=detached_context()
             )
 
     async def close(self, drain: bool = True) -> None:

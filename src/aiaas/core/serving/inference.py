@@ -37,6 +37,7 @@ from aiaas.core.errors import (
     QueueFullError,
     ServiceUnavailableError,
 )
+from aiaas.core.log_records import bind_log_context, detached_context
 from aiaas.core.platform import ProcessService
 from aiaas.core.runtimes import LoadedModel
 from aiaas.core.serving.batching import AdaptiveBatcher
@@ -114,7 +115,7 @@ class InferenceServer(ModelCache):
         """Listen for announced changes. Idempotent; needs a running event loop."""
         if self._listener is None and not self._closed:
             self._listener = asyncio.get_running_loop().create_task(
-                self._listen(), name="deployment-changes"
+                self._listen(), name="deployment-changes", context=detached_context()
             )
 
     async def close(self) -> None:
@@ -256,6 +257,7 @@ class InferenceServer(ModelCache):
         """Answer one request through the deployment's split (or the version it names, which
         must be one the split serves to callers). It may have any number of rows up to the
         deployment's `max_queue_rows`: the batcher splits it into batches."""
+        bind_log_context(deployment_id=deployment_id)
         self.start()
         cached = await self.deployment(deployment_id)
         deployment = cached.deployment

@@ -30,6 +30,7 @@ import numpy as np
 
 from aiaas.core.governance.sealed_values import SealedColumn
 from aiaas.core.governance.vault import VAULT
+from aiaas.core.log_records import detached_context
 from aiaas.core.serialization import finite_or_none
 from aiaas.core.storage import Record
 
@@ -166,7 +167,7 @@ class PredictionSampler:
         self._buffered_bytes += size
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(
-                self._flush_regularly(), name="prediction-samples"
+                self._flush_regularly(), name="prediction-samples", context=detached_context()
             )
 
     async def flush(self) -> int:
