@@ -22,6 +22,7 @@ from aiaas.core.data.scratch_area import SCRATCH_AREA
 from aiaas.core.errors import AiaasError
 from aiaas.core.platform import Platform
 from aiaas.core.serving.rollout import wake_rollouts
+from aiaas.core.tracing import configure_tracing, traced_asgi, tracing_enabled
 from aiaas.graphql import graphiql
 from aiaas.graphql.view import CSRF_HEADER, GraphQLView
 from aiaas.request_limits import GraphQLBodyLimit, authenticated
@@ -84,6 +85,7 @@ def create_app(config: Config | None = None, *, platform: Platform | None = None
     if platform is None:
         platform = create_platform(config or load_config())
     config = platform.config
+    configure_tracing(config)  # before the schema is built: it holds a span extension if on
     graphql = GraphQLView(platform)
 
     @asynccontextmanager
@@ -131,6 +133,8 @@ def create_app(config: Config | None = None, *, platform: Platform | None = None
     app = Starlette(
         routes=routes,
         middleware=[
+            # Off, no tracing middleware exists; on, its span holds everything the request does.
+            *([Middleware(traced_asgi)] if tracing_enabled() else []),
             # Outermost: every answer carries the request id, and every unexpected error is
             # logged, answered and audited with it.
             Middleware(RequestIdMiddleware, platform=platform),

@@ -19,10 +19,9 @@ from typing import Any
 from pydantic import ConfigDict, Field, ValidationError
 
 from aiaas.core.errors import ConfigError
-from aiaas.core.logging_settings import LoggingSettings
-from aiaas.core.metrics_settings import MetricsSettings
 from aiaas.core.object_store_settings import ObjectStoreSettings
 from aiaas.core.setting_types import MasterKeyText, PostgresUrl, RedisUrl, redact_url
+from aiaas.core.tracing_settings import ObservabilitySettings
 
 ENV_PREFIX = "AIAAS_"
 CONFIG_FILE_ENV = "AIAAS_CONFIG_FILE"
@@ -48,7 +47,7 @@ def default_data_dir() -> Path:
     return Path(base) / "aiaas"
 
 
-class Config(ObjectStoreSettings, LoggingSettings, MetricsSettings):
+class Config(ObjectStoreSettings, ObservabilitySettings):
     """Every setting of the platform. Field docs are the reference text of docs/configuration.md."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)

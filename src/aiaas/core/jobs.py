@@ -35,6 +35,7 @@ from aiaas.core.event_streams import TERMINAL_STATES as TERMINAL_STATE_NAMES
 from aiaas.core.event_streams import publish_job_events_quietly
 from aiaas.core.pagination import Order, Page, fetch_page
 from aiaas.core.storage import Connection
+from aiaas.core.tracing import trace_carrier
 
 if TYPE_CHECKING:
     from aiaas.core.platform import Platform
@@ -141,9 +142,16 @@ async def insert_job(
 
 async def enqueue_job(platform: Platform, job_id: UUID) -> bool:
     """Hand the job to arq. The arq job id is the job's id, so enqueueing a job that arq still
-    holds is a no-op; False then."""
+    holds is a no-op; False then. While tracing is on, the job carries the current trace context
+    to `run_job`'s `trace_context`; while it is off, the job is what it was before tracing."""
+    carrier = trace_carrier()
+    traced: dict[str, Any] = {} if carrier is None else {"trace_context": carrier}
     enqueued = await platform.redis.enqueue_job(
-        RUN_JOB_FUNCTION, str(job_id), _job_id=str(job_id), _queue_name=platform.config.queue_name
+        RUN_JOB_FUNCTION,
+        str(job_id),
+        _job_id=str(job_id),
+        _queue_name=platform.config.queue_name,
+        **traced,
     )
     return enqueued is not None
 

@@ -22,6 +22,7 @@ from strawberry.types.base import get_object_definition
 from aiaas.core.config import Config
 from aiaas.core.errors import PluginError
 from aiaas.core.platform import Platform
+from aiaas.core.tracing import tracing_enabled
 from aiaas.graphql.audit.subscriptions import AuditSubscription
 from aiaas.graphql.datasets.mutations import DatasetMutation
 from aiaas.graphql.datasets.types import Dataset, DatasetVersion
@@ -40,6 +41,7 @@ from aiaas.graphql.models.mutations import ModelMutation
 from aiaas.graphql.models.types import Model, ModelVersion
 from aiaas.graphql.node import NodeQuery
 from aiaas.graphql.operation_metrics import OperationMetrics
+from aiaas.graphql.operation_spans import OperationSpans
 from aiaas.graphql.permissions import root_field_policies
 from aiaas.graphql.projects.mutations import ProjectMutation
 from aiaas.graphql.projects.queries import ProjectQuery
@@ -158,6 +160,8 @@ def schema_extensions(config: Config) -> list[Any]:
     ]
     if not config.is_dev:
         extensions += [DisableIntrospection, ProductionErrors]
+    if tracing_enabled():  # outermost: its span holds what the others do while executing
+        extensions.insert(0, OperationSpans)
     # Innermost, so that it classifies errors before ProductionErrors masks them.
     return [*extensions, OperationMetrics]
 

@@ -24,6 +24,7 @@ from aiaas.core.jobs import (
 from aiaas.core.log_records import bind_log_context
 from aiaas.core.platform import Platform
 from aiaas.core.serving.drift_checks import check_drift
+from aiaas.core.tracing import continued_trace
 from aiaas.core.training import advance_running_sweeps
 
 logger = logging.getLogger(__name__)
@@ -45,12 +46,17 @@ async def _keep_claim(platform: Platform, job_id: UUID, worker_id: str, interval
             return
 
 
-async def run_job(ctx: dict[str, Any], job_id: str) -> dict[str, Any]:
+async def run_job(
+    ctx: dict[str, Any], job_id: str, trace_context: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """`trace_context`, the W3C headers of the trace that enqueued the job, is there only when
+    tracing was on as it did (`enqueue_job`): a job enqueued without it runs all the same."""
     platform: Platform = ctx["platform"]
     worker_id: str = ctx["worker_id"]
     bind_log_context(job_id=job_id)  # arq runs each job in a task of its own: it ends there
     try:
-        return await _run_claimed(ctx, platform, UUID(job_id), worker_id)
+        with continued_trace(trace_context, "run_job", {"aiaas.job_id": job_id}):
+            return await _run_claimed(ctx, platform, UUID(job_id), worker_id)
     except asyncio.CancelledError:
         # The worker is stopping (SIGINT, SIGTERM): the handler stopped where it could, at a
         # step boundary after its last checkpoint. The job goes back to the queue at once for

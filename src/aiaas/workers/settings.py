@@ -22,6 +22,7 @@ from aiaas.core.jobs import RUN_JOB_FUNCTION
 from aiaas.core.platform import Platform
 from aiaas.core.plugin_manager import AiaasPluginManager
 from aiaas.core.serialization import unpack
+from aiaas.core.tracing import configure_tracing
 from aiaas.workers.handlers import JOB_HANDLERS
 from aiaas.workers.jobs import (
     JobHandler,
@@ -65,6 +66,7 @@ def worker_settings(
         raise ConfigError("redis_url (AIAAS_REDIS_URL) is not set")
 
     async def on_startup(ctx: dict[str, Any]) -> None:
+        configure_tracing(config)  # nothing unless otel_endpoint is set
         use_compilation_cache(config)
         platform = create_platform(config, plugin_manager)
         await platform.start()

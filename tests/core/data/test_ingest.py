@@ -340,6 +340,15 @@ def test_a_parquet_file_keeps_its_types(tmp_path: Path) -> None:
     assert table.column_stats["tag"]["top_values"][0] == {"value": "a", "count": 2}
 
 
+def test_a_parquet_file_with_a_nul_in_a_column_name_is_refused(tmp_path: Path) -> None:
+    # PostgreSQL's text cannot hold a NUL: it would fail as the version is recorded, a 500.
+    source = pa.Table.from_arrays([pa.array([1]), pa.array([2])], names=["x", "y\x00z"])
+
+    problem = refusal(tmp_path, parquet_bytes(source))
+
+    assert "holds a NUL character" in problem.message
+
+
 def test_a_parquet_file_with_duplicate_column_names_is_refused(tmp_path: Path) -> None:
     source = pa.Table.from_arrays([pa.array([1]), pa.array([2])], names=["x", "x"])
 

@@ -40,6 +40,7 @@ from aiaas.core.identity.projects import (
 from aiaas.core.job_watch import watch_for_stop
 from aiaas.core.jobs import Job, lock_job
 from aiaas.core.serialization import finite_or_none, json_safe
+from aiaas.core.tracing import span
 from aiaas.core.trainers import Progress, TrainedModel, TrainingReporter, TrainingRun
 from aiaas.core.training.checkpoint_sealing import ProjectCheckpointSealer
 from aiaas.core.training.metric_history import drop_points_after
@@ -232,6 +233,13 @@ def _archived(project: Project) -> ConflictError:
 
 
 async def _register(
+    platform: Platform, job: Job, version_id: UUID, trained: TrainedModel
+) -> ModelVersion:
+    with span("register model version", {"aiaas.job_id": str(job.id)}):
+        return await _register_traced(platform, job, version_id, trained)
+
+
+async def _register_traced(
     platform: Platform, job: Job, version_id: UUID, trained: TrainedModel
 ) -> ModelVersion:
     payload = job.payload

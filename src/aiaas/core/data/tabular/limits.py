@@ -52,6 +52,9 @@ def check_width(width: int, limits: TableLimits) -> None:
 
 def check_names(names: list[str], limits: TableLimits) -> None:
     for name in names:
+        if "\x00" in name:
+            # PostgreSQL's text (and so the version's column list) cannot hold a NUL.
+            raise refuse(f"the column named {name[:40]!r} holds a NUL character, which no name may")
         if len(name.encode("utf-8", "surrogatepass")) > limits.max_column_name_bytes:
             shown = repr(name[:40])
             raise refuse(
