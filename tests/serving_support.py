@@ -16,10 +16,12 @@ from aiaas.core.audit import AuditedChange
 from aiaas.core.auth import Principal
 from aiaas.core.data import datasets
 from aiaas.core.governance.vault import VAULT
+from aiaas.core.identity.access import ProjectRole
 from aiaas.core.jobs import JobState, claim_job, finish_job
 from aiaas.core.platform import Platform
 from aiaas.core.training import TrainingRequest, run_training, submit_training_job
 from aiaas.core.training import registry as models
+from support import Team
 
 FAST = {"epochs": 2, "batch_size": 32, "hidden_size": 16, "hidden_layers": 1}
 
@@ -50,6 +52,12 @@ async def upload(
         platform, actor, project_id, dataset_name=name, source=source
     )
     return added.version
+
+
+async def upload_wine(platform: Platform, team: Team, directory: Path) -> datasets.DatasetVersion:
+    """scikit-learn's wine (`wine_table`) as the dataset "wine", uploaded by the developer."""
+    developer = team.members[ProjectRole.DEVELOPER].principal
+    return await upload(platform, developer, team.project_id, wine_table(), "wine", directory)
 
 
 async def train_version(

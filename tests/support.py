@@ -552,3 +552,20 @@ async def subscription_context(platform: Platform, token: str | None, request_id
         principal=await platform.authenticate(credentials),
         loaders=make_loaders(platform),
     )
+
+
+async def subscription_results(
+    platform: Platform, token: str, document: str, variables: dict[str, Any], field: str
+) -> list[dict[str, Any]]:
+    """Every result of a subscription (its root `field`), run as a graphql-ws connection runs
+    it, until the subscription ends."""
+    from aiaas.graphql.schema import build_schema
+
+    context = await subscription_context(platform, token, "subscription")
+    results = await build_schema(platform).subscribe(document, variables, context)
+    collected = []
+    async with asyncio.timeout(30):
+        async for result in results:  # type: ignore[union-attr]
+            assert not result.errors, result.errors
+            collected.append(result.data[field])
+    return collected

@@ -4,7 +4,6 @@ promotion), `cancelSweep`, `promoteSweepTrial` and its grants, `sweepEvents`, an
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,7 +16,6 @@ from aiaas.core.identity.access import ProjectRole
 from aiaas.core.platform import Platform
 from aiaas.core.training import SWEEP_STREAM
 from aiaas.graphql.relay import from_global_id, to_global_id
-from aiaas.graphql.schema import build_schema
 from serving_support import upload, wine_table
 from support import (
     Account,
@@ -29,7 +27,7 @@ from support import (
     graphql,
     new_team,
     poll_until,
-    subscription_context,
+    subscription_results,
 )
 from sweep_support import running_worker
 
@@ -210,7 +208,9 @@ async def test_a_sweep_runs_promotes_its_best_trial_and_reports_on_itself(
     subscription($id: ID!) {
       sweepEvents(sweepId: $id) { cursor type state trialNumber trialState value job alias }
     }"""
-    events = await subscription_results(platform, developer, document, {"id": sweep["id"]})
+    events = await subscription_results(
+        platform, developer.token, document, {"id": sweep["id"]}, "sweepEvents"
+    )
     kinds = [event["type"] for event in events]
     assert kinds[0] == "state" and events[0]["state"] == "RUNNING"
     assert kinds.count("trial_started") == 3 and kinds.count("trial_finished") == 3
@@ -219,17 +219,20 @@ async def test_a_sweep_runs_promotes_its_best_trial_and_reports_on_itself(
     # From a cursor, only what came after it.
     later = await subscription_results(
         platform,
-        developer,
+        developer.token,
         document.replace("$id: ID!", "$id: ID!, $after: String").replace(
             "sweepId: $id", "sweepId: $id, after: $after"
         ),
         {"id": sweep["id"], "after": events[-3]["cursor"]},
+        "sweepEvents",
     )
     assert [event["cursor"] for event in later] == [e["cursor"] for e in events[-2:]]
     # Once its stream is gone, it still ends, with the state PostgreSQL holds.
     _, sweep_uuid = from_global_id(sweep["id"])
     await platform.redis.delete(SWEEP_STREAM.key(sweep_uuid))
-    gone = await subscription_results(platform, developer, document, {"id": sweep["id"]})
+    gone = await subscription_results(
+        platform, developer.token, document, {"id": sweep["id"]}, "sweepEvents"
+    )
     assert [(e["type"], e["state"]) for e in gone] == [("state", "SUCCEEDED")]
 
     # Promoting another trial moves the alias; production needs maintainer.
@@ -263,19 +266,6 @@ async def test_a_sweep_runs_promotes_its_best_trial_and_reports_on_itself(
     )["promoteSweepTrial"]
     assert promoted["__typename"] == "PromoteSweepTrialSuccess", promoted
     assert "production" in promoted["modelVersion"]["aliases"]
-
-
-async def subscription_results(
-    platform: Platform, account: Account, document: str, variables: dict[str, Any]
-) -> list[dict[str, Any]]:
-    context = await subscription_context(platform, account.token, "subscription")
-    results = await build_schema(platform).subscribe(document, variables, context)
-    collected = []
-    async with asyncio.timeout(30):
-        async for result in results:  # type: ignore[union-attr]
-            assert not result.errors, result.errors
-            collected.append(result.data["sweepEvents"])
-    return collected
 
 
 async def test_a_developer_may_not_have_a_sweep_promote_to_production(

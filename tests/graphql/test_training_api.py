@@ -28,7 +28,6 @@ from aiaas.core.jobs import JobState, get_job
 from aiaas.core.platform import Platform
 from aiaas.core.training import models_trained_on
 from aiaas.graphql.relay import to_global_id
-from aiaas.graphql.schema import build_schema
 from aiaas.workers.settings import worker_settings
 from support import (
     Account,
@@ -40,7 +39,7 @@ from support import (
     graphql,
     new_team,
     poll_until,
-    subscription_context,
+    subscription_results,
 )
 
 FAST = {"epochs": 3, "batch_size": 32}
@@ -613,20 +612,6 @@ def test_wine_fixture_is_what_the_tests_assume() -> None:
 # Events of a job that has ended -------------------------------------------------------------
 
 
-async def subscription_results(
-    platform: Platform, account: Account, document: str, variables: dict[str, Any]
-) -> list[dict[str, Any]]:
-    """Every result of a subscription, run as a graphql-ws connection runs it."""
-    context = await subscription_context(platform, account.token, "subscription")
-    results = await build_schema(platform).subscribe(document, variables, context)
-    collected = []
-    async with asyncio.timeout(30):
-        async for result in results:  # type: ignore[union-attr]
-            assert not result.errors, result.errors
-            collected.append(result.data["jobEvents"])
-    return collected
-
-
 async def test_events_of_an_ended_job_end_even_once_its_stream_is_gone(
     platform: Platform, client: httpx.AsyncClient, team: Team, wine: Any, worker: Worker
 ) -> None:
@@ -635,7 +620,9 @@ async def test_events_of_an_ended_job_end_even_once_its_stream_is_gone(
     job_id = result["job"]["id"]
     job = await wait_for_state(platform, job_id, {JobState.SUCCEEDED})
     document = "subscription($job: ID!) { jobEvents(jobId: $job) { cursor type state } }"
-    replayed = await subscription_results(platform, developer, document, {"job": job_id})
+    replayed = await subscription_results(
+        platform, developer.token, document, {"job": job_id}, "jobEvents"
+    )
     assert [e["state"] for e in replayed if e["type"] == "state"] == [
         "QUEUED",
         "RUNNING",
@@ -644,5 +631,7 @@ async def test_events_of_an_ended_job_end_even_once_its_stream_is_gone(
     # The stream expired (or Redis lost it): the subscription still ends, with the outcome
     # PostgreSQL holds, rather than waiting forever.
     await platform.redis.delete(job_stream_key(job.id))
-    ended = await subscription_results(platform, developer, document, {"job": job_id})
+    ended = await subscription_results(
+        platform, developer.token, document, {"job": job_id}, "jobEvents"
+    )
     assert [(e["type"], e["state"]) for e in ended] == [("state", "SUCCEEDED")]

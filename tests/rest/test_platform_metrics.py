@@ -32,7 +32,7 @@ from aiaas.core.platform import Platform
 from aiaas.core.training import TrainingRequest, submit_training_job
 from aiaas.graphql.operation_metrics import result_outcome
 from graphql import GraphQLError
-from serving_support import FAST, upload, wine_table
+from serving_support import FAST, upload_wine
 from support import Team, graphql, new_account, new_team, poll_until
 from sweep_support import running_worker
 
@@ -77,9 +77,7 @@ async def scraper_token(platform: Platform, app: object) -> str:
 async def wine(
     platform: Platform, team: Team, tmp_path_factory: pytest.TempPathFactory
 ) -> datasets.DatasetVersion:
-    developer = team.members[ProjectRole.DEVELOPER].principal
-    directory = tmp_path_factory.mktemp("wine")
-    return await upload(platform, developer, team.project_id, wine_table(), "wine", directory)
+    return await upload_wine(platform, team, tmp_path_factory.mktemp("wine"))
 
 
 def _bearer(token: str) -> dict[str, str]:

@@ -84,6 +84,26 @@ async def authorize_in_project(
     )
 
 
+async def require_more_in_project(
+    context: RequestContext, project_id: UUID, resource: str, action: str, field: str
+) -> None:
+    """A grant a field needs beyond its own policy in some cases (moving `production` needs
+    model:promote); a refusal is audited under the field, as its own policy's refusals are."""
+    try:
+        await authorize_in_project(context, project_id, resource, action)
+    except PermissionDeniedError as exc:
+        await record_outside_change(
+            context.platform,
+            actor=context.principal,
+            action=f"graphql.{field}",
+            outcome="denied",
+            request_id=context.request_id,
+            project_id=project_id,
+            details={"resource": resource, "action": action, "code": exc.code},
+        )
+        raise
+
+
 class Authorize(FieldExtension):
     """Apply a `FieldPolicy` before the resolver runs."""
 

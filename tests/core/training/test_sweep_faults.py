@@ -33,7 +33,7 @@ from aiaas.core.training import (
     create_sweep,
 )
 from e2e.test_training_live import start_worker, stream_events, worker_processes
-from serving_support import upload, wine_table
+from serving_support import upload_wine
 from support import Team, new_team, poll_until
 from sweep_support import (
     FAILED_ON_PURPOSE,
@@ -78,9 +78,7 @@ async def team(platform: Platform) -> Team:
 async def wine(
     platform: Platform, team: Team, tmp_path_factory: pytest.TempPathFactory
 ) -> datasets.DatasetVersion:
-    developer = team.members[ProjectRole.DEVELOPER].principal
-    directory = tmp_path_factory.mktemp("wine")
-    return await upload(platform, developer, team.project_id, wine_table(), "wine", directory)
+    return await upload_wine(platform, team, tmp_path_factory.mktemp("wine"))
 
 
 # The reconciler settles what no runner told ------------------------------------------------

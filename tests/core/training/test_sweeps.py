@@ -34,7 +34,7 @@ from aiaas.core.training import (
 )
 from aiaas.core.training.sweep_driver import advance_sweep
 from aiaas.core.training.sweep_studies import STUDY_STORE
-from serving_support import upload, wine_table
+from serving_support import upload_wine
 from support import Team, new_team
 from sweep_support import FIXED, finished, running_worker, wine_sweep
 
@@ -54,9 +54,7 @@ async def worker(config: Config) -> AsyncIterator[None]:
 async def wine(
     platform: Platform, team: Team, tmp_path_factory: pytest.TempPathFactory
 ) -> datasets.DatasetVersion:
-    developer = team.members[ProjectRole.DEVELOPER].principal
-    directory = tmp_path_factory.mktemp("wine")
-    return await upload(platform, developer, team.project_id, wine_table(), "wine", directory)
+    return await upload_wine(platform, team, tmp_path_factory.mktemp("wine"))
 
 
 async def test_a_sweep_runs_its_trials_as_jobs_and_finds_the_best(
@@ -176,7 +174,7 @@ async def test_a_trial_that_cannot_start_halts_the_sweep_which_says_why(
     project is archived meanwhile, so the next trial cannot start."""
     team = await new_team(platform, "sweeps-halting", (ProjectRole.DEVELOPER,))
     developer = team.members[ProjectRole.DEVELOPER].principal
-    version = await upload(platform, developer, team.project_id, wine_table(), "wine", tmp_path)
+    version = await upload_wine(platform, team, tmp_path)
     sweep = await create_sweep(platform, developer, wine_sweep(version, parallelism=1))
     async with platform.metadata.acquire() as connection:
         [first] = (await trials_of(connection, [sweep.id]))[sweep.id]

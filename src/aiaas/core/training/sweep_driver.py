@@ -272,8 +272,8 @@ async def advance_sweep(
             started += 1
             running_count += 1
         if running_count == 0 and not _may_start(sweep, started):
-            fresh = (await trials_of(connection, [sweep.id]))[sweep.id]
-            sweep, ending = await _finish(platform, connection, sweep, fresh)
+            # Nothing started since the trials were read, and those settled were updated above.
+            sweep, ending = await _finish(platform, connection, sweep, trials)
             events += ending
         else:
             await connection.execute(

@@ -11,8 +11,6 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from aiaas.core.audit import record_outside_change
-from aiaas.core.errors import PermissionDeniedError
 from aiaas.core.training import registry as models
 from aiaas.core.training.promotion import DEFAULT_GATE_ALIASES, PROTECTED_ALIAS
 from aiaas.graphql.context import RequestContext
@@ -28,8 +26,8 @@ from aiaas.graphql.models.types import (
     SetPromotionGatesSuccess,
 )
 from aiaas.graphql.permissions import (
-    authorize_in_project,
     project_by_global_id,
+    require_more_in_project,
     requires_in_project,
 )
 from aiaas.graphql.relay import uuid_of
@@ -48,19 +46,7 @@ async def _require_promote(context: RequestContext, version_id: UUID) -> None:
     version = await context.loader("model_version").load(version_id)
     if version is None:
         return  # the service answers "not found"
-    try:
-        await authorize_in_project(context, version.project_id, "model", "promote")
-    except PermissionDeniedError as exc:
-        await record_outside_change(
-            context.platform,
-            actor=context.principal,
-            action="graphql.setModelAlias",
-            outcome="denied",
-            request_id=context.request_id,
-            project_id=version.project_id,
-            details={"resource": "model", "action": "promote", "code": exc.code},
-        )
-        raise
+    await require_more_in_project(context, version.project_id, "model", "promote", "setModelAlias")
 
 
 @strawberry.type

@@ -9,15 +9,14 @@ import strawberry
 from strawberry.types import Info
 
 from aiaas.core import training
-from aiaas.core.audit import record_outside_change
-from aiaas.core.errors import InputError, PermissionDeniedError
+from aiaas.core.errors import InputError
 from aiaas.core.training.promotion import PROTECTED_ALIAS
 from aiaas.graphql.context import RequestContext
 from aiaas.graphql.errors import expected
 from aiaas.graphql.models.types import ModelVersion
 from aiaas.graphql.permissions import (
-    authorize_in_project,
     project_by_global_id,
+    require_more_in_project,
     requires_in_project,
 )
 from aiaas.graphql.relay import uuid_of
@@ -36,21 +35,9 @@ async def _require_alias_grant(
     context: RequestContext, project_id: UUID, alias: str, field: str
 ) -> None:
     """Moving an alias needs what `setModelAlias` needs: `model:alias`, and `model:promote`
-    for production. A refusal is audited as the field's own refusals are."""
+    for production."""
     action = "promote" if alias == PROTECTED_ALIAS else "alias"
-    try:
-        await authorize_in_project(context, project_id, "model", action)
-    except PermissionDeniedError as exc:
-        await record_outside_change(
-            context.platform,
-            actor=context.principal,
-            action=f"graphql.{field}",
-            outcome="denied",
-            request_id=context.request_id,
-            project_id=project_id,
-            details={"resource": "model", "action": action, "code": exc.code},
-        )
-        raise
+    await require_more_in_project(context, project_id, "model", action, field)
 
 
 def _request(input: CreateSweepInput, version_id: UUID) -> training.SweepRequest:
