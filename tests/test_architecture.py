@@ -132,6 +132,7 @@ TABLE_OWNERS = {
     "models": "aiaas.core.training",
     "model_versions": "aiaas.core.training",
     "model_aliases": "aiaas.core.training",
+    "job_checkpoints": "aiaas.core.training",
     "deployments": "aiaas.core.serving",
     "prediction_samples": "aiaas.core.serving",
     "feature_baselines": "aiaas.core.serving",
@@ -148,8 +149,10 @@ CROSSING_ON_PURPOSE = {
     # its unit is the database, not a domain's rows.
     "aiaas.core.governance.backup": frozenset(TABLE_OWNERS),
     # Garbage collection reads the columns that refer to artifacts. Governance sits beneath
-    # data and training, so it cannot ask them; the two columns are named in one place there.
-    "aiaas.core.governance.garbage": frozenset({"dataset_versions", "model_versions"}),
+    # data and training, so it cannot ask them; the columns are named in one place there.
+    "aiaas.core.governance.garbage": frozenset(
+        {"dataset_versions", "model_versions", "job_checkpoints"}
+    ),
     # The job series of /metrics aggregate the whole table, read-only, in one snapshot: counts
     # by state and duration buckets, no row of any one job (core/job_metrics.py).
     "aiaas.core.job_metrics": frozenset({"jobs"}),

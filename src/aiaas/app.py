@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from aiaas.core.api_metrics import checked_readiness
 from aiaas.core.bootstrap import create_platform
 from aiaas.core.config import Config, ServerRole, load_config
 from aiaas.core.data.scratch_area import SCRATCH_AREA
@@ -44,7 +45,7 @@ async def healthz(request: Request) -> Response:
 
 async def readyz(request: Request) -> Response:
     platform: Platform = request.app.state.platform
-    checks = await platform.readiness()
+    checks = await checked_readiness(platform)
     ready = all(result == "ok" for result in checks.values())
     return JSONResponse(
         {"status": "ready" if ready else "unavailable", "checks": checks},

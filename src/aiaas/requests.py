@@ -14,6 +14,10 @@ audited as a `failed` `request.error` event that names the interface, the route'
 the exception's type, and holds nothing the request carried (no path, no body, no exception
 text, which may quote either). GraphQL answers its resolvers' unexpected errors itself, as
 errors in its result: `aiaas.graphql.error_audit` audits those the same way.
+
+An error that a lost service caused (PostgreSQL or Redis gone mid-request, `aiaas.core.outages`)
+is no bug: it is answered 503 with `Retry-After` and the service's code, logged as a warning and
+not audited (the trail may be what is gone).
 """
 
 from __future__ import annotations
@@ -30,7 +34,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aiaas.core.audit import correlated, record_outside_change
 from aiaas.core.auth import Principal
+from aiaas.core.errors import AiaasError
 from aiaas.core.log_records import log_context
+from aiaas.core.outages import as_outage, retry_after_headers
 
 if TYPE_CHECKING:
     from aiaas.core.platform import Platform
@@ -130,6 +136,18 @@ def internal_error_response(scope: Scope, request_id: str) -> JSONResponse:
     )
 
 
+def outage_response(scope: Scope, outage: AiaasError) -> JSONResponse:
+    """The 503 answer of a request that a lost service cut short: its code, and when to retry.
+    A GraphQL request (its credentials could not be checked) gets a GraphQL error, as the same
+    outage met by a resolver gives."""
+    body = (
+        {"errors": [{"message": outage.message, "extensions": outage.extensions}]}
+        if _interface(scope) == "graphql"
+        else error_body(scope, outage.code, outage.message)
+    )
+    return JSONResponse(body, status_code=outage.http_status, headers=retry_after_headers(outage))
+
+
 class RequestIdMiddleware:
     def __init__(self, app: ASGIApp, platform: Platform | None = None) -> None:
         """Without `platform`, unexpected errors are logged and answered but not audited."""
@@ -169,6 +187,13 @@ class RequestIdMiddleware:
                     "request %s: the client disconnected before sending its body", request_id
                 )
             except Exception as exc:
+                outage = as_outage(exc)
+                if outage is not None and scope["type"] == "http" and not started:
+                    # A service it needs went away: no bug to audit (the trail may be what is
+                    # gone), but an answer that tells the caller to come back.
+                    logger.warning("request %s: %s", request_id, outage.message)
+                    await outage_response(scope, outage)(scope, receive, send_with_id)
+                    return
                 logger.error("unexpected error in request %s", request_id, exc_info=exc)
                 if self.platform is not None:
                     await audit_unexpected_error(

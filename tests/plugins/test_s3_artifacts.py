@@ -157,6 +157,26 @@ def test_an_incomplete_configuration_stops_the_store_from_being_built(
     ("settings", "message"),
     [
         ({"s3_endpoint": "http://10.1.2.3:8333", "s3_allow_http": True}, "loopback"),
+        (
+            {
+                "s3_endpoint": "http://8.8.8.8:8333",
+                "s3_allow_http": True,
+                "s3_allow_http_on_private_network": True,
+            },
+            "private-network IP address",
+        ),
+        (
+            {
+                "s3_endpoint": "http://storage.internal:8333",
+                "s3_allow_http": True,
+                "s3_allow_http_on_private_network": True,
+            },
+            "private-network IP address",
+        ),
+        (
+            {"s3_endpoint": "http://10.1.2.3:8333", "s3_allow_http_on_private_network": True},
+            "plain http",
+        ),
         ({"s3_endpoint": "http://storage.example:8333"}, "plain http"),
         ({"s3_endpoint": "https://key:secret@storage.example"}, "no credentials"),
         ({"s3_endpoint": "https://storage.example/bucket"}, "s3_bucket"),
@@ -191,3 +211,12 @@ def test_https_and_loopback_http_endpoints_are_taken() -> None:
 
     assert secure.s3_endpoint == "https://s3.eu-west-1.amazonaws.com"
     assert local.s3_endpoint == "http://[::1]:8333"
+
+
+def test_plain_http_on_a_private_network_address_is_taken_only_when_allowed_explicitly() -> None:
+    allowed = {"s3_allow_http": True, "s3_allow_http_on_private_network": True}
+
+    for endpoint in ("http://10.231.4.10:8333", "http://192.168.1.2:9000", "http://[fd00::7]:80"):
+        assert build_config({"s3_endpoint": endpoint, **allowed}).s3_endpoint == endpoint
+    with pytest.raises(ConfigError, match="loopback address only"):
+        build_config({"s3_endpoint": "http://10.231.4.10:8333", "s3_allow_http": True})

@@ -58,11 +58,14 @@ def rotate_keys() -> None:
 @reports_errors
 @on_dev_data_dir()
 def gc(grace_seconds: int | None) -> None:
-    """Remove artifacts that nothing live refers to (deleted versions' data)."""
+    """Remove artifacts that nothing live refers to (deleted versions' data, the checkpoints of
+    jobs that failed longer ago than checkpoint_retention_s)."""
     from aiaas.core.governance.garbage import collect_garbage
+    from aiaas.core.training import expire_checkpoints
 
     async def collect() -> Collection:
         async with operator_platform() as platform:
+            await expire_checkpoints(platform)
             return await collect_garbage(platform, grace_s=grace_seconds)
 
     result = asyncio.run(collect())

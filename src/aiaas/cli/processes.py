@@ -104,8 +104,7 @@ def serve(host: str | None, port: int | None, fd: int | None, role: str | None) 
 def worker() -> None:
     """Run an arq worker against the configured PostgreSQL and Redis."""
     os.umask(0o077)  # what this process makes is its user's alone
-    from arq.worker import Worker
-
+    from aiaas.workers.outage_tolerant import OutageTolerantWorker
     from aiaas.workers.settings import worker_settings
 
     config = current_config()
@@ -114,7 +113,7 @@ def worker() -> None:
     asyncio.run(preflight(config))
 
     async def run() -> None:
-        worker = Worker(**worker_settings(config))
+        worker = OutageTolerantWorker(**worker_settings(config))
         try:
             await worker.async_run()
         except asyncio.CancelledError:

@@ -21,6 +21,7 @@ from aiaas.client.errors import (
     RequestTimeoutError,
     ServerConnectionError,
     ServerUnreachableError,
+    UnavailableError,
 )
 
 DEFAULT_TIMEOUT_S = 30.0
@@ -101,6 +102,8 @@ def check_response(url: str, response: httpx.Response) -> Any:
         raise PermissionDeniedError(message, code)
     if response.status_code == 409:
         raise ConflictError(message, code)  # as GraphQL's ConflictError: e.g. an archived project
+    if response.status_code == 503:  # a service the server needs is away: retry after a while
+        raise UnavailableError(message, code)
     if response.status_code >= 500 and not code:
         raise ServerConnectionError(
             f"the aiaas server at {url} failed to answer (HTTP {response.status_code})"

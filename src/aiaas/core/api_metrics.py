@@ -1,4 +1,6 @@
-"""Prometheus series of the API of one process: GraphQL operations and HTTP requests.
+"""Prometheus series of the API of one process: GraphQL operations, HTTP requests, and its
+readiness (`aiaas_ready`, one gauge per check of `Platform.readiness()`, kept from the latest
+/readyz probe or scrape, so that an alert can name the dependency a process lacks).
 
 Like `ServingMetrics`, `ApiMetrics` owns a private `CollectorRegistry`: two apps in one process
 (every test) would otherwise double-register one set of series.
@@ -23,11 +25,12 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Mapping
 from typing import Literal
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from aiaas.core.platform import ProcessService
+from aiaas.core.platform import Platform, ProcessService
 
 GraphQLOutcome = Literal[
     "ok",  # no error in the result
@@ -113,6 +116,12 @@ class ApiMetrics:
             "From receiving an HTTP request to the end of its answer, by route template.",
             http, buckets=LATENCY_BUCKETS_SECONDS, registry=registry,
         )  # fmt: skip
+        self._ready = Gauge(
+            "aiaas_ready",
+            "1 while the dependency a readiness check names (database, schema, redis) is usable, "
+            "0 while not; refreshed by every /readyz probe and every scrape.",
+            ("check",), registry=registry,
+        )  # fmt: skip
 
     def observe_operation(
         self,
@@ -133,6 +142,10 @@ class ApiMetrics:
         self._http_requests.labels(route, method, status_class(status)).inc()
         self._http_duration.labels(route, method).observe(duration_s)
 
+    def observe_readiness(self, checks: Mapping[str, str]) -> None:
+        for check, result in checks.items():
+            self._ready.labels(check).set(1 if result == "ok" else 0)
+
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
@@ -141,3 +154,10 @@ API_METRICS: ProcessService[ApiMetrics] = ProcessService(
     lambda platform: ApiMetrics(platform.config.metrics_graphql_operations_max),
 )
 """This process's API series: `platform.service(API_METRICS)`."""
+
+
+async def checked_readiness(platform: Platform) -> dict[str, str]:
+    """`platform.readiness()`, its results also kept as this process's `aiaas_ready` series."""
+    checks = await platform.readiness()
+    platform.service(API_METRICS).observe_readiness(checks)
+    return checks

@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import ConfigDict, Field, ValidationError
 
+from aiaas.core.checkpoint_settings import CheckpointSettings
 from aiaas.core.errors import ConfigError
 from aiaas.core.object_store_settings import ObjectStoreSettings
 from aiaas.core.setting_types import MasterKeyText, PostgresUrl, RedisUrl, redact_url
@@ -47,7 +48,7 @@ def default_data_dir() -> Path:
     return Path(base) / "aiaas"
 
 
-class Config(ObjectStoreSettings, ObservabilitySettings):
+class Config(ObjectStoreSettings, CheckpointSettings, ObservabilitySettings):
     """Every setting of the platform. Field docs are the reference text of docs/configuration.md."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
@@ -218,8 +219,8 @@ class Config(ObjectStoreSettings, ObservabilitySettings):
     )
     checkpoint_dir: Path | None = Field(
         None,
-        description="Where training jobs keep their checkpoints; defaults to "
-        "`<data_dir>/checkpoints`. Workers that may resume each other's jobs must share it.",
+        description="This worker's scratch for checkpoints, by default `<data_dir>/checkpoints`; "
+        "each checkpoint is also stored as an artifact, so workers need share no disk.",
     )
     checkpoint_every_steps: int = Field(
         1000,

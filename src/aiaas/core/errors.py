@@ -10,9 +10,9 @@ docs/errors.md), and the HTTP status that a REST route answers with. Anything th
     ├── PluginError                  the plugin set cannot form a platform
     │   ├── DuplicateSpecError       two plugins registered a backend under one name
     │   └── UnknownBackendError      the config names a backend no plugin provides
-    ├── ServiceUnavailableError      a service the platform needs is not usable (503)
-    │   ├── DatabaseUnavailableError  PostgreSQL cannot be reached in time
-    │   ├── RedisUnavailableError    Redis cannot be reached in time
+    ├── ServiceUnavailableError      a service the platform needs is not usable (503, Retry-After)
+    │   ├── DatabaseUnavailableError  PostgreSQL cannot be reached, or went away mid-request
+    │   ├── RedisUnavailableError    Redis cannot be reached, or went away mid-request
     │   ├── SchemaOutdatedError      the database schema is not at this release's revision
     │   ├── QueueFullError           a model's batching queue is full; retry after a while
     │   ├── BatcherClosedError       the model is being stopped; nothing new is taken

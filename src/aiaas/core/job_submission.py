@@ -4,6 +4,7 @@ at all."""
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -14,15 +15,32 @@ from aiaas.core.jobs import (
     Job,
     JobState,
     cancel_queued_job,
+    enqueue_job,
     get_job,
     insert_job,
     lock_job,
     publish_state,
     request_cancel,
 )
+from aiaas.core.outages import as_outage
 
 if TYPE_CHECKING:
     from aiaas.core.platform import Platform
+
+logger = logging.getLogger(__name__)
+
+
+async def hand_committed_job_to_queue(platform: Platform, job_id: UUID) -> None:
+    """Enqueue a job whose row is committed. Without Redis it stays QUEUED in PostgreSQL, where
+    the reconciler finds it and enqueues it once Redis is back: the submission has succeeded,
+    and failing it now would only make its caller submit a second job."""
+    try:
+        await enqueue_job(platform, job_id)
+    except Exception as exc:
+        outage = as_outage(exc)
+        if outage is None:
+            raise
+        logger.warning("job %s left for the reconciler to enqueue: %s", job_id, outage.message)
 
 
 async def record_new_job(
@@ -34,7 +52,7 @@ async def record_new_job(
     created_by: UUID | None,
 ) -> Job:
     """Insert a QUEUED job in `change`'s transaction, audited with its kind and payload.
-    Enqueue it after the change commits."""
+    Enqueue it after the change commits (`hand_committed_job_to_queue`)."""
     job = await insert_job(
         change.connection, project_id=project_id, kind=kind, payload=payload, created_by=created_by
     )

@@ -42,6 +42,16 @@ def _check_prefix(prefix: str) -> str:
     return prefix
 
 
+def is_private_address(host: str) -> bool:
+    """Whether `host` is an IP address of a private network; a name never is, since what it
+    resolves to is not known when the configuration is read."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_private and not (address.is_unspecified or address.is_link_local)
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -70,10 +80,17 @@ class ObjectStoreSettings(BaseModel):
     s3_prefix: Annotated[str, AfterValidator(_check_prefix)] | None = Field(
         None, description="Path prefix of every object in the bucket, e.g. `aiaas/prod`."
     )
+    s3_allow_http_on_private_network: bool = Field(
+        False,
+        description="With s3_allow_http, `1` also allows a plain http:// s3_endpoint whose host "
+        "is a private-network IP address (10/8, 172.16/12, 192.168/16, fc00::/7): an object "
+        "store on the cluster's own network. Never a name, which could resolve anywhere.",
+    )
     s3_allow_http: bool = Field(
         False,
         validate_default=True,
-        description="`1` allows a plain http:// s3_endpoint, on a loopback address only.",
+        description="`1` allows a plain http:// s3_endpoint, on a loopback address only (see "
+        "s3_allow_http_on_private_network).",
     )
     s3_part_bytes: int = Field(
         16 * 1024**2,
@@ -90,6 +107,13 @@ class ObjectStoreSettings(BaseModel):
         parts = urlsplit(endpoint or "")
         if endpoint and parts.scheme == "http" and not allow_http:
             raise ValueError("s3_endpoint is plain http: use https, or allow it for loopback")
-        if allow_http and not is_loopback(parts.hostname or ""):
+        host = parts.hostname or ""
+        if not allow_http or is_loopback(host):
+            return allow_http
+        if not info.data.get("s3_allow_http_on_private_network"):
             raise ValueError("plain http is for an s3_endpoint on a loopback address only")
+        if not is_private_address(host):
+            raise ValueError(
+                "plain http is for an s3_endpoint on a loopback or private-network IP address only"
+            )
         return allow_http

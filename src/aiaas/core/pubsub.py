@@ -3,7 +3,9 @@
 Any process publishes; every API process relays to its own subscribers. Each process holds one
 pub/sub connection and one reader task however many subscribers it has, and each subscriber gets
 a bounded queue: a subscriber too slow to keep up is cut off rather than let memory grow.
-Pub/sub keeps no history: what happened before a subscription is read from PostgreSQL.
+Pub/sub keeps no history: what happened before a subscription is read from PostgreSQL. When Redis
+restarts, the reader waits for it and subscribes again to every channel it had; what was published
+while it was away is not seen.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from redis.asyncio.client import PubSub
 
 from aiaas.core.errors import SubscriberTooSlowError
 from aiaas.core.log_records import detached_context
+from aiaas.core.outages import as_outage
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +33,7 @@ _CUT_OFF = object()
 
 
 UNSUBSCRIBE_TIMEOUT_S = 1.0
+RECONNECT_DELAY_S = 0.5
 
 
 class EventHub:
@@ -84,6 +88,20 @@ class EventHub:
                             await self._pubsub.unsubscribe(channel)
 
     async def _read(self) -> None:
+        while self._queues:
+            try:
+                await self._relay()
+            except Exception as exc:
+                outage = as_outage(exc)
+                if outage is None:
+                    raise
+                # Redis went away. The next read connects again, and redis-py subscribes the
+                # new connection to every channel of the old; what was published meanwhile is
+                # lost, as pub/sub keeps no history.
+                logger.warning("live events paused: %s", outage.message)
+                await asyncio.sleep(RECONNECT_DELAY_S)
+
+    async def _relay(self) -> None:
         assert self._pubsub is not None
         while self._queues:
             message = await self._pubsub.get_message(timeout=1.0)

@@ -131,6 +131,13 @@ def vet_hyperparameters(
     return values, problems
 
 
+CHECKPOINT_FILE = "checkpoint.sealed"
+"""The checkpoint of step N is the one sealed file `<checkpoint_dir>/<N>/checkpoint.sealed`,
+complete once `checkpointed(N)` is reported. The platform copies it from there to the artifact
+store, and puts a stored one back there for a job resumed on a worker whose directory holds
+none (`aiaas.core.training.checkpoint_uploads`)."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class TrainingRun:
     """Everything `fit` needs. The table holds only the feature columns and the target."""
@@ -142,13 +149,17 @@ class TrainingRun:
     validation_fraction: float
     seed: int
     checkpoint_dir: Path
-    """Owned by this job. `fit` writes checkpoints there and resumes from the latest complete
-    one it finds."""
+    """Owned by this job, local to the worker. `fit` writes checkpoints there, each of step N as
+    `<N>/CHECKPOINT_FILE`, and resumes from the latest complete one it finds."""
     checkpoint_every_steps: int
     checkpoint_sealer: CheckpointSealer | None = None
     """Seals every checkpoint before it reaches the disk. A job's run gets one keyed with its
     project's data key. Without one (a run outside a job) the trainer seals with a key that
     lives only in its own process: nothing readable is written, and only that process resumes."""
+    epoch_verdicts: bool = False
+    """Someone judges each epoch's figures as they come (a sweep's pruner): report an epoch's
+    figures before the next step runs, waiting for the device once an epoch, instead of
+    reading them late in blocks. A pruned trial then stops at the epoch it was pruned at."""
 
 
 class CheckpointSealer(Protocol):

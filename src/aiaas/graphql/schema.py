@@ -42,6 +42,7 @@ from aiaas.graphql.models.types import Model, ModelVersion
 from aiaas.graphql.node import NodeQuery
 from aiaas.graphql.operation_metrics import OperationMetrics
 from aiaas.graphql.operation_spans import OperationSpans
+from aiaas.graphql.outages import OutagesAnswered, outage_of
 from aiaas.graphql.permissions import root_field_policies
 from aiaas.graphql.projects.mutations import ProjectMutation
 from aiaas.graphql.projects.queries import ProjectQuery
@@ -139,7 +140,10 @@ class AiaasSchema(strawberry.Schema):
             getattr(execution_context.context, "request_id", None) if execution_context else None
         )
         for error in errors:
-            if not is_expected(error):
+            outage = outage_of(error)
+            if outage is not None:  # answered as a 503 by OutagesAnswered: no bug to report
+                logger.warning("GraphQL request %s: %s", request_id, outage.message)
+            elif not is_expected(error):
                 logger.error(
                     "unexpected error in GraphQL request %s",
                     request_id,
@@ -162,8 +166,9 @@ def schema_extensions(config: Config) -> list[Any]:
         extensions += [DisableIntrospection, ProductionErrors]
     if tracing_enabled():  # outermost: its span holds what the others do while executing
         extensions.insert(0, OperationSpans)
-    # Innermost, so that it classifies errors before ProductionErrors masks them.
-    return [*extensions, OperationMetrics]
+    # Innermost, so that it classifies errors before ProductionErrors masks them; and within
+    # it, errors that a lost service caused are typed as outages before anyone sees them.
+    return [*extensions, OperationMetrics, OutagesAnswered]
 
 
 def _merge(name: str, types: Iterable[type], description: str | None = None) -> Any:

@@ -33,6 +33,7 @@ from aiaas.core.identity import (
     policy_rules,
     user_subject,
 )
+from aiaas.core.outages import as_outage
 from aiaas.core.storage import MetadataStore
 
 logger = logging.getLogger(__name__)
@@ -177,8 +178,12 @@ class CasbinPolicyEnforcer(PolicyEnforcer):
                 await self.reload()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                logger.exception("reloading the access policy failed; retrying")
+            except Exception as exc:
+                outage = as_outage(exc)
+                if outage is None:
+                    logger.exception("reloading the access policy failed; retrying")
+                else:  # expected while the database is away; the policy in memory still holds
+                    logger.warning("reloading the access policy waits: %s", outage.message)
                 await self._drop_listener()
                 await asyncio.sleep(1)
 

@@ -8,6 +8,7 @@ from typing import Any
 from starlette.responses import JSONResponse
 
 from aiaas.core.errors import AiaasError, InputError
+from aiaas.core.outages import retry_after_headers
 
 
 class EscapedJSONResponse(JSONResponse):
@@ -28,4 +29,6 @@ def error_response(exc: AiaasError) -> JSONResponse:
     body: dict[str, object] = {"code": exc.code, "message": exc.message}
     if isinstance(exc, InputError) and exc.field_errors:
         body["fieldErrors"] = exc.field_errors
-    return EscapedJSONResponse({"error": body}, status_code=exc.http_status)
+    return EscapedJSONResponse(
+        {"error": body}, status_code=exc.http_status, headers=retry_after_headers(exc)
+    )

@@ -22,7 +22,8 @@ Every error, from any layer (authentication, routing, the route, an unexpected o
 `{"error": message}` as the protocol has it, with our `code` (and `fieldErrors` for bad input)
 beside it: 400 bad input, 401 no valid credentials, 403 denied, 404 unknown model or one the
 caller may not see (or no such route), 405 a route's wrong method, 409 not ready, 413 too large,
-500 a failed model or an unexpected error, 503 with Retry-After when the queue is full.
+500 a failed model or an unexpected error, 503 with Retry-After when the queue is full or a
+service the server needs (PostgreSQL, Redis) is unavailable.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Match, Route
 
+from aiaas.core.api_metrics import checked_readiness
 from aiaas.core.audit import record_outside_change
 from aiaas.core.auth import Principal
 from aiaas.core.errors import (
@@ -47,6 +49,7 @@ from aiaas.core.errors import (
 )
 from aiaas.core.identity.members import authorize_in_project
 from aiaas.core.identity.projects import SLUG
+from aiaas.core.outages import retry_after_headers
 from aiaas.core.platform import Platform
 from aiaas.core.serving import INFERENCE_SERVER, InferenceServer
 from aiaas.core.serving.deployments import DEPLOYMENT_NAME, Deployment
@@ -77,14 +80,10 @@ def _error(request: Request, exc: AiaasError) -> JSONResponse:
     extra: dict[str, Any] = {}
     if isinstance(exc, InputError) and exc.field_errors:
         extra["fieldErrors"] = exc.field_errors
-    headers = {}
-    retry_after = exc.details.get("retryAfter")
-    if retry_after is not None:
-        headers["Retry-After"] = str(retry_after)
     return EscapedJSONResponse(
         error_body(request.scope, exc.code, exc.message, **extra),
         status_code=exc.http_status,
-        headers=headers,
+        headers=retry_after_headers(exc),
     )
 
 
@@ -266,7 +265,7 @@ async def live(request: Request) -> Response:
 
 async def ready(request: Request) -> Response:
     platform: Platform = request.app.state.platform
-    checks = await platform.readiness()
+    checks = await checked_readiness(platform)
     is_ready = all(result == "ok" for result in checks.values())
     return JSONResponse({"ready": is_ready}, status_code=200 if is_ready else 503)
 

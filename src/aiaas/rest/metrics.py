@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from aiaas.core.api_metrics import API_METRICS
+from aiaas.core.api_metrics import API_METRICS, checked_readiness
 from aiaas.core.auth import GLOBAL_DOMAIN
 from aiaas.core.errors import PermissionDeniedError
 from aiaas.core.job_metrics import JOB_METRICS
@@ -67,6 +67,7 @@ async def metrics(request: Request) -> Response:
     if time.monotonic() - refreshed_at >= DRIFT_REFRESH_S:
         request.app.state.drift_refreshed_at = time.monotonic()
         server.metrics.replace_drift(await latest_drift_gauges(platform))
+    await checked_readiness(platform)  # `aiaas_ready` as of this scrape, not the last probe
     job_metrics = platform.service(JOB_METRICS)
     await job_metrics.refresh()  # collectors are synchronous: the awaited read happens here
     encode, content_type = choose_encoder(request.headers.get("accept") or "")

@@ -22,12 +22,16 @@ from aiaas.core.jobs import (
     renew_heartbeat,
 )
 from aiaas.core.log_records import bind_log_context
+from aiaas.core.outages import as_outage
 from aiaas.core.platform import Platform
 from aiaas.core.serving.drift_checks import check_drift
 from aiaas.core.tracing import continued_trace
-from aiaas.core.training import advance_running_sweeps
+from aiaas.core.training import advance_running_sweeps, expire_checkpoints
 
 logger = logging.getLogger(__name__)
+
+OUTCOME_PATIENCE_S = 120.0
+OUTCOME_RETRY_S = 1.0
 
 JobHandler = Callable[[Platform, Job], Awaitable[str | None]]
 """Runs one job of a kind; returns an optional note stored as the job's reason."""
@@ -78,21 +82,30 @@ async def _to_the_end(ctx: dict[str, Any], work: Awaitable[None]) -> None:
             await asyncio.shield(task)
 
 
-async def _hand_back(platform: Platform, job_id: UUID, worker_id: str) -> None:
+async def _hand_back(
+    platform: Platform,
+    job_id: UUID,
+    worker_id: str,
+    *,
+    quietly: bool = True,
+    why: str = "as its worker stops",
+) -> None:
     try:
         job = await hand_back_job(platform, job_id, worker_id)
     except Exception:  # it then goes stale, and the reconciler hands it on
+        if not quietly:
+            raise
         logger.warning("job %s: could not hand it back", job_id, exc_info=True)
         return
     if job is not None:
-        logger.info("job %s (%s): %s, as its worker stops", job.id, job.kind, job.state.value)
+        logger.info("job %s (%s): %s, %s", job.id, job.kind, job.state.value, why)
 
 
 async def _run_claimed(
     ctx: dict[str, Any], platform: Platform, job_id: UUID, worker_id: str
 ) -> dict[str, Any]:
     handlers: Mapping[str, JobHandler] = ctx["job_handlers"]
-    job = await claim_job(platform, job_id, worker_id, ctx["stale_after_s"])
+    job = await _claim(platform, job_id, worker_id, ctx["stale_after_s"])
     if job is None:
         return {"job_id": str(job_id), "ran": False}
     bind_log_context(project=job.project_id)
@@ -111,13 +124,60 @@ async def _run_claimed(
         await finish_job(platform, job.id, worker_id, JobState.CANCELLED, str(exc) or None)
         return {"job_id": str(job_id), "ran": True, "state": JobState.CANCELLED.value}
     except Exception as exc:
-        logger.exception("job %s (%s) failed", job.id, job.kind)
-        await finish_job(platform, job.id, worker_id, JobState.FAILED, str(exc) or repr(exc))
-        return {"job_id": str(job_id), "ran": True, "state": JobState.FAILED.value}
+        state = await _stopped_by(platform, job, worker_id, exc)
+        return {"job_id": str(job_id), "ran": True, "state": state.value}
     finally:
         heartbeat.cancel()
-    await finish_job(platform, job.id, worker_id, JobState.SUCCEEDED, note)
+    await _once_reachable(lambda: finish_job(platform, job.id, worker_id, JobState.SUCCEEDED, note))
     return {"job_id": str(job_id), "ran": True, "state": JobState.SUCCEEDED.value}
+
+
+async def _claim(
+    platform: Platform, job_id: UUID, worker_id: str, stale_after_s: float
+) -> Job | None:
+    try:
+        return await claim_job(platform, job_id, worker_id, stale_after_s)
+    except Exception as exc:
+        outage = as_outage(exc)
+        if outage is None:
+            raise
+        # Still QUEUED in PostgreSQL, so the reconciler delivers it again once it can.
+        logger.warning("job %s not claimed: %s", job_id, outage.message)
+        return None
+
+
+async def _stopped_by(platform: Platform, job: Job, worker_id: str, exc: Exception) -> JobState:
+    """Record why the handler stopped; returns the job's state."""
+    outage = as_outage(exc)
+    if outage is not None:
+        # No fault of the job's: it goes back to the queue, and runs again from its last
+        # checkpoint once the service is back (the reconciler enqueues it).
+        logger.warning("job %s (%s) stopped: %s", job.id, job.kind, outage.message)
+        await _once_reachable(
+            lambda: _hand_back(
+                platform, job.id, worker_id, quietly=False, why="until the service is back"
+            )
+        )
+        return JobState.QUEUED
+    logger.exception("job %s (%s) failed", job.id, job.kind)
+    reason = str(exc) or repr(exc)
+    await _once_reachable(lambda: finish_job(platform, job.id, worker_id, JobState.FAILED, reason))
+    return JobState.FAILED
+
+
+async def _once_reachable(record: Callable[[], Awaitable[object]]) -> None:
+    """Record a job's outcome, trying again while PostgreSQL is away, for at most
+    `OUTCOME_PATIENCE_S`: a finished job's work is not to be redone for want of a write. Past
+    that, its claim goes stale and the reconciler hands it on."""
+    deadline = asyncio.get_running_loop().time() + OUTCOME_PATIENCE_S
+    while True:
+        try:
+            await record()
+            return
+        except Exception as exc:
+            if as_outage(exc) is None or asyncio.get_running_loop().time() > deadline:
+                raise
+        await asyncio.sleep(OUTCOME_RETRY_S)
 
 
 async def reconcile(ctx: dict[str, Any]) -> dict[str, Any]:
@@ -131,8 +191,14 @@ async def reconcile(ctx: dict[str, Any]) -> dict[str, Any]:
 
 
 async def collect_garbage_job(ctx: dict[str, Any]) -> dict[str, Any]:
+    # First the checkpoints past their retention: what they leave is garbage at once.
+    expired = await expire_checkpoints(ctx["platform"])
     result = await collect_garbage(ctx["platform"])
-    return {"deleted": result.deleted, "kept_young": result.kept_young}
+    return {
+        "deleted": result.deleted,
+        "kept_young": result.kept_young,
+        "expired_checkpoints_of": [str(job_id) for job_id in expired],
+    }
 
 
 async def check_drift_job(ctx: dict[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ epoch on the validation split, so only the test set measures what more epochs co
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from pathlib import Path
 from typing import Any
@@ -23,13 +24,14 @@ from sklearn.linear_model import Ridge
 from sklearn.preprocessing import StandardScaler
 
 from aiaas.core.errors import TrainingCancelled
+from aiaas.core.trainers import Progress
 from aiaas.formats.flax_nnx import decode_bundle, load_predictor
 from aiaas.formats.flax_nnx_models import build_model
 from aiaas.plugins.flax_trainers import TabularRegressor
 from aiaas.plugins.flax_trainers.input_pipeline import split_rows
 from aiaas.plugins.flax_trainers.optimizer import make_optimizer
 
-from .conftest import table_of
+from .conftest import RecordingReporter, table_of
 
 
 def _r2(predicted: np.ndarray, actual: np.ndarray) -> float:
@@ -200,3 +202,41 @@ def test_a_resumed_run_stops_and_keeps_the_best_epoch_like_an_uninterrupted_one(
     assert resumed.resumed_steps == [cancel_at]
     assert model.metrics == straight.metrics
     assert model.bundle == straight.bundle
+
+
+class _StopsAtAnEpoch(RecordingReporter):
+    """A pruner's view of a run: judges each epoch's figures as they come, and stops the run
+    at the end of `epoch`."""
+
+    def __init__(self, epoch: int) -> None:
+        super().__init__()
+        self.epoch = epoch
+        self.stopped_at_step: int | None = None
+
+    def progress(self, progress: Progress) -> None:
+        super().progress(progress)
+        if "val_loss" in progress.metrics and progress.epoch == self.epoch:
+            self.stopped_at_step = progress.step
+
+    def should_stop(self) -> bool:
+        return self.stopped_at_step is not None
+
+
+def test_a_judged_run_reports_each_epoch_before_its_next_step(make_run: Any) -> None:
+    """A sweep's pruned trial stops at the epoch it was pruned at, not a block of steps later:
+    with `epoch_verdicts`, an epoch's figures reach the reporter before the next step runs."""
+    table = _noisy_regression()
+    run = dataclasses.replace(
+        make_run(table, "target", {"epochs": 20, "batch_size": 8}), epoch_verdicts=True
+    )
+    reporter = _StopsAtAnEpoch(epoch=2)
+    with pytest.raises(TrainingCancelled) as cancelled:
+        TabularRegressor().fit(run, reporter)
+    assert reporter.stopped_at_step is not None
+    assert str(cancelled.value) == f"cancelled at step {reporter.stopped_at_step}"
+    assert reporter.progress_reports[-1].step == reporter.stopped_at_step
+    # Every step up to there was reported once, in order, and the epochs' figures with it.
+    assert [p.step for p in reporter.progress_reports] == list(
+        range(1, reporter.stopped_at_step + 1)
+    )
+    assert [p.epoch for p in reporter.progress_reports if "val_loss" in p.metrics] == [1, 2]

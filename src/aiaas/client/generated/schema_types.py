@@ -84,7 +84,7 @@ class CreateDeploymentInput(TypedDict, total=False):
     modelVersion: str | None
     model: str | None
     alias: str | None
-    runtime: str
+    runtime: str | None
     maxBatchSize: int
     maxWaitMs: float
     maxQueueRows: int | None

@@ -34,8 +34,8 @@ from aiaas.core.errors import InputError
 from aiaas.core.governance.sealed_values import SealedColumn
 from aiaas.core.governance.vault import VAULT
 from aiaas.core.identity.projects import ChangeInProject, archived_job_result, hold_project
-from aiaas.core.job_submission import record_new_job
-from aiaas.core.jobs import Job, enqueue_job
+from aiaas.core.job_submission import hand_committed_job_to_queue, record_new_job
+from aiaas.core.jobs import Job
 from aiaas.core.storage import Connection
 from aiaas.core.validation import quality_scores
 
@@ -123,7 +123,7 @@ async def submit_validation(
             payload={"dataset_version_id": str(version_id)},
             created_by=actor.user_id,
         )
-    await enqueue_job(platform, job.id)
+    await hand_committed_job_to_queue(platform, job.id)
     return job
 
 

@@ -22,6 +22,9 @@ ARTIFACT_REFERENCES: tuple[tuple[str, str, str], ...] = (
     ("dataset_versions", "artifact_key", "deleted_at IS NULL"),
     # Registered model versions are never deleted yet: their bundles are always live.
     ("model_versions", "artifact_key", "true"),
+    # A training job's stored checkpoints, live while their rows exist: until the job succeeds,
+    # or for `checkpoint_retention_s` after it failed (`core/training/checkpoint_uploads.py`).
+    ("job_checkpoints", "artifact_key", "true"),
 )
 
 

@@ -32,6 +32,7 @@ disabled: a dummy hash is verified instead, so timing reveals nothing about whic
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ from aiaas.core.audit import AuditedChange, record_outside_change
 from aiaas.core.auth import Principal
 from aiaas.core.errors import AuthenticationError, RateLimitedError
 from aiaas.core.identity.accounts import PASSWORDS, USERNAME, IssuedToken, User, insert_token
+from aiaas.core.outages import as_outage
 
 if TYPE_CHECKING:
     from aiaas.core.platform import Platform
@@ -160,14 +162,19 @@ async def _take_attempt(platform: Platform, username: str, client_address: str |
     await _count(platform, backstop)
 
 
-async def _give_back(platform: Platform, username: str, client_address: str | None) -> None:
+async def _give_back(
+    platform: Platform, username: str, client_address: str | None, *, succeeded: bool = True
+) -> None:
     """After a success: the pair's count goes, the client's and the user's get back the attempt
-    it took."""
+    it took. After an attempt that an outage cut short (`succeeded=False`), every count gets
+    back the attempt, the pair's too, and keeps the failures before it."""
     keys = _keys_of(username, client_address)
     given_back = [key for key in (keys.user, keys.client) if key is not None]
+    if not succeeded and keys.pair is not None:
+        given_back.append(keys.pair)
     give_back = platform.redis.register_script(_GIVE_BACK)
     async with platform.redis.pipeline(transaction=True) as pipe:
-        if keys.pair is not None:
+        if succeeded and keys.pair is not None:
             pipe.delete(keys.pair)
         await give_back(keys=given_back, client=pipe)
         await pipe.execute()
@@ -191,6 +198,24 @@ async def login(
     """A session token for the user, or `AuthenticationError` (the same for every reason, so
     the answer does not tell whether the account exists) or `RateLimitedError`."""
     await _take_attempt(platform, username, client_address)
+    try:
+        return await _sign_in(platform, username, password, client_address, request_id)
+    except Exception as exc:
+        if as_outage(exc) is not None:
+            # PostgreSQL went away before the password was judged: the attempt does not count,
+            # or a user retrying through an outage would find themselves locked out after it.
+            with contextlib.suppress(Exception):  # Redis may be what is gone
+                await _give_back(platform, username, client_address, succeeded=False)
+        raise
+
+
+async def _sign_in(
+    platform: Platform,
+    username: str,
+    password: str,
+    client_address: str | None,
+    request_id: str | None,
+) -> Session:
     row = None
     if _may_exist(username):
         async with platform.metadata.acquire() as connection:

@@ -28,13 +28,18 @@ from aiaas.core.data.datasets import (
 )
 from aiaas.core.errors import InputError, NotFoundError
 from aiaas.core.identity.projects import ChangeInProject
-from aiaas.core.job_submission import cancel_job, record_new_job
-from aiaas.core.jobs import Job, enqueue_job, publish_state
+from aiaas.core.job_submission import cancel_job, hand_committed_job_to_queue, record_new_job
+from aiaas.core.jobs import Job, publish_state
 from aiaas.core.serving.batch_scoring import (
     output_columns,
     output_problem,
 )
-from aiaas.core.serving.deployments import DeploymentState, check_runtime, deployments_by_ids
+from aiaas.core.serving.deployments import (
+    DeploymentState,
+    check_runtime,
+    deployments_by_ids,
+    runtime_for_format,
+)
 from aiaas.core.signatures import STRING_DTYPES, ModelSignature
 from aiaas.core.storage import Connection
 from aiaas.core.training.registry import ModelVersion, get_model_version
@@ -48,7 +53,6 @@ READ_BATCH_ROWS = 65_536
 """Rows read from the version's Parquet file at once: what bounds the job's memory beyond the
 model. Large enough that Arrow's and the writer's per-batch overheads do not count."""
 MAX_BATCH_ROWS = 1_048_576
-DEFAULT_RUNTIME = "jax"
 SCORING_BATCH_ROWS = 4096
 """Rows per call into the model. Not a deployment's batch size, which is set for latency: a
 job wants few calls, each worth its overhead (preprocessing, dispatch). Only two shapes are
@@ -114,7 +118,7 @@ async def _scorer(
     version = await get_model_version(connection, request.model_version_id)
     if version.project_id != project_id:
         raise NotFoundError("no such model version")
-    return _Scorer(version, DEFAULT_RUNTIME)
+    return _Scorer(version, runtime_for_format(platform, version.format))
 
 
 def _vet(
@@ -211,7 +215,7 @@ async def submit_batch_prediction(
             created_by=actor.user_id,
         )
     await publish_state(platform, job)
-    await enqueue_job(platform, job.id)
+    await hand_committed_job_to_queue(platform, job.id)
     return job
 
 

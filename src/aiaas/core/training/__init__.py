@@ -2,7 +2,9 @@
 
 - `submission`: vetting a training request and recording the QUEUED job; cancelling one.
 - `runner`: what a worker does with the job: `fit` in a thread, progress relayed to the job's
-  stream and the metric history, checkpoints resumed, the trained model version registered.
+  stream and the metric history, checkpoints resumed, the trained model version registered;
+  `checkpoint_uploads` and `checkpoint_records`: the job's checkpoints in the artifact store,
+  fetched back by a worker that resumes it, forgotten on success or after their retention.
 - `metric_history` (the stored per-step metrics and the reads that chart and compare them) and
   `metric_writer` (`MetricWriter`, which writes them with COPY in micro-batches).
 - `registry`: models, their immutable versions and the aliases deployments follow;
@@ -19,6 +21,7 @@ Modules inside this package import each other, never this package, so that impor
 start a cycle.
 """
 
+from aiaas.core.training.checkpoint_uploads import expire_checkpoints
 from aiaas.core.training.comparison import compare_jobs
 from aiaas.core.training.metric_history import (
     MetricPoint,
@@ -107,6 +110,7 @@ __all__ = [
     "cancel_training_job",
     "compare_jobs",
     "create_sweep",
+    "expire_checkpoints",
     "gate_validators",
     "get_sweep",
     "latest_metrics",

@@ -1,11 +1,10 @@
 """Checkpoints sealed like every artifact: with the project's data key, in the vault's format.
 
-A job's checkpoints stay local files in the job's checkpoint directory (the trainer writes and
-reads them there, in its training thread, and resumes from them), but what is on disk is the
-sealed form only: AES-256-GCM in authenticated chunks, bound to the project
-(`aiaas.core.governance.crypto`), exactly as the vault seals artifacts. Storing them through
-`Vault.store` instead would put them in the artifact store with a row to track each; that is
-the object-storage work of the operations issue, and this format is already the one it needs.
+The trainer writes and reads a job's checkpoints as local files in the worker's scratch
+directory, in its training thread, but what is on disk is the sealed form only: AES-256-GCM in
+authenticated chunks, bound to the project (`aiaas.core.governance.crypto`), exactly as the vault
+seals artifacts. So the worker puts those very bytes into the artifact store, where they are an
+artifact like any other (`checkpoint_uploads`).
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ training thread through `WorkerReporter` to the job's Redis Stream (live, thrott
 and to the metric history in PostgreSQL (every step, in COPY batches). A run resumed from a
 checkpoint drops the points after it first, so that the history has no duplicate; a run whose
 version is already registered (it died before recording its outcome) trains nothing again.
+Checkpoints go to the artifact store as the trainer writes them, and come back from it to a
+worker that resumes the job with none of its own (`checkpoint_uploads`).
 
 A job of a project archived before it registers its model fails, naming the project: an archived
 project is read-only. Its registration holds the project open (`ChangeInProject`), so that an
@@ -43,6 +45,12 @@ from aiaas.core.serialization import finite_or_none, json_safe
 from aiaas.core.tracing import span
 from aiaas.core.trainers import Progress, TrainedModel, TrainingReporter, TrainingRun
 from aiaas.core.training.checkpoint_sealing import ProjectCheckpointSealer
+from aiaas.core.training.checkpoint_uploads import (
+    CheckpointUploads,
+    fetch_stored_checkpoints,
+    forget_checkpoints_after_resume,
+    forget_job_checkpoints,
+)
 from aiaas.core.training.metric_history import drop_points_after
 from aiaas.core.training.metric_writer import MetricWriter
 from aiaas.core.training.registry import (
@@ -91,8 +99,11 @@ class WorkerReporter(TrainingReporter):
         job_id: UUID,
         platform: Platform,
         epoch_listener: EpochListener | None = None,
+        *,
+        uploads: CheckpointUploads,
     ) -> None:
         self._loop = loop
+        self._uploads = uploads
         self._epoch_listener = epoch_listener
         self._outbox = outbox
         self._writer = writer
@@ -112,6 +123,7 @@ class WorkerReporter(TrainingReporter):
     def resumed(self, step: int) -> None:
         # Before any new point is written: the rows after the checkpoint are written again.
         dropped = self._wait_for(_drop_points_after(self._platform, self._job_id, step))
+        self._wait_for(forget_checkpoints_after_resume(self._platform, self._job_id, step))
         self.last_checkpoint = step
         self._send({"type": "resumed", "step": step, "dropped_points": dropped})
 
@@ -146,6 +158,8 @@ class WorkerReporter(TrainingReporter):
 
     def checkpointed(self, step: int) -> None:
         self.last_checkpoint = step
+        # Into the artifact store, without waiting: any worker can resume from it once stored.
+        self._uploads.offer_from_thread(self._loop, step)
         self._send({"type": "checkpoint", "step": step})
 
     def should_stop(self) -> bool:
@@ -192,8 +206,15 @@ async def _train(
     outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
     writer = MetricWriter(platform.metadata, job.id)
     await writer.start()
+    uploads = CheckpointUploads(platform, job.id, run.checkpoint_dir)
     reporter = WorkerReporter(
-        loop, outbox, writer, job.id, platform, pruning.epoch_ended if pruning else None
+        loop,
+        outbox,
+        writer,
+        job.id,
+        platform,
+        pruning.epoch_ended if pruning else None,
+        uploads=uploads,
     )
     if pruning is not None:
         pruning.start(reporter.stop)
@@ -225,7 +246,8 @@ async def _train(
             await writer.close()
         finally:
             outbox.put_nowait(_END_OF_EVENTS)
-            await asyncio.gather(relay, watch, return_exceptions=True)
+            # The last checkpoint reported is stored (or known lost) before the outcome is.
+            await asyncio.gather(relay, watch, uploads.close(), return_exceptions=True)
 
 
 def _archived(project: Project) -> ConflictError:
@@ -311,7 +333,10 @@ async def _train_and_register(
             checkpoint_sealer=ProjectCheckpointSealer(
                 job.project_id, await platform.service(VAULT).data_key(job.project_id)
             ),
+            epoch_verdicts=pruning is not None and pruning.prunes,
         )
+        # A job resumed on a worker that never ran it finds its checkpoints in the store.
+        await fetch_stored_checkpoints(platform, job.id, checkpoint_dir)
         trained = await _train(platform, job, run, pruning)
         registered = await _register(platform, job, version.id, trained)
         await publish_job_events_quietly(
@@ -328,5 +353,6 @@ async def _train_and_register(
         )
     # Else an earlier run registered it and died before recording the outcome: nothing to
     # train again. The weights are registered; the checkpoints only served to resume.
+    await forget_job_checkpoints(platform, job.id)
     await asyncio.to_thread(shutil.rmtree, checkpoint_dir, True)
     return f"registered {payload['model_name']} version {registered.number}", registered.metrics

@@ -29,12 +29,13 @@ from aiaas.core.data.datasets import (
 from aiaas.core.data.quality import require_usable_for_training
 from aiaas.core.errors import InputError
 from aiaas.core.identity.projects import ChangeInProject
-from aiaas.core.job_submission import cancel_job, record_new_job
-from aiaas.core.jobs import Job, enqueue_job, publish_state
+from aiaas.core.job_submission import cancel_job, hand_committed_job_to_queue, record_new_job
+from aiaas.core.jobs import Job, publish_state
 from aiaas.core.storage import Connection
 from aiaas.core.trainers import Trainer, split_sizes, vet_hyperparameters
 from aiaas.core.training.registry import check_model_name, model_by_name
 from aiaas.core.training.sweep_records import SweepTrialLink
+from aiaas.core.training.trainer_extras import unknown_trainer_problem
 
 if TYPE_CHECKING:
     from aiaas.core.platform import Platform
@@ -78,7 +79,7 @@ def _vet_trainer(
     """The trainer and its full hyperparameters (defaults filled in), noting what is wrong."""
     names = [spec.name for spec in platform.registries.trainers]
     if request.trainer not in names:
-        problems["trainer"] = f"unknown trainer {request.trainer!r}; known: {', '.join(names)}"
+        problems["trainer"] = unknown_trainer_problem(request.trainer, names)
         return None, {}
     trainer = platform.trainer(request.trainer)
     if not isinstance(request.hyperparameters, Mapping):
@@ -258,7 +259,7 @@ async def submit_training_job(
         if sweep_trial is not None:
             await sweep_trial.record(change.connection, job.id)
     await publish_state(platform, job)
-    await enqueue_job(platform, job.id)
+    await hand_committed_job_to_queue(platform, job.id)
     return job
 
 

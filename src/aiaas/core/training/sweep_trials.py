@@ -61,7 +61,7 @@ class TrialPruning:
         self._key = f"val_{sweep.objective_metric}"
         self._loop = asyncio.get_running_loop()
         self._stop: threading.Event | None = None
-        self._prunes = sweep.spec.get("pruner", "none") != "none"
+        self.prunes = sweep.spec.get("pruner", "none") != "none"
         self._recording: list[concurrent.futures.Future[bool]] = []
         self.pruned_at_epoch: int | None = None
 
@@ -74,7 +74,7 @@ class TrialPruning:
         if value is None or self.pruned_at_epoch is not None or self._stop is None:
             return
         verdict = asyncio.run_coroutine_threadsafe(self._judge(epoch, float(value)), self._loop)
-        if not self._prunes:
+        if not self.prunes:
             # Nothing can be pruned: the value is recorded (the trial's curve) without the
             # training thread waiting for it; `close` waits for what is still on its way.
             self._recording.append(verdict)

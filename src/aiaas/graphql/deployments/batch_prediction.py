@@ -26,7 +26,7 @@ class SubmitBatchPredictionJobInput:
     )
     model_version: strawberry.ID | None = strawberry.field(
         default=None,
-        description="A model version of the same project, scored with the jax runtime.",
+        description="A model version of the same project, scored by the runtime of its format.",
     )
     deployment: strawberry.ID | None = strawberry.field(
         default=None,

@@ -259,7 +259,10 @@ class CreateDeploymentInput:
     alias: str | None = strawberry.field(
         default=None, description="Serve the version this alias of `model` points at now."
     )
-    runtime: str = strawberry.field(default="jax", description="A serving runtime's name.")
+    runtime: str | None = strawberry.field(
+        default=None,
+        description="A serving runtime's name; by default the one that loads the version's format.",
+    )
     max_batch_size: int = strawberry.field(default=32, description="Rows per batch, 1..4096.")
     max_wait_ms: float = strawberry.field(
         default=5.0, description="Longest a request waits for others to batch with, 0..1000."

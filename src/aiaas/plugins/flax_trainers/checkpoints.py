@@ -33,12 +33,11 @@ from typing import Any
 import numpy as np
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from aiaas.core.trainers import CheckpointSealer
+from aiaas.core.trainers import CHECKPOINT_FILE, CheckpointSealer
 
 logger = logging.getLogger(__name__)
 
 KEEP_CHECKPOINTS = 2
-CHECKPOINT_FILE = "checkpoint.sealed"
 PARTIAL_SUFFIX = ".partial"
 _STEP = "step"
 _LAYOUT = "layout"

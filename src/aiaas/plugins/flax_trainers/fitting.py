@@ -227,6 +227,7 @@ class FlaxTrainer(Trainer):
             checkpoint_dir=run.checkpoint_dir,
             checkpoint_every_steps=max(1, run.checkpoint_every_steps),
             checkpoint_sealer=run.checkpoint_sealer,
+            epoch_verdicts=run.epoch_verdicts,
         )
 
     def _trained(

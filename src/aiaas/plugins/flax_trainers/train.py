@@ -92,6 +92,8 @@ class LoopSettings:
     checkpoint_dir: Path
     checkpoint_every_steps: int
     checkpoint_sealer: CheckpointSealer | None = None
+    epoch_verdicts: bool = False
+    """`TrainingRun.epoch_verdicts`."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -359,18 +361,21 @@ class _Loop:
                 params, optimizer_state, step_count, losses, inputs, targets, class_weights
             )
             step += 1
-            if step % schedule.steps_per_epoch == 0:
+            epoch_ended = step % schedule.steps_per_epoch == 0
+            if epoch_ended:
                 meter.evaluated(step, self.validation.dispatch(params))
                 if self.stopping is not None:
                     self.stopping.keep(step, params)
             checkpoint = (
                 step % self.settings.checkpoint_every_steps == 0 or step == schedule.total_steps
             )
-            if step % LOSS_BLOCK == 0 or checkpoint:
+            # An epoch someone is waiting to judge ends its block early and is read at once.
+            verdict_due = epoch_ended and self.settings.epoch_verdicts
+            if step % LOSS_BLOCK == 0 or checkpoint or verdict_due:
                 unread.append((block_first, step, losses))
                 block_first = step + 1
                 meter.report_finished(unread)
-            if checkpoint:
+            if checkpoint or verdict_due:
                 meter.report_all(unread)
             if self.stopping is not None and self.stopping.stop_step is not None:
                 # The steps run past the stopping epoch are dropped, and so is their state:

@@ -58,6 +58,7 @@ from aiaas.core.serving.deployments.vetting import (
     Batching,
     check_runtime,
     check_signatures,
+    runtime_for_format,
 )
 
 __all__ = [
@@ -90,6 +91,7 @@ __all__ = [
     "project_of_new_deployment",
     "promote_canary",
     "rollback",
+    "runtime_for_format",
     "state_event",
     "stop_deployment",
     "to_deployment",

@@ -29,6 +29,7 @@ from aiaas.core.serving.deployments.vetting import (
     DEPLOYMENT_NAME,
     Batching,
     check_runtime,
+    runtime_for_format,
     vet_shares,
     vetted_split,
 )
@@ -55,7 +56,8 @@ class NewDeployment:
     alias: str | None = None
     """... the version that this alias of the model points at now (the deployment keeps that
     version: moving the alias later does not redeploy)."""
-    runtime: str = "jax"
+    runtime: str | None = None
+    """None: the runtime that loads the version's format (`runtime_for_format`)."""
     batching: Batching = field(default_factory=Batching)
     drift_threshold: float | None = None
 
@@ -114,7 +116,8 @@ async def create_deployment(
         # Known only now when the input named no project: held here, before anything is
         # written, rather than by a `ChangeInProject`.
         await hold_open_project(connection, version.project_id)
-        check_runtime(platform, new.runtime, [version])
+        runtime = new.runtime or runtime_for_format(platform, version.format)
+        check_runtime(platform, runtime, [version])
         # Serialized per project, so that two creations of one name cannot both pass the check.
         await connection.execute(
             "SELECT pg_advisory_xact_lock(hashtext('deployment-name:' || $1::uuid::text))",
@@ -134,7 +137,7 @@ async def create_deployment(
             new.name,
             version.model_id,
             new.alias,
-            new.runtime,
+            runtime,
             version.id,
             batching.max_batch_size,
             batching.max_wait_ms,
@@ -151,7 +154,7 @@ async def create_deployment(
                 "name": deployment.name,
                 "version_id": str(version.id),
                 "alias": new.alias,
-                "runtime": new.runtime,
+                "runtime": runtime,
                 "max_batch_size": batching.max_batch_size,
                 "max_wait_ms": batching.max_wait_ms,
             },

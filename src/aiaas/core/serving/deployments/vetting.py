@@ -99,6 +99,25 @@ def check_runtime(platform: Platform, runtime: str, versions: list[ModelVersion]
             )
 
 
+def runtime_for_format(platform: Platform, model_format: str) -> str:
+    """The serving runtime that loads `model_format`: what a deployment or a scoring job uses
+    when it names none. Several that do: the first by name, so the choice never depends on the
+    order plugins were loaded in."""
+    registered = platform.registries.serving_runtimes.names()
+    loading = sorted(
+        name
+        for name in registered
+        if model_format in platform.serving_runtime(name).supported_model_formats()
+    )
+    if not loading:
+        raise InputError(
+            f"no serving runtime loads {model_format!r} models; installed: "
+            f"{', '.join(sorted(registered))} (a plugin's extra may be missing)",
+            field_errors={"runtime": f"none loads {model_format}"},
+        )
+    return loading[0]
+
+
 def vet_shares(stable_percent: int, canary_version_id: UUID | None, canary_percent: int) -> None:
     problems: dict[str, str] = {}
     if not 0 <= stable_percent <= 100:

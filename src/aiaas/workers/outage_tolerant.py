@@ -1,0 +1,42 @@
+"""An arq worker that rides out a Redis or PostgreSQL outage instead of exiting.
+
+arq's poll loop reads the queue, records its health and runs its cron jobs in Redis, and lets
+any error end the worker: a Redis restart would take every `aiaas worker` down with it, and
+whatever supervises it would have to start it again. This worker waits instead, polling again
+every `OUTAGE_POLL_S`, and carries on where it was once the service is back (redis-py
+reconnects on the next command). Its running jobs are left alone: a job that a lost service
+stops goes back to the queue by itself (`workers.jobs`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from arq.worker import Worker
+
+from aiaas.core.outages import as_outage
+
+logger = logging.getLogger(__name__)
+
+OUTAGE_POLL_S = 1.0
+
+
+class OutageTolerantWorker(Worker):
+    _outage: str | None = None
+
+    async def _poll_iteration(self) -> None:
+        try:
+            await super()._poll_iteration()
+        except Exception as exc:
+            outage = as_outage(exc)
+            if outage is None:
+                raise
+            if self._outage is None:
+                logger.warning("the worker waits for its services: %s", outage.message)
+            self._outage = outage.message
+            await asyncio.sleep(OUTAGE_POLL_S)
+            return
+        if self._outage is not None:
+            logger.warning("the worker's services are back; it polls again")
+            self._outage = None
