@@ -359,11 +359,17 @@ def free_port() -> int:
 
 
 async def registered_version(
-    platform: Platform, scratch: Path, features: int
+    platform: Platform,
+    scratch: Path,
+    features: int,
+    *,
+    trainer: str = "tabular-classifier",
+    hyperparameters: dict[str, Any] | None = None,
 ) -> tuple[str, ModelVersion]:
-    """A user's API token, and a version of the big MLP registered in their project: trained
-    here for one epoch, through the same job functions a worker runs. The user may also scrape
-    /metrics (`metrics-reader`), as a Prometheus would."""
+    """A user's API token, and a version of the big MLP (or of `trainer` with
+    `hyperparameters`) registered in their project: trained here for one epoch, through the same
+    job functions a worker runs. The user may also scrape /metrics (`metrics-reader`), as a
+    Prometheus would."""
     user = await identity.create_user(platform, None, username="bench")
     await grant_platform_role(
         platform, None, username=user.username, role=PlatformRole.METRICS_READER
@@ -388,9 +394,10 @@ async def registered_version(
         principal,
         TrainingRequest(
             dataset_version_id=added.version.id,
-            trainer="tabular-classifier",
+            trainer=trainer,
             target="label",
-            hyperparameters={
+            hyperparameters=hyperparameters
+            or {
                 "epochs": 1,
                 "batch_size": 256,
                 "hidden_size": HIDDEN_SIZE,

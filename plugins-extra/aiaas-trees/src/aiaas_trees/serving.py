@@ -1,0 +1,117 @@
+"""The ONNX Runtime serving runtime: `onnx` bundles, answered through the same batcher, V2
+protocol, canaries and drift checks as any runtime's models.
+
+ONNX Runtime compiles a graph once, when its session is made, for every batch size at once:
+there is no program per shape to warm, so batches are not padded to buckets, and `compilations`
+counts sessions (one per loaded model). `warm_up` still runs a batch of every bucket size, so
+the first request finds the session's memory arenas grown and nothing cold.
+
+Before a session is made, the graph is checked: its operators must come from the allowlisted
+domains and it must hold all of its data (a tensor stored "externally" would name a file that
+ONNX Runtime would open). Importing this module imports neither onnx nor onnxruntime.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from aiaas.core.config import Config
+from aiaas.core.runtimes import LoadedModel, ServingRuntime
+from aiaas_trees.bundle import FORMAT, INPUT_NAME, BundleError, Manifest, decode_bundle
+
+ALLOWED_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml"})
+"""ONNX's standard operators and its classical machine learning ones (the tree ensembles,
+linear classifiers, scalers): nothing of a custom operator library."""
+INTRA_OP_THREADS = 1
+"""Threads of one batch. The batcher already runs batches of several models side by side, and
+the small graphs of trees gain nothing from splitting one batch over cores."""
+
+
+class OnnxServingRuntime(ServingRuntime):
+    """Serves `onnx` bundles with ONNX Runtime on the CPU."""
+
+    def __init__(self, config: Config | None = None) -> None:
+        self.config = config
+
+    def supported_model_formats(self) -> frozenset[str]:
+        return frozenset({FORMAT})
+
+    def load(self, bundle: bytes, *, max_batch_size: int) -> LoadedModel:
+        manifest, graph = decode_bundle(bundle)
+        return OnnxLoadedModel(manifest, graph, max_batch_size=max_batch_size)
+
+
+def check_graph(graph: bytes) -> None:
+    """Refuse a graph with an operator of another domain, or with external data."""
+    import onnx
+
+    try:
+        model = onnx.load_model_from_string(graph)
+    except Exception as exc:  # protobuf raises its own DecodeError, among others
+        raise BundleError(f"the graph does not parse: {exc}") from exc
+    domains = {node.domain for node in model.graph.node}
+    for function in model.functions:
+        domains.update(node.domain for node in function.node)
+    refused = sorted(domains - ALLOWED_DOMAINS)
+    if refused:
+        raise BundleError(f"operators of domains that are not allowed: {', '.join(refused)}")
+    tensors = [*model.graph.initializer, *(node for node in _constant_tensors(model))]
+    if any(tensor.data_location == onnx.TensorProto.EXTERNAL for tensor in tensors):
+        raise BundleError("the graph refers to external data; a bundle holds all of its data")
+
+
+def _constant_tensors(model: Any) -> list[Any]:
+    return [
+        attribute.t
+        for node in model.graph.node
+        for attribute in node.attribute
+        if attribute.HasField("t")
+    ]
+
+
+class OnnxLoadedModel(LoadedModel):
+    def __init__(self, manifest: Manifest, graph: bytes, *, max_batch_size: int) -> None:
+        import onnxruntime
+
+        super().__init__(manifest.signature, max_batch_size)
+        check_graph(graph)
+        self.manifest = manifest
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = INTRA_OP_THREADS
+        options.inter_op_num_threads = 1
+        # Errors only: some converters declare a label output of one row, and every batch
+        # would log a warning about its size otherwise.
+        options.log_severity_level = 3
+        self._session = onnxruntime.InferenceSession(
+            graph, sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        names = [output.name for output in self._session.get_outputs()]
+        # A classifier's probabilities are its last output, a regressor's values its first;
+        # only that one is computed and copied out (the label follows from the probabilities).
+        self._output = names[-1] if manifest.task == "classification" else names[0]
+        self._classes = np.asarray(manifest.classes)
+        self._sessions = 1
+
+    @property
+    def compilations(self) -> int:
+        return self._sessions
+
+    def warm_up(self) -> None:
+        for bucket in self.bucket_sizes:
+            columns = {name: np.zeros(bucket, dtype=np.float32) for name in self.manifest.features}
+            self.predict_batch(columns)
+
+    def predict_batch(self, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        inputs = np.column_stack(
+            [np.asarray(columns[name], dtype=np.float32) for name in self.manifest.features]
+        )
+        [output] = self._session.run([self._output], {INPUT_NAME: inputs})
+        if self.manifest.task == "classification":
+            probabilities = np.asarray(output, dtype=np.float32)
+            return {
+                "label": self._classes[probabilities.argmax(axis=1)],
+                "probabilities": probabilities,
+            }
+        return {"value": np.asarray(output, dtype=np.float32).reshape(-1)}
