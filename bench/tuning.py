@@ -32,7 +32,7 @@ The datasets go in through the REST upload, as CSV.
    set), in the workers and in this process alike. A second platform sweep at parallelism 1
    (other points again) gives the per-trial cost without the second worker's help:
    `platform_parallelism_1_vs_plain_optuna_trials_per_s_ratio`.
-   Each comparison runs `--repeats` times (3), each repeat with its own seed; a sweep under
+   Each comparison runs `--repeats` times (5), each repeat with its own seed; a sweep under
    parallelism is not deterministic (TPE sees trials in the order they end), and the steps and
    best values of one pair move by more than the aims' margins between runs. The figures are
    the medians over the repeats, with every repeat's value beside them (`..._per_repeat`), and
@@ -42,9 +42,9 @@ The datasets go in through the REST upload, as CSV.
    and the tuned figure is the best of many on it: an optimistic one.
 
 The issue asks for 40 trials against 40, and 20 trials: the defaults. On a shared 2-core machine
-the whole bench takes about 12 minutes; `--quick` shrinks it to a smoke run of a minute or two.
+the whole bench takes about 15 minutes; `--quick` shrinks it to a smoke run of a minute or two.
 
-    python bench/tuning.py [--trials 40] [--epochs 30] [--repeats 3] [--overhead-trials 20]
+    python bench/tuning.py [--trials 40] [--epochs 30] [--repeats 5] [--overhead-trials 20]
         [--quick]
         [--platform-log PATH]
 
@@ -441,7 +441,7 @@ def main() -> None:
     parser.add_argument(
         "--repeats",
         type=int,
-        default=3,
+        default=5,
         help="pruning comparisons per dataset, each with its own seed; aims judged on medians",
     )
     parser.add_argument("--quick", action="store_true", help="a smoke run: few trials, epochs")

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 
 import optuna
+import redis
 from arq.worker import Worker
 
 from aiaas.core.config import Config
@@ -41,7 +42,7 @@ from aiaas.core.training import (
 )
 from aiaas.core.training.sweep_studies import STUDY_STORE
 from aiaas.workers.settings import worker_settings
-from support import poll_until
+from support import free_port, poll_until
 
 FIXED = {"batch_size": 32, "patience": 0}
 """Hyperparameters of the sweeps here: small batches, every epoch run."""
@@ -152,9 +153,14 @@ async def trials_told(platform: Platform, sweep_id: uuid.UUID) -> list[tuple[int
 FAILED_ON_PURPOSE = "this trial fails on purpose"
 
 
+_OUTAGES_MET: set[float] = set()
+"""The `level`s of the trials whose first run met an outage (`outage_first`), in this process."""
+
+
 class FlakyTrainer(Trainer):
     """Fails at once when its `mode` is "fail"; otherwise scores its `level` at every epoch,
-    so that a trial's objective is known from its parameters alone."""
+    so that a trial's objective is known from its parameters alone. With `outage_first`, a
+    trial's first run meets a real outage (a Redis that refuses its connection)."""
 
     task = "classification"
 
@@ -163,6 +169,7 @@ class FlakyTrainer(Trainer):
             HyperParameter(name="mode", type="str", default="ok", choices=("ok", "fail")),
             HyperParameter(name="level", type="float", default=0.5, minimum=0.0, maximum=1.0),
             HyperParameter(name="epochs", type="int", default=2, minimum=1, maximum=10),
+            HyperParameter(name="outage_first", type="int", default=0, minimum=0, maximum=1),
         ]
 
     def objective_metrics(self) -> Mapping[str, Direction]:
@@ -180,6 +187,9 @@ class FlakyTrainer(Trainer):
         if run.hyperparameters["mode"] == "fail":
             raise ValueError(FAILED_ON_PURPOSE)
         level = float(run.hyperparameters["level"])
+        if run.hyperparameters.get("outage_first") and level not in _OUTAGES_MET:
+            _OUTAGES_MET.add(level)
+            redis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=2).ping()
         epochs = int(run.hyperparameters["epochs"])
         for epoch in range(1, epochs + 1):
             reporter.progress(

@@ -15,7 +15,6 @@ from aiaas.core.errors import (
     DatabaseUnavailableError,
     QueueFullError,
     RedisUnavailableError,
-    ServiceUnavailableError,
 )
 from aiaas.core.outages import OUTAGE_RETRY_AFTER_S, as_outage, retry_after_headers
 from support import Services, admin_connection, free_port, with_database
@@ -96,15 +95,69 @@ async def test_a_refused_redis_connection_is_redis_unavailable() -> None:
     assert isinstance(outage, RedisUnavailableError)
 
 
-def test_an_error_raised_from_an_outage_is_that_outage() -> None:
+async def test_an_error_raised_from_an_outage_is_that_outage() -> None:
+    client = Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=2)
     try:
         try:
-            raise ConnectionResetError("reset by peer")
-        except ConnectionResetError as cause:
+            await client.ping()
+        except Exception as cause:
             raise RuntimeError("writing the batch failed") from cause
     except RuntimeError as exc:
         outage = as_outage(exc)
-    assert type(outage) is ServiceUnavailableError  # no driver said which service
+    finally:
+        await client.aclose()
+    assert isinstance(outage, RedisUnavailableError)
+
+
+def test_a_connection_error_that_no_driver_raised_is_no_outage() -> None:
+    """Another client's peer gone (a webhook's, a model server's) says nothing of PostgreSQL or
+    Redis, even as the cause of the error that reports it."""
+
+    def post_webhook() -> None:
+        try:
+            raise ConnectionResetError("reset by peer")
+        except ConnectionResetError as cause:
+            raise RuntimeError("posting the webhook failed") from cause
+
+    with pytest.raises(RuntimeError) as raised:
+        post_webhook()
+    assert isinstance(raised.value.__cause__, ConnectionResetError)
+    assert as_outage(raised.value.__cause__) is None
+    assert as_outage(raised.value) is None
+
+
+async def test_a_bug_raised_while_handling_an_outage_is_no_outage(services: Services) -> None:
+    victim = await asyncpg.connect(with_database(services.server_url, "postgres"))
+    admin = await admin_connection(services)
+    retries: dict[str, int] = {}
+
+    async def query_then_count_the_retry() -> None:
+        try:
+            await victim.fetchval("SELECT 1")
+        except Exception:
+            retries["attempts"] += 1  # the handler's own bug: a KeyError
+
+    try:
+        await admin.execute("SELECT pg_terminate_backend($1)", victim.get_server_pid())
+        with pytest.raises(KeyError) as raised:
+            await query_then_count_the_retry()
+    finally:
+        await admin.close()
+        victim.terminate()
+    lost = raised.value.__context__
+    assert lost is not None
+    assert isinstance(as_outage(lost), DatabaseUnavailableError), repr(lost)
+    assert as_outage(raised.value) is None
+
+
+def test_a_misused_connection_is_no_outage() -> None:
+    """asyncpg's text for two operations at once on one connection: a bug of its caller's."""
+    misuse = asyncpg.exceptions.InternalClientError(
+        "cannot switch to state 11; another operation (15) is in progress"
+    )
+    assert as_outage(misuse) is None
+    lost = asyncpg.exceptions.InternalClientError("not connected")
+    assert isinstance(as_outage(lost), DatabaseUnavailableError)
 
 
 async def test_other_failures_are_no_outage() -> None:

@@ -165,6 +165,19 @@ def test_an_incomplete_configuration_stops_the_store_from_being_built(
             },
             "private-network IP address",
         ),
+        *(
+            (
+                {
+                    "s3_endpoint": f"http://{host}:8333",
+                    "s3_allow_http": True,
+                    "s3_allow_http_on_private_network": True,
+                },
+                "private-network IP address",
+            )
+            # Documentation, reserved and Teredo addresses: `is_private` in Python, not private
+            # networks.
+            for host in ("192.0.2.10", "240.0.0.1", "[2001:0:5ef5:79fd::1]")
+        ),
         (
             {
                 "s3_endpoint": "http://storage.internal:8333",

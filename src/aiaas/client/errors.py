@@ -39,6 +39,10 @@ class AiaasClientError(Exception):
 class ApiError(AiaasClientError):
     """The API answered with a failure the caller can act on."""
 
+    data: dict[str, Any] | None = None
+    """The `data` a GraphQL answer carried along with its error, if any: what the operation did
+    before it failed (a mutation's root fields that ran and committed)."""
+
     def __init__(self, message: str, code: str = "") -> None:
         super().__init__(message)
         self.message = message

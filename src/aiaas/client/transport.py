@@ -112,15 +112,33 @@ def check_response(url: str, response: httpx.Response) -> Any:
 
 
 def graphql_data(url: str, response: httpx.Response) -> dict[str, Any]:
-    """The `data` of a GraphQL answer; raises for its `errors`."""
-    body = check_response(url, response)
-    errors = body.get("errors")
-    if errors:
-        message, code, _ = _message_of(body)
-        if code == "UNAUTHENTICATED":
-            raise AuthenticationError(f"the aiaas server at {url} refused the token: {message}")
-        raise _CODES.get(code, GraphQLRequestError)(message, code)
+    """The `data` of a GraphQL answer; raises for its `errors`, with whatever `data` came along
+    attached to the exception (`ApiError.data`): a 503 or an error may follow root fields of a
+    mutation that ran and committed, which the caller must not think undone."""
+    try:
+        body = check_response(url, response)
+        errors = body.get("errors")
+        if errors:
+            message, code, _ = _message_of(body)
+            if code == "UNAUTHENTICATED":
+                raise AuthenticationError(f"the aiaas server at {url} refused the token: {message}")
+            raise _CODES.get(code, GraphQLRequestError)(message, code)
+    except ApiError as exc:
+        exc.data = _partial_data(response)
+        raise
     data = body.get("data")
     if not isinstance(data, dict):
         raise AiaasClientError(f"the aiaas server at {url} answered no data")
+    return data
+
+
+def _partial_data(response: httpx.Response) -> dict[str, Any] | None:
+    """The root fields of a GraphQL answer that returned something, if any did."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, dict) or all(value is None for value in data.values()):
+        return None
     return data

@@ -42,6 +42,14 @@ def _check_prefix(prefix: str) -> str:
     return prefix
 
 
+PRIVATE_NETWORKS = tuple(
+    ipaddress.ip_network(network)
+    for network in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
+)
+"""The private address ranges (RFC 1918 and IPv6 unique local addresses), named one by one:
+Python's `is_private` also counts documentation, reserved and some routed IPv6 ranges."""
+
+
 def is_private_address(host: str) -> bool:
     """Whether `host` is an IP address of a private network; a name never is, since what it
     resolves to is not known when the configuration is read."""
@@ -49,7 +57,7 @@ def is_private_address(host: str) -> bool:
         address = ipaddress.ip_address(host)
     except ValueError:
         return False
-    return address.is_private and not (address.is_unspecified or address.is_link_local)
+    return any(address in network for network in PRIVATE_NETWORKS)
 
 
 def is_loopback(host: str) -> bool:

@@ -28,18 +28,25 @@ _DATABASE_OUTAGES: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.PostgresConnectionError,  # SQLSTATE class 08
     asyncpg.exceptions.OperatorInterventionError,  # class 57: shutdown, starting up
     asyncpg.exceptions.ConnectionDoesNotExistError,  # closed in the middle of an operation
-    # A connection the server closed while it sat idle in the pool, handed out before asyncpg
-    # noticed: its protocol refuses the next operation ("cannot switch to state ..."). The
-    # pool replaces it once it is released.
-    asyncpg.exceptions.InternalClientError,
 )
 _REDIS_OUTAGES: tuple[type[BaseException], ...] = (
     redis_errors.ConnectionError,  # refused, reset, still loading its data
     redis_errors.TimeoutError,
 )
+_DRIVERS = frozenset({"asyncpg", "redis"})
 _RETRY = {"retryAfter": OUTAGE_RETRY_AFTER_S}
 _CLOSED_CONNECTION = "connection is closed"
 """asyncpg's `InterfaceError` text for a call on a connection the server already closed."""
+_LOST_PROTOCOL = (
+    "not connected",
+    'protocol is in the "failed" state',
+    "another operation (2) is in progress",  # PROTOCOL_ERROR_CONSUME: the server's FATAL read
+    "another operation (4) is in progress",  # PROTOCOL_TERMINATING: the connection closing
+)
+"""asyncpg's `InternalClientError` texts for a connection the server closed (terminated while
+it sat idle in the pool, handed out before asyncpg noticed; the pool replaces it once it is
+released). Its other texts, another operation in progress on the connection (a state of 10 or
+more), tell of two uses of one connection at once: a bug, not an outage."""
 _MAX_CHAIN = 8
 
 
@@ -48,6 +55,8 @@ def _database_outage(exc: BaseException) -> bool:
         return False  # class 57 too, but a statement timeout: the database is there
     if isinstance(exc, _DATABASE_OUTAGES):
         return True
+    if isinstance(exc, asyncpg.exceptions.InternalClientError):
+        return any(text in str(exc) for text in _LOST_PROTOCOL)
     return isinstance(exc, asyncpg.InterfaceError) and _CLOSED_CONNECTION in str(exc)
 
 
@@ -64,8 +73,9 @@ def _raised_in(exc: BaseException) -> set[str]:
 def _unreachable(exc: BaseException) -> ServiceUnavailableError | None:
     """A network failure (refused, reset, unreachable, timed out) names no service; the driver it
     came through does: asyncpg raises a refused connect as the bare OSError, and a connect that
-    hangs as the bare TimeoutError. Outside a driver only a refused or reset connection counts:
-    any other OSError (a file that cannot be read) or timeout is no outage."""
+    hangs as the bare TimeoutError. One that no driver raised (a file that cannot be read, a
+    timeout of the project's own, a peer of some other client gone) is no outage of a service
+    this module knows."""
     if not isinstance(exc, OSError):  # TimeoutError is one too
         return None
     raised_in = _raised_in(exc)
@@ -74,8 +84,38 @@ def _unreachable(exc: BaseException) -> ServiceUnavailableError | None:
         return DatabaseUnavailableError(f"PostgreSQL is unavailable ({kind})", details=_RETRY)
     if "redis" in raised_in:
         return RedisUnavailableError(f"Redis is unavailable ({kind})", details=_RETRY)
-    if isinstance(exc, ConnectionError):
-        return ServiceUnavailableError(f"a service is unreachable ({kind})", details=_RETRY)
+    return None
+
+
+def _outage_itself(exc: BaseException) -> ServiceUnavailableError | None:
+    """The outage `exc` reports by itself, leaving aside the exceptions it was raised from."""
+    if isinstance(exc, ServiceUnavailableError):
+        return exc
+    if _database_outage(exc):
+        return DatabaseUnavailableError(
+            f"PostgreSQL is unavailable ({type(exc).__name__})", details=_RETRY
+        )
+    if isinstance(exc, _REDIS_OUTAGES):
+        return RedisUnavailableError(f"Redis is unavailable ({type(exc).__name__})", details=_RETRY)
+    return _unreachable(exc)
+
+
+def _from_a_driver(exc: BaseException) -> bool:
+    return type(exc).__module__.partition(".")[0] in _DRIVERS
+
+
+def _raised_from(exc: BaseException) -> BaseException | None:
+    """The exception `exc` stands for: its explicit cause; else the one it was raised while
+    handling, only when a driver raised both and that one is a lost connection (a driver that
+    reports the loss as its own error without `from`). Any other error raised while handling an
+    outage is an error of its own: code that fails in its `except` has a bug, not an outage."""
+    if exc.__cause__ is not None:
+        return exc.__cause__
+    context = exc.__context__
+    if context is None or exc.__suppress_context__:
+        return None
+    if _from_a_driver(exc) and _from_a_driver(context) and _outage_itself(context) is not None:
+        return context
     return None
 
 
@@ -87,20 +127,10 @@ def as_outage(exc: BaseException) -> ServiceUnavailableError | None:
     for _ in range(_MAX_CHAIN):
         if seen is None:
             return None
-        if isinstance(seen, ServiceUnavailableError):
-            return seen
-        if _database_outage(seen):
-            return DatabaseUnavailableError(
-                f"PostgreSQL is unavailable ({type(seen).__name__})", details=_RETRY
-            )
-        if isinstance(seen, _REDIS_OUTAGES):
-            return RedisUnavailableError(
-                f"Redis is unavailable ({type(seen).__name__})", details=_RETRY
-            )
-        unreachable = _unreachable(seen)
-        if unreachable is not None:
-            return unreachable
-        seen = seen.__cause__ or seen.__context__
+        outage = _outage_itself(seen)
+        if outage is not None:
+            return outage
+        seen = _raised_from(seen)
     return None
 
 

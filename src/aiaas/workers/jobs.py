@@ -32,6 +32,13 @@ logger = logging.getLogger(__name__)
 
 OUTCOME_PATIENCE_S = 120.0
 OUTCOME_RETRY_S = 1.0
+OUTAGE_REQUEUE_LIMIT = 5
+"""How many times a job goes back to the queue for an outage before one more fails it. An
+outage that outlasts a few deliveries, or a job that brings the service down itself (a query
+that makes PostgreSQL run out of memory), would otherwise be queued again for ever. Counted
+by the job's deliveries (`Job.attempt`), which a stopping worker's hand-back and a stale claim
+also add to: the bound errs towards failing sooner, never towards looping."""
+OUTAGES_FAILED_IT = "stopped by an outage on too many deliveries"
 
 JobHandler = Callable[[Platform, Job], Awaitable[str | None]]
 """Runs one job of a kind; returns an optional note stored as the job's reason."""
@@ -118,6 +125,8 @@ async def _run_claimed(
     heartbeat = asyncio.create_task(
         _keep_claim(platform, job.id, worker_id, ctx["heartbeat_interval_s"])
     )
+    # The claim is kept until the outcome is recorded, through `_once_reachable`'s retries too:
+    # a claim gone stale meanwhile would let the reconciler run the finished job again.
     try:
         note = await handler(platform, job)
     except JobCancelledError as exc:
@@ -126,10 +135,13 @@ async def _run_claimed(
     except Exception as exc:
         state = await _stopped_by(platform, job, worker_id, exc)
         return {"job_id": str(job_id), "ran": True, "state": state.value}
+    else:
+        await _once_reachable(
+            lambda: finish_job(platform, job.id, worker_id, JobState.SUCCEEDED, note)
+        )
+        return {"job_id": str(job_id), "ran": True, "state": JobState.SUCCEEDED.value}
     finally:
         heartbeat.cancel()
-    await _once_reachable(lambda: finish_job(platform, job.id, worker_id, JobState.SUCCEEDED, note))
-    return {"job_id": str(job_id), "ran": True, "state": JobState.SUCCEEDED.value}
 
 
 async def _claim(
@@ -149,6 +161,13 @@ async def _claim(
 async def _stopped_by(platform: Platform, job: Job, worker_id: str, exc: Exception) -> JobState:
     """Record why the handler stopped; returns the job's state."""
     outage = as_outage(exc)
+    if outage is not None and job.attempt > OUTAGE_REQUEUE_LIMIT:
+        logger.warning("job %s (%s) stopped by an outage once too often", job.id, job.kind)
+        reason = f"{OUTAGES_FAILED_IT} ({job.attempt} deliveries; the last: {outage.message})"
+        await _once_reachable(
+            lambda: finish_job(platform, job.id, worker_id, JobState.FAILED, reason)
+        )
+        return JobState.FAILED
     if outage is not None:
         # No fault of the job's: it goes back to the queue, and runs again from its last
         # checkpoint once the service is back (the reconciler enqueues it).

@@ -6,6 +6,12 @@ whatever supervises it would have to start it again. This worker waits instead, 
 every `OUTAGE_POLL_S`, and carries on where it was once the service is back (redis-py
 reconnects on the next command). Its running jobs are left alone: a job that a lost service
 stops goes back to the queue by itself (`workers.jobs`).
+
+arq takes a job slot (its semaphore, its `job_counter`) before it marks a job in progress in
+Redis, and gives it back only when the job's task ends: an error in between leaves the slot
+taken, since arq expects the worker to die of it. This worker starts its jobs one at a time and
+gives back the slot of any that an outage kept from starting; without that, `max_jobs` outages
+at the wrong moment would leave it polling with no slot to run anything in.
 """
 
 from __future__ import annotations
@@ -40,3 +46,18 @@ class OutageTolerantWorker(Worker):
         if self._outage is not None:
             logger.warning("the worker's services are back; it polls again")
             self._outage = None
+
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        for job_id in job_ids:
+            if self.job_counter >= self.max_jobs:
+                return  # as arq's own loop stops: no slot for this job or the ones after it
+            task_before = self.tasks.get(job_id.decode())
+            try:
+                await super().start_jobs([job_id])
+            except Exception:
+                if self.tasks.get(job_id.decode()) is task_before:
+                    # arq took a slot for this job (before any await that can fail) and started
+                    # no task, whose end is all that gives a slot back.
+                    self.job_counter -= 1
+                    self.sem.release()
+                raise

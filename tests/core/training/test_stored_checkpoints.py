@@ -1,8 +1,9 @@
 """A training job's checkpoints in the artifact store (here the `s3` store, on a real SeaweedFS):
 each lands there with a row, only the newest two are kept, a job resumed with an empty scratch
-directory starts from the newest stored one that verifies (a tampered one is refused), success
-forgets them, a failed job's are kept for the retention period, and garbage collection keeps them
-while their rows exist."""
+directory starts from the newest stored one that verifies (a tampered one is refused), a run
+whose job another worker took over stores nothing more, the rows outrank a stale scratch
+directory, a store refusing the worker stops the job, success forgets them, a failed job's are
+kept for the retention period, and garbage collection keeps them while their rows exist."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import pytest
 
 from aiaas.core.config import Config, build_config
 from aiaas.core.data import datasets
-from aiaas.core.errors import JobCancelledError
+from aiaas.core.errors import ArtifactError, JobCancelledError
 from aiaas.core.governance import VAULT
 from aiaas.core.governance.garbage import collect_garbage
 from aiaas.core.identity.access import ProjectRole
@@ -37,7 +38,7 @@ from aiaas.core.training.checkpoint_uploads import (
     fetch_stored_checkpoints,
     local_steps,
 )
-from aiaas.plugins.s3_artifacts import OBJECTS
+from aiaas.plugins.s3_artifacts import OBJECTS, S3ArtifactStore
 from artifact_streams import stored_keys
 from e2e.test_training_live import assert_one_point_per_step, stream_events
 from object_store import ObjectStoreServer
@@ -49,6 +50,7 @@ pytestmark = pytest.mark.slow
 PREFIX = f"checkpoints/{uuid.uuid4().hex}"
 CHECKPOINT_EVERY_STEPS = 10
 DAY_S = 24 * 3600
+CLAIM = "checkpoints:1:a"
 
 
 @pytest.fixture(scope="module")
@@ -117,24 +119,26 @@ async def sealer_of(platform: Platform, project_id: uuid.UUID) -> ProjectCheckpo
 
 async def stopped_after_a_few_checkpoints(
     platform: Platform, job: Job, steps: int
-) -> tuple[Job, list[int]]:
-    """Run the job here until it has checkpointed `steps` steps, then let another worker take
-    it over, as one would once this one's heartbeat went stale: this run stops at its next step
-    boundary, its stored checkpoints left for the heir. The heir's claim, and the steps this
-    run checkpointed."""
+) -> tuple[Job, list[int], list[StoredCheckpoint]]:
+    """Run the job here until it has stored the checkpoint of `steps` steps, then let another
+    worker take it over, as one would once this one's heartbeat went stale: this run stops at
+    its next step boundary, its stored checkpoints left for the heir. The heir's claim, the
+    steps this run checkpointed, and the rows as the heir claimed."""
     claimed = await claim_job(platform, job.id, "first:1:a", stale_after_s=300)
     assert claimed is not None
     first = asyncio.ensure_future(run_training(platform, claimed))
 
     async def far_enough() -> bool:
-        return max(await checkpoint_events(platform, job.id), default=0) >= steps or first.done()
+        rows = await rows_of(platform, job.id)
+        return max((row.step for row in rows), default=0) >= steps or first.done()
 
     assert await poll_until(far_enough, 120) is not None
     heir = await claim_job(platform, job.id, "heir:2:b", stale_after_s=0)
     assert heir is not None and heir.attempt == 2
+    at_claim = await rows_of(platform, job.id)
     with pytest.raises(JobCancelledError):
         await first
-    return heir, await checkpoint_events(platform, job.id)
+    return heir, await checkpoint_events(platform, job.id), at_claim
 
 
 async def test_checkpoints_land_in_the_store_and_a_resume_with_no_scratch_refuses_a_tampered_one(
@@ -145,13 +149,15 @@ async def test_checkpoints_land_in_the_store_and_a_resume_with_no_scratch_refuse
     object_store: ObjectStoreServer,
 ) -> None:
     job = await new_job(platform, team, wine, epochs=200)
-    heir, checkpointed = await stopped_after_a_few_checkpoints(platform, job, 3 * 10)
+    heir, checkpointed, at_claim = await stopped_after_a_few_checkpoints(platform, job, 3 * 10)
 
     # Each checkpoint reached the store with a row; only the newest two are kept, and the
-    # older ones' objects are deleted at once.
+    # older ones' objects are deleted at once. Once the heir claimed, the first run recorded
+    # nothing more (whatever it checkpointed until it stopped), and its objects are gone.
     rows = await rows_of(platform, job.id)
-    assert len(checkpointed) >= 3
-    assert [row.step for row in rows] == checkpointed[::-1][:2]
+    assert rows == at_claim
+    assert len(checkpointed) >= 3 and rows[0].step >= 3 * 10
+    assert [row.step for row in rows] == [s for s in checkpointed[::-1] if s <= rows[0].step][:2]
     assert set(await stored_keys(platform.artifacts)) == {
         wine.artifact_key,
         *(row.artifact_key for row in rows),
@@ -191,7 +197,7 @@ async def test_a_scratch_directory_gets_no_checkpoint_that_does_not_verify(
     object_store: ObjectStoreServer,
     tmp_path: Path,
 ) -> None:
-    job = await new_job(platform, team, wine, 1)
+    job = await running_job(platform, team, wine)
     await store_checkpoints(platform, job, tmp_path / "written", [10, 20])
     # The newest was tampered with; the older one's object is gone.
     newest, older = await rows_of(platform, job.id)
@@ -202,33 +208,137 @@ async def test_a_scratch_directory_gets_no_checkpoint_that_does_not_verify(
     assert await fetch_stored_checkpoints(platform, job.id, scratch) == []
     assert local_steps(scratch) == []  # the trainer starts afresh
 
-    # A scratch directory that already holds a newer checkpoint than the store gets nothing.
-    await store_checkpoints(platform, job, tmp_path / "again", [30])
-    kept = tmp_path / "kept" / str(job.id)
-    await store_checkpoints(platform, job, kept, [40], upload=False)
-    assert await fetch_stored_checkpoints(platform, job.id, kept) == []
-    assert local_steps(kept) == [40]
-    # And one that holds an older one gets what is newer.
+    # A scratch directory that already holds the recorded ones gets nothing.
+    await forget_all(platform, job)
+    await store_checkpoints(platform, job, tmp_path / "again", [30, 40])
+    assert await fetch_stored_checkpoints(platform, job.id, tmp_path / "again") == []
+    assert local_steps(tmp_path / "again") == [30, 40]
+    # One that holds one of them gets the other.
     behind = tmp_path / "behind" / str(job.id)
-    await store_checkpoints(platform, job, behind, [5], upload=False)
-    assert await fetch_stored_checkpoints(platform, job.id, behind) == [30]
-    assert local_steps(behind) == [5, 30]
+    await store_checkpoints(platform, job, behind, [30], upload=False)
+    assert await fetch_stored_checkpoints(platform, job.id, behind) == [40]
+    assert local_steps(behind) == [30, 40]
     await forget_all(platform, job)
 
 
+async def test_the_rows_outrank_a_stale_scratch_directory(
+    platform: Platform, team: Team, wine: datasets.DatasetVersion, tmp_path: Path
+) -> None:
+    """A worker's scratch from an earlier attempt holds a step that another worker's run has
+    since trained again and forgotten: it is removed, and the job resumes from the newest
+    recorded checkpoint."""
+    job = await running_job(platform, team, wine)
+    await store_checkpoints(platform, job, tmp_path / "heir", [10, 20])
+    scratch = tmp_path / "scratch" / str(job.id)
+    await store_checkpoints(platform, job, scratch, [5, 30, 40], upload=False)
+    (scratch / "50").mkdir()  # a step directory the trainer never finished
+
+    assert await fetch_stored_checkpoints(platform, job.id, scratch) == [20, 10]
+    assert local_steps(scratch) == [10, 20]
+    assert sorted(entry.name for entry in scratch.iterdir()) == ["10", "20"]
+    sealer = await sealer_of(platform, job.project_id)
+    sealed = (scratch / "20" / "checkpoint.sealed").read_bytes()
+    with np.load(io.BytesIO(sealer.unseal(sealed)), allow_pickle=False) as archive:
+        assert int(archive["step"]) == 20
+
+    # With no rows at all, the trainer starts afresh.
+    await forget_all(platform, job)
+    assert await fetch_stored_checkpoints(platform, job.id, scratch) == []
+    assert local_steps(scratch) == []
+
+
+async def test_a_store_that_refuses_the_worker_stops_the_job_and_keeps_the_checkpoints(
+    platform: Platform,
+    team: Team,
+    wine: datasets.DatasetVersion,
+    object_store: ObjectStoreServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only a tampered or missing checkpoint is skipped: a store refusing the worker's
+    credentials says nothing of the checkpoints, and a fresh start would forget good ones."""
+    job = await running_job(platform, team, wine)
+    await store_checkpoints(platform, job, tmp_path / "written", [10, 20])
+    rows = await rows_of(platform, job.id)
+    wrong = build_config(
+        {**object_store.settings(PREFIX), "s3_secret_access_key": f"wrong-{uuid.uuid4().hex}"}
+    )
+    monkeypatch.setattr(platform, "artifacts", S3ArtifactStore(wrong))
+
+    scratch = tmp_path / "scratch" / str(job.id)
+    with pytest.raises(ArtifactError, match="refused the s3 artifact store's"):
+        await fetch_stored_checkpoints(platform, job.id, scratch)
+    monkeypatch.undo()
+    assert await rows_of(platform, job.id) == rows
+    assert await fetch_stored_checkpoints(platform, job.id, scratch) == [20, 10]
+    await forget_all(platform, job)
+
+
+async def test_a_run_whose_job_was_taken_over_stores_and_forgets_nothing(
+    platform: Platform, team: Team, wine: datasets.DatasetVersion, tmp_path: Path
+) -> None:
+    job = await running_job(platform, team, wine, claim="old:1:a")
+    before = set(await stored_keys(platform.artifacts))
+    stale = CheckpointUploads(platform, job.id, "old:1:a", tmp_path / "old")
+    await store_checkpoints(platform, job, tmp_path / "old", [10, 20], claim="old:1:a")
+    # The heir resumes from 10 and records it again; the old run is still finishing.
+    heir = await claim_job(platform, job.id, "heir:2:b", stale_after_s=0)
+    assert heir is not None
+    heirs = CheckpointUploads(platform, job.id, "heir:2:b", tmp_path / "heir")
+    await heirs.forget_after(10)
+    await store_checkpoints(platform, job, tmp_path / "heir", [10], claim="heir:2:b")
+    await heirs.close()
+    recorded = await rows_of(platform, job.id)
+    assert [row.step for row in recorded] == [10]
+
+    # The old run's checkpoints of steps 10 (the heir's step) and 30 (ahead of it) are refused,
+    # their objects deleted; it stores nothing more, and forgets none of the heir's.
+    await store_checkpoints(platform, job, tmp_path / "old", [30], upload=False)
+    stale.offer_from_thread(asyncio.get_running_loop(), 10)
+
+    async def refused() -> bool:
+        return stale.claim_lost
+
+    assert await poll_until(refused, 60) is not None
+    stale.offer_from_thread(asyncio.get_running_loop(), 30)
+    await stale.forget_after(0)
+    await stale.close()
+    assert stale.claim_lost
+    assert await rows_of(platform, job.id) == recorded
+    assert set(await stored_keys(platform.artifacts)) - before == {recorded[0].artifact_key}
+    await forget_all(platform, job)
+
+
+async def running_job(
+    platform: Platform, team: Team, wine: datasets.DatasetVersion, *, claim: str = CLAIM
+) -> Job:
+    """A job claimed by `claim`, as a worker running it: only its runner stores checkpoints."""
+    job = await new_job(platform, team, wine, 1)
+    claimed = await claim_job(platform, job.id, claim, stale_after_s=300)
+    assert claimed is not None
+    return claimed
+
+
 async def store_checkpoints(
-    platform: Platform, job: Job, directory: Path, steps: list[int], *, upload: bool = True
+    platform: Platform,
+    job: Job,
+    directory: Path,
+    steps: list[int],
+    *,
+    upload: bool = True,
+    claim: str = CLAIM,
 ) -> None:
     """Checkpoints as a trainer writes them (sealed with the project's key, in its layout), put
-    into the store as a worker does, each upload finished before the next is offered."""
+    into the store as the worker holding `claim` does, each upload finished before the next is
+    offered."""
     sealer = await sealer_of(platform, job.project_id)
     for step in steps:
-        (directory / str(step)).mkdir(parents=True, mode=0o700)
+        (directory / str(step)).mkdir(parents=True, mode=0o700, exist_ok=True)
         buffer = io.BytesIO()
         np.savez(buffer, step=np.asarray(step, np.int64))
         (directory / str(step) / "checkpoint.sealed").write_bytes(sealer.seal(buffer.getvalue()))
         if upload:
-            uploads = CheckpointUploads(platform, job.id, directory)
+            uploads = CheckpointUploads(platform, job.id, claim, directory)
             uploads.offer_from_thread(asyncio.get_running_loop(), step)
             await asyncio.sleep(0)  # the offer arrives through the loop
             await uploads.close()
@@ -245,14 +355,14 @@ async def forget_all(platform: Platform, job: Job) -> None:
 async def test_only_the_newest_two_are_kept_and_a_waiting_older_upload_is_skipped(
     platform: Platform, team: Team, wine: datasets.DatasetVersion, tmp_path: Path
 ) -> None:
-    job = await new_job(platform, team, wine, 1)
+    job = await running_job(platform, team, wine)
     before = set(await stored_keys(platform.artifacts))
     await store_checkpoints(platform, job, tmp_path, [10, 20, 30])
     assert [row.step for row in await rows_of(platform, job.id)] == [30, 20]
 
     # Two checkpoints reported before the uploader runs: only the newer one is uploaded.
     await store_checkpoints(platform, job, tmp_path, [40, 50], upload=False)
-    uploads = CheckpointUploads(platform, job.id, tmp_path)
+    uploads = CheckpointUploads(platform, job.id, CLAIM, tmp_path)
     loop = asyncio.get_running_loop()
     for step in (40, 50):
         uploads.offer_from_thread(loop, step)
@@ -262,16 +372,24 @@ async def test_only_the_newest_two_are_kept_and_a_waiting_older_upload_is_skippe
     rows = await rows_of(platform, job.id)
     assert [row.step for row in rows] == [50, 30]
     assert set(await stored_keys(platform.artifacts)) - before == {r.artifact_key for r in rows}
+
+    # A lower step recorded after them is forgotten at once, and its object deleted with it.
+    await store_checkpoints(platform, job, tmp_path, [25])
+    assert await rows_of(platform, job.id) == rows
+    assert set(await stored_keys(platform.artifacts)) - before == {r.artifact_key for r in rows}
     await forget_all(platform, job)
 
 
 async def test_a_failed_jobs_checkpoints_are_kept_for_the_retention_period_then_collected(
     platform: Platform, config: Config, team: Team, wine: datasets.DatasetVersion, tmp_path: Path
 ) -> None:
-    failed, running, succeeded = [await new_job(platform, team, wine, 1) for _ in range(3)]
+    failed, running, succeeded = [
+        await running_job(platform, team, wine, claim="retention:1:a") for _ in range(3)
+    ]
     for job in (failed, running, succeeded):
-        assert await claim_job(platform, job.id, "retention:1:a", stale_after_s=300) is not None
-        await store_checkpoints(platform, job, tmp_path / str(job.id), [10, 20])
+        await store_checkpoints(
+            platform, job, tmp_path / str(job.id), [10, 20], claim="retention:1:a"
+        )
     await finish_job(platform, failed.id, "retention:1:a", JobState.FAILED, "diverged")
     # A job that succeeded but could not forget its checkpoints then (the database away).
     await finish_job(platform, succeeded.id, "retention:1:a", JobState.SUCCEEDED, None)

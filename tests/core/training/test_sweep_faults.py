@@ -1,8 +1,8 @@
-"""Sweeps through faults, with real workers: a trial that fails leaves the sweep going; a worker
-killed with SIGKILL mid-trial leaves its trial to another worker, which resumes it, and the
-trial is counted once; a worker that lost its trial's job to another leaves the trial's end to
-that one; a time budget stops the starting of trials; and the reconciler settles a trial whose
-job ended without its runner telling."""
+"""Sweeps through faults, with real workers: a trial that fails leaves the sweep going; one that
+an outage stops is not failed but runs again; a worker killed with SIGKILL mid-trial leaves its
+trial to another worker, which resumes it, and the trial is counted once; a worker that lost its
+trial's job to another leaves the trial's end to that one; a time budget stops the starting of
+trials; and the reconciler settles a trial whose job ended without its runner telling."""
 
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ from aiaas.core.training import (
     cancel_training_job,
     create_sweep,
 )
+from aiaas.core.training.checkpoint_records import stored_checkpoints
 from e2e.test_training_live import start_worker, stream_events, worker_processes
 from serving_support import upload_wine
 from support import Team, new_team, poll_until
@@ -188,6 +189,47 @@ async def test_failing_trials_fail_alone_and_the_sweep_carries_on(
     await assert_optuna_agrees(platform, sweep, trials)
 
 
+# A trial that an outage stops -------------------------------------------------------------
+
+
+async def test_a_trial_stopped_by_an_outage_is_not_failed_but_runs_again(
+    platform: Platform,
+    config: Config,
+    flaky_platform: Platform,
+    team: Team,
+    wine: datasets.DatasetVersion,
+) -> None:
+    developer = team.members[ProjectRole.DEVELOPER].principal
+    sweep = await create_sweep(
+        flaky_platform,
+        developer,
+        wine_sweep(
+            wine,
+            trainer="flaky",
+            search_space=[SearchDimension(name="level", low=0.0, high=1.0)],
+            objective_metric="score",
+            hyperparameters={"epochs": 1, "outage_first": 1},
+            n_trials=1,
+            parallelism=1,
+            sampler=Sampler.RANDOM,
+        ),
+    )
+    _, (trial,) = await sweep_and_trials(platform, sweep.id)
+
+    # Handed back for the outage, unsettled; the reconciler delivers it again.
+    async def handed_on() -> bool:
+        return trial.job_id in await reconcile_jobs(platform, config.job_stale_after_s)
+
+    assert await poll_until(handed_on, 60, 0.5) is not None
+    sweep, trials = await finished(platform, sweep.id)
+
+    assert sweep.state is SweepState.SUCCEEDED, sweep.reason
+    assert [(t.number, t.state) for t in trials] == [(0, TrialState.COMPLETE)]
+    job = (await trial_jobs(platform, trials))[trial.job_id]
+    assert (job.state, job.attempt) == (JobState.SUCCEEDED, 2), job.reason
+    assert await trials_told(platform, sweep.id) == [(0, "COMPLETE")]
+
+
 # A time budget -----------------------------------------------------------------------------
 
 
@@ -229,8 +271,10 @@ async def test_a_sweep_past_its_time_budget_starts_no_more_trials(
 
 
 async def last_checkpoint(platform: Platform, job_id: uuid.UUID) -> int:
-    events = await stream_events(platform, job_id)
-    return max((e["step"] for e in events if e["type"] == "checkpoint"), default=0)
+    """The newest checkpoint recorded in the store: the one a resume starts from (a checkpoint
+    reported but not yet stored is not, even in a scratch directory the heir shares)."""
+    async with platform.metadata.acquire() as connection:
+        return max((row.step for row in await stored_checkpoints(connection, job_id)), default=0)
 
 
 async def test_a_worker_that_lost_its_trials_job_leaves_the_trials_end_to_the_next(

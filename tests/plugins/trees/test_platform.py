@@ -286,7 +286,7 @@ async def test_a_tree_trainer_without_its_extra_is_unknown_and_the_error_names_t
         )
     problem = refused.value.field_errors["trainer"]
     assert "unknown trainer 'xgboost-classifier'" in problem
-    assert "pip install 'aiaas[trees]'" in problem
+    assert "'trees' extra" in problem and "plugins-extra/aiaas-trees" in problem
     assert await job_count(platform) == before
 
 

@@ -208,13 +208,58 @@ def one_node_graph(domain: str, *, external: bool = False) -> bytes:
     return bytes(helper.make_model(graph).SerializeToString())
 
 
+def branching_graph(then_domain: str, *, external_in_else: bool = False) -> bytes:
+    """A graph whose one `If` node hides its work in two subgraphs, where the checks must look
+    too: one branch multiplies by a tensor (stored externally when asked), the other runs an
+    operator of `then_domain`."""
+
+    def branch(name: str, domain: str, external: bool) -> onnx.GraphProto:
+        weights = helper.make_tensor(f"{name}_w", TensorProto.FLOAT, [1], [1.0])
+        if external:
+            weights.data_location = TensorProto.EXTERNAL
+            weights.external_data.add(key="location", value="../../etc/passwd")
+            del weights.float_data[:]
+        node = helper.make_node("Mul", ["inputs", f"{name}_w"], [f"{name}_out"], domain=domain)
+        return helper.make_graph(
+            [node],
+            name,
+            [],
+            [helper.make_tensor_value_info(f"{name}_out", TensorProto.FLOAT, [None, 1])],
+            initializer=[weights],
+        )
+
+    condition = helper.make_tensor("condition", TensorProto.BOOL, [], [True])
+    node = helper.make_node(
+        "If",
+        ["condition"],
+        ["probabilities"],
+        then_branch=branch("then", then_domain, False),
+        else_branch=branch("else", "", external_in_else),
+    )
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("inputs", TensorProto.FLOAT, [None, 1])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, 1])],
+        initializer=[condition],
+    )
+    return bytes(helper.make_model(graph).SerializeToString())
+
+
 @pytest.mark.parametrize(
     ("graph", "problem"),
     [
         (one_node_graph("com.example.custom"), "domains that are not allowed"),
         (one_node_graph("", external=True), "external data"),
+        (branching_graph("com.example.custom"), "domains that are not allowed"),
+        (branching_graph("", external_in_else=True), "external data"),
     ],
-    ids=["custom-operator", "external-data"],
+    ids=[
+        "custom-operator",
+        "external-data",
+        "custom-operator-in-a-subgraph",
+        "external-data-in-a-subgraph",
+    ],
 )
 def test_the_runtime_refuses_a_graph_it_must_not_run(
     graph: bytes, problem: str, tmp_path: Path

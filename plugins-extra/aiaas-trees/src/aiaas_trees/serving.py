@@ -44,31 +44,63 @@ class OnnxServingRuntime(ServingRuntime):
 
 
 def check_graph(graph: bytes) -> None:
-    """Refuse a graph with an operator of another domain, or with external data."""
+    """Refuse a graph with an operator of another domain, or with external data, anywhere in
+    it: the main graph, its functions, and the subgraphs that control-flow operators (If, Loop,
+    Scan) carry in their attributes."""
     import onnx
 
     try:
         model = onnx.load_model_from_string(graph)
     except Exception as exc:  # protobuf raises its own DecodeError, among others
         raise BundleError(f"the graph does not parse: {exc}") from exc
-    domains = {node.domain for node in model.graph.node}
+    nodes, tensors = _contents(model.graph)
     for function in model.functions:
-        domains.update(node.domain for node in function.node)
-    refused = sorted(domains - ALLOWED_DOMAINS)
+        for node in function.node:
+            nodes.append(node)
+            more_nodes, more_tensors = _node_contents(node)
+            nodes.extend(more_nodes)
+            tensors.extend(more_tensors)
+    refused = sorted({node.domain for node in nodes} - ALLOWED_DOMAINS)
     if refused:
         raise BundleError(f"operators of domains that are not allowed: {', '.join(refused)}")
-    tensors = [*model.graph.initializer, *(node for node in _constant_tensors(model))]
     if any(tensor.data_location == onnx.TensorProto.EXTERNAL for tensor in tensors):
         raise BundleError("the graph refers to external data; a bundle holds all of its data")
 
 
-def _constant_tensors(model: Any) -> list[Any]:
-    return [
-        attribute.t
-        for node in model.graph.node
-        for attribute in node.attribute
-        if attribute.HasField("t")
-    ]
+def _contents(graph: Any) -> tuple[list[Any], list[Any]]:
+    """Every node and every tensor of `graph` and of the subgraphs within it."""
+    nodes: list[Any] = list(graph.node)
+    tensors: list[Any] = [*graph.initializer]
+    for sparse in graph.sparse_initializer:
+        tensors.extend((sparse.values, sparse.indices))
+    for node in graph.node:
+        more_nodes, more_tensors = _node_contents(node)
+        nodes.extend(more_nodes)
+        tensors.extend(more_tensors)
+    return nodes, tensors
+
+
+def _node_contents(node: Any) -> tuple[list[Any], list[Any]]:
+    """The tensors a node's attributes hold, and the nodes and tensors of its subgraphs."""
+    nodes: list[Any] = []
+    tensors: list[Any] = []
+    for attribute in node.attribute:
+        if attribute.HasField("t"):
+            tensors.append(attribute.t)
+        tensors.extend(attribute.tensors)
+        sparse_tensors = [*attribute.sparse_tensors]
+        if attribute.HasField("sparse_tensor"):
+            sparse_tensors.append(attribute.sparse_tensor)
+        for sparse in sparse_tensors:
+            tensors.extend((sparse.values, sparse.indices))
+        subgraphs = [*attribute.graphs]
+        if attribute.HasField("g"):
+            subgraphs.append(attribute.g)
+        for subgraph in subgraphs:
+            more_nodes, more_tensors = _contents(subgraph)
+            nodes.extend(more_nodes)
+            tensors.extend(more_tensors)
+    return nodes, tensors
 
 
 class OnnxLoadedModel(LoadedModel):

@@ -6,6 +6,11 @@ forgets the rows after the step it resumed from, whose training is done again. E
 returns the artifact keys of the rows it removed: nothing else refers to them (a sealed
 checkpoint starts with a random nonce), so the caller deletes them at once, and the garbage
 collector deletes whatever that missed.
+
+Only the run that holds the job's claim changes its rows: a run whose claim another worker took
+over (its heartbeat went stale) may still be finishing an upload, and its checkpoints would
+replace the heir's, or run ahead of the heir's metric history. Each change locks the job's row
+and checks the claim in the same transaction, so no claim slips in between.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
+from aiaas.core.jobs import JobState, lock_job
 from aiaas.core.storage import Connection
 
 KEPT_CHECKPOINTS = 2
@@ -30,12 +36,27 @@ class StoredCheckpoint:
     created_at: datetime
 
 
+async def _holds_claim(connection: Connection, job_id: UUID, claim: str | None) -> bool:
+    """Whether the job is still running under `claim`; the job's row stays locked until the
+    caller's transaction ends."""
+    job = await lock_job(connection, job_id)
+    return job is not None and job.state is JobState.RUNNING and job.claimed_by == claim
+
+
 async def record_checkpoint(
-    connection: Connection, job_id: UUID, step: int, artifact_key: str, size_bytes: int
-) -> list[str]:
+    connection: Connection,
+    job_id: UUID,
+    claim: str | None,
+    step: int,
+    artifact_key: str,
+    size_bytes: int,
+) -> list[str] | None:
     """Record the checkpoint of `step` (replacing one of the same step, written again by a
-    resumed run), and forget those beyond the newest kept."""
+    resumed run), and forget those beyond the newest kept. None, recording nothing, if the job
+    is no longer running under `claim`."""
     async with connection.transaction():
+        if not await _holds_claim(connection, job_id, claim):
+            return None
         replaced = await connection.fetch(
             "DELETE FROM job_checkpoints WHERE job_id = $1 AND step = $2 RETURNING artifact_key",
             job_id,
@@ -60,7 +81,8 @@ async def record_checkpoint(
             job_id,
             KEPT_CHECKPOINTS,
         )
-    return [row[0] for row in [*replaced, *beyond] if row[0] != artifact_key]
+    # A step lower than the kept ones is forgotten as it is recorded: its artifact goes too.
+    return [row[0] for row in [*replaced, *beyond]]
 
 
 async def stored_checkpoints(connection: Connection, job_id: UUID) -> list[StoredCheckpoint]:
@@ -73,13 +95,19 @@ async def stored_checkpoints(connection: Connection, job_id: UUID) -> list[Store
     return [StoredCheckpoint(**dict(row.items())) for row in rows]
 
 
-async def forget_checkpoints_after(connection: Connection, job_id: UUID, step: int) -> list[str]:
-    """Forget the job's checkpoints after `step`: a run resumed from it trains them again."""
-    rows = await connection.fetch(
-        "DELETE FROM job_checkpoints WHERE job_id = $1 AND step > $2 RETURNING artifact_key",
-        job_id,
-        step,
-    )
+async def forget_checkpoints_after(
+    connection: Connection, job_id: UUID, claim: str | None, step: int
+) -> list[str] | None:
+    """Forget the job's checkpoints after `step`: a run resumed from it trains them again. None,
+    forgetting nothing, if the job is no longer running under `claim`."""
+    async with connection.transaction():
+        if not await _holds_claim(connection, job_id, claim):
+            return None
+        rows = await connection.fetch(
+            "DELETE FROM job_checkpoints WHERE job_id = $1 AND step > $2 RETURNING artifact_key",
+            job_id,
+            step,
+        )
     return [row[0] for row in rows]
 
 

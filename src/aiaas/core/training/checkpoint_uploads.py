@@ -8,12 +8,16 @@ The trainer writes and reads its sealed checkpoints in the worker's local scratc
   training thread only reads the file it just wrote (so that the trainer may delete it when it
   moves on); the upload runs on the event loop, one at a time, the newest waiting one next and
   any older one waiting skipped. A row (`checkpoint_records`) is written once the artifact is
-  completely in the store, never before.
-- `fetch_stored_checkpoints` puts the job's recorded checkpoints that are newer than any in the
-  scratch directory there before `fit`: a job resumed on a worker that never ran it (no shared
-  disk) starts from the newest recorded one. Each is verified by the store against its key; one
-  that does not verify, or is gone, is skipped, leaving the trainer the older one or a fresh
-  start. A store that cannot be reached stops the job instead: it could not store the model
+  completely in the store, never before, and only while the run holds the job's claim: a run
+  whose job another worker took over stores nothing more (the artifact it just put is deleted).
+- `fetch_stored_checkpoints` makes the scratch directory hold the job's recorded checkpoints
+  before `fit`: the rows are the truth. A step there that has no row is removed (the scratch of
+  an earlier attempt on this worker may hold steps that another worker's run has since trained
+  again and forgotten), and each recorded one not there is fetched: a job resumed on a worker
+  that never ran it (no shared disk) starts from the newest recorded one. Each is verified by
+  the store against its key; one that does not verify, or is gone, is skipped, leaving the
+  trainer the older one or a fresh start. Any other failure of the store (unreachable, or
+  refusing the worker's credentials) stops the job instead: it could not store the model
   either, and a fresh start would forget the checkpoints that are still good.
 - A job that succeeds forgets its checkpoints at once; a failed or cancelled one keeps them for
   `checkpoint_retention_s`, after which `expire_checkpoints` (the worker's garbage collection
@@ -33,7 +37,7 @@ from typing import TYPE_CHECKING
 from uuid import UUID
 
 from aiaas.core.audit import AuditedChange
-from aiaas.core.errors import ArtifactError
+from aiaas.core.errors import ArtifactIntegrityError, ArtifactNotFoundError
 from aiaas.core.governance import PendingArtifacts
 from aiaas.core.jobs import Job, JobState, jobs_by_ids
 from aiaas.core.trainers import CHECKPOINT_FILE
@@ -73,21 +77,44 @@ def sealed_checkpoint(checkpoint_dir: Path, step: int) -> bytes | None:
 
 
 class CheckpointUploads:
-    """Puts a job's checkpoints into the artifact store, on the event loop, one at a time."""
+    """Puts a job's checkpoints into the artifact store, on the event loop, one at a time, for
+    the run that holds the job's claim `claim` (`Job.claimed_by`): once the job is found to be
+    another's, nothing more is stored or forgotten."""
 
-    def __init__(self, platform: Platform, job_id: UUID, checkpoint_dir: Path) -> None:
+    def __init__(
+        self, platform: Platform, job_id: UUID, claim: str | None, checkpoint_dir: Path
+    ) -> None:
         self._platform = platform
         self._job_id = job_id
+        self._claim = claim
         self._checkpoint_dir = checkpoint_dir
         self._waiting: tuple[int, bytes] | None = None
         self._wake = asyncio.Event()
         self._closing = False
+        self.claim_lost = False
         self._task = asyncio.create_task(self._upload_all(), name=f"checkpoints-{job_id}")
 
     def offer(self, step: int, sealed: bytes) -> None:
         """Upload this checkpoint next, in place of any older one still waiting. On the loop."""
-        self._waiting = (step, sealed)
-        self._wake.set()
+        if not self.claim_lost:
+            self._waiting = (step, sealed)
+            self._wake.set()
+
+    async def forget_after(self, step: int) -> None:
+        """A run resumed from `step` (0: afresh) trains what came after again: the checkpoints
+        after it are forgotten."""
+        async with self._platform.metadata.acquire() as connection:
+            forgotten = await forget_checkpoints_after(connection, self._job_id, self._claim, step)
+        if forgotten is None:
+            self._lose_claim()
+        await discard_artifacts(self._platform, forgotten or [])
+
+    def _lose_claim(self) -> None:
+        logger.warning(
+            "job %s: claimed by another worker; this run stores no more checkpoints", self._job_id
+        )
+        self.claim_lost = True
+        self._waiting = None
 
     def offer_from_thread(self, loop: asyncio.AbstractEventLoop, step: int) -> None:
         """From the training thread, as the trainer reports the checkpoint of `step` complete:
@@ -127,9 +154,12 @@ class CheckpointUploads:
         try:
             stored = await platform.artifacts.put_bytes(sealed)
             async with platform.metadata.acquire() as connection:
-                forgotten = await record_checkpoint(
-                    connection, self._job_id, step, stored.key, stored.size_bytes
+                recorded = await record_checkpoint(
+                    connection, self._job_id, self._claim, step, stored.key, stored.size_bytes
                 )
+            if recorded is None:  # the heir's checkpoints stay as they are
+                self._lose_claim()
+            forgotten = [stored.key] if recorded is None else recorded
         except Exception:  # the store or the database failed: the older checkpoint stays
             logger.warning(
                 "job %s: checkpoint of step %d not stored; a resume elsewhere starts from an "
@@ -171,21 +201,38 @@ def _place(checkpoint_dir: Path, step: int, sealed: bytes) -> None:
     partial.rename(checkpoint_dir / str(step))
 
 
+def _remove_unrecorded(checkpoint_dir: Path, recorded: set[int]) -> list[int]:
+    """Remove the steps in the scratch directory that have no row; the steps left there."""
+    if not checkpoint_dir.is_dir():
+        return []
+    for entry in checkpoint_dir.iterdir():
+        if entry.name.isdigit() and int(entry.name) not in recorded:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+    return local_steps(checkpoint_dir)
+
+
 async def fetch_stored_checkpoints(
     platform: Platform, job_id: UUID, checkpoint_dir: Path
 ) -> list[int]:
-    """Put the job's stored checkpoints newer than the newest in `checkpoint_dir` there, for
-    `fit` to resume from; the steps put there, newest first."""
-    newest_local = max(await asyncio.to_thread(local_steps, checkpoint_dir), default=-1)
+    """Make `checkpoint_dir` hold the job's recorded checkpoints, for `fit` to resume from: the
+    steps with no row are removed, the recorded ones not there fetched; the steps fetched,
+    newest first."""
     async with platform.metadata.acquire() as connection:
         stored = await stored_checkpoints(connection, job_id)
+    recorded = {checkpoint.step for checkpoint in stored}
+    present = set(await asyncio.to_thread(_remove_unrecorded, checkpoint_dir, recorded))
     fetched = []
     for checkpoint in stored:
-        if checkpoint.step <= newest_local:
-            break
+        if checkpoint.step in present:
+            continue
         try:
             sealed = await platform.artifacts.read_bytes(checkpoint.artifact_key)
-        except ArtifactError:  # tampered with, or gone: an older one, or a fresh start
+        except (ArtifactNotFoundError, ArtifactIntegrityError):
+            # Tampered with, or gone: an older one, or a fresh start. Anything else (the store
+            # unreachable, or refusing this worker) stops the job, the good ones kept.
             logger.warning(
                 "job %s: stored checkpoint of step %d cannot be read",
                 job_id,
@@ -196,14 +243,6 @@ async def fetch_stored_checkpoints(
         await asyncio.to_thread(_place, checkpoint_dir, checkpoint.step, sealed)
         fetched.append(checkpoint.step)
     return fetched
-
-
-async def forget_checkpoints_after_resume(platform: Platform, job_id: UUID, step: int) -> None:
-    """A run resumed from `step` (0: afresh) trains what came after again: the checkpoints after
-    it are forgotten."""
-    async with platform.metadata.acquire() as connection:
-        forgotten = await forget_checkpoints_after(connection, job_id, step)
-    await discard_artifacts(platform, forgotten)
 
 
 async def forget_job_checkpoints(platform: Platform, job_id: UUID) -> None:

@@ -48,7 +48,6 @@ from aiaas.core.training.checkpoint_sealing import ProjectCheckpointSealer
 from aiaas.core.training.checkpoint_uploads import (
     CheckpointUploads,
     fetch_stored_checkpoints,
-    forget_checkpoints_after_resume,
     forget_job_checkpoints,
 )
 from aiaas.core.training.metric_history import drop_points_after
@@ -123,7 +122,7 @@ class WorkerReporter(TrainingReporter):
     def resumed(self, step: int) -> None:
         # Before any new point is written: the rows after the checkpoint are written again.
         dropped = self._wait_for(_drop_points_after(self._platform, self._job_id, step))
-        self._wait_for(forget_checkpoints_after_resume(self._platform, self._job_id, step))
+        self._wait_for(self._uploads.forget_after(step))
         self.last_checkpoint = step
         self._send({"type": "resumed", "step": step, "dropped_points": dropped})
 
@@ -206,7 +205,7 @@ async def _train(
     outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
     writer = MetricWriter(platform.metadata, job.id)
     await writer.start()
-    uploads = CheckpointUploads(platform, job.id, run.checkpoint_dir)
+    uploads = CheckpointUploads(platform, job.id, job.claimed_by, run.checkpoint_dir)
     reporter = WorkerReporter(
         loop,
         outbox,

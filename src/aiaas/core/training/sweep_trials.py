@@ -20,6 +20,7 @@ from uuid import UUID
 
 from aiaas.core.errors import JobCancelledError
 from aiaas.core.jobs import Job
+from aiaas.core.outages import as_outage
 from aiaas.core.training.sweep_driver import (
     PRUNED_NOTE,
     TrialOutcome,
@@ -126,8 +127,8 @@ async def run_trial(
     """Run `train` (which returns the job's note and the model version's metrics), and hand the
     trial's outcome to its sweep as it ends, before the job's own outcome is recorded: the sweep
     starts its next trial without waiting for the reconciler. A trial that stops because its
-    worker stops, or because another worker took its job over, is not settled here: the other
-    worker resumes it."""
+    worker stops, because a service it needs went away, or because another worker took its job
+    over, is not settled here: the job runs again and resumes it."""
     if pruning is None:
         note, _ = await train()
         return note
@@ -146,7 +147,11 @@ async def run_trial(
         raise JobCancelledError(f"{PRUNED_NOTE} at epoch {pruning.pruned_at_epoch}") from exc
     except asyncio.CancelledError:
         raise
-    except Exception:
+    except Exception as exc:
+        if as_outage(exc) is not None:
+            # Not the trial's failure: its job goes back to the queue and resumes it, as after
+            # a stopped worker (`workers.jobs`), so the sweep still waits for it.
+            raise
         await _settle(platform, job, pruning, TrialOutcome(TrialState.FAIL))
         raise
     await _settle(platform, job, pruning, objective_outcome(pruning.sweep, metrics))

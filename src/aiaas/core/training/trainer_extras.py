@@ -31,8 +31,12 @@ def unknown_trainer_problem(name: str, known: list[str]) -> str:
     problem = f"unknown trainer {name!r}; known: {', '.join(known)}"
     extra = TRAINER_EXTRAS.get(name)
     if extra is not None:
+        # The package is named by its path in aiaas's repository, not by an index name: until
+        # the name is published and held by this project, telling operators to install it from
+        # an index would send them to whoever registers the name first.
         problem += (
-            f". {name!r} comes with the {extra!r} extra, which is not installed here: "
-            f"pip install 'aiaas[{extra}]' on the API and the workers"
+            f". {name!r} comes with the {extra!r} extra, which is not installed here: install "
+            f"the aiaas-{extra} package (plugins-extra/aiaas-{extra} in aiaas's repository) on "
+            "the API and the workers"
         )
     return problem
