@@ -136,6 +136,10 @@ CHECKPOINT_FILE = "checkpoint.sealed"
 complete once `checkpointed(N)` is reported. The platform copies it from there to the artifact
 store, and puts a stored one back there for a job resumed on a worker whose directory holds
 none (`aiaas.core.training.checkpoint_uploads`)."""
+CHECKPOINT_PARTIAL_SUFFIX = ".partial"
+"""A checkpoint being written, by the trainer or by the platform fetching a stored one, goes
+under `<N>.partial/` and is renamed to `<N>/` once complete; a directory left with this suffix
+is a crash's remains, never a checkpoint."""
 
 
 @dataclass(frozen=True, kw_only=True)

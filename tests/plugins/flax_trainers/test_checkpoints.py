@@ -13,8 +13,9 @@ import pyarrow as pa
 import pytest
 
 from aiaas.core.errors import TrainingCancelled, TrainingDiverged
+from aiaas.core.trainers import CHECKPOINT_PARTIAL_SUFFIX as PARTIAL_SUFFIX
 from aiaas.plugins.flax_trainers import TabularClassifier, train
-from aiaas.plugins.flax_trainers.checkpoints import PARTIAL_SUFFIX, CheckpointStore
+from aiaas.plugins.flax_trainers.checkpoints import CheckpointStore
 
 # Wine has 142 training rows: 4 steps an epoch in batches of 32, 16 steps in all.
 HYPERPARAMETERS = {"epochs": 4, "hidden_size": 16}

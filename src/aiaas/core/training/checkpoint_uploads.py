@@ -40,7 +40,7 @@ from aiaas.core.audit import AuditedChange
 from aiaas.core.errors import ArtifactIntegrityError, ArtifactNotFoundError
 from aiaas.core.governance import PendingArtifacts
 from aiaas.core.jobs import Job, JobState, jobs_by_ids
-from aiaas.core.trainers import CHECKPOINT_FILE
+from aiaas.core.trainers import CHECKPOINT_FILE, CHECKPOINT_PARTIAL_SUFFIX
 from aiaas.core.training.checkpoint_records import (
     forget_checkpoints,
     forget_checkpoints_after,
@@ -54,9 +54,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_PARTIAL_SUFFIX = ".partial"
-"""A checkpoint being fetched is written under `<step>.partial/` and renamed once complete; the
-trainer's store removes what a crash left there."""
 RETAINED_STATES = frozenset({JobState.FAILED, JobState.CANCELLED})
 
 
@@ -188,7 +185,7 @@ def _place(checkpoint_dir: Path, step: int, sealed: bytes) -> None:
     into place once complete and synced."""
     for private in (checkpoint_dir.parent, checkpoint_dir):
         private.mkdir(mode=0o700, parents=True, exist_ok=True)
-    partial = checkpoint_dir / f"{step}{_PARTIAL_SUFFIX}"
+    partial = checkpoint_dir / f"{step}{CHECKPOINT_PARTIAL_SUFFIX}"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(mode=0o700)
     descriptor = os.open(

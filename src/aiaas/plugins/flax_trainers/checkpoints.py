@@ -33,12 +33,11 @@ from typing import Any
 import numpy as np
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from aiaas.core.trainers import CHECKPOINT_FILE, CheckpointSealer
+from aiaas.core.trainers import CHECKPOINT_FILE, CHECKPOINT_PARTIAL_SUFFIX, CheckpointSealer
 
 logger = logging.getLogger(__name__)
 
 KEEP_CHECKPOINTS = 2
-PARTIAL_SUFFIX = ".partial"
 _STEP = "step"
 _LAYOUT = "layout"
 _NONCE_BYTES = 12
@@ -138,7 +137,7 @@ class CheckpointStore:
         np.savez(buffer, allow_pickle=False, **arrays)
         sealed = self._sealer.seal(buffer.getvalue())
         del buffer
-        partial = self._directory / f"{step}{PARTIAL_SUFFIX}"
+        partial = self._directory / f"{step}{CHECKPOINT_PARTIAL_SUFFIX}"
         if partial.exists():
             _remove(partial)
         partial.mkdir(mode=0o700)
