@@ -59,6 +59,10 @@ async def running(worker: Worker) -> AsyncIterator[asyncio.Task[None]]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        # A job whose outcome the test already saw in PostgreSQL may still be writing its result
+        # to Redis; `close` cancels what is running, which would cut that short.
+        if worker.tasks:
+            await asyncio.wait(list(worker.tasks.values()), timeout=SETTLES_WITHIN_S)
         await worker.close()
 
 
