@@ -19,6 +19,7 @@ from __future__ import annotations
 import abc
 import bisect
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -91,3 +92,29 @@ class ServingRuntime(abc.ABC):
     def load(self, bundle: bytes, *, max_batch_size: int) -> LoadedModel:
         """A model ready to warm up, from a model version's bundle. Blocking (it decodes
         weights and may move them to a device): called in a thread."""
+
+    def onnx_graph(self, bundle: bytes) -> bytes | None:
+        """The model of `bundle` as a serialized ONNX graph, for export; None where this runtime
+        cannot convert its models. Blocking: called in a thread."""
+        return None
+
+    def uploadable_formats(self) -> frozenset[str]:
+        """The model formats whose files a user may upload as a model version
+        (`bundle_upload`): none, unless the runtime can vet a file it did not make."""
+        return frozenset()
+
+    def bundle_upload(
+        self, model_format: str, data: bytes, declared: ModelSignature | None
+    ) -> UploadedModel:
+        """An uploaded model file, vetted, as a bundle this runtime loads. `declared` is the
+        signature the uploader gave, which must match the model; without one it is inferred.
+        Raises `ValueError` saying what is wrong with the file. Blocking: called in a thread."""
+        raise ValueError(f"models of format {model_format!r} cannot be uploaded")
+
+
+@dataclass(frozen=True, kw_only=True)
+class UploadedModel:
+    """What `ServingRuntime.bundle_upload` makes of an uploaded file."""
+
+    bundle: bytes
+    signature: ModelSignature

@@ -42,6 +42,9 @@ class OnnxServingRuntime(ServingRuntime):
         manifest, graph = decode_bundle(bundle)
         return OnnxLoadedModel(manifest, graph, max_batch_size=max_batch_size)
 
+    def onnx_graph(self, bundle: bytes) -> bytes | None:
+        return decode_bundle(bundle)[1]
+
 
 def check_graph(graph: bytes) -> None:
     """Refuse a graph with an operator of another domain, or with external data, anywhere in
