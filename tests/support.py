@@ -198,12 +198,15 @@ async def wait_until_ready(server: RunningServer, timeout_s: float = 20) -> None
 
 def server_environment(config: Config, **variables: str) -> dict[str, str]:
     """The environment of an `aiaas serve` pointed at a test module's database and Redis,
-    with its master key."""
+    with its master key, and the entry-point plugins the module's config allows (none, unless
+    a module allows some)."""
+    plugins = {"AIAAS_PLUGINS": ",".join(config.plugins)} if config.plugins else {}
     return clean_environment(
         AIAAS_DATABASE_URL=str(config.database_url),
         AIAAS_REDIS_URL=str(config.redis_url),
         AIAAS_MASTER_KEY=str(config.master_key),
-        AIAAS_DISABLE_PLUGIN_AUTOLOAD="1",
+        AIAAS_DISABLE_PLUGIN_AUTOLOAD="1" if config.disable_plugin_autoload else "0",
+        **plugins,
         **variables,
     )
 

@@ -28,7 +28,7 @@ from aiaas.graphql import graphiql
 from aiaas.graphql.view import CSRF_HEADER, GraphQLView
 from aiaas.request_limits import GraphQLBodyLimit, authenticated
 from aiaas.requests import GRAPHQL_PATH, RequestIdMiddleware
-from aiaas.rest import dataset_download
+from aiaas.rest import dataset_download, model_export, model_upload
 from aiaas.rest import datasets as dataset_rest
 from aiaas.rest import inference as inference_rest
 from aiaas.rest import metrics as metrics_rest
@@ -128,7 +128,8 @@ def create_app(config: Config | None = None, *, platform: Platform | None = None
         if config.is_dev:
             # GraphiQL's scripts and styles, from the package; GraphiQL is served in dev only.
             routes += graphiql.asset_routes()
-        routes += dataset_rest.ROUTES + dataset_download.ROUTES
+        routes += dataset_rest.ROUTES + dataset_download.ROUTES + model_export.ROUTES
+        routes += model_upload.ROUTES
     if config.role is not ServerRole.API:
         routes += inference_rest.ROUTES
     app = Starlette(

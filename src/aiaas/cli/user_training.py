@@ -1,10 +1,11 @@
-"""`aiaas train`, `aiaas jobs list|show|follow|cancel` and `aiaas models list|show`, through
-the SDK."""
+"""`aiaas train`, `aiaas jobs list|show|follow|cancel` and
+`aiaas models list|show|export|upload`, through the SDK."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import click
@@ -20,6 +21,7 @@ from aiaas.cli.user_common import (
     user_command,
 )
 from aiaas.client.batch import BATCH_PREDICTION_KIND, BatchPredictionJob
+from aiaas.client.downloads import download_model_version
 from aiaas.client.errors import JobFailedError, NotFoundError
 from aiaas.client.generated.jobs import JobQueryNodeJob
 from aiaas.client.resources import ProjectModel
@@ -216,3 +218,97 @@ def show_model(name: str, project: str, as_json: bool) -> None:
     ]
     columns = ("version", "trainer", "format", "metrics", "aliases", "created", "id")
     emit(model, as_json, columns, rows, title=f"model {name}")
+
+
+@models.command("export")
+@click.argument("name")
+@project_option
+@click.option("--version", "-v", type=click.IntRange(min=1), help="Its version (default: latest).")
+@click.option(
+    "--format",
+    "export_format",
+    type=click.Choice(["bundle", "onnx"]),
+    default="bundle",
+    show_default=True,
+    help="bundle: a ZIP of the native bundle and its manifest.json; onnx: the ONNX graph.",
+)
+@click.option(
+    "--output",
+    "-o",
+    required=True,
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="The file to write.",
+)
+@json_option
+@user_command
+def export_model(
+    name: str, project: str, version: int | None, export_format: str, output: Path, as_json: bool
+) -> None:
+    """Export a version of model NAME to the file --output names, written whole or not at all:
+    its native bundle with a manifest (a ZIP archive), or its ONNX graph where its format
+    converts."""
+    with connect() as client:
+        if version is None:
+            version = max(
+                (v.number for v in client.project_handle(project).model(name).versions), default=1
+            )
+        download_model_version(client, project, name, version, output, format=export_format)
+    written = {
+        "project": project,
+        "model": name,
+        "version": version,
+        "format": export_format,
+        "path": str(output),
+        "bytes": output.stat().st_size,
+    }
+    emit_record(written, as_json, list(written.items()), f"{project}/{name}")
+
+
+@models.command("upload")
+@click.argument("name")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@project_option
+@click.option(
+    "--signature",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help='A JSON file of the signature, {"inputs": [...], "outputs": [...]} (default: read '
+    "from the graph).",
+)
+@click.option(
+    "--reference",
+    metavar="DATASET:VERSION",
+    help="A dataset version of the project as its reference data, which drift is measured on.",
+)
+@json_option
+@user_command
+def upload_model(
+    name: str,
+    file: Path,
+    project: str,
+    signature: Path | None,
+    reference: str | None,
+    as_json: bool,
+) -> None:
+    """Upload the ONNX model FILE as the next version of model NAME, ready to deploy."""
+    declared = json.loads(signature.read_text(encoding="utf-8")) if signature else None
+    with connect() as client:
+        version = client.project_handle(project).upload_model(
+            file, name, signature=declared, reference=_reference(reference)
+        )
+    uploaded = {
+        "model": name,
+        "version": version.number,
+        "format": version.format,
+        "inputs": [spec["name"] for spec in version.signature["inputs"]],
+        "id": version.id,
+    }
+    emit_record(uploaded, as_json, list(uploaded.items()), f"{project}/{name}")
+
+
+def _reference(text: str | None) -> tuple[str, int] | None:
+    if text is None:
+        return None
+    dataset, _, number = text.rpartition(":")
+    if not dataset or not number.isdigit():
+        raise click.BadParameter("DATASET:VERSION, e.g. transactions:3", param_hint="--reference")
+    return dataset, int(number)

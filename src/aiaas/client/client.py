@@ -5,11 +5,12 @@ with methods of their own (`Project`, `DatasetVersion`, `Job`)."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Self
 
 import httpx
 
-from aiaas.client import credentials
+from aiaas.client import credentials, downloads
 from aiaas.client.api import AsyncApi, SyncApi
 from aiaas.client.errors import AiaasClientError, NotFoundError, raise_for
 from aiaas.client.generated.datasets import DatasetVersionQueryNodeDatasetVersion
@@ -137,6 +138,21 @@ class Client:
         return self.project_handle(project).upload(
             source, dataset, description=description, progress=progress
         )
+
+    def download_model_version(
+        self,
+        project: str,
+        model: str,
+        number: int,
+        path: str | os.PathLike[str],
+        *,
+        format: str = "bundle",
+    ) -> Path:
+        """Export version `number` of model `model` in project `project` to the file `path`,
+        written to a temporary file beside it and renamed once whole: `format="bundle"` (a ZIP
+        archive of the native bundle and its `manifest.json`) or `"onnx"` (the ONNX graph, for
+        formats that convert). Answers the path."""
+        return downloads.download_model_version(self, project, model, number, path, format=format)
 
     def project_handle(self, slug: str) -> Project:
         """A project by slug, without asking the server whether there is one (its other

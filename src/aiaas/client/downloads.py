@@ -4,7 +4,10 @@ pyarrow Table, or converted to CSV; memory holds one chunk of the body at a time
 The file goes to a temporary file beside its destination and is renamed onto it only once the
 whole body has arrived: an interruption (Ctrl-C), a refusal or a body cut short leaves the
 destination as it was and no temporary file behind. pyarrow is imported only when a table or a
-CSV file is asked for."""
+CSV file is asked for.
+
+A model version's export (`download_model_version`: its native bundle with a manifest, as a ZIP
+archive, or its ONNX graph) is written the same way."""
 
 from __future__ import annotations
 
@@ -89,6 +92,33 @@ def download_version(
     target = Path(destination)
     with replacing(target) as temporary:
         _receive(client, data_path(project, dataset, number), temporary)
+    return target
+
+
+def model_export_path(project: str, model: str, number: int, export_format: str) -> str:
+    """The REST path of a model version's export in `export_format` (`bundle` or `onnx`)."""
+    return (
+        f"/v1/projects/{quote(project, safe='')}/models/{quote(model, safe='')}"
+        f"/versions/{number}/export?format={quote(export_format, safe='')}"
+    )
+
+
+def download_model_version(
+    client: Client,
+    project: str,
+    model: str,
+    number: int,
+    destination: str | os.PathLike[str],
+    *,
+    format: str = "bundle",
+) -> Path:
+    """Version `number` of model `model` in project `project`, exported to `destination`
+    (replaced whole if it exists): `format="bundle"`, a ZIP archive of its native bundle and a
+    `manifest.json`; `format="onnx"`, its ONNX graph, for the formats that convert (otherwise
+    `InvalidInputError`). Answers its path."""
+    target = Path(destination)
+    with replacing(target) as temporary:
+        _receive(client, model_export_path(project, model, number, format), temporary)
     return target
 
 

@@ -3,19 +3,20 @@ and the fields it was read with; methods that need the server's current state as
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Unpack
+from typing import IO, TYPE_CHECKING, Any, Unpack
 from urllib.parse import quote
 
 import httpx
 
 from aiaas.client import downloads
 from aiaas.client.connection import Client
-from aiaas.client.deployments import Deployment, Model
+from aiaas.client.deployments import Deployment, Model, ModelVersion
 from aiaas.client.errors import AiaasClientError, JobFailedError, NotFoundError, raise_for
 from aiaas.client.generated.cli import (
     ProjectModelsQueryProjectModelsNodes as ProjectModel,
@@ -30,7 +31,7 @@ from aiaas.client.job_states import FINISHED
 from aiaas.client.sweeps import Sweep, SweepOptions, submit_sweep
 from aiaas.client.training import TrainingJob
 from aiaas.client.transport import answered, check_response
-from aiaas.client.uploads import Source, chunks, opened, progress_wanted
+from aiaas.client.uploads import Body, Source, chunks, opened, opened_model, progress_wanted
 
 if TYPE_CHECKING:
     import pandas
@@ -41,6 +42,22 @@ __all__ = ["DatasetVersion", "Job", "Project", "ProjectModel", "QualityReport", 
 UPLOAD_ANSWER_TIMEOUT_S = 600.0
 """How long an upload may wait for its answer once sent: the server ingests the whole file
 (normalizes it to Parquet, profiles it) before it answers."""
+
+
+def _send(
+    client: Client, path: str, body: Body, params: dict[str, str], progress: bool | None
+) -> dict[str, Any]:
+    """POST `body` to `path` in chunks, behind a progress bar where wanted; the JSON answer."""
+    timeout = httpx.Timeout(client.timeout, read=max(client.timeout, UPLOAD_ANSWER_TIMEOUT_S))
+    headers = {"Content-Length": str(body.size), "Content-Type": "application/octet-stream"}
+    with chunks(body, progress_wanted(progress)) as content, answered(client.url):
+        # An interruption (Ctrl-C) while `content` is read closes the connection mid-body:
+        # the server stops the upload and keeps nothing of it.
+        response = client.http.post(
+            path, content=content, params=params, headers=headers, timeout=timeout
+        )
+    answer: dict[str, Any] = check_response(client.url, response)
+    return answer
 
 
 @dataclass
@@ -75,22 +92,47 @@ class Project:
         Content uploaded before answers its existing version (`version.created` is False).
         Interrupted (Ctrl-C), the upload leaves no version on the server.
         """
-        client = self.client
         path = f"/v1/projects/{quote(self.slug, safe='')}/datasets/{quote(name, safe='')}/versions"
-        timeout = httpx.Timeout(client.timeout, read=max(client.timeout, UPLOAD_ANSWER_TIMEOUT_S))
-        with opened(source) as body, chunks(body, progress_wanted(progress)) as content:
+        with opened(source) as body:
             params = {"format": body.format}
             if description:
                 params["description"] = description
-            headers = {"Content-Length": str(body.size), "Content-Type": "application/octet-stream"}
-            with answered(client.url):
-                # An interruption (Ctrl-C) while `content` is read closes the connection
-                # mid-body: the server stops the upload and keeps nothing of it.
-                response = client.http.post(
-                    path, content=content, params=params, headers=headers, timeout=timeout
-                )
-        answer = check_response(client.url, response)
-        return DatasetVersion.from_rest(client, answer, project_slug=self.slug, dataset_name=name)
+            answer = _send(self.client, path, body, params, progress)
+        return DatasetVersion.from_rest(
+            self.client, answer, project_slug=self.slug, dataset_name=name
+        )
+
+    def upload_model(
+        self,
+        source: str | os.PathLike[str] | IO[bytes],
+        name: str,
+        *,
+        format: str = "onnx",
+        signature: dict[str, Any] | None = None,
+        reference: DatasetVersion | tuple[str, int] | None = None,
+        progress: bool | None = None,
+    ) -> ModelVersion:
+        """Upload a model file made elsewhere (an ONNX graph) as the next version of model
+        `name` (created if there is none), ready to deploy.
+
+        `signature` ({"inputs": [{"name", "dtype", "shape"}...], "outputs": [...]}) must match
+        the graph; left out, it is read from the graph. `reference` names a dataset version
+        of the project (a `DatasetVersion`, or its dataset's name and number) whose data drift
+        checks compare requests with. `InvalidInputError` says what is wrong with the file."""
+        path = f"/v1/projects/{quote(self.slug, safe='')}/models/{quote(name, safe='')}/versions"
+        params = {"format": format}
+        if signature is not None:
+            params["signature"] = json.dumps(signature)
+        if reference is not None:
+            dataset, number = (
+                (reference.dataset_name, reference.number)
+                if isinstance(reference, DatasetVersion)
+                else reference
+            )
+            params |= {"dataset": dataset, "datasetVersion": str(number)}
+        with opened_model(source, format) as body:
+            answer = _send(self.client, path, body, params, progress)
+        return ModelVersion.get(self.client, answer["version"]["id"])
 
     def train(
         self,

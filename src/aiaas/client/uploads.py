@@ -8,7 +8,7 @@ import io
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, cast
@@ -80,10 +80,26 @@ def opened(source: Source) -> Iterator[Body]:
             file.seek(0)
             yield Body(file, size, "parquet", f"a table of {table.num_rows} rows")
         return
+    with _file_body(source, _sniff, "a pyarrow Table or a pandas DataFrame") as body:
+        yield body
+
+
+@contextlib.contextmanager
+def opened_model(source: str | os.PathLike[str] | IO[bytes], model_format: str) -> Iterator[Body]:
+    """The body to send for a model file: a path or a binary file, sent as it is (the server
+    tells whether it is a model of `model_format`)."""
+    with _file_body(source, lambda file, label: model_format, None) as body:
+        yield body
+
+
+@contextlib.contextmanager
+def _file_body(
+    source: Any, format_of_file: Callable[[IO[bytes], str], str], other_sources: str | None
+) -> Iterator[Body]:
     if isinstance(source, str | os.PathLike):
         path = Path(source)
         with path.open("rb") as file:
-            yield Body(file, path.stat().st_size, _sniff(file, str(path)), path.name)
+            yield Body(file, path.stat().st_size, format_of_file(file, str(path)), path.name)
         return
     if isinstance(source, io.IOBase) or hasattr(source, "read"):
         source = cast(IO[bytes], source)
@@ -91,12 +107,10 @@ def opened(source: Source) -> Iterator[Body]:
         size = source.seek(0, os.SEEK_END) - start
         source.seek(start)
         label = str(getattr(source, "name", "the file"))
-        yield Body(source, size, _sniff(source, label), label)
+        yield Body(source, size, format_of_file(source, label), label)
         return
-    raise UnsupportedFileError(
-        f"cannot upload a {type(source).__name__}: pass a path, a binary file, a pyarrow Table"
-        " or a pandas DataFrame"
-    )
+    accepted = "a path or a binary file" + (f", {other_sources}" if other_sources else "")
+    raise UnsupportedFileError(f"cannot upload a {type(source).__name__}: pass {accepted}")
 
 
 def progress_wanted(progress: bool | None) -> bool:

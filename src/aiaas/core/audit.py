@@ -259,6 +259,11 @@ class AuditedChange:
         return self._connection
 
     @property
+    def platform(self) -> Platform:
+        """The platform the change is made on."""
+        return self._platform
+
+    @property
     def connection(self) -> Connection:
         """The connection of the change's transaction, once it has begun."""
         if self._connection is None:

@@ -21,6 +21,8 @@ docs/errors.md), and the HTTP status that a REST route answers with. Anything th
     ├── AuthenticationError          no valid credentials (401, UNAUTHENTICATED)
     ├── PermissionDeniedError        authenticated, but the policy denies it (403, FORBIDDEN)
     ├── InputError                   the request itself is invalid (400, BAD_USER_INPUT)
+    │   ├── UnknownJobKindError      a job was submitted of a kind no plugin registers
+    │   └── JobPayloadError          a job's payload does not match its kind's payload type
     ├── NotFoundError                no such object, or not visible to the caller (404, NOT_FOUND)
     │   └── ConcealedDenialError     a refusal told as "not found", so that it reveals nothing
     ├── ConflictError                valid input that the current state refuses (409, CONFLICT)
@@ -213,6 +215,23 @@ class DeploymentNotReadyError(ConflictError):
     """The deployment exists but does not serve: it is CREATING, WARMING or FAILED."""
 
     code = "DEPLOYMENT_NOT_READY"
+
+
+# Jobs -------------------------------------------------------------------------------------
+
+
+class UnknownJobKindError(InputError):
+    """No plugin registers the kind of job submitted (`aiaas_job_kinds`); nothing is recorded."""
+
+    code = "UNKNOWN_JOB_KIND"
+
+
+class JobPayloadError(InputError):
+    """A job's payload does not match its kind's payload type: refused when the job is
+    submitted, with `field_errors` by payload path; a worker fails a job whose stored payload no
+    longer matches with this message as its reason."""
+
+    code = "JOB_PAYLOAD_INVALID"
 
 
 # Signals ----------------------------------------------------------------------------------

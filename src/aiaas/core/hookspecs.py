@@ -15,7 +15,7 @@ protocols in `aiaas.core.storage`, `aiaas.core.auth`, `aiaas.core.trainers`,
 from __future__ import annotations
 
 from collections.abc import Awaitable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         ArtifactStoreSpec,
         AuthenticatorSpec,
         GraphQLContribution,
+        JobKindSpec,
         MetadataStoreSpec,
         ServingRuntimeSpec,
         TrainerSpec,
@@ -90,6 +91,16 @@ def aiaas_validators() -> Iterable[ValidatorSpec]:
 
     Called once per process while the registries are built. Returns an iterable of
     `ValidatorSpec`.
+    """
+
+
+@hookspec
+def aiaas_job_kinds() -> Iterable[JobKindSpec[Any]]:
+    """Register kinds of worker job, each with the pydantic model its payload must match and
+    the async handler a worker runs it with.
+
+    Called once per process while the registries are built. Returns an iterable of
+    `JobKindSpec`. `training`, `dataset.validate` and `batch_prediction` are built in.
     """
 
 

@@ -5,12 +5,16 @@ at all."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
+
+from pydantic import BaseModel
 
 from aiaas.core.audit import AuditedChange
 from aiaas.core.auth import Principal
 from aiaas.core.errors import ConflictError, NotFoundError
+from aiaas.core.job_kinds import vet_payload
 from aiaas.core.jobs import (
     Job,
     JobState,
@@ -48,19 +52,25 @@ async def record_new_job(
     *,
     project_id: UUID,
     kind: str,
-    payload: dict[str, Any],
+    payload: Mapping[str, Any] | BaseModel,
     created_by: UUID | None,
 ) -> Job:
     """Insert a QUEUED job in `change`'s transaction, audited with its kind and payload.
-    Enqueue it after the change commits (`hand_committed_job_to_queue`)."""
+    Enqueue it after the change commits (`hand_committed_job_to_queue`).
+
+    Every job a user submits comes through here, so this is where its kind and payload are
+    checked against the registered job kinds (`aiaas.core.job_kinds`): `UnknownJobKindError`
+    or `JobPayloadError`, and nothing inserted, otherwise. `payload` is a mapping or an
+    instance of the kind's payload model."""
+    stored = vet_payload(change.platform, kind, payload)
     job = await insert_job(
-        change.connection, project_id=project_id, kind=kind, payload=payload, created_by=created_by
+        change.connection, project_id=project_id, kind=kind, payload=stored, created_by=created_by
     )
     await change.record(
         object_type="job",
         object_id=str(job.id),
         project_id=project_id,
-        details={"kind": kind, **payload},
+        details={"kind": kind, **stored},
     )
     return job
 

@@ -31,6 +31,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "aiaas.plugins.promotion_gates",
     "aiaas.plugins.flax_trainers",
     "aiaas.plugins.jax_serving",
+    "aiaas.plugins.builtin_job_kinds",
 )
 """The built-in plugins, as module names. Each is registered under its module name."""
 

@@ -13,6 +13,7 @@ from aiaas.core.specs import (
     ArtifactStoreSpec,
     AuthenticatorSpec,
     GraphQLContribution,
+    JobKindSpec,
     MetadataStoreSpec,
     ServingRuntimeSpec,
     TrainerSpec,
@@ -103,6 +104,7 @@ class Registries:
     validators: Registry[ValidatorSpec]
     authenticators: Registry[AuthenticatorSpec]
     graphql: Registry[GraphQLContribution]
+    job_kinds: Registry[JobKindSpec[Any]]
 
 
 def load_registries(manager: AiaasPluginManager) -> Registries:
@@ -124,4 +126,5 @@ def load_registries(manager: AiaasPluginManager) -> Registries:
         graphql=build_registry(
             manager, "aiaas_graphql_schema", GraphQLContribution, "GraphQL contribution"
         ),
+        job_kinds=build_registry(manager, "aiaas_job_kinds", JobKindSpec, "job kind"),
     )

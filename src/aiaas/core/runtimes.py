@@ -108,8 +108,13 @@ class ServingRuntime(abc.ABC):
     ) -> UploadedModel:
         """An uploaded model file, vetted, as a bundle this runtime loads. `declared` is the
         signature the uploader gave, which must match the model; without one it is inferred.
-        Raises `ValueError` saying what is wrong with the file. Blocking: called in a thread."""
+        Raises `SignatureMismatchError` where `declared` does not match, and `ValueError` saying
+        what is wrong with the file otherwise. Blocking: called in a thread."""
         raise ValueError(f"models of format {model_format!r} cannot be uploaded")
+
+
+class SignatureMismatchError(ValueError):
+    """`ServingRuntime.bundle_upload`: the declared signature does not match the model."""
 
 
 @dataclass(frozen=True, kw_only=True)

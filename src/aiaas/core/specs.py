@@ -7,9 +7,11 @@ by name.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel
 
 from aiaas.core.auth import Authenticator
 from aiaas.core.config import Config
@@ -19,6 +21,7 @@ from aiaas.core.trainers import Trainer
 from aiaas.core.validation import Validator
 
 BackendT = TypeVar("BackendT")
+PayloadT = TypeVar("PayloadT", bound=BaseModel)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,6 +58,45 @@ class ValidatorSpec(BackendSpec[Validator]):
 
 class AuthenticatorSpec(BackendSpec[Authenticator]):
     pass
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobKindSpec(Generic[PayloadT]):
+    """A kind of worker job: the pydantic model its payload must match, and what runs it.
+
+    The payload is checked against `payload_type` when the job is submitted
+    (`aiaas.core.job_submission.record_new_job` refuses one that does not match, and records
+    nothing) and again when a worker runs it: a payload that no longer matches (changed in the
+    database, or written by an older release) fails the job with the reason, and the handler
+    is not called.
+
+    `handler(platform, job, payload)` gets the payload as the model the worker just validated,
+    rather than the job alone: validation then happens in one place, the same for every kind,
+    and a handler cannot forget it or read fields the model does not declare. The job is
+    passed too, for what is not payload: its id (event stream, checkpoints), project, attempt
+    (a resumed run) and cancellation. It returns an optional note stored as the job's reason.
+    """
+
+    name: str
+    payload_type: type[PayloadT]
+    handler: Callable[[Any, Any, PayloadT], Awaitable[str | None]]
+    """`(platform: Platform, job: Job, payload)`. Typed `Any` here only because this module
+    sits beneath `Platform` (whose registries it fills) and so cannot name it or `Job`;
+    `aiaas.core.job_kinds.JobKindHandler` is the full type, to annotate a handler with."""
+    description: str = ""
+    plugin: str = field(default="", compare=False)
+    """Filled in by the registry with the name of the plugin that registered the spec."""
+
+    def __post_init__(self) -> None:
+        # Refused here, so that a plugin that gets it wrong is reported when it registers
+        # rather than when a job of its kind is first submitted.
+        if not (isinstance(self.payload_type, type) and issubclass(self.payload_type, BaseModel)):
+            raise TypeError(
+                f"job kind {self.name!r}: payload_type must be a pydantic model class, "
+                f"not {self.payload_type!r}"
+            )
+        if not callable(self.handler):
+            raise TypeError(f"job kind {self.name!r}: handler is not callable")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -41,7 +41,7 @@ from starlette.routing import Route
 from aiaas.core.audit import record_outside_change
 from aiaas.core.auth import Principal
 from aiaas.core.data import datasets
-from aiaas.core.errors import AiaasError, InputError, NotFoundError
+from aiaas.core.errors import AiaasError, NotFoundError
 from aiaas.core.governance.vault import VAULT, close_stream
 from aiaas.core.identity.members import authorize_in_project
 from aiaas.core.identity.projects import project_by_slug
@@ -49,19 +49,9 @@ from aiaas.core.platform import Platform
 from aiaas.requests import request_id_of
 from aiaas.rest.datasets import check_text, record_refusal
 from aiaas.rest.errors import error_response
+from aiaas.rest.version_numbers import version_number
 
 PARQUET_MEDIA_TYPE = "application/vnd.apache.parquet"
-_LARGEST_NUMBER = 2**31 - 1
-"""Version numbers are PostgreSQL integers: a larger one names no version."""
-
-
-def _version_number(text: str) -> int:
-    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= _LARGEST_NUMBER:
-        raise InputError(
-            "the version must be a version number",
-            field_errors={"number": f"a whole number from 1 to {_LARGEST_NUMBER}"},
-        )
-    return int(text)
 
 
 async def _version_to_send(
@@ -116,7 +106,7 @@ async def download_version(request: Request) -> Response:
     chunks: AsyncIterator[bytes] | None = None
     try:
         check_text(request)
-        number = _version_number(request.path_params["number"])
+        number = version_number(request.path_params["number"])
         async with platform.metadata.acquire() as connection:
             project = await project_by_slug(connection, slug)
         project_id = project.id if project else None

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from uuid import UUID
 
-from aiaas.core.errors import JobCancelledError
+from aiaas.core.errors import JobCancelledError, JobPayloadError
 from aiaas.core.governance.garbage import collect_garbage
 from aiaas.core.jobs import (
     Job,
@@ -132,6 +132,15 @@ async def _run_claimed(
     except JobCancelledError as exc:
         await finish_job(platform, job.id, worker_id, JobState.CANCELLED, str(exc) or None)
         return {"job_id": str(job_id), "ran": True, "state": JobState.CANCELLED.value}
+    except JobPayloadError as exc:
+        # A payload that no longer matches its kind's type fails as the job's fault, not the
+        # worker's: no traceback, and it will not go better on another delivery.
+        reason = exc.message
+        logger.warning("job %s (%s) failed: %s", job.id, job.kind, reason)
+        await _once_reachable(
+            lambda: finish_job(platform, job.id, worker_id, JobState.FAILED, reason)
+        )
+        return {"job_id": str(job_id), "ran": True, "state": JobState.FAILED.value}
     except Exception as exc:
         state = await _stopped_by(platform, job, worker_id, exc)
         return {"job_id": str(job_id), "ran": True, "state": state.value}

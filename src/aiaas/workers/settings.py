@@ -18,12 +18,12 @@ from aiaas.core.bootstrap import create_platform
 from aiaas.core.compilation_cache import use_compilation_cache
 from aiaas.core.config import Config
 from aiaas.core.data.scratch_area import SCRATCH_AREA
+from aiaas.core.job_kinds import handlers_by_kind
 from aiaas.core.jobs import RUN_JOB_FUNCTION
 from aiaas.core.platform import Platform
 from aiaas.core.plugin_manager import AiaasPluginManager
 from aiaas.core.serialization import unpack
 from aiaas.core.tracing import configure_tracing
-from aiaas.workers.handlers import JOB_HANDLERS
 from aiaas.workers.jobs import (
     JobHandler,
     check_drift_job,
@@ -59,7 +59,9 @@ def worker_settings(
     plugin_manager: AiaasPluginManager | None = None,
 ) -> dict[str, Any]:
     """Keyword arguments for `arq.worker.Worker`. Without `plugin_manager` the worker loads
-    the plugins its config names, as every process does."""
+    the plugins its config names, as every process does. Without `job_handlers` it runs the
+    job kinds those plugins register (`aiaas_job_kinds`), each payload validated first; given,
+    they replace the registered kinds, and get the job with its payload unchecked."""
     if config.redis_url is None:
         from aiaas.core.errors import ConfigError
 
@@ -73,7 +75,9 @@ def worker_settings(
         platform.service(SCRATCH_AREA)  # what a stopped process left in scratch, swept now
         ctx.update(
             platform=platform,
-            job_handlers=dict(JOB_HANDLERS if job_handlers is None else job_handlers),
+            job_handlers=(
+                handlers_by_kind(platform) if job_handlers is None else dict(job_handlers)
+            ),
             worker_id=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
             heartbeat_interval_s=(
                 config.job_heartbeat_interval_s

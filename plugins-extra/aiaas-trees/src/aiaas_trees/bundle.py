@@ -34,6 +34,11 @@ MAX_GRAPH_BYTES = 2 << 30
 """ONNX's own limit: a protobuf message of more than 2 GiB cannot be parsed."""
 
 
+TASKS = frozenset({"classification", "regression", "graph"})
+"""What a bundle's graph does: a trainer's classifier or regressor, fed one `inputs` matrix, or
+an uploaded graph (`uploads`), fed and answering by the names of its own inputs and outputs."""
+
+
 class BundleError(ValueError):
     """The bytes are not an `onnx` bundle this version can read."""
 
@@ -83,7 +88,7 @@ class Manifest:
         inputs = tuple(spec.name for spec in manifest.signature.inputs)
         if inputs != manifest.features:
             raise BundleError(f"the signature's inputs {inputs} are not the features")
-        if manifest.task not in {"classification", "regression"}:
+        if manifest.task not in TASKS:
             raise BundleError(f"unknown task {manifest.task!r}")
         if manifest.task == "classification" and len(manifest.classes) < 2:
             raise BundleError("a classifier's manifest names at least two classes")

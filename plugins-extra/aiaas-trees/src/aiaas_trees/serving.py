@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from aiaas.core.config import Config
-from aiaas.core.runtimes import LoadedModel, ServingRuntime
+from aiaas.core.runtimes import LoadedModel, ServingRuntime, UploadedModel
+from aiaas.core.signatures import STRING_DTYPES, ModelSignature
 from aiaas_trees.bundle import FORMAT, INPUT_NAME, BundleError, Manifest, decode_bundle
 
 ALLOWED_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml"})
@@ -45,6 +46,33 @@ class OnnxServingRuntime(ServingRuntime):
     def onnx_graph(self, bundle: bytes) -> bytes | None:
         return decode_bundle(bundle)[1]
 
+    def uploadable_formats(self) -> frozenset[str]:
+        return frozenset({FORMAT})
+
+    def bundle_upload(
+        self, model_format: str, data: bytes, declared: ModelSignature | None
+    ) -> UploadedModel:
+        from aiaas_trees.uploads import bundle_uploaded_graph
+
+        if model_format != FORMAT:
+            return super().bundle_upload(model_format, data, declared)
+        return bundle_uploaded_graph(data, declared)
+
+
+def new_session(graph: bytes) -> Any:
+    """An ONNX Runtime session of `graph` (checked by `check_graph` first), on the CPU."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = INTRA_OP_THREADS
+    options.inter_op_num_threads = 1
+    # Errors only: some converters declare a label output of one row, and every batch
+    # would log a warning about its size otherwise.
+    options.log_severity_level = 3
+    return onnxruntime.InferenceSession(
+        graph, sess_options=options, providers=["CPUExecutionProvider"]
+    )
+
 
 def check_graph(graph: bytes) -> None:
     """Refuse a graph with an operator of another domain, or with external data, anywhere in
@@ -56,6 +84,13 @@ def check_graph(graph: bytes) -> None:
         model = onnx.load_model_from_string(graph)
     except Exception as exc:  # protobuf raises its own DecodeError, among others
         raise BundleError(f"the graph does not parse: {exc}") from exc
+    check_model_contents(model)
+
+
+def check_model_contents(model: Any) -> None:
+    """`check_graph` of a parsed `onnx.ModelProto`."""
+    import onnx
+
     nodes, tensors = _contents(model.graph)
     for function in model.functions:
         for node in function.node:
@@ -108,20 +143,10 @@ def _node_contents(node: Any) -> tuple[list[Any], list[Any]]:
 
 class OnnxLoadedModel(LoadedModel):
     def __init__(self, manifest: Manifest, graph: bytes, *, max_batch_size: int) -> None:
-        import onnxruntime
-
         super().__init__(manifest.signature, max_batch_size)
         check_graph(graph)
         self.manifest = manifest
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = INTRA_OP_THREADS
-        options.inter_op_num_threads = 1
-        # Errors only: some converters declare a label output of one row, and every batch
-        # would log a warning about its size otherwise.
-        options.log_severity_level = 3
-        self._session = onnxruntime.InferenceSession(
-            graph, sess_options=options, providers=["CPUExecutionProvider"]
-        )
+        self._session = new_session(graph)
         names = [output.name for output in self._session.get_outputs()]
         # A classifier's probabilities are its last output, a regressor's values its first;
         # only that one is computed and copied out (the label follows from the probabilities).
@@ -134,11 +159,17 @@ class OnnxLoadedModel(LoadedModel):
         return self._sessions
 
     def warm_up(self) -> None:
-        for bucket in self.bucket_sizes:
-            columns = {name: np.zeros(bucket, dtype=np.float32) for name in self.manifest.features}
-            self.predict_batch(columns)
+        for rows in self.bucket_sizes:
+            specs = self.signature.inputs
+            self.predict_batch({spec.name: _zeros(rows, spec.shape, spec.dtype) for spec in specs})
 
     def predict_batch(self, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.manifest.task == "graph":
+            # An uploaded graph: inputs and outputs by its own names, already of its dtypes
+            # (the signature was read from the graph, and requests are checked against it).
+            names = [spec.name for spec in self.signature.outputs]
+            feed = {spec.name: columns[spec.name] for spec in self.signature.inputs}
+            return dict(zip(names, self._session.run(names, feed), strict=True))
         inputs = np.column_stack(
             [np.asarray(columns[name], dtype=np.float32) for name in self.manifest.features]
         )
@@ -150,3 +181,12 @@ class OnnxLoadedModel(LoadedModel):
                 "probabilities": probabilities,
             }
         return {"value": np.asarray(output, dtype=np.float32).reshape(-1)}
+
+
+def _zeros(rows: int, shape: tuple[int, ...], dtype: str) -> np.ndarray:
+    """A batch of `rows` blank values of a signature input; a free dimension other than the
+    batch's is given one element."""
+    dimensions = (rows, *(size if size > 0 else 1 for size in shape[1:]))
+    if dtype in STRING_DTYPES:
+        return np.full(dimensions, "", dtype=object)
+    return np.zeros(dimensions, dtype=np.dtype(dtype))

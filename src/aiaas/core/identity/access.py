@@ -124,7 +124,7 @@ PROJECT_GRANTS: dict[ProjectRole, tuple[Grant, ...]] = {
         Grant(
             "model",
             "read",
-            "Read registered models, their versions, metrics and aliases",
+            "Read registered models, their versions, metrics and aliases, and export a version",
             Effect.READS,
         ),
         Grant(
@@ -168,6 +168,9 @@ PROJECT_GRANTS: dict[ProjectRole, tuple[Grant, ...]] = {
         ),
         Grant("sweep", "cancel", "Cancel sweeps and their running trials", Effect.STOPS),
         Grant("model", "alias", "Move a model's aliases, except production", Effect.CHANGES),
+        Grant(
+            "model", "upload", "Upload a model file (ONNX) as a new model version", Effect.CHANGES
+        ),
         Grant("deployment", "create", "Deploy a model version", Effect.CHANGES),
         Grant(
             "deployment",

@@ -87,6 +87,10 @@ async def baselines_for(platform: Platform, version: ModelVersion) -> dict[str, 
             return baselines_from_json(
                 BASELINE.open_json(key, version.project_id, version.id, stored)
             )
+        if version.dataset_version_id is None:
+            # An uploaded version whose uploader named no reference data: nothing to compare
+            # its requests with, so its reports count samples and measure no PSI.
+            return {}
         dataset_version = await get_version(connection, version.dataset_version_id)
     table = await read_version_table(platform, dataset_version)
     # One value per row of a number or a string is what can be binned; wider inputs (an

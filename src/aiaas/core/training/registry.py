@@ -48,8 +48,12 @@ class ModelVersion:
     model_id: UUID
     project_id: UUID
     number: int
-    job_id: UUID
-    dataset_version_id: UUID
+    job_id: UUID | None
+    """The training job that made it; None for an uploaded version."""
+    dataset_version_id: UUID | None
+    """The data it was trained on, or an uploaded version's reference data, if it has any."""
+    source: str
+    """`training` or `upload`."""
     trainer: str
     format: str
     artifact_key: str
@@ -72,7 +76,7 @@ class ModelAlias:
 
 _MODEL_COLUMNS = "id, project_id, name, description, promotion_gates, created_by, created_at"
 _VERSION_COLUMNS = (
-    "id, model_id, project_id, number, job_id, dataset_version_id, trainer, format, "
+    "id, model_id, project_id, number, job_id, dataset_version_id, source, trainer, format, "
     "artifact_key, size_bytes, signature, metrics, hyperparameters, created_by, created_at"
 )
 _ALIAS_COLUMNS = "model_id, alias, version_id, updated_by, updated_at"
@@ -211,8 +215,9 @@ def check_model_name(name: str) -> None:
 class NewModelVersion:
     project_id: UUID
     model_name: str
-    job_id: UUID
-    dataset_version_id: UUID
+    job_id: UUID | None
+    """None for an upload, which no job made."""
+    dataset_version_id: UUID | None
     trainer: str
     format: str
     artifact_key: str
@@ -224,13 +229,15 @@ class NewModelVersion:
 
 
 async def register_model_version(change: ChangeInProject, new: NewModelVersion) -> ModelVersion:
-    """Record the version a job produced, creating its model on first use, in a change that
-    holds the project open: no version lands in an archived project. A job that registers again
-    (its final step retried) gets the version it already has."""
+    """Record the version a job produced, or an uploaded one (`job_id` None), creating its model
+    on first use, in a change that holds the project open: no version lands in an archived
+    project. A job that registers again (its final step retried) gets the version it already
+    has."""
     connection = change.connection
-    existing = (await model_versions_by_jobs(connection, [new.job_id])).get(new.job_id)
-    if existing is not None:
-        return existing
+    if new.job_id is not None:
+        existing = (await model_versions_by_jobs(connection, [new.job_id])).get(new.job_id)
+        if existing is not None:
+            return existing
     # Two jobs finishing at once for a new model name must not both create it.
     await connection.execute(
         "INSERT INTO models (project_id, name, created_by) VALUES ($1, $2, $3) "
@@ -251,8 +258,8 @@ async def register_model_version(change: ChangeInProject, new: NewModelVersion) 
         f"""
         INSERT INTO model_versions (model_id, project_id, number, job_id, dataset_version_id,
             trainer, format, artifact_key, size_bytes, signature, metrics, hyperparameters,
-            created_by)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+            created_by, source)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
         RETURNING {_VERSION_COLUMNS}
         """,
         model_id,
@@ -268,6 +275,7 @@ async def register_model_version(change: ChangeInProject, new: NewModelVersion) 
         dict(new.metrics),
         dict(new.hyperparameters),
         new.created_by,
+        "training" if new.job_id is not None else "upload",
     )
     version = _version(returned_row(row))
     await change.record(
@@ -277,11 +285,17 @@ async def register_model_version(change: ChangeInProject, new: NewModelVersion) 
         details={
             "model": new.model_name,
             "number": number,
-            "job_id": str(new.job_id),
-            "dataset_version_id": str(new.dataset_version_id),
+            "job_id": _text_or_none(new.job_id),
+            "dataset_version_id": _text_or_none(new.dataset_version_id),
+            "format": new.format,
+            "size_bytes": new.size_bytes,
         },
     )
     return version
+
+
+def _text_or_none(value: UUID | None) -> str | None:
+    return str(value) if value is not None else None
 
 
 # Promoting ---------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ the mutations that move an alias or set promotion gates."""
 
 from __future__ import annotations
 
+import enum
 import functools
 from datetime import datetime
 from typing import Annotated, Any
@@ -49,10 +50,20 @@ class ModelAlias:
         return cls(alias=alias.alias, updated_at=alias.updated_at, version_uuid=alias.version_id)
 
 
-@strawberry.type(description="An immutable trained model: weights, signature, metrics, lineage.")
+@strawberry.enum(description="How a model version came to be.")
+class ModelVersionSource(enum.Enum):
+    TRAINING = "training"
+    UPLOAD = "upload"
+
+
+@strawberry.type(
+    description="An immutable model, trained here or uploaded: weights, signature, metrics, "
+    "lineage."
+)
 class ModelVersion(Node):
     number: int
-    trainer: str
+    source: ModelVersionSource
+    trainer: str = strawberry.field(description="The trainer that made it; `upload` if uploaded.")
     format: str = strawberry.field(description="What a serving runtime must load, e.g. flax-nnx.")
     size_bytes: int
     signature: JSON = strawberry.field(description="Inputs and outputs: names, dtypes, shapes.")
@@ -60,8 +71,8 @@ class ModelVersion(Node):
     hyperparameters: JSON
     created_at: datetime
     model_uuid: strawberry.Private[UUID]
-    job_uuid: strawberry.Private[UUID]
-    dataset_version_uuid: strawberry.Private[UUID]
+    job_uuid: strawberry.Private[UUID | None]
+    dataset_version_uuid: strawberry.Private[UUID | None]
     version_uuid: strawberry.Private[UUID]
     project_uuid: strawberry.Private[UUID]
 
@@ -70,14 +81,24 @@ class ModelVersion(Node):
         found = await info.context.loader("model").load(self.model_uuid)
         return Model.from_domain(found)
 
-    @strawberry.field(description="The training job that produced it.", graphql_type=_TRAINING_JOB)
-    async def job(self, info: Info) -> Node:
+    @strawberry.field(
+        description="The training job that produced it; null for an uploaded version.",
+        graphql_type=_TRAINING_JOB | None,
+    )
+    async def job(self, info: Info) -> Node | None:
+        if self.job_uuid is None:
+            return None
         found = await info.context.loader("job").load(self.job_uuid)
         job: Node = _training_job_type().from_domain(found)
         return job
 
-    @strawberry.field(description="The dataset version it was trained on.")
-    async def dataset_version(self, info: Info) -> DatasetVersion:
+    @strawberry.field(
+        description="The dataset version it was trained on; for an uploaded version, the "
+        "reference data its uploader named, if any (drift is measured against it)."
+    )
+    async def dataset_version(self, info: Info) -> DatasetVersion | None:
+        if self.dataset_version_uuid is None:
+            return None
         found = await info.context.loader("dataset_version").load(self.dataset_version_uuid)
         return DatasetVersion.from_domain(found)
 
@@ -91,6 +112,7 @@ class ModelVersion(Node):
         return cls(
             id=to_global_id("ModelVersion", version.id),
             number=version.number,
+            source=ModelVersionSource(version.source),
             trainer=version.trainer,
             format=version.format,
             size_bytes=version.size_bytes,
