@@ -249,9 +249,7 @@ def export_model(
     converts."""
     with connect() as client:
         if version is None:
-            version = max(
-                (v.number for v in client.project_handle(project).model(name).versions), default=1
-            )
+            version = client.project_handle(project).model(name).latest_version.number
         download_model_version(client, project, name, version, output, format=export_format)
     written = {
         "project": project,

@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from aiaas.client.batch import BatchPredictionJob
     from aiaas.client.client import AsyncClient, Client
-    from aiaas.client.deployments import Deployment, Model, ModelVersion
+    from aiaas.client.deployments import Deployment, ModelVersion
+    from aiaas.client.models import Model
     from aiaas.client.resources import DatasetVersion, Job, Project, QualityReport
     from aiaas.client.sweeps import Sweep, SweepTrial
     from aiaas.client.training import JobEvent, TrainingJob
@@ -55,7 +56,7 @@ _HOMES = {
     "Client": "aiaas.client.client",
     "DatasetVersion": "aiaas.client.resources",
     "Deployment": "aiaas.client.deployments",
-    "Model": "aiaas.client.deployments",
+    "Model": "aiaas.client.models",
     "ModelVersion": "aiaas.client.deployments",
     "Job": "aiaas.client.resources",
     "Project": "aiaas.client.resources",

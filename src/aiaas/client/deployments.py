@@ -49,7 +49,6 @@ __all__ = [
     "DeploymentFailedError",
     "DeploymentNotReadyError",
     "MissingColumnsError",
-    "Model",
     "ModelVersion",
 ]
 
@@ -159,32 +158,6 @@ class ModelVersion:
         return submit_batch_prediction(
             self.client, dataset_version, output_dataset, model_version=self.id
         )
-
-
-@dataclass
-class Model:
-    """A registered model of a project; `versions` are asked of the server when read."""
-
-    client: Client = field(repr=False)
-    project_slug: str
-    name: str
-
-    @property
-    def versions(self) -> list[ModelVersion]:
-        """Its versions, newest first (at most 100)."""
-        found = self.client.api.project_model(slug=self.project_slug, name=self.name).project
-        if found is None or found.model is None:
-            raise NotFoundError(
-                f"no model {self.name!r} in project {self.project_slug!r}", "NOT_FOUND"
-            )
-        return [ModelVersion.of(self.client, node) for node in found.model.versions.nodes]
-
-    def version(self, number: int) -> ModelVersion:
-        """Its version `number`; `NotFoundError` if there is none."""
-        for version in self.versions:
-            if version.number == number:
-                return version
-        raise NotFoundError(f"model {self.name!r} has no version {number}", "NOT_FOUND")
 
 
 def _version_id(version: ModelVersion | str | None) -> str | None:

@@ -16,8 +16,14 @@ import httpx
 
 from aiaas.client import downloads
 from aiaas.client.connection import Client
-from aiaas.client.deployments import Deployment, Model, ModelVersion
-from aiaas.client.errors import AiaasClientError, JobFailedError, NotFoundError, raise_for
+from aiaas.client.deployments import Deployment, ModelVersion
+from aiaas.client.errors import (
+    AiaasClientError,
+    InvalidInputError,
+    JobFailedError,
+    NotFoundError,
+    raise_for,
+)
 from aiaas.client.generated.cli import (
     ProjectModelsQueryProjectModelsNodes as ProjectModel,
 )
@@ -28,6 +34,7 @@ from aiaas.client.generated.datasets import (
 from aiaas.client.generated.jobs import JobQueryNodeJob
 from aiaas.client.generated.schema_types import JobState, SubmitTrainingJobInput
 from aiaas.client.job_states import FINISHED
+from aiaas.client.models import Model
 from aiaas.client.sweeps import Sweep, SweepOptions, submit_sweep
 from aiaas.client.training import TrainingJob
 from aiaas.client.transport import answered, check_response
@@ -124,6 +131,16 @@ class Project:
         if signature is not None:
             params["signature"] = json.dumps(signature)
         if reference is not None:
+            if isinstance(reference, DatasetVersion) and reference.project_slug not in {
+                "",
+                self.slug,
+            }:
+                raise InvalidInputError(
+                    f"the reference data is of project {reference.project_slug!r}, not "
+                    f"{self.slug!r}",
+                    "BAD_USER_INPUT",
+                    {"reference": "of another project"},
+                )
             dataset, number = (
                 (reference.dataset_name, reference.number)
                 if isinstance(reference, DatasetVersion)

@@ -20,6 +20,7 @@ import abc
 import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -104,10 +105,12 @@ class ServingRuntime(abc.ABC):
         return frozenset()
 
     def bundle_upload(
-        self, model_format: str, data: bytes, declared: ModelSignature | None
+        self, model_format: str, source: Path, declared: ModelSignature | None
     ) -> UploadedModel:
-        """An uploaded model file, vetted, as a bundle this runtime loads. `declared` is the
-        signature the uploader gave, which must match the model; without one it is inferred.
+        """The uploaded model file at `source`, vetted, as a bundle this runtime loads.
+        `declared` is the signature the uploader gave, which must match the model; without one
+        it is inferred. The file is hostile until proven otherwise: read it where its cost is
+        bounded (a child process under a memory ceiling), not in the calling process.
         Raises `SignatureMismatchError` where `declared` does not match, and `ValueError` saying
         what is wrong with the file otherwise. Blocking: called in a thread."""
         raise ValueError(f"models of format {model_format!r} cannot be uploaded")

@@ -21,16 +21,27 @@ import pytest
 from aiaas.app import create_app
 from aiaas.core.bootstrap import create_platform
 from aiaas.core.config import Config, build_config
-from aiaas.core.data import datasets
-from aiaas.core.errors import InputError
+from aiaas.core.data import datasets, delete_version
+from aiaas.core.errors import ConflictError, InputError
 from aiaas.core.identity.access import ProjectRole
 from aiaas.core.platform import Platform
 from aiaas.core.serving.drift_checks import check_drift
 from aiaas.core.serving.inference import INFERENCE_SERVER
+from aiaas.core.training import model_uploads, models_trained_on
 from aiaas.core.training import registry as models
 from aiaas.core.training.model_uploads import upload_model_version
 from deployment_calls import PREDICT, call, deploy
-from onnx_graphs import BIAS, WEIGHTS, adder_graph, linear_graph, signature
+from onnx_graphs import (
+    BIAS,
+    WEIGHTS,
+    adder_graph,
+    expanding_graph,
+    free_image_graph,
+    linear_graph,
+    ort_tagged_graph,
+    relu_graph,
+    signature,
+)
 from serving_support import upload, wine_table
 from support import Team, audit_mark, audit_rows_since, data_of, graphql, new_team
 
@@ -172,6 +183,25 @@ async def test_a_declared_signature_that_matches_is_kept(
         (linear_graph(), {"format": "flax-nnx"}, "format", "no installed serving runtime"),
         (linear_graph(), {"dataset": "wine"}, "datasetVersion", "together"),
         (linear_graph(), {"shape": "1"}, "shape", "unknown query parameter"),
+        (relu_graph("x\x00y"), {}, "file", "NUL"),
+        (relu_graph(output_shape=[1, 1]), {}, "file", "one row per input row"),
+        (expanding_graph(), {}, "file", "fails on a blank batch"),
+        (free_image_graph(), {}, "file", "declare a signature with fixed sizes"),
+        (
+            free_image_graph(),
+            {
+                "signature": json.dumps(
+                    {
+                        "inputs": [
+                            {"name": "x", "dtype": "float32", "shape": [-1, 1, 65536, 65536]}
+                        ],
+                        "outputs": [{"name": "y", "dtype": "float32", "shape": [-1, 1, -1, -1]}],
+                    }
+                )
+            },
+            "file",
+            "values per row",
+        ),
     ],
 )
 async def test_bad_uploads_are_refused_saying_why_and_register_nothing(
@@ -351,3 +381,94 @@ async def test_an_upload_with_reference_data_is_checked_for_drift_against_it(
     [report] = node["drift"]
     assert report["sampleCount"] == len(rows) and report["alert"] is True, report
     assert {feature["feature"] for feature in report["features"]} == {"alcohol", "malic_acid"}
+
+
+async def test_a_graph_that_onnx_runtime_could_read_as_another_is_kept_as_checked(
+    platform: Platform, client: httpx.AsyncClient, team: Team
+) -> None:
+    """Bytes 4 to 8 of ONNX Runtime's own format tag: what is stored and served is the model as
+    parsed and checked, written again, not bytes that another reader could see anew."""
+    tagged = ort_tagged_graph()
+    assert tagged[4:8] == b"ORTM"
+    response = await post(client, team, "tagged", tagged)
+    assert response.status_code == 201, response.text
+    exported = await client.get(
+        f"/v1/projects/{team.slug}/models/tagged/versions/1/export",
+        params={"format": "onnx"},
+        headers={"authorization": f"Bearer {team.token(ProjectRole.VIEWER)}"},
+    )
+    assert exported.status_code == 200, exported.text
+    graph = onnx.load_model_from_string(exported.content)
+    assert exported.content[4:8] != b"ORTM"
+    assert [node.op_type for node in graph.graph.node] == ["Relu"]
+
+
+async def test_a_reference_column_of_another_kind_than_its_input_is_refused(
+    platform: Platform, client: httpx.AsyncClient, team: Team, wine: datasets.DatasetVersion
+) -> None:
+    before = await version_count(platform)
+    response = await post(
+        client,
+        team,
+        "labels",
+        adder_graph("alcohol", "cultivar"),  # cultivar is text in the wine
+        dataset="wine",
+        datasetVersion=str(wine.number),
+    )
+    assert response.status_code == 400, response.text
+    assert "column 'cultivar' is string" in response.json()["error"]["message"]
+    assert await version_count(platform) == before
+
+
+async def test_reference_data_deleted_while_the_upload_is_vetted_refuses_it(
+    platform: Platform,
+    team: Team,
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A deletion committed between the reference's lookup and the version's registration (as
+    a concurrent `deleteDatasetVersion` would): the upload is refused, not registered against
+    data on its way out."""
+    developer = team.members[ProjectRole.DEVELOPER].principal
+    doomed = await upload(
+        platform, developer, team.project_id, wine_table(), "doomed", tmp_path_factory.mktemp("d")
+    )
+    looked_up = model_uploads._reference_id
+
+    async def deleted_meanwhile(*args: Any) -> Any:
+        found = await looked_up(*args)
+        await delete_version(platform, developer, found, models_using=models_trained_on)
+        return found
+
+    monkeypatch.setattr(model_uploads, "_reference_id", deleted_meanwhile)
+    source = tmp_path / "adder.onnx"
+    source.write_bytes(adder_graph("alcohol", "malic_acid"))
+    before = await version_count(platform)
+    with pytest.raises(ConflictError):
+        await model_uploads.upload_model_version(
+            platform,
+            developer,
+            team.project_id,
+            model_name="raced",
+            model_format="onnx",
+            source=source,
+            reference=model_uploads.ReferenceData(dataset="doomed", number=doomed.number),
+        )
+    assert await version_count(platform) == before
+
+
+async def test_the_latest_version_is_the_highest_number(
+    client: httpx.AsyncClient, team: Team
+) -> None:
+    for _ in range(2):
+        assert (await post(client, team, "twice", linear_graph())).status_code == 201
+    query = """
+    query($slug: String!) { project(slug: $slug) { model(name: "twice") {
+      latestVersion { number } versions(first: 1) { nodes { number } } } } }
+    """
+    model = data_of(
+        await graphql(client, query, {"slug": team.slug}, token=team.token(ProjectRole.VIEWER))
+    )["project"]["model"]
+    assert model["latestVersion"] == {"number": 2}
+    assert model["versions"]["nodes"] == [{"number": 1}]  # pages run oldest first

@@ -13,6 +13,7 @@ ONNX Runtime would open). Importing this module imports neither onnx nor onnxrun
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -50,13 +51,13 @@ class OnnxServingRuntime(ServingRuntime):
         return frozenset({FORMAT})
 
     def bundle_upload(
-        self, model_format: str, data: bytes, declared: ModelSignature | None
+        self, model_format: str, source: Path, declared: ModelSignature | None
     ) -> UploadedModel:
-        from aiaas_trees.uploads import bundle_uploaded_graph
+        from aiaas_trees.upload_vetting import vet_in_child
 
         if model_format != FORMAT:
-            return super().bundle_upload(model_format, data, declared)
-        return bundle_uploaded_graph(data, declared)
+            return super().bundle_upload(model_format, source, declared)
+        return vet_in_child(source, declared)
 
 
 def new_session(graph: bytes) -> Any:
@@ -69,6 +70,9 @@ def new_session(graph: bytes) -> Any:
     # Errors only: some converters declare a label output of one row, and every batch
     # would log a warning about its size otherwise.
     options.log_severity_level = 3
+    # Only ever the ONNX protobuf that was checked: given bytes with its own tag at bytes 4
+    # to 8, ONNX Runtime would read them in its ORT format instead, a model no check saw.
+    options.add_session_config_entry("session.load_model_format", "ONNX")
     return onnxruntime.InferenceSession(
         graph, sess_options=options, providers=["CPUExecutionProvider"]
     )
@@ -93,6 +97,11 @@ def check_model_contents(model: Any) -> None:
 
     nodes, tensors = _contents(model.graph)
     for function in model.functions:
+        # A function's attribute defaults hold tensors too, read wherever the function runs.
+        for default in function.attribute_proto:
+            more_nodes, more_tensors = _attribute_contents(default)
+            nodes.extend(more_nodes)
+            tensors.extend(more_tensors)
         for node in function.node:
             nodes.append(node)
             more_nodes, more_tensors = _node_contents(node)
@@ -123,21 +132,31 @@ def _node_contents(node: Any) -> tuple[list[Any], list[Any]]:
     nodes: list[Any] = []
     tensors: list[Any] = []
     for attribute in node.attribute:
-        if attribute.HasField("t"):
-            tensors.append(attribute.t)
-        tensors.extend(attribute.tensors)
-        sparse_tensors = [*attribute.sparse_tensors]
-        if attribute.HasField("sparse_tensor"):
-            sparse_tensors.append(attribute.sparse_tensor)
-        for sparse in sparse_tensors:
-            tensors.extend((sparse.values, sparse.indices))
-        subgraphs = [*attribute.graphs]
-        if attribute.HasField("g"):
-            subgraphs.append(attribute.g)
-        for subgraph in subgraphs:
-            more_nodes, more_tensors = _contents(subgraph)
-            nodes.extend(more_nodes)
-            tensors.extend(more_tensors)
+        more_nodes, more_tensors = _attribute_contents(attribute)
+        nodes.extend(more_nodes)
+        tensors.extend(more_tensors)
+    return nodes, tensors
+
+
+def _attribute_contents(attribute: Any) -> tuple[list[Any], list[Any]]:
+    """The tensors an attribute holds, and the nodes and tensors of its subgraphs."""
+    nodes: list[Any] = []
+    tensors: list[Any] = []
+    if attribute.HasField("t"):
+        tensors.append(attribute.t)
+    tensors.extend(attribute.tensors)
+    sparse_tensors = [*attribute.sparse_tensors]
+    if attribute.HasField("sparse_tensor"):
+        sparse_tensors.append(attribute.sparse_tensor)
+    for sparse in sparse_tensors:
+        tensors.extend((sparse.values, sparse.indices))
+    subgraphs = [*attribute.graphs]
+    if attribute.HasField("g"):
+        subgraphs.append(attribute.g)
+    for subgraph in subgraphs:
+        more_nodes, more_tensors = _contents(subgraph)
+        nodes.extend(more_nodes)
+        tensors.extend(more_tensors)
     return nodes, tensors
 
 
@@ -161,7 +180,9 @@ class OnnxLoadedModel(LoadedModel):
     def warm_up(self) -> None:
         for rows in self.bucket_sizes:
             specs = self.signature.inputs
-            self.predict_batch({spec.name: _zeros(rows, spec.shape, spec.dtype) for spec in specs})
+            self.predict_batch(
+                {spec.name: blank_rows(rows, spec.shape, spec.dtype) for spec in specs}
+            )
 
     def predict_batch(self, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self.manifest.task == "graph":
@@ -183,7 +204,7 @@ class OnnxLoadedModel(LoadedModel):
         return {"value": np.asarray(output, dtype=np.float32).reshape(-1)}
 
 
-def _zeros(rows: int, shape: tuple[int, ...], dtype: str) -> np.ndarray:
+def blank_rows(rows: int, shape: tuple[int, ...], dtype: str) -> np.ndarray:
     """A batch of `rows` blank values of a signature input; a free dimension other than the
     batch's is given one element."""
     dimensions = (rows, *(size if size > 0 else 1 for size in shape[1:]))

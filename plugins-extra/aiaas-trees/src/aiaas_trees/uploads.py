@@ -14,24 +14,42 @@ What is refused, each with the reason:
 - an input or output of a type the V2 protocol does not carry (a sequence or a map, bfloat16,
   complex numbers...). Outputs that are not tensors, like the ZipMap that scikit-learn's
   converters add, are left out of an inferred signature rather than refused;
+- a tensor name that is not storable text (requests name it, the registry stores it);
 - an input whose first dimension is fixed: batches of any size must fit, so the batch
-  dimension has to be free (export with a dynamic axis);
+  dimension has to be free (export with a dynamic axis); an input with another free dimension
+  (a warm-up could not know what to send: declare fixed sizes), or with more values per row
+  than `MAX_ELEMENTS_PER_ROW`; an output without a free batch dimension;
 - a declared signature that does not match the graph;
-- a graph ONNX Runtime cannot make a session of (an operator set it does not implement).
+- a graph ONNX Runtime cannot make a session of (an operator set it does not implement), or
+  that fails on a blank batch, or answers another number of rows than it was given.
 
-Importing this module imports neither onnx nor onnxruntime.
+All of this parses and runs the uploader's bytes: it runs in a child process under a memory
+ceiling (`upload_vetting`), never in the API. Importing this module imports neither onnx nor
+onnxruntime.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from aiaas.core.runtimes import SignatureMismatchError, UploadedModel
 from aiaas.core.signatures import STRING_DTYPES, ModelSignature, TensorSpec
-from aiaas_trees.bundle import FORMAT, MAX_GRAPH_BYTES, Manifest, encode_bundle
-from aiaas_trees.serving import check_model_contents, new_session
+from aiaas.core.storable_text import text_problem
+from aiaas_trees.bundle import FORMAT, Manifest, encode_bundle
+from aiaas_trees.serving import blank_rows, check_model_contents, new_session
 
+MAX_UPLOAD_BYTES = 1 << 30
+"""The largest ONNX file taken (ONNX's own limit is 2 GiB): vetting it takes several times its
+size in memory, under the vetting process's ceiling."""
+MAX_ELEMENTS_PER_ROW = 1 << 24
+"""The most values one row of an input may hold (a 2,048-pixel square RGB image is 12.6 M): a
+warm-up allocates a batch of each input, so a declared size bounds what that costs."""
+MAX_NAME_CHARS = 200
+PROBE_ROWS = 2
 GRAPH_TASK = "graph"
 UPLOAD_TRAINER = "upload"
 
@@ -58,11 +76,13 @@ class UploadRefusedError(ValueError):
 
 
 def bundle_uploaded_graph(data: bytes, declared: ModelSignature | None) -> UploadedModel:
-    """The `onnx` bundle of an uploaded ONNX file, with the signature it is served with."""
+    """The `onnx` bundle of an uploaded ONNX file, with the signature it is served with.
+    Parses and runs hostile bytes: `upload_child` calls it in a child process under a ceiling
+    on its memory, never the API process."""
     import onnx
 
-    if len(data) > MAX_GRAPH_BYTES:
-        raise UploadRefusedError(f"the file is {len(data)} bytes, above ONNX's {MAX_GRAPH_BYTES}")
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise UploadRefusedError(f"the file is {len(data)} bytes, above {MAX_UPLOAD_BYTES}")
     try:
         model = onnx.load_model_from_string(data)
     except Exception as exc:  # protobuf raises its own DecodeError, among others
@@ -79,10 +99,17 @@ def bundle_uploaded_graph(data: bytes, declared: ModelSignature | None) -> Uploa
         raise UploadRefusedError(f"not a valid ONNX model: {_first_line(exc)}") from exc
     graph_signature = _graph_signature(model.graph)
     signature = graph_signature if declared is None else _matched(declared, graph_signature)
+    _check_servable(signature)
+    # What is kept, and later run, is the model as parsed, written again: bytes the parser
+    # skipped (unknown fields) cannot ride along, and no other reader of the same bytes (ONNX
+    # Runtime's own ORT format, told by a tag at bytes 4 to 8) can see another model in them.
+    model.DiscardUnknownFields()
+    graph = model.SerializeToString()
     try:
-        new_session(data)
+        session = new_session(graph)
     except Exception as exc:  # onnxruntime raises its own exception types
         raise UploadRefusedError(f"ONNX Runtime cannot run this graph: {_first_line(exc)}") from exc
+    _probe(session, signature)
     manifest = Manifest(
         trainer=UPLOAD_TRAINER,
         task=GRAPH_TASK,
@@ -91,11 +118,56 @@ def bundle_uploaded_graph(data: bytes, declared: ModelSignature | None) -> Uploa
         signature=signature,
         hyperparameters={},
         library={
-            "name": model.producer_name or "unknown",
-            "version": model.producer_version or "unknown",
+            "name": _storable(model.producer_name) or "unknown",
+            "version": _storable(model.producer_version) or "unknown",
         },
     )
-    return UploadedModel(bundle=encode_bundle(manifest, data), signature=signature)
+    return UploadedModel(bundle=encode_bundle(manifest, graph), signature=signature)
+
+
+def _check_servable(signature: ModelSignature) -> None:
+    """Every input has a fixed size but for its batch dimension, and not too many elements per
+    row; every output has a batch dimension: what the batcher and a warm-up need."""
+    for spec in signature.inputs:
+        free = [index for index, size in enumerate(spec.shape[1:], start=1) if size < 0]
+        if free:
+            raise UploadRefusedError(
+                f"input {spec.name!r} has shape {list(spec.shape)}: only its first (batch) "
+                "dimension may be free; declare a signature with fixed sizes for the others"
+            )
+        elements = math.prod(spec.shape[1:])
+        if elements > MAX_ELEMENTS_PER_ROW:
+            raise UploadRefusedError(
+                f"input {spec.name!r} has {elements} values per row, above {MAX_ELEMENTS_PER_ROW}"
+            )
+    for spec in signature.outputs:
+        if not spec.shape or spec.shape[0] != -1:
+            raise UploadRefusedError(
+                f"output {spec.name!r} has shape {list(spec.shape)}: its first dimension must be "
+                "the free batch dimension, one row per input row"
+            )
+
+
+def _probe(session: Any, signature: ModelSignature) -> None:
+    """Run the graph on a blank batch: a graph that fails, or answers a number of rows other
+    than it was given, is refused now rather than at its deployment's warm-up."""
+    feed = {spec.name: blank_rows(PROBE_ROWS, spec.shape, spec.dtype) for spec in signature.inputs}
+    names = [spec.name for spec in signature.outputs]
+    try:
+        outputs = session.run(names, feed)
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise UploadRefusedError(f"the graph fails on a blank batch: {_first_line(exc)}") from exc
+    for name, output in zip(names, outputs, strict=True):
+        rows = np.shape(output)[0] if np.ndim(output) else None
+        if rows != PROBE_ROWS:
+            raise UploadRefusedError(
+                f"output {name!r} answers {rows} rows for {PROBE_ROWS}: a model answers one row "
+                "per input row"
+            )
+
+
+def _storable(text: str) -> str:
+    return text[:MAX_NAME_CHARS] if text_problem(text) is None else ""
 
 
 def _graph_signature(graph: Any) -> ModelSignature:
@@ -139,7 +211,19 @@ def _tensor_spec(value: Any, role: str) -> TensorSpec:
     shape = tuple(
         dim.dim_value if dim.HasField("dim_value") else -1 for dim in tensor_type.shape.dim
     )
-    return TensorSpec(name=value.name, dtype=dtype, shape=shape)
+    return TensorSpec(name=_checked_name(value.name, role), dtype=dtype, shape=shape)
+
+
+def _checked_name(name: str, role: str) -> str:
+    """A tensor name the signature may carry: requests name it, and it is stored as text."""
+    problem = text_problem(name)
+    if problem is not None or not name or len(name) > MAX_NAME_CHARS:
+        shown = repr(name[:40])
+        raise UploadRefusedError(
+            f"{role} {shown} has a name that cannot be used: "
+            f"{problem or f'1 to {MAX_NAME_CHARS} characters'}"
+        )
+    return name
 
 
 def _matched(declared: ModelSignature, graph: ModelSignature) -> ModelSignature:

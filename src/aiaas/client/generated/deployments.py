@@ -12,6 +12,23 @@ from aiaas.client.base_model import GraphQLModel, by_typename
 from aiaas.client.generated.schema_types import DeploymentState
 
 
+class ProjectModelQueryProjectModelLatestVersionModel(GraphQLModel):
+    id: str
+    name: str
+
+
+class ProjectModelQueryProjectModelLatestVersion(GraphQLModel):
+    id: str
+    number: int
+    trainer: str
+    format: str
+    signature: Any
+    metrics: Any
+    aliases: list[str]
+    created_at: datetime = Field(alias="createdAt")
+    model: ProjectModelQueryProjectModelLatestVersionModel
+
+
 class ProjectModelQueryProjectModelVersionsNodesModel(GraphQLModel):
     id: str
     name: str
@@ -36,6 +53,7 @@ class ProjectModelQueryProjectModelVersions(GraphQLModel):
 class ProjectModelQueryProjectModel(GraphQLModel):
     id: str
     name: str
+    latest_version: ProjectModelQueryProjectModelLatestVersion | None = Field(alias="latestVersion")
     versions: ProjectModelQueryProjectModelVersions
 
 

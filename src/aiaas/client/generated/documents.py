@@ -434,6 +434,9 @@ query ProjectModel($slug: String!, $name: String!, $first: Int! = 100) {
     model(name: $name) {
       id
       name
+      latestVersion {
+        ...ModelVersionFields
+      }
       versions(first: $first) {
         nodes {
           ...ModelVersionFields

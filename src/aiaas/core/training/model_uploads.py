@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from aiaas.core.auth import Principal
-from aiaas.core.data.datasets import dataset_by_name, version_by_number
+from aiaas.core.data.datasets import dataset_by_name, lock_live_version, version_by_number
 from aiaas.core.errors import InputError, NotFoundError
 from aiaas.core.governance import artifacts_kept_on_success
 from aiaas.core.identity.projects import ChangeInProject
 from aiaas.core.runtimes import ServingRuntime, SignatureMismatchError, UploadedModel
-from aiaas.core.signatures import ModelSignature, TensorSpec
+from aiaas.core.signatures import STRING_DTYPES, ModelSignature, TensorSpec
 from aiaas.core.storable_text import text_problem
 from aiaas.core.training.registry import (
     ModelVersion,
@@ -100,7 +100,11 @@ async def upload_model_version(
         uploaded = await asyncio.to_thread(_vetted, runtime, model_format, source, declared)
         reference_id = await _reference_id(platform, project_id, reference, uploaded.signature)
         stored = await pending.store(project_id, _one_chunk(uploaded.bundle))
-        await change.begin()
+        connection = await change.begin()
+        if reference_id is not None:
+            # Held until the version is recorded: a deletion meanwhile would leave it pointing
+            # at data on its way out, and drift checks with nothing to compare against.
+            await lock_live_version(connection, reference_id)
         return await register_model_version(
             change,
             NewModelVersion(
@@ -124,7 +128,7 @@ def _vetted(
     runtime: ServingRuntime, model_format: str, source: Path, declared: ModelSignature | None
 ) -> UploadedModel:
     try:
-        return runtime.bundle_upload(model_format, source.read_bytes(), declared)
+        return runtime.bundle_upload(model_format, source, declared)
     except ValueError as exc:
         field = "signature" if isinstance(exc, SignatureMismatchError) else "file"
         message = f"the model file is refused: {exc}"
@@ -150,16 +154,34 @@ async def _reference_id(
         raise NotFoundError(
             f"no version {reference.number} of a dataset {reference.dataset!r} in this project"
         )
-    columns = {column["name"] for column in version.columns}
-    missing = [
-        spec.name for spec in signature.inputs if len(spec.shape) == 1 and spec.name not in columns
+    column_types = {column["name"]: column["type"] for column in version.columns}
+    problems = [
+        _column_problem(spec, column_types.get(spec.name))
+        for spec in signature.inputs
+        if len(spec.shape) == 1
     ]
-    if missing:
+    if any(problems):
         raise InputError(
-            f"the reference data has no column for the inputs {', '.join(missing)}",
+            f"the reference data does not hold the inputs: {'; '.join(filter(None, problems))}",
             field_errors={"dataset": "lacks inputs of the signature"},
         )
     return version.id
+
+
+_NUMERIC_COLUMN_TYPES = frozenset({"integer", "float", "boolean"})
+
+
+def _column_problem(spec: TensorSpec, column_type: str | None) -> str | None:
+    """What keeps a reference column from standing for a one-value input: drift bins the
+    column's values as the input's, so text stands for text and numbers for numbers."""
+    if column_type is None:
+        return f"no column {spec.name!r}"
+    text_input = spec.dtype in STRING_DTYPES
+    if text_input != (column_type == "string") or (
+        not text_input and column_type not in _NUMERIC_COLUMN_TYPES
+    ):
+        return f"column {spec.name!r} is {column_type}, input {spec.name!r} is {spec.dtype}"
+    return None
 
 
 async def _one_chunk(data: bytes) -> AsyncIterator[bytes]:

@@ -176,6 +176,16 @@ async def get_model_version(connection: Connection, version_id: UUID) -> ModelVe
     return found
 
 
+async def latest_model_version(connection: Connection, model_id: UUID) -> ModelVersion | None:
+    """The model's version of the highest number."""
+    row = await connection.fetchrow(
+        f"SELECT {_VERSION_COLUMNS} FROM model_versions WHERE model_id = $1 "
+        "ORDER BY number DESC LIMIT 1",
+        model_id,
+    )
+    return _version(row) if row is not None else None
+
+
 async def resolve_alias(connection: Connection, model_id: UUID, alias: str) -> ModelVersion | None:
     row = await connection.fetchrow(
         f"SELECT {', '.join('v.' + c.strip() for c in _VERSION_COLUMNS.split(','))} "

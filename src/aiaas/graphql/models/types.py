@@ -158,6 +158,12 @@ class Model(Node):
         found = await info.context.loader("model_aliases").load(self.model_uuid)
         return [ModelAlias.from_domain(alias) for alias in found or []]
 
+    @strawberry.field(description="Its newest version: the highest number.")
+    async def latest_version(self, info: Info) -> ModelVersion | None:
+        async with info.context.platform.metadata.acquire() as connection:
+            found = await models.latest_model_version(connection, self.model_uuid)
+        return ModelVersion.from_domain(found) if found is not None else None
+
     @strawberry.field(description="The version an alias points at.")
     async def version_by_alias(self, info: Info, alias: str) -> ModelVersion | None:
         async with info.context.platform.metadata.acquire() as connection:
