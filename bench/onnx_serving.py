@@ -36,13 +36,10 @@ import os
 import statistics
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import httpx
 import numpy as np
 import xgboost
@@ -53,19 +50,16 @@ from serving_batching import (
     HttpDeployment,
     LoadRun,
     Server,
+    bench_platform,
     deploy,
-    forget_redis_keys,
     generate_load,
     registered_version,
     running_server,
     synthetic_table,
-    with_database,
 )
 
-from aiaas import migrations
 from aiaas.core.bootstrap import create_platform
-from aiaas.core.config import Config, build_config
-from aiaas.core.governance.crypto import MasterKey
+from aiaas.core.config import Config
 from aiaas.core.trainers import SilentReporter, TrainingRun
 
 FEATURES = 16
@@ -127,35 +121,10 @@ def median_ms(call: Callable[[Any], Any], argument: Any, repeat: int) -> float:
 
 
 async def http_part(arguments: argparse.Namespace) -> dict[str, Any]:
-    database = f"aiaas_bench_onnx_{uuid.uuid4().hex[:8]}"
-    database_url = with_database(arguments.database_url, database)
-    redis_url = urlunsplit(urlsplit(arguments.redis_url)._replace(path=f"/{arguments.redis_db}"))
-    queue_name = f"aiaas:bench:{database}"
-    admin = await asyncpg.connect(arguments.database_url)
-    await admin.execute(f'CREATE DATABASE "{database}"')
-    try:
-        await migrations.upgrade(database_url)
-        with tempfile.TemporaryDirectory(prefix="aiaas-bench-onnx-") as directory:
-            scratch = Path(directory)
-            config = build_config(
-                {
-                    "mode": "dev",
-                    "database_url": database_url,
-                    "redis_url": redis_url,
-                    "data_dir": scratch / "data",
-                    # The trees extra, loaded from its entry point as an operator's would be.
-                    "disable_plugin_autoload": False,
-                    "plugins": ["trees"],
-                    "queue_name": queue_name,
-                    "master_key": MasterKey.generate().encoded(),
-                    "log_level": "warning",
-                }
-            )
-            return await http_on(config, scratch, arguments)
-    finally:
-        await forget_redis_keys(database_url, redis_url, queue_name)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        await admin.close()
+    # The trees extra, loaded from its entry point as an operator's would be.
+    trees = {"disable_plugin_autoload": False, "plugins": ["trees"]}
+    async with bench_platform(arguments, "onnx", **trees) as (config, scratch):
+        return await http_on(config, scratch, arguments)
 
 
 async def http_on(config: Config, scratch: Path, arguments: argparse.Namespace) -> dict[str, Any]:

@@ -76,7 +76,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -628,10 +628,15 @@ def batch_execution_ms(model: LoadedModel, request: dict[str, list[float]], rows
     return median_ms(run, 50)
 
 
-async def http_part(arguments: argparse.Namespace) -> dict[str, Any]:
-    """The HTTP figures, on a database of the bench's own (dropped at the end) and a Redis
-    database shared with whoever else uses it: the bench deletes only the keys it made."""
-    database = f"aiaas_bench_serving_{uuid.uuid4().hex[:8]}"
+@contextlib.asynccontextmanager
+async def bench_platform(
+    arguments: argparse.Namespace, name: str, **settings: Any
+) -> AsyncIterator[tuple[Config, Path]]:
+    """A dev config on a database of the bench's own (dropped at the end) and a Redis database
+    shared with whoever else uses it (the bench deletes only the keys it made), with a scratch
+    directory; `settings` add to or replace the config's. Plugins load from their entry points
+    only where `settings` allow them."""
+    database = f"aiaas_bench_{name}_{uuid.uuid4().hex[:8]}"
     database_url = with_database(arguments.database_url, database)
     redis_url = urlunsplit(urlsplit(arguments.redis_url)._replace(path=f"/{arguments.redis_db}"))
     queue_name = f"aiaas:bench:{database}"
@@ -639,25 +644,37 @@ async def http_part(arguments: argparse.Namespace) -> dict[str, Any]:
     await admin.execute(f'CREATE DATABASE "{database}"')
     try:
         await migrations.upgrade(database_url)
-        with tempfile.TemporaryDirectory(prefix="aiaas-bench-serving-") as directory:
+        with tempfile.TemporaryDirectory(prefix=f"aiaas-bench-{name}-") as directory:
             scratch = Path(directory)
-            config = build_config(
-                {
-                    "mode": "dev",
-                    "database_url": database_url,
-                    "redis_url": redis_url,
-                    "data_dir": scratch / "data",
-                    "disable_plugin_autoload": True,
-                    "queue_name": queue_name,
-                    "master_key": MasterKey.generate().encoded(),
-                    "log_level": arguments.server_log_level,
-                }
+            yield (
+                build_config(
+                    {
+                        "mode": "dev",
+                        "database_url": database_url,
+                        "redis_url": redis_url,
+                        "data_dir": scratch / "data",
+                        "disable_plugin_autoload": True,
+                        "queue_name": queue_name,
+                        "master_key": MasterKey.generate().encoded(),
+                        "log_level": "warning",
+                        **settings,
+                    }
+                ),
+                scratch,
             )
-            return await http_on(config, scratch, arguments)
     finally:
         await forget_redis_keys(database_url, redis_url, queue_name)
         await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         await admin.close()
+
+
+async def http_part(arguments: argparse.Namespace) -> dict[str, Any]:
+    """The HTTP figures, on a platform of the bench's own (`bench_platform`)."""
+    async with bench_platform(arguments, "serving", log_level=arguments.server_log_level) as (
+        config,
+        scratch,
+    ):
+        return await http_on(config, scratch, arguments)
 
 
 async def forget_redis_keys(database_url: str, redis_url: str, queue_name: str) -> None:

@@ -213,6 +213,10 @@ REFUSED: dict[str, Call] = {
         "mutation($id: ID!) { archiveProject(id: $id) { ...refusal } }",
         lambda world: {"id": gid("Project", world.team.project_id)},
     ),
+    "setProjectDicomPersonalTags": Call(
+        "mutation($id: ID!) { setProjectDicomPersonalTags(id: $id, keep: true) { ...refusal } }",
+        lambda world: {"id": gid("Project", world.team.project_id)},
+    ),
     "addProjectMember": Call(
         "mutation($input: ProjectMemberInput!) { addProjectMember(input: $input) { ...refusal } }",
         member_input("new"),

@@ -699,6 +699,12 @@ OPERATIONS: dict[str, Operation] = {
         "mutation($id: ID!) { archiveProject(id: $id) { __typename } }",
         with_variables(fresh_project_id),
     ),
+    "Mutation.setProjectDicomPersonalTags": Operation(
+        """mutation($project: ID!) {
+          setProjectDicomPersonalTags(id: $project, keep: false) { __typename }
+        }""",
+        with_variables(project_global_id),
+    ),
     "Mutation.addProjectMember": Operation(
         """mutation($input: ProjectMemberInput!) {
           addProjectMember(input: $input) { __typename }

@@ -57,6 +57,7 @@ EXPECTED_TYPES: dict[tuple[str, str], tuple[str, ...]] = {
     ("Project.compareTrainingJobs", "ids"): ("TrainingJob", "Job"),
     ("Mutation.revokeApiToken", "id"): ("ApiToken",),
     ("Mutation.archiveProject", "id"): ("Project",),
+    ("Mutation.setProjectDicomPersonalTags", "id"): ("Project",),
     ("Mutation.addProjectMember", "input.project"): ("Project",),
     ("Mutation.changeProjectMemberRole", "input.project"): ("Project",),
     ("Mutation.removeProjectMember", "input.project"): ("Project",),

@@ -181,6 +181,7 @@ async def test_trainers_are_listed_with_typed_hyperparameters(
         "tabular-regressor",
         "text-classifier",
         "image-classifier",
+        "image-resnet",
     } <= set(trainers)
     classifier = trainers["tabular-classifier"]
     assert classifier["task"] == "classification"
@@ -258,6 +259,23 @@ async def test_a_target_of_the_wrong_type_for_the_trainer_is_refused(
         )
         assert result["__typename"] == "InvalidInputError", result
         assert "target" in {e["field"] for e in result["fieldErrors"]}
+    assert await job_count(platform) == before
+
+
+async def test_the_image_trainer_refuses_a_version_without_an_image_column(
+    platform: Platform, client: httpx.AsyncClient, team: Team, wine: Any
+) -> None:
+    before = await job_count(platform)
+    result = await submit(
+        client,
+        team.members[ProjectRole.DEVELOPER],
+        **submission(wine, trainer="image-resnet", hyperparameters={"channels": 2}),
+    )
+    assert result["__typename"] == "InvalidInputError", result
+    problems = {e["field"]: e["message"] for e in result["fieldErrors"]}
+    assert "image column" in problems["features.features"]
+    assert "features.alcohol" in problems
+    assert "features.channels" in problems
     assert await job_count(platform) == before
 
 

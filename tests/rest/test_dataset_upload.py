@@ -337,7 +337,7 @@ BAD_UPLOADS: dict[str, tuple[bytes, dict[str, str], str, str]] = {
     "png": (PNG, {}, "file", "neither csv nor parquet"),
     "png-declared-csv": (PNG, {"format": "csv"}, "file", "neither csv nor parquet"),
     "csv-declared-parquet": (b"a\n1\n", {"format": "parquet"}, "file", "declared parquet"),
-    "unknown-format": (b"a\n1\n", {"format": "xlsx"}, "format", "format must be csv or parquet"),
+    "unknown-format": (b"a\n1\n", {"format": "xlsx"}, "format", "format must be csv, parquet"),
     "bad-header-flag": (b"a\n1\n", {"header": "yes"}, "header", "header must be true or false"),
     "unknown-encoding": (b"a\n1\n", {"encoding": "nope-8"}, "encoding", "unknown encoding"),
     "long-delimiter": (b"a\n1\n", {"delimiter": "::"}, "delimiter", "one character"),

@@ -304,9 +304,12 @@ class Deployment:
         """The model's outputs for the rows of `frame`, one row each, in its order.
 
         The rows go in requests of at most `max_batch_size`, `concurrency` of them at once,
-        over V2 with binary tensors. `MissingColumnsError` names input columns `frame` lacks
-        and `DeploymentNotReadyError` refuses a deployment that does not serve, both before
-        any inference request; a refusal of the server is its typed exception.
+        over V2 with binary tensors. An image input (`[-1, height, width, channels]`) takes a
+        uint8 array of that shape, or PNG or JPEG files (a list of `bytes`, one per row), which
+        the server decodes and fits to the model's size. `MissingColumnsError` names input
+        columns `frame` lacks and `DeploymentNotReadyError` refuses a deployment that does not
+        serve, both before any inference request; a refusal of the server is its typed
+        exception.
         """
         import pandas
 
@@ -381,12 +384,7 @@ def _check_columns(
         raise MissingColumnsError(missing)
     inputs: dict[str, tuple[np.ndarray, str]] = {}
     for spec in specs:
-        datatype = v2.datatype_of(spec["dtype"])
-        values = columns[spec["name"]]
-        array = np.asarray(values, dtype=v2.numpy_dtype_of(datatype))
-        if datatype == "BYTES":
-            array = np.array([str(value) for value in array.ravel()], dtype=object)
-        inputs[spec["name"]] = (array, datatype)
+        inputs[spec["name"]] = v2.tensor_of(columns[spec["name"]], spec)
     lengths = {len(array) for array, _ in inputs.values()}
     if len(lengths) > 1:
         raise InvalidInputError(f"the frame's columns have different lengths: {sorted(lengths)}")

@@ -93,7 +93,8 @@ class Project:
     ) -> DatasetVersion:
         """Upload `source` as a version of dataset `name` (created if there is none).
 
-        `source` is a path or binary file (CSV or Parquet, told from its bytes), a pyarrow
+        `source` is a path or binary file (CSV, Parquet, or a zip or tar archive of PNG, JPEG
+        or DICOM images: docs/guides/images.md; told from its bytes), a pyarrow
         Table or a pandas DataFrame (sent as Parquet). It streams to the server in chunks; a
         progress bar shows on stderr in a terminal or a notebook unless `progress=False`.
         Content uploaded before answers its existing version (`version.created` is False).

@@ -54,6 +54,18 @@ def _sniff(file: IO[bytes], label: str) -> str:
     raise UnsupportedFileError(f"{label} is {what}: upload a CSV or a Parquet file")
 
 
+def _sniff_dataset(file: IO[bytes], label: str) -> str:
+    """What a dataset upload may be: csv, parquet, or an archive of images (zip, tar,
+    gzip-compressed tar: docs/guides/images.md), told from the first bytes as the server tells
+    them."""
+    start = file.tell()
+    head = file.read(512)
+    file.seek(start)
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06", b"\x1f\x8b")) or head[257:262] == b"ustar":
+        return "images"
+    return _sniff(file, label)
+
+
 def format_of(path: str | os.PathLike[str]) -> str:
     """csv or parquet, told from the file's first bytes as an upload tells it;
     `UnsupportedFileError` for anything else."""
@@ -80,7 +92,7 @@ def opened(source: Source) -> Iterator[Body]:
             file.seek(0)
             yield Body(file, size, "parquet", f"a table of {table.num_rows} rows")
         return
-    with _file_body(source, _sniff, "a pyarrow Table or a pandas DataFrame") as body:
+    with _file_body(source, _sniff_dataset, "a pyarrow Table or a pandas DataFrame") as body:
         yield body
 
 

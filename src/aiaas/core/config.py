@@ -20,6 +20,7 @@ from pydantic import ConfigDict, Field, ValidationError
 
 from aiaas.core.checkpoint_settings import CheckpointSettings
 from aiaas.core.errors import ConfigError
+from aiaas.core.inference_request_settings import InferenceRequestSettings
 from aiaas.core.object_store_settings import ObjectStoreSettings
 from aiaas.core.setting_types import MasterKeyText, PostgresUrl, RedisUrl, redact_url
 from aiaas.core.tracing_settings import ObservabilitySettings
@@ -48,7 +49,9 @@ def default_data_dir() -> Path:
     return Path(base) / "aiaas"
 
 
-class Config(ObjectStoreSettings, CheckpointSettings, ObservabilitySettings):
+class Config(
+    ObjectStoreSettings, CheckpointSettings, ObservabilitySettings, InferenceRequestSettings
+):
     """Every setting of the platform. Field docs are the reference text of docs/configuration.md."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
@@ -245,12 +248,6 @@ class Config(ObjectStoreSettings, CheckpointSettings, ObservabilitySettings):
         ge=1024**2,
         description="Memory budget of one serving process's loaded models (their bundle "
         "sizes); the least recently used model is unloaded past it.",
-    )
-    inference_max_request_bytes: int = Field(
-        16 * 1024**2,
-        ge=1024,
-        description="Largest V2 inference request body accepted. A JSON body costs about ten "
-        "times its size in memory while it is parsed.",
     )
     deployment_poll_interval_s: float = Field(
         1.0,

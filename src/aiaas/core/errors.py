@@ -21,6 +21,7 @@ docs/errors.md), and the HTTP status that a REST route answers with. Anything th
     ├── AuthenticationError          no valid credentials (401, UNAUTHENTICATED)
     ├── PermissionDeniedError        authenticated, but the policy denies it (403, FORBIDDEN)
     ├── InputError                   the request itself is invalid (400, BAD_USER_INPUT)
+    │   ├── PayloadTooLargeError     the request's data is over a size limit (413)
     │   ├── UnknownJobKindError      a job was submitted of a kind no plugin registers
     │   └── JobPayloadError          a job's payload does not match its kind's payload type
     ├── NotFoundError                no such object, or not visible to the caller (404, NOT_FOUND)
@@ -125,6 +126,14 @@ class InputError(AiaasError):
     @property
     def extensions(self) -> dict[str, Any]:
         return {**super().extensions, "fieldErrors": self.field_errors}
+
+
+class PayloadTooLargeError(InputError):
+    """The request's data is over a size limit (a prediction's images, say): nothing of it was
+    done; `field_errors` names where the limit was passed."""
+
+    code = "PAYLOAD_TOO_LARGE"
+    http_status = 413
 
 
 class NotFoundError(AiaasError):

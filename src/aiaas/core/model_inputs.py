@@ -295,6 +295,9 @@ def _to_float(value: Any) -> float:
 
 
 def _integers(raw: np.ndarray, dtype: np.dtype[Any]) -> np.ndarray:
+    if raw.dtype == dtype:
+        # Every value fits already: a uint8 image tensor (millions of values) is not compared.
+        return raw
     if raw.dtype.kind == "f":
         fractional = ~np.isfinite(raw) | (raw != np.round(raw))
         if fractional.any():

@@ -7,9 +7,10 @@ plugin imports the other. What a bundle holds:
 
     {"format": "flax-nnx", "format_version": 1, "trainer": "tabular-classifier",
      "task": "classification" | "regression",
-     "architecture": {"kind": "mlp" | "embedding_bag" | "cnn", ...sizes},
+     "architecture": {"kind": "mlp" | "embedding_bag" | "cnn" | "resnet", ...sizes},
      "hyperparameters": {...},
-     "preprocessing": {"kind": "tabular" | "image" | "text", ...what input_pipeline fitted},
+     "preprocessing": {"kind": "tabular" | "image" | "image_tensor" | "text", ...what
+                       input_pipeline fitted},
      "target": {"classes": [...]} | {"mean": m, "std": s},
      "signature": {"inputs": [...], "outputs": [...]},
      "params": {"head/kernel": {"dtype": "float32", "shape": [128, 3], "data": <bytes>}, ...}}

@@ -2,9 +2,9 @@
 
 A bundle's `preprocessing` is a mapping of plain values, fitted by the trainer on the training
 split (`aiaas.plugins.flax_trainers.input_pipeline`): standardization and one-hot categories for
-tabular data, pixel statistics for images, hashed n-grams for text. Training encodes its table
-with these functions, and a runtime encodes each request with the same ones, so the two can
-never encode a value differently.
+tabular data, pixel statistics for images, hashed n-grams for text, the size of encoded images
+(`flax_nnx_images`). Training encodes its table with these functions, and a runtime encodes each
+request with the same ones, so the two can never encode a value differently.
 
 Nothing here imports JAX.
 """
@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+
+from aiaas.formats.flax_nnx_images import encode_image_tensor
 
 
 def as_numbers(values: Any, name: str) -> np.ndarray:
@@ -129,4 +131,6 @@ def encode_features(encoder: Mapping[str, Any], columns: Mapping[str, Any]) -> n
         return encode_image(encoder, columns)
     if kind == "text":
         return encode_text(encoder, columns)
+    if kind == "image_tensor":
+        return encode_image_tensor(encoder, columns)
     raise ValueError(f"unknown preprocessing {kind!r}")

@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from aiaas.formats.flax_nnx_resnet import ResidualNet
+
 
 class MultilayerPerceptron(nnx.Module):
     """Dense ReLU layers over encoded tabular features, [batch, features] → [batch, outputs].
@@ -163,6 +165,17 @@ def build_model(architecture: Mapping[str, Any], rngs: nnx.Rngs) -> nnx.Module:
             architecture["conv_layers"],
             architecture["hidden_size"],
             architecture["outputs"],
+            rngs=rngs,
+        )
+    if kind == "resnet":
+        return ResidualNet(
+            architecture["channels"],
+            architecture["base_channels"],
+            architecture["stages"],
+            architecture["blocks_per_stage"],
+            architecture["outputs"],
+            mean=architecture["mean"],
+            std=architecture["std"],
             rngs=rngs,
         )
     raise ValueError(f"unknown architecture {kind!r}")

@@ -1,12 +1,12 @@
 """`POST /v1/projects/{project}/datasets/{dataset}/versions`: upload a dataset version.
 
-The request body is the file itself (CSV or Parquet, detected from its bytes), streamed to disk
-as it arrives, never held in memory, and refused with 413 as soon as it passes
-`upload_max_bytes`. Query parameters may declare what detection would otherwise decide:
-`format` (csv, parquet), `encoding`, `delimiter`, `header` (true, false), and a `description`
-for a dataset this upload creates. Answers 201 with the new version, or 200 with the existing one
-when the same content was uploaded before: `{"version": {...}, "created": true}`, the version in
-GraphQL's names and ids (`version_json`).
+The request body is the file itself (CSV, Parquet, or an archive of images: zip or tar, detected
+from its bytes; docs/guides/images.md), streamed to disk as it arrives, never held in memory, and
+refused with 413 as soon as it passes `upload_max_bytes`. Query parameters may declare what
+detection would otherwise decide: `format` (csv, parquet, images), `encoding`, `delimiter`,
+`header` (true, false), and a `description` for a dataset this upload creates. Answers 201 with
+the new version, or 200 with the existing one when the same content was uploaded before:
+`{"version": {...}, "created": true}`, the version in GraphQL's names and ids (`version_json`).
 
 Every refused upload is audited as `dataset.upload`: the domain's audited change records what it
 refuses, and this route records what it refuses before handing over (bad options, a missing
@@ -62,8 +62,10 @@ def check_text(request: Request) -> None:
 def _read_options(request: Request) -> ReadOptions:
     query = request.query_params
     declared_format = query.get("format")
-    if declared_format not in {None, "csv", "parquet"}:
-        raise InputError("format must be csv or parquet", field_errors={"format": "csv|parquet"})
+    if declared_format not in {None, "csv", "parquet", "images"}:
+        raise InputError(
+            "format must be csv, parquet or images", field_errors={"format": "csv|parquet|images"}
+        )
     header = query.get("header")
     if header not in {None, "true", "false"}:
         raise InputError("header must be true or false", field_errors={"header": "true|false"})

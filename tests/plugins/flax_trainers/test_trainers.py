@@ -52,7 +52,7 @@ def _check_reports(reporter: Any, model: TrainedModel) -> None:
     assert model.metrics["epochs_run"] == last.epoch
 
 
-def test_hook_registers_the_four_trainers_without_importing_jax() -> None:
+def test_hook_registers_the_five_trainers_without_importing_jax() -> None:
     script = (
         "import sys\n"
         "from aiaas.plugins.flax_trainers import aiaas_trainers\n"
@@ -74,6 +74,7 @@ def test_hook_registers_the_four_trainers_without_importing_jax() -> None:
         "tabular-regressor",
         "text-classifier",
         "image-classifier",
+        "image-resnet",
     ]
 
 

@@ -202,6 +202,12 @@ PROJECT_GRANTS: dict[ProjectRole, tuple[Grant, ...]] = {
             "Make members owners, and demote or remove owners",
             Effect.CHANGES,
         ),
+        Grant(
+            "project",
+            "configure",
+            "Change the project's settings: whether DICOM uploads keep their personal tags",
+            Effect.CHANGES,
+        ),
         Grant("audit", "read", "Read the project's audit trail", Effect.READS),
     ),
 }

@@ -37,6 +37,8 @@ from aiaas.core.serving.drift import (
     feature_drift,
     training_baselines,
 )
+from aiaas.core.serving.image_requests import image_inputs
+from aiaas.core.serving.image_statistics import image_baselines
 from aiaas.core.serving.metrics import DriftReport as DriftGauge
 from aiaas.core.serving.prediction_samples import stored_samples
 from aiaas.core.signatures import ModelSignature
@@ -93,14 +95,13 @@ async def baselines_for(platform: Platform, version: ModelVersion) -> dict[str, 
             return {}
         dataset_version = await get_version(connection, version.dataset_version_id)
     table = await read_version_table(platform, dataset_version)
-    # One value per row of a number or a string is what can be binned; wider inputs (an
-    # image's pixels in one tensor) are not monitored.
-    features = [
-        spec
-        for spec in ModelSignature.from_json(version.signature).inputs
-        if len(spec.shape) == 1 and _binnable(spec.dtype)
-    ]
+    signature = ModelSignature.from_json(version.signature)
+    # One value per row of a number or a string is what can be binned; an image input is
+    # monitored by per-image statistics (`image_statistics`), other wide inputs not at all.
+    features = [spec for spec in signature.inputs if len(spec.shape) == 1 and _binnable(spec.dtype)]
     baselines = await asyncio.to_thread(training_baselines, table, features)
+    if image_inputs(signature):
+        baselines |= await asyncio.to_thread(image_baselines, table, image_inputs(signature))
     async with platform.metadata.acquire() as connection:
         await connection.execute(
             "INSERT INTO feature_baselines (version_id, sealed_baseline) VALUES ($1, $2) "

@@ -3,9 +3,11 @@ deployments it knows (`deployment_cache`, which also routes) and the models it h
 (`model_cache`).
 
 A prediction is routed by the deployment's split (the canary takes its percentage of requests at
-random), queued to that version's adaptive batcher (in chunks of the deployment's batch size, when
-it has more rows than a batch, up to its `maxQueueRows`), and answered; a shadow version, if any,
-gets a copy afterwards, off the caller's path, and its answer is logged with the one returned.
+random), its encoded images, if it sent any for an image input, decoded in a thread and fitted
+to that version's size (`image_requests`), queued to the version's adaptive batcher (in chunks of
+the deployment's batch size, when it has more rows than a batch, up to its `maxQueueRows`), and
+answered; a shadow version, if any, gets a copy afterwards, off the caller's path, and its answer
+is logged with the one returned.
 
 The routes of the APIs ask the `InferenceServer` for what they need and nothing more: a
 deployment by the name a protocol gives it, the `ServingTarget` it resolves to (its signature,
@@ -50,9 +52,15 @@ from aiaas.core.serving.deployments import (
     Role,
     stop_deployment,
 )
+from aiaas.core.serving.image_requests import (
+    IMAGE_REQUESTS_AT_ONCE,
+    ImageLimits,
+    decoded_columns,
+)
 from aiaas.core.serving.metrics import InferenceProtocol, Outcome, ServedVersion, ServingMetrics
 from aiaas.core.serving.model_cache import ModelCache, ModelKey
 from aiaas.core.serving.prediction_samples import PredictionSampler
+from aiaas.core.serving.request_chunks import check_request_rows
 from aiaas.core.signatures import ModelSignature
 from aiaas.core.training.registry import ModelVersion
 
@@ -105,6 +113,11 @@ class InferenceServer(ModelCache):
         )
         self._shadows: set[asyncio.Task[None]] = set()
         self._large_requests = asyncio.Semaphore(LARGE_REQUESTS_AT_ONCE)
+        self._image_requests = asyncio.Semaphore(IMAGE_REQUESTS_AT_ONCE)
+        self._image_limits = ImageLimits(
+            max_request_bytes=platform.config.inference_max_image_bytes,
+            max_request_pixels=platform.config.inference_max_image_pixels,
+        )
         self._listener: asyncio.Task[None] | None = None
         self._closed = False
         platform.service(LOCAL_CHANGES).listen(self.refresh)
@@ -276,7 +289,7 @@ class InferenceServer(ModelCache):
             for attempt in (1, 2):
                 try:
                     batcher, served = await self._batcher(cached, version_id, role)
-                    checked = batcher.check(columns)
+                    checked, image_sizes = await self._checked(batcher, columns)
                     outputs = await batcher.submit_checked(checked)
                     break
                 except BatcherClosedError:
@@ -307,7 +320,9 @@ class InferenceServer(ModelCache):
                 )
         version = await self.version(version_id)
         if self.samples.wants_sample():
-            self.samples.record(deployment.id, version_id, role.value, checked, outputs)
+            self.samples.record(
+                deployment.id, version_id, role.value, checked, outputs, image_sizes
+            )
         shadow_id = cached.deployment.shadow_version_id
         if shadow_id is not None and len(self._shadows) < MAX_SHADOWS_IN_FLIGHT:
             task = asyncio.get_running_loop().create_task(
@@ -330,7 +345,7 @@ class InferenceServer(ModelCache):
         served: ServedVersion | None = None
         try:
             batcher, served = await self._batcher(cached, shadow_id, Role.SHADOW)
-            checked = batcher.check(columns)
+            checked, image_sizes = await self._checked(batcher, columns)
             outputs = await batcher.submit_checked(checked)
         except Exception as error:
             if served is not None:
@@ -349,7 +364,21 @@ class InferenceServer(ModelCache):
             cached.deployment.name,
             "same as" if agreed else "unlike",
         )
-        self.samples.record(cached.deployment.id, shadow_id, Role.SHADOW.value, checked, outputs)
+        self.samples.record(
+            cached.deployment.id, shadow_id, Role.SHADOW.value, checked, outputs, image_sizes
+        )
+
+    async def _checked(
+        self, batcher: AdaptiveBatcher, columns: Mapping[str, Any]
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """The request's inputs as the batcher's model takes them, encoded images decoded (in
+        a thread) and fitted to the size its signature says, and the size each encoded image
+        was sent at (for the sampled statistics)."""
+        check_request_rows(columns, batcher.max_request_rows)  # before decoding anything
+        decoded, image_sizes = await decoded_columns(
+            batcher.model.signature, columns, self._image_limits, self._image_requests
+        )
+        return batcher.check(decoded), image_sizes
 
 
 def _agree(first: Mapping[str, np.ndarray], second: Mapping[str, np.ndarray]) -> bool | None:

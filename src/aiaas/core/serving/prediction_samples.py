@@ -32,6 +32,7 @@ from aiaas.core.governance.sealed_values import SealedColumn
 from aiaas.core.governance.vault import VAULT
 from aiaas.core.log_records import detached_context
 from aiaas.core.serialization import finite_or_none
+from aiaas.core.serving.image_statistics import is_image_tensor, sampled_statistics
 from aiaas.core.storage import Record
 
 if TYPE_CHECKING:
@@ -64,13 +65,21 @@ class Sample:
     outputs: str | None
 
 
-def row_as_json(columns: Mapping[str, np.ndarray], row: int) -> str:
+def row_as_json(
+    columns: Mapping[str, np.ndarray],
+    row: int,
+    image_sizes: Mapping[str, np.ndarray] | None = None,
+) -> str:
     """One row of a batch as a JSON object; NaN and infinity become null (JSON has neither).
-    Values wider than `MAX_VALUES_PER_SAMPLED_FIELD` (an image's pixels, an embedding) are left
-    out: drift bins one value per feature, and converting a wide row on the event loop would
-    cost more than the request it samples."""
+    Values wider than `MAX_VALUES_PER_SAMPLED_FIELD` (an embedding) are left out: drift bins
+    one value per feature, and converting a wide row on the event loop would cost more than the
+    request it samples. An image is kept as its statistics (`image_statistics`), never its
+    pixels; `image_sizes` holds the size each encoded image was sent at, by input."""
     values: dict[str, Any] = {}
     for name, array in columns.items():
+        if is_image_tensor(array):  # however small: an 8x8 digit is an image too
+            values.update(sampled_statistics(name, array, row, image_sizes))
+            continue
         if array.ndim > 1 and array[row].size > MAX_VALUES_PER_SAMPLED_FIELD:
             continue
         value = array[row]
@@ -143,8 +152,11 @@ class PredictionSampler:
         role: str,
         inputs: Mapping[str, np.ndarray],
         outputs: Mapping[str, np.ndarray] | None,
+        image_sizes: Mapping[str, np.ndarray] | None = None,
     ) -> None:
-        """Keep one random row of this request's inputs (and the outputs of that row)."""
+        """Keep one random row of this request's inputs (and the outputs of that row); an
+        image input is kept as its statistics, with the size it was sent at from
+        `image_sizes` where the request sent encoded images."""
         if len(self._buffer) >= MAX_BUFFERED_SAMPLES:
             self.dropped += 1
             return
@@ -156,7 +168,7 @@ class PredictionSampler:
             deployment_id,
             version_id,
             role,
-            row_as_json(inputs, row),
+            row_as_json(inputs, row, image_sizes),
             None if outputs is None else row_as_json(outputs, row),
         )
         size = len(sample.inputs) + len(sample.outputs or "")

@@ -117,7 +117,10 @@ class DatasetVersion(Node):
     content_sha256: str = strawberry.field(
         description="Identifies the content: re-uploading it answers this version."
     )
-    source_format: str = strawberry.field(description="csv, parquet, or derived (a transform).")
+    source_format: str = strawberry.field(
+        description="csv, parquet, images (an archive of images: docs/guides/images.md), or "
+        "derived (a transform)."
+    )
     row_count: int
     size_bytes: int
     columns: list[DatasetColumn]

@@ -6,7 +6,7 @@ import strawberry
 from strawberry.types import Info
 
 from aiaas.core import errors
-from aiaas.core.identity import members, projects
+from aiaas.core.identity import members, project_settings, projects
 from aiaas.core.identity.access import ProjectRole as CoreProjectRole
 from aiaas.graphql.context import RequestContext
 from aiaas.graphql.errors import ConflictResult, InvalidInputResult, expected
@@ -22,6 +22,8 @@ from aiaas.graphql.projects.types import (
     ProjectMemberInput,
     ProjectMemberResult,
     ProjectMemberSuccess,
+    ProjectSettingsResult,
+    ProjectSettingsSuccess,
     RemoveProjectMemberInput,
     RemoveProjectMemberResult,
     RemoveProjectMemberSuccess,
@@ -74,6 +76,35 @@ class ProjectMutation:
             return ArchiveProjectSuccess(project=Project.from_domain(project))
 
         return await expected(archive)
+
+    @strawberry.mutation(
+        extensions=requires_in_project("project", "configure", project_by_global_id("id")),
+        description="Set whether DICOM files uploaded into the project's image datasets keep "
+        "their personal tags (patient name, birth date, ids...) in `dicom_tags`; they are "
+        "dropped unless this is true. Audited; every DICOM upload's audit row also says "
+        "whether its tags were kept. Versions uploaded before keep what they were made with.",
+    )
+    async def set_project_dicom_personal_tags(
+        self, info: Info, id: strawberry.ID, keep: bool
+    ) -> ProjectSettingsResult:
+        context: RequestContext = info.context
+        project_id = uuid_of(id, "Project", "id")
+
+        async def configure() -> ProjectSettingsSuccess:
+            kept = await project_settings.set_keep_dicom_personal_tags(
+                context.platform,
+                context.require_principal(),
+                project_id,
+                keep,
+                request_id=context.request_id,
+            )
+            async with context.platform.metadata.acquire() as connection:
+                project = await projects.projects_by_ids(connection, [project_id])
+            return ProjectSettingsSuccess(
+                project=Project.from_domain(project[project_id]), keep_dicom_personal_tags=kept
+            )
+
+        return await expected(configure)
 
     @strawberry.mutation(
         extensions=requires_in_project("member", "manage", MEMBER_OF_INPUT),

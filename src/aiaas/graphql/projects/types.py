@@ -14,7 +14,7 @@ from strawberry.types import Info
 from aiaas.core import audit
 from aiaas.core import jobs as core_jobs
 from aiaas.core.data import datasets as core_datasets
-from aiaas.core.identity import members, projects
+from aiaas.core.identity import members, project_settings, projects
 from aiaas.core.identity.access import ProjectRole as CoreProjectRole
 from aiaas.core.pagination import DEFAULT_PAGE_SIZE
 from aiaas.core.serving import deployments as core_deployments
@@ -128,6 +128,16 @@ class Project(Node):
         principal = context.require_principal()
         async with context.platform.metadata.acquire() as connection:
             return await members.member_role(connection, self.project_uuid, principal.user_id)
+
+    @strawberry.field(
+        description="Whether DICOM files uploaded here keep their personal tags (patient name, "
+        "birth date, ids...) in their version's `dicom_tags`: false unless an owner sets it "
+        "with setProjectDicomPersonalTags (docs/guides/images.md)."
+    )
+    async def keep_dicom_personal_tags(self, info: Info) -> bool:
+        context: RequestContext = info.context
+        async with context.platform.metadata.acquire() as connection:
+            return await project_settings.keeps_dicom_personal_tags(connection, self.project_uuid)
 
     @strawberry.field(extensions=requires_in_project("member", "list", project_of_source))
     async def members(
@@ -353,6 +363,18 @@ class RemoveProjectMemberSuccess:
 CreateProjectResult = Annotated[
     CreateProjectSuccess | InvalidInputResult | ConflictResult,
     strawberry.union("CreateProjectResult"),
+]
+
+
+@strawberry.type(description="A project's settings, as a change of them left them.")
+class ProjectSettingsSuccess:
+    project: Project
+    keep_dicom_personal_tags: bool
+
+
+ProjectSettingsResult = Annotated[
+    ProjectSettingsSuccess | InvalidInputResult | NotFoundResult | ConflictResult,
+    strawberry.union("ProjectSettingsResult"),
 ]
 ArchiveProjectResult = Annotated[
     ArchiveProjectSuccess | InvalidInputResult | NotFoundResult | ConflictResult,

@@ -4,6 +4,7 @@
     tabular-regressor   the same MLP → a number
     text-classifier     a hashed n-gram embedding bag over one string column → a class
     image-classifier    a small CNN over pixel columns → a class
+    image-resnet        a small ResNet over encoded images (an image dataset) → a class
 
 Each returns a `flax-nnx` bundle, a format of its own (`aiaas.formats.flax_nnx`, with the models
 and the feature encoding it holds) that the `jax` runtime reads. Importing this package does not
@@ -19,6 +20,7 @@ from aiaas.core.config import Config
 from aiaas.core.hookspecs import hookimpl
 from aiaas.core.specs import TrainerSpec
 from aiaas.plugins.flax_trainers.fitting import FlaxTrainer
+from aiaas.plugins.flax_trainers.image_resnet import ImageResNet
 from aiaas.plugins.flax_trainers.trainers import (
     TRAINERS,
     ImageClassifier,
@@ -30,6 +32,7 @@ from aiaas.plugins.flax_trainers.trainers import (
 __all__ = [
     "FlaxTrainer",
     "ImageClassifier",
+    "ImageResNet",
     "TabularClassifier",
     "TabularRegressor",
     "TextClassifier",
@@ -47,4 +50,5 @@ def _factory(trainer_class: type[FlaxTrainer]) -> TrainerSpec:
 
 @hookimpl
 def aiaas_trainers() -> Iterable[TrainerSpec]:
-    return [_factory(trainer_class) for trainer_class in TRAINERS]
+    trainers: tuple[type[FlaxTrainer], ...] = (*TRAINERS, ImageResNet)
+    return [_factory(trainer_class) for trainer_class in trainers]

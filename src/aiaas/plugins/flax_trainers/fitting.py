@@ -26,6 +26,7 @@ from aiaas.core.trainers import (
 )
 from aiaas.formats import flax_nnx
 from aiaas.plugins.flax_trainers import input_pipeline as pipeline
+from aiaas.plugins.flax_trainers.augmentation import Augmentation
 from aiaas.plugins.flax_trainers.evaluation import classification_metrics, regression_metrics
 
 
@@ -85,6 +86,25 @@ class FlaxTrainer(Trainer):
     ) -> dict[str, Any]:
         raise NotImplementedError
 
+    def feature_columns(self, table: pa.Table, features: Sequence[str]) -> dict[str, np.ndarray]:
+        """The feature columns as the encoders take them; an image trainer decodes its images
+        here, once."""
+        return {name: pipeline.table_column(table, name) for name in features}
+
+    def input_specs(
+        self, schema: pa.Schema, features: Sequence[str], preprocessing: Mapping[str, Any]
+    ) -> tuple[TensorSpec, ...]:
+        """The signature's inputs: one [-1] column per feature, strings as strings (the bundle
+        encodes them) and every other column read as float32."""
+        return tuple(
+            TensorSpec(name=name, dtype=_input_dtype(schema.field(name).type), shape=(-1,))
+            for name in features
+        )
+
+    def augmentation(self, values: Mapping[str, Any]) -> Augmentation | None:
+        """What the train step does to each batch on the device; None for nothing."""
+        return None
+
     # The shared fit ---------------------------------------------------------------------------
 
     def fit(self, run: TrainingRun, reporter: TrainingReporter) -> TrainedModel:
@@ -97,7 +117,7 @@ class FlaxTrainer(Trainer):
                 f"the training split is empty: {run.table.num_rows} rows, "
                 f"{table.num_rows} with a target, validation fraction {run.validation_fraction:g}"
             )
-        columns = {name: pipeline.table_column(table, name) for name in run.features}
+        columns = self.feature_columns(table, run.features)
         train_columns = {name: column[split.train] for name, column in columns.items()}
         validation_columns = {name: column[split.validation] for name, column in columns.items()}
         preprocessing = self.fit_preprocessing(train_columns, run.features, values)
@@ -228,6 +248,7 @@ class FlaxTrainer(Trainer):
             checkpoint_every_steps=max(1, run.checkpoint_every_steps),
             checkpoint_sealer=run.checkpoint_sealer,
             epoch_verdicts=run.epoch_verdicts,
+            augmentation=self.augmentation(values),
         )
 
     def _trained(
@@ -240,12 +261,7 @@ class FlaxTrainer(Trainer):
         outputs: tuple[TensorSpec, ...],
         result: Any,
     ) -> TrainedModel:
-        schema = run.table.schema
-        # Strings stay strings (the bundle encodes them); every other column is read as float32.
-        inputs = tuple(
-            TensorSpec(name=name, dtype=_input_dtype(schema.field(name).type), shape=(-1,))
-            for name in run.features
-        )
+        inputs = self.input_specs(run.table.schema, run.features, preprocessing)
         signature = ModelSignature(inputs=inputs, outputs=outputs)
         bundle = flax_nnx.encode_bundle(
             trainer=self.name,

@@ -1,8 +1,6 @@
-"""The train loop: the train step, the evaluation and `train_and_evaluate`.
+"""The train loop: `train_and_evaluate` runs the jitted step (`train_step`) over the staged
+batches, and evaluates each epoch.
 
-The step is a functional `jax.jit` over the `nnx.split` state (the graph definition is static,
-the parameters and optimizer state are plain pytrees), with the state buffers donated so each
-step updates them in place. Plain `nnx.jit` would walk the module graph in Python on every call.
 Batches are sharded over the local devices and staged ahead (`staging`), so a step moves
 nothing between host and device.
 
@@ -26,7 +24,6 @@ Without it (patience 0, no validation split) the last epoch's are.
 
 from __future__ import annotations
 
-import functools
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -35,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax  # type: ignore[import-untyped]
 from flax import nnx
@@ -44,6 +40,7 @@ from jax.sharding import Mesh, NamedSharding
 from aiaas.core.errors import TrainingCancelled, TrainingDiverged
 from aiaas.core.trainers import CheckpointSealer, Task, TrainingReporter
 from aiaas.formats.flax_nnx_models import build_model
+from aiaas.plugins.flax_trainers.augmentation import Augmentation
 from aiaas.plugins.flax_trainers.checkpoints import CheckpointStore
 from aiaas.plugins.flax_trainers.early_stopping import EarlyStopping
 from aiaas.plugins.flax_trainers.optimizer import make_optimizer
@@ -60,6 +57,7 @@ from aiaas.plugins.flax_trainers.staging import (
     partition,
     plan_schedule,
 )
+from aiaas.plugins.flax_trainers.train_step import compiled_train_step
 from aiaas.plugins.flax_trainers.validation_split import ValidationSplit, compiled_evaluation
 
 
@@ -94,6 +92,8 @@ class LoopSettings:
     checkpoint_sealer: CheckpointSealer | None = None
     epoch_verdicts: bool = False
     """`TrainingRun.epoch_verdicts`."""
+    augmentation: Augmentation | None = None
+    """For images: what the train step does to each batch (`augmentation`)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -126,78 +126,6 @@ def _optimizer_of(settings: LoopSettings, total_steps: int = 1) -> optax.Gradien
         total_steps,
         warmup_steps,
     )
-
-
-def loss_of(
-    task: Task, outputs: jax.Array, targets: jax.Array, class_weights: jax.Array | None
-) -> jax.Array:
-    if task == "classification":
-        per_example = optax.softmax_cross_entropy_with_integer_labels(outputs, targets)
-        if class_weights is not None:
-            per_example = per_example * class_weights[targets]
-        return jnp.mean(per_example)
-    return jnp.mean((outputs[:, 0] - targets) ** 2)
-
-
-@functools.lru_cache(maxsize=16)
-def compiled_train_step(
-    graphdef: nnx.GraphDef[Any],
-    task: Task,
-    optimizer_settings: tuple[float, float, str, float],
-    weighted: bool,
-    dropout_seed: int | None,
-    schedule: Schedule,
-    mesh: Mesh,
-) -> Callable[..., Any]:
-    """The jitted train step, kept per model, optimizer and schedule: a second run of the same
-    configuration in this process (a retry, a resumed job) compiles nothing.
-
-    `step(params, optimizer_state, step_count, losses, inputs, targets, class_weights)`
-    returns the three updated (and donated) states and `losses` with this step's loss written
-    at `step_count % LOSS_BLOCK`. The step count lives on the device and says which batch of
-    the staged chunk to take, so a step sends nothing. `optimizer_settings`: learning rate,
-    weight decay, schedule and warmup fraction. `dropout_seed`: for a model with dropout (an
-    MLP's), whose key each step derives from it and the step count; None for any other."""
-    learning_rate, weight_decay, lr_schedule, warmup_fraction = optimizer_settings
-    total_steps = schedule.total_steps
-    optimizer = make_optimizer(
-        learning_rate,
-        weight_decay,
-        lr_schedule,
-        total_steps,
-        round(warmup_fraction * total_steps),
-    )
-
-    def train_step(
-        params: Any,
-        optimizer_state: Any,
-        step_count: jax.Array,
-        losses: jax.Array,
-        inputs: jax.Array,
-        targets: jax.Array,
-        class_weights: jax.Array,
-    ) -> tuple[Any, Any, jax.Array, jax.Array]:
-        # Chunks start afresh with each epoch (see `staging.BatchStager`).
-        position = step_count % schedule.steps_per_epoch % schedule.chunk_steps
-        batch_inputs, batch_targets = inputs[position], targets[position]
-
-        def loss_fn(trainable: Any) -> jax.Array:
-            model = nnx.merge(graphdef, trainable)
-            if dropout_seed is None:
-                outputs = model(batch_inputs)
-            else:
-                key = jax.random.fold_in(jax.random.key(dropout_seed), step_count)
-                outputs = model(batch_inputs, dropout_key=key)
-            # Unweighted, the loss skips the per-example weight lookup altogether.
-            return loss_of(task, outputs, batch_targets, class_weights if weighted else None)
-
-        loss, gradients = jax.value_and_grad(loss_fn)(params)
-        updates, optimizer_state = optimizer.update(gradients, optimizer_state, params)
-        losses = losses.at[step_count % LOSS_BLOCK].set(loss)
-        return optax.apply_updates(params, updates), optimizer_state, step_count + 1, losses
-
-    replicated = NamedSharding(mesh, partition())
-    return jax.jit(train_step, donate_argnums=(0, 1, 2), out_shardings=replicated)
 
 
 def _host_state(*trees: Any) -> list[np.ndarray]:
@@ -264,6 +192,7 @@ def train_and_evaluate(
         )
         reporter.resumed(step)
         dropout = architecture.get("kind") == "mlp" and architecture.get("dropout", 0.0) > 0
+        augmentation = settings.augmentation
         loop = _Loop(
             train_step=compiled_train_step(
                 graphdef,
@@ -278,6 +207,7 @@ def train_and_evaluate(
                 settings.seed if dropout else None,
                 schedule,
                 mesh,
+                None if augmentation is None else (augmentation, settings.seed),
             ),
             stager=BatchStager(
                 arrays.train_inputs, arrays.train_targets, schedule, settings.seed, mesh

@@ -14,7 +14,9 @@ Decisions a client may notice:
 - element types are strict: numeric tensors take JSON numbers only (no strings, no booleans),
   integer tensors take integers only, BOOL takes booleans, BYTES takes strings; a value out of
   the datatype's range is refused rather than wrapped or turned into infinity;
-- BYTES tensors are text: they decode to `str`, and bytes that are not UTF-8 are refused;
+- BYTES tensors are text: they decode to `str`, and bytes that are not UTF-8 are refused,
+  but for a binary element that is a PNG or JPEG file, kept as `bytes` for an image input
+  (`aiaas.core.serving.image_requests`; in JSON an image is base64 text);
 - BF16, shared memory and the classification extension are refused as unsupported;
 - JSON has no NaN or infinity: a request that uses the non-standard `NaN` tokens is refused,
   and a non-finite float output is sent as `null` in JSON (tritonclient reads it back as NaN);

@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from aiaas.core.errors import InputError
+from aiaas.core.images import image_format
 
 INFERENCE_HEADER_CONTENT_LENGTH = "Inference-Header-Content-Length"
 """Set on a request or response whose body is a JSON header followed by binary tensor data."""
@@ -273,9 +274,10 @@ def _from_binary(name: str, raw: memoryview, shape: tuple[int, ...], datatype: s
     return array.reshape(shape)
 
 
-def _text_elements(name: str, raw: memoryview, count: int) -> list[str]:
-    """BYTES elements, each a 4-byte little-endian length followed by that many UTF-8 bytes."""
-    elements: list[str] = []
+def _text_elements(name: str, raw: memoryview, count: int) -> list[str | bytes]:
+    """BYTES elements, each a 4-byte little-endian length followed by that many UTF-8 bytes, or
+    the bytes of a PNG or JPEG file (which are not UTF-8), kept as bytes."""
+    elements: list[str | bytes] = []
     offset = 0
     # Every element takes at least 4 bytes, so a huge `count` cannot make this loop run long.
     while len(elements) < count:
@@ -288,7 +290,12 @@ def _text_elements(name: str, raw: memoryview, count: int) -> list[str]:
         try:
             elements.append(str(raw[start:offset], "utf-8"))
         except UnicodeDecodeError:
-            raise invalid_request(name, f"element {len(elements)} is not valid UTF-8") from None
+            element = bytes(raw[start:offset])
+            if image_format(element) is None:
+                raise invalid_request(name, f"element {len(elements)} is not valid UTF-8") from None
+            # An encoded image for an image input, which decodes it (`image_requests`); a
+            # text input refuses bytes as it refuses any value that is not a string.
+            elements.append(element)
     if len(elements) < count:
         raise invalid_request(name, f"binary data ends after {len(elements)} of {count} elements")
     if offset != len(raw):

@@ -6,6 +6,7 @@ worker thread before the transaction opens."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,7 @@ from aiaas.core.data.tabular.read_options import ReadOptions
 from aiaas.core.data.tabular.transforms import apply_steps
 from aiaas.core.errors import ConflictError, InputError, NotFoundError
 from aiaas.core.governance import artifacts_kept_on_success
+from aiaas.core.identity.project_settings import keeps_dicom_personal_tags
 from aiaas.core.identity.projects import ChangeInProject
 from aiaas.core.storage import Connection, sha256_of
 
@@ -152,6 +154,9 @@ async def _record_version(
             "rows": table.row_count,
             "content_sha256": content_sha256,
             "parent": str(parent.id) if parent else None,
+            # An archive of images: how many files were skipped, how many were DICOM and
+            # whether their personal tags were kept.
+            **({"images": table.ingest_summary} if table.ingest_summary else {}),
         },
     )
     return NewVersion(version, created=True)
@@ -183,6 +188,12 @@ async def upload_version(
         async with platform.metadata.acquire() as connection:
             existing = await version_by_content(
                 connection, project_id, dataset_name, content_sha256
+            )
+            # The project's, never the uploader's: a DICOM file's personal tags are dropped
+            # unless the project keeps them.
+            options = dataclasses.replace(
+                options,
+                keep_dicom_personal_tags=await keeps_dicom_personal_tags(connection, project_id),
             )
         if existing is None:
             # Read and sealed before the transaction opens: the slow part holds no lock and no

@@ -25,20 +25,20 @@ from typing import BinaryIO
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.ipc
-import pyarrow.parquet as pq
 
+from aiaas.core.data.images.archives import archive_kind, sniff_archive
+from aiaas.core.data.images.ingest import normalize_image_archive
+from aiaas.core.data.tabular.ingest_parquet import normalize_parquet
 from aiaas.core.data.tabular.limits import (
     NO_LIMITS_GIVEN,
     TableLimits,
     check_names,
-    check_parquet_footer,
     check_width,
     checked_cells,
 )
 from aiaas.core.data.tabular.normalized import NormalizedTable, SourceFormat, write_normalized
 from aiaas.core.data.tabular.read_options import WIDE_ENCODINGS, ReadOptions, refuse
 from aiaas.core.data.tabular.type_inference import TypeInference
-from aiaas.core.data.tabular.types import LOGICAL_TYPES
 from aiaas.core.errors import InputError
 
 SNIFF_BYTES = 64 * 1024
@@ -63,8 +63,10 @@ def detect_format(
             raise refuse("the file is empty")
         if head.startswith(b"PAR1"):
             detected: SourceFormat = "parquet"
+        elif archive_kind(head) is not None and sniff_archive(path) is not None:
+            detected = "images"  # an archive of images (`images.ingest`)
         elif _holds_nul(head, handle, encoding):
-            raise refuse("the file is neither CSV nor Parquet: it holds binary data")
+            raise refuse("the file is neither CSV nor Parquet nor an archive: it holds binary data")
         else:
             detected = "csv"
     if declared is not None and declared != detected:
@@ -330,39 +332,7 @@ def _cast_spilled(spill: Path, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
             yield batch.cast(schema)
 
 
-# Parquet uploads, and the way in -----------------------------------------------------------
-
-
-def _normalized_schema(schema: pa.Schema) -> pa.Schema:
-    """The schema a Parquet upload is stored with: each column as one of the logical types
-    (`types.LOGICAL_TYPES`) or a plain variant of it; `InputError` for a column none holds."""
-    fields = []
-    for field in schema:
-        arrow_type = field.type
-        if pa.types.is_dictionary(arrow_type):
-            arrow_type = arrow_type.value_type
-        if pa.types.is_large_string(arrow_type) or pa.types.is_null(arrow_type):
-            arrow_type = pa.string()
-        elif pa.types.is_decimal(arrow_type) or pa.types.is_float16(arrow_type):
-            arrow_type = pa.float64()
-        if not _plain(arrow_type):
-            raise refuse(
-                f"column {field.name!r} is of type {field.type}, which datasets do not hold: "
-                f"columns are {', '.join(LOGICAL_TYPES)}"
-            )
-        fields.append(pa.field(field.name, arrow_type))
-    return pa.schema(fields)
-
-
-def _plain(arrow_type: pa.DataType) -> bool:
-    return bool(
-        pa.types.is_integer(arrow_type)
-        or pa.types.is_floating(arrow_type)
-        or pa.types.is_boolean(arrow_type)
-        or pa.types.is_string(arrow_type)
-        or pa.types.is_timestamp(arrow_type)
-        or pa.types.is_date(arrow_type)
-    )
+# The way in -------------------------------------------------------------------------
 
 
 def normalize_upload(
@@ -372,7 +342,13 @@ def normalize_upload(
     source_format = detect_format(path, options.format, options.encoding)
     destination = work_dir / "normalized.parquet"
     if source_format == "parquet":
-        return _normalize_parquet(path, destination, limits)
+        return normalize_parquet(path, destination, limits)
+    if source_format == "images":
+        kind = sniff_archive(path)
+        assert kind is not None  # detected as an archive above
+        return normalize_image_archive(
+            path, kind, destination, limits, keep_personal_tags=options.keep_dicom_personal_tags
+        )
     layout = _csv_layout(path, options, limits)
     spill = work_dir / "text.arrows"
     try:
@@ -381,29 +357,3 @@ def normalize_upload(
         return write_normalized(_cast_spilled(spill, schema), schema, destination, "csv")
     finally:
         spill.unlink(missing_ok=True)
-
-
-def _normalize_parquet(path: Path, destination: Path, limits: TableLimits) -> NormalizedTable:
-    try:
-        source = pq.ParquetFile(path)
-    except (pa.ArrowException, OSError) as exc:
-        raise refuse(f"the file is not valid Parquet: {exc}") from None
-    check_parquet_footer(source.metadata, limits)
-    names = source.schema_arrow.names
-    check_names(names, limits)
-    duplicates = sorted({name for name in names if names.count(name) > 1})
-    if duplicates:
-        raise refuse(f"duplicate column names: {', '.join(duplicates)}")
-    if source.metadata.num_rows == 0:
-        raise refuse("the file holds no rows")
-    schema = _normalized_schema(source.schema_arrow)
-    try:
-        return write_normalized(
-            checked_cells(source.iter_batches(), limits), schema, destination, "parquet"
-        )
-    except MemoryError:
-        raise  # Arrow's is an ArrowException too; the ingest process answers it as such
-    except (pa.ArrowException, OSError) as exc:
-        # A page that contradicts the footer (a count or a size that is not there) shows only
-        # once it is decoded.
-        raise refuse(f"the file is not valid Parquet: {exc}") from None

@@ -27,7 +27,7 @@ from aiaas.core.data.tabular.types import logical_type
 PREVIEW_ROWS = 20
 PREVIEW_TRUNCATED_ROWS = "preview_truncated_rows"
 
-SourceFormat = Literal["csv", "parquet"]
+SourceFormat = Literal["csv", "parquet", "images"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,9 @@ class NormalizedTable:
     column_stats: dict[str, dict[str, Any]]
     preview: list[dict[str, Any]]
     size_bytes: int
+    ingest_summary: dict[str, Any] | None = None
+    """What an archive of images held besides its rows (skipped files, DICOM files and whether
+    their personal tags were kept): audited with the version, never stored in its row."""
 
 
 class Preview:
@@ -95,7 +98,11 @@ def write_normalized(
         pq.ParquetWriter(
             destination,
             schema,
-            compression="snappy",
+            # Encoded images (PNG, JPEG) do not compress: snappy would spend time for nothing.
+            compression={
+                field.name: "none" if pa.types.is_binary(field.type) else "snappy"
+                for field in schema
+            },
             # Dictionaries pay off on repeated text; on numbers and times they cost time (a
             # third of the write) and, once a column has many values, space too.
             use_dictionary=[field.name for field in schema if pa.types.is_string(field.type)],

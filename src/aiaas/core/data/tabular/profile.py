@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from aiaas.core.data.tabular.cells import LongText, count_keys, shown_text
+from aiaas.core.data.tabular.image_columns import ImageColumnProfile, is_image_type, thumbnail_cell
 from aiaas.core.data.tabular.types import is_numeric, logical_type
 from aiaas.core.serialization import finite_or_none
 
@@ -32,10 +33,11 @@ CELLS_PER_READ = 1 << 22
 """Values read from the written file at once to count distinct values: a whole narrow table's
 worth of columns in one read, one column at a time of a tall one, so memory stays bounded."""
 TOP_VALUES = 5
-ROW_VALUE_STATISTICS = frozenset({"min", "max", "top_values"})
+ROW_VALUE_STATISTICS = frozenset({"min", "max", "top_values", "label_balance"})
 """The statistics that are values of rows rather than aggregates of them: a minimum or maximum is
-one row's value, a top value is a cell's text. A version keeps them sealed; the others (counts,
-fractions, mean, std, flags) are aggregates and stay in clear (`datasets.sealed_profile`)."""
+one row's value, a top value (or an image dataset's label balance) is a cell's text. A version
+keeps them sealed; the others (counts, fractions, mean, std, flags) are aggregates and stay in
+clear (`datasets.sealed_profile`)."""
 
 
 def json_cell(value: Any) -> tuple[Any, int | None]:
@@ -45,7 +47,8 @@ def json_cell(value: Any) -> tuple[Any, int | None]:
     if hasattr(value, "isoformat"):
         return value.isoformat(), None
     if isinstance(value, bytes):
-        value = value.decode("utf-8", errors="replace")
+        # Bytes are an image column's (`types.IMAGE`): shown as a thumbnail, never as text.
+        return thumbnail_cell(value), None
     if isinstance(value, str):
         return shown_text(value)
     return value, None
@@ -182,7 +185,12 @@ class TableProfile:
             if only is None or field.name in only
         ]
         self._indexes = [index for index, _ in profiled]
-        self.columns = [ColumnProfile(field.name, field.type) for _, field in profiled]
+        self.columns: list[ColumnProfile | ImageColumnProfile] = [
+            (ImageColumnProfile if is_image_type(field.type) else ColumnProfile)(
+                field.name, field.type
+            )
+            for _, field in profiled
+        ]
         self.rows = 0
 
     def update(self, batch: pa.RecordBatch | pa.Table) -> None:
@@ -196,7 +204,11 @@ class TableProfile:
         a column of."""
         if self.rows > EXACT_DISTINCT_ROWS:
             return
-        ordered = [column for column in self.columns if column.ordered]
+        ordered = [
+            column
+            for column in self.columns
+            if isinstance(column, ColumnProfile) and column.ordered
+        ]
         # One reader for the whole file: opening it per column parsed its footer, which grows
         # with the width, once per column, and made a wide file cost the square of its width.
         reader = pq.ParquetFile(parquet_path)

@@ -88,6 +88,8 @@ class ReadOptions:
     encoding: str | None = None
     delimiter: str | None = None
     header: bool | None = None
+    keep_dicom_personal_tags: bool = False
+    """The project's setting (`project_settings`), set by the domain, never by the uploader."""
 
     def __post_init__(self) -> None:
         if self.encoding is not None:

@@ -16,6 +16,11 @@ LOGICAL_TYPES: dict[str, pa.DataType] = {
 }
 
 
+IMAGE = "image"
+"""A binary column of encoded images (PNG, JPEG): the contract of docs/guides/images.md. Not in
+`LOGICAL_TYPES`: no cast makes one, so no text becomes an image unchecked."""
+
+
 def logical_type(arrow_type: pa.DataType) -> str:
     """The aiaas name of an Arrow type; every Arrow type maps onto one."""
     if pa.types.is_integer(arrow_type):
@@ -28,7 +33,13 @@ def logical_type(arrow_type: pa.DataType) -> str:
         return "timestamp"
     if pa.types.is_date(arrow_type):
         return "date"
-    return "string"
+    # Binary data is never text: a binary column holds encoded images (checked at ingest,
+    # `image_columns.checked_images`), and is profiled and previewed as such.
+    return (
+        IMAGE
+        if pa.types.is_binary(arrow_type) or pa.types.is_large_binary(arrow_type)
+        else "string"
+    )
 
 
 def arrow_type(name: str) -> pa.DataType:
