@@ -42,3 +42,28 @@ def test_a_lone_image_is_still_refused_before_anything_is_sent(
 
     with pytest.raises(UnsupportedFileError, match=r"picture\.png is neither CSV nor Parquet"):
         client.project(project_slug).upload(picture, name="picture", progress=False)
+
+
+def test_a_gzip_file_is_an_image_archive_only_when_it_holds_a_tar() -> None:
+    """A gzipped CSV is refused before anything is sent, as the server would refuse it; a
+    tar.gz is an archive of images."""
+    import gzip
+    import io
+    import tarfile
+
+    from aiaas.client.errors import UnsupportedFileError
+    from aiaas.client.uploads import opened
+
+    with (
+        pytest.raises(UnsupportedFileError, match="neither CSV nor Parquet"),
+        opened(io.BytesIO(gzip.compress(b"a,b\n1,2\n"))),
+    ):
+        pass
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        member = tarfile.TarInfo("0/0000.png")
+        member.size = 3
+        tar.addfile(member, io.BytesIO(b"png"))
+    archive.seek(0)
+    with opened(archive) as body:
+        assert (body.format, body.file.tell()) == ("images", 0)

@@ -4,10 +4,12 @@ from its first bytes; its body read in chunks as the request goes, behind a prog
 from __future__ import annotations
 
 import contextlib
+import gzip
 import io
 import os
 import sys
 import tempfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,9 +63,24 @@ def _sniff_dataset(file: IO[bytes], label: str) -> str:
     start = file.tell()
     head = file.read(512)
     file.seek(start)
-    if head.startswith((b"PK\x03\x04", b"PK\x05\x06", b"\x1f\x8b")) or head[257:262] == b"ustar":
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")) or head[257:262] == b"ustar":
+        return "images"
+    if head.startswith(b"\x1f\x8b") and _gzip_holds_tar(file):
         return "images"
     return _sniff(file, label)
+
+
+def _gzip_holds_tar(file: IO[bytes]) -> bool:
+    """Whether a gzip file inflates to a tar archive: its first 262 bytes inflated, no more."""
+    start = file.tell()
+    try:
+        with gzip.GzipFile(fileobj=file, mode="rb") as inflated:
+            header = inflated.read(262)
+    except (OSError, EOFError, zlib.error):
+        return False
+    finally:
+        file.seek(start)
+    return header[257:262] == b"ustar"
 
 
 def format_of(path: str | os.PathLike[str]) -> str:

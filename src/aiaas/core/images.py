@@ -77,6 +77,32 @@ def decode_image(
         raise ImageError(f"{name} does not decode: {exc}") from exc
 
 
+GREY_MODES = frozenset({"I;16", "I;16B", "I;16L", "I", "1", "L", "LA"})
+"""Pillow modes that decode to one channel; every other mode decodes to RGB."""
+
+
+def image_header(
+    data: bytes, *, name: str = "the image", max_pixels: int = DEFAULT_MAX_PIXELS
+) -> tuple[int, int, int]:
+    """(width, height, channels) of a PNG or JPEG image, read from its header alone: what it
+    will decode to, known before a pixel is decoded."""
+    from PIL import Image
+
+    if image_format(data) is None:
+        raise ImageError(f"{name} is neither a PNG nor a JPEG image")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+                channels = 1 if image.mode in GREY_MODES else 3
+    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as exc:
+        raise ImageError(f"{name} does not decode: {exc}") from exc
+    if width * height > max_pixels:
+        raise ImageError(f"{name} is {width}x{height} pixels, above the limit of {max_pixels}")
+    return width, height, channels
+
+
 def as_channels_last(image: Any) -> np.ndarray:
     """A decoded Pillow image as uint8 (height, width, 1 or 3)."""
     if image.mode in {"I;16", "I;16B", "I;16L", "I"}:
@@ -84,7 +110,7 @@ def as_channels_last(image: Any) -> np.ndarray:
         top = int(wide.max()) if wide.size else 0
         shift = max(top.bit_length() - 8, 0)
         return (wide >> shift).astype(np.uint8)[:, :, np.newaxis]
-    if image.mode in {"1", "L", "LA"}:
+    if image.mode in GREY_MODES:
         return np.asarray(image.convert("L"), dtype=np.uint8)[:, :, np.newaxis]
     return np.asarray(image.convert("RGB"), dtype=np.uint8)
 

@@ -12,12 +12,12 @@ Nothing here imports JAX (nor Pillow, until an image needs decoding or resizing)
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
-from aiaas.core.images import decode_image, fit_pixels
+from aiaas.core.images import decode_image, fit_pixels, image_header
 
 
 def as_pixels(values: Any, name: str) -> np.ndarray:
@@ -34,14 +34,14 @@ def as_pixels(values: Any, name: str) -> np.ndarray:
     return pixels
 
 
-def image_rows(values: Any, name: str) -> list[np.ndarray]:
-    """Each row of an image column as uint8 (height, width, 1 or 3): encoded bytes are decoded
-    (`decode_image`, with its limits), pixel arrays checked."""
-    rows: list[np.ndarray] = []
+def image_rows(values: Any, name: str) -> Iterator[np.ndarray]:
+    """Each row of an image column as uint8 (height, width, 1 or 3), one at a time: encoded
+    bytes are decoded (`decode_image`, with its limits), pixel arrays checked. A caller that
+    fits each row before the next never holds more than one image at its original size."""
     for index, value in enumerate(np.asarray(values, dtype=object).reshape(-1)):
         label = f"{name}[{index}]"
         if isinstance(value, bytes | bytearray | memoryview):
-            rows.append(decode_image(bytes(value), name=label))
+            yield decode_image(bytes(value), name=label)
             continue
         if value is None:
             raise ValueError(f"{label} has no image")
@@ -50,8 +50,21 @@ def image_rows(values: Any, name: str) -> list[np.ndarray]:
             pixels = pixels[:, :, np.newaxis]
         if pixels.ndim != 3 or pixels.shape[2] not in {1, 3} or 0 in pixels.shape:
             raise ValueError(f"{label} must be (height, width, 1 or 3) pixels, not {pixels.shape}")
-        rows.append(pixels)
-    return rows
+        yield pixels
+
+
+def image_sizes(values: Any, name: str) -> np.ndarray:
+    """(height, width, channels) of each row, read from encoded images' headers (nothing is
+    decoded) or from pixel arrays' shapes."""
+    sizes = []
+    for index, value in enumerate(np.asarray(values, dtype=object).reshape(-1)):
+        if isinstance(value, bytes | bytearray | memoryview):
+            width, height, channels = image_header(bytes(value), name=f"{name}[{index}]")
+            sizes.append((height, width, channels))
+        else:
+            shape = np.shape(value)
+            sizes.append((shape[0], shape[1], shape[2] if len(shape) == 3 else 1))
+    return np.asarray(sizes, dtype=np.int64).reshape(-1, 3)
 
 
 def encode_image_tensor(encoder: Mapping[str, Any], columns: Mapping[str, Any]) -> np.ndarray:
@@ -68,10 +81,11 @@ def encode_image_tensor(encoder: Mapping[str, Any], columns: Mapping[str, Any]) 
         pixels = as_pixels(values, name)
         if pixels.shape[1:] == size:
             return pixels
-        rows = list(pixels)
+        rows: Iterable[np.ndarray] = pixels
     else:
+        values = np.asarray(values, dtype=object).reshape(-1)
         rows = image_rows(values, name)
-    fitted = np.zeros((len(rows), *size), dtype=np.uint8)
+    fitted = np.zeros((len(values), *size), dtype=np.uint8)
     for index, row in enumerate(rows):
         fitted[index] = fit_pixels(row, height=size[0], width=size[1], channels=size[2])
     return fitted

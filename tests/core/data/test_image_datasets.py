@@ -7,8 +7,10 @@ and nothing is stored. Real PostgreSQL and ingest processes."""
 from __future__ import annotations
 
 import base64
+import gzip
 import io
 import json
+import tarfile
 import uuid
 import zipfile
 from pathlib import Path
@@ -437,7 +439,32 @@ BAD_ARCHIVES: dict[str, tuple[Any, str, str]] = {
         "twice",
     ),
     "not-a-tar": (lambda: b"\x1f\x8b" + bytes(600), "", "holds binary data"),
+    "huge-extended-tar-header": (lambda: _pax_header_bomb(2 << 20), "", "extended tar header"),
 }
+
+
+def _pax_header_bomb(header_bytes: int) -> bytes:
+    """A tar.gz of one tiny PNG behind an extended (pax) header of `header_bytes`: the sizes its
+    members declare add up to a few bytes, while tarfile would read the header whole."""
+    body = b" comment=" + b"a" * header_bytes + b"\n"
+    length = len(body) + len(str(len(body))) + 1
+    record = str(length).encode() + body
+    header = tarfile.TarInfo("PaxHeaders/x")
+    header.type = tarfile.XHDTYPE
+    header.size = len(record)
+    image = digit_pngs(1)[0].data
+    member = tarfile.TarInfo("0/0000.png")
+    member.size = len(image)
+    raw = b"".join(
+        [
+            header.tobuf(tarfile.USTAR_FORMAT),
+            record + bytes(-len(record) % 512),
+            member.tobuf(tarfile.USTAR_FORMAT),
+            image + bytes(-len(image) % 512),
+            bytes(1024),
+        ]
+    )
+    return gzip.compress(raw)
 
 
 @pytest.mark.parametrize("case", BAD_ARCHIVES, ids=list(BAD_ARCHIVES))

@@ -6,6 +6,7 @@ raise the alert on `image.brightness`; images like the reference's do not."""
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -199,3 +200,18 @@ def test_reference_statistics_come_from_the_encoded_images_fitted_to_the_model()
     assert baselines["image.brightness"].rows == 4
     assert baselines["image.width"].edges[-1] == 8.0  # sizes as stored, not as fitted
     assert not_images == {}
+
+
+def test_a_tensor_row_samples_no_size_and_an_encoded_one_its_size_as_sent() -> None:
+    """A tensor has the model's size, whatever the image's size was before the client fitted
+    it: sampling that size would drift from the reference's for no reason."""
+    from aiaas.core.serving.prediction_samples import row_as_json
+
+    pixels = np.full((2, 16, 16, 3), 100, np.uint8)
+    as_tensor = json.loads(row_as_json({"image": pixels}, 0))
+    assert set(as_tensor) == {"image.brightness", "image.contrast"}
+    assert as_tensor["image.brightness"] == 100.0
+    as_files = json.loads(
+        row_as_json({"image": pixels}, 1, {"image": np.array([[640, 480], [320, 200]])})
+    )
+    assert (as_files["image.width"], as_files["image.height"]) == (320.0, 200.0)

@@ -269,7 +269,9 @@ def test_fit_refuses_what_is_not_an_image_dataset(make_run: Any, recording_repor
             make_run(pa.table({"name": labels, "label": labels}), "label"), recording_reporter()
         )
     corrupt = [*images[:5], images[5][:20], *images[6:]]
-    with pytest.raises(ValueError, match=r"image\[5\] does not decode"):
+    # Named by its row in the split it was found in; ingest proves every stored image whole,
+    # so only a table made by hand gets here.
+    with pytest.raises(ValueError, match=r"image\[\d+\] does not decode"):
         ImageResNet().fit(make_run(image_table(corrupt, labels), "label"), recording_reporter())
     missing: list[bytes | None] = [*images[:3], None, *images[4:]]
     with pytest.raises(ValueError, match=r"image\[3\] has no image"):
@@ -278,3 +280,24 @@ def test_fit_refuses_what_is_not_an_image_dataset(make_run: Any, recording_repor
         ImageResNet().fit(
             make_run(image_table(images, labels), "label", {"channels": 2}), recording_reporter()
         )
+
+
+def test_a_training_set_too_large_to_hold_is_refused_before_any_image_is_decoded(
+    make_run: Any, recording_reporter: Any
+) -> None:
+    """300 grey scans of 6000x6000 (240 in the training split) would take 8.6 GB at their size:
+    the bound is checked on the sizes their headers give, before a pixel is decoded."""
+    import io
+    import resource
+
+    buffer = io.BytesIO()
+    Image.new("L", (6000, 6000)).save(buffer, format="PNG")
+    scan = buffer.getvalue()
+    labels = ["a" if index % 2 else "b" for index in range(300)]
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ValueError, match="take more than 8 GiB"):
+        ImageResNet().fit(
+            make_run(image_table([scan] * 300, labels), "label"), recording_reporter()
+        )
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert grown_kib < 1 << 20, f"the refusal took {grown_kib} KiB: images were decoded"

@@ -25,7 +25,7 @@ import pyarrow as pa
 from aiaas.core.errors import InputError
 from aiaas.core.signatures import TensorSpec
 from aiaas.core.trainers import HyperParameter, Task
-from aiaas.formats.flax_nnx_images import encode_image_tensor, image_rows
+from aiaas.formats.flax_nnx_images import encode_image_tensor, image_sizes
 from aiaas.plugins.flax_trainers.augmentation import Augmentation
 from aiaas.plugins.flax_trainers.fitting import FlaxTrainer
 from aiaas.plugins.flax_trainers.trainers import BALANCE_CLASSES, _common, _int
@@ -33,6 +33,7 @@ from aiaas.plugins.flax_trainers.trainers import BALANCE_CLASSES, _common, _int
 IMAGE_COLUMN_TYPES = frozenset({"image", "binary", "large_binary"})
 """The logical type `image` (a binary column of encoded images), and the Arrow types a table
 holds it as. A request is vetted with logical types, a run's table with Arrow types."""
+STATISTICS_CHUNK_PIXELS = 32 << 20
 CONTRACT_METADATA = frozenset({"path", "width", "height", "channels", "format", "dicom_tags"})
 MAX_PIXEL_BYTES = 8 * 1024**3
 """The decoded training images are held in memory at once: a run that would take more is
@@ -122,17 +123,17 @@ class ImageResNet(FlaxTrainer):
         raise ValueError("the features hold no image column")
 
     def feature_columns(self, table: pa.Table, features: Sequence[str]) -> dict[str, np.ndarray]:
-        """The image column decoded, an object array of uint8 (height, width, 1 or 3) images;
-        the contract's other columns are not read."""
+        """The image column as it is stored, an object array of encoded images: they are
+        decoded only once the size to train at is known, each fitted to it before the next is
+        decoded (`encode_image_tensor`), so a split of large scans never sits in memory at its
+        original size. The contract's other columns are not read."""
         name = self.image_column(table.schema, features)
-        try:
-            decoded = image_rows(table.column(name).to_pylist(), name)
-        except InputError as exc:
-            raise ValueError(str(exc)) from exc
-        # Filled one by one: numpy would stack images of one size into one array.
-        column = np.empty(len(decoded), dtype=object)
-        for index, image in enumerate(decoded):
-            column[index] = image
+        values = table.column(name).to_pylist()
+        column = np.empty(len(values), dtype=object)
+        for index, value in enumerate(values):
+            if value is None:
+                raise ValueError(f"{name}[{index}] has no image")
+            column[index] = value
         return {name: column}
 
     def fit_preprocessing(
@@ -146,9 +147,14 @@ class ImageResNet(FlaxTrainer):
         images = columns[name]
         if images.size == 0:
             raise ValueError("the training split holds no image")
-        height = values["height"] or round(float(np.median([image.shape[0] for image in images])))
-        width = values["width"] or round(float(np.median([image.shape[1] for image in images])))
-        channels = values["channels"] or (3 if any(image.shape[2] == 3 for image in images) else 1)
+        try:
+            # From the images' headers: nothing is decoded before the bound below is checked.
+            sizes = image_sizes(images, name)
+        except InputError as exc:
+            raise ValueError(str(exc)) from exc
+        height = values["height"] or round(float(np.median(sizes[:, 0])))
+        width = values["width"] or round(float(np.median(sizes[:, 1])))
+        channels = values["channels"] or (3 if bool((sizes[:, 2] == 3).any()) else 1)
         if images.size * height * width * channels > MAX_PIXEL_BYTES:
             raise ValueError(
                 f"{images.size} images of {height}x{width}x{channels} take more than "
@@ -164,8 +170,10 @@ class ImageResNet(FlaxTrainer):
         # Summed image by image: the statistics never need a second copy of the split.
         total = np.zeros(channels)
         squares = np.zeros(channels)
-        for start in range(0, images.size, 256):
-            pixels = encode_image_tensor(encoder, {name: images[start : start + 256]})
+        # Chunks of about 32 MiB of pixels, whose float64 copy stays near 256 MiB at any size.
+        chunk_rows = max(1, STATISTICS_CHUNK_PIXELS // (height * width * channels))
+        for start in range(0, images.size, chunk_rows):
+            pixels = encode_image_tensor(encoder, {name: images[start : start + chunk_rows]})
             flat = pixels.reshape(-1, channels).astype(np.float64)
             total += flat.sum(axis=0)
             squares += (flat**2).sum(axis=0)

@@ -19,7 +19,9 @@ Every refusal is an `InputError` naming the member (`field_errors["member"]`):
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import io
 import os
 import stat
 import struct
@@ -30,7 +32,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path, PurePosixPath
-from typing import IO, Literal
+from typing import IO, Literal, cast
 
 from aiaas.core.errors import InputError
 
@@ -48,11 +50,58 @@ inflates a thousandfold and more."""
 RATIO_EXEMPT_BYTES = 64 << 20
 """Below this inflated total, an archive is not refused for its ratio: a few small, uniform
 files compress well and harm nothing."""
+TAR_OVERHEAD_FACTOR = 2
+"""A tar of many small files is up to about twice their bytes: a 512-byte header and up to 511
+bytes of padding each."""
+MAX_TAR_HEADER_BYTES = 1 << 20
+"""An extended (pax) or GNU long-name header: a path and a few attributes, never megabytes."""
 READ_CHUNK_BYTES = 1 << 20
 LOCAL_HEADER_BYTES = 30
 ENCRYPTED_FLAG = 0x1
 TAR_MAGIC_OFFSET = 257
 SNIFF_BYTES = 512
+
+
+class _InflationCounter(io.RawIOBase):
+    """A readable stream that refuses, as a decompression bomb, to give more than `limit`
+    bytes in all."""
+
+    def __init__(self, inner: IO[bytes], limit: int) -> None:
+        self.inner = inner
+        self.limit = limit
+        self.given = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.inner.read(size)
+        self.given += len(data)
+        if self.given > self.limit:
+            raise refuse_member(
+                "", f"the archive inflates past {self.limit} bytes (a decompression bomb)"
+            )
+        return data
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """tarfile reads an extended (pax) or long-name header's body whole before any member is
+    seen: such a header larger than `MAX_TAR_HEADER_BYTES` is refused before it is read."""
+
+    def _proc_pax(self, tarfile: tarfile.TarFile) -> tarfile.TarInfo:
+        _check_header_size(self)
+        return super()._proc_pax(tarfile)  # type: ignore[misc,no-any-return]
+
+    def _proc_gnulong(self, tarfile: tarfile.TarFile) -> tarfile.TarInfo:
+        _check_header_size(self)
+        return super()._proc_gnulong(tarfile)  # type: ignore[misc,no-any-return]
+
+
+def _check_header_size(info: tarfile.TarInfo) -> None:
+    if info.size > MAX_TAR_HEADER_BYTES:
+        raise refuse_member(
+            "", f"an extended tar header of {info.size} bytes, past {MAX_TAR_HEADER_BYTES}"
+        )
 
 
 def refuse_member(member: str, problem: str) -> InputError:
@@ -205,19 +254,33 @@ class Archive:
                     return
                 yield info.name, info.size, _tar_kind(info)
 
-    def _open_tar(self) -> tarfile.TarFile:
+    @contextlib.contextmanager
+    def _open_tar(self) -> Iterator[tarfile.TarFile]:
         # Stream mode ("r|"): the members are read in order, never sought, and a gzip stream is
-        # inflated once per pass.
-        mode = "r|gz" if self.kind == "tar.gz" else "r|"
-        try:
-            return tarfile.open(self.path, mode=mode)  # type: ignore[call-overload,no-any-return]
-        except (tarfile.TarError, OSError, EOFError) as exc:
-            raise refuse_member("", f"the file is not a valid tar archive: {exc}") from None
+        # inflated once per pass. Every inflated byte goes through a counter: the sizes the
+        # members declare leave out what tarfile reads for itself (extended and long-name
+        # headers, padding), so only the stream's own count bounds the inflation.
+        with gzip.open(self.path) if self.kind == "tar.gz" else open(self.path, "rb") as raw:
+            counted = _InflationCounter(cast(IO[bytes], raw), self._inflation_limit())
+            try:
+                archive = tarfile.open(  # noqa: SIM115 - closed by the `with` below
+                    fileobj=counted, mode="r|", tarinfo=_BoundedTarInfo
+                )
+            except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+                raise refuse_member("", f"the file is not a valid tar archive: {exc}") from None
+            with archive:
+                yield archive
+
+    def _inflation_limit(self) -> int:
+        """The most bytes a tar stream may inflate to: what its members may add up to, twice
+        over for the headers and padding of many small files."""
+        by_ratio = max(RATIO_EXEMPT_BYTES, self.archive_bytes * MAX_COMPRESSION_RATIO)
+        return TAR_OVERHEAD_FACTOR * min(self.max_inflated_bytes, by_ratio)
 
     def _next_tar(self, archive: tarfile.TarFile) -> tarfile.TarInfo | None:
         try:
             return archive.next()
-        except (tarfile.TarError, OSError, EOFError) as exc:
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
             raise refuse_member("", f"the file is not a valid tar archive: {exc}") from None
 
     def read_all(self, wanted: set[str]) -> Iterator[tuple[str, bytes]]:
