@@ -365,8 +365,11 @@ async def test_a_trial_whose_worker_is_killed_is_resumed_by_another_and_counted_
         )
     }
     developer = team.members[ProjectRole.DEVELOPER].principal
+    # Long enough (1,500 steps) that the victim is killed early in its run even on a loaded
+    # machine: with 300 steps, a poll that came late could find it past its last step, its
+    # trial already told, and the heir had nothing to resume.
     sweep = await create_sweep(
-        platform, developer, wine_sweep(wine, hyperparameters={**FIXED, "epochs": 60})
+        platform, developer, wine_sweep(wine, hyperparameters={**FIXED, "epochs": 300})
     )
     victim: list[Job] = []
 
