@@ -45,7 +45,7 @@ from typing import Any
 import httpx
 import numpy as np
 from onnx import TensorProto, helper, numpy_helper
-from serving_batching import PROJECT, bench_platform, running_server
+from serving_batching import PROJECT, add_service_options, bench_platform, running_server
 
 from aiaas.core.bootstrap import create_platform
 from aiaas.core.config import Config
@@ -270,17 +270,7 @@ def main() -> None:
     parser.add_argument("--callers", type=int, default=32)
     parser.add_argument("--images", type=int, default=8, help="images per request")
     parser.add_argument("--side", type=int, default=16, help="the images' height and width")
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get(
-            "BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-        ),
-        help="a PostgreSQL server the bench may create (and drop) a database on",
-    )
-    parser.add_argument(
-        "--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379")
-    )
-    parser.add_argument("--redis-db", type=int, default=14)
+    add_service_options(parser)
     arguments = parser.parse_args()
     load_at_start = os.getloadavg()[0]
     started = time.monotonic()

@@ -50,6 +50,7 @@ from serving_batching import (
     HttpDeployment,
     LoadRun,
     Server,
+    add_service_options,
     bench_platform,
     deploy,
     generate_load,
@@ -194,17 +195,7 @@ def main() -> None:
     parser.add_argument("--callers", type=int, default=64)
     parser.add_argument("--trees", type=int, default=200)
     parser.add_argument("--http", action=argparse.BooleanOptionalAction, default=True)
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get(
-            "BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-        ),
-        help="a PostgreSQL server the bench may create (and drop) a database on",
-    )
-    parser.add_argument(
-        "--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379")
-    )
-    parser.add_argument("--redis-db", type=int, default=14)
+    add_service_options(parser)
     arguments = parser.parse_args()
     load_at_start = os.getloadavg()[0]
     result: dict[str, Any] = {

@@ -629,6 +629,21 @@ def batch_execution_ms(model: LoadedModel, request: dict[str, list[float]], rows
 
 
 @contextlib.asynccontextmanager
+def add_service_options(parser: argparse.ArgumentParser) -> None:
+    """The services a serving bench runs its platform on (`bench_platform`)."""
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get(
+            "BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+        ),
+        help="a PostgreSQL server the bench may create (and drop) a database on",
+    )
+    parser.add_argument(
+        "--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379")
+    )
+    parser.add_argument("--redis-db", type=int, default=14)
+
+
 async def bench_platform(
     arguments: argparse.Namespace, name: str, **settings: Any
 ) -> AsyncIterator[tuple[Config, Path]]:
@@ -828,17 +843,7 @@ def main() -> None:
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     parser.add_argument("--in-process", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--http", action=argparse.BooleanOptionalAction, default=True)
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get(
-            "BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-        ),
-        help="a PostgreSQL server the bench may create (and drop) a database on",
-    )
-    parser.add_argument(
-        "--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379")
-    )
-    parser.add_argument("--redis-db", type=int, default=14)
+    add_service_options(parser)
     parser.add_argument(
         "--load-client",
         choices=["raw", "httpx"],

@@ -12,6 +12,7 @@ import os
 import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 
 import httpx
 import pytest
@@ -194,10 +195,23 @@ def app(platform: Platform) -> object:
     return create_app(platform=platform)
 
 
-@pytest.fixture
-async def client(app: object) -> AsyncIterator[httpx.AsyncClient]:
+@asynccontextmanager
+async def asgi_client(app: object) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
     async with httpx.AsyncClient(transport=transport, base_url="http://aiaas.test") as client:
+        yield client
+
+
+@pytest.fixture
+async def client(app: object) -> AsyncIterator[httpx.AsyncClient]:
+    async with asgi_client(app) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+async def module_client(app: object) -> AsyncIterator[httpx.AsyncClient]:
+    """The API's client for module-scoped fixtures (a team's deployments made once)."""
+    async with asgi_client(app) as client:
         yield client
 
 

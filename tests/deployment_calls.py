@@ -3,6 +3,7 @@ versions they deploy, the documents they send, and the calls that wait for a rol
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,8 @@ import httpx
 
 from aiaas.core.identity.access import ProjectRole
 from aiaas.core.platform import Platform
+from aiaas.core.serving.drift_checks import check_drift
+from aiaas.core.serving.inference import INFERENCE_SERVER
 from aiaas.core.training import registry as models
 from aiaas.graphql.relay import to_global_id
 from serving_support import diabetes_table, train_version, upload, wine_table
@@ -173,3 +176,40 @@ async def predict(
         {"id": deployment_id, "inputs": records, "version": version},
         team.token(ProjectRole.VIEWER),
     )
+
+
+DRIFT = """
+query($id: ID!) {
+  node(id: $id) { ... on Deployment { drift { sampleCount alert features { feature psi } } } }
+}
+"""
+
+
+async def drift_report_after(
+    client: httpx.AsyncClient,
+    platform: Platform,
+    team: Team,
+    deployment_id: str,
+    rows: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """Send each of `rows` as a request of its own (one row of each request is sampled), run a
+    drift check, and return the deployment's one drift report."""
+    answers = await asyncio.gather(
+        *(
+            call(
+                client,
+                PREDICT,
+                {"id": deployment_id, "inputs": [row], "version": None},
+                team.token(ProjectRole.VIEWER),
+            )
+            for row in rows
+        )
+    )
+    assert {answer["__typename"] for answer in answers} == {"PredictSuccess"}, answers
+    await platform.service(INFERENCE_SERVER).samples.flush()
+    await check_drift(platform)
+    viewer = team.token(ProjectRole.VIEWER)
+    node = data_of(await graphql(client, DRIFT, {"id": deployment_id}, token=viewer))["node"]
+    [report] = node["drift"]
+    assert isinstance(report, dict)
+    return report

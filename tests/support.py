@@ -25,7 +25,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Origin, Subprotocol
 
 from aiaas.core.auth import Principal
-from aiaas.core.config import Config
+from aiaas.core.config import Config, build_config
 from aiaas.core.identity import accounts as identity
 from aiaas.core.identity.access import PROJECT_GRANTS, ProjectRole
 from aiaas.core.identity.accounts import IssuedToken
@@ -573,3 +573,15 @@ async def subscription_results(
             assert not result.errors, result.errors
             collected.append(result.data[field])
     return collected
+
+
+def with_trees(config: Config, **more: Any) -> Config:
+    """`config` with the trees extra loaded from its entry point, as an operator who installed
+    it would have it; `more` settings besides."""
+    return build_config(
+        {**config.model_dump(), "disable_plugin_autoload": False, "plugins": ["trees"], **more}
+    )
+
+
+EVERY_REQUEST_SAMPLED = {"prediction_sample_rate": 1.0, "drift_min_samples": 50}
+"""Every request sampled, so that a drift check has enough samples at once."""

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from aiaas.cli.user_common import EXIT_REFUSED
-from aiaas.core.config import Config, build_config
+from aiaas.core.config import Config
 from onnx_graphs import linear_graph, signature
 from server_watch import Server, served_with_worker
+from support import with_trees
 from user_cli import Cli, assert_one_line_error, cli_of
 
 pytestmark = pytest.mark.slow
@@ -23,9 +24,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def config(config: Config) -> Config:
-    return build_config(
-        {**config.model_dump(), "disable_plugin_autoload": False, "plugins": ["trees"]}
-    )
+    return with_trees(config)
 
 
 @pytest.fixture(scope="module")

@@ -13,17 +13,16 @@ import pytest
 
 from aiaas.client import Client
 from aiaas.client.errors import InvalidInputError
-from aiaas.core.config import Config, build_config
+from aiaas.core.config import Config
 from onnx_graphs import BIAS, WEIGHTS, linear_graph, signature
+from support import with_trees
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def config(config: Config) -> Config:
-    return build_config(
-        {**config.model_dump(), "disable_plugin_autoload": False, "plugins": ["trees"]}
-    )
+    return with_trees(config)
 
 
 @pytest.fixture(scope="module")

@@ -47,7 +47,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationW
 ENFORCED_WITHIN_S = 5.0
 """The issue's bound on a membership change reaching another API host."""
 RECLAIM_TIMEOUT_S = 90.0
-"""Claims go stale after 3 s here; the reconciler runs every 15 s: far below this bound."""
+"""Claims go stale after 3 s here, a quiet transaction's locks go after 10 s, and the reconciler
+runs every 15 s: far below this bound."""
 JOB_TIMEOUT_S = 240.0
 GRAPHQL_SAMPLES = 200
 NETEM_DELAY_MS = 20
@@ -58,6 +59,9 @@ SETTINGS = {
     "AIAAS_JOB_STALE_AFTER_S": "3",
     "AIAAS_CHECKPOINT_EVERY_STEPS": "10",
     "AIAAS_DEPLOYMENT_POLL_INTERVAL_S": "0.2",
+    # A worker cut off mid-transaction (recording a checkpoint) leaves its job's row locked
+    # until the server ends its quiet session; 10 s keeps that well inside the reclaim bound.
+    "AIAAS_DATABASE_IDLE_TRANSACTION_TIMEOUT_S": "10",
 }
 
 

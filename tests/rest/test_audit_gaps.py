@@ -23,7 +23,7 @@ from aiaas.core.identity import projects
 from aiaas.core.identity.access import ProjectRole
 from aiaas.core.platform import Platform
 from aiaas.core.serving import InferenceServer
-from aiaas.rest import datasets as dataset_rest
+from aiaas.rest import uploads as upload_rest
 from support import (
     Account,
     Team,
@@ -217,7 +217,7 @@ async def test_an_unexpected_rest_error_leaves_a_row_with_the_request_id_and_no_
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     developer = team.members[ProjectRole.DEVELOPER]
-    monkeypatch.setattr(dataset_rest, "project_by_slug", failing)
+    monkeypatch.setattr(upload_rest, "project_by_slug", failing)
     mark = await audit_mark(platform)
 
     response = await client.post(

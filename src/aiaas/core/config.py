@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import ConfigDict, Field, ValidationError
 
 from aiaas.core.checkpoint_settings import CheckpointSettings
+from aiaas.core.database_settings import DatabaseSettings
 from aiaas.core.errors import ConfigError
 from aiaas.core.inference_request_settings import InferenceRequestSettings
 from aiaas.core.object_store_settings import ObjectStoreSettings
@@ -50,7 +51,11 @@ def default_data_dir() -> Path:
 
 
 class Config(
-    ObjectStoreSettings, CheckpointSettings, ObservabilitySettings, InferenceRequestSettings
+    DatabaseSettings,
+    ObjectStoreSettings,
+    CheckpointSettings,
+    ObservabilitySettings,
+    InferenceRequestSettings,
 ):
     """Every setting of the platform. Field docs are the reference text of docs/configuration.md."""
 
@@ -80,11 +85,6 @@ class Config(
     )
     host: str = Field("127.0.0.1", description="Address the API listens on.")
     port: int = Field(8000, ge=0, le=65535, description="Port the API listens on (0: any).")
-    database_connect_timeout_s: float = Field(
-        5.0, gt=0, le=60, description="Give up connecting to PostgreSQL after this many seconds."
-    )
-    database_pool_min_size: int = Field(1, ge=0, description="Connections kept open per process.")
-    database_pool_max_size: int = Field(10, ge=1, description="Most connections per process.")
     redis_connect_timeout_s: float = Field(
         5.0, gt=0, le=60, description="Give up connecting to Redis after this many seconds."
     )

@@ -39,6 +39,22 @@ async def _leave_session_as_is(connection: asyncpg.Connection) -> None:
     a transaction left open and drops listener callbacks before calling this."""
 
 
+def session_settings(config: Config) -> dict[str, str]:
+    """PostgreSQL settings of every session the pool opens.
+
+    `idle_in_transaction_session_timeout`: a process that loses its network mid-transaction
+    (a partitioned worker recording a checkpoint, with its job's row locked) leaves the server
+    waiting for the rest of the transaction; the row stays locked, and the worker that is to
+    take the job over waits on that lock for as long as TCP takes to notice, hours by default.
+    The timeout ends such a session, and its locks with it, after a bound far above the pauses
+    of aiaas's own transactions, which wait between statements for nothing slower than Redis.
+    """
+    timeout_ms = round(config.database_idle_transaction_timeout_s * 1000)
+    if timeout_ms == 0:
+        return {}
+    return {"idle_in_transaction_session_timeout": str(timeout_ms)}
+
+
 def describe_connect_error(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "timed out"
@@ -51,6 +67,7 @@ class PostgresMetadataStore(MetadataStore):
         self._timeout = config.database_connect_timeout_s
         self._min_size = min(config.database_pool_min_size, config.database_pool_max_size)
         self._max_size = config.database_pool_max_size
+        self._server_settings = session_settings(config)
         self._pool: asyncpg.Pool | None = None
 
     async def connect(self) -> None:
@@ -65,6 +82,7 @@ class PostgresMetadataStore(MetadataStore):
                     timeout=self._timeout,
                     init=_init_connection,
                     reset=_leave_session_as_is,
+                    server_settings=self._server_settings,
                 )
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise DatabaseUnavailableError(

@@ -47,8 +47,8 @@ from aiaas.core.identity.members import authorize_in_project
 from aiaas.core.identity.projects import project_by_slug
 from aiaas.core.platform import Platform
 from aiaas.requests import request_id_of
-from aiaas.rest.datasets import check_text, record_refusal
 from aiaas.rest.errors import error_response
+from aiaas.rest.refusals import check_text, record_refusal
 from aiaas.rest.version_numbers import version_number
 
 PARQUET_MEDIA_TYPE = "application/vnd.apache.parquet"

@@ -75,8 +75,8 @@ from aiaas.core.platform import Platform
 from aiaas.core.serving.deployments import runtime_for_format
 from aiaas.core.training import registry as models
 from aiaas.requests import request_id_of
-from aiaas.rest.datasets import check_text, record_refusal
 from aiaas.rest.errors import error_response
+from aiaas.rest.refusals import check_text, record_refusal
 from aiaas.rest.version_numbers import version_number
 
 logger = logging.getLogger(__name__)

@@ -23,20 +23,13 @@ request without valid credentials never gets here (`RequirePrincipal`).
 from __future__ import annotations
 
 from typing import Any
-from uuid import UUID
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from aiaas.core import global_ids
-from aiaas.core.auth import Principal
-from aiaas.core.data import datasets
-from aiaas.core.data.uploads import save_stream, too_large
-from aiaas.core.errors import AiaasError, ClientGoneError, InputError
-from aiaas.core.identity.members import authorize_in_project
-from aiaas.core.identity.projects import project_by_slug
-from aiaas.core.platform import Platform
+from aiaas.core.errors import InputError
 from aiaas.core.signatures import ModelSignature
 from aiaas.core.training.model_uploads import (
     ReferenceData,
@@ -44,14 +37,11 @@ from aiaas.core.training.model_uploads import (
     upload_model_version,
 )
 from aiaas.core.training.registry import ModelVersion, check_model_name
-from aiaas.disconnects import unless_disconnected
-from aiaas.requests import request_id_of
-from aiaas.rest.datasets import check_text, record_refusal
-from aiaas.rest.errors import error_response
+from aiaas.rest.uploads import ReceivedUpload, UploadRoute, receive_upload
 from aiaas.rest.version_numbers import version_number
 
 DEFAULT_FORMAT = "onnx"
-_ACTION = "model.upload"
+UPLOAD = UploadRoute(resource="model", audit_action="model.upload", scratch_name="model")
 
 
 def model_version_json(version: ModelVersion) -> dict[str, Any]:
@@ -76,7 +66,11 @@ def model_version_json(version: ModelVersion) -> dict[str, Any]:
     }
 
 
-def _options(request: Request) -> tuple[str, ModelSignature | None, ReferenceData | None]:
+UploadOptions = tuple[str, ModelSignature | None, ReferenceData | None]
+"""The format, the declared signature and the reference data."""
+
+
+def _options(request: Request) -> UploadOptions:
     query = request.query_params
     for name in query:
         if name not in {"format", "signature", "dataset", "datasetVersion"}:
@@ -98,52 +92,31 @@ def _options(request: Request) -> tuple[str, ModelSignature | None, ReferenceDat
 
 
 async def upload_model(request: Request) -> Response:
-    platform: Platform = request.app.state.platform
-    principal: Principal = request.scope["state"]["principal"]
-    limit = platform.config.upload_max_bytes
-    request_id = request_id_of(request.scope)
-    project_id: UUID | None = None
-    handed_over = False
-    try:
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise too_large(limit)
-        check_text(request)
-        model_format, signature, reference = _options(request)
-        async with platform.metadata.acquire() as connection:
-            project = await project_by_slug(connection, request.path_params["project"])
-        project_id = project.id if project else None
-        await authorize_in_project(platform, principal, project_id, "model", "upload")
-        assert project_id is not None
-        # Checked as the domain checks it, but before the body is read.
-        check_model_name(request.path_params["model"])
-        with datasets.scratch(platform) as work:
-            received = await save_stream(request.stream(), work / "model", limit)
-            handed_over = True
-            version = await unless_disconnected(
-                request.receive,
-                upload_model_version(
-                    platform,
-                    principal,
-                    project_id,
-                    model_name=request.path_params["model"],
-                    model_format=model_format,
-                    source=received.path,
-                    declared=signature,
-                    reference=reference,
-                    request_id=request_id,
-                ),
-            )
-    except AiaasError as exc:
-        # Once handed over, the domain's audited change has recorded the refusal; a cancelled
-        # change records nothing, so a client gone meanwhile is recorded here.
-        if not handed_over or isinstance(exc, ClientGoneError):
-            await record_refusal(platform, principal, exc, project_id, request_id, action=_ACTION)
-        if isinstance(exc, InputError) and exc.field_errors.get("file", "").startswith("larger"):
-            return JSONResponse(
-                {"error": {"code": "PAYLOAD_TOO_LARGE", "message": exc.message}}, status_code=413
-            )
-        return error_response(exc)
+    return await receive_upload(
+        request,
+        UPLOAD,
+        options=_options,
+        check_name=check_model_name,
+        name_parameter="model",
+        store=lambda upload, options: _store_version(request, upload, options),
+    )
+
+
+async def _store_version(
+    request: Request, upload: ReceivedUpload, options: UploadOptions
+) -> Response:
+    model_format, signature, reference = options
+    version = await upload_model_version(
+        upload.platform,
+        upload.principal,
+        upload.project_id,
+        model_name=request.path_params["model"],
+        model_format=model_format,
+        source=upload.file.path,
+        declared=signature,
+        reference=reference,
+        request_id=upload.request_id,
+    )
     return JSONResponse({"version": model_version_json(version)}, status_code=201)
 
 

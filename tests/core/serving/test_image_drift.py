@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -15,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from aiaas.core.config import Config, build_config
+from aiaas.core.config import Config
 from aiaas.core.data import datasets
 from aiaas.core.identity.access import ProjectRole
 from aiaas.core.images import encode_png
@@ -30,7 +29,7 @@ from deployment_calls import deploy as deployed
 from deployment_calls import predict
 from image_serving import image_graph, upload_image_model
 from serving_support import upload
-from support import Team, new_team
+from support import EVERY_REQUEST_SAMPLED, Team, new_team, with_trees
 
 STATISTICS = {"image.brightness", "image.contrast", "image.width", "image.height"}
 REQUESTS = 80
@@ -39,27 +38,12 @@ REQUESTS = 80
 @pytest.fixture(scope="module")
 def config(config: Config) -> Config:
     """The trees plugin loaded (it serves uploaded graphs), and every request sampled."""
-    return build_config(
-        {
-            **config.model_dump(),
-            "disable_plugin_autoload": False,
-            "plugins": ["trees"],
-            "prediction_sample_rate": 1.0,
-            "drift_min_samples": 50,
-        }
-    )
+    return with_trees(config, **EVERY_REQUEST_SAMPLED)
 
 
 @pytest.fixture(scope="module")
 async def team(platform: Platform) -> Team:
     return await new_team(platform, "image-drift", (ProjectRole.VIEWER, ProjectRole.DEVELOPER))
-
-
-@pytest.fixture(scope="module")
-async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://aiaas.test") as client:
-        yield client
 
 
 def images_around(count: int, brightness: float, *, seed: int) -> np.ndarray:
@@ -96,13 +80,13 @@ async def reference(
 @pytest.fixture(scope="module")
 async def version(
     platform: Platform,
-    client: httpx.AsyncClient,
+    module_client: httpx.AsyncClient,
     team: Team,
     reference: datasets.DatasetVersion,
 ) -> models.ModelVersion:
     return await upload_image_model(
         platform,
-        client,
+        module_client,
         team,
         "scanner",
         image_graph(),
@@ -112,12 +96,12 @@ async def version(
 
 
 async def send(
-    client: httpx.AsyncClient, team: Team, deployment: dict[str, Any], pixels: np.ndarray
+    module_client: httpx.AsyncClient, team: Team, deployment: dict[str, Any], pixels: np.ndarray
 ) -> None:
     """One GraphQL request per image, each a base64 PNG."""
     for image in pixels:
         record = {"image": base64.b64encode(encode_png(image)).decode()}
-        answer = await predict(client, team, deployment["id"], [record])
+        answer = await predict(module_client, team, deployment["id"], [record])
         assert answer["__typename"] == "PredictSuccess", answer
 
 
@@ -134,10 +118,10 @@ def _uuid_text(global_id: str) -> str:
 
 
 async def test_brighter_images_than_the_reference_raise_the_alert_on_brightness(
-    platform: Platform, client: httpx.AsyncClient, team: Team, version: models.ModelVersion
+    platform: Platform, module_client: httpx.AsyncClient, team: Team, version: models.ModelVersion
 ) -> None:
-    deployment = await deployed(client, team, "bright", version)
-    await send(client, team, deployment, images_around(REQUESTS, 190.0, seed=2))
+    deployment = await deployed(module_client, team, "bright", version)
+    await send(module_client, team, deployment, images_around(REQUESTS, 190.0, seed=2))
 
     report = await report_of(platform, deployment)
 
@@ -149,10 +133,10 @@ async def test_brighter_images_than_the_reference_raise_the_alert_on_brightness(
 
 
 async def test_images_like_the_reference_raise_no_alert(
-    platform: Platform, client: httpx.AsyncClient, team: Team, version: models.ModelVersion
+    platform: Platform, module_client: httpx.AsyncClient, team: Team, version: models.ModelVersion
 ) -> None:
-    deployment = await deployed(client, team, "alike", version)
-    await send(client, team, deployment, images_around(REQUESTS, 100.0, seed=3))
+    deployment = await deployed(module_client, team, "alike", version)
+    await send(module_client, team, deployment, images_around(REQUESTS, 100.0, seed=3))
 
     report = await report_of(platform, deployment)
 
@@ -163,11 +147,11 @@ async def test_images_like_the_reference_raise_no_alert(
 
 
 async def test_a_sample_keeps_an_images_statistics_and_the_size_it_was_sent_at_not_pixels(
-    platform: Platform, client: httpx.AsyncClient, team: Team, version: models.ModelVersion
+    platform: Platform, module_client: httpx.AsyncClient, team: Team, version: models.ModelVersion
 ) -> None:
-    deployment = await deployed(client, team, "sampled", version)
+    deployment = await deployed(module_client, team, "sampled", version)
     wide = np.full((20, 40, 3), 200, np.uint8)  # fitted to 16x16 for the model
-    await send(client, team, deployment, wide[None])
+    await send(module_client, team, deployment, wide[None])
     await platform.service(INFERENCE_SERVER).samples.flush()
 
     [sample] = await stored_samples(

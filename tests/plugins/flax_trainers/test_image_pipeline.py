@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -20,24 +19,17 @@ from aiaas.core.config import Config, build_config
 from aiaas.core.identity.access import ProjectRole
 from aiaas.core.jobs import JobState, get_job
 from aiaas.core.platform import Platform
-from aiaas.core.serving.drift_checks import check_drift
-from aiaas.core.serving.inference import INFERENCE_SERVER
 from aiaas.core.training import TrainingRequest, submit_training_job
 from aiaas.core.training import registry as models
 from aiaas.workers.settings import worker_settings
-from deployment_calls import PREDICT, call, deploy
+from deployment_calls import PREDICT, call, deploy, drift_report_after
 from image_archives import digit_pngs, png_bytes, zip_of
-from support import Team, data_of, graphql, new_team
+from support import Team, new_team
 
 pytestmark = pytest.mark.slow
 
 IMAGES = 1200
 WORKER_TIMEOUT_S = 600
-DRIFT = """
-query($id: ID!) {
-  node(id: $id) { ... on Deployment { drift { sampleCount alert features { feature psi } } } }
-}
-"""
 
 
 @pytest.fixture(scope="module")
@@ -54,16 +46,9 @@ async def team(platform: Platform) -> Team:
 
 
 @pytest.fixture(scope="module")
-async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://aiaas.test") as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-async def dataset(client: httpx.AsyncClient, team: Team) -> dict[str, Any]:
+async def dataset(module_client: httpx.AsyncClient, team: Team) -> dict[str, Any]:
     archive = zip_of({image.path: image.data for image in digit_pngs(IMAGES)})
-    response = await client.post(
+    response = await module_client.post(
         f"/v1/projects/{team.slug}/datasets/digits/versions",
         content=archive,
         headers={"authorization": f"Bearer {team.token(ProjectRole.DEVELOPER)}"},
@@ -110,7 +95,10 @@ def digit_pixels(first: int, count: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 async def test_an_uploaded_archive_trains_a_model_that_answers_png_files(
-    client: httpx.AsyncClient, team: Team, dataset: dict[str, Any], trained: models.ModelVersion
+    module_client: httpx.AsyncClient,
+    team: Team,
+    dataset: dict[str, Any],
+    trained: models.ModelVersion,
 ) -> None:
     assert dataset["sourceFormat"] == "images" and dataset["rowCount"] == IMAGES
     assert trained.signature["inputs"] == [
@@ -118,10 +106,10 @@ async def test_an_uploaded_archive_trains_a_model_that_answers_png_files(
     ]
     assert trained.metrics["accuracy"] >= 0.9, trained.metrics
 
-    deployment = await deploy(client, team, "digits", trained)
+    deployment = await deploy(module_client, team, "digits", trained)
     pixels, labels = digit_pixels(IMAGES, 32)  # images the model did not see
     headers = {"authorization": f"Bearer {team.token(ProjectRole.VIEWER)}"}
-    as_tensor = await client.post(
+    as_tensor = await module_client.post(
         f"/v2/models/{team.slug}.digits/infer",
         json={
             "inputs": [
@@ -137,7 +125,7 @@ async def test_an_uploaded_archive_trains_a_model_that_answers_png_files(
     )
     assert as_tensor.status_code == 200, as_tensor.text
     files = [png_bytes(image[:, :, 0]) for image in pixels]
-    as_files = await client.post(
+    as_files = await module_client.post(
         f"/v2/models/{team.slug}.digits/infer",
         json={
             "inputs": [
@@ -162,7 +150,7 @@ async def test_an_uploaded_archive_trains_a_model_that_answers_png_files(
     assert correct >= 29, (correct, labels_of(as_files), labels.tolist())
 
     answered = await call(
-        client,
+        module_client,
         PREDICT,
         {
             "id": deployment["id"],
@@ -175,29 +163,13 @@ async def test_an_uploaded_archive_trains_a_model_that_answers_png_files(
 
 
 async def test_brighter_images_drift_on_the_image_statistics(
-    platform: Platform, client: httpx.AsyncClient, team: Team, trained: models.ModelVersion
+    platform: Platform, module_client: httpx.AsyncClient, team: Team, trained: models.ModelVersion
 ) -> None:
-    deployment = await deploy(client, team, "brighter", trained)
+    deployment = await deploy(module_client, team, "brighter", trained)
     pixels, _ = digit_pixels(IMAGES, 48)
     brighter = np.clip(pixels.astype(np.int32) + 120, 0, 255).astype(np.uint8)
-    for image in brighter:
-        answer = await call(
-            client,
-            PREDICT,
-            {
-                "id": deployment["id"],
-                "inputs": [{"image": base64.b64encode(png_bytes(image[:, :, 0])).decode()}],
-                "version": None,
-            },
-            team.token(ProjectRole.VIEWER),
-        )
-        assert answer["__typename"] == "PredictSuccess", answer
-    await platform.service(INFERENCE_SERVER).samples.flush()
-    await check_drift(platform)
-    node = data_of(
-        await graphql(client, DRIFT, {"id": deployment["id"]}, token=team.token(ProjectRole.VIEWER))
-    )["node"]
-    [report] = node["drift"]
+    rows = [{"image": base64.b64encode(png_bytes(image[:, :, 0])).decode()} for image in brighter]
+    report = await drift_report_after(module_client, platform, team, deployment["id"], rows)
     assert report["sampleCount"] == len(brighter)
     features = {feature["feature"]: feature["psi"] for feature in report["features"]}
     assert report["alert"] is True, report

@@ -8,7 +8,6 @@ without the runtime that takes uploads."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -25,12 +24,10 @@ from aiaas.core.data import datasets, delete_version
 from aiaas.core.errors import ConflictError, InputError
 from aiaas.core.identity.access import ProjectRole
 from aiaas.core.platform import Platform
-from aiaas.core.serving.drift_checks import check_drift
-from aiaas.core.serving.inference import INFERENCE_SERVER
 from aiaas.core.training import model_uploads, models_trained_on
 from aiaas.core.training import registry as models
 from aiaas.core.training.model_uploads import upload_model_version
-from deployment_calls import PREDICT, call, deploy
+from deployment_calls import deploy, drift_report_after
 from onnx_graphs import (
     BIAS,
     WEIGHTS,
@@ -43,7 +40,16 @@ from onnx_graphs import (
     signature,
 )
 from serving_support import upload, wine_table
-from support import Team, audit_mark, audit_rows_since, data_of, graphql, new_team
+from support import (
+    EVERY_REQUEST_SAMPLED,
+    Team,
+    audit_mark,
+    audit_rows_since,
+    data_of,
+    graphql,
+    new_team,
+    with_trees,
+)
 
 VERSION_QUERY = """
 query($id: ID!) {
@@ -56,27 +62,12 @@ query($id: ID!) {
 def config(config: Config) -> Config:
     """The trees plugin loaded from its entry point, as an operator who installed the extra;
     every request sampled, so that a drift check has enough samples at once."""
-    return build_config(
-        {
-            **config.model_dump(),
-            "disable_plugin_autoload": False,
-            "plugins": ["trees"],
-            "prediction_sample_rate": 1.0,
-            "drift_min_samples": 50,
-        }
-    )
+    return with_trees(config, **EVERY_REQUEST_SAMPLED)
 
 
 @pytest.fixture(scope="module")
 async def team(platform: Platform) -> Team:
     return await new_team(platform, "onnx-uploads", (ProjectRole.VIEWER, ProjectRole.DEVELOPER))
-
-
-@pytest.fixture(scope="module")
-async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://aiaas.test") as client:
-        yield client
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +81,7 @@ async def wine(
 
 
 async def post(
-    client: httpx.AsyncClient,
+    module_client: httpx.AsyncClient,
     team: Team,
     model: str,
     content: bytes,
@@ -98,7 +89,7 @@ async def post(
     role: ProjectRole = ProjectRole.DEVELOPER,
     **params: str,
 ) -> httpx.Response:
-    return await client.post(
+    return await module_client.post(
         f"/v1/projects/{team.slug}/models/{model}/versions",
         content=content,
         params=params,
@@ -113,10 +104,10 @@ async def version_count(platform: Platform) -> int:
 
 
 async def test_an_uploaded_graph_is_registered_deployed_and_answers_v2_by_its_own_names(
-    platform: Platform, client: httpx.AsyncClient, team: Team
+    platform: Platform, module_client: httpx.AsyncClient, team: Team
 ) -> None:
     mark = await audit_mark(platform)
-    response = await post(client, team, "linear", linear_graph())
+    response = await post(module_client, team, "linear", linear_graph())
     assert response.status_code == 201, response.text
     created = response.json()["version"]
     assert created["source"] == "UPLOAD" and created["trainer"] == "upload"
@@ -130,16 +121,19 @@ async def test_an_uploaded_graph_is_registered_deployed_and_answers_v2_by_its_ow
 
     node = data_of(
         await graphql(
-            client, VERSION_QUERY, {"id": created["id"]}, token=team.token(ProjectRole.VIEWER)
+            module_client,
+            VERSION_QUERY,
+            {"id": created["id"]},
+            token=team.token(ProjectRole.VIEWER),
         )
     )["node"]
     assert node == {"source": "UPLOAD", "trainer": "upload", "job": None, "datasetVersion": None}
 
     async with platform.metadata.acquire() as connection:
         version = await models.get_model_version(connection, uuid_of(created))
-    await deploy(client, team, "linear", version)
+    await deploy(module_client, team, "linear", version)
     rows = np.array([[1.0, 2.0, 3.0], [-1.0, 0.5, 4.0], [0.0, 0.0, 0.0]], dtype=np.float32)
-    answered = await client.post(
+    answered = await module_client.post(
         f"/v2/models/{team.slug}.linear/infer",
         json={
             "inputs": [
@@ -162,9 +156,9 @@ def uuid_of(version_json: dict[str, Any]) -> Any:
 
 
 async def test_a_declared_signature_that_matches_is_kept(
-    client: httpx.AsyncClient, team: Team
+    module_client: httpx.AsyncClient, team: Team
 ) -> None:
-    response = await post(client, team, "declared", linear_graph(), signature=signature())
+    response = await post(module_client, team, "declared", linear_graph(), signature=signature())
     assert response.status_code == 201, response.text
     assert response.json()["version"]["signature"] == json.loads(signature())
 
@@ -206,7 +200,7 @@ async def test_a_declared_signature_that_matches_is_kept(
 )
 async def test_bad_uploads_are_refused_saying_why_and_register_nothing(
     platform: Platform,
-    client: httpx.AsyncClient,
+    module_client: httpx.AsyncClient,
     team: Team,
     content: bytes,
     params: dict[str, str],
@@ -215,7 +209,7 @@ async def test_bad_uploads_are_refused_saying_why_and_register_nothing(
 ) -> None:
     before = await version_count(platform)
     mark = await audit_mark(platform)
-    response = await post(client, team, "refused", content, **params)
+    response = await post(module_client, team, "refused", content, **params)
     assert response.status_code == 400, response.text
     error = response.json()["error"]
     assert error["code"] == "BAD_USER_INPUT"
@@ -228,18 +222,18 @@ async def test_bad_uploads_are_refused_saying_why_and_register_nothing(
 
 async def test_reference_data_links_the_version_to_a_dataset_that_holds_its_inputs(
     platform: Platform,
-    client: httpx.AsyncClient,
+    module_client: httpx.AsyncClient,
     team: Team,
     wine: datasets.DatasetVersion,
 ) -> None:
     graph = adder_graph("alcohol", "malic_acid")
     response = await post(
-        client, team, "adder", graph, dataset="wine", datasetVersion=str(wine.number)
+        module_client, team, "adder", graph, dataset="wine", datasetVersion=str(wine.number)
     )
     assert response.status_code == 201, response.text
     node = data_of(
         await graphql(
-            client,
+            module_client,
             VERSION_QUERY,
             {"id": response.json()["version"]["id"]},
             token=team.token(ProjectRole.VIEWER),
@@ -249,7 +243,7 @@ async def test_reference_data_links_the_version_to_a_dataset_that_holds_its_inpu
 
     before = await version_count(platform)
     lacking = await post(
-        client,
+        module_client,
         team,
         "adder",
         adder_graph("alcohol", "sweetness"),
@@ -258,17 +252,17 @@ async def test_reference_data_links_the_version_to_a_dataset_that_holds_its_inpu
     )
     assert lacking.status_code == 400, lacking.text
     assert "sweetness" in lacking.json()["error"]["message"]
-    missing = await post(client, team, "adder", graph, dataset="wine", datasetVersion="99")
+    missing = await post(module_client, team, "adder", graph, dataset="wine", datasetVersion="99")
     assert missing.status_code == 404, missing.text
     assert await version_count(platform) == before
 
 
 async def test_a_viewer_may_not_upload_and_the_refusal_is_audited(
-    platform: Platform, client: httpx.AsyncClient, team: Team
+    platform: Platform, module_client: httpx.AsyncClient, team: Team
 ) -> None:
     before = await version_count(platform)
     mark = await audit_mark(platform)
-    response = await post(client, team, "viewer", linear_graph(), role=ProjectRole.VIEWER)
+    response = await post(module_client, team, "viewer", linear_graph(), role=ProjectRole.VIEWER)
     assert response.status_code == 403, response.text
     assert await version_count(platform) == before
     [event] = await audit_rows_since(platform, mark, action="model.upload")
@@ -318,8 +312,8 @@ async def limited_client(config: Config) -> AsyncIterator[httpx.AsyncClient]:
     await limited.start(run_startup_hooks=False)
     try:
         transport = httpx.ASGITransport(app=create_app(platform=limited))
-        async with httpx.AsyncClient(transport=transport, base_url="http://aiaas.test") as client:
-            yield client
+        async with httpx.AsyncClient(transport=transport, base_url="http://aiaas.test") as small:
+            yield small
     finally:
         await limited.stop()
 
@@ -337,18 +331,11 @@ async def test_a_file_above_the_upload_limit_is_413_and_registers_nothing(
     assert event["outcome"] == "failed"
 
 
-DRIFT = """
-query($id: ID!) {
-  node(id: $id) { ... on Deployment { drift { sampleCount alert features { feature psi } } } }
-}
-"""
-
-
 async def test_an_upload_with_reference_data_is_checked_for_drift_against_it(
-    platform: Platform, client: httpx.AsyncClient, team: Team, wine: datasets.DatasetVersion
+    platform: Platform, module_client: httpx.AsyncClient, team: Team, wine: datasets.DatasetVersion
 ) -> None:
     created = await post(
-        client,
+        module_client,
         team,
         "drifting",
         adder_graph("alcohol", "malic_acid"),
@@ -358,41 +345,24 @@ async def test_an_upload_with_reference_data_is_checked_for_drift_against_it(
     assert created.status_code == 201, created.text
     async with platform.metadata.acquire() as connection:
         version = await models.get_model_version(connection, uuid_of(created.json()["version"]))
-    deployment = await deploy(client, team, "drifting", version)
+    deployment = await deploy(module_client, team, "drifting", version)
     # Requests far outside the wine's alcohol and malic acid: every one drifts.
     rows = [{"alcohol": 40.0 + index, "malic_acid": 30.0} for index in range(60)]
-    answers = await asyncio.gather(
-        *(
-            call(
-                client,
-                PREDICT,
-                {"id": deployment["id"], "inputs": [row], "version": None},
-                team.token(ProjectRole.VIEWER),
-            )
-            for row in rows
-        )
-    )
-    assert {answer["__typename"] for answer in answers} == {"PredictSuccess"}, answers
-    await platform.service(INFERENCE_SERVER).samples.flush()
-    await check_drift(platform)
-    node = data_of(
-        await graphql(client, DRIFT, {"id": deployment["id"]}, token=team.token(ProjectRole.VIEWER))
-    )["node"]
-    [report] = node["drift"]
+    report = await drift_report_after(module_client, platform, team, deployment["id"], rows)
     assert report["sampleCount"] == len(rows) and report["alert"] is True, report
     assert {feature["feature"] for feature in report["features"]} == {"alcohol", "malic_acid"}
 
 
 async def test_a_graph_that_onnx_runtime_could_read_as_another_is_kept_as_checked(
-    platform: Platform, client: httpx.AsyncClient, team: Team
+    platform: Platform, module_client: httpx.AsyncClient, team: Team
 ) -> None:
     """Bytes 4 to 8 of ONNX Runtime's own format tag: what is stored and served is the model as
     parsed and checked, written again, not bytes that another reader could see anew."""
     tagged = ort_tagged_graph()
     assert tagged[4:8] == b"ORTM"
-    response = await post(client, team, "tagged", tagged)
+    response = await post(module_client, team, "tagged", tagged)
     assert response.status_code == 201, response.text
-    exported = await client.get(
+    exported = await module_client.get(
         f"/v1/projects/{team.slug}/models/tagged/versions/1/export",
         params={"format": "onnx"},
         headers={"authorization": f"Bearer {team.token(ProjectRole.VIEWER)}"},
@@ -404,11 +374,11 @@ async def test_a_graph_that_onnx_runtime_could_read_as_another_is_kept_as_checke
 
 
 async def test_a_reference_column_of_another_kind_than_its_input_is_refused(
-    platform: Platform, client: httpx.AsyncClient, team: Team, wine: datasets.DatasetVersion
+    platform: Platform, module_client: httpx.AsyncClient, team: Team, wine: datasets.DatasetVersion
 ) -> None:
     before = await version_count(platform)
     response = await post(
-        client,
+        module_client,
         team,
         "labels",
         adder_graph("alcohol", "cultivar"),  # cultivar is text in the wine
@@ -459,16 +429,18 @@ async def test_reference_data_deleted_while_the_upload_is_vetted_refuses_it(
 
 
 async def test_the_latest_version_is_the_highest_number(
-    client: httpx.AsyncClient, team: Team
+    module_client: httpx.AsyncClient, team: Team
 ) -> None:
     for _ in range(2):
-        assert (await post(client, team, "twice", linear_graph())).status_code == 201
+        assert (await post(module_client, team, "twice", linear_graph())).status_code == 201
     query = """
     query($slug: String!) { project(slug: $slug) { model(name: "twice") {
       latestVersion { number } versions(first: 1) { nodes { number } } } } }
     """
     model = data_of(
-        await graphql(client, query, {"slug": team.slug}, token=team.token(ProjectRole.VIEWER))
+        await graphql(
+            module_client, query, {"slug": team.slug}, token=team.token(ProjectRole.VIEWER)
+        )
     )["project"]["model"]
     assert model["latestVersion"] == {"number": 2}
     assert model["versions"]["nodes"] == [{"number": 1}]  # pages run oldest first

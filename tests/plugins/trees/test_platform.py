@@ -28,15 +28,21 @@ from aiaas.core.platform import Platform
 from aiaas.core.serving import deployments
 from aiaas.core.serving.batch_prediction import BatchPredictionRequest, submit_batch_prediction
 from aiaas.core.serving.batch_prediction_runner import output_of_job
-from aiaas.core.serving.drift_checks import check_drift
-from aiaas.core.serving.inference import INFERENCE_SERVER
 from aiaas.core.training import TrainingRequest, submit_training_job
 from aiaas.core.training import registry as models
 from aiaas.core.training.metric_history import metric_series
 from aiaas.workers.settings import worker_settings
-from deployment_calls import PREDICT, call, deploy, wine_records
+from deployment_calls import PREDICT, call, deploy, drift_report_after, wine_records
 from serving_support import upload, wine_table
-from support import Team, data_of, graphql, new_team, poll_until
+from support import (
+    EVERY_REQUEST_SAMPLED,
+    Team,
+    data_of,
+    graphql,
+    new_team,
+    poll_until,
+    with_trees,
+)
 
 WORKER_TIMEOUT_S = 300
 ROUNDS = 15
@@ -49,15 +55,7 @@ def config(config: Config) -> Config:
     """The module's config, with the trees plugin allowed to load from its entry point, as an
     operator who installed `aiaas[trees]` and listed it in AIAAS_PLUGINS has it; every request
     sampled, so that a drift check has enough samples at once."""
-    return build_config(
-        {
-            **config.model_dump(),
-            "disable_plugin_autoload": False,
-            "plugins": ["trees"],
-            "prediction_sample_rate": 1.0,
-            "drift_min_samples": 50,
-        }
-    )
+    return with_trees(config, **EVERY_REQUEST_SAMPLED)
 
 
 @pytest.fixture(scope="module")
@@ -307,13 +305,6 @@ async def test_an_onnx_version_without_the_extra_is_refused_a_deployment(
     assert found is None
 
 
-DRIFT = """
-query($id: ID!) {
-  node(id: $id) { ... on Deployment { drift { sampleCount alert features { feature psi } } } }
-}
-"""
-
-
 async def test_inputs_of_a_tree_deployment_are_checked_for_drift(
     platform: Platform,
     served: tuple[httpx.AsyncClient, dict[str, Any]],
@@ -328,26 +319,7 @@ async def test_inputs_of_a_tree_deployment_are_checked_for_drift(
         {name: value + 5 * deviations[name] for name, value in row.items()}
         for row in table.slice(0, 60).to_pylist()
     ]
-    # One request per row: one row of each request is sampled.
-    answers = await asyncio.gather(
-        *(
-            call(
-                client,
-                PREDICT,
-                {"id": shifted["id"], "inputs": [row], "version": None},
-                team.token(ProjectRole.VIEWER),
-            )
-            for row in moved
-        )
-    )
-    assert {answer["__typename"] for answer in answers} == {"PredictSuccess"}, answers
-    await platform.service(INFERENCE_SERVER).samples.flush()
-    await check_drift(platform)
-
-    node = data_of(
-        await graphql(client, DRIFT, {"id": shifted["id"]}, token=team.token(ProjectRole.VIEWER))
-    )["node"]
-    [report] = node["drift"]
+    report = await drift_report_after(client, platform, team, shifted["id"], moved)
     assert report["sampleCount"] == len(moved)
     assert report["alert"] is True, report
     assert {feature["feature"] for feature in report["features"]} == set(table.column_names)
