@@ -405,3 +405,30 @@ async def test_a_delivery_arq_refuses_stores_its_reason_as_text(
     assert worker.jobs_failed == 1
     assert stored["s"] is False
     assert stored["r"] == "JobExecutionFailed: max 1 retries exceeded"
+
+
+@pytest.mark.parametrize("ending", ["returns", "raises"])
+async def test_a_worker_whose_job_was_taken_over_records_nothing_and_says_so(
+    platform: Platform,
+    config: Config,
+    project_id: uuid.UUID,
+    caplog: pytest.LogCaptureFixture,
+    ending: str,
+) -> None:
+    """As a worker whose host was cut off finds when it is back: another worker holds its job
+    now. Whatever its run ended with, it writes over nothing, and its log says why (before its
+    next heartbeat would have)."""
+
+    async def handler(_: Platform, job: Job) -> str:
+        assert await claim_job(platform, job.id, "heir", stale_after_s=0) is not None
+        if ending == "raises":
+            raise RuntimeError("a run cut short")
+        return "trained"
+
+    job = await submit(platform, project_id, f"taken-{ending}")
+    with caplog.at_level("WARNING", logger="aiaas.workers.jobs"):
+        await run_worker_until_idle(config, {f"taken-{ending}": handler})
+
+    now = await job_state(platform, job.id)
+    assert now.state is JobState.RUNNING and now.claimed_by == "heir"
+    assert any("claim lost" in record.getMessage() for record in caplog.records), caplog.text

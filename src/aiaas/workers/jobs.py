@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from aiaas.core.errors import JobCancelledError, JobPayloadError
@@ -40,6 +40,12 @@ by the job's deliveries (`Job.attempt`), which a stopping worker's hand-back and
 also add to: the bound errs towards failing sooner, never towards looping."""
 OUTAGES_FAILED_IT = "stopped by an outage on too many deliveries"
 
+Recorded = TypeVar("Recorded")
+
+CLAIM_LOST = "job %s: claim lost; its outcome will not be recorded here"
+"""Logged by a worker that finds another holds its job now (its claim went stale, say while
+its host was cut off): whatever it was about to record, it records nothing."""
+
 JobHandler = Callable[[Platform, Job], Awaitable[str | None]]
 """Runs one job of a kind; returns an optional note stored as the job's reason."""
 
@@ -53,7 +59,7 @@ async def _keep_claim(platform: Platform, job_id: UUID, worker_id: str, interval
             logger.warning("job %s: could not renew its heartbeat", job_id, exc_info=True)
             continue
         if not renewed:
-            logger.warning("job %s: claim lost; its outcome will not be recorded here", job_id)
+            logger.warning(CLAIM_LOST, job_id)
             return
 
 
@@ -104,7 +110,9 @@ async def _hand_back(
             raise
         logger.warning("job %s: could not hand it back", job_id, exc_info=True)
         return
-    if job is not None:
+    if job is None:
+        logger.warning(CLAIM_LOST, job_id)
+    else:
         logger.info("job %s (%s): %s, %s", job.id, job.kind, job.state.value, why)
 
 
@@ -137,17 +145,13 @@ async def _run_claimed(
         # worker's: no traceback, and it will not go better on another delivery.
         reason = exc.message
         logger.warning("job %s (%s) failed: %s", job.id, job.kind, reason)
-        await _once_reachable(
-            lambda: finish_job(platform, job.id, worker_id, JobState.FAILED, reason)
-        )
+        await _finish(platform, job.id, worker_id, JobState.FAILED, reason)
         return {"job_id": str(job_id), "ran": True, "state": JobState.FAILED.value}
     except Exception as exc:
         state = await _stopped_by(platform, job, worker_id, exc)
         return {"job_id": str(job_id), "ran": True, "state": state.value}
     else:
-        await _once_reachable(
-            lambda: finish_job(platform, job.id, worker_id, JobState.SUCCEEDED, note)
-        )
+        await _finish(platform, job.id, worker_id, JobState.SUCCEEDED, note)
         return {"job_id": str(job_id), "ran": True, "state": JobState.SUCCEEDED.value}
     finally:
         heartbeat.cancel()
@@ -173,9 +177,7 @@ async def _stopped_by(platform: Platform, job: Job, worker_id: str, exc: Excepti
     if outage is not None and job.attempt > OUTAGE_REQUEUE_LIMIT:
         logger.warning("job %s (%s) stopped by an outage once too often", job.id, job.kind)
         reason = f"{OUTAGES_FAILED_IT} ({job.attempt} deliveries; the last: {outage.message})"
-        await _once_reachable(
-            lambda: finish_job(platform, job.id, worker_id, JobState.FAILED, reason)
-        )
+        await _finish(platform, job.id, worker_id, JobState.FAILED, reason)
         return JobState.FAILED
     if outage is not None:
         # No fault of the job's: it goes back to the queue, and runs again from its last
@@ -189,19 +191,27 @@ async def _stopped_by(platform: Platform, job: Job, worker_id: str, exc: Excepti
         return JobState.QUEUED
     logger.exception("job %s (%s) failed", job.id, job.kind)
     reason = str(exc) or repr(exc)
-    await _once_reachable(lambda: finish_job(platform, job.id, worker_id, JobState.FAILED, reason))
+    await _finish(platform, job.id, worker_id, JobState.FAILED, reason)
     return JobState.FAILED
 
 
-async def _once_reachable(record: Callable[[], Awaitable[object]]) -> None:
+async def _finish(
+    platform: Platform, job_id: UUID, worker_id: str, state: JobState, reason: str | None
+) -> None:
+    """Record the job's outcome, unless another worker holds it now."""
+    finished = await _once_reachable(lambda: finish_job(platform, job_id, worker_id, state, reason))
+    if finished is None:
+        logger.warning(CLAIM_LOST, job_id)
+
+
+async def _once_reachable(record: Callable[[], Awaitable[Recorded]]) -> Recorded:
     """Record a job's outcome, trying again while PostgreSQL is away, for at most
     `OUTCOME_PATIENCE_S`: a finished job's work is not to be redone for want of a write. Past
     that, its claim goes stale and the reconciler hands it on."""
     deadline = asyncio.get_running_loop().time() + OUTCOME_PATIENCE_S
     while True:
         try:
-            await record()
-            return
+            return await record()
         except Exception as exc:
             if as_outage(exc) is None or asyncio.get_running_loop().time() > deadline:
                 raise
