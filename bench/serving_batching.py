@@ -628,7 +628,6 @@ def batch_execution_ms(model: LoadedModel, request: dict[str, list[float]], rows
     return median_ms(run, 50)
 
 
-@contextlib.asynccontextmanager
 def add_service_options(parser: argparse.ArgumentParser) -> None:
     """The services a serving bench runs its platform on (`bench_platform`)."""
     parser.add_argument(
@@ -644,6 +643,7 @@ def add_service_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--redis-db", type=int, default=14)
 
 
+@contextlib.asynccontextmanager
 async def bench_platform(
     arguments: argparse.Namespace, name: str, **settings: Any
 ) -> AsyncIterator[tuple[Config, Path]]:
