@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -16,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from aiaas.browser_sessions import CSRF_HEADER
 from aiaas.core.api_metrics import checked_readiness
 from aiaas.core.bootstrap import create_platform
 from aiaas.core.config import Config, ServerRole, load_config
@@ -25,10 +27,11 @@ from aiaas.core.platform import Platform
 from aiaas.core.serving.rollout import wake_rollouts
 from aiaas.core.tracing import configure_tracing, traced_asgi, tracing_enabled
 from aiaas.graphql import graphiql
-from aiaas.graphql.view import CSRF_HEADER, GraphQLView
+from aiaas.graphql.view import GraphQLView
+from aiaas.portal import Portal, PortalRoute, portal_answers
 from aiaas.request_limits import GraphQLBodyLimit, authenticated
 from aiaas.requests import GRAPHQL_PATH, RequestIdMiddleware
-from aiaas.rest import dataset_download, model_export, model_upload
+from aiaas.rest import browser_session, dataset_download, model_export, model_upload
 from aiaas.rest import datasets as dataset_rest
 from aiaas.rest import inference as inference_rest
 from aiaas.rest import metrics as metrics_rest
@@ -57,21 +60,31 @@ class RequirePrincipal:
     """Authenticated by default: every HTTP route but the public paths needs valid credentials.
 
     GraphQL is the one exception handled elsewhere: it authorizes each root field, because its
-    `health` field is public while every other field is not.
+    `health` field is public while every other field is not. `/v1/session` checks its own
+    cookie (signing in needs none), and the portal's pages and files, GETs of any path outside
+    the API's that no other route answers, are public: they hold no data.
     """
 
-    def __init__(self, app: ASGIApp, platform: Platform) -> None:
+    def __init__(self, app: ASGIApp, platform: Platform, portal: Portal | None = None) -> None:
         self.app = app
         self.platform = platform
+        self.portal = portal
         self.public_paths = {
             *platform.config.public_paths,
             *inference_rest.PUBLIC_PATHS,
             GRAPHQL_PATH,
             *(graphiql.asset_paths() if platform.config.is_dev else ()),
+            *(browser_session.PUBLIC_PATHS if portal is not None else ()),
         }
 
+    def is_public(self, scope: Scope) -> bool:
+        if scope["path"] in self.public_paths:
+            return True
+        # `serves` first: it is cheap, and false for every API request.
+        return self.portal is not None and self.portal.serves(scope) and portal_answers(scope)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.public_paths:
+        if scope["type"] != "http" or self.is_public(scope):
             await self.app(scope, receive, send)
             return
         caller = await authenticated(self.platform, scope)
@@ -81,13 +94,21 @@ class RequirePrincipal:
         await self.app(scope, receive, send)
 
 
-def create_app(config: Config | None = None, *, platform: Platform | None = None) -> Starlette:
-    """Build the API. The platform connects in the app's lifespan, not here."""
+def create_app(
+    config: Config | None = None,
+    *,
+    platform: Platform | None = None,
+    portal_dir: Path | None = None,
+) -> Starlette:
+    """Build the API. The platform connects in the app's lifespan, not here. `portal_dir`: the
+    portal bundle to serve at `/`, the package's own by default."""
     if platform is None:
         platform = create_platform(config or load_config())
     config = platform.config
     configure_tracing(config)  # before the schema is built: it holds a span extension if on
     graphql = GraphQLView(platform)
+    # The web portal comes with the API, not with a serving process.
+    portal = Portal.load(portal_dir) if config.role is not ServerRole.INFERENCE else None
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -129,9 +150,11 @@ def create_app(config: Config | None = None, *, platform: Platform | None = None
             # GraphiQL's scripts and styles, from the package; GraphiQL is served in dev only.
             routes += graphiql.asset_routes()
         routes += dataset_rest.ROUTES + dataset_download.ROUTES + model_export.ROUTES
-        routes += model_upload.ROUTES
+        routes += model_upload.ROUTES + browser_session.ROUTES
     if config.role is not ServerRole.API:
         routes += inference_rest.ROUTES
+    if portal is not None:
+        routes.append(PortalRoute(portal))  # last: it answers what no other route does
     app = Starlette(
         routes=routes,
         middleware=[
@@ -150,7 +173,7 @@ def create_app(config: Config | None = None, *, platform: Platform | None = None
             ),
             # Before anything reads a /graphql body: its size, and for an upload its caller.
             Middleware(GraphQLBodyLimit, platform=platform, path=GRAPHQL_PATH),
-            Middleware(RequirePrincipal, platform=platform),
+            Middleware(RequirePrincipal, platform=platform, portal=portal),
         ],
         lifespan=lifespan,
     )

@@ -19,11 +19,12 @@ still sending, and most clients (httpx among them) then never read the answer.
 from __future__ import annotations
 
 from starlette.datastructures import Headers
-from starlette.requests import Request
+from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from aiaas.core.auth import Credentials, Principal
+from aiaas.browser_sessions import http_credentials
+from aiaas.core.auth import Principal
 from aiaas.core.errors import AuthenticationError
 from aiaas.core.platform import Platform
 from aiaas.requests import error_body
@@ -35,14 +36,13 @@ MAX_LENGTH_DIGITS = 20
 
 async def authenticate_request(platform: Platform, scope: Scope) -> Principal:
     """The principal of an HTTP request; AuthenticationError without valid credentials."""
-    request = Request(scope)
-    credentials = Credentials(
-        authorization=request.headers.get("authorization"),
-        client_address=request.client.host if request.client else None,
-    )
-    principal = await platform.authenticate(credentials)
+    # The Authorization header, or a browser session's cookie with its CSRF header.
+    presented = http_credentials(HTTPConnection(scope))
+    principal = await platform.authenticate(presented.credentials)
     if principal is None:
-        raise AuthenticationError("authentication required: send `Bearer <API token>`")
+        raise presented.cookie_refusal or AuthenticationError(
+            "authentication required: send `Bearer <API token>`"
+        )
     return principal
 
 

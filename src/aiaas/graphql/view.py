@@ -1,21 +1,26 @@
 """The strawberry ASGI view, with aiaas's request context and the rules for reaching it.
 
-- HTTP: a POST whose body is not JSON (a form, `text/plain`, a multipart upload) must carry the
-  `X-Aiaas-CSRF` header. A page on another site can send those three kinds of request without a
-  CORS preflight, but it cannot add a custom header; a JSON POST always needs a preflight.
-  Mutations over GET are refused by strawberry itself.
+- HTTP: a browser session's cookie counts only with the `X-Aiaas-CSRF` header that matches it
+  (`aiaas.browser_sessions`); without it the fields that need a caller are refused with a
+  message that names the header. A POST whose body is not JSON (a form, `text/plain`, a
+  multipart upload) must carry the `X-Aiaas-CSRF` header. A page on another site can send those
+  three kinds of request without a CORS preflight, but it cannot add a custom header; a JSON
+  POST always needs a preflight. Mutations over GET are refused by strawberry itself.
 - WebSocket (graphql-transport-ws only; any other subprotocol is closed with 4406 and a reason
   that names it): the `connection_init` payload must carry a valid token, as
   `{"authorization": "Bearer <token>"}`, where clients put it (`connection_init_authorizations`);
-  the handshake's own `Authorization` header serves when the payload carries none. Missing or
-  refused credentials close the socket with 4403 and a reason that says what was expected or
-  what was wrong. A handshake from a browser page on another origin is refused unless the
-  origin is in `cors_origins`. A connection whose credentials stop being
-  valid (a token revoked or expired, a user disabled, whatever a plugin's authenticator now
-  refuses) is closed within `SessionGuard.CHECK_INTERVAL_S`. A refused `connection_init` is
-  audited as a `denied` `websocket.connect` event, with the client's address and whether a
-  token was missing or refused, and nothing of the token: one event per socket at most, since
-  a socket takes one `connection_init`.
+  the handshake's own `Authorization` header serves when the payload carries none. A browser,
+  which cannot set headers on a socket, is authenticated by its session cookie when neither
+  carries one, but only with the session's CSRF token in the payload as `{"csrf": "<token>"}`
+  and from an allowed origin (`aiaas.browser_sessions`). Missing or refused credentials close
+  the socket with 4403 and a reason that says what was expected or what was wrong. A handshake
+  from a browser page on another origin is refused unless the origin is in `cors_origins`. A
+  connection whose credentials stop being valid (a token revoked or expired, a user disabled,
+  whatever a plugin's authenticator now refuses) is closed within
+  `SessionGuard.CHECK_INTERVAL_S`. A refused `connection_init` is audited as a `denied`
+  `websocket.connect` event, with the client's address and whether a token was missing or
+  refused, and nothing of the token: one event per socket at most, since a socket takes one
+  `connection_init`.
 """
 
 from __future__ import annotations
@@ -38,6 +43,12 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 )
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage
 
+from aiaas.browser_sessions import (
+    CSRF_HEADER,
+    http_credentials,
+    sends_session_cookie,
+    socket_cookie_authorization,
+)
 from aiaas.core.audit import record_outside_change
 from aiaas.core.auth import Credentials
 from aiaas.core.errors import AuthenticationError
@@ -51,7 +62,6 @@ from aiaas.requests import request_id_of
 
 logger = logging.getLogger(__name__)
 
-CSRF_HEADER = "x-aiaas-csrf"
 JSON_CONTENT_TYPES = ("application/json", "application/graphql-response+json")
 CREDENTIALS_REFUSED_CLOSE_CODE = 4403
 CONNECT_ACTION = "websocket.connect"
@@ -231,10 +241,15 @@ class GraphQLView(GraphQL[RequestContext, None]):
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> RequestContext:
-        credentials = Credentials(
-            authorization=request.headers.get("authorization"),
-            client_address=request.client.host if request.client else None,
-        )
+        presented = http_credentials(request)
+        credentials = presented.credentials
+        if isinstance(request, WebSocket):
+            # A socket's cookie counts only with the CSRF token of its connection_init
+            # (on_ws_connect); here, only the handshake's own Authorization header.
+            credentials = Credentials(
+                authorization=request.headers.get("authorization"),
+                client_address=credentials.client_address,
+            )
         context = RequestContext(
             platform=self.platform,
             request=request,
@@ -250,6 +265,9 @@ class GraphQLView(GraphQL[RequestContext, None]):
             context.principal = await self.platform.authenticate(credentials)
         except AuthenticationError as exc:
             context.authentication_error = exc
+        if context.principal is None and context.authentication_error is None:
+            # A session cookie without its CSRF header: the fields that need a caller say so.
+            context.authentication_error = presented.cookie_refusal
         return context
 
     async def render_graphql_ide(self, request: Request) -> Response:
@@ -259,7 +277,15 @@ class GraphQLView(GraphQL[RequestContext, None]):
         presented = connection_init_authorizations(context.connection_params)
         if not presented and context.credentials.authorization:
             presented = {context.credentials.authorization}
+        cookie_sent = False
         try:
+            if not presented and isinstance(context.request, WebSocket):
+                # A browser's socket: its session cookie, with the csrf of connection_init.
+                cookie_sent = sends_session_cookie(context.request)
+                from_cookie = socket_cookie_authorization(
+                    context.request, context.connection_params, self.platform.config.cors_origins
+                )
+                presented = {from_cookie} if from_cookie else set()
             if not presented:
                 raise AuthenticationError(AUTHORIZATION_EXPECTED)
             if len(presented) > 1:
@@ -272,7 +298,9 @@ class GraphQLView(GraphQL[RequestContext, None]):
             if principal is None:
                 raise AuthenticationError(AUTHORIZATION_EXPECTED)
         except AuthenticationError as exc:
-            await self._record_refused_connection(context, exc, missing=not presented)
+            await self._record_refused_connection(
+                context, exc, missing=not presented and not cookie_sent
+            )
             # The caller sent these credentials: the authenticator's message ("API token
             # revoked") tells them no more than an HTTP request with them would.
             raise ConnectionInitRefusedError(exc.message) from exc
