@@ -1,0 +1,98 @@
+import { formatNumber, formatPercent } from '../components/format';
+import type { ColumnProfile } from './columnProfile';
+
+const BAR_WIDTH = 160;
+
+/** Bars of the most frequent values: the column's histogram over its categories. */
+function TopValueBars({ column, rowCount }: { column: ColumnProfile; rowCount: number }) {
+  const most = Math.max(1, ...column.topValues.map((each) => each.count));
+  return (
+    <table className="bars">
+      <caption>
+        Top values of {column.name}
+        {!column.topValuesExact && ' (approximate)'}
+      </caption>
+      <tbody>
+        {column.topValues.map((each) => (
+          <tr key={each.value}>
+            <th scope="row" title={each.value}>
+              {each.value}
+              {each.truncated && '…'}
+            </th>
+            <td>
+              <svg width={BAR_WIDTH} height="12" role="img" aria-label={`${each.count} rows`}>
+                <rect className="bar" x="0" y="1" height="10" width={Math.max(1, (each.count / most) * BAR_WIDTH)} />
+              </svg>
+            </td>
+            <td className="num">
+              {each.count}
+              {rowCount > 0 && <span className="muted"> ({formatPercent(each.count / rowCount)})</span>}
+            </td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
+}
+
+/** Where the mean sits between min and max, with one standard deviation either side. */
+function RangeBar({ column }: { column: ColumnProfile }) {
+  const low = typeof column.min === 'number' ? column.min : null;
+  const high = typeof column.max === 'number' ? column.max : null;
+  if (low === null || high === null || column.mean === null || high <= low) return null;
+  const at = (value: number) => ((Math.min(high, Math.max(low, value)) - low) / (high - low)) * BAR_WIDTH;
+  const std = column.std ?? 0;
+  return (
+    <svg width={BAR_WIDTH} height="16" role="img" aria-label={`mean ${formatNumber(column.mean)} between ${formatNumber(low)} and ${formatNumber(high)}`}>
+      <rect className="track" x="0" y="6" width={BAR_WIDTH} height="4" />
+      <rect className="bar" x={at(column.mean - std)} y="3" width={Math.max(2, at(column.mean + std) - at(column.mean - std))} height="10" />
+      <rect className="mark" x={at(column.mean) - 1} y="0" width="2" height="16" />
+    </svg>
+  );
+}
+
+export function ColumnProfileCard({ column, rowCount }: { column: ColumnProfile; rowCount: number }) {
+  const nulls = column.nullFraction;
+  return (
+    <article className="panel column-card" aria-labelledby={`column-${column.name}`}>
+      <h3 id={`column-${column.name}`}>
+        {column.name} <span className="muted">{column.type}</span>
+      </h3>
+      <dl className="facts">
+        <dt>Null share</dt>
+        <dd>
+          {nulls === null ? 'unknown' : formatPercent(nulls)}
+          {nulls !== null && (
+            <svg width={BAR_WIDTH} height="8" role="presentation" className="inline-bar">
+              <rect className="track" x="0" y="0" width={BAR_WIDTH} height="8" />
+              <rect className="bar warn" x="0" y="0" width={nulls * BAR_WIDTH} height="8" />
+            </svg>
+          )}
+        </dd>
+        <dt>Distinct</dt>
+        <dd>
+          {column.distinctCount === null ? 'unknown' : column.distinctCount}
+          {column.distinctCount !== null && !column.distinctExact && ' (at least)'}
+        </dd>
+        {column.min !== undefined && (
+          <>
+            <dt>Min</dt>
+            <dd>{formatNumber(column.min)}</dd>
+            <dt>Max</dt>
+            <dd>{formatNumber(column.max)}</dd>
+          </>
+        )}
+        {column.mean !== null && (
+          <>
+            <dt>Mean ± std</dt>
+            <dd>
+              {formatNumber(column.mean)} ± {formatNumber(column.std)}
+            </dd>
+          </>
+        )}
+      </dl>
+      <RangeBar column={column} />
+      {column.topValues.length > 0 && <TopValueBars column={column} rowCount={rowCount} />}
+    </article>
+  );
+}

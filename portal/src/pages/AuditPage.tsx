@@ -1,0 +1,157 @@
+import { useCallback, useState, type FormEvent } from 'react';
+import { useParams } from 'react-router-dom';
+import { useQuery, useSubscription } from 'urql';
+import { ErrorMessage, Loading } from '../components/ErrorMessage';
+import { formatDate } from '../components/format';
+import { ProjectNav } from '../components/ProjectNav';
+import { effectiveRole, roleAtLeast } from '../components/roles';
+import { graphql } from '../gql';
+import type { AuditEventFieldsFragment, ProjectAuditEventsSubscription } from '../gql/graphql';
+import { useSession } from '../session/SessionContext';
+
+graphql(`
+  fragment AuditEventFields on AuditEvent {
+    id
+    occurredAt
+    actor
+    action
+    outcome
+    objectType
+    objectId
+    requestId
+    details
+  }
+`);
+
+const AuditQuery = graphql(`
+  query ProjectAudit($slug: String!, $actor: String, $action: String) {
+    project(slug: $slug) {
+      id
+      viewerRole
+      auditEvents(first: 100, actor: $actor, action: $action) {
+        nodes {
+          ...AuditEventFields
+        }
+      }
+    }
+  }
+`);
+
+const AuditSubscription = graphql(`
+  subscription ProjectAuditEvents($project: ID!) {
+    projectAuditEvents(project: $project) {
+      ...AuditEventFields
+    }
+  }
+`);
+
+/** Short details inline; long ones folded, so the table stays readable. */
+function AuditDetails({ details }: { details: unknown }) {
+  const text = JSON.stringify(details);
+  if (text.length <= 80) return <code className="details">{text}</code>;
+  return (
+    <details>
+      <summary>
+        <code className="details">{text.slice(0, 60)}…</code>
+      </summary>
+      <code className="details">{text}</code>
+    </details>
+  );
+}
+
+function matches(event: AuditEventFieldsFragment, actor: string, action: string): boolean {
+  return (!actor || event.actor === actor) && (!action || event.action === action);
+}
+
+export function AuditPage() {
+  const slug = useParams().slug ?? '';
+  const { session } = useSession();
+  const [filters, setFilters] = useState({ actor: '', action: '' });
+  const [actor, setActor] = useState('');
+  const [action, setAction] = useState('');
+  const [{ data, error, fetching }] = useQuery({
+    query: AuditQuery,
+    variables: { slug, actor: filters.actor || null, action: filters.action || null },
+    requestPolicy: 'network-only',
+  });
+  const [live, setLive] = useState<AuditEventFieldsFragment[]>([]);
+  const project = data?.project;
+  const role = effectiveRole(project?.viewerRole, session?.isAdmin ?? false);
+  const allowed = roleAtLeast(role, 'OWNER');
+
+  const onEvent = useCallback(
+    (_: unknown, event: ProjectAuditEventsSubscription) => {
+      const each = event.projectAuditEvents;
+      setLive((old) => (old.some((known) => known.id === each.id) ? old : [each, ...old]));
+      return event;
+    },
+    [],
+  );
+  useSubscription({ query: AuditSubscription, variables: { project: project?.id ?? '' }, pause: !project || !allowed }, onEvent);
+
+  function apply(event: FormEvent) {
+    event.preventDefault();
+    setLive([]);
+    setFilters({ actor: actor.trim(), action: action.trim() });
+  }
+
+  if (fetching && !data) return <Loading what="the audit log" />;
+  const recorded = project?.auditEvents.nodes ?? [];
+  const known = new Set(recorded.map((each) => each.id));
+  const rows = [...live.filter((each) => !known.has(each.id) && matches(each, filters.actor, filters.action)), ...recorded];
+  return (
+    <section>
+      <ProjectNav slug={slug} />
+      <h1>Audit log</h1>
+      {!data && error && <ErrorMessage error={error} />}
+      {data && !allowed && <p>Only the project's owners and admins read its audit log.</p>}
+      {data && error && allowed && <ErrorMessage error={error} />}
+      {allowed && (
+        <>
+          <form onSubmit={apply} className="panel row" aria-label="Filter the audit log">
+            <label>
+              Actor
+              <input value={actor} onChange={(e) => setActor(e.target.value)} placeholder="any" />
+            </label>
+            <label>
+              Action
+              <input value={action} onChange={(e) => setAction(e.target.value)} placeholder="any, e.g. dataset.upload" />
+            </label>
+            <button type="submit">Filter</button>
+          </form>
+          <p className="muted">Newest first; new events appear as they happen.</p>
+          <div className="table-wrap" tabIndex={0}>
+            <table>
+              <thead>
+                <tr>
+                  <th scope="col">When</th>
+                  <th scope="col">Actor</th>
+                  <th scope="col">Action</th>
+                  <th scope="col">Outcome</th>
+                  <th scope="col">Object</th>
+                  <th scope="col">Details</th>
+                </tr>
+              </thead>
+              <tbody aria-live="polite">
+                {rows.map((each) => (
+                  <tr key={each.id}>
+                    <td>{formatDate(each.occurredAt)}</td>
+                    <td>{each.actor ?? '—'}</td>
+                    <td>
+                      <code>{each.action}</code>
+                    </td>
+                    <td className={each.outcome === 'success' ? 'ok' : 'error'}>{each.outcome}</td>
+                    <td>{each.objectType ? `${each.objectType} ${each.objectId ?? ''}` : '—'}</td>
+                    <td>
+                      <AuditDetails details={each.details} />
+                    </td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+        </>
+      )}
+    </section>
+  );
+}

@@ -1,0 +1,389 @@
+import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
+import { Link, useParams } from 'react-router-dom';
+import { useClient, useMutation, useQuery, useSubscription } from 'urql';
+import { resultError } from '../api/errors';
+import { ErrorMessage, Loading } from '../components/ErrorMessage';
+import { formatDate, formatNumber } from '../components/format';
+import { ProjectNav } from '../components/ProjectNav';
+import { effectiveRole, roleAtLeast } from '../components/roles';
+import { graphql } from '../gql';
+import type { JobEventsSubscription, JobState } from '../gql/graphql';
+import { useSession } from '../session/SessionContext';
+import { isTerminal, stateLabel } from '../training/jobStates';
+import { LiveChart } from '../training/LiveChart';
+import { MetricBuffer, type MetricValues } from '../training/metricBuffer';
+
+const TrainingJobQuery = graphql(`
+  query TrainingJob($id: ID!, $slug: String!) {
+    project(slug: $slug) {
+      id
+      viewerRole
+      isArchived
+    }
+    node(id: $id) {
+      __typename
+      ... on TrainingJob {
+        id
+        state
+        attempt
+        createdAt
+        startedAt
+        finishedAt
+        reason
+        cancelRequestedAt
+        trainer
+        target
+        features
+        hyperparameters
+        validationFraction
+        seed
+        modelName
+        metricKeys
+        latestMetrics
+        datasetVersion {
+          id
+          number
+          dataset {
+            id
+            name
+          }
+        }
+        modelVersion {
+          id
+          number
+          metrics
+          model {
+            id
+            name
+          }
+        }
+      }
+    }
+  }
+`);
+
+const JobMetricQuery = graphql(`
+  query JobMetricHistory($id: ID!, $key: String!, $maxPoints: Int!) {
+    node(id: $id) {
+      __typename
+      ... on TrainingJob {
+        id
+        metrics(key: $key, maxPoints: $maxPoints) {
+          step
+          value
+        }
+      }
+    }
+  }
+`);
+
+const JobMetricKeysQuery = graphql(`
+  query JobMetricKeys($id: ID!) {
+    node(id: $id) {
+      __typename
+      ... on TrainingJob {
+        id
+        metricKeys
+      }
+    }
+  }
+`);
+
+const JobEventsSubscriptionDocument = graphql(`
+  subscription JobEvents($jobId: ID!, $after: String) {
+    jobEvents(jobId: $jobId, after: $after) {
+      cursor
+      type
+      state
+      reason
+      attempt
+      step
+      totalSteps
+      epoch
+      metrics
+      examplesPerSecond
+      etaSeconds
+      modelVersion
+    }
+  }
+`);
+
+const CancelTrainingJobMutation = graphql(`
+  mutation CancelTrainingJob($id: ID!) {
+    cancelTrainingJob(id: $id) {
+      __typename
+      ... on TrainingJobSuccess {
+        job {
+          id
+          state
+          cancelRequestedAt
+        }
+      }
+      ... on Error {
+        code
+        message
+      }
+    }
+  }
+`);
+
+/** Each key's history is downsampled to this many buckets: enough for a chart's width. */
+const HISTORY_POINTS = 1000;
+
+type JobEvent = JobEventsSubscription['jobEvents'];
+
+interface TimelineEntry {
+  key: string;
+  label: string;
+  detail: string | null;
+  at: string | null;
+}
+
+interface Progress {
+  step: number;
+  totalSteps: number | null;
+  epoch: number | null;
+  examplesPerSecond: number | null;
+  etaSeconds: number | null;
+}
+
+function eventEntry(event: JobEvent): TimelineEntry | null {
+  if (event.type === 'progress') return null;
+  const label =
+    event.type === 'state' && event.state
+      ? stateLabel(event.state)
+      : event.type === 'resumed'
+        ? `Resumed from step ${event.step ?? '?'}`
+        : event.type === 'checkpoint'
+          ? `Checkpoint at step ${event.step ?? '?'}`
+          : event.type === 'model'
+            ? 'Model version registered'
+            : event.type;
+  return { key: event.cursor, label, detail: event.reason ?? null, at: null };
+}
+
+export default function JobPage() {
+  const params = useParams();
+  const slug = params.slug ?? '';
+  const jobId = params.jobId ?? '';
+  const { session } = useSession();
+  const client = useClient();
+  const [{ data, error, fetching }, refetch] = useQuery({ query: TrainingJobQuery, variables: { id: jobId, slug } });
+  const [cancellation, cancel] = useMutation(CancelTrainingJobMutation);
+  const [problem, setProblem] = useState<unknown>(null);
+  const buffer = useMemo(() => new MetricBuffer(), [jobId]);
+  const [revision, setRevision] = useState(0);
+  // Each round replays the whole recorded history: once on opening, again when the job ends
+  // (the live stream sends at most one progress event a second; the history has every step).
+  const [historyRound, setHistoryRound] = useState(0);
+  const [replayedRound, setReplayedRound] = useState(-1);
+  const replayed = replayedRound >= 0;
+  const [events, setEvents] = useState<TimelineEntry[]>([]);
+  const [progress, setProgress] = useState<Progress | null>(null);
+  const [liveState, setLiveState] = useState<JobState | null>(null);
+  const seenCursors = useRef(new Set<string>());
+
+  const job = data?.node?.__typename === 'TrainingJob' ? data.node : null;
+  const loadedId = job?.id;
+
+  // First the recorded history of every metric, then the live stream on top of it.
+  useEffect(() => {
+    if (!loadedId) return;
+    let live = true;
+    const history = async () => {
+      const keysResult = await client.query(JobMetricKeysQuery, { id: loadedId }, { requestPolicy: 'network-only' }).toPromise();
+      if (keysResult.error) throw keysResult.error;
+      const node = keysResult.data?.node;
+      const keys = node?.__typename === 'TrainingJob' ? node.metricKeys : [];
+      return Promise.all(
+        keys.map(async (key) => {
+          const result = await client.query(JobMetricQuery, { id: loadedId, key, maxPoints: HISTORY_POINTS }, { requestPolicy: 'network-only' }).toPromise();
+          if (result.error) throw result.error;
+          const each = result.data?.node;
+          return [key, each?.__typename === 'TrainingJob' ? each.metrics : []] as const;
+        }),
+      );
+    };
+    history()
+      .then((histories) => {
+        if (!live) return;
+        buffer.clear();
+        buffer.replay(Object.fromEntries(histories));
+        setRevision((n) => n + 1);
+        setReplayedRound(historyRound);
+      })
+      .catch((failure: unknown) => {
+        if (!live) return;
+        setProblem(failure);
+        setReplayedRound(historyRound);
+      });
+    return () => {
+      live = false;
+    };
+  }, [loadedId, historyRound, client, buffer]);
+
+  const onEvent = useCallback(
+    (_: unknown, event: JobEventsSubscription) => {
+      const each = event.jobEvents;
+      // A resubscription after a lost connection replays what was seen; drop it.
+      if (seenCursors.current.has(each.cursor)) return event;
+      seenCursors.current.add(each.cursor);
+      if (each.type === 'resumed' && typeof each.step === 'number') {
+        buffer.truncateAfter(each.step);
+        setRevision((n) => n + 1);
+      }
+      if (each.type === 'progress' && typeof each.step === 'number') {
+        if (buffer.append(each.step, (each.metrics ?? {}) as MetricValues)) setRevision((n) => n + 1);
+        setProgress({
+          step: each.step,
+          totalSteps: each.totalSteps ?? null,
+          epoch: each.epoch ?? null,
+          examplesPerSecond: each.examplesPerSecond ?? null,
+          etaSeconds: each.etaSeconds ?? null,
+        });
+      }
+      const entry = eventEntry(each);
+      if (entry) setEvents((old) => [...old, { ...entry, at: new Date().toISOString() }]);
+      if (each.type === 'state' && each.state) {
+        setLiveState(each.state);
+        if (isTerminal(each.state)) {
+          refetch({ requestPolicy: 'network-only' });
+          setHistoryRound((n) => n + 1);
+        }
+      }
+      if (each.type === 'model') refetch({ requestPolicy: 'network-only' });
+      return event;
+    },
+    [buffer, refetch],
+  );
+
+  // Started once the first history is in, and kept while the job runs: a later replay round
+  // does not resubscribe.
+  const watching = replayed && job !== null && !isTerminal(job.state);
+  const [stream] = useSubscription({ query: JobEventsSubscriptionDocument, variables: { jobId, after: null }, pause: !watching }, onEvent);
+
+  if (fetching && !data) return <Loading what="the job" />;
+  if (!data && error) return <ErrorMessage error={error} />;
+  if (!job) {
+    return (
+      <section>
+        <ProjectNav slug={slug} />
+        <h1>Job not found</h1>
+        <p>There is no training job here that you may see.</p>
+      </section>
+    );
+  }
+
+  const state = job.state !== 'QUEUED' && job.state !== 'RUNNING' ? job.state : (liveState ?? job.state);
+  const role = effectiveRole(data?.project?.viewerRole, session?.isAdmin ?? false);
+  const canCancel = roleAtLeast(role, 'DEVELOPER') && !isTerminal(state) && !job.cancelRequestedAt && !data?.project?.isArchived;
+
+  async function cancelJob() {
+    if (!job) return;
+    setProblem(null);
+    const result = await cancel({ id: job.id });
+    const answer = result.data?.cancelTrainingJob;
+    if (result.error) setProblem(result.error);
+    else setProblem(resultError(answer));
+    refetch({ requestPolicy: 'network-only' });
+  }
+
+  const recorded: TimelineEntry[] = [
+    { key: 'created', label: 'Queued', detail: null, at: job.createdAt },
+    ...(job.startedAt ? [{ key: 'started', label: 'Started', detail: null, at: job.startedAt }] : []),
+    ...(job.cancelRequestedAt ? [{ key: 'cancel', label: 'Cancel requested', detail: null, at: job.cancelRequestedAt }] : []),
+    ...(job.finishedAt ? [{ key: 'finished', label: stateLabel(job.state), detail: job.reason ?? null, at: job.finishedAt }] : []),
+  ];
+  const latest = (job.latestMetrics ?? {}) as Record<string, unknown>;
+
+  return (
+    <section>
+      <ProjectNav slug={slug} />
+      <h1>
+        Training job: {job.modelName} <span className={`state state-${state.toLowerCase()}`}>{stateLabel(state)}</span>
+      </h1>
+      <p className="muted">
+        {job.trainer} predicting <strong>{job.target}</strong>
+        {job.datasetVersion && (
+          <>
+            {' '}
+            from{' '}
+            <Link to={`/projects/${slug}/datasets/${encodeURIComponent(job.datasetVersion.dataset.name)}`}>
+              {job.datasetVersion.dataset.name} v{job.datasetVersion.number}
+            </Link>
+          </>
+        )}
+        {job.attempt > 1 && ` · attempt ${job.attempt}`}
+      </p>
+      {job.reason && <p>Reason: {job.reason}</p>}
+      <ErrorMessage error={problem} />
+      {stream.error && <ErrorMessage error={stream.error} />}
+      {canCancel && (
+        <button type="button" className="danger" disabled={cancellation.fetching} onClick={() => void cancelJob()}>
+          Cancel job
+        </button>
+      )}
+      {progress && (
+        <p>
+          <progress aria-label="Training progress" max={progress.totalSteps ?? undefined} value={progress.step} /> Step {progress.step}
+          {progress.totalSteps !== null && ` of ${progress.totalSteps}`}
+          {progress.epoch !== null && `, epoch ${progress.epoch}`}
+          {progress.examplesPerSecond !== null && `, ${formatNumber(progress.examplesPerSecond)} examples/s`}
+          {progress.etaSeconds !== null && `, about ${Math.round(progress.etaSeconds)} s left`}
+        </p>
+      )}
+      <h2>Loss and accuracy</h2>
+      {!replayed ? <Loading what="the metric history" /> : <LiveChart buffer={buffer} revision={revision} />}
+      {Object.keys(latest).length > 0 && (
+        <>
+          <h2>Latest metrics</h2>
+          <dl className="facts">
+            {Object.entries(latest).map(([key, value]) => (
+              <div key={key}>
+                <dt>{key}</dt>
+                <dd>{formatNumber(value)}</dd>
+              </div>
+            ))}
+          </dl>
+        </>
+      )}
+      {job.modelVersion && (
+        <p>
+          Registered model version {job.modelVersion.model.name} v{job.modelVersion.number}.
+        </p>
+      )}
+      <h2>Timeline</h2>
+      <ol className="timeline" aria-label="State timeline">
+        {recorded.map((entry) => (
+          <li key={entry.key}>
+            <strong>{entry.label}</strong> <time dateTime={entry.at ?? undefined}>{formatDate(entry.at)}</time>
+            {entry.detail && <span className="muted"> {entry.detail}</span>}
+          </li>
+        ))}
+        {events.map((entry) => (
+          <li key={entry.key}>
+            <strong>{entry.label}</strong> <span className="muted">(live)</span>
+            {entry.detail && <span className="muted"> {entry.detail}</span>}
+          </li>
+        ))}
+      </ol>
+      <h2>Hyperparameters</h2>
+      <dl className="facts">
+        {Object.entries((job.hyperparameters ?? {}) as Record<string, unknown>).map(([key, value]) => (
+          <div key={key}>
+            <dt>{key}</dt>
+            <dd>{formatNumber(value)}</dd>
+          </div>
+        ))}
+        <div>
+          <dt>validation fraction</dt>
+          <dd>{job.validationFraction}</dd>
+        </div>
+        <div>
+          <dt>seed</dt>
+          <dd>{job.seed}</dd>
+        </div>
+      </dl>
+    </section>
+  );
+}
