@@ -295,6 +295,26 @@ async def test_delete_revokes_the_session_everywhere_and_clears_the_cookie(
     assert viewer_name(bearer) is None
 
 
+async def test_signing_in_again_revokes_the_session_the_new_cookie_replaces(
+    browser: httpx.AsyncClient, platform: Platform, username: str
+) -> None:
+    first = await sign_in(browser, username)
+    replaced = cookie_of(browser)
+    wrong = await browser.post(SESSION, json={"username": username, "password": "not it"})
+    assert wrong.status_code == 401
+    assert viewer_name(await viewer(browser, **{CSRF_HEADER: first["csrfToken"]})) == username
+    mark = await audit_mark(platform)
+
+    second = await sign_in(browser, username)
+
+    assert cookie_of(browser) != replaced
+    assert viewer_name(await viewer(browser, **{CSRF_HEADER: second["csrfToken"]})) == username
+    revocations = await audit_rows_since(platform, mark, action="api_token.revoke")
+    assert [row["outcome"] for row in revocations] == ["success"]
+    old = await viewer(browser, authorization=f"Bearer {replaced}")
+    assert viewer_name(old) is None and "revoked" in graphql_error_messages(old)
+
+
 @pytest.mark.parametrize("csrf", [None, "wrong"])
 async def test_delete_without_the_csrf_header_revokes_nothing(
     browser: httpx.AsyncClient, platform: Platform, username: str, csrf: str | None

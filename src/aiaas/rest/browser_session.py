@@ -9,7 +9,8 @@
   `aiaas_session` cookie (`aiaas.browser_sessions` says which attributes and why). Wrong
   credentials are a 401, the rate limit a 429 with `Retry-After`, and a body that is not JSON,
   not an object of exactly two strings, or over `LOGIN_BODY_MAX_BYTES` a 400 (413 for the size)
-  that signs no one in and counts no attempt.
+  that signs no one in and counts no attempt. A session the browser held until then (its
+  cookie) is revoked once the new one is made.
 - `GET /v1/session`: the same JSON for the session of the cookie, so that the portal finds its
   user and CSRF token again after a reload; 401 without a valid session. It needs no CSRF
   header (it is how the page learns the token): it changes nothing, a page on another site
@@ -149,9 +150,24 @@ async def _sign_in(request: Request, platform: Platform) -> Response:
         client_address=client_address(request),
         request_id=request_id_of(request.scope),
     )
+    await _end_replaced_session(request, platform)
     response = JSONResponse(session_json(session, session.token.secret), headers=NO_STORE)
     response.headers["Set-Cookie"] = session_cookie_header(request, session.token.secret)
     return response
+
+
+async def _end_replaced_session(request: Request, platform: Platform) -> None:
+    """Revoke the session whose cookie the new one replaces (audited): once no cookie holds its
+    token, it would stay valid, unseen, until it expired. Only after the new sign-in succeeded:
+    a wrong password ends no one's session."""
+    try:
+        _, principal = await _session_of_cookie(request, platform)
+    except AuthenticationError:
+        return  # no session, one gone already, or two cookies that count for neither
+    if principal.token_id is not None:
+        await accounts.revoke_token(
+            platform, principal, principal.token_id, request_id=request_id_of(request.scope)
+        )
 
 
 async def _session_of_cookie(request: Request, platform: Platform) -> tuple[str, Principal]:
