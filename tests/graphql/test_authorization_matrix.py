@@ -31,10 +31,12 @@ from aiaas.core.governance.vault import VAULT
 from aiaas.core.identity import members, projects
 from aiaas.core.identity.access import ROLE_HIERARCHY, ProjectRole
 from aiaas.core.identity.accounts import User, create_user, insert_token, verify_token
+from aiaas.core.jobs import project_jobs_channel
 from aiaas.core.platform import Platform
 from aiaas.core.serving import deployments
 from aiaas.core.serving.batch_prediction import BatchPredictionRequest, submit_batch_prediction
 from aiaas.core.training import (
+    TRAINING_JOB,
     SearchDimension,
     SweepRequest,
     TrainingRequest,
@@ -420,6 +422,16 @@ async def job_events_of(world: World, persona: Persona) -> dict[str, Any]:
     return {"job": to_global_id("TrainingJob", await queued_training_job(world))}
 
 
+async def project_with_a_training_job(world: World, persona: Persona) -> dict[str, Any]:
+    # A job whose change the subscription can be told of (`run_subscription`).
+    announced_jobs[world.project.id] = await queued_training_job(world)
+    return await project_global_id(world, persona)
+
+
+announced_jobs: dict[uuid.UUID, uuid.UUID] = {}
+"""The training job `run_subscription` announces a change of, by project."""
+
+
 async def sweep_input(world: World, persona: Persona) -> dict[str, Any]:
     return {
         "input": {
@@ -754,6 +766,10 @@ OPERATIONS: dict[str, Operation] = {
         "subscription($project: ID!) { projectAuditEvents(project: $project) { action } }",
         with_variables(project_global_id),
     ),
+    "Subscription.projectJobChanges": Operation(
+        "subscription($project: ID!) { projectJobChanges(project: $project) { state } }",
+        with_variables(project_with_a_training_job),
+    ),
 }
 """How to call each root field so that it succeeds for a caller who holds its grant."""
 
@@ -794,9 +810,11 @@ async def run_subscription(platform: Platform, document: str, call: Call) -> dic
     schema = build_schema(platform)
     results = await schema.subscribe(document, call.variables, context)
     first = asyncio.ensure_future(anext(results))
-    # A job's events start with a replay of its history; a project's audit events need one
-    # published.
+    # A job's events start with a replay of its history; a project's audit events and job
+    # changes need one published.
     project = call.variables.get("project")
+    job = announced_jobs.get(project_uuid(project)) if project is not None else None
+    change = {"job_id": str(job), "kind": TRAINING_JOB, "state": "QUEUED"}
     event = {
         "id": 0,
         "occurred_at": datetime.now(UTC).isoformat(),
@@ -816,6 +834,9 @@ async def run_subscription(platform: Platform, document: str, call: Call) -> dic
                 # Pub/sub keeps nothing for late subscribers: publish until one is listening.
                 if project is not None:
                     await platform.events.publish(audit_channel(project_uuid(project)), event)
+                if job is not None:
+                    channel = project_jobs_channel(project_uuid(project))
+                    await platform.events.publish(channel, change)
                 await asyncio.wait({first}, timeout=0.05)
         result = first.result()
     except TimeoutError:

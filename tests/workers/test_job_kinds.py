@@ -120,7 +120,7 @@ async def submit(
         job = await record_new_job(
             change, project_id=project_id, kind=kind, payload=payload, created_by=actor.user_id
         )
-    await hand_committed_job_to_queue(platform, job.id)
+    await hand_committed_job_to_queue(platform, job)
     return job
 
 

@@ -18,6 +18,7 @@ from aiaas.core.job_kinds import vet_payload
 from aiaas.core.jobs import (
     Job,
     JobState,
+    announce_job_change,
     cancel_queued_job,
     enqueue_job,
     get_job,
@@ -34,17 +35,19 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-async def hand_committed_job_to_queue(platform: Platform, job_id: UUID) -> None:
-    """Enqueue a job whose row is committed. Without Redis it stays QUEUED in PostgreSQL, where
-    the reconciler finds it and enqueues it once Redis is back: the submission has succeeded,
-    and failing it now would only make its caller submit a second job."""
+async def hand_committed_job_to_queue(platform: Platform, job: Job) -> None:
+    """Announce a job whose row is committed to its project's live lists, and enqueue it.
+    Without Redis it stays QUEUED in PostgreSQL, where the reconciler finds it and enqueues it
+    once Redis is back: the submission has succeeded, and failing it now would only make its
+    caller submit a second job."""
+    await announce_job_change(platform, job)
     try:
-        await enqueue_job(platform, job_id)
+        await enqueue_job(platform, job.id)
     except Exception as exc:
         outage = as_outage(exc)
         if outage is None:
             raise
-        logger.warning("job %s left for the reconciler to enqueue: %s", job_id, outage.message)
+        logger.warning("job %s left for the reconciler to enqueue: %s", job.id, outage.message)
 
 
 async def record_new_job(

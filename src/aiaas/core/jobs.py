@@ -30,6 +30,7 @@ from arq.constants import (
     result_key_prefix,
     retry_key_prefix,
 )
+from redis.exceptions import RedisError
 
 from aiaas.core.event_streams import TERMINAL_STATES as TERMINAL_STATE_NAMES
 from aiaas.core.event_streams import publish_job_events_quietly
@@ -219,10 +220,28 @@ def state_event(job: Job) -> dict[str, Any]:
 
 
 async def publish_state(platform: Platform, job: Job) -> None:
-    """Tell observers and the job's live stream about a committed state change. The stream
-    is a convenience: PostgreSQL holds the state, so a Redis failure here is only logged."""
+    """Tell observers, the job's live stream and its project's channel about a committed state
+    change. Both are a convenience: PostgreSQL holds the state, so a Redis failure here is only
+    logged."""
     notify_job_observers(platform, _event(job))
     await publish_job_events_quietly(platform.redis, job.id, [state_event(job)])
+    await announce_job_change(platform, job)
+
+
+def project_jobs_channel(project_id: UUID) -> str:
+    """The pub/sub channel on which a project's jobs announce each change of state, for pages
+    that list them live (`projectJobChanges`)."""
+    return f"aiaas:jobs:{project_id}"
+
+
+async def announce_job_change(platform: Platform, job: Job) -> None:
+    """Announce the job, as it now stands, on its project's channel: its id, kind and state
+    (subscribers read the rest from PostgreSQL). A Redis failure is only logged."""
+    change = {"job_id": str(job.id), "kind": job.kind, "state": job.state.value}
+    try:
+        await platform.events.publish(project_jobs_channel(job.project_id), change)
+    except RedisError:
+        logger.warning("job %s: its change of state could not be announced", job.id)
 
 
 async def _change(platform: Platform, sql: str, *arguments: Any) -> Job | None:

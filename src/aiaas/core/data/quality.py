@@ -123,7 +123,7 @@ async def submit_validation(
             payload={"dataset_version_id": str(version_id)},
             created_by=actor.user_id,
         )
-    await hand_committed_job_to_queue(platform, job.id)
+    await hand_committed_job_to_queue(platform, job)
     return job
 
 

@@ -215,7 +215,7 @@ async def submit_batch_prediction(
             created_by=actor.user_id,
         )
     await publish_state(platform, job)
-    await hand_committed_job_to_queue(platform, job.id)
+    await hand_committed_job_to_queue(platform, job)
     return job
 
 

@@ -259,7 +259,7 @@ async def submit_training_job(
         if sweep_trial is not None:
             await sweep_trial.record(change.connection, job.id)
     await publish_state(platform, job)
-    await hand_committed_job_to_queue(platform, job.id)
+    await hand_committed_job_to_queue(platform, job)
     return job
 
 

@@ -1,15 +1,18 @@
-"""The `jobEvents` subscription: a job's stream replayed from a cursor, then followed live."""
+"""The training subscriptions: `jobEvents`, a job's stream replayed from a cursor, then followed
+live; `projectJobChanges`, a project's training jobs as their states change."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncGenerator
+from uuid import UUID
 
 import strawberry
 from strawberry.types import Info
 
 from aiaas.core.event_streams import is_terminal_event, parse_cursor
-from aiaas.core.jobs import TERMINAL_STATES, state_event
+from aiaas.core.jobs import TERMINAL_STATES, get_job, project_jobs_channel, state_event
+from aiaas.core.training import TRAINING_JOB
 from aiaas.graphql.context import RequestContext
 from aiaas.graphql.permissions import (
     authorize_in_project,
@@ -17,7 +20,7 @@ from aiaas.graphql.permissions import (
     requires_in_project,
 )
 from aiaas.graphql.relay import uuid_of
-from aiaas.graphql.training.types import JobEvent
+from aiaas.graphql.training.types import JobEvent, TrainingJob
 
 REAUTHORIZE_EVERY_S = 1.0
 
@@ -58,3 +61,27 @@ class TrainingSubscription:
                 await authorize_in_project(context, job.project_id, "job", "read")
                 checked_at = time.monotonic()
             yield JobEvent.from_stream(stream_cursor, event)
+
+    @strawberry.subscription(
+        extensions=requires_in_project("job", "read", project_by_global_id("project")),
+        description="A project's training jobs as their states change: the job as it now "
+        "stands each time one is submitted, starts, resumes, ends or is cancelled. For the "
+        "jobs before, page through `Project.trainingJobs`.",
+    )
+    async def project_job_changes(
+        self, info: Info, project: strawberry.ID
+    ) -> AsyncGenerator[TrainingJob, None]:
+        context: RequestContext = info.context
+        project_id = uuid_of(project, "Project", "project")
+        channel = project_jobs_channel(project_id)
+        async for change in context.platform.events.subscribe(channel):
+            if change.get("kind") != TRAINING_JOB:
+                continue
+            # Checked for every change: a member removed from the project stops hearing it
+            # at once. The enforcer answers from memory; the row is read fresh, since the
+            # request's loaders would answer what they read first.
+            await authorize_in_project(context, project_id, "job", "read")
+            async with context.platform.metadata.acquire() as connection:
+                job = await get_job(connection, UUID(change["job_id"]))
+            if job is not None:
+                yield TrainingJob.from_domain(job)
