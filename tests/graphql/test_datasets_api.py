@@ -234,6 +234,10 @@ async def test_a_csv_upload_creates_a_version_with_schema_profile_and_preview(
     assert stats["score"]["max"] == 91.5
     assert stats["score"]["mean"] == pytest.approx(84.75)
     assert stats["score"]["std"] == pytest.approx(6.75)
+    # Two scores, 78.0 and 91.5: the first bin and the last, the null left out.
+    histogram = stats["score"]["histogram"]
+    assert (histogram["edges"][0], histogram["edges"][-1]) == (78.0, 91.5)
+    assert (histogram["counts"][0], histogram["counts"][-1], sum(histogram["counts"])) == (1, 1, 2)
     assert stats["id"]["distinctCount"] == 3
     assert stats["name"]["topValues"][0]["count"] == 1
     assert version["preview"][0] == {

@@ -112,7 +112,7 @@ def test_distinct_counts_come_from_the_written_file(tmp_path: Path) -> None:
     profile = TableProfile(table.schema)
     profile.update(table)
 
-    profile.count_distinct_from(path)
+    profile.measure_whole_columns(path)
 
     stats = profile.result()
     assert (stats["id"]["distinct_count"], stats["id"]["distinct_exact"]) == (3, True)
@@ -139,10 +139,53 @@ def test_distinct_counts_are_the_same_however_many_columns_one_read_takes(
     profile = TableProfile(table.schema)
     profile.update(table)
 
-    profile.count_distinct_from(path)
+    profile.measure_whole_columns(path)
 
     stats = profile.result()
     assert [stats[f"c{index}"]["distinct_count"] for index in range(width)] == [2] * width
+
+
+def test_a_number_column_has_a_histogram_of_its_finite_values(tmp_path: Path) -> None:
+    values = [float(value) for value in range(100)] + [float("nan"), float("inf"), None]
+    table = pa.table(
+        {
+            "x": pa.array(values, pa.float64()),
+            "n": pa.array([7, 7, 7, None], pa.int64()).take(pa.array([i % 4 for i in range(103)])),
+            "word": pa.array(["a"] * 103),
+        }
+    )
+    path = tmp_path / "table.parquet"
+    pq.write_table(table, path)
+    profile = TableProfile(table.schema)
+    profile.update(table)
+
+    profile.measure_whole_columns(path)
+
+    stats = profile.result()
+    spread = stats["x"]["histogram"]
+    assert len(spread["edges"]) == profile_module.HISTOGRAM_BINS + 1
+    assert (spread["edges"][0], spread["edges"][-1]) == (0.0, 99.0)
+    assert spread["counts"] == [5] * profile_module.HISTOGRAM_BINS  # NaN and inf left out
+    # One value only: one bin around it.
+    assert stats["n"]["histogram"] == {"edges": [6.5, 7.5], "counts": [78]}
+    assert "histogram" not in stats["word"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(values=st.lists(st.one_of(st.none(), st.integers(-(2**62), 2**62)), max_size=40))
+def test_a_histogram_counts_every_present_integer_once(values: list[int | None]) -> None:
+    histogram = profile_module.histogram_of(pa.chunked_array([pa.array(values, pa.int64())]))
+    present = [value for value in values if value is not None]
+    if not present:
+        assert histogram is None
+    else:
+        assert histogram is not None
+        assert sum(histogram["counts"]) == len(present)
+
+
+def test_a_histogram_is_sealed_with_the_values_of_rows() -> None:
+    # Its outer edges are the minimum and the maximum, which are one row's values each.
+    assert "histogram" in profile_module.ROW_VALUE_STATISTICS
 
 
 # Long texts: cut and marked where shown, counted apart by their whole value -------------------

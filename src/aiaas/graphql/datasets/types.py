@@ -128,7 +128,9 @@ class DatasetVersion(Node):
         resolver=resolve_column_stats,
         description=(
             "Per column name: type, nullFraction, distinctCount and distinctExact, then "
-            "min/max (ordered types), mean/std (numbers) or topValues and topValuesExact. A top "
+            "min/max (ordered types), mean/std and histogram (numbers: `edges` and `counts` "
+            "of equal-width bins from the finite minimum to the maximum) or topValues and "
+            "topValuesExact. A top "
             f"value whose text is longer than {SHOWN_TEXT_CHARS} characters is cut as a "
             'preview cell is, and carries "truncated": true and "length" (its full length in '
             "characters). A column with cut preview cells lists their row indices (from 0) in "

@@ -119,7 +119,7 @@ def write_normalized(
             preview.add(typed)
         if in_flight is not None:
             in_flight.result()
-    profile.count_distinct_from(destination)
+    profile.measure_whole_columns(destination)
     profiled = profile.result()
     column_stats = {
         field.name: known[field.name] if field.name in known else profiled[field.name]

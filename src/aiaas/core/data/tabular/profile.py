@@ -1,12 +1,13 @@
 """Column statistics, computed batch by batch so that a file of any size profiles in bounded
 memory: null fraction, distinct count, min/max/mean/std for numbers and times, top values for
-strings and booleans. A text longer than `cells.SHOWN_TEXT_CHARS` characters is counted under a
-key of bounded size, and shown cut and marked, as `cells` says.
+strings and booleans, and a histogram for numbers. A text longer than `cells.SHOWN_TEXT_CHARS`
+characters is counted under a key of bounded size, and shown cut and marked, as `cells` says.
 
 Text and boolean values are counted (for their top values, and so their distinct count) up to
 `COUNTED_CAP` different values; past that the figures are marked approximate. Numbers and times
-are counted distinct once the normalized file is written, one column at a time, for tables of up
-to `EXACT_DISTINCT_ROWS` rows; larger ones report no distinct count."""
+are counted distinct, and numbers binned into a histogram, once the normalized file is written,
+one column at a time, for tables of up to `EXACT_DISTINCT_ROWS` rows; larger ones report neither.
+"""
 
 from __future__ import annotations
 
@@ -33,9 +34,11 @@ CELLS_PER_READ = 1 << 22
 """Values read from the written file at once to count distinct values: a whole narrow table's
 worth of columns in one read, one column at a time of a tall one, so memory stays bounded."""
 TOP_VALUES = 5
-ROW_VALUE_STATISTICS = frozenset({"min", "max", "top_values", "label_balance"})
+HISTOGRAM_BINS = 20
+ROW_VALUE_STATISTICS = frozenset({"min", "max", "top_values", "label_balance", "histogram"})
 """The statistics that are values of rows rather than aggregates of them: a minimum or maximum is
-one row's value, a top value (or an image dataset's label balance) is a cell's text. A version
+one row's value, and so are a histogram's outer edges; a top value (or an image dataset's label
+balance) is a cell's text. A version
 keeps them sealed; the others (counts, fractions, mean, std, flags) are aggregates and stay in
 clear (`datasets.sealed_profile`)."""
 
@@ -84,6 +87,35 @@ def count_distinct_sorted(column: pa.ChunkedArray) -> int:
     return (changes + 1 if len(values) else 0) + (1 if nans else 0)
 
 
+def histogram_of(column: pa.ChunkedArray) -> dict[str, list[float] | list[int]] | None:
+    """`HISTOGRAM_BINS` equal-width bins from the column's finite minimum to its maximum:
+    `edges` (one more than the bins) and `counts`. One bin around the values when they are all
+    the same (or too close for floats to split); None without a finite value. NaN and
+    infinities are left out: the null fraction, the minimum and the maximum tell of them."""
+    present = pc.drop_null(column).combine_chunks()
+    # Precision lost past 2**53 moves a value within its bin at most.
+    numbers = pc.cast(present, pa.float64(), safe=False).to_numpy(zero_copy_only=False)
+    finite = numbers[np.isfinite(numbers)]
+    if len(finite) == 0:
+        return None
+    low, high = float(finite.min()), float(finite.max())
+    try:
+        if high > low:
+            counts, edges = np.histogram(finite, bins=HISTOGRAM_BINS, range=(low, high))
+            return _histogram_json(counts, edges)
+    except ValueError:
+        pass  # a range too narrow for floats of its size to split: one bin, as for one value
+    half = max(0.5, max(abs(low), abs(high)) * 1e-6)
+    counts, edges = np.histogram(finite, bins=1, range=(low - half, high + half))
+    return _histogram_json(counts, edges)
+
+
+def _histogram_json(
+    counts: np.ndarray[Any, Any], edges: np.ndarray[Any, Any]
+) -> dict[str, list[float] | list[int]]:
+    return {"edges": [float(edge) for edge in edges], "counts": [int(count) for count in counts]}
+
+
 class ColumnProfile:
     def __init__(self, name: str, arrow_type: pa.DataType) -> None:
         self.name = name
@@ -96,6 +128,7 @@ class ColumnProfile:
         self.mean = 0.0
         self.sum_squares = 0.0  # of deviations from the mean (Chan's merge)
         self.distinct: int | None = None
+        self.histogram: dict[str, list[float] | list[int]] | None = None
         self.counts: dict[Hashable, int] = {}
         self.counts_exact = True
         self.most_counted = 0
@@ -144,9 +177,12 @@ class ColumnProfile:
             self.counts = dict(kept)
             self.counts_exact = False
 
-    def count_distinct(self, column: pa.ChunkedArray) -> None:
-        """The exact distinct count of an ordered column, from the whole column at once."""
+    def measure_whole(self, column: pa.ChunkedArray) -> None:
+        """What only the whole column at once tells: the exact distinct count of an ordered
+        column, and a number column's histogram (its bins need the final minimum and maximum)."""
         self.distinct = count_distinct_sorted(column)
+        if is_numeric(self.arrow_type):
+            self.histogram = histogram_of(column)
 
     def result(self) -> dict[str, Any]:
         if self.ordered:
@@ -167,6 +203,8 @@ class ColumnProfile:
             stats["std"] = (
                 json_value(math.sqrt(self.sum_squares / self.values)) if self.values else None
             )
+            if self.histogram is not None:
+                stats["histogram"] = self.histogram
         if not self.ordered:
             top = sorted(self.counts.items(), key=lambda item: (-item[1], str(item[0])))
             stats["top_values"] = [top_value(key, count) for key, count in top[:TOP_VALUES]]
@@ -198,10 +236,10 @@ class TableProfile:
         for index, column in zip(self._indexes, self.columns, strict=True):
             column.update(batch.column(index))
 
-    def count_distinct_from(self, parquet_path: Path) -> None:
-        """Count the distinct values of the ordered columns from the written file, reading as
-        many columns at a time as `CELLS_PER_READ` allows; skipped for tables too large to hold
-        a column of."""
+    def measure_whole_columns(self, parquet_path: Path) -> None:
+        """Count the distinct values of the ordered columns, and bin the numbers, from the
+        written file (`ColumnProfile.measure_whole`), reading as many columns at a time as
+        `CELLS_PER_READ` allows; skipped for tables too large to hold a column of."""
         if self.rows > EXACT_DISTINCT_ROWS:
             return
         ordered = [
@@ -220,7 +258,7 @@ class TableProfile:
                 columns = ordered[start : start + per_read]
                 table = reader.read(columns=[column.name for column in columns])
                 values = [table[column.name] for column in columns]
-                list(pool.map(ColumnProfile.count_distinct, columns, values))
+                list(pool.map(ColumnProfile.measure_whole, columns, values))
 
     def result(self) -> dict[str, dict[str, Any]]:
         return {column.name: column.result() for column in self.columns}
