@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -121,6 +122,18 @@ async def drop_database(services: Services, name: str) -> None:
 # Real `aiaas serve` processes -----------------------------------------------------------------
 
 AIAAS_COMMAND = [sys.executable, "-m", "aiaas"]
+
+
+def stop_gracefully(process: subprocess.Popen[bytes], wait_s: float = 15) -> None:
+    """SIGTERM, so that a worker finishes or hands back what it holds; killed after `wait_s`."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(wait_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def free_port() -> int:

@@ -43,6 +43,7 @@ from support import (
     receive,
     send,
     server_environment,
+    stop_gracefully,
     user_with_token,
 )
 
@@ -122,13 +123,7 @@ def worker_processes(config: Config, tmp_path: Path) -> Iterator[list[subprocess
     started: list[subprocess.Popen[bytes]] = []
     yield started
     for process in started:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_gracefully(process)
 
 
 def start_worker(

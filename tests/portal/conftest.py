@@ -10,11 +10,11 @@ console errors, uncaught exceptions and CSP violations fail the test that made t
 from __future__ import annotations
 
 import asyncio
-import signal
-import subprocess
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
@@ -23,24 +23,29 @@ from aiaas.client import Client
 from aiaas.core.config import Config
 from portal_support import (
     CSP_LISTENER,
+    DESKTOP,
+    FRAUD_EXPECTATIONS,
     PORTAL_BUNDLE,
     STEP_TIMEOUT_MS,
+    TRAINING_TIMEOUT_MS,
     BrowserLog,
+    FraudProject,
     NewPage,
     PortalServer,
     StartWorker,
+    Workers,
+    api,
     chromium_executable,
     create_project,
     create_user,
+    fraud_csv,
     unavailable,
     watch,
 )
 from serving_support import wine_table
-from support import AIAAS_COMMAND, server_environment, wait_until_ready
+from support import server_environment, wait_until_ready
 
 expect.set_options(timeout=STEP_TIMEOUT_MS)
-
-DESKTOP = {"width": 1280, "height": 800}
 
 
 @pytest.hookimpl(wrapper=True)
@@ -101,28 +106,9 @@ async def portal(
 def start_worker(config: Config, tmp_path: Path) -> Iterator[StartWorker]:
     """Start an `aiaas worker` on the portal server's queue when the test says so (a job can
     wait, queued, until its page is open); stopped at the end of the test."""
-    started: list[subprocess.Popen[bytes]] = []
-
-    def start() -> None:
-        with (tmp_path / "worker.log").open("ab") as log:
-            started.append(
-                subprocess.Popen(
-                    [*AIAAS_COMMAND, "worker"],
-                    env=portal_environment(config),
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            )
-
-    yield start
-    for process in started:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    workers = Workers(environment=portal_environment(config), log_path=tmp_path / "worker.log")
+    yield workers.start
+    workers.stop()
 
 
 @pytest.fixture(scope="module")
@@ -190,3 +176,86 @@ async def wine_project(portal: PortalServer, admin_token: str, owner: str) -> st
 
     await asyncio.to_thread(upload)  # the SDK's client is synchronous
     return slug
+
+
+DATASET_ID = """
+query($slug: String!, $name: String!) { project(slug: $slug) { dataset(name: $name) { id } } }
+"""
+
+SET_EXPECTATIONS = """
+mutation($dataset: ID!, $expectations: JSON!) {
+  setDatasetExpectations(dataset: $dataset, expectations: $expectations) {
+    __typename ... on Error { message } }
+}
+"""
+
+
+@pytest.fixture(scope="module")
+async def fraud_project(
+    portal: PortalServer,
+    admin_token: str,
+    owner: str,
+    config: Config,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> FraudProject:
+    """A project `owner` owns with every page filled, set up with the SDK: the "payments"
+    fraud table, validated against expectations (one failing check), two models trained on it
+    (3 and 4 epochs),
+    and a deployment serving version 1 with version 2 as a canary."""
+    fraud = FraudProject(slug=f"fraud-{uuid.uuid4().hex[:6]}")
+    await create_project(
+        portal.base_url, admin_token, fraud.slug, "Card fraud", members={owner: "OWNER"}
+    )
+    folder = tmp_path_factory.mktemp("fraud")
+    table = folder / f"{fraud.dataset}.csv"
+    table.write_text(fraud_csv())
+    workers = Workers(environment=portal_environment(config), log_path=folder / "worker.log")
+    workers.start()
+    try:
+        with Client(portal.base_url, admin_token) as client:
+            project = client.project(fraud.slug)
+            version = await asyncio.to_thread(project.upload, table, fraud.dataset, progress=False)
+            found = await api(
+                portal.base_url, admin_token, DATASET_ID, slug=fraud.slug, name=fraud.dataset
+            )
+            dataset_id = found["project"]["dataset"]["id"]
+            saved = await api(
+                portal.base_url,
+                admin_token,
+                SET_EXPECTATIONS,
+                dataset=dataset_id,
+                expectations=FRAUD_EXPECTATIONS,
+            )
+            assert saved["setDatasetExpectations"]["__typename"].endswith("Success"), saved
+            await asyncio.to_thread(version.validate().wait, 60)
+
+            def train(seed: int, epochs: int) -> Any:
+                job = project.train(
+                    version,
+                    trainer="tabular-classifier",
+                    target="label",
+                    model_name=fraud.model,
+                    seed=seed,
+                    epochs=epochs,
+                    batch_size=16,
+                )
+                # Polled against a deadline: `wait()` would wait for ever on a stuck worker.
+                deadline = time.monotonic() + TRAINING_TIMEOUT_MS / 1000
+                while not job.refresh().finished:
+                    assert time.monotonic() < deadline, f"training job {job.id}: {job.state}"
+                    time.sleep(0.25)
+                assert job.model_version is not None, f"{job.state}: {job.reason}"
+                return job
+
+            first = await asyncio.to_thread(train, 1, 3)
+            second = await asyncio.to_thread(train, 2, 4)
+            fraud.jobs.extend([first.id, second.id])
+            deployment = await asyncio.to_thread(first.model_version.deploy, fraud.deployment)
+            await asyncio.to_thread(deployment.wait_ready, 60)
+            await asyncio.to_thread(
+                deployment.update_traffic, canary=second.model_version, canary_percent=20
+            )
+            await asyncio.to_thread(deployment.wait_ready, 60)
+    finally:
+        workers.stop()
+    return fraud

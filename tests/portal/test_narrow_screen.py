@@ -6,11 +6,9 @@ from __future__ import annotations
 import pytest
 from playwright.async_api import Page, expect
 
-from portal_support import screenshot, sign_in
+from portal_support import PHONE, screenshot, sign_in
 
 pytestmark = pytest.mark.slow
-
-PHONE = {"width": 390, "height": 844}
 
 SIDEWAYS_OVERFLOW = (
     "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"

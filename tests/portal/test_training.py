@@ -9,11 +9,16 @@ import re
 import pytest
 from playwright.async_api import Page, expect
 
-from portal_support import TRAINING_TIMEOUT_MS, StartWorker, screenshot, sign_in
+from portal_support import (
+    POINTS,
+    TRAINING_TIMEOUT_MS,
+    StartWorker,
+    fill_training_form,
+    screenshot,
+    sign_in,
+)
 
 pytestmark = pytest.mark.slow
-
-POINTS = re.compile(r"(\d+) points")
 
 
 async def test_a_job_submitted_by_form_is_charted_live_until_it_succeeds(
@@ -21,11 +26,7 @@ async def test_a_job_submitted_by_form_is_charted_live_until_it_succeeds(
 ) -> None:
     await sign_in(page, owner)
     await page.goto(f"/projects/{wine_project}/jobs/new")
-    await expect(page.get_by_role("heading", name="Train a model")).to_be_visible()
-    await page.get_by_label("Trainer").select_option("tabular-classifier")
-    await page.get_by_label("Target column").select_option("cultivar")
-    await page.get_by_label("Epochs", exact=True).fill("3")
-    await page.get_by_label("Batch size", exact=True).fill("16")
+    await fill_training_form(page, target="cultivar")
     await screenshot(page, "submit-training-job")
     await page.get_by_role("button", name="Submit training job").click()
 
