@@ -31,7 +31,7 @@ from aiaas.core.governance.vault import VAULT
 from aiaas.core.identity import members, projects
 from aiaas.core.identity.access import ROLE_HIERARCHY, ProjectRole
 from aiaas.core.identity.accounts import User, create_user, insert_token, verify_token
-from aiaas.core.jobs import project_jobs_channel
+from aiaas.core.job_announcements import project_jobs_channel
 from aiaas.core.platform import Platform
 from aiaas.core.serving import deployments
 from aiaas.core.serving.batch_prediction import BatchPredictionRequest, submit_batch_prediction

@@ -14,8 +14,9 @@ from aiaas.core.config import Config
 from aiaas.core.identity import members, projects
 from aiaas.core.identity.access import ProjectRole
 from aiaas.core.identity.projects import Project
+from aiaas.core.job_announcements import project_jobs_channel
 from aiaas.core.job_submission import hand_committed_job_to_queue
-from aiaas.core.jobs import Job, JobState, claim_job, finish_job, insert_job, project_jobs_channel
+from aiaas.core.jobs import Job, JobState, claim_job, finish_job, insert_job
 from aiaas.core.platform import Platform
 from aiaas.core.training import TRAINING_JOB
 from aiaas.graphql.relay import to_global_id

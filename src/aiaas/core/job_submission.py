@@ -18,7 +18,7 @@ from aiaas.core.job_kinds import vet_payload
 from aiaas.core.jobs import (
     Job,
     JobState,
-    announce_job_change,
+    announce_job,
     cancel_queued_job,
     enqueue_job,
     get_job,
@@ -40,7 +40,7 @@ async def hand_committed_job_to_queue(platform: Platform, job: Job) -> None:
     Without Redis it stays QUEUED in PostgreSQL, where the reconciler finds it and enqueues it
     once Redis is back: the submission has succeeded, and failing it now would only make its
     caller submit a second job."""
-    await announce_job_change(platform, job)
+    await announce_job(platform, job)
     try:
         await enqueue_job(platform, job.id)
     except Exception as exc:

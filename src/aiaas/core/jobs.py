@@ -11,8 +11,8 @@ A worker must claim a job before running it. The claim is one conditional UPDATE
 delivered twice runs once. While it runs, the worker renews a heartbeat; a RUNNING job whose
 heartbeat has gone stale belonged to a worker that died, and may be claimed again; a worker that
 stops cleanly hands its running jobs back instead, QUEUED again at once. The reconciler
-re-enqueues every QUEUED job and every stale RUNNING job that Redis no longer holds, so losing
-Redis's data loses no job.
+(`job_reconciliation`) re-enqueues every QUEUED job and every stale RUNNING job that Redis no
+longer holds, so losing Redis's data loses no job.
 """
 
 from __future__ import annotations
@@ -24,16 +24,11 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from arq.constants import (
-    in_progress_key_prefix,
-    job_key_prefix,
-    result_key_prefix,
-    retry_key_prefix,
-)
-from redis.exceptions import RedisError
+from arq.constants import retry_key_prefix
 
 from aiaas.core.event_streams import TERMINAL_STATES as TERMINAL_STATE_NAMES
 from aiaas.core.event_streams import publish_job_events_quietly
+from aiaas.core.job_announcements import announce_job_change
 from aiaas.core.pagination import Order, Page, fetch_page
 from aiaas.core.storage import Connection
 from aiaas.core.tracing import trace_carrier
@@ -97,13 +92,20 @@ def notify_job_observers(platform: Platform, event: JobEvent) -> None:
         pass
 
 
-_COLUMNS = (
+JOB_COLUMNS = (
     "id, project_id, kind, state, payload, attempt, created_by, created_at, updated_at, "
     "started_at, finished_at, reason, claimed_by, heartbeat_at, cancel_requested_at"
 )
 
 
-def _to_job(row: Any) -> Job:
+async def announce_job(platform: Platform, job: Job) -> None:
+    """`job_announcements.announce_job_change` of the job as it now stands."""
+    await announce_job_change(
+        platform, job_id=job.id, project_id=job.project_id, kind=job.kind, state=job.state.value
+    )
+
+
+def job_of_row(row: Any) -> Job:
     values = dict(row)
     values["state"] = JobState(values["state"])
     return Job(**values)
@@ -132,13 +134,13 @@ async def insert_job(
     """Insert a QUEUED job inside the caller's transaction. Enqueue it after that commits."""
     row = await connection.fetchrow(
         f"INSERT INTO jobs (project_id, kind, payload, created_by) VALUES ($1, $2, $3, $4) "
-        f"RETURNING {_COLUMNS}",
+        f"RETURNING {JOB_COLUMNS}",
         project_id,
         kind,
         payload,
         created_by,
     )
-    return _to_job(row)
+    return job_of_row(row)
 
 
 async def enqueue_job(platform: Platform, job_id: UUID) -> bool:
@@ -158,8 +160,8 @@ async def enqueue_job(platform: Platform, job_id: UUID) -> bool:
 
 
 async def jobs_by_ids(connection: Connection, ids: list[UUID]) -> dict[UUID, Job]:
-    rows = await connection.fetch(f"SELECT {_COLUMNS} FROM jobs WHERE id = ANY($1::uuid[])", ids)
-    return {row["id"]: _to_job(row) for row in rows}
+    rows = await connection.fetch(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ANY($1::uuid[])", ids)
+    return {row["id"]: job_of_row(row) for row in rows}
 
 
 async def list_jobs(
@@ -168,26 +170,28 @@ async def list_jobs(
     """A project's jobs of one kind, newest first."""
     return await fetch_page(
         connection,
-        query=f"SELECT {_COLUMNS} FROM jobs",
+        query=f"SELECT {JOB_COLUMNS} FROM jobs",
         conditions=["project_id = $1", "kind = $2"],
         arguments=[project_id, kind],
         first=first,
         after=after,
-        to_item=_to_job,
+        to_item=job_of_row,
         order=Order(newest_first=True),
     )
 
 
 async def get_job(connection: Connection, job_id: UUID) -> Job | None:
-    row = await connection.fetchrow(f"SELECT {_COLUMNS} FROM jobs WHERE id = $1", job_id)
-    return _to_job(row) if row is not None else None
+    row = await connection.fetchrow(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1", job_id)
+    return job_of_row(row) if row is not None else None
 
 
 async def lock_job(connection: Connection, job_id: UUID) -> Job | None:
     """The job, its row locked until the caller's transaction ends: what a change that depends
     on the job's state or holder reads, so that no claim or cancellation slips in between."""
-    row = await connection.fetchrow(f"SELECT {_COLUMNS} FROM jobs WHERE id = $1 FOR UPDATE", job_id)
-    return _to_job(row) if row is not None else None
+    row = await connection.fetchrow(
+        f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1 FOR UPDATE", job_id
+    )
+    return job_of_row(row) if row is not None else None
 
 
 async def hold_jobs(connection: Connection, job_ids: list[UUID]) -> None:
@@ -200,12 +204,12 @@ async def unfinished_jobs_naming(connection: Connection, field: str, value: str)
     """The jobs not yet finished (QUEUED or RUNNING) whose payload holds `value` under `field`:
     what will still read the thing it names, so that thing must stay."""
     rows = await connection.fetch(
-        f"SELECT {_COLUMNS} FROM jobs WHERE state IN ('QUEUED', 'RUNNING') "
+        f"SELECT {JOB_COLUMNS} FROM jobs WHERE state IN ('QUEUED', 'RUNNING') "
         "AND payload ->> $1::text = $2",
         field,
         value,
     )
-    return [_to_job(row) for row in rows]
+    return [job_of_row(row) for row in rows]
 
 
 def state_event(job: Job) -> dict[str, Any]:
@@ -225,23 +229,7 @@ async def publish_state(platform: Platform, job: Job) -> None:
     logged."""
     notify_job_observers(platform, _event(job))
     await publish_job_events_quietly(platform.redis, job.id, [state_event(job)])
-    await announce_job_change(platform, job)
-
-
-def project_jobs_channel(project_id: UUID) -> str:
-    """The pub/sub channel on which a project's jobs announce each change of state, for pages
-    that list them live (`projectJobChanges`)."""
-    return f"aiaas:jobs:{project_id}"
-
-
-async def announce_job_change(platform: Platform, job: Job) -> None:
-    """Announce the job, as it now stands, on its project's channel: its id, kind and state
-    (subscribers read the rest from PostgreSQL). A Redis failure is only logged."""
-    change = {"job_id": str(job.id), "kind": job.kind, "state": job.state.value}
-    try:
-        await platform.events.publish(project_jobs_channel(job.project_id), change)
-    except RedisError:
-        logger.warning("job %s: its change of state could not be announced", job.id)
+    await announce_job(platform, job)
 
 
 async def _change(platform: Platform, sql: str, *arguments: Any) -> Job | None:
@@ -249,7 +237,7 @@ async def _change(platform: Platform, sql: str, *arguments: Any) -> Job | None:
         row = await connection.fetchrow(sql, *arguments)
     if row is None:
         return None
-    job = _to_job(row)
+    job = job_of_row(row)
     await publish_state(platform, job)
     return job
 
@@ -262,12 +250,12 @@ async def request_cancel(connection: Connection, job_id: UUID, reason: str) -> J
         UPDATE jobs
         SET cancel_requested_at = coalesce(cancel_requested_at, clock_timestamp()), reason = $2
         WHERE id = $1
-        RETURNING {_COLUMNS}
+        RETURNING {JOB_COLUMNS}
         """,
         job_id,
         reason,
     )
-    return _to_job(row)
+    return job_of_row(row)
 
 
 async def cancel_queued_job(connection: Connection, job_id: UUID, reason: str) -> Job | None:
@@ -279,12 +267,12 @@ async def cancel_queued_job(connection: Connection, job_id: UUID, reason: str) -
         SET state = 'CANCELLED', reason = $2, cancel_requested_at = clock_timestamp(),
             finished_at = clock_timestamp(), updated_at = clock_timestamp()
         WHERE id = $1 AND state = 'QUEUED'
-        RETURNING {_COLUMNS}
+        RETURNING {JOB_COLUMNS}
         """,
         job_id,
         reason,
     )
-    return _to_job(row) if row is not None else None
+    return job_of_row(row) if row is not None else None
 
 
 async def claim_job(
@@ -303,7 +291,7 @@ async def claim_job(
           AND (state = 'QUEUED'
                OR (state = 'RUNNING' AND cancel_requested_at IS NULL
                    AND heartbeat_at < clock_timestamp() - make_interval(secs => $3)))
-        RETURNING {_COLUMNS}
+        RETURNING {JOB_COLUMNS}
         """,
         job_id,
         worker_id,
@@ -340,7 +328,7 @@ async def finish_job(
                           THEN reason || coalesce('; ' || $4, '') ELSE $4 END,
             updated_at = clock_timestamp()
         WHERE id = $1 AND claimed_by = $2 AND state = 'RUNNING'
-        RETURNING {_COLUMNS}
+        RETURNING {JOB_COLUMNS}
         """,
         job_id,
         worker_id,
@@ -371,7 +359,7 @@ async def hand_back_job(platform: Platform, job_id: UUID, worker_id: str) -> Job
             heartbeat_at = CASE WHEN cancel_requested_at IS NULL THEN NULL ELSE heartbeat_at END,
             updated_at = clock_timestamp()
         WHERE id = $1 AND claimed_by = $2 AND state = 'RUNNING'
-        RETURNING {_COLUMNS}
+        RETURNING {JOB_COLUMNS}
         """,
         job_id,
         worker_id,
@@ -384,17 +372,11 @@ async def hand_back_job(platform: Platform, job_id: UUID, worker_id: str) -> Job
     return job
 
 
-async def reconcile_jobs(platform: Platform, stale_after_s: float) -> list[UUID]:
-    """Re-deliver the jobs PostgreSQL says should run but that nothing is running. Returns them.
-
-    A QUEUED job is re-enqueued when Redis holds no arq job for it (Redis lost its data, or the
-    enqueue after commit never happened). A RUNNING job with a stale heartbeat lost its worker:
-    arq's own bookkeeping for it is dropped, since it would hold the job back until arq's timeout,
-    and the job is enqueued afresh for another worker to claim.
-    """
-    # A job cancelled while its worker was dead is not run again: it ends as asked.
+async def end_abandoned_cancellations(platform: Platform, stale_after_s: float) -> list[Job]:
+    """The RUNNING jobs asked to cancel whose worker died before it stopped: CANCELLED now, as
+    asked, never run again (`job_reconciliation`)."""
     async with platform.metadata.transaction() as connection:
-        abandoned = await connection.fetch(
+        rows = await connection.fetch(
             f"""
             UPDATE jobs
             SET state = 'CANCELLED', finished_at = clock_timestamp(),
@@ -402,12 +384,16 @@ async def reconcile_jobs(platform: Platform, stale_after_s: float) -> list[UUID]
                 reason = coalesce(reason, 'cancelled') || '; its worker stopped before it did'
             WHERE state = 'RUNNING' AND cancel_requested_at IS NOT NULL
               AND heartbeat_at < clock_timestamp() - make_interval(secs => $1)
-            RETURNING {_COLUMNS}
+            RETURNING {JOB_COLUMNS}
             """,
             stale_after_s,
         )
-    for row in abandoned:
-        await publish_state(platform, _to_job(row))
+    return [job_of_row(row) for row in rows]
+
+
+async def jobs_to_deliver(platform: Platform, stale_after_s: float) -> list[tuple[UUID, bool]]:
+    """Every job that should be running or waiting for a worker, oldest first: its id, and
+    whether it is a RUNNING one whose worker's heartbeat went stale (`job_reconciliation`)."""
     async with platform.metadata.acquire() as connection:
         rows = await connection.fetch(
             """
@@ -419,20 +405,4 @@ async def reconcile_jobs(platform: Platform, stale_after_s: float) -> list[UUID]
             """,
             stale_after_s,
         )
-    redis = platform.redis
-    requeued = []
-    for row in rows:
-        arq_id = str(row["id"])
-        held_keys = (job_key_prefix + arq_id, in_progress_key_prefix + arq_id)
-        if row["stale"]:
-            await redis.zrem(platform.config.queue_name, arq_id)
-            await redis.delete(*held_keys, retry_key_prefix + arq_id)
-        elif await redis.exists(*held_keys):
-            continue
-        # A result left by an earlier delivery would make arq refuse the same job id again.
-        await redis.delete(result_key_prefix + arq_id)
-        if await enqueue_job(platform, row["id"]):
-            requeued.append(row["id"])
-    if requeued:
-        logger.warning("re-enqueued %d job(s) that nothing was running", len(requeued))
-    return requeued
+    return [(row["id"], row["stale"]) for row in rows]

@@ -12,13 +12,13 @@ from uuid import UUID
 
 from aiaas.core.errors import JobCancelledError, JobPayloadError
 from aiaas.core.governance.garbage import collect_garbage
+from aiaas.core.job_reconciliation import reconcile_jobs
 from aiaas.core.jobs import (
     Job,
     JobState,
     claim_job,
     finish_job,
     hand_back_job,
-    reconcile_jobs,
     renew_heartbeat,
 )
 from aiaas.core.log_records import bind_log_context

@@ -20,7 +20,8 @@ from aiaas.core.config import Config, build_config
 from aiaas.core.data import datasets
 from aiaas.core.governance.garbage import collect_garbage
 from aiaas.core.identity.access import ProjectRole
-from aiaas.core.jobs import Job, JobState, claim_job, reconcile_jobs
+from aiaas.core.job_reconciliation import reconcile_jobs
+from aiaas.core.jobs import Job, JobState, claim_job
 from aiaas.core.platform import Platform
 from aiaas.core.plugins import create_plugin_manager
 from aiaas.core.training import (

@@ -11,7 +11,8 @@ import strawberry
 from strawberry.types import Info
 
 from aiaas.core.event_streams import is_terminal_event, parse_cursor
-from aiaas.core.jobs import TERMINAL_STATES, get_job, project_jobs_channel, state_event
+from aiaas.core.job_announcements import project_jobs_channel
+from aiaas.core.jobs import TERMINAL_STATES, get_job, state_event
 from aiaas.core.training import TRAINING_JOB
 from aiaas.graphql.context import RequestContext
 from aiaas.graphql.permissions import (
