@@ -59,7 +59,7 @@ def check_step(step: object) -> int:
     return number
 
 
-def _check_max_points(max_points: object) -> int:
+def check_max_points(max_points: object) -> int:
     if type(max_points) is not int or not 1 <= max_points <= MAX_SERIES_POINTS:
         raise InputError(
             f"max_points is from 1 to {MAX_SERIES_POINTS}",
@@ -149,7 +149,7 @@ async def metric_series(
     `max_points`, else at most `max_points` buckets of equal step width (see `MetricPoint`).
     Buckets with no stored step are left out rather than invented."""
     check_key(key)
-    _check_max_points(max_points)
+    check_max_points(max_points)
     # Reading one point more than asked tells whether downsampling is needed, without counting
     # a history that may hold millions of them.
     rows = await connection.fetch(_FIRST_POINTS, job_id, key, max_points + 1)

@@ -50,6 +50,7 @@ from aiaas.core.training.checkpoint_uploads import (
     fetch_stored_checkpoints,
     forget_job_checkpoints,
 )
+from aiaas.core.training.finished_charts import keep_default_charts
 from aiaas.core.training.metric_history import drop_points_after
 from aiaas.core.training.metric_writer import MetricWriter
 from aiaas.core.training.registry import (
@@ -352,6 +353,8 @@ async def _train_and_register(
         )
     # Else an earlier run registered it and died before recording the outcome: nothing to
     # train again. The weights are registered; the checkpoints only served to resume.
+    # Its history is final now: its charts are kept, so that its page opens fast at once.
+    await keep_default_charts(platform, job.id)
     await forget_job_checkpoints(platform, job.id)
     await asyncio.to_thread(shutil.rmtree, checkpoint_dir, True)
     return f"registered {payload['model_name']} version {registered.number}", registered.metrics

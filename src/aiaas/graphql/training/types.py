@@ -14,7 +14,8 @@ from strawberry.types import Info
 from aiaas.core import jobs
 from aiaas.core import trainers as training
 from aiaas.core.serialization import finite_or_none, json_safe
-from aiaas.core.training import metric_history
+from aiaas.core.training import finished_charts, metric_history
+from aiaas.core.training.finished_charts import DEFAULT_CHART_POINTS
 from aiaas.graphql.datasets.types import DatasetVersion, as_json
 from aiaas.graphql.errors import ConflictResult, InvalidInputResult, NotFoundResult
 from aiaas.graphql.jobs.types import JobState
@@ -122,9 +123,13 @@ class TrainingJob(Node):
         description="A metric's history, downsampled to at most maxPoints buckets (1 to 10000) "
         "so that a long run charts fast."
     )
-    async def metrics(self, info: Info, key: str, max_points: int = 1000) -> list[MetricPoint]:
-        async with info.context.platform.metadata.acquire() as connection:
-            points = await metric_history.metric_series(connection, self.job_uuid, key, max_points)
+    async def metrics(
+        self, info: Info, key: str, max_points: int = DEFAULT_CHART_POINTS
+    ) -> list[MetricPoint]:
+        finished = jobs.JobState(self.state.value) in jobs.TERMINAL_STATES
+        points = await finished_charts.chart_series(
+            info.context.platform, self.job_uuid, key, max_points, finished=finished
+        )
         return [MetricPoint.from_domain(point) for point in points]
 
     @classmethod
