@@ -22,7 +22,11 @@ import { TokensPage } from './pages/TokensPage';
 import { SessionProvider, useSession } from './session/SessionContext';
 
 // The chart library is loaded with the job page only, keeping the first load small.
-const JobPage = lazy(() => import('./pages/JobPage'));
+const loadJobPage = () => import('./pages/JobPage');
+const JobPage = lazy(loadJobPage);
+// Opened straight at a job (a link, a reload), its chunk loads alongside the session check
+// instead of after it: one round trip less before the chart draws.
+if (/^\/projects\/[^/]+\/jobs\/(?!new$|compare$)[^/]+\/?$/.test(window.location.pathname)) void loadJobPage();
 const CompareJobsPage = lazy(() => import('./pages/CompareJobsPage'));
 
 function SignedInPortal({ csrfToken }: { csrfToken: string }) {

@@ -5,6 +5,7 @@ accuracy as the worker reports them (over `jobEvents`, never a reload) until it 
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
 import pytest
 from playwright.async_api import Page, expect
@@ -12,6 +13,7 @@ from playwright.async_api import Page, expect
 from portal_support import (
     POINTS,
     TRAINING_TIMEOUT_MS,
+    NewPage,
     StartWorker,
     fill_training_form,
     screenshot,
@@ -55,3 +57,31 @@ async def test_a_job_submitted_by_form_is_charted_live_until_it_succeeds(
     await page.reload()
     await expect(title).to_contain_text("Succeeded")
     await expect(chart).to_contain_text(POINTS)
+
+
+async def test_the_jobs_list_follows_a_job_submitted_elsewhere_without_a_reload(
+    new_page: NewPage, wine_project: str, owner: str, start_worker: StartWorker
+) -> None:
+    watcher = await new_page()
+    await sign_in(watcher, owner)
+    await watcher.goto(f"/projects/{wine_project}/jobs")
+    await expect(watcher.get_by_role("heading", level=1)).to_have_text("Training jobs")
+    listed_at = watcher.url
+
+    # Another tab (its own session) submits the job; the list hears of it over
+    # `projectJobChanges`, then of each change of its state.
+    submitter = await new_page()
+    await sign_in(submitter, owner)
+    await submitter.goto(f"/projects/{wine_project}/jobs/new")
+    await fill_training_form(submitter, target="cultivar", epochs=1)
+    await submitter.get_by_role("button", name="Submit training job").click()
+    await expect(submitter).to_have_url(
+        re.compile(rf"/projects/{wine_project}/jobs/(?!new$)[^/]+$")
+    )
+    job_path = urlsplit(submitter.url).path
+    row = watcher.get_by_role("row").filter(has=watcher.locator(f'a[href="{job_path}"]'))
+    await expect(row).to_contain_text("Queued")
+
+    start_worker()
+    await expect(row).to_contain_text("Succeeded", timeout=TRAINING_TIMEOUT_MS)
+    assert watcher.url == listed_at, "the list followed the job without being reloaded"

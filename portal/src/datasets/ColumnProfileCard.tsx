@@ -1,5 +1,5 @@
 import { formatNumber, formatPercent } from '../components/format';
-import type { ColumnProfile } from './columnProfile';
+import type { ColumnProfile, Histogram } from './columnProfile';
 
 const BAR_WIDTH = 160;
 
@@ -32,6 +32,40 @@ function TopValueBars({ column, rowCount }: { column: ColumnProfile; rowCount: n
         ))}
       </tbody>
     </table>
+  );
+}
+
+const HISTOGRAM_HEIGHT = 40;
+
+/** The column's distribution: one bar per bin, as tall as its share of the most counted bin. */
+function HistogramBars({ name, histogram }: { name: string; histogram: Histogram }) {
+  const most = Math.max(1, ...histogram.counts);
+  const width = BAR_WIDTH / histogram.counts.length;
+  const low = histogram.edges[0] ?? 0;
+  const high = histogram.edges[histogram.edges.length - 1] ?? 0;
+  return (
+    <figure className="histogram">
+      <svg
+        width={BAR_WIDTH}
+        height={HISTOGRAM_HEIGHT}
+        role="img"
+        aria-label={`Histogram of ${name}: ${histogram.counts.length} bins from ${formatNumber(low)} to ${formatNumber(high)}`}
+      >
+        {histogram.counts.map((count, bin) => {
+          const height = count === 0 ? 0 : Math.max(1, (count / most) * HISTOGRAM_HEIGHT);
+          return (
+            <rect key={bin} className="bar" x={bin * width} y={HISTOGRAM_HEIGHT - height} width={Math.max(1, width - 1)} height={height}>
+              <title>
+                {formatNumber(histogram.edges[bin])} to {formatNumber(histogram.edges[bin + 1])}: {count} rows
+              </title>
+            </rect>
+          );
+        })}
+      </svg>
+      <figcaption className="muted">
+        {formatNumber(low)} … {formatNumber(high)}
+      </figcaption>
+    </figure>
   );
 }
 
@@ -91,7 +125,7 @@ export function ColumnProfileCard({ column, rowCount }: { column: ColumnProfile;
           </>
         )}
       </dl>
-      <RangeBar column={column} />
+      {column.histogram ? <HistogramBars name={column.name} histogram={column.histogram} /> : <RangeBar column={column} />}
       {column.topValues.length > 0 && <TopValueBars column={column} rowCount={rowCount} />}
     </article>
   );

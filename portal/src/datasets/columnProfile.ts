@@ -8,6 +8,12 @@ export interface TopValue {
   truncated: boolean;
 }
 
+/** Equal-width bins of a number column: `edges` has one more entry than `counts`. */
+export interface Histogram {
+  edges: number[];
+  counts: number[];
+}
+
 export interface ColumnProfile {
   name: string;
   type: string;
@@ -20,10 +26,28 @@ export interface ColumnProfile {
   std: number | null;
   topValues: TopValue[];
   topValuesExact: boolean;
+  histogram: Histogram | null;
 }
 
 function numberOrNull(value: unknown): number | null {
   return typeof value === 'number' && Number.isFinite(value) ? value : null;
+}
+
+function numbersOf(value: unknown): number[] | null {
+  if (!Array.isArray(value)) return null;
+  const numbers = value.map(numberOrNull);
+  return numbers.every((each): each is number => each !== null) ? numbers : null;
+}
+
+/** The column's histogram, or null where the entry is missing or not a well-formed one. */
+export function histogramOf(value: unknown): Histogram | null {
+  if (typeof value !== 'object' || value === null) return null;
+  const { edges, counts } = value as Record<string, unknown>;
+  const edgeValues = numbersOf(edges);
+  const countValues = numbersOf(counts);
+  if (!edgeValues || !countValues || countValues.length === 0) return null;
+  if (edgeValues.length !== countValues.length + 1) return null;
+  return { edges: edgeValues, counts: countValues };
 }
 
 export function columnProfiles(columns: ReadonlyArray<{ name: string; type: string }>, stats: unknown): ColumnProfile[] {
@@ -47,6 +71,7 @@ export function columnProfiles(columns: ReadonlyArray<{ name: string; type: stri
         truncated: each.truncated === true,
       })),
       topValuesExact: entry.topValuesExact !== false,
+      histogram: histogramOf(entry.histogram),
     };
   });
 }

@@ -12,6 +12,7 @@ import { useSession } from '../session/SessionContext';
 import { isTerminal, stateLabel } from '../training/jobStates';
 import { LiveChart } from '../training/LiveChart';
 import { MetricBuffer, type MetricValues } from '../training/metricBuffer';
+import { isAfter } from '../training/streamCursor';
 
 const TrainingJobQuery = graphql(`
   query TrainingJob($id: ID!, $slug: String!) {
@@ -181,20 +182,33 @@ export default function JobPage() {
   const [events, setEvents] = useState<TimelineEntry[]>([]);
   const [progress, setProgress] = useState<Progress | null>(null);
   const [liveState, setLiveState] = useState<JobState | null>(null);
-  const seenCursors = useRef(new Set<string>());
+  // The last event's cursor (of this job: the page stays mounted from one job to another), not
+  // every cursor: the page may stay open for hours of events.
+  const lastCursor = useRef<{ jobId: string; cursor: string } | null>(null);
 
   const job = data?.node?.__typename === 'TrainingJob' ? data.node : null;
   const loadedId = job?.id;
 
+  // The keys the job query answered: the first round charts them without asking again (one
+  // round trip less before the chart draws); a later round, once the job has ended, asks anew.
+  // Held in a ref: a later refetch of the job (a registered model) must not replay the history.
+  const firstKeys = useRef<string[] | null>(null);
+  firstKeys.current = job ? job.metricKeys : null;
+  const keysKnown = job !== null;
+
   // First the recorded history of every metric, then the live stream on top of it.
   useEffect(() => {
-    if (!loadedId) return;
+    if (!loadedId || !keysKnown) return;
     let live = true;
-    const history = async () => {
+    const metricKeys = async (): Promise<string[]> => {
+      if (historyRound === 0) return firstKeys.current ?? [];
       const keysResult = await client.query(JobMetricKeysQuery, { id: loadedId }, { requestPolicy: 'network-only' }).toPromise();
       if (keysResult.error) throw keysResult.error;
       const node = keysResult.data?.node;
-      const keys = node?.__typename === 'TrainingJob' ? node.metricKeys : [];
+      return node?.__typename === 'TrainingJob' ? node.metricKeys : [];
+    };
+    const history = async () => {
+      const keys = await metricKeys();
       return Promise.all(
         keys.map(async (key) => {
           const result = await client.query(JobMetricQuery, { id: loadedId, key, maxPoints: HISTORY_POINTS }, { requestPolicy: 'network-only' }).toPromise();
@@ -220,14 +234,15 @@ export default function JobPage() {
     return () => {
       live = false;
     };
-  }, [loadedId, historyRound, client, buffer]);
+  }, [loadedId, keysKnown, historyRound, client, buffer]);
 
   const onEvent = useCallback(
     (_: unknown, event: JobEventsSubscription) => {
       const each = event.jobEvents;
       // A resubscription after a lost connection replays what was seen; drop it.
-      if (seenCursors.current.has(each.cursor)) return event;
-      seenCursors.current.add(each.cursor);
+      const last = lastCursor.current?.jobId === jobId ? lastCursor.current.cursor : null;
+      if (!isAfter(each.cursor, last)) return event;
+      lastCursor.current = { jobId, cursor: each.cursor };
       if (each.type === 'resumed' && typeof each.step === 'number') {
         buffer.truncateAfter(each.step);
         setRevision((n) => n + 1);
@@ -254,7 +269,7 @@ export default function JobPage() {
       if (each.type === 'model') refetch({ requestPolicy: 'network-only' });
       return event;
     },
-    [buffer, refetch],
+    [buffer, refetch, jobId],
   );
 
   // Started once the first history is in, and kept while the job runs: a later replay round

@@ -1,13 +1,14 @@
-import { useEffect, useState } from 'react';
+import { useCallback, useState } from 'react';
 import { Link, useParams } from 'react-router-dom';
-import { useQuery } from 'urql';
+import { useQuery, useSubscription } from 'urql';
 import { ErrorMessage, Loading } from '../components/ErrorMessage';
 import { formatDate } from '../components/format';
 import { ProjectNav } from '../components/ProjectNav';
 import { effectiveRole, roleAtLeast } from '../components/roles';
 import { graphql } from '../gql';
+import type { ProjectJobChangesSubscription } from '../gql/graphql';
 import { useSession } from '../session/SessionContext';
-import { isTerminal, stateLabel } from '../training/jobStates';
+import { stateLabel } from '../training/jobStates';
 
 const TrainingJobsQuery = graphql(`
   query TrainingJobs($slug: String!) {
@@ -33,26 +34,44 @@ const TrainingJobsQuery = graphql(`
   }
 `);
 
-// The schema streams events per job (`jobEvents`), not per project, and a stream replays a
-// job's whole history when it opens: subscribing to every job of the list would replay them
-// all. So the list polls, and only while some job has not ended; the job page is live.
-const POLL_MS = 3_000;
+// The list follows the project's job changes live: each change carries the job as it now stands,
+// laid over the row the query read; a job the list does not hold yet (submitted elsewhere) makes
+// it read the page again.
+const JobChangesSubscription = graphql(`
+  subscription ProjectJobChanges($project: ID!) {
+    projectJobChanges(project: $project) {
+      id
+      state
+      startedAt
+      finishedAt
+      reason
+    }
+  }
+`);
+
+type JobChange = ProjectJobChangesSubscription['projectJobChanges'];
 
 export function JobsPage() {
   const slug = useParams().slug ?? '';
   const { session } = useSession();
   const [{ data, error, fetching }, refetch] = useQuery({ query: TrainingJobsQuery, variables: { slug } });
   const project = data?.project;
-  const jobs = project?.trainingJobs.nodes ?? [];
-  const live = jobs.some((job) => !isTerminal(job.state));
+  const listed = project?.trainingJobs.nodes;
+  const [changes, setChanges] = useState<Record<string, JobChange>>({});
+  const jobs = (listed ?? []).map((job) => ({ ...job, ...changes[job.id] }));
   const [compared, setCompared] = useState<string[]>([]);
   const compareLink = `/projects/${slug}/jobs/compare?${compared.map((id) => `job=${encodeURIComponent(id)}`).join('&')}`;
 
-  useEffect(() => {
-    if (!live) return;
-    const timer = setInterval(() => refetch({ requestPolicy: 'network-only' }), POLL_MS);
-    return () => clearInterval(timer);
-  }, [live, refetch]);
+  const onChange = useCallback(
+    (_: unknown, event: ProjectJobChangesSubscription) => {
+      const change = event.projectJobChanges;
+      setChanges((old) => ({ ...old, [change.id]: change }));
+      if (!listed?.some((job) => job.id === change.id)) refetch({ requestPolicy: 'network-only' });
+      return event;
+    },
+    [listed, refetch],
+  );
+  useSubscription({ query: JobChangesSubscription, variables: { project: project?.id ?? '' }, pause: !project }, onChange);
 
   if (fetching && !data) return <Loading what="training jobs" />;
   if (!data && error) return <ErrorMessage error={error} />;

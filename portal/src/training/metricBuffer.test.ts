@@ -69,6 +69,24 @@ describe('MetricBuffer', () => {
     expect(valLoss?.filter((value) => value !== null)).toHaveLength(10);
   });
 
+  it('stays bounded when another key changes at every step', () => {
+    const buffer = new MetricBuffer(100);
+    for (let step = 1; step <= 1000; step += 1) buffer.append(step, { loss: 1 / step, learning_rate: 0.1 / step });
+    expect(buffer.length).toBeLessThanOrEqual(100);
+    const [steps, loss, rate] = buffer.toAligned();
+    expect(steps[steps.length - 1]).toBe(1000);
+    expect(loss).toHaveLength(steps.length);
+    expect(rate?.[rate.length - 1]).toBeCloseTo(0.1 / 1000);
+  });
+
+  it('holds at most 4,000 points by default: 5 minutes at 20 events a second is 6,000', () => {
+    const buffer = new MetricBuffer();
+    buffer.replay({ loss: Array.from({ length: 1000 }, (_, index) => ({ step: index * 1000, value: 1 })) });
+    for (let step = 1_000_000; step < 1_006_000; step += 1) buffer.append(step, { loss: 1 / step });
+    expect(buffer.length).toBeLessThanOrEqual(4000);
+    expect(buffer.lastStep).toBe(1_005_999);
+  });
+
   it('forgets the points after a resumed job’s checkpoint, then takes them again', () => {
     const buffer = new MetricBuffer();
     buffer.replay({ loss: [1, 2, 3, 4].map((step) => ({ step, value: 1 / step })) });

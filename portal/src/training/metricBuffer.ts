@@ -15,8 +15,11 @@ export class MetricBuffer {
   private columns = new Map<string, Array<number | null>>();
   private lastValue = new Map<string, number | null>();
 
-  /** Past this many steps, every other older point is dropped so a long live run stays small. */
-  constructor(private readonly maxPoints = 20_000) {}
+  /** Past this many steps, every other older point is dropped so a long live run stays small:
+   * the page's memory must not grow with the hours a job runs (20 events a second for 5
+   * minutes is 6,000 steps). A chart is at most a couple of thousand pixels wide, so 4,000
+   * points still draw every pixel's worth of detail. */
+  constructor(private readonly maxPoints = 4_000) {}
 
   get keys(): string[] {
     return [...this.columns.keys()];
@@ -116,12 +119,16 @@ export class MetricBuffer {
   }
 
   /** Drops every other point of the older half: the recent run stays at full detail, and no
-   * epoch's value is lost (those points are few). */
+   * epoch's value is lost while those points are few. A key that changes at every step (a
+   * learning rate schedule) makes every point an "epoch value": then they are thinned too,
+   * or the buffer would never shrink. */
   private thin(): void {
     const half = Math.floor(this.steps.length / 2);
     const epochColumns = [...this.columns].filter(([key]) => !PER_STEP_KEYS.has(key)).map(([, column]) => column);
-    const keep = (_: unknown, index: number) =>
-      index >= half || index % 2 === 0 || epochColumns.some((column) => column[index] !== null && column[index] !== undefined);
+    const holdsEpochValue = (index: number) => epochColumns.some((column) => column[index] !== null && column[index] !== undefined);
+    let keep = (_: unknown, index: number) => index >= half || index % 2 === 0 || holdsEpochValue(index);
+    const kept = this.steps.filter(keep).length;
+    if (kept > (this.maxPoints * 7) / 8) keep = (_: unknown, index: number) => index >= half || index % 2 === 0;
     this.steps = this.steps.filter(keep);
     for (const [key, column] of this.columns) this.columns.set(key, column.filter(keep));
   }
