@@ -66,7 +66,7 @@ from aiaas.core.errors import AiaasError
 from aiaas.core.governance import VAULT
 from aiaas.core.identity import members
 from aiaas.core.identity.projects import ChangeInProject, projects_by_slugs
-from aiaas.core.jobs import JobState, claim_job, finish_job, list_jobs
+from aiaas.core.jobs import Job, JobState, claim_job, finish_job, list_jobs
 from aiaas.core.platform import Platform
 from aiaas.core.training import TRAINING_JOB, TrainingRequest, submit_training_job
 from aiaas.core.training.registry import (
@@ -146,7 +146,8 @@ async def plain_training_jobs(request: Request) -> Response:
 def build_app(config: Config) -> Starlette:
     """The API as `aiaas serve` builds it, plus the bench's route (behind the same middleware)."""
     app = create_app(config)
-    app.router.routes.append(Route(PLAIN_PATH, plain_training_jobs, methods=["GET"]))
+    # First: the portal's route answers every other GET path with its page.
+    app.router.routes.insert(0, Route(PLAIN_PATH, plain_training_jobs, methods=["GET"]))
     return app
 
 
@@ -155,6 +156,53 @@ def build_app(config: Config) -> Starlette:
 
 async def artifact() -> AsyncIterator[bytes]:
     yield b"not a model: the bench never loads it"
+
+
+async def register_pretend_version(
+    platform: Platform,
+    job: Job,
+    version_id: UUID,
+    *,
+    metrics: dict[str, float],
+    hyperparameters: dict[str, Any] | None = None,
+) -> None:
+    """Register a model version for `job` as a finished training registers one, with a few
+    stored bytes for its artifact: the rows the API reads, without the training."""
+    change = ChangeInProject(platform, None, "model.register", None, project_id=job.project_id)
+    async with change:
+        stored = await platform.service(VAULT).store(job.project_id, artifact())
+        await register_model_version(
+            change,
+            NewModelVersion(
+                project_id=job.project_id,
+                model_name=MODEL,
+                job_id=job.id,
+                dataset_version_id=version_id,
+                trainer=job.payload["trainer"],
+                format="flax-nnx",
+                artifact_key=stored.key,
+                size_bytes=stored.size_bytes,
+                signature={"inputs": [], "outputs": []},
+                metrics=metrics,
+                hyperparameters=hyperparameters or {},
+                created_by=None,
+            ),
+        )
+
+
+def upload_small_dataset(base_url: str, token: str, scratch: Path, name: str) -> UUID:
+    """A 200-row dataset `name` of three features and a binary label in project `bench`: its
+    version's id."""
+    rows = np.random.default_rng(0).normal(size=(200, 3))
+    lines = ["a,b,c,label"] + [
+        ",".join(f"{value:.5f}" for value in row) + f",{int(row[0] > 0)}" for row in rows
+    ]
+    source = scratch / f"{name}.csv"
+    source.write_text("\n".join(lines) + "\n")
+    _, body = upload(base_url, token, source, name)
+    version = body["version"]
+    assert isinstance(version, dict), body
+    return from_global_id(str(version["id"]), expected="DatasetVersion")[1]
 
 
 async def seed_jobs(platform: Platform, token: str, version_id: UUID, jobs: int) -> None:
@@ -172,26 +220,7 @@ async def seed_jobs(platform: Platform, token: str, version_id: UUID, jobs: int)
         job = await submit_training_job(platform, principal, request)
         claimed = await claim_job(platform, job.id, WORKER_ID, stale_after_s=300)
         assert claimed is not None, "no worker may run in the bench"
-        change = ChangeInProject(platform, None, "model.register", None, project_id=job.project_id)
-        async with change:
-            stored = await platform.service(VAULT).store(job.project_id, artifact())
-            await register_model_version(
-                change,
-                NewModelVersion(
-                    project_id=job.project_id,
-                    model_name=MODEL,
-                    job_id=job.id,
-                    dataset_version_id=version_id,
-                    trainer=request.trainer,
-                    format="flax-nnx",
-                    artifact_key=stored.key,
-                    size_bytes=stored.size_bytes,
-                    signature={"inputs": [], "outputs": []},
-                    metrics={},
-                    hyperparameters={},
-                    created_by=None,
-                ),
-            )
+        await register_pretend_version(platform, job, version_id, metrics={})
         finished = await finish_job(platform, job.id, WORKER_ID, JobState.SUCCEEDED, None)
         assert finished is not None
 
@@ -365,19 +394,11 @@ def prepare_instance(data_dir: Path, scratch: Path) -> tuple[str, UUID]:
     supervisor, base_url, token = start_platform(data_dir)
     try:
         create_project(base_url, token)
-        rows = np.random.default_rng(0).normal(size=(200, 3))
-        lines = ["a,b,c,label"] + [
-            ",".join(f"{value:.5f}" for value in row) + f",{int(row[0] > 0)}" for row in rows
-        ]
-        source = scratch / "overhead.csv"
-        source.write_text("\n".join(lines) + "\n")
-        _, body = upload(base_url, token, source, "overhead")
+        version_id = upload_small_dataset(base_url, token, scratch, "overhead")
     finally:
         supervisor.send_signal(signal.SIGINT)
         supervisor.wait(timeout=60)
-    version = body["version"]
-    assert isinstance(version, dict), body
-    return token, from_global_id(str(version["id"]), expected="DatasetVersion")[1]
+    return token, version_id
 
 
 def main() -> None:

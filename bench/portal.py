@@ -72,10 +72,9 @@ from typing import Any
 from uuid import UUID
 
 import httpx
-import numpy as np
 import uvicorn
-from dataset_ingest import start_platform, upload
-from graphql_overhead import BenchServer, artifact
+from dataset_ingest import start_platform
+from graphql_overhead import BenchServer, register_pretend_version, upload_small_dataset
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 from redis.asyncio import Redis
 
@@ -85,20 +84,16 @@ from aiaas.core.auth import Credentials
 from aiaas.core.bootstrap import create_platform
 from aiaas.core.config import load_config
 from aiaas.core.event_streams import publish_job_events
-from aiaas.core.governance import VAULT
-from aiaas.core.identity.projects import ChangeInProject
 from aiaas.core.jobs import JobState, claim_job, finish_job
 from aiaas.core.platform import Platform
 from aiaas.core.training import TrainingRequest, submit_training_job
 from aiaas.core.training.finished_charts import keep_default_charts
 from aiaas.core.training.metric_history import metric_series
 from aiaas.core.training.metric_writer import MetricWriter
-from aiaas.core.training.registry import NewModelVersion, register_model_version
 from aiaas.embedded.dev import bind_api_socket
 from aiaas.embedded.dev_instance import dev_instance_settings
 from aiaas.embedded.postgres import read_or_create_secret
 from aiaas.embedded.redis import EmbeddedRedis
-from aiaas.graphql.relay import from_global_id
 
 logger = logging.getLogger("portal_bench")
 
@@ -191,28 +186,13 @@ async def seed_jobs(
     started = time.perf_counter()
     await write_history(platform, finished_job.id, steps)
     logger.warning("%d steps written in %.1f s", steps, time.perf_counter() - started)
-    change = ChangeInProject(
-        platform, None, "model.register", None, project_id=finished_job.project_id
+    await register_pretend_version(
+        platform,
+        finished_job,
+        version_id,
+        metrics=metrics_at(steps - 1, steps),
+        hyperparameters=dict(request.hyperparameters),
     )
-    async with change:
-        stored = await platform.service(VAULT).store(finished_job.project_id, artifact())
-        await register_model_version(
-            change,
-            NewModelVersion(
-                project_id=finished_job.project_id,
-                model_name=MODEL,
-                job_id=finished_job.id,
-                dataset_version_id=version_id,
-                trainer=request.trainer,
-                format="flax-nnx",
-                artifact_key=stored.key,
-                size_bytes=stored.size_bytes,
-                signature={"inputs": [], "outputs": []},
-                metrics=metrics_at(steps - 1, steps),
-                hyperparameters=dict(request.hyperparameters),
-                created_by=None,
-            ),
-        )
     # As a training job's run ends: its history is final, and its default charts are kept.
     await keep_default_charts(platform, finished_job.id)
     done = await finish_job(platform, finished_job.id, WORKER_ID, JobState.SUCCEEDED, None)
@@ -319,19 +299,11 @@ def prepare_instance(data_dir: Path, scratch: Path) -> tuple[str, UUID]:
             input={"project": project_id, "username": USERNAME, "role": "VIEWER"},
         )
         assert member["addProjectMember"]["__typename"] == "ProjectMemberSuccess", member
-        rows = np.random.default_rng(0).normal(size=(200, 3))
-        lines = ["a,b,c,label"] + [
-            ",".join(f"{value:.5f}" for value in row) + f",{int(row[0] > 0)}" for row in rows
-        ]
-        source = scratch / "portal.csv"
-        source.write_text("\n".join(lines) + "\n")
-        _, body = upload(base_url, token, source, "portal")
+        version_id = upload_small_dataset(base_url, token, scratch, "portal")
     finally:
         supervisor.send_signal(signal.SIGINT)
         supervisor.wait(timeout=60)
-    version = body["version"]
-    assert isinstance(version, dict), body
-    return token, from_global_id(str(version["id"]), expected="DatasetVersion")[1]
+    return token, version_id
 
 
 # The browser -------------------------------------------------------------------------------------
