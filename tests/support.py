@@ -598,3 +598,9 @@ def with_trees(config: Config, **more: Any) -> Config:
 
 EVERY_REQUEST_SAMPLED = {"prediction_sample_rate": 1.0, "drift_min_samples": 50}
 """Every request sampled, so that a drift check has enough samples at once."""
+
+
+def unique(prefix: str) -> str:
+    """A name no other test of the session uses (users, projects and slugs live in shared
+    databases and servers)."""
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"

@@ -44,16 +44,13 @@ from support import (
     receive,
     send,
     subscription_context,
+    unique,
     user_with_token,
 )
 
 SECRET_MARKER = "do-not-store-this"
 """Text that reaches the failing code only through the request: no row may hold it."""
 PASSWORD_MARKER = "pw-mark"  # too short to be a password: the refusal must not store it
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture(scope="module")

@@ -48,7 +48,7 @@ from aiaas.graphql.permissions import root_field_policies
 from aiaas.graphql.relay import from_global_id, to_global_id
 from aiaas.graphql.schema import build_schema
 from aiaas.plugins.casbin_policy import CasbinPolicyEnforcer
-from support import REPOSITORY, graphql, subscription_context
+from support import REPOSITORY, graphql, subscription_context, unique
 
 ACCESS_CONTROL = REPOSITORY / "docs" / "access-control.md"
 
@@ -152,10 +152,6 @@ class World:
     @property
     def owner(self) -> Persona:
         return self.personas["owner"]
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
 async def sync_policy(platform: Platform) -> None:

@@ -30,7 +30,7 @@ from aiaas.core.identity.accounts import verify_token
 from aiaas.core.platform import Platform
 from aiaas.graphql.relay import from_global_id, to_global_id
 from aiaas.graphql.view import CSRF_HEADER
-from support import data_of, footprint, graphql
+from support import data_of, footprint, graphql, unique
 from upload_files import fresh_csv, parquet_bytes
 
 VERSION_FIELDS = """
@@ -65,10 +65,6 @@ query Versions($slug: String!, $name: String!) {
   project(slug: $slug) { dataset(name: $name) { versions { nodes { id number } } } }
 }
 """
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
 # Fixtures -----------------------------------------------------------------------------------

@@ -31,14 +31,10 @@ from aiaas.core.platform import Platform
 from aiaas.graphql.relay import to_global_id
 from aiaas.graphql.schema import build_schema
 from aiaas.plugins.casbin_policy import CasbinPolicyEnforcer
-from support import graphql, subscription_context
+from support import graphql, subscription_context, unique
 
 SUBSCRIPTION_WAIT_S = 1.0
 """How long a subscription may stay silent before it counts as opened: a refusal is at once."""
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
 async def sync_policy(platform: Platform) -> None:

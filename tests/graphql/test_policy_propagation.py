@@ -8,7 +8,6 @@ should a notification be lost, through the periodic full reload.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from support import (
     running_server,
     sees_project,
     server_environment,
+    unique,
     user_with_token,
     wait_until_ready,
 )
@@ -40,10 +40,6 @@ from support import (
 pytestmark = pytest.mark.slow
 
 PROPAGATION_LIMIT_S = 5.0
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 def serve(

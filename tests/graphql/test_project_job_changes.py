@@ -30,6 +30,7 @@ from support import (
     running_server,
     send,
     server_environment,
+    unique,
     user_with_token,
     wait_until_ready,
 )
@@ -51,10 +52,6 @@ async def server(
     with running_server(environment, tmp_path_factory.mktemp("server") / "serve.log") as running:
         await wait_until_ready(running)
         yield running
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -24,16 +23,13 @@ from aiaas.core.config import Config
 from aiaas.core.platform import Platform
 from aiaas.graphql.view import CSRF_HEADER
 from server_watch import Server, Watch, watched_server
+from support import unique
 
 MiB = 1024**2
 CREATE = "mutation($input: CreateProjectInput!) { createProject(input: $input) { __typename } }"
 JSON = {"content-type": "application/json"}
 BOUNDARY = "aiaas-test-boundary"
 MULTIPART = {"content-type": f"multipart/form-data; boundary={BOUNDARY}", CSRF_HEADER: "1"}
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 def bearer(token: str) -> dict[str, str]:

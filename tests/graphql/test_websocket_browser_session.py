@@ -4,7 +4,6 @@ signing out closes the socket."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -40,6 +39,7 @@ from support import (
     running_server,
     send,
     server_environment,
+    unique,
     user_with_token,
     wait_until_ready,
 )
@@ -65,10 +65,6 @@ async def server(
     with running_server(environment, tmp_path_factory.mktemp("server") / "serve.log") as running:
         await wait_until_ready(running)
         yield running
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 class BrowserSession:

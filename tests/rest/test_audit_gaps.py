@@ -13,7 +13,6 @@ The unexpected failures are injected: a domain function of the real app raises."
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import httpx
@@ -32,15 +31,12 @@ from support import (
     audit_rows_since,
     new_account,
     new_team,
+    unique,
 )
 from upload_files import fresh_csv
 
 SECRET_MARKER = "do-not-store-this"
 """Text that reaches the failing code only through the request: no row may hold it."""
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ session again; signing out revokes it everywhere. Every refusal changes nothing.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,15 +21,11 @@ from aiaas.core.identity import accounts as identity
 from aiaas.core.identity.sessions import counter_keys
 from aiaas.core.platform import Platform
 from aiaas.rest.browser_session import LOGIN_BODY_MAX_BYTES
-from support import audit_mark, audit_rows_since, events_since, user_with_token
+from support import audit_mark, audit_rows_since, events_since, unique, user_with_token
 
 PASSWORD = "a long enough password for the portal"
 VIEWER = "{ viewer { username } }"
 SESSION = "/v1/session"
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 def client_from(app: Starlette, address: str = "127.0.0.1", scheme: str = "http") -> Any:

@@ -10,7 +10,6 @@ import contextlib
 import hashlib
 import io
 import os
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -34,14 +33,11 @@ from support import (
     graphql,
     new_team,
     poll_until,
+    unique,
 )
 from upload_files import fresh_csv, parquet_bytes
 
 PARQUET = "application/vnd.apache.parquet"
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
 @pytest.fixture(scope="module")

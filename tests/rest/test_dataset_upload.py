@@ -21,13 +21,8 @@ from aiaas.core.config import Config
 from aiaas.core.identity import projects
 from aiaas.core.identity.accounts import verify_token
 from aiaas.core.platform import Platform
-from support import footprint
+from support import footprint, unique
 from upload_files import fresh_csv, parquet_bytes
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
 
 # Fixtures -----------------------------------------------------------------------------------
 

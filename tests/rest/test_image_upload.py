@@ -16,11 +16,7 @@ from aiaas.core.identity import projects
 from aiaas.core.identity.accounts import verify_token
 from aiaas.core.platform import Platform
 from image_archives import dicom_bytes, digit_pngs, tar_of, zip_of
-from support import audit_mark, audit_rows_since, footprint, graphql
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+from support import audit_mark, audit_rows_since, footprint, graphql, unique
 
 
 @pytest.fixture(scope="module")

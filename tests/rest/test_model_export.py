@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import uuid
 import zipfile
 from collections.abc import AsyncIterator
 from typing import Any
@@ -32,7 +31,7 @@ from aiaas.core.platform import Platform
 from aiaas.core.training import registry as models
 from deployment_calls import deploy, gid
 from serving_support import train_version, upload, wine_table
-from support import Team, audit_mark, audit_rows_since, new_team
+from support import Team, audit_mark, audit_rows_since, new_team, unique
 
 ZIP = "application/zip"
 TREE_ROUNDS = 5
@@ -45,10 +44,6 @@ def config(config: Config) -> Config:
     return build_config(
         {**config.model_dump(), "disable_plugin_autoload": False, "plugins": ["trees"]}
     )
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
 @pytest.fixture(scope="module")
