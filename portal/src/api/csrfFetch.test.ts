@@ -32,6 +32,14 @@ describe('makeCsrfFetch', () => {
     expect(calls.map((call) => new Headers(call.init.headers).get(CSRF_HEADER))).toEqual(['old', 'new']);
   });
 
+  it('never sends the token to another origin', async () => {
+    const { fetch, calls } = recordingFetch();
+    const wrapped = makeCsrfFetch({ csrfToken: () => 'tok-1', fetch });
+    await wrapped('https://elsewhere.example/graphql');
+    await wrapped(new URL('/graphql', globalThis.location.href));
+    expect(calls.map((call) => new Headers(call.init.headers).get(CSRF_HEADER))).toEqual([null, 'tok-1']);
+  });
+
   it('sends no header without a session', async () => {
     const { fetch, calls } = recordingFetch();
     await makeCsrfFetch({ csrfToken: () => null, fetch })('/graphql');

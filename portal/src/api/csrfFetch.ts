@@ -19,9 +19,15 @@ export function makeCsrfFetch(options: CsrfFetchOptions): FetchLike {
     const base = options.fetch ?? globalThis.fetch.bind(globalThis);
     const headers = new Headers(init.headers);
     const token = options.csrfToken();
-    if (token !== null) headers.set(CSRF_HEADER, token);
+    // Only to the page's own origin: the token must never leave with a request to another site.
+    if (token !== null && sameOrigin(input)) headers.set(CSRF_HEADER, token);
     const response = await base(input, { ...init, headers, credentials: 'same-origin' });
     if (response.status === 401) options.onUnauthorized?.();
     return response;
   };
+}
+
+function sameOrigin(input: RequestInfo | URL): boolean {
+  const target = input instanceof Request ? input.url : String(input);
+  return new URL(target, globalThis.location.href).origin === globalThis.location.origin;
 }

@@ -1,4 +1,4 @@
-import { Link, NavLink, Outlet } from 'react-router-dom';
+import { Link, NavLink, Outlet, useLocation } from 'react-router-dom';
 import type { SocketStatus } from '../api/client';
 import { useSession } from '../session/SessionContext';
 import { ConnectionBanner } from './ConnectionBanner';
@@ -6,6 +6,7 @@ import { ErrorBoundary } from './ErrorBoundary';
 
 export function Layout({ status }: { status: SocketStatus }) {
   const { session, signOut, signOutError, state } = useSession();
+  const { pathname } = useLocation();
   return (
     <>
       <header className="topbar">
@@ -30,7 +31,10 @@ export function Layout({ status }: { status: SocketStatus }) {
         </p>
       )}
       <main>
-        <ErrorBoundary>
+        {/* Keyed by the path: a page that failed does not stay failed on the next one, and a
+            page opened for another job, dataset or model starts afresh instead of carrying the
+            last one's state over. */}
+        <ErrorBoundary key={pathname}>
           <Outlet />
         </ErrorBoundary>
       </main>

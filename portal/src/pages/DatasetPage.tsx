@@ -1,4 +1,4 @@
-import { useEffect, useState } from 'react';
+import { useEffect, useRef, useState } from 'react';
 import { useParams } from 'react-router-dom';
 import { useClient, useMutation, useQuery } from 'urql';
 import { resultError } from '../api/errors';
@@ -123,6 +123,8 @@ const VersionProfileQuery = graphql(`
 `);
 
 const VALIDATION_POLL_MS = 1_000;
+/** How long the button waits for a validation before it says it is still running. */
+const VALIDATION_WAIT_MS = 10 * 60_000;
 
 /** Validation runs in a background job; its state is polled until it ends (a validation
  * takes seconds, and its job's events say nothing but its state). */
@@ -131,6 +133,15 @@ function ValidateButton({ versionId, versionNumber, onValidated }: { versionId: 
   const [, validate] = useMutation(ValidateMutation);
   const [running, setRunning] = useState(false);
   const [problem, setProblem] = useState<unknown>(null);
+  // The poll below ends with the component (another version shown, the page left): nothing is
+  // asked or set for a button that is gone.
+  const mounted = useRef(true);
+  useEffect(() => {
+    mounted.current = true;
+    return () => {
+      mounted.current = false;
+    };
+  }, []);
 
   async function run() {
     setProblem(null);
@@ -140,8 +151,13 @@ function ValidateButton({ versionId, versionNumber, onValidated }: { versionId: 
       const answer = result.data?.validateDatasetVersion;
       if (result.error || !answer) return setProblem(result.error);
       if (answer.__typename !== 'ValidationQueued') return setProblem(resultError(answer));
+      const deadline = Date.now() + VALIDATION_WAIT_MS;
       for (;;) {
         await new Promise((resolve) => setTimeout(resolve, VALIDATION_POLL_MS));
+        if (!mounted.current) return;
+        if (Date.now() > deadline) {
+          return setProblem({ code: 'STILL_RUNNING', message: 'the validation is still running: its report shows here once you reload the page after it ends' });
+        }
         const polled = await client.query(BackgroundJobQuery, { id: answer.job.id }, { requestPolicy: 'network-only' }).toPromise();
         if (polled.error) return setProblem(polled.error);
         const job = polled.data?.node?.__typename === 'Job' ? polled.data.node : null;
@@ -152,7 +168,7 @@ function ValidateButton({ versionId, versionNumber, onValidated }: { versionId: 
         if (job.state === 'SUCCEEDED') return onValidated();
       }
     } finally {
-      setRunning(false);
+      if (mounted.current) setRunning(false);
     }
   }
 
@@ -169,12 +185,14 @@ function ValidateButton({ versionId, versionNumber, onValidated }: { versionId: 
 function VersionProfile({ id, canChange, onNewVersion }: { id: string; canChange: boolean; onNewVersion: (number: number) => void }) {
   const [{ data, error, fetching }, refetch] = useQuery({ query: VersionProfileQuery, variables: { id } });
   if (fetching && !data) return <Loading what="the profile" />;
-  if (error) return <ErrorMessage error={error} />;
+  // A failed refresh of a profile already shown is said beside it, not instead of it.
+  if (error && !data) return <ErrorMessage error={error} />;
   const version = data?.node?.__typename === 'DatasetVersion' ? data.node : null;
   if (!version) return <p>This version is not there any more.</p>;
   const columns = columnProfiles(version.columns, version.columnStats);
   return (
     <>
+      {error && <ErrorMessage error={error} />}
       {canChange && (
         <p>
           <ValidateButton versionId={version.id} versionNumber={version.number} onValidated={() => refetch({ requestPolicy: 'network-only' })} />
@@ -228,7 +246,7 @@ export function DatasetPage() {
   }, [versionsLoaded, wanted]);
 
   if (fetching && !data) return <Loading what="the dataset" />;
-  if (error) return <ErrorMessage error={error} />;
+  if (error && !data) return <ErrorMessage error={error} />;
   const dataset = data?.project?.dataset;
   if (!dataset) {
     return (
@@ -247,6 +265,7 @@ export function DatasetPage() {
     <section>
       <ProjectNav slug={slug} />
       <h1>{dataset.name}</h1>
+      {error && <ErrorMessage error={error} />}
       {dataset.description && <p>{dataset.description}</p>}
       <h2>Versions</h2>
       <div className="table-wrap" tabIndex={0}>

@@ -141,7 +141,8 @@ export function DatasetsPage() {
   const role = effectiveRole(project?.viewerRole, session?.isAdmin ?? false);
 
   if (fetching && !data) return <Loading what="datasets" />;
-  if (error) return <ErrorMessage error={error} />;
+  // A failed refresh of a page already shown is said on it, not instead of it.
+  if (error && !data) return <ErrorMessage error={error} />;
   if (!project) {
     return (
       <section>
@@ -155,6 +156,7 @@ export function DatasetsPage() {
     <section>
       <ProjectNav slug={slug} />
       <h1>Datasets</h1>
+      {error && <ErrorMessage error={error} />}
       {datasets.length === 0 ? (
         <p>This project has no dataset yet.</p>
       ) : (

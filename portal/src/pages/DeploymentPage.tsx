@@ -460,6 +460,7 @@ export function DeploymentPage() {
       )}
       {deployment.state === 'READY' || deployment.state === 'UPDATING' ? (
         <TryItForm
+          key={traffic.stableVersion.id /* its fields follow the signature of the version served */}
           deploymentId={deployment.id}
           signature={traffic.stableVersion.signature}
           example={Array.isArray(traffic.stableVersion.datasetVersion?.preview) ? (traffic.stableVersion.datasetVersion.preview[0] as unknown) : null}

@@ -51,6 +51,9 @@ const JobChangesSubscription = graphql(`
 
 type JobChange = ProjectJobChangesSubscription['projectJobChanges'];
 
+/** The most jobs `compareTrainingJobs` takes at once. */
+const MAX_COMPARED = 20;
+
 export function JobsPage() {
   const slug = useParams().slug ?? '';
   const { session } = useSession();
@@ -127,6 +130,7 @@ export function JobsPage() {
                       type="checkbox"
                       aria-label={`Compare job ${job.modelName} of ${formatDate(job.createdAt)}`}
                       checked={compared.includes(job.id)}
+                      disabled={!compared.includes(job.id) && compared.length >= MAX_COMPARED}
                       onChange={(e) => setCompared((old) => (e.target.checked ? [...old, job.id] : old.filter((id) => id !== job.id)))}
                     />
                   </td>

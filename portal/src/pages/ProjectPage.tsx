@@ -132,7 +132,8 @@ export function ProjectPage() {
   }
 
   if (fetching && !data) return <Loading what="the project" />;
-  if (error) return <ErrorMessage error={error} />;
+  // A failed refresh of a page already shown is said on it, not instead of it.
+  if (error && !data) return <ErrorMessage error={error} />;
   if (!project) {
     return (
       <section>
@@ -146,6 +147,7 @@ export function ProjectPage() {
     <section>
       <ProjectNav slug={project.slug} />
       <h1>{project.name}</h1>
+      {error && <ErrorMessage error={error} />}
       <p className="muted">
         <code>{project.slug}</code> · your role: {role ? roleName(role) : 'none'} · created {formatDate(project.createdAt)}
         {project.isArchived && ' · archived (read-only)'}

@@ -1,4 +1,4 @@
-import{u as ne,a as ae,b as oe,c as ie,d as le,r as i,i as R,e as ce,j as e,L as C,E as k,P as L,f as de,g as ue,s as w,h as me,k as J,l as pe,m as he,n as y}from"./index-CeKTdHMn.js";import{M as je,L as ye}from"./metricBuffer-CB--Zj8n.js";import"./uplot-Cf2ZdPUc.js";function V(n){const a=/^(\d+)-(\d+)$/.exec(n);return a?[Number(a[1]),Number(a[2])]:null}function be(n,a){if(a===null)return!0;const l=V(n),h=V(a);return!l||!h?!0:l[0]>h[0]||l[0]===h[0]&&l[1]>h[1]}const fe=y(`
+import{u as ne,a as ae,b as oe,c as ie,d as le,r as i,i as R,e as ce,j as e,L as C,E as k,P as L,f as de,g as ue,s as w,h as me,k as J,l as pe,m as he,n as y}from"./index-Ddii9dhW.js";import{M as je,L as ye}from"./metricBuffer-EE-kN9xf.js";import"./uplot-Cf2ZdPUc.js";function V(n){const a=/^(\d+)-(\d+)$/.exec(n);return a?[Number(a[1]),Number(a[2])]:null}function be(n,a){if(a===null)return!0;const l=V(n),h=V(a);return!l||!h?!0:l[0]>h[0]||l[0]===h[0]&&l[1]>h[1]}const fe=y(`
   query TrainingJob($id: ID!, $slug: String!) {
     project(slug: $slug) {
       id

@@ -1,4 +1,4 @@
-import{u as E,o as L,r as n,b as T,c as q,j as e,P as y,h as v,L as I,E as x,k as $,n as C}from"./index-CeKTdHMn.js";import{M as D,L as O}from"./metricBuffer-CB--Zj8n.js";import"./uplot-Cf2ZdPUc.js";const Q=C(`
+import{u as E,o as L,r as n,b as T,c as q,j as e,P as y,h as v,L as I,E as x,k as $,n as C}from"./index-Ddii9dhW.js";import{M as D,L as O}from"./metricBuffer-EE-kN9xf.js";import"./uplot-Cf2ZdPUc.js";const Q=C(`
   query CompareTrainingJobs($slug: String!, $ids: [ID!]!) {
     project(slug: $slug) {
       id
