@@ -84,6 +84,7 @@ EXPECTED_TYPES: dict[tuple[str, str], tuple[str, ...]] = {
     ("Mutation.submitBatchPredictionJob", "input.deployment"): ("Deployment",),
     ("Mutation.cancelBatchPredictionJob", "id"): ("Job",),
     ("Subscription.projectAuditEvents", "project"): ("Project",),
+    ("Subscription.projectJobChanges", "project"): ("Project",),
     ("Subscription.jobEvents", "jobId"): ("TrainingJob", "Job"),
     ("Subscription.deploymentEvents", "deploymentId"): ("Deployment",),
     ("Mutation.createSweep", "input.datasetVersion"): ("DatasetVersion",),
