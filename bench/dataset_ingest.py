@@ -9,11 +9,16 @@ runs, the API process's resident memory is sampled, and so is that of the proces
 uploads in (each under `ingest_memory_limit_bytes`); both peaks are reported.
 
     python bench/dataset_ingest.py [--rows 1000000] [--repeat 3]
+    python bench/dataset_ingest.py --gib 1 --repeat 1   # a 1 GiB file: the API's peak RSS
 
-Both sides run `--repeat` times (each upload into a dataset of its own, so none is answered by
-deduplication) and the medians are compared: on a small machine one run varies by a third. The
-uploads start once the platform's processes have settled, so that a worker still importing its
-modules does not share the cores with the first one. The last line printed is one JSON object.
+Both sides run `--repeat` times, one after the other in turns (baseline, upload, baseline...),
+so that load from elsewhere on a shared machine weighs on both alike; each upload goes into a
+dataset of its own, so none is answered by deduplication, and the medians are compared: on a
+small machine one run varies by a third. The uploads start once the platform's processes have
+settled, so that a worker still importing its modules does not share the cores with the first
+one. `--gib` sizes the file in gibibytes instead of rows (it is written in slices, and refused
+up front when the disk lacks room for it, its Parquet copies and the stored version). The last
+line printed is one JSON object.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -43,15 +49,29 @@ TOKEN = re.compile(r"admin token: (aiaas_\S+)")
 COLUMNS = 20
 
 
-def generate_csv(path: Path, rows: int) -> None:
-    """A deterministic table written in slices, so even large files need little memory."""
+def generate_csv(path: Path, rows: int, target_bytes: int | None = None) -> int:
+    """A deterministic table written in slices, so even large files need little memory: of
+    `rows` rows, or, given `target_bytes`, of as many whole slices as reach that size. Returns
+    the number of rows written."""
     written = 0
     options = pa_csv.WriteOptions(include_header=True)
-    with pa_csv.CSVWriter(path, schema_of(), write_options=options) as writer:
-        while written < rows:
-            size = min(200_000, rows - written)
+    with (
+        path.open("wb") as sink,
+        pa_csv.CSVWriter(sink, schema_of(), write_options=options) as writer,
+    ):
+        while (written < rows) if target_bytes is None else (sink.tell() < target_bytes):
+            size = 200_000 if target_bytes is not None else min(200_000, rows - written)
             writer.write_table(slice_of(written, size))
             written += size
+    return written
+
+
+def check_room(directory: Path, file_bytes: int) -> None:
+    """The CSV, two Parquet copies (the baseline's, the upload's) and the stored version each
+    take a share of the disk; refuse before writing gigabytes into a disk that cannot hold them."""
+    free = shutil.disk_usage(directory).free
+    if free < 3 * file_bytes:
+        raise SystemExit(f"{directory} has {free >> 20} MiB free: too little for this file")
 
 
 def schema_of() -> pa.Schema:
@@ -203,15 +223,19 @@ def upload(base_url: str, token: str, path: Path, dataset: str) -> tuple[float, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--gib", type=float, default=None, help="file size, instead of --rows")
     parser.add_argument("--repeat", type=int, default=3)
     arguments = parser.parse_args()
     rows, repeat = arguments.rows, max(1, arguments.repeat)
+    target_bytes = None if arguments.gib is None else int(arguments.gib * 1024**3)
     with tempfile.TemporaryDirectory() as scratch_name:
         scratch = Path(scratch_name)
+        if target_bytes is not None:
+            check_room(scratch, target_bytes)
         csv_path = scratch / "generated.csv"
-        generate_csv(csv_path, rows)
+        rows = generate_csv(csv_path, rows, target_bytes)
         size = csv_path.stat().st_size
-        baseline_runs = [baseline(csv_path, scratch) for _ in range(repeat)]
+        baseline_runs: list[float] = []
         supervisor, base_url, token = start_platform(scratch / "data")
         try:
             create_project(base_url, token)
@@ -219,6 +243,7 @@ def main() -> None:
             upload_runs = []
             with PeakMemory(api_process(supervisor)) as memory:
                 for run in range(repeat):
+                    baseline_runs.append(baseline(csv_path, scratch))
                     elapsed, body = upload(base_url, token, csv_path, f"generated-{run}")
                     upload_runs.append(elapsed)
                     version = body["version"]

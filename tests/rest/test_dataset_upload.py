@@ -15,14 +15,12 @@ import httpx
 import pyarrow as pa
 import pytest
 
-from aiaas.app import create_app
-from aiaas.core.bootstrap import create_platform
 from aiaas.core.config import Config
 from aiaas.core.identity import projects
 from aiaas.core.identity.accounts import verify_token
 from aiaas.core.platform import Platform
 from support import footprint, unique
-from upload_files import fresh_csv, parquet_bytes
+from upload_files import client_with_upload_limit, fresh_csv, parquet_bytes
 
 # Fixtures -----------------------------------------------------------------------------------
 
@@ -46,14 +44,8 @@ UPLOAD_LIMIT = 64 * 1024
 async def limited_client(config: Config) -> AsyncIterator[httpx.AsyncClient]:
     """A client of an API whose uploads may be at most `UPLOAD_LIMIT` bytes; same database and
     data directory as the module's platform."""
-    limited = create_platform(config.model_copy(update={"upload_max_bytes": UPLOAD_LIMIT}))
-    await limited.start()
-    try:
-        transport = httpx.ASGITransport(app=create_app(platform=limited))
-        async with httpx.AsyncClient(transport=transport, base_url="http://aiaas.test") as client:
-            yield client
-    finally:
-        await limited.stop()
+    async with client_with_upload_limit(config, UPLOAD_LIMIT) as client:
+        yield client
 
 
 # Helpers ------------------------------------------------------------------------------------

@@ -90,6 +90,24 @@ class Uploading:
         """The project's versions, and the server's artifact files."""
         return await versions_of(self.platform, self.project), artifact_files(self.server)
 
+    async def send(
+        self, dataset: str, body: bytes, declared: int
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """An upload of `body` declared `declared` bytes long, over a raw connection."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.server.running.port)
+        head = [
+            f"POST {versions_path(self.project, dataset)} HTTP/1.1",
+            "host: aiaas.test",
+            f"authorization: Bearer {self.token}",
+            f"content-length: {declared}",
+        ]
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+        await writer.drain()
+        return reader, writer
+
+    async def ingest_busy(self) -> bool:
+        return any(child.cpu_percent(0.05) > 0 for child in ingest_children(self.server))
+
 
 @pytest.fixture
 def uploading(
@@ -141,23 +159,14 @@ def slow_csv(path: Path, rows: int = 60_000, columns: int = 40) -> bytes:
 async def test_an_upload_whose_client_disconnects_is_stopped_and_leaves_nothing(
     uploading: Uploading, tmp_path: Path
 ) -> None:
-    server, project, admin_token = uploading.server, uploading.project, uploading.token
+    server = uploading.server
     body = slow_csv(tmp_path / "slow.csv")
     before = await uploading.footprint()
-    reader, writer = await asyncio.open_connection("127.0.0.1", server.running.port)
-    head = [
-        f"POST {versions_path(project, 'abandoned')} HTTP/1.1",
-        "host: aiaas.test",
-        f"authorization: Bearer {admin_token}",
-        f"content-length: {len(body)}",
-    ]
-    writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
-    await writer.drain()
+    reader, writer = await uploading.send("abandoned", body, len(body))
 
-    async def reading() -> bool:
-        return any(child.cpu_percent(0.05) > 0 for child in ingest_children(server))
-
-    assert await poll_until(reading, timeout_s=30), "the upload never reached its ingest process"
+    assert await poll_until(uploading.ingest_busy, timeout_s=30), (
+        "the upload never reached its ingest process"
+    )
     [child] = ingest_children(server)
     writer.close()  # the client gives up
     with contextlib.suppress(ConnectionError):
@@ -169,6 +178,37 @@ async def test_an_upload_whose_client_disconnects_is_stopped_and_leaves_nothing(
     assert await poll_until(stopped, timeout_s=10), "the ingest process outlived its caller"
     # Whatever the server does after the kill it does within moments; the version it would
     # have stored is not there, nor its artifact, nor the upload's scratch files.
+    await asyncio.sleep(0.5)
+    assert await uploading.footprint() == before
+    assert server.files_left() == []
+    assert "Traceback" not in server.running.log()
+    del reader
+
+
+async def test_a_body_cut_off_while_it_is_parsed_stops_its_reading_and_leaves_nothing(
+    uploading: Uploading, tmp_path: Path
+) -> None:
+    """The ingest process reads a body as it arrives (`datasets.arriving_uploads`): a client
+    that stops halfway, the body never complete, leaves no process waiting for the rest."""
+    server = uploading.server
+    body = slow_csv(tmp_path / "cut.csv")
+    before = await uploading.footprint()
+    reader, writer = await uploading.send("cut-off", body[: len(body) // 2], len(body))
+
+    assert await poll_until(uploading.ingest_busy, timeout_s=30), (
+        "half the body was not read as it arrived"
+    )
+    children = ingest_children(server)
+    writer.close()  # the client gives up with half its body sent
+    with contextlib.suppress(ConnectionError):
+        await writer.wait_closed()
+
+    async def stopped() -> bool:
+        return all(
+            not child.is_running() or child.status() == psutil.STATUS_ZOMBIE for child in children
+        )
+
+    assert await poll_until(stopped, timeout_s=10), "an ingest process waits for the rest"
     await asyncio.sleep(0.5)
     assert await uploading.footprint() == before
     assert server.files_left() == []

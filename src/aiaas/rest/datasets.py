@@ -2,7 +2,8 @@
 
 The request body is the file itself (CSV, Parquet, or an archive of images: zip or tar, detected
 from its bytes; docs/guides/images.md), streamed to disk as it arrives, never held in memory, and
-refused with 413 as soon as it passes `upload_max_bytes`. Query parameters may declare what
+refused with 413 as soon as it passes `upload_max_bytes`; while an ingest process is idle, it
+is also parsed as it arrives (`datasets.arriving_uploads`). Query parameters may declare what
 detection would otherwise decide: `format` (csv, parquet, images), `encoding`, `delimiter`,
 `header` (true, false), and a `description` for a dataset this upload creates. Answers 201 with
 the new version, or 200 with the existing one when the same content was uploaded before:
@@ -24,6 +25,7 @@ from starlette.routing import Route
 
 from aiaas.core import global_ids
 from aiaas.core.data import datasets
+from aiaas.core.data.datasets.arriving_uploads import start_reading
 from aiaas.core.data.tabular.read_options import ReadOptions
 from aiaas.core.errors import InputError
 from aiaas.rest.uploads import ReceivedUpload, UploadRoute, receive_upload
@@ -75,6 +77,7 @@ async def upload_version(request: Request) -> Response:
         check_name=datasets.check_dataset_name,
         name_parameter="dataset",
         store=lambda upload, options: _store_version(request, upload, options),
+        start_reading=start_reading,
     )
 
 
@@ -91,6 +94,7 @@ async def _store_version(
         options=options,
         description=request.query_params.get("description", ""),
         request_id=upload.request_id,
+        reading=upload.reading,
     )
     return JSONResponse(
         {"version": version_json(added.version), "created": added.created},

@@ -8,6 +8,8 @@ body is read unless the caller may upload here:
    to a caller who may not see the project);
 4. the route's own name check (the dataset's, the model's);
 5. the body, streamed to a scratch file and cut off (413) as soon as it passes the limit;
+   a route that can (`start_reading`) reads the file meanwhile, while it arrives, and the
+   reading is stopped, nothing of it kept, if the body never completes;
 6. the domain call, cancelled if the client goes away.
 
 A refusal before the hand-over (step 6) is audited here under `audit_action`; after it, the
@@ -17,8 +19,10 @@ records nothing).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -27,6 +31,9 @@ from starlette.responses import JSONResponse, Response
 
 from aiaas.core.auth import Principal
 from aiaas.core.data import datasets
+from aiaas.core.data.datasets.arriving_uploads import stop_reading
+from aiaas.core.data.tabular.arriving import mark_complete
+from aiaas.core.data.tabular.normalized import NormalizedTable
 from aiaas.core.data.uploads import ReceivedFile, save_stream, too_large
 from aiaas.core.errors import AiaasError, ClientGoneError, InputError
 from aiaas.core.identity.members import authorize_in_project
@@ -38,6 +45,7 @@ from aiaas.rest.errors import error_response
 from aiaas.rest.refusals import check_text, record_refusal
 
 Options = TypeVar("Options")
+Reading = asyncio.Task[NormalizedTable]
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,8 @@ class ReceivedUpload:
     project_id: UUID
     request_id: str
     file: ReceivedFile
+    reading: Reading | None = None
+    """The file's reading, started while it arrived, when the route started one."""
 
 
 def _too_large_response(exc: AiaasError) -> Response | None:
@@ -78,9 +88,10 @@ async def receive_upload(
     check_name: Callable[[str], object],
     name_parameter: str,
     store: Callable[[ReceivedUpload, Options], Coroutine[Any, Any, Response]],
+    start_reading: Callable[[Platform, UUID, Path, Options], Reading | None] | None = None,
 ) -> Response:
     """Run the shared flow, handing the received file and the route's `options` to `store`,
-    whose answer is the route's."""
+    whose answer is the route's; `start_reading` starts reading the file as it arrives."""
     platform: Platform = request.app.state.platform
     principal: Principal = request.scope["state"]["principal"]
     limit = platform.config.upload_max_bytes
@@ -102,10 +113,23 @@ async def receive_upload(
         # name is audited as every other refusal of the route.
         check_name(request.path_params[name_parameter])
         with datasets.scratch(platform) as work:
-            received = await save_stream(request.stream(), work / route.scratch_name, limit)
-            handed_over = True
-            upload = ReceivedUpload(platform, principal, project_id, request_id, received)
-            return await unless_disconnected(request.receive, store(upload, chosen))
+            destination = work / route.scratch_name
+            reading = None
+            if start_reading is not None:
+                await asyncio.to_thread(destination.touch)  # the reader opens it at once
+                reading = start_reading(platform, project_id, destination, chosen)
+            try:
+                received = await save_stream(request.stream(), destination, limit)
+                if reading is not None:
+                    await asyncio.to_thread(mark_complete, destination)
+                handed_over = True
+                upload = ReceivedUpload(
+                    platform, principal, project_id, request_id, received, reading
+                )
+                return await unless_disconnected(request.receive, store(upload, chosen))
+            finally:
+                if reading is not None:
+                    await stop_reading(reading)
     except AiaasError as exc:
         if not handed_over or isinstance(exc, ClientGoneError):
             await record_refusal(

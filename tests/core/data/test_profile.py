@@ -10,6 +10,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -59,6 +60,23 @@ def test_the_distinct_floats_are_counted_with_nan_once(
     values: list[float | None], cut: int
 ) -> None:
     assert count_distinct_sorted(chunked(values, pa.float64(), cut)) == distinct_present(values)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    arrow_type=st.sampled_from([pa.int8(), pa.uint8(), pa.int32(), pa.uint64(), pa.int64()]),
+    data=st.data(),
+    cut=st.integers(0, 60),
+)
+def test_integers_in_a_narrow_range_are_counted_by_flags_exactly(
+    arrow_type: pa.DataType, data: st.DataObject, cut: int
+) -> None:
+    # Narrow ranges take the flags (`_count_distinct_dense`), up to the type's own bounds.
+    info = np.iinfo(arrow_type.to_pandas_dtype())
+    low = data.draw(st.integers(int(info.min), int(info.max)))
+    high = min(int(info.max), low + data.draw(st.integers(0, 300)))
+    values = data.draw(st.lists(st.one_of(st.none(), st.integers(low, high)), max_size=60))
+    assert count_distinct_sorted(chunked(values, arrow_type, cut)) == distinct_present(values)
 
 
 def test_times_and_dates_are_counted_by_their_instants() -> None:
@@ -136,6 +154,8 @@ def test_distinct_counts_are_the_same_however_many_columns_one_read_takes(
     path = tmp_path / "wide.parquet"
     pq.write_table(table, path)
     monkeypatch.setattr(profile_module, "CELLS_PER_READ", cells_per_read)
+    # Read back from the file, as a table too large to keep its columns is.
+    monkeypatch.setattr(profile_module, "KEPT_COLUMN_BYTES", 0)
     profile = TableProfile(table.schema)
     profile.update(table)
 
@@ -143,6 +163,30 @@ def test_distinct_counts_are_the_same_however_many_columns_one_read_takes(
 
     stats = profile.result()
     assert [stats[f"c{index}"]["distinct_count"] for index in range(width)] == [2] * width
+
+
+def test_columns_kept_as_profiled_measure_as_the_written_file_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = 5000
+    table = pa.table(
+        {
+            "key": pa.array([n * 7919 % 1000 for n in range(rows)], pa.int64()),
+            "wide": pa.array([n * 2654435761 for n in range(rows)], pa.int64()),
+            "score": pa.array([None if n % 11 == 0 else n / 7 for n in range(rows)]),
+            "day": pa.array([date(2024, 1, 1) + timedelta(days=n % 40) for n in range(rows)]),
+        }
+    )
+    batches = iter(table.to_batches(max_chunksize=700))
+    kept = write_normalized(batches, table.schema, tmp_path / "kept.parquet", "derived")
+    monkeypatch.setattr(profile_module, "KEPT_COLUMN_BYTES", 0)
+    batches = iter(table.to_batches(max_chunksize=700))
+    read_back = write_normalized(batches, table.schema, tmp_path / "read.parquet", "derived")
+
+    assert kept.column_stats == read_back.column_stats
+    assert kept.column_stats["key"]["distinct_count"] == 1000
+    assert kept.column_stats["day"]["distinct_count"] == 40
+    assert kept.column_stats["score"]["histogram"]["counts"][0] > 0
 
 
 def test_a_number_column_has_a_histogram_of_its_finite_values(tmp_path: Path) -> None:

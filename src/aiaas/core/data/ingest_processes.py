@@ -157,16 +157,23 @@ class IngestProcesses:
         self._slots = asyncio.Semaphore(config.ingest_processes)
         self._idle: list[_Child] = []
 
+    def has_idle_slot(self) -> bool:
+        """Whether an upload read now would start at once rather than wait its turn."""
+        return not self._slots.locked()
+
     async def normalize(
-        self, source: Path, work_dir: Path, options: ReadOptions
+        self, source: Path, work_dir: Path, options: ReadOptions, *, arriving: bool = False
     ) -> NormalizedTable:
         """Read `source` into `work_dir/normalized.parquet` in a child process; `InputError`
-        for a file that cannot be read or is past a limit, the memory ceiling included."""
+        for a file that cannot be read or is past a limit, the memory ceiling included. A file
+        still `arriving` is followed until its receiver marks it complete
+        (`tabular.arriving`): cancel this call if it never will be."""
         request = {
             "source": str(source),
             "work_dir": str(work_dir),
             "options": asdict(options),
             "limits": self.limits.as_json(),
+            "arriving": arriving,
         }
         async with self._slots:
             child = await self._take_child()

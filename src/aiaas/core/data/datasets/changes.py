@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -173,9 +174,11 @@ async def upload_version(
     description: str = "",
     content_sha256: str | None = None,
     request_id: str | None = None,
+    reading: Awaitable[NormalizedTable] | None = None,
 ) -> NewVersion:
     """Read an uploaded file into a new version of the named dataset (made if need be).
-    `content_sha256` is the file's hash when its receiver took it already."""
+    `content_sha256` is the file's hash when its receiver took it already; `reading`, the
+    reading its receiver started while the file arrived (`arriving_uploads`), if any."""
     check_dataset_name(dataset_name)
     async with (
         artifacts_kept_on_success(platform) as pending,
@@ -200,7 +203,8 @@ async def upload_version(
             # connection. The read runs in a child process under a memory ceiling, killed if
             # this upload is cancelled.
             with scratch(platform) as work:
-                table = await platform.service(INGEST_PROCESSES).normalize(source, work, options)
+                ingest = platform.service(INGEST_PROCESSES)
+                table = await (reading or ingest.normalize(source, work, options))
                 stored = await pending.store_file(project_id, table.path)
             profile = await seal_profile(platform, project_id, table)
         connection = await change.begin()

@@ -18,9 +18,10 @@ import csv
 import re
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.csv as pa_csv
@@ -28,6 +29,7 @@ import pyarrow.ipc
 
 from aiaas.core.data.images.archives import archive_kind, sniff_archive
 from aiaas.core.data.images.ingest import normalize_image_archive
+from aiaas.core.data.tabular.arriving import BINARY, UploadSource
 from aiaas.core.data.tabular.ingest_parquet import normalize_parquet
 from aiaas.core.data.tabular.limits import (
     NO_LIMITS_GIVEN,
@@ -55,18 +57,28 @@ NULL_VALUES = ["", "NA", "N/A", "NULL", "null", "NaN", "nan", "None"]
 
 
 def detect_format(
-    path: Path, declared: SourceFormat | None, encoding: str | None = None
+    path: Path | UploadSource, declared: SourceFormat | None, encoding: str | None = None
 ) -> SourceFormat:
-    with path.open("rb") as handle:
+    """The file's format from its bytes. Of a file still arriving (`arriving`), only the
+    head is read when it is text in a narrow encoding: its other bytes are searched for NUL as
+    they are parsed (`UploadSource.refuse_if_binary`); anything else is waited for whole."""
+    source = path if isinstance(path, UploadSource) else UploadSource(path)
+    source.wait_for(SNIFF_BYTES)
+    with source.path.open("rb") as handle:
         head = handle.read(SNIFF_BYTES)
         if not head:
             raise refuse("the file is empty")
+        if head.startswith(b"PAR1") or archive_kind(head) is not None:
+            source.wait_until_complete()
+        if encoding in WIDE_ENCODINGS:
+            source.wait_until_complete()
+            source.nul_is_binary = False  # searched in its characters, whole, below
         if head.startswith(b"PAR1"):
             detected: SourceFormat = "parquet"
-        elif archive_kind(head) is not None and sniff_archive(path) is not None:
+        elif archive_kind(head) is not None and sniff_archive(source.path) is not None:
             detected = "images"  # an archive of images (`images.ingest`)
-        elif _holds_nul(head, handle, encoding):
-            raise refuse("the file is neither CSV nor Parquet nor an archive: it holds binary data")
+        elif _holds_nul(head, handle, encoding, whole=not source.arriving):
+            raise refuse(BINARY)
         else:
             detected = "csv"
     if declared is not None and declared != detected:
@@ -74,10 +86,13 @@ def detect_format(
     return detected
 
 
-def _holds_nul(head: bytes, rest: BinaryIO, encoding: str | None = None) -> bool:
+def _holds_nul(
+    head: bytes, rest: BinaryIO, encoding: str | None = None, *, whole: bool = True
+) -> bool:
     # The whole file, not a sample: text never holds NUL, and a NUL read into a value would
     # end it early in most tools downstream. Searching bytes costs little next to parsing them;
     # UTF-16 and UTF-32 text holds NUL bytes, so there the decoded characters are searched.
+    # Not `whole`: the rest is searched as it is parsed (`ArrivingFile`).
     if encoding in WIDE_ENCODINGS:
         decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
         chunk = head
@@ -94,7 +109,7 @@ def _holds_nul(head: bytes, rest: BinaryIO, encoding: str | None = None) -> bool
         return False
     if b"\x00" in head:
         return True
-    while chunk := rest.read(NUL_SEARCH_CHUNK_BYTES):
+    while whole and (chunk := rest.read(NUL_SEARCH_CHUNK_BYTES)):
         if b"\x00" in chunk:
             return True
     return False
@@ -183,13 +198,14 @@ SAMPLE_ROWS = 50
 
 
 def _open_text_csv(
-    path: Path,
+    source: UploadSource,
     encoding: str,
     delimiter: str,
     width: int | None,
     *,
     with_nulls: bool = True,
     block_size: int = BLOCK_BYTES,
+    use_threads: bool = True,
 ) -> pa_csv.CSVStreamingReader:
     """Arrow's reader of the file, every field as text, the header (if any) as the first row:
     Arrow parses it like any row, quoted line breaks and blank lines included. With `width`
@@ -197,10 +213,11 @@ def _open_text_csv(
     generated = [f"f{index}" for index in range(width or 0)]
     try:
         return pa_csv.open_csv(
-            path,
+            source.open(),
             read_options=pa_csv.ReadOptions(
                 encoding=_arrow_encoding(encoding),
                 block_size=block_size,
+                use_threads=use_threads,
                 autogenerate_column_names=True,
             ),
             parse_options=pa_csv.ParseOptions(delimiter=delimiter),
@@ -214,18 +231,36 @@ def _open_text_csv(
         raise _explain_csv_error(exc) from None
 
 
-def _csv_layout(path: Path, options: ReadOptions, limits: TableLimits) -> _CsvLayout:
+@contextmanager
+def _reading(
+    source: UploadSource, *args: Any, **kwargs: Any
+) -> Iterator[pa_csv.CSVStreamingReader]:
+    """`_open_text_csv`, closed at the end of the block, however far it read."""
+    reader = None
+    try:
+        reader = _open_text_csv(source, *args, **kwargs)
+        yield reader
+    finally:
+        # Arrow reads ahead on threads of its own (from its opening on, which may fail), and
+        # closing waits for those reads: of a file still arriving, they would wait for bytes
+        # this reader no longer wants.
+        source.let_go()
+        if reader is not None:
+            reader.close()
+
+
+def _csv_layout(source: UploadSource, options: ReadOptions, limits: TableLimits) -> _CsvLayout:
     encoding = options.encoding or "utf-8"
-    sample = _decoded_sample(path, encoding)
+    sample = _decoded_sample(source.path, encoding)
     delimiter = _sniff_dialect(sample, options.delimiter)
     if not sample.strip():
         raise refuse("the file holds no rows")
     try:
-        rows = _first_rows(path, encoding, delimiter, SAMPLE_BLOCK_BYTES, limits)
+        rows = _first_rows(source, encoding, delimiter, SAMPLE_BLOCK_BYTES, limits)
     except InputError as exc:
         if "straddles" not in exc.message:
             raise
-        rows = _first_rows(path, encoding, delimiter, BLOCK_BYTES, limits)  # longer rows
+        rows = _first_rows(source, encoding, delimiter, BLOCK_BYTES, limits)  # longer rows
     header = _has_header(rows, options.header)
     names = _column_names(rows[0], header)
     check_names(names, limits)
@@ -233,12 +268,16 @@ def _csv_layout(path: Path, options: ReadOptions, limits: TableLimits) -> _CsvLa
 
 
 def _first_rows(
-    path: Path, encoding: str, delimiter: str, block_size: int, limits: TableLimits
+    source: UploadSource, encoding: str, delimiter: str, block_size: int, limits: TableLimits
 ) -> list[list[str]]:
     """The file's first rows as Arrow parses them, every field as written; `InputError` for a
     file wider than the limit, told from its first row before any row is typed."""
     try:
-        with _open_text_csv(path, encoding, delimiter, None, block_size=block_size) as probe:
+        # Without threads: they read and parse blocks ahead, a third of a second for rows
+        # no one reads here.
+        with _reading(
+            source, encoding, delimiter, None, block_size=block_size, use_threads=False
+        ) as probe:
             width = len(probe.schema)
     except InputError as exc:
         if "Empty CSV" not in exc.message:
@@ -246,8 +285,14 @@ def _first_rows(
         # Arrow reads no row from one line without a line break after it: a lone header.
         raise refuse("the file has a header but no rows") from None
     check_width(width, limits)
-    with _open_text_csv(
-        path, encoding, delimiter, width, with_nulls=False, block_size=block_size
+    with _reading(
+        source,
+        encoding,
+        delimiter,
+        width,
+        with_nulls=False,
+        block_size=block_size,
+        use_threads=False,
     ) as reader:
         try:
             first = reader.read_next_batch().slice(0, SAMPLE_ROWS)
@@ -258,12 +303,12 @@ def _first_rows(
     return [list(row.values()) for row in first.to_pylist()]
 
 
-def _text_batches(path: Path, layout: _CsvLayout) -> Iterator[pa.RecordBatch]:
+def _text_batches(source: UploadSource, layout: _CsvLayout) -> Iterator[pa.RecordBatch]:
     """The file's data rows, block by block, as text columns named as the layout says."""
     names = layout.names
     skip_header = layout.header
     try:
-        with _open_text_csv(path, layout.encoding, layout.delimiter, len(names)) as reader:
+        with _reading(source, layout.encoding, layout.delimiter, len(names)) as reader:
             for batch in reader:
                 rows = batch
                 if skip_header:
@@ -291,7 +336,7 @@ def _explain_csv_error(exc: Exception) -> InputError:
 
 
 def _read_csv_as_text(
-    path: Path, layout: _CsvLayout, spill: Path, limits: TableLimits
+    source: UploadSource, layout: _CsvLayout, spill: Path, limits: TableLimits
 ) -> dict[str, pa.DataType]:
     """The first pass: every field read as text, to find each column's type from all its
     values, and kept in an Arrow stream on disk so that the second pass casts it rather than
@@ -312,7 +357,7 @@ def _read_csv_as_text(
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="csv-types") as pool,
     ):
         in_flight: Future[None] | None = None
-        for batch in checked_cells(_text_batches(path, layout), limits):
+        for batch in checked_cells(_text_batches(source, layout), limits):
             rows += batch.num_rows
             if in_flight is not None:
                 in_flight.result()
@@ -336,10 +381,17 @@ def _cast_spilled(spill: Path, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
 
 
 def normalize_upload(
-    path: Path, work_dir: Path, options: ReadOptions, limits: TableLimits = NO_LIMITS_GIVEN
+    path: Path,
+    work_dir: Path,
+    options: ReadOptions,
+    limits: TableLimits = NO_LIMITS_GIVEN,
+    *,
+    arriving: bool = False,
 ) -> NormalizedTable:
-    """Read an uploaded file into `work_dir/normalized.parquet`, or raise `InputError`."""
-    source_format = detect_format(path, options.format, options.encoding)
+    """Read an uploaded file into `work_dir/normalized.parquet`, or raise `InputError`; one
+    still `arriving` is read as its bytes come (`arriving.py`)."""
+    source = UploadSource(path, arriving=arriving)
+    source_format = detect_format(source, options.format, options.encoding)
     destination = work_dir / "normalized.parquet"
     if source_format == "parquet":
         return normalize_parquet(path, destination, limits)
@@ -349,10 +401,15 @@ def normalize_upload(
         return normalize_image_archive(
             path, kind, destination, limits, keep_personal_tags=options.keep_dicom_personal_tags
         )
-    layout = _csv_layout(path, options, limits)
     spill = work_dir / "text.arrows"
     try:
-        types = _read_csv_as_text(path, layout, spill, limits)
+        try:
+            layout = _csv_layout(source, options, limits)
+            types = _read_csv_as_text(source, layout, spill, limits)
+        except InputError as exc:
+            raise source.refusal(exc) from None
+        # A NUL byte ends the reading, which may still have made a table of what came before.
+        source.refuse_if_binary()
         schema = pa.schema(list(types.items()))
         return write_normalized(_cast_spilled(spill, schema), schema, destination, "csv")
     finally:

@@ -3,7 +3,8 @@ on its address space.
 
 Run as `python -m aiaas.core.data.tabular.ingest_child CEILING_BYTES` by
 `aiaas.core.data.ingest_processes`, which writes one request per line on its standard input (a
-JSON object: source, work_dir, options, limits) and reads one answer per line (JSON) from its
+JSON object: source, work_dir, options, limits, and whether the source is still arriving:
+`aiaas.core.data.tabular.arriving`) and reads one answer per line (JSON) from its
 standard output, after a first `{"ready": true}` once its ceiling is set: `{"table": {...}}`,
 `{"refused": {"message", "field_errors"}}`, `{"out_of_memory": true}` (after which the process
 ends: its heap is not worth reusing) or `{"crashed": "..."}` for a bug, whose traceback goes to
@@ -41,6 +42,7 @@ def answer(request: dict[str, Any]) -> dict[str, Any]:
             Path(request["work_dir"]),
             ReadOptions(**request["options"]),
             TableLimits.from_json(request["limits"]),
+            arriving=request.get("arriving", False),
         )
     except InputError as exc:
         return {"refused": {"message": exc.message, "field_errors": exc.field_errors}}
