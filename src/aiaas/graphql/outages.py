@@ -16,15 +16,16 @@ The typed error stays in `errors` for the fields that did not run.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator
+from contextvars import ContextVar
 from inspect import isawaitable
+from weakref import WeakSet
 
 from starlette.responses import Response
 from strawberry.extensions import SchemaExtension
-from strawberry.utils.await_maybe import AwaitableOrValue
 
 from aiaas.core.errors import ServiceUnavailableError
 from aiaas.core.outages import as_outage, retry_after_headers
-from graphql import GraphQLError, GraphQLResolveInfo, OperationType
+from graphql import GraphQLError, GraphQLResolveInfo, GraphQLSchema
 
 
 def outage_of(error: GraphQLError) -> ServiceUnavailableError | None:
@@ -48,13 +49,65 @@ def _typed(error: GraphQLError, outage: ServiceUnavailableError) -> GraphQLError
     )
 
 
-class OutagesAnswered(SchemaExtension):
-    _committed = False
-    """Whether a root field of this mutation returned something. Told by the fields as they
-    resolve, not read from the result: a non-null field that fails nulls the whole `data`."""
+_COMMITTED: ContextVar[list[bool] | None] = ContextVar("mutation_committed", default=None)
+"""Whether a root field of the mutation being executed returned something, one box per
+execution. Told by the fields as they resolve, not read from the result: a non-null field that
+fails nulls the whole `data`."""
 
+
+_NOTING: WeakSet[GraphQLSchema] = WeakSet()
+"""The schemas whose mutations already tell when they return."""
+
+
+def noting_commits(schema: GraphQLSchema) -> None:
+    """Make each root field of `schema`'s mutations tell `OutagesAnswered` when it returns,
+    once per schema.
+
+    Only those fields are wrapped: a `resolve` hook on the extension instead would put a
+    middleware around every field of every operation, the leaves of a 10,000-point series
+    included, to learn about the few that open a mutation."""
+    if schema in _NOTING:
+        return
+    _NOTING.add(schema)
+    if schema.mutation_type is None:
+        return
+    for field in schema.mutation_type.fields.values():
+        if field.resolve is not None:
+            field.resolve = _noting(field.resolve)
+
+
+def _noting(resolve: Callable[..., object]) -> Callable[..., object]:
+    def resolved(
+        root: object, info: GraphQLResolveInfo[object], *args: object, **kwargs: object
+    ) -> object:
+        result = resolve(root, info, *args, **kwargs)
+        if isawaitable(result):
+            return _noted(result)
+        _note(result)
+        return result
+
+    return resolved
+
+
+async def _noted(result: Awaitable[object]) -> object:
+    value = await result
+    _note(value)
+    return value
+
+
+def _note(value: object) -> None:
+    box = _COMMITTED.get()
+    if box is not None and value is not None:
+        box[0] = True
+
+
+class OutagesAnswered(SchemaExtension):
     def on_execute(self) -> Iterator[None]:
-        self._committed = False
+        # A fresh box each time, never reset: the hook's two halves may run in different
+        # contexts, and a box left behind is replaced by the next execution's.
+        noting_commits(self.execution_context.schema._schema)
+        committed = [False]
+        _COMMITTED.set(committed)
         yield
         result = self.execution_context.result
         errors: list[GraphQLError] = list(getattr(result, "errors", None) or ())
@@ -66,30 +119,9 @@ class OutagesAnswered(SchemaExtension):
             error if outage is None else _typed(error, outage)
             for error, outage in zip(errors, outages, strict=True)
         ]
-        if self._committed:
+        if committed[0]:
             return
         response = getattr(self.execution_context.context, "response", None)
         if isinstance(response, Response):  # over a WebSocket, the error alone tells it
             response.status_code = first.http_status
             response.headers.update(retry_after_headers(first))
-
-    def resolve(
-        self,
-        _next: Callable[..., object],
-        root: object,
-        info: GraphQLResolveInfo[object],
-        *args: object,
-        **kwargs: object,
-    ) -> AwaitableOrValue[object]:
-        result = _next(root, info, *args, **kwargs)
-        if info.path.prev is not None or info.operation.operation is not OperationType.MUTATION:
-            return result
-        if isawaitable(result):
-            return self._noted(result)
-        self._committed = self._committed or result is not None
-        return result
-
-    async def _noted(self, result: Awaitable[object]) -> object:
-        value = await result
-        self._committed = self._committed or value is not None
-        return value
