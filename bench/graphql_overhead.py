@@ -205,8 +205,8 @@ def upload_small_dataset(base_url: str, token: str, scratch: Path, name: str) ->
     return from_global_id(str(version["id"]), expected="DatasetVersion")[1]
 
 
-async def seed_jobs(platform: Platform, token: str, version_id: UUID, jobs: int) -> None:
-    """`jobs` succeeded training jobs, each with the model version it registered."""
+async def claimed_jobs(platform: Platform, token: str, version_id: UUID, jobs: int) -> list[Job]:
+    """`jobs` training jobs submitted by the admin and claimed by a (pretend) worker: running."""
     principal = await platform.authenticate(Credentials(f"Bearer {token}", "127.0.0.1"))
     assert principal is not None
     request = TrainingRequest(
@@ -216,13 +216,24 @@ async def seed_jobs(platform: Platform, token: str, version_id: UUID, jobs: int)
         hyperparameters={"epochs": 1},
         model_name=MODEL,
     )
+    running = []
     for _ in range(jobs):
         job = await submit_training_job(platform, principal, request)
         claimed = await claim_job(platform, job.id, WORKER_ID, stale_after_s=300)
         assert claimed is not None, "no worker may run in the bench"
+        running.append(job)
+    return running
+
+
+async def seed_jobs(platform: Platform, token: str, version_id: UUID, jobs: int) -> list[UUID]:
+    """`jobs` succeeded training jobs, each with the model version it registered: their ids."""
+    ids = []
+    for job in await claimed_jobs(platform, token, version_id, jobs):
         await register_pretend_version(platform, job, version_id, metrics={})
         finished = await finish_job(platform, job.id, WORKER_ID, JobState.SUCCEEDED, None)
         assert finished is not None
+        ids.append(job.id)
+    return ids
 
 
 # The server, in a thread of this process -------------------------------------------------------
