@@ -13,7 +13,13 @@ const config: CodegenConfig = {
       config: {
         enumsAsTypes: true,
         useTypeImports: true,
-        scalars: { DateTime: 'string', JSON: 'unknown', Upload: 'File' },
+        scalars: {
+          DateTime: 'string',
+          JSON: 'unknown',
+          Upload: 'File',
+          StepColumn: 'number[]',
+          FloatColumn: 'Array<number | null>',
+        },
       },
     },
   },

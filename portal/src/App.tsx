@@ -2,6 +2,7 @@ import { lazy, Suspense, useEffect, useState } from 'react';
 import { BrowserRouter, Navigate, Route, Routes } from 'react-router-dom';
 import { Provider as UrqlProvider } from 'urql';
 import { createPortalClient, type PortalClient } from './api/client';
+import { SocketStatusContext } from './api/socketStatusContext';
 import { ErrorBoundary } from './components/ErrorBoundary';
 import { Loading } from './components/ErrorMessage';
 import { Layout } from './components/Layout';
@@ -41,6 +42,7 @@ function SignedInPortal({ csrfToken }: { csrfToken: string }) {
   if (!portal) return <Loading what="the portal" />;
   return (
     <UrqlProvider value={portal.client}>
+      <SocketStatusContext.Provider value={portal.status}>
       <Routes>
         <Route element={<Layout status={portal.status} />}>
           <Route index element={<Navigate to="/projects" replace />} />
@@ -75,6 +77,7 @@ function SignedInPortal({ csrfToken }: { csrfToken: string }) {
           <Route path="*" element={<NotFoundPage />} />
         </Route>
       </Routes>
+      </SocketStatusContext.Provider>
     </UrqlProvider>
   );
 }

@@ -1,23 +1,29 @@
 """The project's pages that follow training, driven as a user would on a project with real
 models and a deployment (`fraud_project`): jobs compared side by side, an alias moved on the
-model page, the deployments listed and a new one made, and the audit log filtered while a new
-event arrives live."""
+model page, the deployments listed and a new one made, the audit log filtered while a new
+event arrives live, and a deployment's timeline resumed after a server restart without replaying
+what it showed."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import Page, WebSocket, expect
 
 from portal_support import (
     TRAINING_TIMEOUT_MS,
+    BrowserLog,
     FraudProject,
     NewPage,
+    PortalServer,
     open_from_nav,
     screenshot,
     sign_in,
 )
+from support import wait_until_ready
 
 pytestmark = pytest.mark.slow
 
@@ -118,3 +124,85 @@ async def test_the_audit_log_is_filtered_and_follows_new_events(
     await expect(moved).to_have_count(before + 1)
     await expect(moved.first).to_contain_text(owner)
     await expect(moved.first).to_contain_text("success")
+
+
+def stream_position(cursor: str) -> tuple[int, int]:
+    """A stream id "<milliseconds>-<sequence>" as numbers, to order two of them."""
+    milliseconds, sequence = cursor.split("-")
+    return int(milliseconds), int(sequence)
+
+
+class DeploymentFrames:
+    """What the page's socket carried of `deploymentEvents`: the cursor of each event received,
+    and the `after` of each subscription sent."""
+
+    def __init__(self) -> None:
+        self.received: list[str] = []
+        self.asked_after: list[str | None] = []
+        self.asked = asyncio.Event()
+
+    def watch(self, socket: WebSocket) -> None:
+        socket.on("framesent", self.sent)
+        socket.on("framereceived", self.got)
+
+    def sent(self, frame: str | bytes) -> None:
+        message = json.loads(frame)
+        payload = message.get("payload") or {}
+        if message.get("type") == "subscribe" and "deploymentEvents" in payload.get("query", ""):
+            self.asked_after.append((payload.get("variables") or {}).get("after"))
+            self.asked.set()
+
+    def got(self, frame: str | bytes) -> None:
+        message = json.loads(frame)
+        data = (message.get("payload") or {}).get("data") or {}
+        if message.get("type") == "next" and data.get("deploymentEvents"):
+            self.received.append(data["deploymentEvents"]["cursor"])
+
+    async def settled(self) -> None:
+        """Until the events stop coming for a second (the history replayed on opening)."""
+        async with asyncio.timeout(30):
+            while True:
+                count = len(self.received)
+                await asyncio.sleep(1)
+                if count and count == len(self.received):
+                    return
+
+
+async def test_a_deployment_timeline_resumes_after_a_restart_without_replaying(
+    page: Page,
+    portal: PortalServer,
+    fraud_project: FraudProject,
+    owner: str,
+    browser_log: BrowserLog,
+) -> None:
+    frames = DeploymentFrames()
+    page.on("websocket", frames.watch)
+    await sign_in(page, owner)
+    await page.goto(f"/projects/{fraud_project.slug}/deployments/{fraud_project.deployment}")
+    await frames.settled()
+    timeline = page.get_by_role("list", name="Deployment timeline").get_by_role("listitem")
+    await expect(timeline).to_have_count(1 + len(frames.received))  # "created", then each event
+    last = frames.received[-1]
+    shown = len(frames.received)
+    frames.asked_after.clear()
+    frames.asked.clear()
+
+    browser_log.expect(r"WebSocket connection to 'ws://127\.0\.0\.1:\d+/graphql' failed")
+    browser_log.expect(r"net::ERR_CONNECTION_REFUSED")
+    portal.stop()
+    banner = page.get_by_role("status").filter(has_text="reconnecting")
+    await expect(banner).to_be_visible()
+    await wait_until_ready(portal.start())
+    await expect(banner).to_be_hidden(timeout=30_000)
+
+    # Asked once, from the last event shown: not from the start, and not twice.
+    async with asyncio.timeout(15):
+        await frames.asked.wait()
+    await asyncio.sleep(2)  # time for a second subscription or a replay, were there one
+    assert frames.asked_after == [last]
+    replayed = [
+        cursor
+        for cursor in frames.received[shown:]
+        if stream_position(cursor) <= stream_position(last)
+    ]
+    assert replayed == []

@@ -85,3 +85,50 @@ async def test_a_viewer_sees_no_owner_controls(
     await expect(as_viewer.get_by_role("button", name="Add member")).to_have_count(0)
     await expect(as_viewer.get_by_role("button", name="Remove", exact=False)).to_have_count(0)
     await expect(as_viewer.get_by_role("combobox")).to_have_count(0)
+
+
+async def test_an_owner_changes_a_role_by_saving_it_and_removes_a_member_after_confirming(
+    page: Page, portal: PortalServer, admin_token: str, owner: str
+) -> None:
+    member = await create_user(portal.base_url, admin_token, f"member-{uuid.uuid4().hex[:6]}")
+    slug = f"roles-{uuid.uuid4().hex[:6]}"
+    await create_project(
+        portal.base_url,
+        admin_token,
+        slug,
+        "Role changes",
+        members={owner: "OWNER", member: "VIEWER"},
+    )
+    await sign_in(page, owner)
+    await page.goto(f"/projects/{slug}")
+    await expect(page.get_by_role("heading", name="Role changes", level=1)).to_be_visible()
+    row = page.get_by_role("row").filter(has_text=member)
+
+    # Choosing in the list proposes a role; only "Save role" changes it (a reload shows which).
+    await row.get_by_label(f"Role of {member}").select_option(label="Developer")
+    await page.reload()
+    await expect(row.get_by_label(f"Role of {member}")).to_have_value("VIEWER")
+    await row.get_by_label(f"Role of {member}").select_option(label="Developer")
+    await row.get_by_role("button", name=f"Save role of {member}").click()
+    await expect(row.get_by_role("button", name=f"Save role of {member}")).to_have_count(0)
+    # Focus stays on the list whose choice was saved.
+    await expect(row.get_by_label(f"Role of {member}")).to_be_focused()
+    await page.reload()
+    await expect(row.get_by_label(f"Role of {member}")).to_have_value("DEVELOPER")
+
+    # Removing asks first; "Cancel" keeps the member.
+    await row.get_by_role("button", name=f"Remove {member}").click()
+    question = row.get_by_role("group", name=f"Remove {member} from Role changes?")
+    await expect(question.get_by_role("button", name="Cancel")).to_be_focused()
+    await question.get_by_role("button", name="Cancel").click()
+    await expect(row.get_by_role("button", name=f"Remove {member}")).to_be_focused()
+    await page.reload()
+    await expect(row).to_be_visible()
+    await row.get_by_role("button", name=f"Remove {member}").click()
+    await row.get_by_role("button", name=f"Yes, remove {member}").click()
+    await expect(page.get_by_role("row").filter(has_text=member)).to_have_count(0)
+    # The row took the focused button with it: focus is on the members' heading, not lost.
+    await expect(page.get_by_role("heading", name="Members", level=2)).to_be_focused()
+    await page.reload()
+    await expect(page.get_by_role("heading", name="Role changes", level=1)).to_be_visible()
+    await expect(page.get_by_role("row").filter(has_text=member)).to_have_count(0)

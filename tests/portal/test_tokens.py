@@ -1,5 +1,5 @@
 """API tokens in the portal: one made by the form shows its secret once, works as a bearer
-token, and stops working once revoked from the list."""
+token, and stops working once revoked from the list (after a confirmation)."""
 
 from __future__ import annotations
 
@@ -44,7 +44,15 @@ async def test_a_token_is_created_shown_once_and_revoked(
     await expect(page.get_by_label("New token secret")).to_have_count(0)
     assert secret not in await page.content()
 
+    # Revoking asks first: "Cancel" leaves the token working, "Yes" revokes it.
     await row.get_by_role("button", name="Revoke token notebook").click()
+    question = row.get_by_role("group", name="Revoke notebook? Scripts using it stop working.")
+    await question.get_by_role("button", name="Cancel").click()
+    await expect(row.get_by_role("cell").nth(6)).to_have_text("no")
+    still = await ask_as(portal.base_url, secret)
+    assert still.json()["data"]["viewer"]["username"] == owner, still.text
+    await row.get_by_role("button", name="Revoke token notebook").click()
+    await row.get_by_role("button", name="Yes, revoke notebook").click()
     await expect(row.get_by_role("button", name="Revoke token notebook")).to_have_count(0)
     await expect(row.get_by_role("cell").nth(6)).not_to_have_text("no")
     refused = await ask_as(portal.base_url, secret)

@@ -1,51 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { createPortalClient, isCredentialsRefused, type PortalClient } from './client';
-
-/** A stand-in for the browser's WebSocket, speaking graphql-ws's protocol as the server does:
- * it acknowledges `connection_init`, and then closes with the code the test says; every socket
- * the client opens is counted. */
-class ScriptedServerSocket {
-  static readonly CONNECTING = 0;
-  static readonly OPEN = 1;
-  static readonly CLOSING = 2;
-  static readonly CLOSED = 3;
-  static opened: ScriptedServerSocket[] = [];
-  /** The close code (and reason) once acknowledged; null keeps the socket open. */
-  static closeWith: { code: number; reason: string } | null = null;
-
-  readyState = ScriptedServerSocket.CONNECTING;
-  onopen: ((event: unknown) => void) | null = null;
-  onclose: ((event: unknown) => void) | null = null;
-  onerror: ((event: unknown) => void) | null = null;
-  onmessage: ((event: { data: string }) => void) | null = null;
-
-  constructor(
-    readonly url: string,
-    readonly protocol: string,
-  ) {
-    ScriptedServerSocket.opened.push(this);
-    setTimeout(() => {
-      this.readyState = ScriptedServerSocket.OPEN;
-      this.onopen?.({});
-    }, 0);
-  }
-
-  send(data: string): void {
-    const message = JSON.parse(data) as { type: string };
-    if (message.type !== 'connection_init') return;
-    setTimeout(() => {
-      this.onmessage?.({ data: JSON.stringify({ type: 'connection_ack' }) });
-      const close = ScriptedServerSocket.closeWith;
-      if (close) setTimeout(() => this.close(close.code, close.reason), 10);
-    }, 0);
-  }
-
-  close(code = 1000, reason = ''): void {
-    if (this.readyState === ScriptedServerSocket.CLOSED) return;
-    this.readyState = ScriptedServerSocket.CLOSED;
-    this.onclose?.({ code, reason, wasClean: true });
-  }
-}
+import { ScriptedServerSocket } from './scriptedServerSocket';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -54,8 +9,7 @@ let portal: PortalClient | null = null;
 afterEach(() => {
   portal?.dispose();
   portal = null;
-  ScriptedServerSocket.opened = [];
-  ScriptedServerSocket.closeWith = null;
+  ScriptedServerSocket.reset();
 });
 
 function subscribed(onUnauthorized: () => void): { errors: unknown[] } {

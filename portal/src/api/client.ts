@@ -2,9 +2,10 @@
 // one graphql-ws socket that reconnects for as long as the page is open (a server restart or a
 // network blip must not end a live chart) and resubscribes what was open; except when the server
 // refused the socket's credentials: the session has ended, and the portal goes back to sign-in.
-import { Client, cacheExchange, fetchExchange, subscriptionExchange } from 'urql';
+import { Client, fetchExchange, subscriptionExchange } from 'urql';
 import { createClient as createWsClient, type Client as WsClient } from 'graphql-ws';
 import { makeCsrfFetch, type FetchLike } from './csrfFetch';
+import { boundedCacheExchange } from './boundedCacheExchange';
 
 export type SocketState = 'idle' | 'connected' | 'reconnecting';
 
@@ -31,6 +32,10 @@ export class SocketStatus {
 export function socketUrl(location: Pick<Location, 'protocol' | 'host'>): string {
   return `${location.protocol === 'https:' ? 'wss:' : 'ws:'}//${location.host}/graphql`;
 }
+
+/** The query results urql keeps for pages walked back to: the latest ones only, so that a
+ * session of days (every job opened, every metric history) does not grow without end. */
+export const MAX_CACHED_RESULTS = 200;
 
 /** The close code graphql-ws uses for its own lazy close once nothing is subscribed. */
 const NORMAL_CLOSURE = 1000;
@@ -98,7 +103,7 @@ export function createPortalClient(options: {
     fetchOptions: { credentials: 'same-origin' },
     requestPolicy: 'cache-and-network',
     exchanges: [
-      cacheExchange,
+      boundedCacheExchange(MAX_CACHED_RESULTS),
       fetchExchange,
       subscriptionExchange({
         forwardSubscription(request) {

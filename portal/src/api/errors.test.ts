@@ -1,6 +1,6 @@
 import { CombinedError } from 'urql';
 import { describe, expect, it } from 'vitest';
-import { describeError, resultError } from './errors';
+import { describeError } from './errors';
 import { ApiRequestError } from './session';
 
 describe('describeError', () => {
@@ -55,16 +55,5 @@ describe('describeError', () => {
     expect(describeError(undefined)).toMatch(/went wrong/);
     expect(describeError({})).toMatch(/went wrong/);
     expect(describeError(new Error(''))).toBe('Error');
-  });
-});
-
-describe('resultError', () => {
-  it('picks the error member of a result union, not its success', () => {
-    expect(resultError({ __typename: 'CreateProjectSuccess' })).toBeNull();
-    expect(resultError({ __typename: 'ConflictError', code: 'CONFLICT', message: 'taken' } as { __typename: string })).toEqual({
-      __typename: 'ConflictError',
-      code: 'CONFLICT',
-      message: 'taken',
-    });
   });
 });

@@ -64,9 +64,3 @@ export function describeError(error: unknown): string {
   if (typeof error === 'string') return error;
   return 'Something went wrong, without a reason given.';
 }
-
-/** The error member of a GraphQL result union, if the result is one. */
-export function resultError(result: { __typename?: string } | null | undefined): ApiErrorLike | null {
-  if (result && isApiError(result)) return result;
-  return null;
-}

@@ -15,6 +15,8 @@ export interface UploadRequest {
   csrfToken: string;
   description?: string;
   onProgress?: (fraction: number) => void;
+  /** Told when the API answers 401: the session ended, as the GraphQL client's fetch is told. */
+  onUnauthorized?: () => void;
 }
 
 export function uploadUrl(project: string, dataset: string, description?: string): string {
@@ -44,6 +46,7 @@ export function uploadDatasetVersion(request: UploadRequest): { done: Promise<Up
       if (event.lengthComputable && event.total > 0) request.onProgress?.(event.loaded / event.total);
     };
     xhr.onload = () => {
+      if (xhr.status === 401) request.onUnauthorized?.();
       if (xhr.status === 200 || xhr.status === 201) {
         try {
           resolve(JSON.parse(xhr.responseText) as UploadedVersion);

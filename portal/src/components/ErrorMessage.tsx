@@ -10,10 +10,12 @@ export function ErrorMessage({ error }: { error: unknown }) {
   );
 }
 
-/** What shows while a query has neither data nor an error yet. */
+/** What shows while a query has neither data nor an error yet. Not a live region: one that
+ * comes and goes with its text is not announced anyway, and once the page is in, focus moves
+ * to its heading, which is (useFocusOnNavigation). */
 export function Loading({ what }: { what: string }) {
   return (
-    <p className="muted" aria-live="polite">
+    <p className="muted">
       Loading {what}…
     </p>
   );

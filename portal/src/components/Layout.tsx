@@ -1,21 +1,26 @@
+import { useRef } from 'react';
 import { Link, NavLink, Outlet, useLocation } from 'react-router-dom';
 import type { SocketStatus } from '../api/client';
 import { useSession } from '../session/SessionContext';
 import { ConnectionBanner } from './ConnectionBanner';
+import { paths } from '../paths';
 import { ErrorBoundary } from './ErrorBoundary';
+import { useFocusOnNavigation } from './useFocusOnNavigation';
 
 export function Layout({ status }: { status: SocketStatus }) {
   const { session, signOut, signOutError, state } = useSession();
   const { pathname } = useLocation();
+  const main = useRef<HTMLElement>(null);
+  useFocusOnNavigation(main, pathname);
   return (
     <>
       <header className="topbar">
-        <Link className="brand" to="/projects">
+        <Link className="brand" to={paths.projects()}>
           aiaas
         </Link>
         <nav aria-label="Main">
-          <NavLink to="/projects">Projects</NavLink>
-          <NavLink to="/tokens">API tokens</NavLink>
+          <NavLink to={paths.projects()}>Projects</NavLink>
+          <NavLink to={paths.tokens()}>API tokens</NavLink>
         </nav>
         <div className="account">
           <span className="muted">{session?.username}</span>
@@ -30,7 +35,7 @@ export function Layout({ status }: { status: SocketStatus }) {
           Could not sign out: {signOutError}
         </p>
       )}
-      <main>
+      <main ref={main}>
         {/* Keyed by the path: a page that failed does not stay failed on the next one, and a
             page opened for another job, dataset or model starts afresh instead of carrying the
             last one's state over. */}

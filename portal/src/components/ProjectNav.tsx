@@ -1,21 +1,22 @@
 import { Link, NavLink } from 'react-router-dom';
+import { paths } from '../paths';
 
 /** The project's own pages, under the main navigation. */
 export function ProjectNav({ slug }: { slug: string }) {
   return (
     <>
       <p className="breadcrumb">
-        <Link to="/projects">Projects</Link> / <Link to={`/projects/${slug}`}>{slug}</Link>
+        <Link to={paths.projects()}>Projects</Link> / <Link to={paths.project(slug)}>{slug}</Link>
       </p>
       <nav aria-label="Project" className="subnav">
-        <NavLink to={`/projects/${slug}`} end>
+        <NavLink to={paths.project(slug)} end>
           Members
         </NavLink>
-        <NavLink to={`/projects/${slug}/datasets`}>Datasets</NavLink>
-        <NavLink to={`/projects/${slug}/jobs`}>Training jobs</NavLink>
-        <NavLink to={`/projects/${slug}/models`}>Models</NavLink>
-        <NavLink to={`/projects/${slug}/deployments`}>Deployments</NavLink>
-        <NavLink to={`/projects/${slug}/audit`}>Audit log</NavLink>
+        <NavLink to={paths.datasets(slug)}>Datasets</NavLink>
+        <NavLink to={paths.jobs(slug)}>Training jobs</NavLink>
+        <NavLink to={paths.models(slug)}>Models</NavLink>
+        <NavLink to={paths.deployments(slug)}>Deployments</NavLink>
+        <NavLink to={paths.audit(slug)}>Audit log</NavLink>
       </nav>
     </>
   );

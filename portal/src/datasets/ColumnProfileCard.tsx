@@ -1,3 +1,4 @@
+import { useId } from 'react';
 import { formatNumber, formatPercent } from '../components/format';
 import type { ColumnProfile, Histogram } from './columnProfile';
 
@@ -87,9 +88,11 @@ function RangeBar({ column }: { column: ColumnProfile }) {
 
 export function ColumnProfileCard({ column, rowCount }: { column: ColumnProfile; rowCount: number }) {
   const nulls = column.nullFraction;
+  // Not built from the column's name: a name may hold spaces, or be another element's id.
+  const headingId = useId();
   return (
-    <article className="panel column-card" aria-labelledby={`column-${column.name}`}>
-      <h3 id={`column-${column.name}`}>
+    <article className="panel column-card" aria-labelledby={headingId}>
+      <h3 id={headingId}>
         {column.name} <span className="muted">{column.type}</span>
       </h3>
       <dl className="facts">

@@ -1,5 +1,30 @@
 import { formatDate, formatNumber } from '../components/format';
+import { graphql } from '../gql';
 import type { QualityReportFieldsFragment } from '../gql/graphql';
+
+// What this view reads of a report, spread by the queries that show one (`...QualityReportFields`).
+graphql(`
+  fragment QualityReportFields on QualityReport {
+    id
+    createdAt
+    passed
+    q
+    qConsistency
+    qCompleteness
+    qAccuracy
+    blockingFailures
+    checks {
+      name
+      kind
+      dimension
+      passed
+      blocking
+      failingRows
+      message
+      examples
+    }
+  }
+`);
 
 const DIMENSIONS = [
   ['qConsistency', 'Consistency'],

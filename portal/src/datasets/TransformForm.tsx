@@ -1,6 +1,6 @@
 import { useState, type FormEvent } from 'react';
 import { useMutation } from 'urql';
-import { resultError } from '../api/errors';
+import { useMutationAction } from '../api/useMutationAction';
 import { ErrorMessage } from '../components/ErrorMessage';
 import { graphql } from '../gql';
 import type { ImputeStrategy, TransformKind, TransformStepInput } from '../gql/graphql';
@@ -16,16 +16,7 @@ const TransformMutation = graphql(`
           number
         }
       }
-      ... on Error {
-        code
-        message
-      }
-      ... on InvalidInputError {
-        fieldErrors {
-          field
-          message
-        }
-      }
+      ...ErrorFields
     }
   }
 `);
@@ -56,9 +47,9 @@ export function TransformForm({
   const [value, setValue] = useState('');
   const [expression, setExpression] = useState('');
   const [dtype, setDtype] = useState('float');
-  const [problem, setProblem] = useState<unknown>(null);
   const [made, setMade] = useState<string | null>(null);
-  const [state, transform] = useMutation(TransformMutation);
+  const [, transform] = useMutation(TransformMutation);
+  const action = useMutationAction();
 
   function step(): TransformStepInput {
     switch (kind) {
@@ -84,15 +75,12 @@ export function TransformForm({
 
   async function submit(event: FormEvent) {
     event.preventDefault();
-    setProblem(null);
     setMade(null);
-    const result = await transform({ input: { version: versionId, steps: [step()] } });
-    const answer = result.data?.transformDatasetVersion;
-    if (result.error || !answer) return setProblem(result.error);
-    if (answer.__typename === 'DatasetVersionSuccess') {
-      setMade(answer.created ? `Made version ${answer.version.number}.` : `Version ${answer.version.number} already holds that result.`);
-      onDone(answer.version.number);
-    } else setProblem(resultError(answer));
+    const input = { version: versionId, steps: [step()] };
+    const done = await action.run(() => transform({ input }), (data) => data.transformDatasetVersion);
+    if (!done) return;
+    setMade(done.created ? `Made version ${done.version.number}.` : `Version ${done.version.number} already holds that result.`);
+    onDone(done.version.number);
   }
 
   const needsColumn = kind === 'IMPUTE_NULLS' || kind === 'CAST';
@@ -155,13 +143,13 @@ export function TransformForm({
           </label>
         )}
       </div>
-      <ErrorMessage error={problem} />
+      <ErrorMessage error={action.problem} />
       {made && (
         <p role="status" className="notice">
           {made}
         </p>
       )}
-      <button type="submit" disabled={state.fetching}>
+      <button type="submit" disabled={action.busy}>
         Apply cleaning step
       </button>
     </form>

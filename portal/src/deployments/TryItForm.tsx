@@ -1,6 +1,6 @@
 import { useMemo, useState, type FormEvent } from 'react';
 import { useMutation } from 'urql';
-import { resultError } from '../api/errors';
+import { useMutationAction } from '../api/useMutationAction';
 import { ErrorMessage } from '../components/ErrorMessage';
 import { graphql } from '../gql';
 import { exampleValues, predictionRecord, signatureInputs } from './tryIt';
@@ -17,19 +17,7 @@ const PredictMutation = graphql(`
           number
         }
       }
-      ... on Error {
-        code
-        message
-      }
-      ... on InvalidInputError {
-        fieldErrors {
-          field
-          message
-        }
-      }
-      ... on UnavailableError {
-        retryAfterSeconds
-      }
+      ...ErrorFields
     }
   }
 `);
@@ -38,19 +26,16 @@ const PredictMutation = graphql(`
 export function TryItForm({ deploymentId, signature, example }: { deploymentId: string; signature: unknown; example: unknown }) {
   const inputs = useMemo(() => signatureInputs(signature), [signature]);
   const [values, setValues] = useState<Record<string, string | boolean>>(() => exampleValues(inputs, example));
-  const [problem, setProblem] = useState<unknown>(null);
   const [answer, setAnswer] = useState<{ role: string; version: number; outputs: unknown } | null>(null);
-  const [state, predict] = useMutation(PredictMutation);
+  const [, predict] = useMutation(PredictMutation);
+  const action = useMutationAction();
 
   async function submit(event: FormEvent) {
     event.preventDefault();
-    setProblem(null);
     setAnswer(null);
-    const result = await predict({ deployment: deploymentId, inputs: [predictionRecord(inputs, values)] });
-    const got = result.data?.predict;
-    if (result.error || !got) return setProblem(result.error);
-    if (got.__typename === 'PredictSuccess') setAnswer({ role: got.role, version: got.modelVersion.number, outputs: got.outputs[0] });
-    else setProblem(resultError(got));
+    const variables = { deployment: deploymentId, inputs: [predictionRecord(inputs, values)] };
+    const got = await action.run(() => predict(variables), (data) => data.predict);
+    if (got) setAnswer({ role: got.role, version: got.modelVersion.number, outputs: got.outputs[0] });
   }
 
   return (
@@ -79,7 +64,7 @@ export function TryItForm({ deploymentId, signature, example }: { deploymentId: 
           </label>
         ))}
       </div>
-      <ErrorMessage error={problem} />
+      <ErrorMessage error={action.problem} />
       {answer && (
         <div role="status" className="notice">
           <p>
@@ -90,7 +75,7 @@ export function TryItForm({ deploymentId, signature, example }: { deploymentId: 
           </pre>
         </div>
       )}
-      <button type="submit" disabled={state.fetching}>
+      <button type="submit" disabled={action.busy}>
         Predict
       </button>
     </form>

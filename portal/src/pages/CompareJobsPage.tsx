@@ -4,7 +4,9 @@ import { useClient, useQuery } from 'urql';
 import { ErrorMessage, Loading } from '../components/ErrorMessage';
 import { formatNumber } from '../components/format';
 import { ProjectNav } from '../components/ProjectNav';
+import { usePageTitle } from '../components/usePageTitle';
 import { graphql } from '../gql';
+import { paths } from '../paths';
 import { LiveChart } from '../training/LiveChart';
 import { MetricBuffer } from '../training/metricBuffer';
 
@@ -50,6 +52,7 @@ type Row = Record<string, unknown>;
 /** Jobs side by side: their hyperparameters and final metrics, and one metric's curves overlaid. */
 export default function CompareJobsPage() {
   const slug = useParams().slug ?? '';
+  usePageTitle('Compare training jobs', slug);
   const [search] = useSearchParams();
   const ids = useMemo(() => search.getAll('job'), [search]);
   const client = useClient();
@@ -92,7 +95,7 @@ export default function CompareJobsPage() {
         <ProjectNav slug={slug} />
         <h1>Compare training jobs</h1>
         <p>
-          Choose jobs to compare in the <Link to={`/projects/${slug}/jobs`}>list of training jobs</Link>.
+          Choose jobs to compare in the <Link to={paths.jobs(slug)}>list of training jobs</Link>.
         </p>
       </section>
     );
@@ -117,7 +120,7 @@ export default function CompareJobsPage() {
               <th scope="col">Job</th>
               {comparison.jobs.map((job, index) => (
                 <th key={job.id} scope="col">
-                  <Link to={`/projects/${slug}/jobs/${encodeURIComponent(job.id)}`}>
+                  <Link to={paths.job(slug, job.id)}>
                     #{index + 1} {job.modelName}
                   </Link>{' '}
                   <span className="muted">{job.state.toLowerCase()}</span>

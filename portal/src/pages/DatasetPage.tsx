@@ -1,21 +1,25 @@
 import { useEffect, useRef, useState } from 'react';
 import { useParams } from 'react-router-dom';
 import { useClient, useMutation, useQuery } from 'urql';
-import { resultError } from '../api/errors';
+import { useMutationAction } from '../api/useMutationAction';
 import { ErrorMessage, Loading } from '../components/ErrorMessage';
 import { formatBytes, formatDate } from '../components/format';
+import { Pager } from '../components/Pager';
+import { PageGate } from '../components/PageGate';
 import { ProjectNav } from '../components/ProjectNav';
+import { usePageTitle } from '../components/usePageTitle';
 import { ColumnProfileCard } from '../datasets/ColumnProfileCard';
 import { columnProfiles } from '../datasets/columnProfile';
 import { ExpectationsEditor } from '../datasets/ExpectationsEditor';
 import { QualityReportView } from '../datasets/QualityReportView';
 import { TransformForm } from '../datasets/TransformForm';
 import { effectiveRole, roleAtLeast } from '../components/roles';
+import { usePages } from '../api/pagination';
 import { graphql } from '../gql';
 import { useSession } from '../session/SessionContext';
 
 const DatasetQuery = graphql(`
-  query Dataset($slug: String!, $name: String!) {
+  query Dataset($slug: String!, $name: String!, $after: String) {
     project(slug: $slug) {
       id
       viewerRole
@@ -26,7 +30,15 @@ const DatasetQuery = graphql(`
         description
         createdAt
         expectations
-        versions(first: 100) {
+        latestVersion {
+          id
+          number
+        }
+        versions(first: 100, after: $after) {
+          pageInfo {
+            hasNextPage
+            endCursor
+          }
           nodes {
             id
             number
@@ -47,29 +59,6 @@ const DatasetQuery = graphql(`
   }
 `);
 
-graphql(`
-  fragment QualityReportFields on QualityReport {
-    id
-    createdAt
-    passed
-    q
-    qConsistency
-    qCompleteness
-    qAccuracy
-    blockingFailures
-    checks {
-      name
-      kind
-      dimension
-      passed
-      blocking
-      failingRows
-      message
-      examples
-    }
-  }
-`);
-
 const ValidateMutation = graphql(`
   mutation ValidateDatasetVersion($id: ID!) {
     validateDatasetVersion(id: $id) {
@@ -80,10 +69,7 @@ const ValidateMutation = graphql(`
           state
         }
       }
-      ... on Error {
-        code
-        message
-      }
+      ...ErrorFields
     }
   }
 `);
@@ -132,7 +118,8 @@ function ValidateButton({ versionId, versionNumber, onValidated }: { versionId: 
   const client = useClient();
   const [, validate] = useMutation(ValidateMutation);
   const [running, setRunning] = useState(false);
-  const [problem, setProblem] = useState<unknown>(null);
+  const action = useMutationAction();
+  const setProblem = action.setProblem;
   // The poll below ends with the component (another version shown, the page left): nothing is
   // asked or set for a button that is gone.
   const mounted = useRef(true);
@@ -144,13 +131,11 @@ function ValidateButton({ versionId, versionNumber, onValidated }: { versionId: 
   }, []);
 
   async function run() {
-    setProblem(null);
+    if (running) return;
     setRunning(true);
     try {
-      const result = await validate({ id: versionId });
-      const answer = result.data?.validateDatasetVersion;
-      if (result.error || !answer) return setProblem(result.error);
-      if (answer.__typename !== 'ValidationQueued') return setProblem(resultError(answer));
+      const answer = await action.run(() => validate({ id: versionId }), (data) => data.validateDatasetVersion);
+      if (!answer) return;
       const deadline = Date.now() + VALIDATION_WAIT_MS;
       for (;;) {
         await new Promise((resolve) => setTimeout(resolve, VALIDATION_POLL_MS));
@@ -174,10 +159,11 @@ function ValidateButton({ versionId, versionNumber, onValidated }: { versionId: 
 
   return (
     <>
-      <button type="button" disabled={running} onClick={() => void run()}>
+      {/* aria-disabled, not disabled: a disabled button drops the keyboard focus it had. */}
+      <button type="button" aria-disabled={running} onClick={() => void run()}>
         {running ? `Validating version ${versionNumber}…` : `Validate version ${versionNumber}`}
       </button>
-      <ErrorMessage error={problem} />
+      <ErrorMessage error={action.problem} />
     </>
   );
 }
@@ -232,35 +218,36 @@ export function DatasetPage() {
   const slug = params.slug ?? '';
   const name = params.name ?? '';
   const { session } = useSession();
-  const [{ data, error, fetching }, refetch] = useQuery({ query: DatasetQuery, variables: { slug, name } });
+  usePageTitle(name, 'Datasets', slug);
+  // The API lists versions oldest first: the pages walk towards the newest.
+  const pages = usePages(`${slug}\n${name}`);
+  const [{ data, error, fetching }, refetch] = useQuery({ query: DatasetQuery, variables: { slug, name, after: pages.after } });
   const [chosen, setChosen] = useState<string | null>(null);
   // After a cleaning step, show the version it made once the list has it.
   const [wanted, setWanted] = useState<number | null>(null);
   const versionsLoaded = data?.project?.dataset?.versions.nodes;
+  const latestLoaded = data?.project?.dataset?.latestVersion;
   useEffect(() => {
-    const found = versionsLoaded?.find((version) => version.number === wanted);
+    // The new version is the latest: it may be on a page not shown.
+    const found = [...(versionsLoaded ?? []), ...(latestLoaded ? [latestLoaded] : [])].find((version) => version.number === wanted);
     if (found) {
       setChosen(found.id);
       setWanted(null);
     }
-  }, [versionsLoaded, wanted]);
+  }, [versionsLoaded, latestLoaded, wanted]);
 
-  if (fetching && !data) return <Loading what="the dataset" />;
-  if (error && !data) return <ErrorMessage error={error} />;
   const dataset = data?.project?.dataset;
   if (!dataset) {
     return (
-      <section>
-        <ProjectNav slug={slug} />
-        <h1>Dataset not found</h1>
-        <p>There is no dataset “{name}” in this project that you may see.</p>
-      </section>
+      <PageGate query={{ data, error, fetching }} what="the dataset" notFound="Dataset not found" slug={slug}>
+        There is no dataset “{name}” in this project that you may see.
+      </PageGate>
     );
   }
   const versions = dataset.versions.nodes;
   const role = effectiveRole(data?.project?.viewerRole, session?.isAdmin ?? false);
   const canChange = roleAtLeast(role, 'DEVELOPER') && !data?.project?.isArchived;
-  const shown = chosen ?? versions[versions.length - 1]?.id ?? null;
+  const shown = chosen ?? dataset.latestVersion?.id ?? versions[versions.length - 1]?.id ?? null;
   return (
     <section>
       <ProjectNav slug={slug} />
@@ -268,6 +255,9 @@ export function DatasetPage() {
       {error && <ErrorMessage error={error} />}
       {dataset.description && <p>{dataset.description}</p>}
       <h2>Versions</h2>
+      <p className="muted">
+        Oldest first, as the API lists them{dataset.latestVersion && `; the latest is version ${dataset.latestVersion.number}`}.
+      </p>
       <div className="table-wrap" tabIndex={0}>
         <table>
           <thead>
@@ -301,6 +291,7 @@ export function DatasetPage() {
           </tbody>
         </table>
       </div>
+      <Pager what="the versions" pages={pages} info={dataset.versions.pageInfo} />
       <ExpectationsEditor datasetId={dataset.id} expectations={dataset.expectations} canEdit={canChange} />
       {shown && (
         <VersionProfile

@@ -1,23 +1,33 @@
 import { useRef, useState, type DragEvent, type FormEvent } from 'react';
 import { Link, useParams } from 'react-router-dom';
 import { useQuery } from 'urql';
-import { uploadDatasetVersion, type UploadedVersion } from '../api/upload';
-import { ErrorMessage, Loading } from '../components/ErrorMessage';
+import type { UploadedVersion } from '../api/upload';
+import { useDatasetUpload } from '../api/useDatasetUpload';
+import { ErrorMessage } from '../components/ErrorMessage';
+import { PageGate } from '../components/PageGate';
+import { usePageTitle } from '../components/usePageTitle';
 import { formatBytes, formatDate } from '../components/format';
+import { Pager } from '../components/Pager';
+import { usePages } from '../api/pagination';
 import { ProjectNav } from '../components/ProjectNav';
 import { effectiveRole, roleAtLeast } from '../components/roles';
 import { graphql } from '../gql';
+import { paths } from '../paths';
 import { useSession } from '../session/SessionContext';
 
 const ProjectDatasetsQuery = graphql(`
-  query ProjectDatasets($slug: String!) {
+  query ProjectDatasets($slug: String!, $after: String) {
     project(slug: $slug) {
       id
       slug
       name
       isArchived
       viewerRole
-      datasets(first: 100) {
+      datasets(first: 100, after: $after) {
+        pageInfo {
+          hasNextPage
+          endCursor
+        }
         nodes {
           id
           name
@@ -45,6 +55,7 @@ function UploadForm({ slug, names, onUploaded }: { slug: string; names: string[]
   const [uploaded, setUploaded] = useState<(UploadedVersion & { dataset: string }) | null>(null);
   const [dragging, setDragging] = useState(false);
   const picker = useRef<HTMLInputElement>(null);
+  const startUpload = useDatasetUpload();
 
   function choose(chosen: File | undefined) {
     if (!chosen) return;
@@ -68,7 +79,7 @@ function UploadForm({ slug, names, onUploaded }: { slug: string; names: string[]
     setUploaded(null);
     setProgress(0);
     try {
-      const answer = await uploadDatasetVersion({ project: slug, dataset, file, csrfToken: session.csrfToken, onProgress: setProgress }).done;
+      const answer = await startUpload({ project: slug, dataset, file, onProgress: setProgress });
       setUploaded({ ...answer, dataset });
       setFile(null);
       if (picker.current) picker.current.value = '';
@@ -122,7 +133,7 @@ function UploadForm({ slug, names, onUploaded }: { slug: string; names: string[]
       {uploaded && (
         <p role="status" className="notice">
           {uploaded.created ? 'Uploaded' : 'Already there (same content):'} version {uploaded.version.number} of{' '}
-          <Link to={`/projects/${slug}/datasets/${encodeURIComponent(uploaded.dataset)}`}>{uploaded.dataset}</Link>,{' '}
+          <Link to={paths.dataset(slug, uploaded.dataset)}>{uploaded.dataset}</Link>,{' '}
           {uploaded.version.rowCount} rows.
         </p>
       )}
@@ -136,19 +147,17 @@ function UploadForm({ slug, names, onUploaded }: { slug: string; names: string[]
 export function DatasetsPage() {
   const slug = useParams().slug ?? '';
   const { session } = useSession();
-  const [{ data, error, fetching }, refetch] = useQuery({ query: ProjectDatasetsQuery, variables: { slug } });
+  usePageTitle('Datasets', slug);
+  const pages = usePages(slug);
+  const [{ data, error, fetching }, refetch] = useQuery({ query: ProjectDatasetsQuery, variables: { slug, after: pages.after } });
   const project = data?.project;
   const role = effectiveRole(project?.viewerRole, session?.isAdmin ?? false);
 
-  if (fetching && !data) return <Loading what="datasets" />;
-  // A failed refresh of a page already shown is said on it, not instead of it.
-  if (error && !data) return <ErrorMessage error={error} />;
   if (!project) {
     return (
-      <section>
-        <h1>Project not found</h1>
-        <p>There is no project “{slug}” that you may see.</p>
-      </section>
+      <PageGate query={{ data, error, fetching }} what="datasets" notFound="Project not found">
+        There is no project “{slug}” that you may see.
+      </PageGate>
     );
   }
   const datasets = project.datasets.nodes;
@@ -175,7 +184,7 @@ export function DatasetsPage() {
               {datasets.map((dataset) => (
                 <tr key={dataset.id}>
                   <td>
-                    <Link to={`/projects/${slug}/datasets/${encodeURIComponent(dataset.name)}`}>{dataset.name}</Link>
+                    <Link to={paths.dataset(slug, dataset.name)}>{dataset.name}</Link>
                   </td>
                   <td>{dataset.latestVersion ? `v${dataset.latestVersion.number}` : '—'}</td>
                   <td>{dataset.latestVersion?.rowCount ?? '—'}</td>
@@ -187,6 +196,7 @@ export function DatasetsPage() {
           </table>
         </div>
       )}
+      <Pager what="the datasets" pages={pages} info={project.datasets.pageInfo} />
       {roleAtLeast(role, 'DEVELOPER') && !project.isArchived && (
         <UploadForm slug={slug} names={datasets.map((d) => d.name)} onUploaded={() => refetch({ requestPolicy: 'network-only' })} />
       )}

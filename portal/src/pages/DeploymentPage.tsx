@@ -1,10 +1,16 @@
-import { useCallback, useEffect, useRef, useState, type FormEvent } from 'react';
+import { useCallback, useEffect, useMemo, useRef, useState, type FormEvent } from 'react';
 import { useParams } from 'react-router-dom';
-import { useMutation, useQuery, useSubscription } from 'urql';
-import { resultError } from '../api/errors';
-import { ErrorMessage, Loading } from '../components/ErrorMessage';
+import { useMutation, useQuery } from 'urql';
+import { appendBounded, emptyBounded, type Bounded } from '../api/bounded';
+import { coalesce } from '../api/coalesce';
+import { useEventStream } from '../api/useEventStream';
+import { useMutationAction } from '../api/useMutationAction';
+import { ConfirmButton } from '../components/ConfirmButton';
+import { ErrorMessage } from '../components/ErrorMessage';
 import { formatDate, formatNumber } from '../components/format';
+import { PageGate } from '../components/PageGate';
 import { ProjectNav } from '../components/ProjectNav';
+import { usePageTitle } from '../components/usePageTitle';
 import { effectiveRole, roleAtLeast } from '../components/roles';
 import { TryItForm } from '../deployments/TryItForm';
 import { graphql } from '../gql';
@@ -98,8 +104,8 @@ const DeploymentQuery = graphql(`
 `);
 
 const DeploymentEventsDocument = graphql(`
-  subscription DeploymentEvents($deploymentId: ID!) {
-    deploymentEvents(deploymentId: $deploymentId) {
+  subscription DeploymentEvents($deploymentId: ID!, $after: String) {
+    deploymentEvents(deploymentId: $deploymentId, after: $after) {
       cursor
       type
       state
@@ -122,16 +128,7 @@ const UpdateTrafficMutation = graphql(`
           state
         }
       }
-      ... on Error {
-        code
-        message
-      }
-      ... on InvalidInputError {
-        fieldErrors {
-          field
-          message
-        }
-      }
+      ...ErrorFields
     }
   }
 `);
@@ -146,10 +143,7 @@ const PromoteMutation = graphql(`
           state
         }
       }
-      ... on Error {
-        code
-        message
-      }
+      ...ErrorFields
     }
   }
 `);
@@ -164,10 +158,7 @@ const RollbackMutation = graphql(`
           state
         }
       }
-      ... on Error {
-        code
-        message
-      }
+      ...ErrorFields
     }
   }
 `);
@@ -182,15 +173,17 @@ const StopMutation = graphql(`
           state
         }
       }
-      ... on Error {
-        code
-        message
-      }
+      ...ErrorFields
     }
   }
 `);
 
 type DeploymentEvent = DeploymentEventsSubscription['deploymentEvents'];
+
+/** The live timeline keeps its newest entries only: a deployment lives for months. */
+const MAX_TIMELINE_EVENTS = 200;
+/** The events of one burst (the history on opening, a rollout's steps) cost one refetch. */
+const REFETCH_COALESCE_MS = 300;
 
 function eventText(event: DeploymentEvent): string {
   const parts = [event.type.replace(/_/g, ' ')];
@@ -225,21 +218,15 @@ function TrafficEditor({
   const [canaryId, setCanaryId] = useState(canary?.id ?? '');
   const [percent, setPercent] = useState(canaryPercent);
   const [shadowId, setShadowId] = useState(shadow?.id ?? '');
-  const [problem, setProblem] = useState<unknown>(null);
-  const [state, update] = useMutation(UpdateTrafficMutation);
+  const [, update] = useMutation(UpdateTrafficMutation);
+  const action = useMutationAction();
   const others = versions.filter((each) => each.id !== stable.id);
   const share = canaryId ? percent : 0;
 
   async function submit(event: FormEvent) {
     event.preventDefault();
-    setProblem(null);
-    const result = await update({
-      input: { deployment: deploymentId, stablePercent: 100 - share, canaryPercent: share, canary: canaryId || null, shadow: shadowId || null },
-    });
-    const answer = result.data?.updateDeploymentTraffic;
-    if (result.error || !answer) return setProblem(result.error);
-    if (answer.__typename === 'DeploymentSuccess') onChanged();
-    else setProblem(resultError(answer));
+    const input = { deployment: deploymentId, stablePercent: 100 - share, canaryPercent: share, canary: canaryId || null, shadow: shadowId || null };
+    if (await action.run(() => update({ input }), (data) => data.updateDeploymentTraffic)) onChanged();
   }
 
   return (
@@ -282,7 +269,8 @@ function TrafficEditor({
           onChange={(e) => setPercent(Number(e.target.value))}
         />
       </label>
-      <p aria-live="polite">
+      {/* Not a live region: the slider's value text already says the same on every move. */}
+      <p>
         Stable version {stable.number}: <strong>{100 - share} %</strong>
         {canaryId && (
           <>
@@ -291,8 +279,8 @@ function TrafficEditor({
           </>
         )}
       </p>
-      <ErrorMessage error={problem} />
-      <button type="submit" disabled={state.fetching}>
+      <ErrorMessage error={action.problem} />
+      <button type="submit" disabled={action.busy}>
         Apply traffic
       </button>
     </form>
@@ -308,62 +296,59 @@ export function DeploymentPage() {
   const [, promote] = useMutation(PromoteMutation);
   const [, rollback] = useMutation(RollbackMutation);
   const [, stop] = useMutation(StopMutation);
-  const [problem, setProblem] = useState<unknown>(null);
-  const [busy, setBusy] = useState(false);
-  const [confirmStop, setConfirmStop] = useState(false);
-  const [events, setEvents] = useState<DeploymentEvent[]>([]);
-  const seen = useRef(new Set<string>());
+  const action = useMutationAction();
+  usePageTitle(name, 'Deployments', slug);
+  // Where focus goes when an action removes its own button (a canary promoted, the deployment
+  // stopped): the traffic it changed.
+  const trafficHeading = useRef<HTMLHeadingElement>(null);
+  const [events, setEvents] = useState<Bounded<DeploymentEvent>>(emptyBounded);
   const deployment = data?.project?.deployment;
   const deploymentId = deployment?.id;
 
-  useEffect(() => {
-    seen.current = new Set();
-    setEvents([]);
-  }, [deploymentId]);
+  useEffect(() => setEvents(emptyBounded()), [deploymentId]);
 
+  // An event says the deployment changed: read it again, once per burst of events.
+  const refresh = useMemo(() => coalesce(() => refetch({ requestPolicy: 'network-only' }), REFETCH_COALESCE_MS), [refetch]);
+  useEffect(() => () => refresh.cancel(), [refresh]);
   const onEvent = useCallback(
-    (_: unknown, event: DeploymentEventsSubscription) => {
-      const each = event.deploymentEvents;
-      // Replayed after a reconnection: already on the timeline.
-      if (seen.current.has(each.cursor)) return event;
-      seen.current.add(each.cursor);
-      setEvents((old) => [...old, each]);
-      refetch({ requestPolicy: 'network-only' });
-      return event;
+    (each: DeploymentEvent) => {
+      setEvents((old) => appendBounded(old, each, MAX_TIMELINE_EVENTS));
+      refresh.request();
     },
-    [refetch],
+    [refresh],
   );
-  useSubscription(
-    { query: DeploymentEventsDocument, variables: { deploymentId: deploymentId ?? '' }, pause: !deploymentId || deployment?.state === 'STOPPED' },
+  useEventStream({
+    query: DeploymentEventsDocument,
+    variables: { deploymentId: deploymentId ?? '', after: null },
+    pause: !deploymentId || deployment?.state === 'STOPPED',
+    pick: (result: DeploymentEventsSubscription) => result.deploymentEvents,
+    cursor: { of: (each) => each.cursor, resume: (after) => ({ deploymentId: deploymentId ?? '', after }) },
     onEvent,
-  );
+  });
 
-  if (fetching && !data) return <Loading what="the deployment" />;
-  if (!data && error) return <ErrorMessage error={error} />;
   if (!deployment) {
     return (
-      <section>
-        <ProjectNav slug={slug} />
-        <h1>Deployment not found</h1>
-        <p>There is no live deployment “{name}” in this project that you may see; a stopped one is no longer listed.</p>
-      </section>
+      <PageGate query={{ data, error, fetching }} what="the deployment" notFound="Deployment not found" slug={slug}>
+        There is no live deployment “{name}” in this project that you may see; a stopped one is no longer listed.
+      </PageGate>
     );
   }
   const role = effectiveRole(data?.project?.viewerRole, session?.isAdmin ?? false);
   const writable = !data?.project?.isArchived && deployment.state !== 'STOPPED';
   const traffic = deployment.traffic;
 
-  async function act(run: () => Promise<{ error?: unknown; data?: unknown }>, pick: (data: never) => { __typename?: string } | undefined) {
-    setProblem(null);
-    setBusy(true);
-    try {
-      const result = await run();
-      const answer = result.data ? pick(result.data as never) : undefined;
-      setProblem(result.error ?? resultError(answer));
-      refetch({ requestPolicy: 'network-only' });
-    } finally {
-      setBusy(false);
-    }
+  const variables = { deployment: deployment.id };
+  async function promoteCanary() {
+    if (await action.run(() => promote(variables), (data) => data.promoteDeployment)) trafficHeading.current?.focus();
+    refetch({ requestPolicy: 'network-only' });
+  }
+  async function rollBack() {
+    await action.run(() => rollback(variables), (data) => data.rollbackDeployment);
+    refetch({ requestPolicy: 'network-only' });
+  }
+  async function stopDeployment() {
+    await action.run(() => stop(variables), (data) => data.deleteDeployment);
+    refetch({ requestPolicy: 'network-only' });
   }
 
   return (
@@ -378,7 +363,9 @@ export function DeploymentPage() {
         {deployment.maxBatchSize}, waiting at most {deployment.maxWaitMs} ms
       </p>
       {deployment.reason && <p>Reason: {deployment.reason}</p>}
-      <h2>Traffic</h2>
+      <h2 ref={trafficHeading} tabIndex={-1}>
+        Traffic
+      </h2>
       <ul>
         <li>
           Stable: version {traffic.stableVersion.number}, {traffic.stablePercent} %
@@ -395,7 +382,7 @@ export function DeploymentPage() {
           </li>
         )}
       </ul>
-      <ErrorMessage error={problem} />
+      <ErrorMessage error={action.problem} />
       {writable && roleAtLeast(role, 'DEVELOPER') && (
         <>
           <TrafficEditor
@@ -410,51 +397,35 @@ export function DeploymentPage() {
           />
           <div className="row actions">
             {traffic.canaryVersion && roleAtLeast(role, 'MAINTAINER') && (
-              <button
-                type="button"
-                disabled={busy}
-                onClick={() =>
-                  void act(
-                    () => promote({ deployment: deployment.id }),
-                    (d: { promoteDeployment: { __typename?: string } }) => d.promoteDeployment,
-                  )
-                }
-              >
+              <button type="button" disabled={action.busy} onClick={() => void promoteCanary()}>
                 Promote canary
               </button>
             )}
-            <button
-              type="button"
-              disabled={busy}
-              onClick={() =>
-                void act(
-                  () => rollback({ deployment: deployment.id }),
-                  (d: { rollbackDeployment: { __typename?: string } }) => d.rollbackDeployment,
-                )
+            <ConfirmButton
+              question={
+                deployment.previousStableVersion
+                  ? `Roll ${deployment.name} back to version ${deployment.previousStableVersion.number}?`
+                  : `Roll ${deployment.name} back?`
               }
+              confirm="Yes, roll back"
+              disabled={action.busy}
+              onConfirm={rollBack}
+              fallbackFocus={trafficHeading}
             >
               Roll back
-            </button>
-            {roleAtLeast(role, 'MAINTAINER') &&
-              (confirmStop ? (
-                <button
-                  type="button"
-                  className="danger"
-                  disabled={busy}
-                  onClick={() =>
-                    void act(
-                      () => stop({ deployment: deployment.id }),
-                      (d: { deleteDeployment: { __typename?: string } }) => d.deleteDeployment,
-                    )
-                  }
-                >
-                  Confirm: stop {deployment.name}
-                </button>
-              ) : (
-                <button type="button" className="danger" onClick={() => setConfirmStop(true)}>
-                  Stop deployment
-                </button>
-              ))}
+            </ConfirmButton>
+            {roleAtLeast(role, 'MAINTAINER') && (
+              <ConfirmButton
+                className="danger"
+                question={`Stop ${deployment.name}? It stops serving, and is no longer listed.`}
+                confirm={`Yes, stop ${deployment.name}`}
+                disabled={action.busy}
+                onConfirm={stopDeployment}
+                fallbackFocus={trafficHeading}
+              >
+                Stop deployment
+              </ConfirmButton>
+            )}
           </div>
         </>
       )}
@@ -473,7 +444,8 @@ export function DeploymentPage() {
         <li>
           <strong>created</strong> <time dateTime={deployment.createdAt}>{formatDate(deployment.createdAt)}</time>
         </li>
-        {events.map((each) => (
+        {events.dropped > 0 && <li className="muted">{events.dropped} earlier events are not shown.</li>}
+        {events.rows.map((each) => (
           <li key={each.cursor}>
             <strong>{eventText(each)}</strong> {each.at && <time dateTime={each.at}>{formatDate(each.at)}</time>}
             {each.reason && <span className="muted"> {each.reason}</span>}

@@ -1,21 +1,30 @@
 import { useEffect, useMemo, useState, type FormEvent } from 'react';
 import { Link, useNavigate, useParams } from 'react-router-dom';
 import { useMutation, useQuery } from 'urql';
-import { resultError } from '../api/errors';
-import { ErrorMessage, Loading } from '../components/ErrorMessage';
+import { useMutationAction } from '../api/useMutationAction';
+import { ErrorMessage } from '../components/ErrorMessage';
+import { PageGate } from '../components/PageGate';
 import { formatDate } from '../components/format';
+import { Pager } from '../components/Pager';
+import { usePages } from '../api/pagination';
+import { usePageTitle } from '../components/usePageTitle';
 import { ProjectNav } from '../components/ProjectNav';
 import { effectiveRole, roleAtLeast } from '../components/roles';
 import { graphql } from '../gql';
+import { paths } from '../paths';
 import { useSession } from '../session/SessionContext';
 
 const DeploymentsQuery = graphql(`
-  query ProjectDeployments($slug: String!) {
+  query ProjectDeployments($slug: String!, $after: String) {
     project(slug: $slug) {
       id
       viewerRole
       isArchived
-      deployments(first: 100) {
+      deployments(first: 100, after: $after) {
+        pageInfo {
+          hasNextPage
+          endCursor
+        }
         nodes {
           id
           name
@@ -67,16 +76,7 @@ const CreateDeploymentMutation = graphql(`
           state
         }
       }
-      ... on Error {
-        code
-        message
-      }
-      ... on InvalidInputError {
-        fieldErrors {
-          field
-          message
-        }
-      }
+      ...ErrorFields
     }
   }
 `);
@@ -85,11 +85,13 @@ export function DeploymentsPage() {
   const slug = useParams().slug ?? '';
   const navigate = useNavigate();
   const { session } = useSession();
-  const [{ data, error, fetching }] = useQuery({ query: DeploymentsQuery, variables: { slug } });
-  const [creation, create] = useMutation(CreateDeploymentMutation);
+  const pages = usePages(slug);
+  const [{ data, error, fetching }] = useQuery({ query: DeploymentsQuery, variables: { slug, after: pages.after } });
+  usePageTitle('Deployments', slug);
+  const [, create] = useMutation(CreateDeploymentMutation);
+  const action = useMutationAction();
   const [name, setName] = useState('');
   const [version, setVersion] = useState('');
-  const [problem, setProblem] = useState<unknown>(null);
 
   const versions = useMemo(
     () =>
@@ -102,27 +104,20 @@ export function DeploymentsPage() {
     if (!version && versions[0]) setVersion(versions[0].id);
   }, [version, versions]);
 
-  if (fetching && !data) return <Loading what="deployments" />;
-  if (!data && error) return <ErrorMessage error={error} />;
   const project = data?.project;
   if (!project) {
     return (
-      <section>
-        <h1>Project not found</h1>
-        <p>There is no project “{slug}” that you may see.</p>
-      </section>
+      <PageGate query={{ data, error, fetching }} what="deployments" notFound="Project not found">
+        There is no project “{slug}” that you may see.
+      </PageGate>
     );
   }
   const role = effectiveRole(project.viewerRole, session?.isAdmin ?? false);
 
   async function submit(event: FormEvent) {
     event.preventDefault();
-    setProblem(null);
-    const result = await create({ input: { name, modelVersion: version } });
-    const answer = result.data?.createDeployment;
-    if (result.error || !answer) return setProblem(result.error);
-    if (answer.__typename === 'DeploymentSuccess') navigate(`/projects/${slug}/deployments/${encodeURIComponent(answer.deployment.name)}`);
-    else setProblem(resultError(answer));
+    const made = await action.run(() => create({ input: { name, modelVersion: version } }), (data) => data.createDeployment);
+    if (made) navigate(paths.deployment(slug, made.deployment.name));
   }
 
   const deployments = project.deployments.nodes;
@@ -147,7 +142,7 @@ export function DeploymentsPage() {
               {deployments.map((each) => (
                 <tr key={each.id}>
                   <td>
-                    <Link to={`/projects/${slug}/deployments/${encodeURIComponent(each.name)}`}>{each.name}</Link>
+                    <Link to={paths.deployment(slug, each.name)}>{each.name}</Link>
                   </td>
                   <td>
                     <span className={`state state-${each.state.toLowerCase()}`}>{each.state.toLowerCase()}</span>
@@ -163,6 +158,7 @@ export function DeploymentsPage() {
           </table>
         </div>
       )}
+      <Pager what="the deployments" pages={pages} info={project.deployments.pageInfo} />
       {roleAtLeast(role, 'DEVELOPER') && !project.isArchived && (
         <form onSubmit={submit} className="panel stack" aria-labelledby="deploy-heading">
           <h2 id="deploy-heading">New deployment</h2>
@@ -186,8 +182,8 @@ export function DeploymentsPage() {
                   </select>
                 </label>
               </div>
-              <ErrorMessage error={problem} />
-              <button type="submit" disabled={creation.fetching}>
+              <ErrorMessage error={action.problem} />
+              <button type="submit" disabled={action.busy}>
                 Deploy
               </button>
             </>

@@ -1,18 +1,22 @@
 import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
 import { Link, useParams } from 'react-router-dom';
-import { useClient, useMutation, useQuery, useSubscription } from 'urql';
-import { resultError } from '../api/errors';
+import { useClient, useMutation, useQuery } from 'urql';
+import { appendBounded, emptyBounded, type Bounded } from '../api/bounded';
+import { useEventStream } from '../api/useEventStream';
+import { useMutationAction } from '../api/useMutationAction';
 import { ErrorMessage, Loading } from '../components/ErrorMessage';
 import { formatDate, formatNumber } from '../components/format';
+import { PageGate } from '../components/PageGate';
 import { ProjectNav } from '../components/ProjectNav';
+import { usePageTitle } from '../components/usePageTitle';
 import { effectiveRole, roleAtLeast } from '../components/roles';
 import { graphql } from '../gql';
+import { paths } from '../paths';
 import type { JobEventsSubscription, JobState } from '../gql/graphql';
 import { useSession } from '../session/SessionContext';
 import { isTerminal, stateLabel } from '../training/jobStates';
 import { LiveChart } from '../training/LiveChart';
 import { MetricBuffer, type MetricValues } from '../training/metricBuffer';
-import { isAfter } from '../training/streamCursor';
 
 const TrainingJobQuery = graphql(`
   query TrainingJob($id: ID!, $slug: String!) {
@@ -120,16 +124,15 @@ const CancelTrainingJobMutation = graphql(`
           cancelRequestedAt
         }
       }
-      ... on Error {
-        code
-        message
-      }
+      ...ErrorFields
     }
   }
 `);
 
 /** Each key's history is downsampled to this many buckets: enough for a chart's width. */
 const HISTORY_POINTS = 1000;
+/** The live timeline keeps its newest entries only: a job may run for days. */
+const MAX_TIMELINE_EVENTS = 200;
 
 type JobEvent = JobEventsSubscription['jobEvents'];
 
@@ -170,7 +173,9 @@ export default function JobPage() {
   const { session } = useSession();
   const client = useClient();
   const [{ data, error, fetching }, refetch] = useQuery({ query: TrainingJobQuery, variables: { id: jobId, slug } });
-  const [cancellation, cancel] = useMutation(CancelTrainingJobMutation);
+  usePageTitle('Training job', slug);
+  const [, cancel] = useMutation(CancelTrainingJobMutation);
+  const cancellation = useMutationAction();
   const [problem, setProblem] = useState<unknown>(null);
   const buffer = useMemo(() => new MetricBuffer(), [jobId]);
   const [revision, setRevision] = useState(0);
@@ -179,12 +184,11 @@ export default function JobPage() {
   const [historyRound, setHistoryRound] = useState(0);
   const [replayedRound, setReplayedRound] = useState(-1);
   const replayed = replayedRound >= 0;
-  const [events, setEvents] = useState<TimelineEntry[]>([]);
+  const [events, setEvents] = useState<Bounded<TimelineEntry>>(emptyBounded);
   const [progress, setProgress] = useState<Progress | null>(null);
   const [liveState, setLiveState] = useState<JobState | null>(null);
-  // The last event's cursor (of this job: the page stays mounted from one job to another), not
-  // every cursor: the page may stay open for hours of events.
-  const lastCursor = useRef<{ jobId: string; cursor: string } | null>(null);
+  // The page stays mounted from one job to another: the timeline is the job's.
+  useEffect(() => setEvents(emptyBounded()), [jobId]);
 
   const job = data?.node?.__typename === 'TrainingJob' ? data.node : null;
   const loadedId = job?.id;
@@ -236,13 +240,9 @@ export default function JobPage() {
     };
   }, [loadedId, keysKnown, historyRound, client, buffer]);
 
+  // Told once per event (the stream resumes from its last cursor after a reconnection).
   const onEvent = useCallback(
-    (_: unknown, event: JobEventsSubscription) => {
-      const each = event.jobEvents;
-      // A resubscription after a lost connection replays what was seen; drop it.
-      const last = lastCursor.current?.jobId === jobId ? lastCursor.current.cursor : null;
-      if (!isAfter(each.cursor, last)) return event;
-      lastCursor.current = { jobId, cursor: each.cursor };
+    (each: JobEvent) => {
       if (each.type === 'resumed' && typeof each.step === 'number') {
         buffer.truncateAfter(each.step);
         setRevision((n) => n + 1);
@@ -258,7 +258,10 @@ export default function JobPage() {
         });
       }
       const entry = eventEntry(each);
-      if (entry) setEvents((old) => [...old, { ...entry, at: new Date().toISOString() }]);
+      if (entry) {
+        const dated = { ...entry, at: new Date().toISOString() };
+        setEvents((old) => appendBounded(old, dated, MAX_TIMELINE_EVENTS));
+      }
       if (each.type === 'state' && each.state) {
         setLiveState(each.state);
         if (isTerminal(each.state)) {
@@ -267,25 +270,27 @@ export default function JobPage() {
         }
       }
       if (each.type === 'model') refetch({ requestPolicy: 'network-only' });
-      return event;
     },
-    [buffer, refetch, jobId],
+    [buffer, refetch],
   );
 
   // Started once the first history is in, and kept while the job runs: a later replay round
   // does not resubscribe.
   const watching = replayed && job !== null && !isTerminal(job.state);
-  const [stream] = useSubscription({ query: JobEventsSubscriptionDocument, variables: { jobId, after: null }, pause: !watching }, onEvent);
+  const stream = useEventStream({
+    query: JobEventsSubscriptionDocument,
+    variables: { jobId, after: null },
+    pause: !watching,
+    pick: (result: JobEventsSubscription) => result.jobEvents,
+    cursor: { of: (each) => each.cursor, resume: (after) => ({ jobId, after }) },
+    onEvent,
+  });
 
-  if (fetching && !data) return <Loading what="the job" />;
-  if (!data && error) return <ErrorMessage error={error} />;
   if (!job) {
     return (
-      <section>
-        <ProjectNav slug={slug} />
-        <h1>Job not found</h1>
-        <p>There is no training job here that you may see.</p>
-      </section>
+      <PageGate query={{ data, error, fetching }} what="the job" notFound="Job not found" slug={slug}>
+        There is no training job here that you may see.
+      </PageGate>
     );
   }
 
@@ -295,11 +300,8 @@ export default function JobPage() {
 
   async function cancelJob() {
     if (!job) return;
-    setProblem(null);
-    const result = await cancel({ id: job.id });
-    const answer = result.data?.cancelTrainingJob;
-    if (result.error) setProblem(result.error);
-    else setProblem(resultError(answer));
+    const id = job.id;
+    await cancellation.run(() => cancel({ id }), (data) => data.cancelTrainingJob);
     refetch({ requestPolicy: 'network-only' });
   }
 
@@ -323,7 +325,7 @@ export default function JobPage() {
           <>
             {' '}
             from{' '}
-            <Link to={`/projects/${slug}/datasets/${encodeURIComponent(job.datasetVersion.dataset.name)}`}>
+            <Link to={paths.dataset(slug, job.datasetVersion.dataset.name)}>
               {job.datasetVersion.dataset.name} v{job.datasetVersion.number}
             </Link>
           </>
@@ -332,9 +334,10 @@ export default function JobPage() {
       </p>
       {job.reason && <p>Reason: {job.reason}</p>}
       <ErrorMessage error={problem} />
+      <ErrorMessage error={cancellation.problem} />
       {stream.error && <ErrorMessage error={stream.error} />}
       {canCancel && (
-        <button type="button" className="danger" disabled={cancellation.fetching} onClick={() => void cancelJob()}>
+        <button type="button" className="danger" disabled={cancellation.busy} onClick={() => void cancelJob()}>
           Cancel job
         </button>
       )}
@@ -375,7 +378,10 @@ export default function JobPage() {
             {entry.detail && <span className="muted"> {entry.detail}</span>}
           </li>
         ))}
-        {events.map((entry) => (
+        {events.dropped > 0 && (
+          <li className="muted">{events.dropped} earlier live events are not shown; the recorded ones are above.</li>
+        )}
+        {events.rows.map((entry) => (
           <li key={entry.key}>
             <strong>{entry.label}</strong> <span className="muted">(live)</span>
             {entry.detail && <span className="muted"> {entry.detail}</span>}

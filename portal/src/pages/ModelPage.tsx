@@ -1,17 +1,23 @@
 import { useEffect, useState, type FormEvent } from 'react';
 import { Link, useParams } from 'react-router-dom';
 import { useMutation, useQuery } from 'urql';
-import { resultError } from '../api/errors';
-import { ErrorMessage, Loading } from '../components/ErrorMessage';
+import { useMutationAction } from '../api/useMutationAction';
+import { ErrorMessage } from '../components/ErrorMessage';
+import { PageGate } from '../components/PageGate';
+import { usePageTitle } from '../components/usePageTitle';
 import { formatBytes, formatDate } from '../components/format';
+import { Pager } from '../components/Pager';
 import { ProjectNav } from '../components/ProjectNav';
 import { effectiveRole, roleAtLeast } from '../components/roles';
+import { usePages } from '../api/pagination';
 import { graphql } from '../gql';
+import { paths } from '../paths';
 import { EvaluationView } from '../models/EvaluationView';
+import { PromotionGatesEditor } from '../models/PromotionGatesEditor';
 import { useSession } from '../session/SessionContext';
 
 const ModelQuery = graphql(`
-  query Model($slug: String!, $name: String!) {
+  query Model($slug: String!, $name: String!, $after: String) {
     project(slug: $slug) {
       id
       viewerRole
@@ -30,7 +36,14 @@ const ModelQuery = graphql(`
             number
           }
         }
-        versions(first: 100) {
+        latestVersion {
+          id
+        }
+        versions(first: 100, after: $after) {
+          pageInfo {
+            hasNextPage
+            endCursor
+          }
           nodes {
             id
             number
@@ -68,118 +81,42 @@ const SetAliasMutation = graphql(`
           alias
         }
       }
-      ... on Error {
-        code
-        message
-      }
-      ... on InvalidInputError {
-        fieldErrors {
-          field
-          message
-        }
-      }
+      ...ErrorFields
     }
   }
 `);
-
-const SetGatesMutation = graphql(`
-  mutation SetModelPromotionGates($model: ID!, $gates: JSON!) {
-    setModelPromotionGates(model: $model, gates: $gates) {
-      __typename
-      ... on SetPromotionGatesSuccess {
-        model {
-          id
-          promotionGates
-        }
-      }
-      ... on Error {
-        code
-        message
-      }
-      ... on InvalidInputError {
-        fieldErrors {
-          field
-          message
-        }
-      }
-    }
-  }
-`);
-
-function GatesEditor({ modelId, gates, onSaved }: { modelId: string; gates: unknown; onSaved: () => void }) {
-  const saved = JSON.stringify(gates ?? [], null, 2);
-  const [text, setText] = useState(saved);
-  const [problem, setProblem] = useState<unknown>(null);
-  const [state, save] = useMutation(SetGatesMutation);
-  useEffect(() => setText(saved), [saved]);
-
-  async function submit(event: FormEvent) {
-    event.preventDefault();
-    setProblem(null);
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(text);
-    } catch (error) {
-      return setProblem({ code: 'INVALID_JSON', message: `the gates are not JSON: ${error instanceof Error ? error.message : String(error)}` });
-    }
-    const result = await save({ model: modelId, gates: parsed });
-    const answer = result.data?.setModelPromotionGates;
-    if (result.error || !answer) return setProblem(result.error);
-    if (answer.__typename === 'SetPromotionGatesSuccess') onSaved();
-    else setProblem(resultError(answer));
-  }
-
-  return (
-    <form onSubmit={submit} className="panel stack" aria-labelledby="gates-heading">
-      <h2 id="gates-heading">Promotion gates</h2>
-      <label>
-        Promotion gates (JSON)
-        <textarea
-          className="code"
-          rows={6}
-          spellCheck={false}
-          placeholder='[{"kind": "metric_threshold", "metric": "accuracy", "min": 0.8, "aliases": ["staging", "production"]}]'
-          value={text}
-          onChange={(e) => setText(e.target.value)}
-        />
-      </label>
-      <ErrorMessage error={problem} />
-      <button type="submit" disabled={state.fetching}>
-        Save promotion gates
-      </button>
-    </form>
-  );
-}
 
 export function ModelPage() {
   const params = useParams();
   const slug = params.slug ?? '';
   const name = params.name ?? '';
   const { session } = useSession();
-  const [{ data, error, fetching }, refetch] = useQuery({ query: ModelQuery, variables: { slug, name } });
-  const [aliasState, setAlias] = useMutation(SetAliasMutation);
+  // The API lists versions oldest first: the pages walk towards the newest.
+  const pages = usePages(`${slug}\n${name}`);
+  const [{ data, error, fetching }, refetch] = useQuery({ query: ModelQuery, variables: { slug, name, after: pages.after } });
+  usePageTitle(name, 'Models', slug);
+  const [, setAlias] = useMutation(SetAliasMutation);
+  const aliasAction = useMutationAction();
   const [chosen, setChosen] = useState<string | null>(null);
   const [alias, setAliasName] = useState('staging');
   const [aliasVersion, setAliasVersion] = useState('');
-  const [problem, setProblem] = useState<unknown>(null);
   const [moved, setMoved] = useState<string | null>(null);
 
   const model = data?.project?.model;
   const versions = model?.versions.nodes ?? [];
-  const newest = versions.reduce<(typeof versions)[number] | null>((best, each) => (!best || each.number > best.number ? each : best), null);
+  // The model's latest version if this page holds it, else this page's newest.
+  const newest =
+    versions.find((each) => each.id === model?.latestVersion?.id) ??
+    versions.reduce<(typeof versions)[number] | null>((best, each) => (!best || each.number > best.number ? each : best), null);
   useEffect(() => {
     if (!aliasVersion && newest) setAliasVersion(newest.id);
   }, [aliasVersion, newest]);
 
-  if (fetching && !data) return <Loading what="the model" />;
-  if (!data && error) return <ErrorMessage error={error} />;
   if (!model) {
     return (
-      <section>
-        <ProjectNav slug={slug} />
-        <h1>Model not found</h1>
-        <p>There is no model “{name}” in this project that you may see.</p>
-      </section>
+      <PageGate query={{ data, error, fetching }} what="the model" notFound="Model not found" slug={slug}>
+        There is no model “{name}” in this project that you may see.
+      </PageGate>
     );
   }
   const role = effectiveRole(data?.project?.viewerRole, session?.isAdmin ?? false);
@@ -188,16 +125,12 @@ export function ModelPage() {
 
   async function moveAlias(event: FormEvent) {
     event.preventDefault();
-    setProblem(null);
     setMoved(null);
-    const result = await setAlias({ input: { version: aliasVersion, alias } });
-    const answer = result.data?.setModelAlias;
-    if (result.error || !answer) return setProblem(result.error);
     // A promotion gate's refusal is a ConflictError whose message says which check failed.
-    if (answer.__typename === 'SetModelAliasSuccess') {
-      setMoved(`${answer.alias.alias} now points at version ${versions.find((each) => each.id === aliasVersion)?.number ?? '?'}.`);
-      refetch({ requestPolicy: 'network-only' });
-    } else setProblem(resultError(answer));
+    const done = await aliasAction.run(() => setAlias({ input: { version: aliasVersion, alias } }), (data) => data.setModelAlias);
+    if (!done) return;
+    setMoved(`${done.alias.alias} now points at version ${versions.find((each) => each.id === aliasVersion)?.number ?? '?'}.`);
+    refetch({ requestPolicy: 'network-only' });
   }
 
   return (
@@ -240,18 +173,19 @@ export function ModelPage() {
               </select>
             </label>
           </div>
-          <ErrorMessage error={problem} />
+          <ErrorMessage error={aliasAction.problem} />
           {moved && (
             <p role="status" className="notice">
               {moved}
             </p>
           )}
-          <button type="submit" disabled={aliasState.fetching}>
+          <button type="submit" disabled={aliasAction.busy}>
             Move alias
           </button>
         </form>
       )}
       <h2>Versions</h2>
+      <p className="muted">Oldest first, as the API lists them; the pages below lead to the newest.</p>
       <div className="table-wrap" tabIndex={0}>
         <table>
           <thead>
@@ -274,7 +208,7 @@ export function ModelPage() {
                   </button>
                 </td>
                 <td>
-                  {each.job ? <Link to={`/projects/${slug}/jobs/${encodeURIComponent(each.job.id)}`}>training job</Link> : each.source.toLowerCase()}
+                  {each.job ? <Link to={paths.job(slug, each.job.id)}>training job</Link> : each.source.toLowerCase()}
                 </td>
                 <td>
                   {each.trainer} <span className="muted">({each.format})</span>
@@ -288,15 +222,9 @@ export function ModelPage() {
           </tbody>
         </table>
       </div>
+      <Pager what="the versions" pages={pages} info={model.versions.pageInfo} />
       {shown && <EvaluationView metrics={shown.metrics} title={`Evaluation of version ${shown.number}`} />}
-      {roleAtLeast(role, 'MAINTAINER') && writable ? (
-        <GatesEditor modelId={model.id} gates={model.promotionGates} onSaved={() => refetch({ requestPolicy: 'network-only' })} />
-      ) : (
-        <>
-          <h2>Promotion gates</h2>
-          <pre tabIndex={0} className="code">{JSON.stringify(model.promotionGates ?? [], null, 2)}</pre>
-        </>
-      )}
+      <PromotionGatesEditor modelId={model.id} gates={model.promotionGates} canEdit={roleAtLeast(role, 'MAINTAINER') && writable} />
     </section>
   );
 }

@@ -2,14 +2,22 @@ import { Link, useParams } from 'react-router-dom';
 import { useQuery } from 'urql';
 import { ErrorMessage, Loading } from '../components/ErrorMessage';
 import { formatDate } from '../components/format';
+import { Pager } from '../components/Pager';
+import { usePages } from '../api/pagination';
 import { ProjectNav } from '../components/ProjectNav';
+import { usePageTitle } from '../components/usePageTitle';
 import { graphql } from '../gql';
+import { paths } from '../paths';
 
 const ProjectModelsQuery = graphql(`
-  query ProjectModels($slug: String!) {
+  query ProjectModels($slug: String!, $after: String) {
     project(slug: $slug) {
       id
-      models(first: 100) {
+      models(first: 100, after: $after) {
+        pageInfo {
+          hasNextPage
+          endCursor
+        }
         nodes {
           id
           name
@@ -34,7 +42,9 @@ const ProjectModelsQuery = graphql(`
 
 export function ModelsPage() {
   const slug = useParams().slug ?? '';
-  const [{ data, error, fetching }] = useQuery({ query: ProjectModelsQuery, variables: { slug } });
+  usePageTitle('Models', slug);
+  const pages = usePages(slug);
+  const [{ data, error, fetching }] = useQuery({ query: ProjectModelsQuery, variables: { slug, after: pages.after } });
   if (fetching && !data) return <Loading what="models" />;
   if (!data && error) return <ErrorMessage error={error} />;
   const models = data?.project?.models.nodes ?? [];
@@ -59,7 +69,7 @@ export function ModelsPage() {
               {models.map((model) => (
                 <tr key={model.id}>
                   <td>
-                    <Link to={`/projects/${slug}/models/${encodeURIComponent(model.name)}`}>{model.name}</Link>
+                    <Link to={paths.model(slug, model.name)}>{model.name}</Link>
                   </td>
                   <td>{model.latestVersion ? `v${model.latestVersion.number}` : '—'}</td>
                   <td>{model.aliases.map((alias) => `${alias.alias} → v${alias.version.number}`).join(', ') || '—'}</td>
@@ -70,6 +80,7 @@ export function ModelsPage() {
           </table>
         </div>
       )}
+      <Pager what="the models" pages={pages} info={data?.project?.models.pageInfo} />
     </section>
   );
 }

@@ -1,10 +1,13 @@
-import { useState, type FormEvent } from 'react';
+import { useEffect, useRef, useState, type FormEvent } from 'react';
 import { useParams } from 'react-router-dom';
 import { useMutation, useQuery } from 'urql';
-import { resultError } from '../api/errors';
-import { ErrorMessage, Loading } from '../components/ErrorMessage';
+import { useMutationAction } from '../api/useMutationAction';
+import { ConfirmButton } from '../components/ConfirmButton';
+import { ErrorMessage } from '../components/ErrorMessage';
 import { formatDate } from '../components/format';
+import { PageGate } from '../components/PageGate';
 import { ProjectNav } from '../components/ProjectNav';
+import { usePageTitle } from '../components/usePageTitle';
 import { effectiveRole, PROJECT_ROLES, roleAtLeast } from '../components/roles';
 import { graphql } from '../gql';
 import type { ProjectRole } from '../gql/graphql';
@@ -39,16 +42,7 @@ const AddMemberMutation = graphql(`
   mutation AddProjectMember($input: ProjectMemberInput!) {
     addProjectMember(input: $input) {
       __typename
-      ... on Error {
-        code
-        message
-      }
-      ... on InvalidInputError {
-        fieldErrors {
-          field
-          message
-        }
-      }
+      ...ErrorFields
     }
   }
 `);
@@ -57,16 +51,7 @@ const ChangeRoleMutation = graphql(`
   mutation ChangeProjectMemberRole($input: ProjectMemberInput!) {
     changeProjectMemberRole(input: $input) {
       __typename
-      ... on Error {
-        code
-        message
-      }
-      ... on InvalidInputError {
-        fieldErrors {
-          field
-          message
-        }
-      }
+      ...ErrorFields
     }
   }
 `);
@@ -75,10 +60,7 @@ const RemoveMemberMutation = graphql(`
   mutation RemoveProjectMember($input: RemoveProjectMemberInput!) {
     removeProjectMember(input: $input) {
       __typename
-      ... on Error {
-        code
-        message
-      }
+      ...ErrorFields
     }
   }
 `);
@@ -87,8 +69,62 @@ function roleName(role: ProjectRole): string {
   return role.charAt(0) + role.slice(1).toLowerCase();
 }
 
+/** A member's role, changed by an explicit choice: picking in the list (where arrow keys change
+ * the value on some systems) only proposes; "Save role" applies it. */
+function MemberRoleEditor({
+  username,
+  role,
+  assignable,
+  disabled,
+  onSave,
+}: {
+  username: string;
+  role: ProjectRole;
+  assignable: ReadonlyArray<ProjectRole>;
+  disabled: boolean;
+  onSave: (role: ProjectRole) => Promise<boolean>;
+}) {
+  // Null: no change proposed, the list follows the member's role as the server has it.
+  const [choice, setChoice] = useState<ProjectRole | null>(null);
+  const select = useRef<HTMLSelectElement>(null);
+  const changed = choice !== null && choice !== role;
+  // The button goes once saved: focus goes back to the list it saved, once the list is enabled
+  // again (it is disabled while the page's mutation runs).
+  const [refocus, setRefocus] = useState(false);
+  useEffect(() => {
+    if (refocus && !disabled) {
+      setRefocus(false);
+      select.current?.focus();
+    }
+  }, [refocus, disabled]);
+
+  async function save() {
+    if (choice === null || !(await onSave(choice))) return;
+    setChoice(null);
+    setRefocus(true);
+  }
+
+  return (
+    <span className="row">
+      <select ref={select} aria-label={`Role of ${username}`} value={choice ?? role} disabled={disabled} onChange={(e) => setChoice(e.target.value as ProjectRole)}>
+        {assignable.map((each) => (
+          <option key={each} value={each}>
+            {roleName(each)}
+          </option>
+        ))}
+      </select>
+      {changed && (
+        <button type="button" aria-label={`Save role of ${username}`} disabled={disabled} onClick={() => void save()}>
+          Save role
+        </button>
+      )}
+    </span>
+  );
+}
+
 export function ProjectPage() {
   const slug = useParams().slug ?? '';
+  usePageTitle('Members', slug);
   const { session } = useSession();
   const [{ data, error, fetching }, refetch] = useQuery({ query: ProjectQuery, variables: { slug } });
   const [, addMember] = useMutation(AddMemberMutation);
@@ -96,8 +132,9 @@ export function ProjectPage() {
   const [, removeMember] = useMutation(RemoveMemberMutation);
   const [username, setUsername] = useState('');
   const [newRole, setNewRole] = useState<ProjectRole>('VIEWER');
-  const [problem, setProblem] = useState<unknown>(null);
-  const [busy, setBusy] = useState(false);
+  const action = useMutationAction();
+  // Where focus goes when a removed member's row takes the focused control with it.
+  const membersHeading = useRef<HTMLHeadingElement>(null);
 
   const project = data?.project;
   const role = effectiveRole(project?.viewerRole, session?.isAdmin ?? false);
@@ -106,40 +143,35 @@ export function ProjectPage() {
   // Maintainers add and change members up to maintainer; only owners deal with owners.
   const assignable = PROJECT_ROLES.filter((each) => each !== 'OWNER' || canManageOwners);
 
-  async function run(change: () => Promise<{ error?: unknown; data?: unknown }>, pick: (data: never) => { __typename?: string } | undefined) {
-    setProblem(null);
-    setBusy(true);
-    try {
-      const result = await change();
-      const answer = result.data ? pick(result.data as never) : undefined;
-      if (result.error) setProblem(result.error);
-      else setProblem(resultError(answer));
-      refetch({ requestPolicy: 'network-only' });
-      return !result.error && !resultError(answer);
-    } finally {
-      setBusy(false);
-    }
-  }
-
   async function add(event: FormEvent) {
     event.preventDefault();
     if (!project) return;
-    const done = await run(
-      () => addMember({ input: { project: project.id, username, role: newRole } }),
-      (d: { addProjectMember: { __typename?: string } }) => d.addProjectMember,
-    );
+    const input = { project: project.id, username, role: newRole };
+    const done = await action.run(() => addMember({ input }), (data) => data.addProjectMember);
+    refetch({ requestPolicy: 'network-only' });
     if (done) setUsername('');
   }
 
-  if (fetching && !data) return <Loading what="the project" />;
-  // A failed refresh of a page already shown is said on it, not instead of it.
-  if (error && !data) return <ErrorMessage error={error} />;
+  async function saveRole(member: string, role: ProjectRole): Promise<boolean> {
+    if (!project) return false;
+    const input = { project: project.id, username: member, role };
+    const done = await action.run(() => changeRole({ input }), (data) => data.changeProjectMemberRole);
+    refetch({ requestPolicy: 'network-only' });
+    return done !== null;
+  }
+
+  async function remove(member: string): Promise<void> {
+    if (!project) return;
+    const input = { project: project.id, username: member };
+    await action.run(() => removeMember({ input }), (data) => data.removeProjectMember);
+    refetch({ requestPolicy: 'network-only' });
+  }
+
   if (!project) {
     return (
-      <section>
-        <h1>Project not found</h1>
-        <p>There is no project “{slug}” that you may see.</p>
-      </section>
+      <PageGate query={{ data, error, fetching }} what="the project" notFound="Project not found">
+        There is no project “{slug}” that you may see.
+      </PageGate>
     );
   }
 
@@ -153,8 +185,10 @@ export function ProjectPage() {
         {project.isArchived && ' · archived (read-only)'}
       </p>
       {project.description && <p>{project.description}</p>}
-      <h2>Members</h2>
-      <ErrorMessage error={problem} />
+      <h2 ref={membersHeading} tabIndex={-1}>
+        Members
+      </h2>
+      <ErrorMessage error={action.problem} />
       <div className="table-wrap" tabIndex={0}>
         <table>
           <thead>
@@ -181,23 +215,13 @@ export function ProjectPage() {
                   </td>
                   <td>
                     {editable ? (
-                      <select
-                        aria-label={`Role of ${name}`}
-                        value={member.role}
-                        disabled={busy}
-                        onChange={(e) =>
-                          void run(
-                            () => changeRole({ input: { project: project.id, username: name, role: e.target.value as ProjectRole } }),
-                            (d: { changeProjectMemberRole: { __typename?: string } }) => d.changeProjectMemberRole,
-                          )
-                        }
-                      >
-                        {assignable.map((each) => (
-                          <option key={each} value={each}>
-                            {roleName(each)}
-                          </option>
-                        ))}
-                      </select>
+                      <MemberRoleEditor
+                        username={name}
+                        role={member.role}
+                        assignable={assignable}
+                        disabled={action.busy}
+                        onSave={(chosen) => saveRole(name, chosen)}
+                      />
                     ) : (
                       roleName(member.role)
                     )}
@@ -206,20 +230,17 @@ export function ProjectPage() {
                   {canManage && (
                     <td>
                       {editable && (
-                        <button
-                          type="button"
+                        <ConfirmButton
                           className="danger"
-                          aria-label={`Remove ${name}`}
-                          disabled={busy}
-                          onClick={() =>
-                            void run(
-                              () => removeMember({ input: { project: project.id, username: name } }),
-                              (d: { removeProjectMember: { __typename?: string } }) => d.removeProjectMember,
-                            )
-                          }
+                          label={`Remove ${name}`}
+                          question={`Remove ${name} from ${project.name}?`}
+                          confirm={`Yes, remove ${name}`}
+                          disabled={action.busy}
+                          onConfirm={() => remove(name)}
+                          fallbackFocus={membersHeading}
                         >
                           Remove
-                        </button>
+                        </ConfirmButton>
                       )}
                     </td>
                   )}
@@ -248,7 +269,7 @@ export function ProjectPage() {
               </select>
             </label>
           </div>
-          <button type="submit" disabled={busy}>
+          <button type="submit" disabled={action.busy}>
             Add member
           </button>
         </form>

@@ -1,14 +1,22 @@
 import { useState, type FormEvent } from 'react';
 import { Link, useNavigate } from 'react-router-dom';
 import { useMutation, useQuery } from 'urql';
-import { resultError } from '../api/errors';
+import { useMutationAction } from '../api/useMutationAction';
 import { ErrorMessage, Loading } from '../components/ErrorMessage';
 import { formatDate } from '../components/format';
+import { Pager } from '../components/Pager';
+import { usePages } from '../api/pagination';
+import { usePageTitle } from '../components/usePageTitle';
 import { graphql } from '../gql';
+import { paths } from '../paths';
 
 const ProjectsQuery = graphql(`
-  query Projects {
-    projects(first: 100) {
+  query Projects($after: String) {
+    projects(first: 100, after: $after) {
+      pageInfo {
+        hasNextPage
+        endCursor
+      }
       nodes {
         id
         slug
@@ -32,37 +40,26 @@ const CreateProjectMutation = graphql(`
           slug
         }
       }
-      ... on Error {
-        code
-        message
-      }
-      ... on InvalidInputError {
-        fieldErrors {
-          field
-          message
-        }
-      }
+      ...ErrorFields
     }
   }
 `);
 
 export function ProjectsPage() {
-  const [{ data, error, fetching }] = useQuery({ query: ProjectsQuery });
-  const [creation, createProject] = useMutation(CreateProjectMutation);
+  const pages = usePages('projects');
+  const [{ data, error, fetching }] = useQuery({ query: ProjectsQuery, variables: { after: pages.after } });
+  usePageTitle('Projects');
+  const [, createProject] = useMutation(CreateProjectMutation);
+  const action = useMutationAction();
   const [slug, setSlug] = useState('');
   const [name, setName] = useState('');
   const [description, setDescription] = useState('');
-  const [problem, setProblem] = useState<unknown>(null);
   const navigate = useNavigate();
 
   async function create(event: FormEvent) {
     event.preventDefault();
-    setProblem(null);
-    const result = await createProject({ input: { slug, name, description } });
-    const answer = result.data?.createProject;
-    if (result.error || !answer) return setProblem(result.error);
-    if (answer.__typename === 'CreateProjectSuccess') navigate(`/projects/${answer.project.slug}`);
-    else setProblem(resultError(answer));
+    const made = await action.run(() => createProject({ input: { slug, name, description } }), (data) => data.createProject);
+    if (made) navigate(paths.project(made.project.slug));
   }
 
   const projects = data?.projects.nodes ?? [];
@@ -77,7 +74,7 @@ export function ProjectsPage() {
           {projects.map((project) => (
             <li key={project.id} className="panel">
               <h2>
-                <Link to={`/projects/${project.slug}`}>{project.name}</Link>
+                <Link to={paths.project(project.slug)}>{project.name}</Link>
               </h2>
               <p className="muted">
                 <code>{project.slug}</code> · {project.viewerRole?.toLowerCase() ?? 'admin'} · created {formatDate(project.createdAt)}
@@ -88,6 +85,7 @@ export function ProjectsPage() {
           ))}
         </ul>
       )}
+      <Pager what="your projects" pages={pages} info={data?.projects.pageInfo} />
       <form onSubmit={create} className="panel stack" aria-labelledby="new-project-heading">
         <h2 id="new-project-heading">New project</h2>
         <div className="row">
@@ -112,8 +110,8 @@ export function ProjectsPage() {
           Description
           <textarea value={description} onChange={(e) => setDescription(e.target.value)} />
         </label>
-        <ErrorMessage error={problem} />
-        <button type="submit" disabled={creation.fetching}>
+        <ErrorMessage error={action.problem} />
+        <button type="submit" disabled={action.busy}>
           Create project
         </button>
       </form>

@@ -1,7 +1,9 @@
 import { useState, type FormEvent } from 'react';
+import { usePageTitle } from '../components/usePageTitle';
 import { useSession } from '../session/SessionContext';
 
 export function SignInPage() {
+  usePageTitle('Sign in');
   const { signIn, state } = useSession();
   const [username, setUsername] = useState('');
   const [password, setPassword] = useState('');

@@ -1,10 +1,13 @@
 import { useEffect, useMemo, useState, type FormEvent } from 'react';
 import { useNavigate, useParams } from 'react-router-dom';
 import { useMutation, useQuery } from 'urql';
-import { resultError } from '../api/errors';
-import { ErrorMessage, Loading } from '../components/ErrorMessage';
+import { useMutationAction } from '../api/useMutationAction';
+import { ErrorMessage } from '../components/ErrorMessage';
+import { PageGate } from '../components/PageGate';
+import { usePageTitle } from '../components/usePageTitle';
 import { ProjectNav } from '../components/ProjectNav';
 import { graphql } from '../gql';
+import { paths } from '../paths';
 import { HyperparameterFields } from '../training/HyperparameterFields';
 import { hyperparameterFields, initialValues, parseHyperparameters, type FormValues } from '../training/hyperparameterForm';
 
@@ -56,16 +59,7 @@ const SubmitTrainingJobMutation = graphql(`
           state
         }
       }
-      ... on Error {
-        code
-        message
-      }
-      ... on InvalidInputError {
-        fieldErrors {
-          field
-          message
-        }
-      }
+      ...ErrorFields
     }
   }
 `);
@@ -74,16 +68,19 @@ export function SubmitJobPage() {
   const slug = useParams().slug ?? '';
   const navigate = useNavigate();
   const [{ data, error, fetching }] = useQuery({ query: SubmitFormQuery, variables: { slug } });
-  const [submission, submit] = useMutation(SubmitTrainingJobMutation);
+  usePageTitle('Train a model', slug);
+  const [, submit] = useMutation(SubmitTrainingJobMutation);
+  const action = useMutationAction();
   const [versionId, setVersionId] = useState('');
   const [trainerName, setTrainerName] = useState('');
   const [target, setTarget] = useState('');
   const [validationFraction, setValidationFraction] = useState('0.2');
   const [seed, setSeed] = useState('0');
   const [modelName, setModelName] = useState('');
-  const [values, setValues] = useState<FormValues>({});
+  // Only what the user typed, per trainer: the trainers query read again (a refresh, another
+  // tab's change) gives new objects, and must not put the defaults back over the user's values.
+  const [edits, setEdits] = useState<Record<string, FormValues>>({});
   const [fieldErrors, setFieldErrors] = useState<Record<string, string>>({});
-  const [problem, setProblem] = useState<unknown>(null);
 
   const versions = useMemo(
     () =>
@@ -104,7 +101,7 @@ export function SubmitJobPage() {
   useEffect(() => {
     if (!trainerName && trainers[0]) setTrainerName(trainers[0].name);
   }, [trainers, trainerName]);
-  useEffect(() => setValues(initialValues(fields)), [fields]);
+  const values = useMemo(() => ({ ...initialValues(fields), ...edits[trainerName] }), [fields, edits, trainerName]);
   useEffect(() => {
     const columns = version?.columns ?? [];
     if (!columns.some((column) => column.name === target)) setTarget(columns[columns.length - 1]?.name ?? '');
@@ -112,29 +109,30 @@ export function SubmitJobPage() {
 
   async function send(event: FormEvent) {
     event.preventDefault();
-    setProblem(null);
+    action.setProblem(null);
     const parsed = parseHyperparameters(trainer?.hyperparameters ?? [], values);
     setFieldErrors(parsed.errors);
     if (Object.keys(parsed.errors).length > 0) return;
-    const result = await submit({
-      input: {
-        datasetVersion: versionId,
-        trainer: trainerName,
-        target,
-        hyperparameters: parsed.values,
-        validationFraction: Number(validationFraction),
-        seed: Number(seed),
-        modelName: modelName.trim() || null,
-      },
-    });
-    const answer = result.data?.submitTrainingJob;
-    if (result.error || !answer) return setProblem(result.error);
-    if (answer.__typename === 'TrainingJobSuccess') navigate(`/projects/${slug}/jobs/${encodeURIComponent(answer.job.id)}`);
-    else setProblem(resultError(answer));
+    const input = {
+      datasetVersion: versionId,
+      trainer: trainerName,
+      target,
+      hyperparameters: parsed.values,
+      validationFraction: Number(validationFraction),
+      seed: Number(seed),
+      modelName: modelName.trim() || null,
+    };
+    const submitted = await action.run(() => submit({ input }), (data) => data.submitTrainingJob);
+    if (submitted) navigate(paths.job(slug, submitted.job.id));
   }
 
-  if (fetching && !data) return <Loading what="the trainers" />;
-  if (!data && error) return <ErrorMessage error={error} />;
+  if (!data) {
+    return (
+      <PageGate query={{ data, error, fetching }} what="the trainers" notFound="Project not found">
+        There is no project “{slug}” that you may see.
+      </PageGate>
+    );
+  }
   return (
     <section>
       <ProjectNav slug={slug} />
@@ -190,9 +188,14 @@ export function SubmitJobPage() {
               <input value={modelName} placeholder="the dataset's name" onChange={(e) => setModelName(e.target.value)} />
             </label>
           </div>
-          <HyperparameterFields fields={fields} values={values} errors={fieldErrors} onChange={(name, value) => setValues((old) => ({ ...old, [name]: value }))} />
-          <ErrorMessage error={problem} />
-          <button type="submit" disabled={submission.fetching || !trainer || !target}>
+          <HyperparameterFields
+            fields={fields}
+            values={values}
+            errors={fieldErrors}
+            onChange={(name, value) => setEdits((old) => ({ ...old, [trainerName]: { ...old[trainerName], [name]: value } }))}
+          />
+          <ErrorMessage error={action.problem} />
+          <button type="submit" disabled={action.busy || !trainer || !target}>
             Submit training job
           </button>
         </form>

@@ -1,8 +1,10 @@
-import { useState, type FormEvent } from 'react';
+import { useRef, useState, type FormEvent } from 'react';
 import { useMutation, useQuery } from 'urql';
-import { resultError } from '../api/errors';
+import { useMutationAction } from '../api/useMutationAction';
+import { ConfirmButton } from '../components/ConfirmButton';
 import { ErrorMessage, Loading } from '../components/ErrorMessage';
 import { formatDate } from '../components/format';
+import { usePageTitle } from '../components/usePageTitle';
 import { graphql } from '../gql';
 
 const ApiTokensQuery = graphql(`
@@ -36,16 +38,7 @@ const CreateApiTokenMutation = graphql(`
           prefix
         }
       }
-      ... on Error {
-        code
-        message
-      }
-      ... on InvalidInputError {
-        fieldErrors {
-          field
-          message
-        }
-      }
+      ...ErrorFields
     }
   }
 `);
@@ -57,45 +50,37 @@ const RevokeApiTokenMutation = graphql(`
       ... on RevokeApiTokenSuccess {
         apiTokenId
       }
-      ... on Error {
-        code
-        message
-      }
+      ...ErrorFields
     }
   }
 `);
 
 export function TokensPage() {
   const [{ data, error, fetching }, refetch] = useQuery({ query: ApiTokensQuery });
-  const [created, createToken] = useMutation(CreateApiTokenMutation);
-  const [revoked, revokeToken] = useMutation(RevokeApiTokenMutation);
+  usePageTitle('API tokens');
+  const [, createToken] = useMutation(CreateApiTokenMutation);
+  const [, revokeToken] = useMutation(RevokeApiTokenMutation);
+  const action = useMutationAction();
+  // Where focus goes once a revoked token's button is gone: the list it changed.
+  const listHeading = useRef<HTMLHeadingElement>(null);
   const [name, setName] = useState('');
   const [expiresAt, setExpiresAt] = useState('');
   const [secret, setSecret] = useState<{ name: string; token: string } | null>(null);
-  const [problem, setProblem] = useState<unknown>(null);
 
   async function create(event: FormEvent) {
     event.preventDefault();
-    setProblem(null);
     setSecret(null);
     const input = { name, expiresAt: expiresAt ? new Date(expiresAt).toISOString() : null };
-    const result = await createToken({ input });
-    const answer = result.data?.createApiToken;
-    if (result.error || !answer) return setProblem(result.error);
-    if (answer.__typename === 'CreateApiTokenSuccess') {
-      setSecret({ name: answer.apiToken.name, token: answer.token });
-      setName('');
-      setExpiresAt('');
-      refetch({ requestPolicy: 'network-only' });
-    } else setProblem(resultError(answer));
+    const made = await action.run(() => createToken({ input }), (data) => data.createApiToken);
+    if (!made) return;
+    setSecret({ name: made.apiToken.name, token: made.token });
+    setName('');
+    setExpiresAt('');
+    refetch({ requestPolicy: 'network-only' });
   }
 
   async function revoke(id: string) {
-    setProblem(null);
-    const result = await revokeToken({ id });
-    const answer = result.data?.revokeApiToken;
-    if (result.error || !answer) return setProblem(result.error);
-    if (answer.__typename !== 'RevokeApiTokenSuccess') setProblem(resultError(answer));
+    await action.run(() => revokeToken({ id }), (data) => data.revokeApiToken);
     refetch({ requestPolicy: 'network-only' });
   }
 
@@ -118,7 +103,7 @@ export function TokensPage() {
             <input type="datetime-local" value={expiresAt} onChange={(e) => setExpiresAt(e.target.value)} />
           </label>
         </div>
-        <button type="submit" disabled={created.fetching}>
+        <button type="submit" disabled={action.busy}>
           Create token
         </button>
       </form>
@@ -128,12 +113,15 @@ export function TokensPage() {
           <p>Copy its secret now: it is not shown again.</p>
           <label>
             New token secret
-            <input readOnly value={secret.token} onFocus={(e) => e.target.select()} />
+            {/* Focused (and so selected) as it comes: the one thing to do next is copy it. */}
+            <input readOnly autoFocus value={secret.token} onFocus={(e) => e.target.select()} />
           </label>
         </section>
       )}
-      <ErrorMessage error={problem} />
-      <h2>Your tokens</h2>
+      <ErrorMessage error={action.problem} />
+      <h2 ref={listHeading} tabIndex={-1}>
+        Your tokens
+      </h2>
       <ErrorMessage error={error} />
       {fetching && !data && <Loading what="your tokens" />}
       {data && tokens.length === 0 && <p>You have no tokens yet.</p>}
@@ -168,15 +156,17 @@ export function TokensPage() {
                   <td>{token.revokedAt ? formatDate(token.revokedAt) : 'no'}</td>
                   <td>
                     {!token.revokedAt && (
-                      <button
-                        type="button"
+                      <ConfirmButton
                         className="danger"
-                        aria-label={`Revoke token ${token.name}`}
-                        disabled={revoked.fetching}
-                        onClick={() => void revoke(token.id)}
+                        label={`Revoke token ${token.name}`}
+                        question={`Revoke ${token.name}? Scripts using it stop working.`}
+                        confirm={`Yes, revoke ${token.name}`}
+                        disabled={action.busy}
+                        onConfirm={() => revoke(token.id)}
+                        fallbackFocus={listHeading}
                       >
                         Revoke
-                      </button>
+                      </ConfirmButton>
                     )}
                   </td>
                 </tr>

@@ -1,8 +1,8 @@
-import { createContext, useCallback, useContext, useEffect, useMemo, useReducer, useRef, useState, type ReactNode } from 'react';
+import { createContext, useCallback, useContext, useEffect, useMemo, useReducer, useRef, type ReactNode } from 'react';
 import type { FetchLike } from '../api/csrfFetch';
 import { describeError } from '../api/errors';
 import { fetchSession, signIn as signInRequest, signOut as signOutRequest, type Session } from '../api/session';
-import { currentSession, initialSessionState, sessionReducer, type SessionState } from './sessionState';
+import { currentSession, initialSessionState, sessionReducer, signOutError, type SessionState } from './sessionState';
 
 export interface SessionApi {
   state: SessionState;
@@ -20,7 +20,6 @@ const SessionContext = createContext<SessionApi | null>(null);
 export function SessionProvider({ children, fetch: givenFetch }: { children: ReactNode; fetch?: FetchLike }) {
   const fetcher = useMemo<FetchLike>(() => givenFetch ?? ((input, init) => globalThis.fetch(input, init)), [givenFetch]);
   const [state, dispatch] = useReducer(sessionReducer, initialSessionState);
-  const [signOutError, setSignOutError] = useState<string | null>(null);
   const stateRef = useRef(state);
   stateRef.current = state;
 
@@ -49,13 +48,11 @@ export function SessionProvider({ children, fetch: givenFetch }: { children: Rea
   const signOut = useCallback(async () => {
     const session = currentSession(stateRef.current);
     if (!session) return;
-    setSignOutError(null);
     dispatch({ type: 'signOutStarted' });
     try {
       await signOutRequest(fetcher, session.csrfToken);
       dispatch({ type: 'signedOut' });
     } catch (error) {
-      setSignOutError(describeError(error));
       dispatch({ type: 'signOutFailed', error: describeError(error) });
     }
   }, [fetcher]);
@@ -63,8 +60,8 @@ export function SessionProvider({ children, fetch: givenFetch }: { children: Rea
   const expire = useCallback(() => dispatch({ type: 'expired' }), []);
 
   const api = useMemo<SessionApi>(
-    () => ({ state, session: currentSession(state), signOutError, signIn, signOut, expire, fetch: fetcher }),
-    [state, signOutError, signIn, signOut, expire, fetcher],
+    () => ({ state, session: currentSession(state), signOutError: signOutError(state), signIn, signOut, expire, fetch: fetcher }),
+    [state, signIn, signOut, expire, fetcher],
   );
   return <SessionContext.Provider value={api}>{children}</SessionContext.Provider>;
 }

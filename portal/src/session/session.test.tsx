@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { cleanup } from '@testing-library/react';
 import type { FetchLike } from '../api/csrfFetch';
 import { SessionProvider, useSession } from './SessionContext';
-import { sessionReducer } from './sessionState';
+import { sessionReducer, signOutError } from './sessionState';
 
 const ALICE = { username: 'alice', isAdmin: false, csrfToken: 'csrf-1', expiresAt: '2030-01-01T00:00:00+00:00' };
 
@@ -116,7 +116,11 @@ describe('sessionReducer', () => {
   it('keeps the session when sign-out fails', () => {
     const signingOut = sessionReducer({ status: 'signedIn', session: ALICE }, { type: 'signOutStarted' });
     expect(signingOut).toEqual({ status: 'signingOut', session: ALICE });
-    expect(sessionReducer(signingOut, { type: 'signOutFailed', error: 'offline' })).toEqual({ status: 'signedIn', session: ALICE });
+    const failed = sessionReducer(signingOut, { type: 'signOutFailed', error: 'offline' });
+    expect(failed).toEqual({ status: 'signedIn', session: ALICE, signOutError: 'offline' });
+    expect(signOutError(failed)).toBe('offline');
+    // Said until the next try, which starts without it.
+    expect(signOutError(sessionReducer(failed, { type: 'signOutStarted' }))).toBeNull();
   });
 
   it('ignores an expiry while signed out', () => {

@@ -6,7 +6,8 @@ export type SessionState =
   | { status: 'restoring' }
   | { status: 'signedOut'; notice: string | null }
   | { status: 'signingIn' }
-  | { status: 'signedIn'; session: Session }
+  /** `signOutError`: why the last sign-out failed, said until the next try. */
+  | { status: 'signedIn'; session: Session; signOutError?: string }
   | { status: 'signingOut'; session: Session };
 
 export type SessionAction =
@@ -37,12 +38,17 @@ export function sessionReducer(state: SessionState, action: SessionAction): Sess
       return { status: 'signedOut', notice: null };
     case 'signOutFailed':
       // The session is still there: stay signed in and say why sign-out failed.
-      return state.status === 'signingOut' ? { status: 'signedIn', session: state.session } : state;
+      return state.status === 'signingOut' ? { status: 'signedIn', session: state.session, signOutError: action.error } : state;
     case 'expired':
       return state.status === 'signedIn' || state.status === 'signingOut'
         ? { status: 'signedOut', notice: 'Your session has ended. Sign in again.' }
         : state;
   }
+}
+
+/** Why the last sign-out failed, while the portal is still signed in because of it. */
+export function signOutError(state: SessionState): string | null {
+  return state.status === 'signedIn' ? (state.signOutError ?? null) : null;
 }
 
 export function currentSession(state: SessionState): Session | null {

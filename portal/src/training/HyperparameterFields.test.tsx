@@ -18,7 +18,9 @@ describe('HyperparameterFields', () => {
     expect(rate.type).toBe('number');
     expect(rate.value).toBe('0.01');
     expect(rate.min).toBe('0');
-    expect(rate.getAttribute('aria-describedby')).toContain('hp-learning_rate-hint');
+    // Described by its own hint: the id is React's (useId), not built from the parameter's name.
+    const hint = document.getElementById(rate.getAttribute('aria-describedby') ?? '');
+    expect(hint?.textContent).toBe('step size');
     expect((screen.getByLabelText('Shuffle') as HTMLInputElement).checked).toBe(false);
     expect((screen.getByLabelText('Optimizer') as HTMLSelectElement).value).toBe('adam');
   });

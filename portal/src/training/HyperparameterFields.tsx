@@ -1,3 +1,4 @@
+import { useId } from 'react';
 import type { FormValues, HyperParameterField } from './hyperparameterForm';
 
 export function HyperparameterFields({
@@ -11,13 +12,15 @@ export function HyperparameterFields({
   errors: Record<string, string>;
   onChange: (name: string, value: string | boolean) => void;
 }) {
+  // Ids unique on the page whatever the parameters are named.
+  const idPrefix = useId();
   return (
     <fieldset className="stack">
       <legend>Hyperparameters</legend>
       {fields.length === 0 && <p className="muted">This trainer takes no hyperparameters.</p>}
-      {fields.map((field) => {
-        const hintId = `hp-${field.name}-hint`;
-        const errorId = `hp-${field.name}-error`;
+      {fields.map((field, index) => {
+        const hintId = `${idPrefix}${index}-hint`;
+        const errorId = `${idPrefix}${index}-error`;
         const error = errors[field.name];
         const described = error ? `${hintId} ${errorId}` : hintId;
         const value = values[field.name];
