@@ -13,12 +13,12 @@ on the server's event loop with the platform's own functions before uvicorn star
    training thread, COPY from the event loop) into a submitted and claimed training job, timed
    until every point is committed. Aim: 20x faster.
 2. Reading a history of `--history-steps` (20,000) steps of one key. MLflow:
-   `get_metric_history`, every point. The platform: `TrainingJob.metrics` through `/graphql`
-   over HTTP, whose `maxPoints` is at most 10,000 (`MAX_SERIES_POINTS`): no argument answers
-   more, so 20,000 steps come back as 10,000 buckets (`history_*`). Like for like: a key of
-   10,000 steps, read whole on both sides (`full_resolution_*`). The job is running, so each
-   request reads PostgreSQL; a finished job's charts are kept in Redis
-   (`history_finished_job_*`). Aim: 5x faster.
+   `get_metric_history`, every point. The platform: `TrainingJob.metricColumns` through
+   `/graphql` over HTTP, every point too (`maxPoints` up to 100,000), answered as columns
+   (`history_*`). Also a key of 10,000 steps read whole on both sides (`full_resolution_*`),
+   and that key as `TrainingJob.metrics` answers it, one object per point, at most 10,000
+   (`objects_*`). The job is running, so each request reads PostgreSQL; a finished job's
+   series are kept in Redis (`history_finished_job_*`). Aim: 5x faster.
 3. The latest metrics of `--runs` (100) runs. MLflow: the faster of `search_runs` (one page of
    100 runs) and `get_run` once per run. The platform: `project { trainingJobs(first: 100) {
    nodes { id latestMetrics } } }`, and the same page without `latestMetrics`, to tell what
@@ -69,10 +69,16 @@ logger = logging.getLogger("vs_mlflow")
 SLUG = "bench"
 HISTORY_KEY = "loss"
 FULL_KEY = "loss_10k"
-FULL_STEPS = 10_000  # MAX_SERIES_POINTS: the most points `TrainingJob.metrics` answers
+FULL_STEPS = 10_000  # the most points `TrainingJob.metrics` answers as objects
 RUN_STEPS = 10  # steps of each of the `--runs` runs whose latest metrics are read
 AIMS = {"write": 20, "history": 5, "latest": 5}
 HISTORY = """
+query($id: ID!, $key: String!, $maxPoints: Int!) {
+  node(id: $id) { ... on TrainingJob { metricColumns(key: $key, maxPoints: $maxPoints) {
+    steps values } } }
+}
+"""
+OBJECTS = """
 query($id: ID!, $key: String!, $maxPoints: Int!) {
   node(id: $id) { ... on TrainingJob { metrics(key: $key, maxPoints: $maxPoints) {
     step value min max } } }
@@ -233,9 +239,18 @@ class PlatformReads:
             raise RuntimeError(body["errors"])
         return body["data"]
 
-    def history(self, job_id: UUID, key: str, max_points: int) -> list[dict[str, Any]]:
+    def history(self, job_id: UUID, key: str, max_points: int) -> list[tuple[int, float]]:
+        """The (step, value) points of the key, read as columns."""
         node_id = global_ids.encode("TrainingJob", job_id)
-        return self.query(HISTORY, id=node_id, key=key, maxPoints=max_points)["node"]["metrics"]
+        answer = self.query(HISTORY, id=node_id, key=key, maxPoints=max_points)
+        columns = answer["node"]["metricColumns"]
+        return list(zip(columns["steps"], columns["values"], strict=True))
+
+    def objects(self, job_id: UUID, key: str, max_points: int) -> list[tuple[int, float]]:
+        """The same, read as `TrainingJob.metrics` answers it: one object per point."""
+        node_id = global_ids.encode("TrainingJob", job_id)
+        points = self.query(OBJECTS, id=node_id, key=key, maxPoints=max_points)["node"]["metrics"]
+        return [(point["step"], point["value"]) for point in points]
 
     def latest(self, runs: int, query: str = LATEST) -> list[Any]:
         data = self.query(query, slug=SLUG, first=runs)
@@ -268,15 +283,13 @@ def check_answers(
     mlflow: MlflowSide, platform: PlatformReads, seed: PlatformSeed, arguments: argparse.Namespace
 ) -> None:
     """Both sides answer the same points and the same latest values."""
-    full = [(point.step, point.value) for point in mlflow.history(FULL_KEY)]
-    served = [
-        (p["step"], p["value"]) for p in platform.history(seed.history_job, FULL_KEY, FULL_STEPS)
-    ]
-    assert len(served) == FULL_STEPS, len(served)
-    assert sorted(full) == served, "the same full history"
-    assert len(mlflow.history(HISTORY_KEY)) == arguments.history_steps
-    buckets = platform.history(seed.history_job, HISTORY_KEY, FULL_STEPS)
-    assert len(buckets) == min(arguments.history_steps, FULL_STEPS), len(buckets)
+    full = sorted((point.step, point.value) for point in mlflow.history(FULL_KEY))
+    assert platform.history(seed.history_job, FULL_KEY, FULL_STEPS) == full, "the same history"
+    assert platform.objects(seed.history_job, FULL_KEY, FULL_STEPS) == full, "the same history"
+    whole = sorted((point.step, point.value) for point in mlflow.history(HISTORY_KEY))
+    assert len(whole) == arguments.history_steps
+    served = platform.history(seed.history_job, HISTORY_KEY, arguments.history_steps)
+    assert served == whole, "the same long history, every point"
     expected = metrics_of(RUN_STEPS - 1, KEYS[: arguments.keys])
     for answer in (mlflow.search_runs(), mlflow.get_runs(), platform.latest(arguments.runs)):
         assert len(answer) == arguments.runs, len(answer)
@@ -288,11 +301,12 @@ def reads(
 ) -> dict[str, float]:
     timing = {"requests": arguments.requests, "rounds": arguments.rounds, "warmup": 2}
     runs = arguments.runs
+    steps = arguments.history_steps
     history = median_ms(
         {
             "mlflow": lambda: mlflow.history(HISTORY_KEY),
-            "platform": lambda: platform.history(seed.history_job, HISTORY_KEY, FULL_STEPS),
-            "finished": lambda: platform.history(seed.finished_job, HISTORY_KEY, FULL_STEPS),
+            "platform": lambda: platform.history(seed.history_job, HISTORY_KEY, steps),
+            "finished": lambda: platform.history(seed.finished_job, HISTORY_KEY, steps),
         },
         **timing,
     )
@@ -300,6 +314,7 @@ def reads(
         {
             "mlflow": lambda: mlflow.history(FULL_KEY),
             "platform": lambda: platform.history(seed.history_job, FULL_KEY, FULL_STEPS),
+            "objects": lambda: platform.objects(seed.history_job, FULL_KEY, FULL_STEPS),
         },
         **timing,
     )
@@ -313,13 +328,12 @@ def reads(
         **timing,
     )
     return {
-        "history_steps": arguments.history_steps,
-        # maxPoints is at most MAX_SERIES_POINTS: a longer history is answered as buckets.
-        "history_platform_points_answered": min(arguments.history_steps, FULL_STEPS),
+        "history_steps": steps,
         **compared("history", history["mlflow"], history["platform"]),
         **compared("history_finished_job", history["mlflow"], history["finished"]),
         "full_resolution_points": FULL_STEPS,
         **compared("full_resolution", full["mlflow"], full["platform"]),
+        **compared("objects", full["mlflow"], full["objects"]),
         "latest_runs": runs,
         "latest_mlflow_search_runs_ms": round(latest["search_runs"], 2),
         "latest_mlflow_get_run_each_ms": round(latest["get_run"], 2),

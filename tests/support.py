@@ -185,16 +185,17 @@ def running_server(environment: dict[str, str], log_path: Path) -> Iterator[Runn
 
 @contextlib.asynccontextmanager
 async def ready_server(
-    config: Config, tmp_path_factory: pytest.TempPathFactory
+    config: Config, tmp_path_factory: pytest.TempPathFactory, **variables: str
 ) -> AsyncIterator[RunningServer]:
-    """`aiaas serve` on the module's database and Redis, once `/readyz` answers 200."""
-    environment = server_environment(config)
+    """`aiaas serve` on the module's database and Redis, with `variables` added to its
+    environment, once `/readyz` answers 200."""
+    environment = server_environment(config, **variables)
     with running_server(environment, tmp_path_factory.mktemp("server") / "serve.log") as running:
         await wait_until_ready(running)
         yield running
 
 
-async def wait_until_ready(server: RunningServer, timeout_s: float = 20) -> None:
+async def wait_until_ready(server: RunningServer, timeout_s: float = 60) -> None:
     """Return once `/readyz` answers 200; fail the test, with the server's log, otherwise."""
     deadline = time.monotonic() + timeout_s
     async with httpx.AsyncClient(base_url=server.base_url, timeout=2) as client:

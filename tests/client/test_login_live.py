@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from aiaas.cli import cli
 from aiaas.client import Client, credentials
 from aiaas.core.config import Config
-from support import RunningServer, free_port, running_server, server_environment, wait_until_ready
+from support import RunningServer, free_port, ready_server
 
 pytestmark = pytest.mark.slow
 
@@ -23,9 +23,8 @@ pytestmark = pytest.mark.slow
 async def server(
     config: Config, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[RunningServer]:
-    environment = server_environment(config, AIAAS_DATA_DIR=str(config.data_dir))
-    with running_server(environment, tmp_path_factory.mktemp("login") / "serve.log") as running:
-        await wait_until_ready(running)
+    data_dir = str(config.data_dir)
+    async with ready_server(config, tmp_path_factory, AIAAS_DATA_DIR=data_dir) as running:
         yield running
 
 

@@ -17,7 +17,10 @@ from aiaas.app import create_app
 from aiaas.core.bootstrap import create_platform
 from aiaas.core.config import Config, Mode
 from aiaas.graphql.graphiql import ASSETS_DIR, ASSETS_PATH
+from aiaas.portal import ASSETS as PORTAL_ASSETS
+from aiaas.portal import BUNDLE_DIR as PORTAL_BUNDLE_DIR
 
+PORTAL_ASSETS_DIR = PORTAL_BUNDLE_DIR / PORTAL_ASSETS
 PAGE_URL = "http://aiaas.test/graphql"
 CONTENT_TYPES = {
     ".js": {"text/javascript", "application/javascript"},
@@ -143,10 +146,12 @@ async def test_production_serves_no_graphiql_asset(
 
 
 def test_the_shipped_scripts_evaluate_no_text_as_code() -> None:
-    """The bundles call `RegExp.prototype.exec` (pattern matching on a string) but never `eval`;
-    the one `Function` constructor is webpack's way to find the global object where
-    `globalThis` is missing, a branch no browser GraphiQL supports takes."""
-    for script in sorted(ASSETS_DIR.glob("*.js")):
+    """GraphiQL's bundles and the portal's call `RegExp.prototype.exec` (pattern matching on a
+    string) but never `eval`; the one `Function` constructor is webpack's way to find the global
+    object where `globalThis` is missing, a branch no browser GraphiQL supports takes."""
+    scripts = sorted(ASSETS_DIR.glob("*.js")) + sorted(PORTAL_ASSETS_DIR.glob("*.js"))
+    assert any(script.is_relative_to(PORTAL_ASSETS_DIR) for script in scripts)
+    for script in scripts:
         text = script.read_text(encoding="utf-8")
         assert not re.search(r"(?<![\w$.])eval\s*\(", text), script.name
         constructed = re.findall(r"new Function\(([^)]*)\)", text)

@@ -26,13 +26,11 @@ from support import (
     acknowledged_socket,
     messages_until_closed,
     poll_until,
+    ready_server,
     receive,
-    running_server,
     send,
-    server_environment,
     unique,
     user_with_token,
-    wait_until_ready,
 )
 
 pytestmark = pytest.mark.slow
@@ -48,9 +46,7 @@ subscription Changes($project: ID!) {
 async def server(
     config: Config, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[RunningServer]:
-    environment = server_environment(config)
-    with running_server(environment, tmp_path_factory.mktemp("server") / "serve.log") as running:
-        await wait_until_ready(running)
+    async with ready_server(config, tmp_path_factory) as running:
         yield running
 
 

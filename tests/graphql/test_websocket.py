@@ -30,14 +30,12 @@ from support import (
     messages_until_closed,
     open_socket,
     poll_until,
+    ready_server,
     receive,
-    running_server,
     sees_project,
     send,
-    server_environment,
     unique,
     user_with_token,
-    wait_until_ready,
 )
 
 pytestmark = pytest.mark.slow
@@ -74,9 +72,7 @@ async def server(
 ) -> AsyncIterator[RunningServer]:
     """One real server for the module; the portal's origin is on its allowlist so that the
     origin tests can show both sides of the rule against the same process."""
-    environment = server_environment(config, AIAAS_CORS_ORIGINS=PORTAL_ORIGIN)
-    with running_server(environment, tmp_path_factory.mktemp("server") / "serve.log") as running:
-        await wait_until_ready(running)
+    async with ready_server(config, tmp_path_factory, AIAAS_CORS_ORIGINS=PORTAL_ORIGIN) as running:
         yield running
 
 

@@ -35,13 +35,11 @@ from support import (
     RunningServer,
     messages_until_closed,
     poll_until,
+    ready_server,
     receive,
-    running_server,
     send,
-    server_environment,
     unique,
     user_with_token,
-    wait_until_ready,
 )
 
 pytestmark = pytest.mark.slow
@@ -61,9 +59,8 @@ async def server(
 ) -> AsyncIterator[RunningServer]:
     """`*` lets a page of any origin open a socket (strawberry's handshake check), so that the
     cookie's own origin rule is what is left to refuse one; the portal's origin is listed."""
-    environment = server_environment(config, AIAAS_CORS_ORIGINS=f"*,{PORTAL_ORIGIN}")
-    with running_server(environment, tmp_path_factory.mktemp("server") / "serve.log") as running:
-        await wait_until_ready(running)
+    origins = f"*,{PORTAL_ORIGIN}"
+    async with ready_server(config, tmp_path_factory, AIAAS_CORS_ORIGINS=origins) as running:
         yield running
 
 

@@ -15,8 +15,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, NewType, cast
 
+import strawberry
 from strawberry.schema.types.base_scalars import DateTimeDefinition
 from strawberry.types.scalar import ScalarDefinition
 
@@ -74,4 +75,30 @@ DATETIME: ScalarDefinition = dataclasses.replace(
 )
 """Strawberry's `DateTime`, with a parser that checks the range: for `scalar_overrides`."""
 
-SCALAR_OVERRIDES: dict[object, ScalarDefinition] = {datetime: DATETIME}
+
+def _output_only(value: object) -> object:
+    raise InputError("a column is only ever answered, never taken as an argument")
+
+
+StepColumn = NewType("StepColumn", list[int])
+FloatColumn = NewType("FloatColumn", list[float | None])
+"""Whole columns of numbers, each one leaf value (see `graphql/training/metric_columns.py`)."""
+
+STEP_COLUMN: ScalarDefinition = strawberry.scalar(
+    name="StepColumn",
+    description="A JSON array of integer steps, ascending.",
+    serialize=list,
+    parse_value=_output_only,
+)
+FLOAT_COLUMN: ScalarDefinition = strawberry.scalar(
+    name="FloatColumn",
+    description="A JSON array of numbers, with null where a value was not finite.",
+    serialize=list,
+    parse_value=_output_only,
+)
+
+SCALAR_OVERRIDES: dict[object, ScalarDefinition] = {
+    datetime: DATETIME,
+    StepColumn: STEP_COLUMN,
+    FloatColumn: FLOAT_COLUMN,
+}

@@ -27,7 +27,7 @@ from aiaas.core.errors import InputError
 from aiaas.core.storage import Connection
 
 MAX_KEY_LENGTH: Final = 100
-MAX_SERIES_POINTS: Final = 10_000
+MAX_SERIES_POINTS: Final = 100_000
 MAX_STEP: Final = 2**63 - 1
 
 

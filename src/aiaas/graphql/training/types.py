@@ -13,6 +13,7 @@ from strawberry.types import Info
 
 from aiaas.core import jobs
 from aiaas.core import trainers as training
+from aiaas.core.errors import InputError
 from aiaas.core.serialization import finite_or_none, json_safe
 from aiaas.core.training import finished_charts, metric_history
 from aiaas.core.training.finished_charts import DEFAULT_CHART_POINTS
@@ -21,6 +22,10 @@ from aiaas.graphql.errors import ConflictResult, InvalidInputResult, NotFoundRes
 from aiaas.graphql.jobs.types import JobState
 from aiaas.graphql.models.types import ModelVersion
 from aiaas.graphql.relay import Node, to_global_id
+from aiaas.graphql.training.metric_columns import MetricColumns
+
+MAX_POINT_OBJECTS = 10_000
+"""The most points `metrics` answers as objects: each costs the execution of four fields."""
 
 
 @strawberry.type(description="One typed hyperparameter of a trainer.")
@@ -120,17 +125,37 @@ class TrainingJob(Node):
         return as_json(json_safe(found or {}))
 
     @strawberry.field(
-        description="A metric's history, downsampled to at most maxPoints buckets (1 to 10000) "
-        "so that a long run charts fast."
+        description="A metric's history, downsampled to at most maxPoints buckets (1 to "
+        f"{MAX_POINT_OBJECTS}) so that a long run charts fast; one object per point."
     )
     async def metrics(
         self, info: Info, key: str, max_points: int = DEFAULT_CHART_POINTS
     ) -> list[MetricPoint]:
+        if type(max_points) is int and max_points > MAX_POINT_OBJECTS:
+            raise InputError(
+                f"maxPoints is from 1 to {MAX_POINT_OBJECTS} here; metricColumns reads up to "
+                f"{metric_history.MAX_SERIES_POINTS} points at once",
+                field_errors={"max_points": "out of range"},
+            )
+        points = await self._series(info, key, max_points)
+        return [MetricPoint.from_domain(point) for point in points]
+
+    @strawberry.field(
+        description="The same history as columns, downsampled to at most maxPoints buckets (1 "
+        f"to {metric_history.MAX_SERIES_POINTS}): the way to read a long history whole."
+    )
+    async def metric_columns(
+        self, info: Info, key: str, max_points: int = DEFAULT_CHART_POINTS
+    ) -> MetricColumns:
+        return MetricColumns(points=await self._series(info, key, max_points))
+
+    async def _series(
+        self, info: Info, key: str, max_points: int
+    ) -> list[metric_history.MetricPoint]:
         finished = jobs.JobState(self.state.value) in jobs.TERMINAL_STATES
-        points = await finished_charts.chart_series(
+        return await finished_charts.chart_series(
             info.context.platform, self.job_uuid, key, max_points, finished=finished
         )
-        return [MetricPoint.from_domain(point) for point in points]
 
     @classmethod
     def from_domain(cls, job: jobs.Job) -> TrainingJob:
