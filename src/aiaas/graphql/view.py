@@ -38,9 +38,6 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws import WS_4406_PROTOCOL_NOT_ACCEPTABLE
-from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
-    BaseGraphQLTransportWSHandler,
-)
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage
 
 from aiaas.browser_sessions import (
@@ -58,6 +55,7 @@ from aiaas.graphql.context import RequestContext
 from aiaas.graphql.graphiql import graphiql_page, graphiql_policy
 from aiaas.graphql.loaders import make_loaders
 from aiaas.graphql.schema import build_schema
+from aiaas.graphql.shared_operations import SharedSubscriptionsHandler
 from aiaas.requests import request_id_of
 
 logger = logging.getLogger(__name__)
@@ -107,9 +105,10 @@ class ConnectionInitRefusedError(Exception):
         self.reason = close_reason(reason)
 
 
-class TransportWSHandler(BaseGraphQLTransportWSHandler[RequestContext, None]):
-    """strawberry's graphql-transport-ws handler, but a refused `connection_init` is closed with
-    a reason that says why, where strawberry's says "Forbidden"."""
+class TransportWSHandler(SharedSubscriptionsHandler):
+    """strawberry's graphql-transport-ws handler, with subscriptions shared between sockets
+    (`SharedSubscriptionsHandler`), and a refused `connection_init` closed with a reason that
+    says why, where strawberry's says "Forbidden"."""
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
         try:

@@ -21,6 +21,7 @@ from aiaas.graphql.permissions import (
     requires_in_project,
 )
 from aiaas.graphql.relay import uuid_of
+from aiaas.graphql.shared_subscriptions import authorizing_only
 from aiaas.graphql.training.types import JobEvent, TrainingJob
 
 REAUTHORIZE_EVERY_S = 1.0
@@ -42,6 +43,8 @@ class TrainingSubscription:
         context: RequestContext = info.context
         job_uuid = uuid_of(job_id, ("TrainingJob", "Job"), "jobId")
         cursor = parse_cursor(after)
+        if authorizing_only(info):  # the subscriber's policy passed; its group reads the job
+            return
         job = await context.loader("job").load(job_uuid)
         if job.state in TERMINAL_STATES:
             # Its stream may have expired, or Redis lost it: what is left of it, then the end
@@ -56,8 +59,9 @@ class TrainingSubscription:
         checked_at = time.monotonic()
         async for stream_cursor, event in context.platform.job_events.subscribe(job_uuid, cursor):
             # Checked again while the subscription lasts: a member removed from the project
-            # stops hearing its jobs within a second. Not for every event: a hundred people
-            # watching a job would make it most of the work.
+            # stops hearing its jobs within a second. Not for every event: it is most of the
+            # work when events come fast. Once for all the sockets that share this subscription
+            # (`aiaas.graphql.shared_subscriptions`): they are all the same caller.
             if time.monotonic() - checked_at >= REAUTHORIZE_EVERY_S:
                 await authorize_in_project(context, job.project_id, "job", "read")
                 checked_at = time.monotonic()
@@ -74,6 +78,8 @@ class TrainingSubscription:
     ) -> AsyncGenerator[TrainingJob, None]:
         context: RequestContext = info.context
         project_id = uuid_of(project, "Project", "project")
+        if authorizing_only(info):  # the subscriber's policy passed; its group follows the jobs
+            return
         channel = project_jobs_channel(project_id)
         async for change in context.platform.events.subscribe(channel):
             if change.get("kind") != TRAINING_JOB:
