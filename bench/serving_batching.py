@@ -51,7 +51,11 @@ timed in the bench's process, and the server's mean batch execution under the lo
 the end (it must be 0). The load generator also reports the CPU time it and the server spent
 per request (`*_cpu_ms_per_request`): on a machine with few cores, the client's share of them
 bounds what the server can show, and the REST overhead, timed by the client, includes the
-client's own work. The server logs at `--server-log-level` (warning: no line per request).
+client's own work. `*_server_cpu_outside_model_ms_per_request` is the CPU time of the server's
+main thread alone per request: its event loop does everything a request costs but the model
+(HTTP, the middlewares, authentication, V2 parsing and encoding, the batcher's queueing), and
+the model runs in other threads (the batcher's executor and XLA's own). The server logs at
+`--server-log-level` (warning: no line per request).
 
 The server, the load generator and JAX share the machine's cores (`cpu_cores`), as does any
 other work on it: `load_average_1m_at_start`/`_at_end` say how busy it was.
@@ -500,6 +504,7 @@ class LoadRun:
     failure_samples: list[str]
     client_cpu_ms_per_request: float
     server_cpu_ms_per_request: float
+    server_loop_cpu_ms_per_request: float
     wall_s: float
 
 
@@ -810,6 +815,13 @@ async def http_on(config: Config, scratch: Path, arguments: argparse.Namespace) 
             "unbatched", "server_cpu_ms_per_request"
         ),
         "http_batched_client_cpu_ms_per_request": median_of("batched", "client_cpu_ms_per_request"),
+        # The server's event loop alone: the CPU a request costs outside the model.
+        "http_batched_server_cpu_outside_model_ms_per_request": median_of(
+            "batched", "server_loop_cpu_ms_per_request"
+        ),
+        "http_unbatched_server_cpu_outside_model_ms_per_request": median_of(
+            "unbatched", "server_loop_cpu_ms_per_request"
+        ),
         "http_batched_mean_batch_rows": round(server_batches["mean_rows"], 1),
         "http_batched_largest_batch_rows_at_most": largest_rows,
         "http_batched_mean_batch_execution_ms": round(server_batches["mean_execution_ms"], 3),
@@ -820,6 +832,9 @@ async def http_on(config: Config, scratch: Path, arguments: argparse.Namespace) 
         "http_one_caller_p99_ms": round(float(np.percentile(one_caller.latencies_ms, 99)), 3),
         "http_one_caller_server_cpu_ms_per_request": round(one_caller.server_cpu_ms_per_request, 3),
         "http_one_caller_client_cpu_ms_per_request": round(one_caller.client_cpu_ms_per_request, 3),
+        "http_one_caller_server_cpu_outside_model_ms_per_request": round(
+            one_caller.server_loop_cpu_ms_per_request, 3
+        ),
         "in_process_one_caller_p50_ms": round(in_process_p50, 3),
         "rest_overhead_p50_ms": round(overhead_ms, 3),
         "http_compilations_during_warm_up": int(at_warm_up["batched"] + at_warm_up["unbatched"]),

@@ -6,7 +6,8 @@ Like a V2 client, it reads the model's inputs from its metadata and sends one te
 of shape [1] (or [1, 1] where the input has a second dimension). Requests that start after the
 warm-up and end before the stop count: their rate and latencies (from the call to the parsed
 answer) are printed as one JSON object, with the number and a sample of failures, and the CPU
-time that this process (and, with `--server-pid`, the server) spent per counted request.
+time that this process (and, with `--server-pid`, the server, and the server's main thread, its
+event loop, where everything but the model runs) spent per counted request.
 
 The load generator shares the machine's cores with the server, so what it spends per request
 is taken from the server. With `--client raw` (the default) each caller holds one keep-alive
@@ -102,6 +103,17 @@ def cpu_s(process: psutil.Process | None) -> float:
     return float(times.user + times.system)
 
 
+def event_loop_cpu_s(process: psutil.Process | None) -> float:
+    """The CPU time of the server's main thread, its event loop: everything a request costs
+    outside the model, which runs in other threads (the batcher's executor and XLA's own)."""
+    if process is None:
+        return 0.0
+    for thread in process.threads():
+        if thread.id == process.pid:
+            return float(thread.user_time + thread.system_time)
+    raise RuntimeError(f"process {process.pid} has no main thread")
+
+
 async def drive(arguments: argparse.Namespace) -> dict[str, Any]:
     headers = {
         "authorization": f"Bearer {os.environ['SERVING_LOAD_TOKEN']}",
@@ -163,9 +175,11 @@ async def drive(arguments: argparse.Namespace) -> dict[str, Any]:
         async def clock() -> None:
             await asyncio.sleep(max(0.0, measure_from - loop.time()))
             cpu["client"], cpu["server"] = -cpu_s(me), -cpu_s(server)
+            cpu["server_loop"] = -event_loop_cpu_s(server)
             await asyncio.sleep(max(0.0, stop_at - loop.time()))
             cpu["client"] += cpu_s(me)
             cpu["server"] += cpu_s(server)
+            cpu["server_loop"] += event_loop_cpu_s(server)
 
         started_at = time.perf_counter()
         await asyncio.gather(clock(), *(caller(offset) for offset in range(arguments.callers)))
@@ -178,6 +192,7 @@ async def drive(arguments: argparse.Namespace) -> dict[str, Any]:
         "failure_samples": sorted(set(failures))[:5],
         "client_cpu_ms_per_request": 1000 * cpu["client"] / counted,
         "server_cpu_ms_per_request": 1000 * cpu["server"] / counted if server else None,
+        "server_loop_cpu_ms_per_request": (1000 * cpu["server_loop"] / counted if server else None),
         "wall_s": time.perf_counter() - started_at,
     }
 

@@ -139,7 +139,12 @@ def create_app(
             await graphql.sessions.close()
             await platform.stop()
 
-    routes: list[BaseRoute] = [
+    routes: list[BaseRoute] = []
+    if config.role is not ServerRole.API:
+        # First: the router tries each route in turn, and predictions are most of the traffic.
+        # No other route takes a path under /v2.
+        routes += inference_rest.ROUTES
+    routes += [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         *metrics_rest.ROUTES,
@@ -151,8 +156,6 @@ def create_app(
             routes += graphiql.asset_routes()
         routes += dataset_rest.ROUTES + dataset_download.ROUTES + model_export.ROUTES
         routes += model_upload.ROUTES + browser_session.ROUTES
-    if config.role is not ServerRole.API:
-        routes += inference_rest.ROUTES
     if portal is not None:
         routes.append(PortalRoute(portal))  # last: it answers what no other route does
     app = Starlette(

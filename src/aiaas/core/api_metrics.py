@@ -116,6 +116,7 @@ class ApiMetrics:
             "From receiving an HTTP request to the end of its answer, by route template.",
             http, buckets=LATENCY_BUCKETS_SECONDS, registry=registry,
         )  # fmt: skip
+        self._http_series: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
         self._ready = Gauge(
             "aiaas_ready",
             "1 while the dependency a readiness check names (database, schema, redis) is usable, "
@@ -139,8 +140,16 @@ class ApiMetrics:
 
     def observe_http(self, route: str, method: str, status: int, duration_s: float) -> None:
         method = method if method in _METHODS else "other"
-        self._http_requests.labels(route, method, status_class(status)).inc()
-        self._http_duration.labels(route, method).observe(duration_s)
+        key = (route, method, status_class(status))
+        series = self._http_series.get(key)
+        if series is None:
+            # `labels()` checks and converts the values and takes a lock on every call, a large
+            # part of what a request costs outside the model: each series is looked up once.
+            # Routes are templates and methods and classes few, so the dictionary stays small.
+            series = self._http_requests.labels(*key), self._http_duration.labels(route, method)
+            self._http_series[key] = series
+        series[0].inc()
+        series[1].observe(duration_s)
 
     def observe_readiness(self, checks: Mapping[str, str]) -> None:
         for check, result in checks.items():

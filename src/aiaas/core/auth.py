@@ -45,6 +45,17 @@ class Authenticator(abc.ABC):
         kind (the next one is asked). Raise `AuthenticationError` when they are of its kind but
         invalid: malformed, unknown, expired or revoked."""
 
+    async def start(self, metadata: MetadataStore) -> None:  # noqa: B027 - optional
+        """Begin what the authenticator keeps beside the database (a cache of verified
+        credentials, and what keeps it true); called once the database is reachable."""
+
+    async def refresh(self) -> None:  # noqa: B027 - an authenticator that keeps nothing
+        """Take in a change of credentials this process has just committed (a revoked token),
+        before answering again: the announcement from PostgreSQL comes a moment later."""
+
+    async def close(self) -> None:  # noqa: B027 - optional
+        """Let go of what `start` took; called before the database's pool closes."""
+
 
 class PolicyEnforcer(abc.ABC):
     """Decides whether a principal may perform an action on a resource within a domain.

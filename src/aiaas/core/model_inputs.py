@@ -78,7 +78,9 @@ class InputChecker:
         if not self._float_names:
             return {}
         values = [columns.get(name) for name in self._float_names]
-        if any(type(value) is not list for value in values):
+        # Lists from the REST API's JSON, 1-D arrays from the V2 protocol's decoding: numpy
+        # stacks either into one matrix (anything else, a nested array, is not 2-D).
+        if any(type(value) is not list and type(value) is not np.ndarray for value in values):
             return {}
         try:
             matrix = np.asarray(values)

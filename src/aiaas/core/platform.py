@@ -214,7 +214,11 @@ class Platform:
                 self._events = EventHub(self._redis)
                 self._job_events = EventStreamRelay(self._redis)
             await self.enforcer.start(self.metadata)
+            for _, authenticator in self.authenticators:
+                await authenticator.start(self.metadata)
         except BaseException:
+            for _, authenticator in self.authenticators:
+                await authenticator.close()
             self._events = None
             self._job_events = None
             if self._redis is not None:
@@ -241,6 +245,8 @@ class Platform:
             await self._redis.aclose()
             self._redis = None
         await self.enforcer.close()
+        for _, authenticator in self.authenticators:
+            await authenticator.close()
         await self.artifacts.close()
         await self.metadata.close()
 

@@ -296,6 +296,9 @@ _MODEL = "/v2/models/{name}"
 _VERSION = "/v2/models/{name}/versions/{version}"
 
 _PROTOCOL_ROUTES = [
+    # First: the router tries the routes in order, and nearly every request is a prediction.
+    Route(f"{_MODEL}/infer", infer, methods=["POST"]),
+    Route(f"{_VERSION}/infer", infer, methods=["POST"]),
     Route("/v2/health/live", live, methods=["GET"]),
     Route("/v2/health/ready", ready, methods=["GET"]),
     Route("/v2", server_info, methods=["GET"]),
@@ -305,8 +308,6 @@ _PROTOCOL_ROUTES = [
     Route(f"{_VERSION}/config", config, methods=["GET"]),
     Route(f"{_MODEL}/ready", model_ready, methods=["GET"]),
     Route(f"{_VERSION}/ready", model_ready, methods=["GET"]),
-    Route(f"{_MODEL}/infer", infer, methods=["POST"]),
-    Route(f"{_VERSION}/infer", infer, methods=["POST"]),
 ]
 
 _ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]

@@ -26,7 +26,14 @@ from aiaas.core.identity.access import (
     policy_rules,
     user_subject,
 )
-from aiaas.core.identity.accounts import User, looks_like_token, verify_token
+from aiaas.core.identity.accounts import (
+    User,
+    looks_like_token,
+    token_hash,
+    token_prefix,
+    verify_token,
+    verify_token_lifetime,
+)
 from aiaas.core.identity.members import Membership, all_memberships, authorize_in_project
 from aiaas.core.identity.platform_roles import PlatformRoleHolding, all_platform_roles
 from aiaas.core.identity.projects import Project
@@ -48,6 +55,9 @@ __all__ = [
     "membership_rule",
     "platform_role_rule",
     "policy_rules",
+    "token_hash",
+    "token_prefix",
     "user_subject",
     "verify_token",
+    "verify_token_lifetime",
 ]

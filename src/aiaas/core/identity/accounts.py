@@ -201,6 +201,15 @@ WHERE t.prefix = $1
 
 async def verify_token(connection: Connection, token: str, authenticator: str) -> Principal:
     """The principal a token stands for, or `AuthenticationError` saying why not."""
+    principal, _ = await verify_token_lifetime(connection, token, authenticator)
+    return principal
+
+
+async def verify_token_lifetime(
+    connection: Connection, token: str, authenticator: str
+) -> tuple[Principal, float | None]:
+    """`verify_token`, and the seconds the token stays valid by PostgreSQL's clock (None: it
+    does not expire), so that a cache of it can end with it whatever the local clock says."""
     row = await connection.fetchrow(_VERIFY, token_prefix(token))
     # Compare in constant time even when the prefix is unknown, so timing reveals nothing.
     stored = row["token_hash"] if row is not None else bytes(32)
@@ -212,13 +221,15 @@ async def verify_token(connection: Connection, token: str, authenticator: str) -
         raise AuthenticationError("API token expired")
     if row["disabled_at"] is not None:
         raise AuthenticationError("user disabled")
-    return Principal(
+    principal = Principal(
         user_id=row["user_id"],
         username=row["username"],
         is_admin=row["is_admin"],
         authenticated_by=authenticator,
         token_id=row["token_id"],
     )
+    expires_at = row["expires_at"]
+    return principal, None if expires_at is None else (expires_at - row["now"]).total_seconds()
 
 
 async def revoke_token(
@@ -246,6 +257,10 @@ async def revoke_token(
         await change.record(
             object_type="api_token", object_id=str(token_id), details={"revoked": bool(revoked)}
         )
+    # Committed: this process's authenticators forget the token now, before its next request,
+    # which may come before PostgreSQL's announcement of the change does.
+    for _, authenticator in platform.authenticators:
+        await authenticator.refresh()
     return bool(revoked)
 
 

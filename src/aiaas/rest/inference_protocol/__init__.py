@@ -6,7 +6,9 @@ send binary tensors by default, so the binary extension is not optional in pract
 
 This package only translates between bytes and numpy arrays, with no I/O, so that the routes
 stay thin and every malformed request can be tested without a server: `decoding` reads a
-request body, `encoding` writes the response bodies. It checks that a request is well formed as
+request body (`json_tensors` the tensors given as JSON data), `encoding` writes the response
+bodies; both use orjson, and the standard library where orjson would read or write otherwise
+than it (so that what clients see has not changed). It checks that a request is well formed as
 a V2 request; whether it fits the model (names, dtypes, ranks, finite values, batch size) is
 `aiaas.core.model_inputs.check_inputs`'s job, so that both APIs refuse the same way.
 
@@ -28,7 +30,6 @@ from aiaas.rest.inference_protocol.decoding import (
     MAX_BYTE_COUNT_DIGITS,
     MAX_DIMENSION,
     MAX_RANK,
-    NUMPY_DTYPES,
     InferenceRequest,
     RequestedOutput,
     parse_infer_request,
@@ -41,6 +42,7 @@ from aiaas.rest.inference_protocol.encoding import (
     server_metadata,
     v2_datatype,
 )
+from aiaas.rest.inference_protocol.json_tensors import NUMPY_DTYPES
 
 __all__ = [
     "INFERENCE_HEADER_CONTENT_LENGTH",

@@ -9,14 +9,20 @@ from __future__ import annotations
 import json
 import struct
 from dataclasses import dataclass
-from itertools import chain
 from math import prod
 from typing import Any, NoReturn
 
 import numpy as np
+import orjson
 
 from aiaas.core.errors import InputError
 from aiaas.core.images import image_format
+from aiaas.rest.inference_protocol.json_tensors import (
+    NUMPY_DTYPES,
+    FlatInputs,
+    from_json,
+    invalid_request,
+)
 
 INFERENCE_HEADER_CONTENT_LENGTH = "Inference-Header-Content-Length"
 """Set on a request or response whose body is a JSON header followed by binary tensor data."""
@@ -31,26 +37,6 @@ MAX_ELEMENTS = 2**31 - 1
 """The most elements a tensor's dimensions may span, zero-sized dimensions left out: a bound on
 what a shape may ask numpy to index, checked before anything is allocated. The body's size limit
 bounds the real data far below it."""
-
-NUMPY_DTYPES: dict[str, np.dtype[Any]] = {
-    "BOOL": np.dtype(np.bool_),
-    **{f"UINT{bits}": np.dtype(f"uint{bits}") for bits in (8, 16, 32, 64)},
-    **{f"INT{bits}": np.dtype(f"int{bits}") for bits in (8, 16, 32, 64)},
-    **{f"FP{bits}": np.dtype(f"float{bits}") for bits in (16, 32, 64)},
-    "BYTES": np.dtype(object),
-}
-"""Each supported V2 datatype and the numpy dtype its tensors decode to."""
-
-# The Python types that `json` gives for the JSON values each kind of tensor accepts.
-_JSON_TYPES_BY_KIND: dict[str, tuple[frozenset[type], str]] = {
-    "b": (frozenset({bool}), "booleans"),
-    "i": (frozenset({int}), "integers"),
-    "u": (frozenset({int}), "integers"),
-    "f": (frozenset({int, float}), "numbers"),
-    "O": (frozenset({str}), "strings"),
-}
-_JSON_TYPE_NAMES: dict[type, str] = {bool: "booleans", int: "integers", float: "numbers"}
-_JSON_TYPE_NAMES |= {str: "strings", type(None): "null", dict: "objects"}
 
 
 @dataclass(frozen=True)
@@ -80,9 +66,24 @@ def parse_infer_request(
     """The request in `body`, or an `InputError` naming the first thing that is malformed.
 
     `inference_header_content_length` is the value of that HTTP header, if the request had it:
-    then only that many leading bytes are JSON, and the rest is binary tensor data."""
+    then only that many leading bytes are JSON, and the rest is binary tensor data.
+
+    The JSON is read by orjson, and read again by the standard library when orjson refuses it
+    (a lone surrogate, a number beyond a double, invalid UTF-8) or the request is refused: the
+    two differ only in how they read an integer beyond 64 bits (orjson makes it a float), and
+    every refusal is told as it always was."""
     header, binary = _split_body(body, inference_header_content_length)
-    document = _load_json(header)
+    try:
+        document = orjson.loads(header)
+    except orjson.JSONDecodeError:
+        return _read_request(_load_json(header), binary)
+    try:
+        return _read_request(document, binary)
+    except InputError:
+        return _read_request(_load_json(header), binary)
+
+
+def _read_request(document: Any, binary: memoryview) -> InferenceRequest:
     if not isinstance(document, dict):
         raise invalid_request("body", "must be a JSON object")
     request_id = document.get("id")
@@ -96,29 +97,35 @@ def parse_infer_request(
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise invalid_request("inputs", "must be a non-empty list of input tensors")
 
-    columns: dict[str, np.ndarray] = {}
+    columns: dict[str, np.ndarray | None] = {}
     offset = 0  # binary sections are taken in input order
-    for index, raw_input in enumerate(raw_inputs):
-        name, array, offset = _parse_input(index, raw_input, binary, offset)
-        if name in columns:
-            raise invalid_request(name, "is given twice")
-        columns[name] = array
+    flat = FlatInputs()  # the usual inputs, converted together once all are read
+    try:
+        for index, raw_input in enumerate(raw_inputs):
+            name = flat.take(raw_input)
+            array = None
+            if name is None:
+                name, array, offset = _parse_input(index, raw_input, binary, offset)
+            if name in columns:
+                raise invalid_request(name, "is given twice")
+            columns[name] = array
+    except InputError:
+        flat.arrays()  # the first problem in input order is told: maybe an earlier input's
+        raise
+    converted = flat.arrays()
     if offset != len(binary):
         raise invalid_request(
             "inputs", f"{len(binary) - offset} bytes of binary data are not claimed by any input"
         )
     return InferenceRequest(
         id=request_id,
-        columns=columns,
+        # In input order, whichever way each was read.
+        columns={
+            name: converted[name] if array is None else array for name, array in columns.items()
+        },
         outputs=_parse_requested_outputs(document.get("outputs"), binary_by_default),
         binary_outputs_by_default=binary_by_default,
         parameters=parameters,
-    )
-
-
-def invalid_request(field: str, problem: str) -> InputError:
-    return InputError(
-        f"invalid inference request: {field}: {problem}", field_errors={field: problem}
     )
 
 
@@ -144,6 +151,7 @@ def _refuse_constant(constant: str) -> NoReturn:
 
 
 def _load_json(header: bytes) -> Any:
+    """The JSON document as the standard library reads it."""
     try:
         return json.loads(header.decode("utf-8"), parse_constant=_refuse_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as error:
@@ -190,7 +198,7 @@ def _parse_input(
     if size is None:
         if "data" not in raw:
             raise invalid_request(name, "has neither data nor parameters.binary_data_size")
-        return name, _from_json(name, raw["data"], tuple(shape), datatype), offset
+        return name, from_json(name, raw["data"], tuple(shape), datatype), offset
     if "data" in raw:
         raise invalid_request(name, "has both data and parameters.binary_data_size")
     if type(size) is not int or size < 0:
@@ -201,59 +209,6 @@ def _parse_input(
         )
     section = binary[offset : offset + size]
     return name, _from_binary(name, section, tuple(shape), datatype), offset + size
-
-
-def _from_json(name: str, data: Any, shape: tuple[int, ...], datatype: str) -> np.ndarray:
-    if not isinstance(data, list):
-        raise invalid_request(name, "data must be a list")
-    values = _flatten(name, data, shape)
-    count = prod(shape)
-    if len(values) != count:
-        raise invalid_request(
-            name, f"shape {list(shape)} needs {count} values, data has {len(values)}"
-        )
-    dtype = NUMPY_DTYPES[datatype]
-    allowed, description = _JSON_TYPES_BY_KIND[dtype.kind]
-    # One pass in C over the values rather than a Python loop: this runs for every request.
-    found = set(map(type, values))
-    if list in found:
-        raise invalid_request(name, f"data is nested deeper than shape {list(shape)}")
-    if not found <= allowed:
-        found_names = ", ".join(sorted(_JSON_TYPE_NAMES[kind] for kind in found - allowed))
-        raise invalid_request(name, f"{datatype} data must be {description}, not {found_names}")
-    if dtype.kind == "O":
-        try:
-            "".join(values).encode("utf-8")
-        except UnicodeEncodeError:
-            raise invalid_request(name, "has a string that is not valid Unicode") from None
-        return np.array(values, dtype=object).reshape(shape)
-    try:
-        with np.errstate(over="ignore"):  # overflow to infinity is refused just below
-            array = np.asarray(values, dtype=dtype)
-    except OverflowError:  # an integer out of range: numpy refuses rather than wraps
-        raise invalid_request(name, f"has a value out of range for {datatype}") from None
-    if dtype.kind == "f" and not np.isfinite(array).all():
-        raise invalid_request(name, f"has a value out of range for {datatype}")
-    return array.reshape(shape)
-
-
-def _flatten(name: str, data: list[Any], shape: tuple[int, ...]) -> list[Any]:
-    """The values of flat or nested `data` in row-major order; nested data must follow `shape`
-    exactly, so that a ragged list is not read as some other shape."""
-    if not shape or list not in set(map(type, data)):
-        return data
-    if len(data) != shape[0]:
-        raise invalid_request(name, f"nested data does not match shape {list(shape)}")
-    values = data
-    for depth, size in enumerate(shape[1:], start=1):
-        # Checking every list's length, not only the total, so that [[1, 2, 3], [4]] is not
-        # read as shape [2, 2].
-        if values and set(map(type, values)) != {list}:
-            raise invalid_request(name, f"nested data mixes lists and values at depth {depth}")
-        if set(map(len, values)) - {size}:
-            raise invalid_request(name, f"nested data does not match shape {list(shape)}")
-        values = list(chain.from_iterable(values))
-    return values
 
 
 def _from_binary(name: str, raw: memoryview, shape: tuple[int, ...], datatype: str) -> np.ndarray:

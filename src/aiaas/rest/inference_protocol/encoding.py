@@ -11,15 +11,15 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 
 from aiaas.core.signatures import ModelSignature, TensorSpec
 from aiaas.rest.inference_protocol.decoding import (
     INFERENCE_HEADER_CONTENT_LENGTH,
-    NUMPY_DTYPES,
     InferenceRequest,
     RequestedOutput,
-    invalid_request,
 )
+from aiaas.rest.inference_protocol.json_tensors import NUMPY_DTYPES, invalid_request
 
 _V2_BY_NUMPY_NAME = {dtype.name: name for name, dtype in NUMPY_DTYPES.items() if name != "BYTES"}
 
@@ -78,13 +78,30 @@ def encode_infer_response(
     if request.id is not None:
         document["id"] = request.id
     document["outputs"] = tensors
-    header = json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
+    header = _json_header(document)
     if not binary_sections:
         return header, {"content-type": "application/json"}
     return header + b"".join(binary_sections), {
         "content-type": "application/octet-stream",
         INFERENCE_HEADER_CONTENT_LENGTH.lower(): str(len(header)),
     }
+
+
+def _json_header(document: dict[str, Any]) -> bytes:
+    """The document as compact, all-ASCII JSON, as the standard library writes it with
+    `ensure_ascii`: orjson's bytes when they are ASCII, which they are unless a name or the
+    request's id holds other characters; then, or when orjson refuses (a lone surrogate, an
+    integer beyond 64 bits), the standard library's, with its `\\u` escapes. orjson writes
+    an exponent without padding (`1e-7` where the standard library writes `1e-07`), which
+    reads back the same. Non-finite floats never reach either: `_json_values_of` sends them
+    as null."""
+    try:
+        header = orjson.dumps(document)
+    except TypeError:
+        header = b""
+    if header and header.isascii():
+        return header
+    return json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
 
 
 def model_metadata(
