@@ -22,7 +22,9 @@ from aiaas.plugins.flax_trainers.validation_split import ValidationSplit
 
 LOSS_BLOCK = 8
 """Losses are collected on the device and read back this many steps at a time: reading a
-device array costs the host tens of microseconds, too much to pay on every step."""
+device array costs the host tens of microseconds, too much to pay on every step. A block is
+also the longest segment of steps run in one dispatch (`segments`), so it bounds how many steps
+a cancellation may wait for."""
 MAX_UNREAD_BLOCKS = 2
 """Blocks the device may run ahead of the losses read back: enough to keep it busy while the
 host reports, few enough that a divergence is caught within a few dozen steps."""

@@ -2,7 +2,10 @@
 batches, and evaluates each epoch.
 
 Batches are sharded over the local devices and staged ahead (`staging`), so a step moves
-nothing between host and device.
+nothing between host and device. Steps run in segments (`segments`): one dispatch runs, as a
+loop on the device, every step up to the next point where the host has something to do (read a
+block of losses, evaluate an epoch, stage a chunk, checkpoint), and cancellation is checked
+between segments.
 
 Losses are read late and in blocks: each step writes its loss into a small device array, and a
 block of `LOSS_BLOCK` steps is read back once the device has finished it, which the host never
@@ -50,6 +53,7 @@ from aiaas.plugins.flax_trainers.progress_meter import (
     ProgressMeter,
     Unread,
 )
+from aiaas.plugins.flax_trainers.segments import compiled_train_steps, segment_end
 from aiaas.plugins.flax_trainers.staging import (
     BatchStager,
     Schedule,
@@ -194,20 +198,23 @@ def train_and_evaluate(
         dropout = architecture.get("kind") == "mlp" and architecture.get("dropout", 0.0) > 0
         augmentation = settings.augmentation
         loop = _Loop(
-            train_step=compiled_train_step(
-                graphdef,
-                settings.task,
-                (
-                    settings.learning_rate,
-                    settings.weight_decay,
-                    settings.lr_schedule,
-                    settings.warmup_fraction,
+            train_steps=compiled_train_steps(
+                compiled_train_step(
+                    graphdef,
+                    settings.task,
+                    (
+                        settings.learning_rate,
+                        settings.weight_decay,
+                        settings.lr_schedule,
+                        settings.warmup_fraction,
+                    ),
+                    arrays.class_weights is not None,
+                    settings.seed if dropout else None,
+                    schedule,
+                    mesh,
+                    None if augmentation is None else (augmentation, settings.seed),
                 ),
-                arrays.class_weights is not None,
-                settings.seed if dropout else None,
-                schedule,
                 mesh,
-                None if augmentation is None else (augmentation, settings.seed),
             ),
             stager=BatchStager(
                 arrays.train_inputs, arrays.train_targets, schedule, settings.seed, mesh
@@ -239,7 +246,7 @@ def train_and_evaluate(
 
 @dataclass(kw_only=True)
 class _Loop:
-    train_step: Callable[..., Any]
+    train_steps: Callable[..., Any]
     stager: BatchStager
     arrays: TrainingArrays
     settings: LoopSettings
@@ -287,10 +294,18 @@ class _Loop:
             if staged is None or key != staged_key:
                 staged_key, staged = key, self.stager.stage(key)
             inputs, targets = staged
-            params, optimizer_state, step_count, losses = self.train_step(
-                params, optimizer_state, step_count, losses, inputs, targets, class_weights
+            end = segment_end(step, schedule, self.settings.checkpoint_every_steps)
+            params, optimizer_state, step_count, losses = self.train_steps(
+                params,
+                optimizer_state,
+                step_count,
+                losses,
+                inputs,
+                targets,
+                class_weights,
+                end - step,
             )
-            step += 1
+            step = end
             epoch_ended = step % schedule.steps_per_epoch == 0
             if epoch_ended:
                 meter.evaluated(step, self.validation.dispatch(params))

@@ -1,0 +1,81 @@
+"""Steps run in segments: one dispatch runs every step up to the next point where the host has
+something to do, as a loop on the device.
+
+A dispatch costs the host tens of microseconds (flattening the train state, handing its buffers
+to the runtime), as much as a small model's whole step: dispatched one at a time, the steps of
+such a model leave the device waiting on the host. `compiled_train_steps` runs the jitted step
+(`train_step`) `count` times in a `fori_loop` whose trip count is an argument, so one
+compilation serves segments of any length (an epoch's short last chunk, a segment cut by a
+checkpoint) and every step runs the same compiled body, whatever segment it falls in: a run
+resumed midway, cut into other segments, computes exactly what an uninterrupted one does.
+
+A segment ends where the host must act (`segment_end`): at the end of a loss block (read back
+and reported, `progress_meter`), of an epoch (evaluated, judged by early stopping), of a staged
+chunk (the next one is staged), at a checkpoint and at the run's end. Cancellation is checked
+between segments, so it takes effect within `LOSS_BLOCK` steps, at an epoch's end when epochs
+are judged (`epoch_verdicts`) and at once after a checkpoint.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import jax
+from jax.sharding import Mesh, NamedSharding
+
+from aiaas.plugins.flax_trainers.progress_meter import LOSS_BLOCK
+from aiaas.plugins.flax_trainers.staging import Schedule, partition
+
+
+@functools.lru_cache(maxsize=16)
+def compiled_train_steps(train_step: Callable[..., Any], mesh: Mesh) -> Callable[..., Any]:
+    """`steps(params, optimizer_state, step_count, losses, inputs, targets, class_weights,
+    count)`: `train_step`'s arguments and results, after `count` steps instead of one. Kept per
+    train step (itself kept per configuration), so a second run compiles nothing."""
+
+    def train_steps(
+        params: Any,
+        optimizer_state: Any,
+        step_count: jax.Array,
+        losses: jax.Array,
+        inputs: jax.Array,
+        targets: jax.Array,
+        class_weights: jax.Array,
+        count: jax.Array,
+    ) -> tuple[Any, Any, jax.Array, jax.Array]:
+        def one_step(_: Any, state: tuple[Any, Any, jax.Array, jax.Array]) -> Any:
+            return train_step(*state, inputs, targets, class_weights)
+
+        # A traced trip count makes this a while loop: compiled once for every length.
+        state: tuple[Any, Any, jax.Array, jax.Array] = jax.lax.fori_loop(
+            0, count, one_step, (params, optimizer_state, step_count, losses)
+        )
+        return state
+
+    replicated = NamedSharding(mesh, partition())
+    return jax.jit(train_steps, donate_argnums=(0, 1, 2), out_shardings=replicated)
+
+
+def segment_end(step: int, schedule: Schedule, checkpoint_every_steps: int) -> int:
+    """The step at which the segment that starts after `step` ends (see the module's doc)."""
+    within_epoch = step % schedule.steps_per_epoch
+    chunk_end = (
+        step
+        - within_epoch
+        + min(
+            schedule.steps_per_epoch,
+            (within_epoch // schedule.chunk_steps + 1) * schedule.chunk_steps,
+        )
+    )
+    return min(
+        chunk_end,  # never past the epoch's end, which ends its last chunk
+        _next_multiple(step, LOSS_BLOCK),
+        _next_multiple(step, checkpoint_every_steps),
+        schedule.total_steps,
+    )
+
+
+def _next_multiple(step: int, every: int) -> int:
+    return (step // every + 1) * every
