@@ -4,7 +4,8 @@ Three loops train the same MLP (the tabular classifier's, default sizes) with th
 on the same synthetic data, in batches of the same size:
 
 - platform: `TabularClassifier.fit`, as a worker runs it: batches staged a chunk at a time and
-  sharded, losses read back late in blocks, cancellation checked every step, and every step's
+  sharded, steps run in segments of up to a loss block in one dispatch, losses read back late in
+  blocks, cancellation checked between segments, and every step's
   `Progress` put on a `queue.SimpleQueue` that another thread drains (the worker's reporter
   does that much on the training thread). Steps/s comes from the times at which progress is
   reported, so table preparation, evaluation and the bundle are left out. Mid-run checkpoints
@@ -21,6 +22,8 @@ on the same synthetic data, in batches of the same size:
 Compile time is excluded from all three: each is warmed up first (the platform by a whole
 first fit of the same configuration, whose compiled step the second one reuses). Each figure is
 the median of `--repeat` runs, and each ratio the median of the runs' ratios.
+`platform_vs_bare_jit_cpu_ratio` compares the CPU time of the process (every thread's) per step
+instead of the wall time: on a shared machine it is the steadier of the two.
 
     python bench/train_overhead.py [--rows 32768] [--batch-size 256] [--epochs 8] [--repeat 7]
         [--validation-fraction 0.2]
@@ -37,6 +40,7 @@ import statistics
 import tempfile
 import threading
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +52,7 @@ import pyarrow as pa
 from flax import nnx
 
 from aiaas.core.trainers import Progress, TrainingReporter, TrainingRun
-from aiaas.formats.flax_nnx_models import MultilayerPerceptron
+from aiaas.formats.flax_nnx_models import COMPUTE_DTYPES, MultilayerPerceptron
 from aiaas.plugins.flax_trainers import TabularClassifier
 
 HIDDEN_SIZE = 128
@@ -57,12 +61,27 @@ LEARNING_RATE = 1e-3
 WEIGHT_DECAY = 1e-4
 
 
+@dataclass(frozen=True)
+class ModelSize:
+    """The MLP the loops train: the tabular classifier's defaults unless a bench (train_mfu)
+    asks for a wider one, or for mixed precision."""
+
+    hidden_size: int = HIDDEN_SIZE
+    hidden_layers: int = HIDDEN_LAYERS
+    precision: str = "float32"
+
+
+DEFAULT_SIZE = ModelSize()
+
+
 class QueueReporter(TrainingReporter):
     """The worker's shape: progress goes on a queue, another thread takes it off."""
 
     def __init__(self) -> None:
         self.queue: queue.SimpleQueue[tuple[float, Progress] | None] = queue.SimpleQueue()
         self.received: list[tuple[float, Progress]] = []
+        self.cpu_times: list[float] = []
+        """The process's CPU time (every thread's) at each report, in the order received."""
         self._drainer = threading.Thread(target=self._drain, daemon=True)
         self._drainer.start()
 
@@ -79,6 +98,7 @@ class QueueReporter(TrainingReporter):
 
     def progress(self, progress: Progress) -> None:
         self.queue.put((time.perf_counter(), progress))
+        self.cpu_times.append(time.process_time())
 
     def checkpointed(self, step: int) -> None:
         pass
@@ -102,6 +122,8 @@ def platform_steps_per_s(
     epochs: int,
     every: int,
     validation_fraction: float,
+    size: ModelSize = DEFAULT_SIZE,
+    cpu_ms_per_step: list[float] | None = None,
 ) -> tuple[float, int]:
     table = pa.table(
         {
@@ -117,8 +139,7 @@ def platform_steps_per_s(
             hyperparameters={
                 "epochs": epochs,
                 "batch_size": batch_size,
-                "hidden_size": HIDDEN_SIZE,
-                "hidden_layers": HIDDEN_LAYERS,
+                **asdict(size),
                 "learning_rate": LEARNING_RATE,
                 "weight_decay": WEIGHT_DECAY,
             },
@@ -132,11 +153,15 @@ def platform_steps_per_s(
         reporter.close()
     # From the first report (its step compiled and ran) to the last: steady-state steps only.
     (first_time, first), (last_time, last) = reporter.received[0], reporter.received[-1]
+    if cpu_ms_per_step is not None:
+        cpu_ms_per_step.append(
+            1000 * (reporter.cpu_times[-1] - reporter.cpu_times[0]) / (last.step - first.step)
+        )
     assert last.step == model.steps
     return (last.step - first.step) / (last_time - first_time), model.steps
 
 
-def _batches(
+def device_batches(
     inputs: np.ndarray, labels: np.ndarray, batch_size: int, steps: int
 ) -> list[tuple[jax.Array, jax.Array]]:
     order = np.random.default_rng(1).permutation(inputs.shape[0])
@@ -148,12 +173,20 @@ def _batches(
     return batches
 
 
-def _model(features: int) -> MultilayerPerceptron:
-    return MultilayerPerceptron(features, HIDDEN_SIZE, HIDDEN_LAYERS, 2, rngs=nnx.Rngs(0))
+def _model(features: int, size: ModelSize = DEFAULT_SIZE) -> MultilayerPerceptron:
+    return MultilayerPerceptron(
+        features,
+        size.hidden_size,
+        size.hidden_layers,
+        2,
+        rngs=nnx.Rngs(0),
+        dtype=COMPUTE_DTYPES[size.precision],
+    )
 
 
-def bare_jit_steps_per_s(batches: list[tuple[jax.Array, jax.Array]], features: int) -> float:
-    graphdef, state = nnx.split(_model(features))
+def bare_jit_step(features: int, size: ModelSize = DEFAULT_SIZE) -> tuple[Any, Any, Any]:
+    """The bare step, jitted, with its initial parameters and optimizer state."""
+    graphdef, state = nnx.split(_model(features, size))
     optimizer = optax.adamw(LEARNING_RATE, weight_decay=WEIGHT_DECAY)
     params = nnx.to_pure_dict(state)
     optimizer_state = optimizer.init(params)
@@ -167,13 +200,24 @@ def bare_jit_steps_per_s(batches: list[tuple[jax.Array, jax.Array]], features: i
         updates, optimizer_state = optimizer.update(gradients, optimizer_state, params)
         return optax.apply_updates(params, updates), optimizer_state, loss
 
-    jitted = jax.jit(step, donate_argnums=(0, 1))
+    return jax.jit(step, donate_argnums=(0, 1)), params, optimizer_state
+
+
+def bare_jit_steps_per_s(
+    batches: list[tuple[jax.Array, jax.Array]],
+    features: int,
+    size: ModelSize = DEFAULT_SIZE,
+    cpu_ms_per_step: list[float] | None = None,
+) -> float:
+    jitted, params, optimizer_state = bare_jit_step(features, size)
     params, optimizer_state, loss = jitted(params, optimizer_state, *batches[0])
     loss.block_until_ready()
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     for inputs, labels in batches[1:]:
         params, optimizer_state, loss = jitted(params, optimizer_state, inputs, labels)
     loss.block_until_ready()
+    if cpu_ms_per_step is not None:
+        cpu_ms_per_step.append(1000 * (time.process_time() - cpu_started) / (len(batches) - 1))
     return (len(batches) - 1) / (time.perf_counter() - started)
 
 
@@ -225,18 +269,30 @@ def main() -> None:
     # Interleaved, and compared run by run: on a shared machine the load drifts between runs,
     # and a ratio of two loops measured back to back is steadier than a ratio of medians.
     platform_runs, bare_runs, nnx_runs = [], [], []
+    platform_cpu: list[float] = []
+    bare_cpu: list[float] = []
     batches: list[tuple[jax.Array, jax.Array]] = []
     for run in range(repeat):
         if run % 2:  # every other run the bare loops go first, so a drift hits both sides
-            bare_runs.append(bare_jit_steps_per_s(batches, arguments.features))
+            bare_runs.append(
+                bare_jit_steps_per_s(batches, arguments.features, cpu_ms_per_step=bare_cpu)
+            )
             nnx_runs.append(nnx_jit_steps_per_s(batches, arguments.features))
         rate, steps = platform_steps_per_s(
-            inputs, labels, arguments.batch_size, arguments.epochs, every, held_out
+            inputs,
+            labels,
+            arguments.batch_size,
+            arguments.epochs,
+            every,
+            held_out,
+            cpu_ms_per_step=platform_cpu,
         )
         platform_runs.append(rate)
         if not run % 2:
-            batches = batches or _batches(inputs, labels, arguments.batch_size, steps)
-            bare_runs.append(bare_jit_steps_per_s(batches, arguments.features))
+            batches = batches or device_batches(inputs, labels, arguments.batch_size, steps)
+            bare_runs.append(
+                bare_jit_steps_per_s(batches, arguments.features, cpu_ms_per_step=bare_cpu)
+            )
             nnx_runs.append(nnx_jit_steps_per_s(batches, arguments.features))
 
     platform, bare, plain_nnx = (
@@ -244,6 +300,10 @@ def main() -> None:
     )
     platform_ratio = statistics.median(p / b for p, b in zip(platform_runs, bare_runs, strict=True))
     nnx_ratio = statistics.median(n / b for n, b in zip(nnx_runs, bare_runs, strict=True))
+    # Steps per CPU second (the whole process's, every thread), platform over bare: the work
+    # the platform's loop spends on a step, which the rest of a shared machine's load disturbs
+    # far less than it does the wall time.
+    cpu_ratio = statistics.median(b / p for p, b in zip(platform_cpu, bare_cpu, strict=True))
     print(
         json.dumps(
             {
@@ -258,11 +318,14 @@ def main() -> None:
                 "repeat": repeat,
                 "platform_steps_per_s": round(platform, 1),
                 "platform_runs_steps_per_s": [round(run, 1) for run in platform_runs],
+                "platform_runs_cpu_ms_per_step": [round(run, 3) for run in platform_cpu],
                 "bare_jit_steps_per_s": round(bare, 1),
                 "bare_jit_runs_steps_per_s": [round(run, 1) for run in bare_runs],
+                "bare_jit_runs_cpu_ms_per_step": [round(run, 3) for run in bare_cpu],
                 "nnx_jit_steps_per_s": round(plain_nnx, 1),
                 "nnx_jit_runs_steps_per_s": [round(run, 1) for run in nnx_runs],
                 "platform_vs_bare_jit_ratio": round(platform_ratio, 3),
+                "platform_vs_bare_jit_cpu_ratio": round(cpu_ratio, 3),
                 "nnx_jit_vs_bare_jit_ratio": round(nnx_ratio, 3),
             }
         )

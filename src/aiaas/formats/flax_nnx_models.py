@@ -6,6 +6,13 @@ the same module graph and pours the saved parameters into it. Every model takes 
 `inputs`, and returns unnormalized outputs: logits for a classifier, a standardized value for a
 regressor.
 
+Mixed precision: a training run at `precision` bfloat16 builds its model from the architecture
+with `"compute_dtype": "bfloat16"` added (the bundle's architecture never has it, so a served
+model computes in float32). Each layer then keeps its parameters in float32 (`param_dtype`, the
+master weights the optimizer updates) and casts them and its input to bfloat16 for its matmul or
+convolution (`dtype`). The output layer is left to promote, so it computes in float32 and the
+outputs, the loss and the metrics are float32 whatever the precision.
+
 This module imports JAX: `aiaas.formats.flax_nnx` imports it only when a bundle is loaded.
 """
 
@@ -20,6 +27,10 @@ import jax.numpy as jnp
 from flax import nnx
 
 from aiaas.formats.flax_nnx_resnet import ResidualNet
+
+COMPUTE_DTYPES: dict[str, Any] = {"float32": None, "bfloat16": jnp.bfloat16}
+"""An architecture's `compute_dtype` → the `dtype` its hidden layers compute in (None: that of
+their float32 parameters)."""
 
 
 class MultilayerPerceptron(nnx.Module):
@@ -38,9 +49,12 @@ class MultilayerPerceptron(nnx.Module):
         *,
         rngs: nnx.Rngs,
         dropout: float = 0.0,
+        dtype: Any = None,
     ) -> None:
         sizes = [inputs] + [hidden_size] * hidden_layers
-        self.hidden = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in itertools.pairwise(sizes)])
+        self.hidden = nnx.List(
+            [nnx.Linear(a, b, dtype=dtype, rngs=rngs) for a, b in itertools.pairwise(sizes)]
+        )
         self.head = nnx.Linear(sizes[-1], outputs, rngs=rngs)
         # A plain float: static, part of the graph definition, not a parameter to save.
         self.dropout = float(dropout)
@@ -63,7 +77,14 @@ class HashedEmbeddingBag(nnx.Module):
     outputs]."""
 
     def __init__(
-        self, buckets: int, embedding_dim: int, hidden_size: int, outputs: int, *, rngs: nnx.Rngs
+        self,
+        buckets: int,
+        embedding_dim: int,
+        hidden_size: int,
+        outputs: int,
+        *,
+        rngs: nnx.Rngs,
+        dtype: Any = None,
     ) -> None:
         # Small initial embeddings (fastText draws them from ±1/dim), not Embed's unit scale:
         # the mean of a text's random unit-scale vectors would start it far from the origin in
@@ -72,15 +93,18 @@ class HashedEmbeddingBag(nnx.Module):
             buckets + 1,
             embedding_dim,
             embedding_init=nnx.initializers.normal(stddev=1.0 / embedding_dim),
+            dtype=dtype,
             rngs=rngs,
         )
-        self.hidden = nnx.Linear(embedding_dim, hidden_size, rngs=rngs)
+        self.hidden = nnx.Linear(embedding_dim, hidden_size, dtype=dtype, rngs=rngs)
         self.head = nnx.Linear(hidden_size, outputs, rngs=rngs)
 
     def __call__(self, inputs: jax.Array) -> jax.Array:
-        present = (inputs > 0).astype(jnp.float32)[..., None]
-        summed = jnp.sum(self.embedding(inputs) * present, axis=1)
-        mean = summed / jnp.maximum(jnp.sum(present, axis=1), 1.0)
+        present = (inputs > 0)[..., None]
+        # Summed in float32 whatever the compute dtype: in bfloat16 (8 bits of mantissa) a sum
+        # of hundreds of n-gram vectors would round away the small ones.
+        summed = jnp.sum(jnp.where(present, self.embedding(inputs), 0), axis=1, dtype=jnp.float32)
+        mean = summed / jnp.maximum(jnp.sum(present, axis=1, dtype=jnp.float32), 1.0)
         return self.head(jax.nn.relu(self.hidden(mean)))
 
 
@@ -100,6 +124,7 @@ class SmallConvNet(nnx.Module):
         outputs: int,
         *,
         rngs: nnx.Rngs,
+        dtype: Any = None,
     ) -> None:
         convolutions = []
         self.pool_after: tuple[bool, ...] = ()
@@ -107,14 +132,14 @@ class SmallConvNet(nnx.Module):
         for layer in range(conv_layers):
             # Twice the channels per block, as the pooled image shrinks.
             out_features = conv_channels * 2**layer
-            convolutions.append(nnx.Conv(features, out_features, (3, 3), rngs=rngs))
+            convolutions.append(nnx.Conv(features, out_features, (3, 3), dtype=dtype, rngs=rngs))
             features = out_features
             pool = height >= 2 and width >= 2
             self.pool_after += (pool,)
             if pool:
                 height, width = height // 2, width // 2
         self.convolutions = nnx.List(convolutions)
-        self.hidden = nnx.Linear(height * width * features, hidden_size, rngs=rngs)
+        self.hidden = nnx.Linear(height * width * features, hidden_size, dtype=dtype, rngs=rngs)
         self.head = nnx.Linear(hidden_size, outputs, rngs=rngs)
 
     def __call__(self, inputs: jax.Array) -> jax.Array:
@@ -138,6 +163,10 @@ def max_pool_2x2(images: jax.Array) -> jax.Array:
 
 def build_model(architecture: Mapping[str, Any], rngs: nnx.Rngs) -> nnx.Module:
     kind = architecture["kind"]
+    compute_dtype = architecture.get("compute_dtype", "float32")
+    if compute_dtype not in COMPUTE_DTYPES:
+        raise ValueError(f"unknown compute_dtype {compute_dtype!r}")
+    dtype = COMPUTE_DTYPES[compute_dtype]
     if kind == "mlp":
         return MultilayerPerceptron(
             architecture["inputs"],
@@ -147,6 +176,7 @@ def build_model(architecture: Mapping[str, Any], rngs: nnx.Rngs) -> nnx.Module:
             rngs=rngs,
             # Bundles saved before dropout existed have no such key.
             dropout=architecture.get("dropout", 0.0),
+            dtype=dtype,
         )
     if kind == "embedding_bag":
         return HashedEmbeddingBag(
@@ -155,6 +185,7 @@ def build_model(architecture: Mapping[str, Any], rngs: nnx.Rngs) -> nnx.Module:
             architecture["hidden_size"],
             architecture["outputs"],
             rngs=rngs,
+            dtype=dtype,
         )
     if kind == "cnn":
         return SmallConvNet(
@@ -166,6 +197,7 @@ def build_model(architecture: Mapping[str, Any], rngs: nnx.Rngs) -> nnx.Module:
             architecture["hidden_size"],
             architecture["outputs"],
             rngs=rngs,
+            dtype=dtype,
         )
     if kind == "resnet":
         return ResidualNet(
@@ -177,5 +209,6 @@ def build_model(architecture: Mapping[str, Any], rngs: nnx.Rngs) -> nnx.Module:
             mean=architecture["mean"],
             std=architecture["std"],
             rngs=rngs,
+            dtype=dtype,
         )
     raise ValueError(f"unknown architecture {kind!r}")

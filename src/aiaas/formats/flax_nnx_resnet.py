@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -26,9 +27,34 @@ from flax import nnx
 MAX_GROUPS = 8
 
 
-def _norm(features: int, rngs: nnx.Rngs) -> nnx.GroupNorm:
+def _norm(features: int, rngs: nnx.Rngs, dtype: Any) -> nnx.GroupNorm:
     # Groups must divide the channels; any width a hyperparameter allows has a divisor here.
-    return nnx.GroupNorm(features, num_groups=math.gcd(features, MAX_GROUPS), rngs=rngs)
+    # (Its statistics are reduced in float32 whatever `dtype` is.)
+    return nnx.GroupNorm(
+        features, num_groups=math.gcd(features, MAX_GROUPS), dtype=dtype, rngs=rngs
+    )
+
+
+def _block_conv(
+    in_features: int,
+    out_features: int,
+    side: int,
+    stride: int,
+    dtype: Any,
+    rngs: nnx.Rngs,
+    **options: Any,
+) -> nnx.Conv:
+    """A residual block's side x side convolution: without bias, computing in `dtype`."""
+    return nnx.Conv(
+        in_features,
+        out_features,
+        (side, side),
+        strides=stride,
+        use_bias=False,
+        dtype=dtype,
+        rngs=rngs,
+        **options,
+    )
 
 
 class ResidualBlock(nnx.Module):
@@ -38,22 +64,23 @@ class ResidualBlock(nnx.Module):
     The second convolution starts at zero, so each block starts as the identity and a deeper
     network starts as trainable as a shallow one."""
 
-    def __init__(self, in_features: int, out_features: int, stride: int, *, rngs: nnx.Rngs) -> None:
-        self.norm1 = _norm(in_features, rngs)
-        self.conv1 = nnx.Conv(
-            in_features, out_features, (3, 3), strides=stride, use_bias=False, rngs=rngs
-        )
-        self.norm2 = _norm(out_features, rngs)
-        self.conv2 = nnx.Conv(
+    def __init__(
+        self, in_features: int, out_features: int, stride: int, *, rngs: nnx.Rngs, dtype: Any = None
+    ) -> None:
+        self.norm1 = _norm(in_features, rngs, dtype)
+        self.conv1 = _block_conv(in_features, out_features, 3, stride, dtype, rngs)
+        self.norm2 = _norm(out_features, rngs, dtype)
+        self.conv2 = _block_conv(
             out_features,
             out_features,
-            (3, 3),
-            use_bias=False,
+            3,
+            1,
+            dtype,
+            rngs,
             kernel_init=nnx.initializers.zeros_init(),
-            rngs=rngs,
         )
         self.shortcut = (
-            nnx.Conv(in_features, out_features, (1, 1), strides=stride, use_bias=False, rngs=rngs)
+            _block_conv(in_features, out_features, 1, stride, dtype, rngs)
             if stride != 1 or in_features != out_features
             else None
         )
@@ -85,21 +112,24 @@ class ResidualNet(nnx.Module):
         mean: Sequence[float],
         std: Sequence[float],
         rngs: nnx.Rngs,
+        dtype: Any = None,
     ) -> None:
+        """`dtype`: what the convolutions and norms compute in (`flax_nnx_models`, mixed
+        precision); the head computes in float32."""
         # Tuples of plain floats: static, part of the graph definition, not parameters.
         self.mean = tuple(float(value) for value in mean)
         self.std = tuple(float(value) for value in std)
-        self.stem = nnx.Conv(channels, base_channels, (3, 3), rngs=rngs)
+        self.stem = nnx.Conv(channels, base_channels, (3, 3), dtype=dtype, rngs=rngs)
         blocks = []
         features = base_channels
         for stage in range(stages):
             out_features = base_channels * 2**stage
             for block in range(blocks_per_stage):
                 stride = 2 if stage > 0 and block == 0 else 1
-                blocks.append(ResidualBlock(features, out_features, stride, rngs=rngs))
+                blocks.append(ResidualBlock(features, out_features, stride, rngs=rngs, dtype=dtype))
                 features = out_features
         self.blocks = nnx.List(blocks)
-        self.norm = _norm(features, rngs)
+        self.norm = _norm(features, rngs, dtype)
         self.head = nnx.Linear(features, outputs, rngs=rngs)
 
     def __call__(self, inputs: jax.Array) -> jax.Array:

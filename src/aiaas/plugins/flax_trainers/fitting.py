@@ -176,7 +176,7 @@ class FlaxTrainer(Trainer):
         )
         architecture = self.architecture(preprocessing, values, len(classes))
         result = train.train_and_evaluate(
-            architecture,
+            training_architecture(architecture, values),
             train.TrainingArrays(
                 train_inputs=prepared.train_inputs,
                 train_targets=train_targets,
@@ -218,7 +218,7 @@ class FlaxTrainer(Trainer):
 
         architecture = self.architecture(preprocessing, values, 1)
         result = train.train_and_evaluate(
-            architecture,
+            training_architecture(architecture, values),
             train.TrainingArrays(
                 train_inputs=prepared.train_inputs,
                 train_targets=standardized,
@@ -280,6 +280,17 @@ class FlaxTrainer(Trainer):
             metrics=result.metrics,
             steps=result.steps,
         )
+
+
+def training_architecture(
+    architecture: Mapping[str, Any], values: Mapping[str, Any]
+) -> Mapping[str, Any]:
+    """The model trained: the bundle's `architecture` computing at the run's `precision`. The
+    bundle keeps the architecture without it, and its float32 weights, so a model trained in
+    bfloat16 serves in float32 like any other (`aiaas.formats.flax_nnx_models`)."""
+    if values["precision"] == "float32":
+        return architecture
+    return {**architecture, "compute_dtype": values["precision"]}
 
 
 def _input_dtype(arrow_type: pa.DataType) -> str:

@@ -16,6 +16,9 @@ from aiaas.core.trainers import HyperParameter, Task, vet_hyperparameters
 from aiaas.plugins.flax_trainers import input_pipeline as pipeline
 from aiaas.plugins.flax_trainers.fitting import FlaxTrainer
 
+PRECISIONS = ("float32", "bfloat16")
+"""The `precision` choices, the `compute_dtype`s of `aiaas.formats.flax_nnx_models`."""
+
 
 def _common(learning_rate: float, epochs: int, batch_size: int) -> list[HyperParameter]:
     return [
@@ -80,6 +83,18 @@ def _common(learning_rate: float, epochs: int, batch_size: int) -> list[HyperPar
             description="share of all steps over which the learning rate rises linearly from 0",
             minimum=0.0,
             maximum=0.5,
+        ),
+        HyperParameter(
+            name="precision",
+            type="str",
+            default="float32",
+            description=(
+                "what training computes in: float32, or bfloat16 (mixed precision: the layers "
+                "compute in bfloat16, while the weights, the optimizer state, the loss, the "
+                "metrics and the saved model stay float32; faster where the accelerator has "
+                "bfloat16 units, a GPU or TPU, and usually slower on a CPU)"
+            ),
+            choices=PRECISIONS,
         ),
     ]
 
