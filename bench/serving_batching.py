@@ -690,7 +690,12 @@ async def bench_platform(
 
 async def http_part(arguments: argparse.Namespace) -> dict[str, Any]:
     """The HTTP figures, on a platform of the bench's own (`bench_platform`)."""
-    async with bench_platform(arguments, "serving", log_level=arguments.server_log_level) as (
+    async with bench_platform(
+        arguments,
+        "serving",
+        log_level=arguments.server_log_level,
+        token_cache_s=arguments.token_cache_s,
+    ) as (
         config,
         scratch,
     ):
@@ -866,6 +871,12 @@ def main() -> None:
         help="the load generator's HTTP client (see serving_load.py)",
     )
     parser.add_argument("--server-log-level", default="warning")
+    parser.add_argument(
+        "--token-cache-s",
+        type=float,
+        default=30.0,
+        help="the server's token_cache_s (0: every request checks its token in PostgreSQL)",
+    )
     arguments = parser.parse_args()
     load_at_start = os.getloadavg()[0]
 
@@ -881,6 +892,7 @@ def main() -> None:
         "repeat": max(1, arguments.repeat),
         "max_batch_size": arguments.max_batch_size,
         "max_wait_ms": arguments.max_wait_ms,
+        "token_cache_s": arguments.token_cache_s,
         "load_client": arguments.load_client,
     }
     if arguments.in_process:

@@ -30,6 +30,13 @@ from aiaas.plugins.token_auth.cache import TokenCache
 from support import unique
 
 NOTICE_TIMEOUT_S = 10.0
+CACHE_S = 60.0
+
+
+@pytest.fixture(scope="module")
+def config(config: Config) -> Config:
+    """The module's platforms remember tokens (`token_cache_s`; off by default)."""
+    return config.model_copy(update={"token_cache_s": CACHE_S})
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +52,12 @@ def token_authenticator(platform: Platform) -> ApiTokenAuthenticator:
     authenticator = dict(platform.authenticators)[NAME]
     assert isinstance(authenticator, ApiTokenAuthenticator)
     return authenticator
+
+
+def token_cache(platform: Platform) -> TokenCache:
+    cache = token_authenticator(platform).cache
+    assert cache is not None, "token_cache_s is set for this module"
+    return cache
 
 
 async def token_of_new_user(platform: Platform, **options: object) -> identity.IssuedToken:
@@ -65,7 +78,7 @@ async def authenticate(platform: Platform, secret: str) -> Principal | None:
 async def cached_on(platform: Platform, secret: str) -> int:
     """Authenticate twice, so that the token is in the platform's cache (asserted); the cache's
     generation then."""
-    cache = token_authenticator(platform).cache
+    cache = token_cache(platform)
     await wait_for(lambda: cache.serves(platform.metadata))
     first = await authenticate(platform, secret)
     assert cache.get(identity.token_hash(secret)) == first
@@ -86,7 +99,7 @@ async def test_a_revocation_by_another_platform_ends_the_cached_token_on_notice(
     generation = await cached_on(other, issued.secret)
     assert await identity.revoke_token(platform, None, issued.id)
     # The announcement empties the other's cache; its next check goes to the database.
-    await wait_for(lambda: token_authenticator(other).cache.generation > generation)
+    await wait_for(lambda: token_cache(other).generation > generation)
     with pytest.raises(AuthenticationError, match="revoked"):
         await authenticate(other, issued.secret)
 
@@ -100,7 +113,7 @@ async def test_a_revocation_by_hand_in_sql_ends_the_cached_token_on_notice(
         await connection.execute(
             "UPDATE api_tokens SET revoked_at = now() WHERE id = $1", issued.id
         )
-    await wait_for(lambda: token_authenticator(other).cache.generation > generation)
+    await wait_for(lambda: token_cache(other).generation > generation)
     with pytest.raises(AuthenticationError, match="revoked"):
         await authenticate(other, issued.secret)
 
@@ -119,7 +132,7 @@ async def test_a_cached_token_is_refused_once_it_expires(platform: Platform) -> 
         now = await connection.fetchval("SELECT now()")
     issued = await token_of_new_user(platform, expires_at=now + timedelta(seconds=1.5))
     generation = await cached_on(platform, issued.secret)
-    cache = token_authenticator(platform).cache
+    cache = token_cache(platform)
     await asyncio.sleep(1.6)
     assert cache.get(identity.token_hash(issued.secret)) is None
     with pytest.raises(AuthenticationError, match="expired"):
@@ -133,7 +146,7 @@ async def test_a_refusal_is_never_remembered(platform: Platform) -> None:
     for _ in range(2):
         with pytest.raises(AuthenticationError, match="revoked"):
             await authenticate(platform, issued.secret)
-    assert token_authenticator(platform).cache.get(identity.token_hash(issued.secret)) is None
+    assert token_cache(platform).get(identity.token_hash(issued.secret)) is None
 
 
 async def test_losing_the_listener_empties_the_cache_until_it_listens_again(
@@ -141,19 +154,26 @@ async def test_losing_the_listener_empties_the_cache_until_it_listens_again(
 ) -> None:
     issued = await token_of_new_user(platform)
     await cached_on(other, issued.secret)
-    cache = token_authenticator(other).cache
+    cache = token_cache(other)
     listener_pid = cache._listening_on.get_server_pid()
+    emptied = cache.generation
     async with platform.metadata.acquire() as connection:
         assert await connection.fetchval("SELECT pg_terminate_backend($1)", listener_pid)
-    await wait_for(lambda: not cache.serves(other.metadata))
+    # Emptied when the loss is seen. (The watcher may listen again within milliseconds, so
+    # the test waits for the emptying, not for a moment of not listening it could miss.)
+    await wait_for(lambda: cache.generation > emptied)
     assert cache.get(identity.token_hash(issued.secret)) is None
     # While it does not listen, tokens are checked in the database and not remembered.
     await authenticate(other, issued.secret)
     if not cache.serves(other.metadata):
         assert len(cache) == 0
+
+    def listening_anew() -> bool:
+        connection = cache._listening_on
+        return cache.serves(other.metadata) and connection.get_server_pid() != listener_pid
+
     # Back to listening on a new connection, announcements reach it again.
-    await wait_for(lambda: cache.serves(other.metadata))
-    assert cache._listening_on.get_server_pid() != listener_pid
+    await wait_for(listening_anew)
     generation = await cached_on(other, issued.secret)
     assert await identity.revoke_token(platform, None, issued.id)
     await wait_for(lambda: cache.generation > generation)
@@ -183,3 +203,24 @@ def test_an_entry_lasts_no_longer_than_the_token_nor_the_cache_s_bound() -> None
     bounded = TokenCache(max_age_s=0.0)
     bounded.put(b"forever", principal(), None, bounded.generation)
     assert bounded.get(b"forever") is None
+
+
+async def test_without_token_cache_s_nothing_is_remembered_and_a_revocation_holds_at_once(
+    config: Config,
+) -> None:
+    """The default: every request asks PostgreSQL, so a token revoked by another process is
+    refused by the next request, with no notice to wait for."""
+    plain = create_platform(config.model_copy(update={"token_cache_s": 0.0}))
+    revoker = create_platform(config.model_copy(update={"token_cache_s": 0.0}))
+    await plain.start()
+    await revoker.start()
+    try:
+        assert token_authenticator(plain).cache is None
+        issued = await token_of_new_user(revoker)
+        assert await authenticate(plain, issued.secret) is not None
+        await identity.revoke_token(revoker, None, issued.id)
+        with pytest.raises(AuthenticationError):
+            await authenticate(plain, issued.secret)
+    finally:
+        await revoker.stop()
+        await plain.stop()

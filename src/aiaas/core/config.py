@@ -24,6 +24,7 @@ from aiaas.core.errors import ConfigError
 from aiaas.core.inference_request_settings import InferenceRequestSettings
 from aiaas.core.object_store_settings import ObjectStoreSettings
 from aiaas.core.setting_types import MasterKeyText, PostgresUrl, RedisUrl, redact_url
+from aiaas.core.token_settings import TokenSettings
 from aiaas.core.tracing_settings import ObservabilitySettings
 
 ENV_PREFIX = "AIAAS_"
@@ -56,6 +57,7 @@ class Config(
     CheckpointSettings,
     ObservabilitySettings,
     InferenceRequestSettings,
+    TokenSettings,
 ):
     """Every setting of the platform. Field docs are the reference text of docs/configuration.md."""
 

@@ -1,9 +1,10 @@
 """API token authentication: `Authorization: Bearer aiaas_...`.
 
-A token once accepted is remembered by the process (`cache`) until PostgreSQL announces a
-change of tokens or users, the token expires, or `MAX_AGE_S` passes: every request of the
-inference API carries one, and checking it in the database each time was a large share of a
-request's CPU. A refusal is never remembered.
+With `token_cache_s` above 0, a token once accepted is remembered by the process (`cache`) until
+PostgreSQL announces a change of tokens or users, the token expires, or `token_cache_s` passes:
+every request of the inference API carries one, and checking it in the database each time was a
+large share of a request's CPU. A refusal is never remembered. It is off by default, because a
+revocation then reaches other processes with the notice, not at its commit.
 """
 
 from __future__ import annotations
@@ -23,8 +24,7 @@ NAME = "api-token"
 
 class ApiTokenAuthenticator(Authenticator):
     def __init__(self, config: Config) -> None:
-        del config  # tokens live in the metadata store; nothing to configure
-        self.cache = TokenCache()
+        self.cache = TokenCache(max_age_s=config.token_cache_s) if config.token_cache_s else None
 
     async def authenticate(
         self, credentials: Credentials, metadata: MetadataStore
@@ -35,24 +35,28 @@ class ApiTokenAuthenticator(Authenticator):
             return None
         token_prefix(token)  # a malformed token is refused before anything is looked up
         key = token_hash(token)
-        cached = self.cache.serves(metadata)
-        if cached and (known := self.cache.get(key)) is not None:
+        cache = self.cache
+        cached = cache is not None and cache.serves(metadata)
+        if cache is not None and cached and (known := cache.get(key)) is not None:
             return known
-        generation = self.cache.generation
+        generation = cache.generation if cache is not None else 0
         async with metadata.acquire() as connection:
             principal, valid_for_s = await verify_token_lifetime(connection, token, NAME)
-        if cached:
-            self.cache.put(key, principal, valid_for_s, generation)
+        if cache is not None and cached:
+            cache.put(key, principal, valid_for_s, generation)
         return principal
 
     async def start(self, metadata: MetadataStore) -> None:
-        await self.cache.start(metadata)
+        if self.cache is not None:
+            await self.cache.start(metadata)
 
     async def refresh(self) -> None:
-        self.cache.forget_all()
+        if self.cache is not None:
+            self.cache.forget_all()
 
     async def close(self) -> None:
-        await self.cache.close()
+        if self.cache is not None:
+            await self.cache.close()
 
 
 @hookimpl

@@ -70,8 +70,13 @@ class TokenCache:
 
     def serves(self, metadata: MetadataStore) -> bool:
         """Whether answers may be kept for (or taken from) this cache for `metadata`'s tokens:
-        only while the announcements of that database reach it."""
-        return metadata is self._metadata and self._listening()
+        only while the announcements of that database reach it. Finding the listener gone
+        empties the cache at once, before its termination callback has run."""
+        if metadata is self._metadata and self._listening():
+            return True
+        if self._entries:
+            self.forget_all()
+        return False
 
     def _listening(self) -> bool:
         try:
