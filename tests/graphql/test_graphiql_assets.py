@@ -8,6 +8,7 @@ import hashlib
 import re
 from collections.abc import AsyncIterator
 from html.parser import HTMLParser
+from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -156,6 +157,28 @@ def test_the_shipped_scripts_evaluate_no_text_as_code() -> None:
         assert not re.search(r"(?<![\w$.])eval\s*\(", text), script.name
         constructed = re.findall(r"new Function\(([^)]*)\)", text)
         assert constructed in ([], ["'return this'"]), (script.name, constructed)
+
+
+PORTAL_SOURCE_DIR = Path(__file__).resolve().parents[2] / "portal" / "src"
+TEXT_AS_CODE_OR_MARKUP = re.compile(
+    r"(?<![\w$.])eval\s*\(|\bFunction\s*\(|set(?:Timeout|Interval)\s*\(\s*['\"`]"
+    r"|dangerouslySetInnerHTML|\binnerHTML\b|outerHTML|insertAdjacentHTML|document\.write"
+)
+
+
+def test_the_portals_own_code_runs_no_text_as_code_and_writes_no_markup() -> None:
+    """The bundle's JSON.parse calls (urql's and graphql-ws's, and ours) read data, not code.
+    Its one `innerHTML` path and MSApp's `execUnsafeLocalFunction` are React DOM's, reached only
+    through `dangerouslySetInnerHTML` or on Windows 8 HTML apps: this keeps our own code off
+    both, on top of a CSP without 'unsafe-eval'."""
+    sources = sorted(PORTAL_SOURCE_DIR.rglob("*.ts")) + sorted(PORTAL_SOURCE_DIR.rglob("*.tsx"))
+    assert sources
+    offending = [
+        f"{source.relative_to(PORTAL_SOURCE_DIR)}: {found.group()}"
+        for source in sources
+        for found in TEXT_AS_CODE_OR_MARKUP.finditer(source.read_text(encoding="utf-8"))
+    ]
+    assert not offending, offending
 
 
 async def test_the_page_runs_only_its_own_scripts_and_no_text_as_code(
