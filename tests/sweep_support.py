@@ -12,7 +12,6 @@ from typing import Any
 
 import optuna
 import redis
-from arq.worker import Worker
 
 from aiaas.core.config import Config
 from aiaas.core.data import datasets
@@ -41,6 +40,7 @@ from aiaas.core.training import (
     trials_of,
 )
 from aiaas.core.training.sweep_studies import STUDY_STORE
+from aiaas.workers.outage_tolerant import OutageTolerantWorker
 from aiaas.workers.settings import worker_settings
 from support import free_port, poll_until
 
@@ -79,7 +79,7 @@ async def running_worker(config: Config, platform: Platform | None = None) -> As
     manager = platform.plugins if platform is not None else None
     settings = worker_settings(config, plugin_manager=manager)
     settings["cron_jobs"] = []
-    worker = Worker(**settings, handle_signals=False)
+    worker = OutageTolerantWorker(**settings, handle_signals=False)
     task = asyncio.create_task(worker.async_run())
     try:
         yield

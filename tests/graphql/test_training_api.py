@@ -28,6 +28,7 @@ from aiaas.core.jobs import JobState, get_job
 from aiaas.core.platform import Platform
 from aiaas.core.training import models_trained_on
 from aiaas.graphql.relay import to_global_id
+from aiaas.workers.outage_tolerant import OutageTolerantWorker
 from aiaas.workers.settings import worker_settings
 from support import (
     Account,
@@ -63,7 +64,7 @@ async def worker(config: Config) -> AsyncIterator[Worker]:
     """A real arq worker with the default handlers, running for the whole module."""
     settings = worker_settings(config)
     settings["cron_jobs"] = []
-    worker = Worker(**settings, handle_signals=False)
+    worker = OutageTolerantWorker(**settings, handle_signals=False)
     task = asyncio.create_task(worker.async_run())
     yield worker
     task.cancel()

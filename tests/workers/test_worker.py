@@ -4,6 +4,7 @@ and the jobs a stopping worker hands back."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import pickle
 import signal
@@ -38,6 +39,7 @@ from aiaas.core.jobs import (
     insert_job,
 )
 from aiaas.core.platform import Platform
+from aiaas.workers.outage_tolerant import OutageTolerantWorker
 from aiaas.workers.settings import worker_settings
 
 Handler = Callable[[Platform, Job], Awaitable[str | None]]
@@ -432,3 +434,40 @@ async def test_a_worker_whose_job_was_taken_over_records_nothing_and_says_so(
     now = await job_state(platform, job.id)
     assert now.state is JobState.RUNNING and now.claimed_by == "heir"
     assert any("claim lost" in record.getMessage() for record in caplog.records), caplog.text
+
+
+async def test_a_worker_stopped_while_a_job_task_ends_cancelled_still_shuts_down(
+    config: Config,
+) -> None:
+    """arq cancels the job tasks a stop finds running; one caught in arq's own bookkeeping
+    (writing a finished job's result) ends cancelled rather than in a handler that notes the
+    cancel. The worker's close must wait it out and still run its shutdown hook, which stops
+    the worker's platform: without that, its pools and listeners outlive it."""
+    settings = worker_settings(config, job_handlers={})
+    settings["cron_jobs"] = []
+    start_platform, stop_platform = settings["on_startup"], settings["on_shutdown"]
+    started, shut_down = asyncio.Event(), asyncio.Event()
+
+    async def recording_startup(ctx: dict[str, Any]) -> None:
+        await start_platform(ctx)
+        started.set()
+
+    async def recording_shutdown(ctx: dict[str, Any]) -> None:
+        await stop_platform(ctx)
+        shut_down.set()
+
+    settings.update(on_startup=recording_startup, on_shutdown=recording_shutdown)
+    worker = OutageTolerantWorker(**settings, handle_signals=False)
+    running = asyncio.create_task(worker.async_run())
+    await asyncio.wait_for(started.wait(), timeout=30)
+    caught_finishing = asyncio.create_task(asyncio.sleep(3600))
+    worker.tasks["caught-finishing"] = caught_finishing
+
+    running.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await running
+    await worker.close()
+
+    assert caught_finishing.cancelled()
+    assert shut_down.is_set()
+    assert worker.tasks == {}

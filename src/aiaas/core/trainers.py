@@ -213,8 +213,9 @@ class TrainingReporter(abc.ABC):
 
     @abc.abstractmethod
     def should_stop(self) -> bool:
-        """True once the job is cancelled; `fit` then raises `TrainingCancelled` at the next
-        step boundary."""
+        """True once the job is cancelled; `fit` then raises `TrainingCancelled` where it next
+        checks. A trainer checks as often as it can stop cleanly: the built-in ones between
+        segments of at most `LOSS_BLOCK` steps (`flax_trainers.segments`)."""
 
 
 class SilentReporter(TrainingReporter):

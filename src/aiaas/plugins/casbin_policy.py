@@ -165,7 +165,8 @@ class CasbinPolicyEnforcer(PolicyEnforcer):
         self._listening_on = connection
 
     def _listening(self) -> bool:
-        return self._listener is not None and not self._listening_on.is_closed()
+        # The connection, not the exit stack: `_listen` sets the stack before it has one.
+        return self._listening_on is not None and not self._listening_on.is_closed()
 
     async def _watch(self, metadata: MetadataStore) -> None:
         while True:

@@ -12,12 +12,19 @@ Redis, and gives it back only when the job's task ends: an error in between leav
 taken, since arq expects the worker to die of it. This worker starts its jobs one at a time and
 gives back the slot of any that an outage kept from starting; without that, `max_jobs` outages
 at the wrong moment would leave it polling with no slot to run anything in.
+
+arq's `close` cancels the job tasks still running and then gathers them without
+`return_exceptions`: a task caught in arq's own bookkeeping (writing a finished job's result)
+ends cancelled, the gather raises `CancelledError`, and the shutdown hook that stops the
+worker's platform never runs, leaving its pools and listeners behind. This worker's `close`
+waits for the cancelled tasks to end whichever way they end, then shuts down.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 
 from arq.worker import Worker
 
@@ -46,6 +53,13 @@ class OutageTolerantWorker(Worker):
         if self._outage is not None:
             logger.warning("the worker's services are back; it polls again")
             self._outage = None
+
+    async def close(self) -> None:
+        if not self._handle_signals:
+            self.handle_sig(signal.SIGUSR1)  # arq's own stop: cancels what still runs
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        self.tasks.clear()  # each has ended and been waited for; arq's close gathers none again
+        await super().close()
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         for job_id in job_ids:

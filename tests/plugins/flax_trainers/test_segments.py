@@ -1,11 +1,14 @@
 """Steps run in segments, one dispatch each: where the segments end, and that they train
-exactly like one dispatch a step, with one compilation for every segment length."""
+exactly like one dispatch a step, with one compilation for every segment length. The loop on
+the device is what accelerators run; a CPU runs the jitted step once per step of a segment, and
+that is tested here too."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
+import jax
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -77,7 +80,8 @@ def test_segments_train_exactly_like_one_dispatch_a_step_and_compile_once(
     compiled: list[Any] = []
 
     def recording(train_step: Callable[..., Any], mesh: Any) -> Any:
-        compiled.append(segments.compiled_train_steps(train_step, mesh))
+        # The device loop, run here on the CPU: what an accelerator runs.
+        compiled.append(segments.looped_train_steps(train_step, mesh))
         return compiled[-1]
 
     with monkeypatch.context() as patched:
@@ -103,3 +107,19 @@ def test_segments_train_exactly_like_one_dispatch_a_step_and_compile_once(
     assert _reported(in_segments) == _reported(step_by_step)
     assert [step for step, _ in _reported(in_segments)] == list(range(1, 13))
     assert in_segments.checkpoints == step_by_step.checkpoints == [5, 10, 12]
+
+
+def test_a_cpu_runs_each_step_of_a_segment_as_its_own_dispatch() -> None:
+    """XLA:CPU runs convolutions in a loop body an order of magnitude slower (the module's doc
+    of `segments`): on a CPU, a segment of `count` steps is `count` calls of the jitted step."""
+    mesh = jax.sharding.Mesh(np.array(jax.devices("cpu")[:1]), ("data",))
+    calls: list[int] = []
+
+    def counting_step(params: Any, optimizer_state: Any, step_count: Any, losses: Any, *_: Any):
+        calls.append(step_count)
+        return params, optimizer_state, step_count + 1, losses
+
+    run = segments.compiled_train_steps(counting_step, mesh)
+    state = run("params", "optimizer", 3, "losses", "inputs", "targets", "weights", 5)
+    assert state == ("params", "optimizer", 8, "losses")
+    assert calls == [3, 4, 5, 6, 7]

@@ -266,7 +266,8 @@ async def submit_training_job(
 async def cancel_training_job(
     platform: Platform, actor: Principal, job_id: UUID, *, request_id: str | None = None
 ) -> Job:
-    """A queued job is cancelled at once; a running one stops at its next step boundary."""
+    """A queued job is cancelled at once; a running one stops where its trainer next checks
+    (`TrainingReporter.should_stop`)."""
     return await cancel_job(
         platform, actor, job_id, kind=TRAINING_JOB, action="training.cancel", request_id=request_id
     )

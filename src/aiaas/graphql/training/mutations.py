@@ -68,8 +68,9 @@ class TrainingMutation:
         extensions=requires_in_project(
             "training", "cancel", project_by_global_id("id", of="TrainingJob")
         ),
-        description="Cancel a training job: at once if it is queued, at its next step "
-        "boundary if it is running.",
+        description="Cancel a training job: at once if it is queued; if it is running, where "
+        "its trainer next checks (the built-in trainers: within 8 steps, or at the end of an "
+        "epoch when early stopping judges epochs).",
     )
     async def cancel_training_job(self, info: Info, id: strawberry.ID) -> CancelTrainingJobResult:
         context: RequestContext = info.context
