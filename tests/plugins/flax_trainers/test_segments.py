@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -109,17 +110,49 @@ def test_segments_train_exactly_like_one_dispatch_a_step_and_compile_once(
     assert in_segments.checkpoints == step_by_step.checkpoints == [5, 10, 12]
 
 
-def test_a_cpu_runs_each_step_of_a_segment_as_its_own_dispatch() -> None:
+class _CountingStep:
+    """A jitted step that counts its Python calls: a dispatch each, or one trace in a loop."""
+
+    def __init__(self, step: Callable[..., Any]) -> None:
+        self.jitted, self.calls = jax.jit(step), 0
+
+    def __call__(self, *arguments: Any) -> Any:
+        self.calls += 1
+        return self.jitted(*arguments)
+
+    def lower(self, *arguments: Any) -> Any:
+        return self.jitted.lower(*arguments)
+
+
+def _dense(params: Any, optimizer_state: Any, step_count: Any, losses: Any, inputs: Any, *_: Any):
+    return params + inputs.sum(), optimizer_state, step_count + 1, losses
+
+
+def _convolving(
+    params: Any, optimizer_state: Any, step_count: Any, losses: Any, inputs: Any, *_: Any
+):
+    kernel = jnp.ones((1, 1, 3, 3), jnp.float32)
+    image = jax.lax.conv(inputs[None, None], kernel, (1, 1), "SAME")
+    return params + image.sum(), optimizer_state, step_count + 1, losses
+
+
+@pytest.mark.parametrize(("step", "calls"), [(_convolving, 5), (_dense, 1)])
+def test_a_cpu_dispatches_each_step_of_a_convolving_model_and_loops_a_dense_one(
+    step: Callable[..., Any], calls: int
+) -> None:
     """XLA:CPU runs convolutions in a loop body an order of magnitude slower (the module's doc
-    of `segments`): on a CPU, a segment of `count` steps is `count` calls of the jitted step."""
+    of `segments`): on a CPU, a convolving step's segment of 5 steps is 5 dispatches; a dense
+    one's is one loop, traced once."""
     mesh = jax.sharding.Mesh(np.array(jax.devices("cpu")[:1]), ("data",))
-    calls: list[int] = []
+    counting = _CountingStep(step)
+    arguments = (jnp.float32(0), jnp.float32(0), jnp.int32(3), jnp.zeros(8), jnp.ones((4, 4)))
+    one_step = float(step(*arguments)[0])
+    run = segments.compiled_train_steps(counting, mesh)
 
-    def counting_step(params: Any, optimizer_state: Any, step_count: Any, losses: Any, *_: Any):
-        calls.append(step_count)
-        return params, optimizer_state, step_count + 1, losses
+    params, _, step_count, _ = run(*arguments, jnp.ones(1), jnp.ones(1), 5)
 
-    run = segments.compiled_train_steps(counting_step, mesh)
-    state = run("params", "optimizer", 3, "losses", "inputs", "targets", "weights", 5)
-    assert state == ("params", "optimizer", 8, "losses")
-    assert calls == [3, 4, 5, 6, 7]
+    assert int(step_count) == 8
+    assert float(params) == pytest.approx(5 * one_step)
+    assert counting.calls == calls
+    fresh = (jnp.float32(0), jnp.float32(0), jnp.int32(3), jnp.zeros(8), jnp.ones((4, 4)))
+    assert segments.convolves(counting, (*fresh, jnp.ones(1), jnp.ones(1))) is (calls == 5)

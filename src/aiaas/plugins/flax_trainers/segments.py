@@ -15,13 +15,15 @@ chunk (the next one is staged), at a checkpoint and at the run's end. Cancellati
 between segments, so it takes effect within `LOSS_BLOCK` steps, at an epoch's end when epochs
 are judged (`epoch_verdicts`) and at once after a checkpoint.
 
-On a CPU the segment is a host loop over the jitted step instead. XLA:CPU runs a loop body's
-convolutions far slower than the same convolutions at a computation's top level: the image
-ResNet's test of shapes on noise took 213 s in `fori_loop` segments against 15 s dispatched
-step by step (`pytest --durations=5 tests/plugins/flax_trainers/test_image_resnet.py`, idle
-2-core machine). And on a CPU the host and the "device" are the same cores, so there is no idle
-device for a loop on it to keep busy. Segment boundaries, and so cancellation and reporting,
-are the same on every backend; each backend runs every step through one compiled body.
+On a CPU, a step that convolves runs its segments as a host loop over the jitted step instead.
+XLA:CPU runs a loop body's convolutions far slower than the same convolutions at a
+computation's top level: the image ResNet's test of shapes on noise took 213 s in `fori_loop`
+segments against 15 s dispatched step by step (`pytest --durations=5
+tests/plugins/flax_trainers/test_image_resnet.py`, idle 2-core machine). Dense steps keep the
+loop there, where it pays: `python bench/train_overhead.py` ran the MLP at 1.08x a bare jitted
+step in the loop against 0.94x step by step. Segment boundaries, and so cancellation and
+reporting, are the same either way; each configuration runs every step through one compiled
+body.
 """
 
 from __future__ import annotations
@@ -37,13 +39,41 @@ from aiaas.plugins.flax_trainers.progress_meter import LOSS_BLOCK
 from aiaas.plugins.flax_trainers.staging import Schedule, partition
 
 
+@functools.lru_cache(maxsize=16)
 def compiled_train_steps(train_step: Callable[..., Any], mesh: Mesh) -> Callable[..., Any]:
     """`steps(params, optimizer_state, step_count, losses, inputs, targets, class_weights,
     count)`: `train_step`'s arguments and results, after `count` steps instead of one: a loop
-    on the device (`looped_train_steps`), or on a CPU the jitted step `count` times."""
+    on the device (`looped_train_steps`), or on a CPU for a step that convolves, the jitted
+    step `count` times. Kept per train step, with the choice made at its first segment."""
     if all(device.platform == "cpu" for device in mesh.devices.flat):
-        return functools.partial(_step_by_step, train_step)
+        return _CpuSegments(train_step, mesh)
     return looped_train_steps(train_step, mesh)
+
+
+class _CpuSegments:
+    """Decides at the first segment, from the step's lowered program, whether to loop on the
+    device: only a step without convolutions does (see the module's doc)."""
+
+    def __init__(self, train_step: Callable[..., Any], mesh: Mesh) -> None:
+        self._train_step, self._mesh = train_step, mesh
+        self._run: Callable[..., Any] | None = None
+
+    def __call__(self, *arguments: Any) -> Any:
+        if self._run is None:
+            self._run = (
+                functools.partial(_step_by_step, self._train_step)
+                if convolves(self._train_step, arguments[:7])
+                else looped_train_steps(self._train_step, self._mesh)
+            )
+        return self._run(*arguments)
+
+
+def convolves(train_step: Callable[..., Any], arguments: tuple[Any, ...]) -> bool:
+    """Whether the step's program holds a convolution. Lowering a jitted step traces it once
+    more but compiles nothing."""
+    lower = getattr(train_step, "lower", None) or jax.jit(train_step).lower
+    lowered: str = lower(*arguments).as_text()
+    return "convolution" in lowered
 
 
 @functools.lru_cache(maxsize=16)
