@@ -121,6 +121,33 @@ async def state(platform: Platform) -> dict[str, Any]:
     return found
 
 
+async def test_a_document_parsed_and_validated_before_still_has_its_values_checked(
+    client: httpx.AsyncClient, admin_token: str, world: World
+) -> None:
+    """Documents are parsed and validated once, then looked up (graphql.schema's document
+    caches); the values a request carries are checked on every request, and an invalid
+    document is refused every time it comes."""
+    del world  # the project `SLUG`
+    query = "query($slug: String!) { project(slug: $slug) { slug } }"
+    invalid = "query { project(slug: 1) { noSuchField } }"
+    answers_to_invalid = []
+    for _ in range(2):
+        status, found = await post_raw(
+            client, admin_token, json.dumps({"query": query, "variables": {"slug": SLUG}}).encode()
+        )
+        assert (status, found) == (200, {"data": {"project": {"slug": SLUG}}})
+        with_nul = {"query": query, "variables": {"slug": "a\x00b"}}
+        assert_refused(await post_raw(client, admin_token, json.dumps(with_nul).encode()), "slug")
+        status, refused = await post_raw(
+            client, admin_token, json.dumps({"query": invalid}).encode()
+        )
+        assert status == 200 and refused["data"] is None
+        answers_to_invalid.append(refused)
+    first, second = answers_to_invalid
+    assert first == second
+    assert any("noSuchField" in error["message"] for error in first["errors"]), first
+
+
 # Text ------------------------------------------------------------------------------------------
 
 HOSTILE_TEXTS = {

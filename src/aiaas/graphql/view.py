@@ -31,6 +31,7 @@ import json
 import logging
 from typing import Any
 
+import orjson
 from cross_web import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -224,6 +225,17 @@ class GraphQLView(GraphQL[RequestContext, None]):
             return await super().run(request)
         finally:
             self.sessions.forget(request)
+
+    def encode_json(self, data: object) -> bytes:
+        # orjson writes a page of thousands of floats (a metric history's columns) several
+        # times faster than json.dumps. Where it refuses (an integer beyond 64 bits, a lone
+        # surrogate) the standard library writes it. orjson writes UTF-8 rather than \u
+        # escapes, and a non-finite float as null where json.dumps writes NaN, which no JSON
+        # reader accepts.
+        try:
+            return orjson.dumps(data)
+        except TypeError:
+            return json.dumps(data, separators=(",", ":")).encode()
 
     def decode_json(self, data: str | bytes) -> object:
         # json.loads raises more than JSONDecodeError on a body it cannot read: RecursionError
