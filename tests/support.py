@@ -520,10 +520,17 @@ async def send(websocket: ClientConnection, message: dict[str, Any]) -> None:
     await websocket.send(json.dumps(message))
 
 
+def text_message(frame: str | bytes) -> dict[str, Any]:
+    """A graphql-transport-ws message, read from a frame that must be text: the protocol sends
+    nothing else, and a browser's graphql-ws client drops a binary frame."""
+    assert isinstance(frame, str), f"a binary frame: {frame!r}"
+    message: dict[str, Any] = json.loads(frame)
+    return message
+
+
 async def receive(websocket: ClientConnection, timeout_s: float = 5) -> dict[str, Any]:
     async with asyncio.timeout(timeout_s):
-        message: dict[str, Any] = json.loads(await websocket.recv())
-    return message
+        return text_message(await websocket.recv())
 
 
 async def messages_until_closed(
@@ -535,7 +542,7 @@ async def messages_until_closed(
     try:
         async with asyncio.timeout(timeout_s):
             async for raw in websocket:
-                messages.append(json.loads(raw))
+                messages.append(text_message(raw))
     except ConnectionClosed:
         pass
     except TimeoutError:

@@ -437,12 +437,21 @@ async def test_a_worker_whose_job_was_taken_over_records_nothing_and_says_so(
 
 
 async def test_a_worker_stopped_while_a_job_task_ends_cancelled_still_shuts_down(
-    config: Config,
+    config: Config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """arq cancels the job tasks a stop finds running; one caught in arq's own bookkeeping
-    (writing a finished job's result) ends cancelled rather than in a handler that notes the
-    cancel. The worker's close must wait it out and still run its shutdown hook, which stops
-    the worker's platform: without that, its pools and listeners outlive it."""
+    (writing a finished job's result, under `asyncio.shield`) ends cancelled while the write
+    goes on. The worker's close must wait for both and still run its shutdown hook, which
+    stops the worker's platform: without that, its pools and listeners outlive it."""
+    written = asyncio.Event()
+    arq_finish_job = Worker.finish_job
+
+    async def slow_finish_job(self: Worker, *args: Any) -> None:
+        await asyncio.sleep(0.3)  # long enough for the stop to come while it writes
+        await arq_finish_job(self, *args)
+        written.set()
+
+    monkeypatch.setattr(Worker, "finish_job", slow_finish_job)
     settings = worker_settings(config, job_handlers={})
     settings["cron_jobs"] = []
     start_platform, stop_platform = settings["on_startup"], settings["on_shutdown"]
@@ -453,6 +462,7 @@ async def test_a_worker_stopped_while_a_job_task_ends_cancelled_still_shuts_down
         started.set()
 
     async def recording_shutdown(ctx: dict[str, Any]) -> None:
+        assert written.is_set(), "shut down while a result was still being written"
         await stop_platform(ctx)
         shut_down.set()
 
@@ -460,8 +470,15 @@ async def test_a_worker_stopped_while_a_job_task_ends_cancelled_still_shuts_down
     worker = OutageTolerantWorker(**settings, handle_signals=False)
     running = asyncio.create_task(worker.async_run())
     await asyncio.wait_for(started.wait(), timeout=30)
-    caught_finishing = asyncio.create_task(asyncio.sleep(3600))
+
+    async def job_writing_its_result() -> None:  # as arq's run_job ends
+        await asyncio.shield(
+            worker.finish_job(f"no-such-job-{uuid.uuid4()}", True, None, None, False, None, None)
+        )
+
+    caught_finishing = asyncio.create_task(job_writing_its_result())
     worker.tasks["caught-finishing"] = caught_finishing
+    await asyncio.sleep(0.05)  # the write has begun
 
     running.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -469,5 +486,6 @@ async def test_a_worker_stopped_while_a_job_task_ends_cancelled_still_shuts_down
     await worker.close()
 
     assert caught_finishing.cancelled()
+    assert written.is_set()
     assert shut_down.is_set()
     assert worker.tasks == {}

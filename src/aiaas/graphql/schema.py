@@ -4,19 +4,11 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 import strawberry
-from strawberry.extensions import (
-    DisableIntrospection,
-    MaskErrors,
-    MaxAliasesLimiter,
-    MaxTokensLimiter,
-    ParserCache,
-    QueryDepthLimiter,
-    ValidationCache,
-)
+from strawberry.extensions import DisableIntrospection, MaskErrors, MaxTokensLimiter
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 from strawberry.types.base import get_object_definition
@@ -32,6 +24,11 @@ from aiaas.graphql.deployments.batch_prediction import BatchPredictionMutation
 from aiaas.graphql.deployments.mutations import DeploymentMutation
 from aiaas.graphql.deployments.subscriptions import DeploymentSubscription
 from aiaas.graphql.deployments.types import Deployment
+from aiaas.graphql.document_caches import (
+    ParsedDocuments,
+    ValidationUnlessRefused,
+    document_limits,
+)
 from aiaas.graphql.error_audit import UnexpectedErrorsAudited, unexpected_cause
 from aiaas.graphql.errors import ConflictResult, InvalidInputResult, NotFoundResult
 from aiaas.graphql.identity.mutations import IdentityMutation
@@ -153,36 +150,16 @@ class AiaasSchema(strawberry.Schema):
                 )
 
 
-DOCUMENT_CACHE_SIZE = 256
-"""Parsed, and validated, documents kept (each cache an LRU)."""
-
-
-class ValidationUnlessRefused(ValidationCache):
-    """Each document validated once, then its outcome looked up. strawberry's cache sets the
-    outcome whatever an earlier check found: this one leaves a refusal (`InputChecks`, which
-    depends on the variables and runs every time) as it is."""
-
-    def on_validate(self) -> Iterator[None]:
-        if self.execution_context.pre_execution_errors is None:
-            yield from super().on_validate()
-        else:
-            yield
-
-
 def schema_extensions(config: Config) -> list[Any]:
     """Limits that reject an abusive document, and values no field can store, before any
     resolver runs, and, in production, no introspection and masked unexpected errors
     (DESIGN.md section 7). Unexpected errors are audited first, before they are masked."""
     extensions: list[Any] = [
-        # A client sends the same few documents over and over (a page, its poll, a form):
-        # each is parsed once, then looked up by its text (keyed with the parse options, so
-        # the token limit still applies). Bounded: anyone can send new text.
-        lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
+        ParsedDocuments,  # see document_caches
         UnexpectedErrorsAudited,
         InputChecks,  # before validation, which its refusal skips
-        lambda: ValidationUnlessRefused(maxsize=DOCUMENT_CACHE_SIZE),
-        lambda: QueryDepthLimiter(max_depth=config.graphql_max_depth),
-        lambda: MaxAliasesLimiter(max_alias_count=config.graphql_max_aliases),
+        ValidationUnlessRefused,
+        document_limits(config.graphql_max_depth, config.graphql_max_aliases),
         lambda: MaxTokensLimiter(max_token_count=config.graphql_max_tokens),
     ]
     if not config.is_dev:

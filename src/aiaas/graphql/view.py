@@ -29,14 +29,16 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 from cross_web import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
+from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws import WS_4406_PROTOCOL_NOT_ACCEPTABLE
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage
@@ -120,7 +122,15 @@ class TransportWSHandler(SharedSubscriptionsHandler):
 
 class WebSocketAdapter(ASGIWebSocketAdapter):
     """strawberry closes a socket with 4406 "Subprotocol not acceptable" without naming the one
-    it accepts; this names it."""
+    it accepts; this names it. And it sends what `encode_json` gives as it is, a binary frame
+    for bytes, where graphql-transport-ws speaks in text frames: a browser's graphql-ws client
+    drops a binary one. Messages go as text, encoded as the answers to queries are."""
+
+    async def send_json(self, message: Mapping[str, object]) -> None:
+        try:
+            await self.ws.send_text(self.view.encode_json_string(message))
+        except WebSocketDisconnect as exc:
+            raise WebSocketDisconnected from exc
 
     async def close(self, code: int, reason: str) -> None:
         if code == WS_4406_PROTOCOL_NOT_ACCEPTABLE:

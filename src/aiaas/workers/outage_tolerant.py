@@ -16,15 +16,19 @@ at the wrong moment would leave it polling with no slot to run anything in.
 arq's `close` cancels the job tasks still running and then gathers them without
 `return_exceptions`: a task caught in arq's own bookkeeping (writing a finished job's result)
 ends cancelled, the gather raises `CancelledError`, and the shutdown hook that stops the
-worker's platform never runs, leaving its pools and listeners behind. This worker's `close`
-waits for the cancelled tasks to end whichever way they end, then shuts down.
+worker's platform never runs, leaving its pools and listeners behind. And arq writes that
+result under `asyncio.shield`, so the write goes on after its job's task has ended cancelled,
+on a Redis pool that `close` is about to shut. This worker's `close` waits for the cancelled
+tasks to end whichever way they end, and for the shielded writes, then shuts down.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import signal
+from collections.abc import AsyncIterator
+from typing import Any
 
 from arq.worker import Worker
 
@@ -37,6 +41,10 @@ OUTAGE_POLL_S = 1.0
 
 class OutageTolerantWorker(Worker):
     _outage: str | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._finishing: set[asyncio.Task[Any]] = set()
 
     async def _poll_iteration(self) -> None:
         try:
@@ -56,10 +64,30 @@ class OutageTolerantWorker(Worker):
 
     async def close(self) -> None:
         if not self._handle_signals:
-            self.handle_sig(signal.SIGUSR1)  # arq's own stop: cancels what still runs
-        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+            # What arq's stop (`handle_sig`, which its close calls next) would cancel.
+            for task in self.tasks.values():
+                task.cancel()
+        await asyncio.gather(*self.tasks.values(), *self._finishing, return_exceptions=True)
         self.tasks.clear()  # each has ended and been waited for; arq's close gathers none again
         await super().close()
+
+    async def finish_job(self, *args: Any, **kwargs: Any) -> None:
+        async with self._finishing_in(asyncio.current_task()):
+            await super().finish_job(*args, **kwargs)
+
+    async def finish_failed_job(self, *args: Any, **kwargs: Any) -> None:
+        async with self._finishing_in(asyncio.current_task()):
+            await super().finish_failed_job(*args, **kwargs)
+
+    @contextlib.asynccontextmanager
+    async def _finishing_in(self, task: asyncio.Task[Any] | None) -> AsyncIterator[None]:
+        # The task is the one `asyncio.shield` made for the write, not the job's own.
+        if task is not None:
+            self._finishing.add(task)
+        try:
+            yield
+        finally:
+            self._finishing.discard(task)
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         for job_id in job_ids:

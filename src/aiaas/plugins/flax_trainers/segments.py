@@ -73,7 +73,7 @@ def convolves(train_step: Callable[..., Any], arguments: tuple[Any, ...]) -> boo
     more but compiles nothing."""
     lower = getattr(train_step, "lower", None) or jax.jit(train_step).lower
     lowered: str = lower(*arguments).as_text()
-    return "convolution" in lowered
+    return "stablehlo.convolution" in lowered
 
 
 @functools.lru_cache(maxsize=16)
