@@ -85,3 +85,34 @@ async def test_the_jobs_list_follows_a_job_submitted_elsewhere_without_a_reload(
     start_worker()
     await expect(row).to_contain_text("Succeeded", timeout=TRAINING_TIMEOUT_MS)
     assert watcher.url == listed_at, "the list followed the job without being reloaded"
+
+
+async def test_a_queued_job_is_cancelled_only_once_the_question_is_answered_yes(
+    page: Page, wine_project: str, owner: str
+) -> None:
+    await sign_in(page, owner)
+    await page.goto(f"/projects/{wine_project}/jobs/new")
+    await fill_training_form(page, target="cultivar", epochs=1)
+    await page.get_by_role("button", name="Submit training job").click()
+    await expect(page).to_have_url(re.compile(rf"/projects/{wine_project}/jobs/(?!new$)[^/]+$"))
+    title = page.get_by_role("heading", level=1)
+    await expect(title).to_contain_text("Queued")
+
+    # Asked first; "Keep the job" (never a bare "Cancel", which would read as the action) keeps it.
+    await page.get_by_role("button", name="Cancel job").click()
+    question = page.get_by_role("group", name=re.compile(r"^Cancel the training of "))
+    await expect(question).to_be_visible()
+    await expect(page.get_by_role("button", name="Keep the job")).to_be_focused()
+    await page.get_by_role("button", name="Keep the job").click()
+    await expect(question).to_be_hidden()
+    await expect(page.get_by_role("button", name="Cancel job")).to_be_focused()
+    await page.reload()
+    await expect(title).to_contain_text("Queued")
+
+    await page.get_by_role("button", name="Cancel job").click()
+    await page.get_by_role("button", name="Yes, cancel the job").click()
+    await expect(title).to_contain_text("Cancelled")
+    await expect(page.get_by_role("button", name="Cancel job")).to_have_count(0)
+    await expect(title).to_be_focused()  # not lost on the page's body with its button
+    await page.reload()
+    await expect(title).to_contain_text("Cancelled")

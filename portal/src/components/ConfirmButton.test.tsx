@@ -46,6 +46,21 @@ describe('ConfirmButton', () => {
     expect(onConfirm).not.toHaveBeenCalled();
   });
 
+  it('names its way back as told, where "Cancel" would read as the action itself', () => {
+    const onConfirm = vi.fn();
+    render(
+      <ConfirmButton question="Cancel the training of wine?" confirm="Yes, cancel the job" dismiss="Keep the job" onConfirm={onConfirm}>
+        Cancel job
+      </ConfirmButton>,
+    );
+    fireEvent.click(screen.getByRole('button', { name: 'Cancel job' }));
+    expect(screen.queryByRole('button', { name: 'Cancel' })).toBeNull();
+    expect(document.activeElement).toBe(screen.getByRole('button', { name: 'Keep the job' }));
+    fireEvent.click(screen.getByRole('button', { name: 'Keep the job' }));
+    expect(onConfirm).not.toHaveBeenCalled();
+    expect(document.activeElement).toBe(screen.getByRole('button', { name: 'Cancel job' }));
+  });
+
   it('gives focus back to its button once the page is no longer busy', async () => {
     let finish: () => void = () => {};
     // The page's mutation starts with the action and ends after it: the page is busy meanwhile.

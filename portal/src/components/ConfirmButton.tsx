@@ -17,6 +17,9 @@ export interface ConfirmButtonProps {
   question: string;
   /** The text of the button that does it, e.g. "Yes, remove alice". */
   confirm: string;
+  /** The text of the button that does not, "Cancel" unless that would read as the action
+   * itself (cancelling a job). */
+  dismiss?: string;
   onConfirm: () => Promise<unknown> | void;
   disabled?: boolean;
   className?: string;
@@ -26,7 +29,7 @@ export interface ConfirmButtonProps {
 
 type Step = 'idle' | 'asking' | 'working';
 
-export function ConfirmButton({ children, label, question, confirm, onConfirm, disabled, className, fallbackFocus }: ConfirmButtonProps) {
+export function ConfirmButton({ children, label, question, confirm, dismiss = 'Cancel', onConfirm, disabled, className, fallbackFocus }: ConfirmButtonProps) {
   const [step, setStep] = useState<Step>('idle');
   const trigger = useRef<HTMLButtonElement>(null);
   const cancel = useRef<HTMLButtonElement>(null);
@@ -107,7 +110,7 @@ export function ConfirmButton({ children, label, question, confirm, onConfirm, d
         {confirm}
       </button>{' '}
       <button ref={cancel} type="button" disabled={step === 'working'} onClick={back}>
-        Cancel
+        {dismiss}
       </button>
     </span>
   );

@@ -4,6 +4,7 @@ import { useClient, useMutation, useQuery } from 'urql';
 import { appendBounded, emptyBounded, type Bounded } from '../api/bounded';
 import { useEventStream } from '../api/useEventStream';
 import { useMutationAction } from '../api/useMutationAction';
+import { ConfirmButton } from '../components/ConfirmButton';
 import { ErrorMessage, Loading } from '../components/ErrorMessage';
 import { formatDate, formatNumber } from '../components/format';
 import { PageGate } from '../components/PageGate';
@@ -192,6 +193,7 @@ export default function JobPage() {
 
   const job = data?.node?.__typename === 'TrainingJob' ? data.node : null;
   const loadedId = job?.id;
+  const title = useRef<HTMLHeadingElement>(null); // where focus goes once a cancel removes its button
 
   // The keys the job query answered: the first round charts them without asking again (one
   // round trip less before the chart draws); a later round, once the job has ended, asks anew.
@@ -316,7 +318,7 @@ export default function JobPage() {
   return (
     <section>
       <ProjectNav slug={slug} />
-      <h1>
+      <h1 ref={title} tabIndex={-1}>
         Training job: {job.modelName} <span className={`state state-${state.toLowerCase()}`}>{stateLabel(state)}</span>
       </h1>
       <p className="muted">
@@ -337,9 +339,17 @@ export default function JobPage() {
       <ErrorMessage error={cancellation.problem} />
       {stream.error && <ErrorMessage error={stream.error} />}
       {canCancel && (
-        <button type="button" className="danger" disabled={cancellation.busy} onClick={() => void cancelJob()}>
+        <ConfirmButton
+          className="danger"
+          question={`Cancel the training of ${job.modelName}? A queued job never runs; a running one stops within a few steps.`}
+          confirm="Yes, cancel the job"
+          dismiss="Keep the job"
+          disabled={cancellation.busy}
+          onConfirm={cancelJob}
+          fallbackFocus={title}
+        >
           Cancel job
-        </button>
+        </ConfirmButton>
       )}
       {progress && (
         <p>

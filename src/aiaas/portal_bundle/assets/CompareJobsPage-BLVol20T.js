@@ -1,4 +1,4 @@
-import{u as q,d as E,w as L,r as i,b as D,c as I,k as e,n as y,L as v,p as C,q as O,E as x,o as N,v as w}from"./index-B3Ftuz7q.js";import{M as Q,L as A}from"./metricBuffer-DoArUW-Z.js";import"./uplot-Cf2ZdPUc.js";const K=w(`
+import{u as q,d as E,w as L,r as i,b as D,c as I,k as e,n as y,L as v,p as C,q as O,E as x,o as N,v as w}from"./index-CoiHIMbv.js";import{M as Q,L as A}from"./metricBuffer-tAKsDYpJ.js";import"./uplot-Cf2ZdPUc.js";const K=w(`
   query CompareTrainingJobs($slug: String!, $ids: [ID!]!) {
     project(slug: $slug) {
       id
